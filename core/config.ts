@@ -1,0 +1,124 @@
+// Environment configuration: one TypeBox schema per process, composed from per-service parts,
+// validated once at start. A bad value stops the process with one line per problem.
+import os from 'node:os';
+import path from 'node:path';
+import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { KitError } from './errors.ts';
+
+export const BOARDS = [
+  'auto',
+  'pi4',
+  'pi5',
+  'pi-zero-2w',
+  'jetson-orin-nano',
+  'jetson-orin-nx',
+  'sim',
+] as const;
+
+const Port = (def: number, description: string) =>
+  Type.Integer({ minimum: 1, maximum: 65535, default: def, description });
+
+/** What every process reads. */
+export const BaseConfig = Type.Object({
+  POPKIT_KIT_ID: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+      description: "the kit's identity on the hub",
+    }),
+  ),
+  BALENA_DEVICE_UUID: Type.Optional(Type.String()),
+  POPKIT_BOARD: Type.Union(
+    BOARDS.map((b) => Type.Literal(b)),
+    { default: 'auto', description: 'board profile' },
+  ),
+  POPKIT_DATA_DIR: Type.Optional(Type.String({ minLength: 1, description: 'LMDB, keys, HLS output' })),
+  POPKIT_HOST_ROOT: Type.Optional(Type.String({ minLength: 1 })),
+  POPKIT_LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  POPKIT_HUB_URL: Type.Optional(
+    Type.String({ pattern: '^(mqtts?|wss?|tcp)://', description: "the hub's MQTT URL" }),
+  ),
+  POPKIT_LOCAL_BUS_URL: Type.Optional(
+    Type.String({ pattern: '^(mqtts?|wss?|tcp)://', description: 'MQTT local bus' }),
+  ),
+});
+
+/** What checkout reads (popkit checkout, popkit up). */
+export const CheckoutConfig = Type.Object({
+  POPKIT_HTTP_PORT: Port(8080, 'checkout API and dashboard'),
+  POPKIT_HTTP_HOST: Type.String({ default: '0.0.0.0' }),
+  POPKIT_ADMIN_TOKEN: Type.Optional(
+    Type.String({ minLength: 16, description: 'bearer token for staff endpoints' }),
+  ),
+  POPKIT_TOKEN_KEY: Type.Optional(
+    Type.String({
+      pattern: '^[0-9a-fA-F]{64}$',
+      description: 'AES-256 device key for payment tokens, 64 hex chars',
+    }),
+  ),
+  POPKIT_TOKEN_TTL_S: Type.Integer({
+    minimum: 60,
+    default: 24 * 3600,
+    description: 'payment token lifetime',
+  }),
+  POPKIT_RISK_MAX_ORDER_CENTS: Type.Integer({ minimum: 0, default: 50_000 }),
+  POPKIT_RISK_MAX_UNSYNCED_CENTS: Type.Integer({ minimum: 0, default: 500_000 }),
+  POPKIT_RISK_MAX_UNSYNCED_ORDERS: Type.Integer({ minimum: 0, default: 2_000 }),
+  POPKIT_RISK_MAX_UNSYNCED_AGE_S: Type.Integer({ minimum: 0, default: 6 * 3600 }),
+  POPKIT_STORE_MAX_MB: Type.Integer({ minimum: 1, default: 4096, description: 'LMDB map size ceiling' }),
+});
+
+export type BaseConfigT = Static<typeof BaseConfig>;
+export type CheckoutConfigT = Static<typeof CheckoutConfig>;
+
+export class ConfigError extends KitError {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super('CONFIG_INVALID', `invalid configuration:\n${problems.join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+export function composeConfig<A extends TProperties, B extends TProperties>(a: TObject<A>, b: TObject<B>) {
+  return Type.Object({ ...a.properties, ...b.properties });
+}
+
+/**
+ * Validate the process environment against `schema`. Unknown variables are ignored (the environment
+ * carries much else); known ones are converted from strings, defaulted and checked.
+ */
+export function loadConfig<T extends TObject>(schema: T, env: NodeJS.ProcessEnv = process.env): Static<T> {
+  const picked: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.properties)) {
+    const raw = env[key];
+    if (raw !== undefined && raw !== '') picked[key] = raw;
+  }
+  const converted = Value.Convert(schema, Value.Default(schema, picked)) as Record<string, unknown>;
+  const problems: string[] = [];
+  for (const err of Value.Errors(schema, converted)) {
+    const key = err.path.replace(/^\//, '');
+    const raw = env[key];
+    const desc = (schema.properties[key] as { description?: string } | undefined)?.description;
+    problems.push(
+      `${key}=${raw === undefined ? '(unset)' : JSON.stringify(raw)}: ${err.message}${desc ? ` (${desc})` : ''}`,
+    );
+  }
+  if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
+  return converted as Static<T>;
+}
+
+/** POPKIT_KIT_ID, else BALENA_DEVICE_UUID, else the host name (CONTRACT.md). */
+export function resolveKitId(cfg: BaseConfigT): string {
+  const raw = cfg.POPKIT_KIT_ID ?? cfg.BALENA_DEVICE_UUID ?? os.hostname();
+  return raw.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64) || 'kit';
+}
+
+/** `/data` on a board (balena mounts the data volume there), `./.popkit` in a checkout. */
+export function resolveDataDir(cfg: BaseConfigT, cwd = process.cwd()): string {
+  if (cfg.POPKIT_DATA_DIR) return path.resolve(cwd, cfg.POPKIT_DATA_DIR);
+  if (process.env['BALENA_DEVICE_UUID'] || process.env['BALENA']) return '/data';
+  return path.resolve(cwd, '.popkit');
+}

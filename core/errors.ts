@@ -1,0 +1,59 @@
+// Coded errors shared by every process, and their mapping to HTTP status in one place.
+
+export const ERROR_STATUS = {
+  BAD_REQUEST: 400,
+  VALIDATION: 400,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  UNKNOWN_SKU: 400,
+  SOLD_OUT: 409,
+  IDEMPOTENCY_MISMATCH: 409,
+  CONFLICT: 409,
+  EVENT_STATE: 409,
+  RISK_LIMIT: 422,
+  TOKEN_EXPIRED: 422,
+  LOCKED: 423,
+  TOO_MANY_REQUESTS: 429,
+  NOT_READY: 503,
+  STORE_FULL: 507,
+  CONFIG_INVALID: 500,
+  INTERNAL: 500,
+  // hardware faults: never HTTP-facing as 500s, surfaced as status
+  HW_I2C_NACK: 502,
+  HW_SERIAL_CLOSED: 502,
+  HW_STALE: 502,
+  HW_UNAVAILABLE: 503,
+  MEDIA_UNAVAILABLE: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class KitError extends Error {
+  readonly code: ErrorCode | (string & {});
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode | (string & {}), message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'KitError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get status(): number {
+    return (ERROR_STATUS as Record<string, number>)[this.code] ?? 500;
+  }
+
+  toEnvelope(): { error: { code: string; message: string; details?: Record<string, unknown> } } {
+    return {
+      error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) },
+    };
+  }
+}
+
+export function isKitError(err: unknown): err is KitError {
+  return err instanceof KitError;
+}
