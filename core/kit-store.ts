@@ -1,0 +1,202 @@
+// The kit's one LMDB environment on the data volume, shared by checkout and sync (several processes
+// may open it at once). Sub-databases and their value shapes are defined here, once.
+//
+// Durability: the environment is opened with overlappingSync off, so an awaited write or transaction
+// resolves only after its commit is fsynced; concurrent transactions are batched by lmdb-js into one
+// commit, which is where the throughput comes from (MEASURED.md).
+import fs from 'node:fs';
+import path from 'node:path';
+import { type Database, open, type RootDatabase } from 'lmdb';
+import type { SealedToken } from './token-vault.ts';
+
+export interface CatalogItem {
+  sku: string;
+  name: string;
+  priceCents: number;
+  currency: string;
+  /** limited "hero" drop items are marked so the dashboard can show them */
+  hero?: boolean;
+  maxPerOrder?: number;
+  description?: string;
+  imageUrl?: string;
+}
+
+export interface CatalogBundle {
+  id: string;
+  name: string;
+  skus: string[];
+  priceCents: number;
+}
+
+/** The catalog as stored (stock lives apart, in the stock sub-db). */
+export interface StoredCatalog {
+  version: number;
+  eventId: string;
+  currency: string;
+  items: CatalogItem[];
+  bundles: CatalogBundle[];
+  /** where it came from: a staff PUT, `popkit catalog load`, or the hub (signed) */
+  source: 'local' | 'hub';
+  updatedAt: string;
+}
+
+export type SyncState = 'pending' | 'forwarded' | 'settled' | 'declined';
+
+export interface OrderLine {
+  sku: string;
+  name: string;
+  qty: number;
+  unitPriceCents: number;
+  lineCents: number;
+}
+
+export interface StoredOrder {
+  id: string;
+  kitId: string;
+  eventId: string;
+  catalogVersion: number;
+  status: 'accepted';
+  syncState: SyncState;
+  totalCents: number;
+  currency: string;
+  lines: OrderLine[];
+  payment: { method: 'cash' } | { method: 'token'; tokenHint: string; expiresAt: string };
+  createdAt: string;
+  idempotencyKey?: string;
+  /** set by sync: when the hub acked the order, and its verdict */
+  forwardedAt?: string;
+  settledAt?: string;
+  declineReason?: string;
+}
+
+/** Lanes drain highest priority first (lowest number); within a lane, oldest first (key order). */
+export const LANES = { orders: 0, stock: 1, health: 2, telemetry: 3 } as const;
+export type LaneName = keyof typeof LANES;
+export type OutboxKey = [lane: number, id: string];
+
+export interface OutboxEntry {
+  kind: 'order' | 'stock' | 'status' | 'health' | 'telemetry';
+  /** for kind 'order': the order id; sync reads the order and its sealed token when it publishes */
+  ref?: string;
+  body?: Record<string, unknown>;
+  createdAt: number;
+  /** amount at risk while unsynced (card-token orders only) */
+  riskCents?: number;
+}
+
+export interface RiskCounters {
+  unsyncedTokenOrders: number;
+  unsyncedTokenCents: number;
+}
+
+export interface EventState {
+  live: boolean;
+  eventId: string | null;
+  startedAt: string | null;
+  stoppedAt: string | null;
+}
+
+export interface KitStore {
+  root: RootDatabase;
+  catalog: Database<StoredCatalog, string>;
+  stock: Database<number, string>;
+  orders: Database<StoredOrder, string>;
+  idempotency: Database<{ orderId: string; bodyHash: string }, string>;
+  outbox: Database<OutboxEntry, OutboxKey>;
+  tokens: Database<SealedToken, string>;
+  /** token orders still unsynced, keyed by order id (sorted by time): the oldest is the first key */
+  riskq: Database<{ cents: number; at: number }, string>;
+  meta: Database<unknown, string>;
+  dir: string;
+  close(): Promise<void>;
+}
+
+export const META = {
+  idHighWater: 'ids.highWater',
+  risk: 'risk.counters',
+  event: 'event.state',
+  catalogVersion: 'catalog.version',
+} as const;
+
+export function openKitStore(dataDir: string): KitStore {
+  const dir = path.join(dataDir, 'kit.lmdb');
+  fs.mkdirSync(dir, { recursive: true });
+  const root = open({
+    path: dir,
+    maxDbs: 16,
+    overlappingSync: false,
+    // lmdb-js grows the map on demand; start where a busy event day fits without remapping
+    mapSize: 64 * 1024 * 1024,
+    // readers in other processes (sync, status) must see commits without reopening
+    cache: false,
+  });
+  const store: KitStore = {
+    root,
+    dir,
+    catalog: root.openDB<StoredCatalog, string>({ name: 'catalog' }),
+    stock: root.openDB<number, string>({ name: 'stock' }),
+    orders: root.openDB<StoredOrder, string>({ name: 'orders' }),
+    idempotency: root.openDB<{ orderId: string; bodyHash: string }, string>({ name: 'idempotency' }),
+    outbox: root.openDB<OutboxEntry, OutboxKey>({ name: 'outbox' }),
+    tokens: root.openDB<SealedToken, string>({ name: 'tokens' }),
+    riskq: root.openDB<{ cents: number; at: number }, string>({ name: 'riskq' }),
+    meta: root.openDB<unknown, string>({ name: 'meta' }),
+    close: () => root.close(),
+  };
+  return store;
+}
+
+export function readRiskCounters(store: KitStore): RiskCounters {
+  return (
+    (store.meta.get(META.risk) as RiskCounters | undefined) ?? {
+      unsyncedTokenOrders: 0,
+      unsyncedTokenCents: 0,
+    }
+  );
+}
+
+export function readEventState(store: KitStore): EventState {
+  return (
+    (store.meta.get(META.event) as EventState | undefined) ?? {
+      live: false,
+      eventId: null,
+      startedAt: null,
+      stoppedAt: null,
+    }
+  );
+}
+
+/**
+ * Remove an order's outbox entry after the hub acked it, in one transaction with the risk counters and
+ * the order's sync state. Call inside `store.root.transaction()` (sync does, for a batch of acks).
+ * Returns false when the entry was already gone (a duplicate ack), changing nothing.
+ */
+export function applyOrderAckInTxn(
+  store: KitStore,
+  orderId: string,
+  verdict: { state: 'forwarded' | 'settled' | 'declined'; reason?: string; at?: string },
+): boolean {
+  const key: OutboxKey = [LANES.orders, orderId];
+  const entry = store.outbox.get(key);
+  const order = store.orders.get(orderId);
+  if (order) {
+    const at = verdict.at ?? new Date().toISOString();
+    const next: StoredOrder = { ...order, syncState: verdict.state, forwardedAt: order.forwardedAt ?? at };
+    if (verdict.state === 'settled') next.settledAt = at;
+    if (verdict.state === 'declined' && verdict.reason) next.declineReason = verdict.reason;
+    if (order.syncState !== next.syncState || !order.forwardedAt) store.orders.put(orderId, next);
+  }
+  // once the hub exchanged the token (either way) the kit has no reason to keep it
+  if (verdict.state !== 'forwarded') store.tokens.remove(orderId);
+  if (!entry) return false;
+  store.outbox.remove(key);
+  if (entry.riskCents !== undefined) {
+    const c = readRiskCounters(store);
+    store.meta.put(META.risk, {
+      unsyncedTokenOrders: Math.max(0, c.unsyncedTokenOrders - 1),
+      unsyncedTokenCents: Math.max(0, c.unsyncedTokenCents - entry.riskCents),
+    } satisfies RiskCounters);
+    store.riskq.remove(orderId);
+  }
+  return true;
+}
