@@ -1,0 +1,225 @@
+// Victron VE.Direct text protocol framing as a byte-level state machine (the shape of Victron's
+// reference frame handler). Bytes, never UTF-8: a checksum byte may be anything from 0x00 to 0xFF.
+//
+// - The checksum covers every byte from the `\r\n` that opens a block through the checksum byte;
+//   the block is good when that sum is 0 mod 256.
+// - HEX-protocol frames (`:` … `\n`, sometimes ending in 0xFE) may arrive anywhere, even right after
+//   the checksum byte; their bytes stay out of the checksum. A `:` that *is* the checksum byte is
+//   the checksum.
+// - Oversized labels, values, blocks or HEX frames mark the block corrupt; it is then rejected.
+
+export type VeDirectField = readonly [label: string, value: string];
+
+export interface VeDirectBlock {
+  fields: VeDirectField[];
+  /** Sum of the block's bytes mod 256; 0 for a good block. */
+  sum: number;
+  checksumOk: boolean;
+}
+
+export interface VeDirectParserOptions {
+  /** Accept blocks whose checksum fails (some Phoenix chargers send bad ones); they are still counted. */
+  ignoreChecksum?: boolean;
+  onBlock?: (block: VeDirectBlock) => void;
+  /** Rejected blocks, with why; for fault counters and logs. */
+  onReject?: (reason: 'checksum' | 'corrupt', block: VeDirectBlock) => void;
+  /** Complete HEX frames (without the `:` and terminator), for callers that speak HEX mode. */
+  onHexFrame?: (frame: Buffer) => void;
+}
+
+export interface VeDirectParserStats {
+  bytes: number;
+  accepted: number;
+  rejectedChecksum: number;
+  rejectedCorrupt: number;
+  hexFrames: number;
+}
+
+enum S {
+  Idle = 0,
+  RecordBegin = 1,
+  Name = 2,
+  Value = 3,
+  Checksum = 4,
+  Hex = 5,
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const TAB = 0x09;
+const COLON = 0x3a;
+const HEX_END_ALT = 0xfe;
+
+const MAX_LABEL = 9; // labels are ≤ 8 characters; one spare for field firmware that pads
+const MAX_VALUE = 33; // values are ≤ 32 characters
+const MAX_FIELDS = 64;
+const MAX_HEX = 128;
+
+// "Checksum" as bytes, compared without building a string on the hot path.
+const CHECKSUM_LABEL = [0x43, 0x68, 0x65, 0x63, 0x6b, 0x73, 0x75, 0x6d];
+
+export class VeDirectParser {
+  readonly stats: VeDirectParserStats = {
+    bytes: 0,
+    accepted: 0,
+    rejectedChecksum: 0,
+    rejectedCorrupt: 0,
+    hexFrames: 0,
+  };
+  private state: S = S.Idle;
+  private hexReturn: S = S.Idle;
+  private sum = 0;
+  private corrupt = false;
+  private readonly label = Buffer.alloc(MAX_LABEL);
+  private labelLen = 0;
+  private readonly value = Buffer.alloc(MAX_VALUE);
+  private valueLen = 0;
+  private readonly hex = Buffer.alloc(MAX_HEX);
+  private hexLen = 0;
+  private prev = 0;
+  private fields: VeDirectField[] = [];
+  private readonly opts: VeDirectParserOptions;
+
+  constructor(opts: VeDirectParserOptions = {}) {
+    this.opts = opts;
+  }
+
+  /** Feed any number of bytes; blocks are reported through the callbacks as they complete. */
+  push(chunk: Uint8Array): void {
+    this.stats.bytes += chunk.length;
+    for (let i = 0; i < chunk.length; i++) this.byte(chunk[i]!);
+  }
+
+  /** Forget any partial block (e.g. after the port was reopened). */
+  reset(): void {
+    this.state = S.Idle;
+    this.sum = 0;
+    this.prev = 0;
+    this.corrupt = false;
+    this.labelLen = 0;
+    this.valueLen = 0;
+    this.hexLen = 0;
+    this.fields = [];
+  }
+
+  private byte(b: number): void {
+    if (b === COLON && this.state !== S.Checksum && this.state !== S.Hex) {
+      this.hexReturn = this.state;
+      this.state = S.Hex;
+      this.hexLen = 0;
+      return;
+    }
+    if (this.state === S.Hex) {
+      if (b === LF || b === HEX_END_ALT) {
+        this.stats.hexFrames++;
+        this.opts.onHexFrame?.(Buffer.from(this.hex.subarray(0, this.hexLen)));
+        this.state = this.hexReturn;
+      } else if (this.hexLen < MAX_HEX) {
+        this.hex[this.hexLen++] = b;
+      } else {
+        // A runaway HEX frame means we lost sync; whatever text block was open cannot be trusted.
+        this.corrupt = true;
+        this.state = this.hexReturn;
+      }
+      return;
+    }
+    this.sum = (this.sum + b) & 0xff;
+    switch (this.state) {
+      case S.Idle:
+        // A block starts at its `\r\n`: whatever came before (the tail of a block we joined
+        // half-way, line noise) must not count towards its checksum.
+        if (b === LF) {
+          this.sum = this.prev === CR ? CR + LF : LF;
+          this.state = S.RecordBegin;
+        }
+        this.prev = b;
+        return;
+      case S.RecordBegin:
+        this.labelLen = 0;
+        this.valueLen = 0;
+        if (b === CR || b === LF) return;
+        this.label[this.labelLen++] = b;
+        this.state = S.Name;
+        return;
+      case S.Name:
+        if (b === TAB) {
+          this.state = this.isChecksumLabel() ? S.Checksum : S.Value;
+          return;
+        }
+        if (b === CR || b === LF || this.labelLen >= MAX_LABEL) {
+          this.corrupt = true;
+          if (b === LF) this.state = S.RecordBegin;
+          return;
+        }
+        this.label[this.labelLen++] = b;
+        return;
+      case S.Value:
+        if (b === LF) {
+          if (this.fields.length < MAX_FIELDS) {
+            this.fields.push([
+              this.label.toString('latin1', 0, this.labelLen),
+              this.value.toString('latin1', 0, this.valueLen),
+            ]);
+          } else {
+            this.corrupt = true;
+          }
+          this.state = S.RecordBegin;
+          return;
+        }
+        if (b === CR) return;
+        if (this.valueLen >= MAX_VALUE) {
+          this.corrupt = true;
+          return;
+        }
+        this.value[this.valueLen++] = b;
+        return;
+      case S.Checksum:
+        this.finishBlock();
+        return;
+    }
+  }
+
+  private isChecksumLabel(): boolean {
+    if (this.labelLen !== CHECKSUM_LABEL.length) return false;
+    for (let i = 0; i < CHECKSUM_LABEL.length; i++) if (this.label[i] !== CHECKSUM_LABEL[i]) return false;
+    return true;
+  }
+
+  private finishBlock(): void {
+    const block: VeDirectBlock = { fields: this.fields, sum: this.sum, checksumOk: this.sum === 0 };
+    const corrupt = this.corrupt;
+    this.fields = [];
+    this.sum = 0;
+    this.corrupt = false;
+    this.prev = 0;
+    this.state = S.Idle;
+    if (corrupt || block.fields.length === 0) {
+      this.stats.rejectedCorrupt++;
+      this.opts.onReject?.('corrupt', block);
+      return;
+    }
+    if (!block.checksumOk && !this.opts.ignoreChecksum) {
+      this.stats.rejectedChecksum++;
+      this.opts.onReject?.('checksum', block);
+      return;
+    }
+    this.stats.accepted++;
+    this.opts.onBlock?.(block);
+  }
+}
+
+/** The checksum byte that makes `body` (from the opening `\r\n` through `Checksum\t`) sum to 0. */
+export function veDirectChecksumByte(body: Uint8Array): number {
+  let s = 0;
+  for (let i = 0; i < body.length; i++) s = (s + body[i]!) & 0xff;
+  return (256 - s) & 0xff;
+}
+
+/** Encodes one text block exactly as a device sends it, checksum included. */
+export function encodeVeDirectBlock(fields: ReadonlyArray<VeDirectField>): Buffer {
+  let text = '';
+  for (const [label, value] of fields) text += `\r\n${label}\t${value}`;
+  text += '\r\nChecksum\t';
+  const body = Buffer.from(text, 'latin1');
+  return Buffer.concat([body, Buffer.of(veDirectChecksumByte(body))]);
+}
