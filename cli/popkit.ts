@@ -20,6 +20,10 @@ export const COMMANDS: Record<string, CommandEntry> = {
     summary: 'one screen: state, LEDs, power, health, backlog, stream',
     load: () => import('./commands/status.ts'),
   },
+  media: {
+    summary: 'the media service alone (HLS, ladder, watchdog)',
+    load: () => import('./commands/media.ts'),
+  },
   catalog: {
     summary: 'catalog load FILE: load a catalog JSON into a running kit',
     load: () => import('./commands/catalog.ts'),

@@ -1,0 +1,69 @@
+// Media on the kit's local MQTT bus: stats retained on `<root>/stats`, commands on `<root>/cmd`.
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from '../../core/logger.ts';
+
+export interface MediaBus {
+  publishStats(stats: Record<string, unknown>): void;
+  onCommand(handler: (payload: Buffer) => void): void;
+  close(): Promise<void>;
+}
+
+export class MqttMediaBus implements MediaBus {
+  private client: MqttClient | undefined;
+  private handler: ((payload: Buffer) => void) | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly topicRoot: string,
+    private readonly log: Logger,
+  ) {}
+
+  get statsTopic(): string {
+    return `${this.topicRoot}/stats`;
+  }
+
+  get cmdTopic(): string {
+    return `${this.topicRoot}/cmd`;
+  }
+
+  /** Connects in the background; a bus that is down never holds media up (mqtt.js reconnects). */
+  start(): void {
+    const client = mqtt.connect(this.url, {
+      clientId: `popkit-media-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      reconnectPeriod: 2000,
+      connectTimeout: 5000,
+      // Retained "unavailable" if media dies without saying goodbye.
+      will: {
+        topic: this.statsTopic,
+        payload: Buffer.from(JSON.stringify({ v: 1, state: 'unavailable', reason: 'media process gone' })),
+        qos: 0,
+        retain: true,
+      },
+    });
+    client.on('connect', () => {
+      client.subscribe(this.cmdTopic, { qos: 1 }, (err) => {
+        if (err) this.log.warn({ err: err.message }, 'media: cannot subscribe to commands');
+      });
+    });
+    client.on('message', (topic, payload) => {
+      if (topic === this.cmdTopic) this.handler?.(payload);
+    });
+    client.on('error', (err) => this.log.warn({ err: err.message }, 'media: local bus error'));
+    this.client = client;
+  }
+
+  publishStats(stats: Record<string, unknown>): void {
+    if (!this.client?.connected) return;
+    this.client.publish(this.statsTopic, JSON.stringify({ v: 1, ...stats }), { qos: 0, retain: true });
+  }
+
+  onCommand(handler: (payload: Buffer) => void): void {
+    this.handler = handler;
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    if (c) await c.endAsync();
+  }
+}

@@ -1,0 +1,157 @@
+// Pure gst-launch descriptions from a board profile, a ladder rung and the outputs. No probing: the
+// encoder comes from the profile alone (an nvv4l2h264enc probe can hang an Orin Nano).
+
+import { KitError } from '../../core/errors.ts';
+import type { BoardId, VideoProfile } from '../../hardware/boards/index.ts';
+import type { LadderStep } from './ladder.ts';
+
+export interface MediaOutputs {
+  /** Absolute directory for index.m3u8 and its segments. */
+  hlsDir: string;
+  /** Segment file prefix; changes per pipeline run so a rebuilt pipeline never overwrites live files. */
+  segmentPrefix: string;
+  segmentSeconds: number;
+  playlistLength: number;
+  maxFiles: number;
+  /** Optional upstream push: srt://… or rtmp(s)://… */
+  upstreamUrl?: string | undefined;
+}
+
+export interface SourceOptions {
+  /** Camera device for v4l2src. */
+  device?: string | undefined;
+  /** videotestsrc pattern on `sim` (e.g. `ball`, `smpte`, `snow`: snow is incompressible). */
+  simPattern?: string | undefined;
+  /** Include a valve the simulator can close to simulate a stalled camera. */
+  simFaults?: boolean | undefined;
+}
+
+export interface PipelineInput {
+  board: BoardId;
+  video: VideoProfile;
+  step: LadderStep;
+  outputs: MediaOutputs;
+  source?: SourceOptions;
+}
+
+/** Element names the service looks up at run time. */
+export const ELEMENT = {
+  source: 'src',
+  fault: 'simfault',
+  encoder: 'enc',
+  parser: 'parse',
+  meter: 'meter',
+  hls: 'hls',
+} as const;
+
+// gst-launch quoting: a value in double quotes may hold spaces; a double quote or backslash in a
+// path or URL would break out of the description, so such values are refused instead of escaped.
+function quoted(what: string, v: string): string {
+  if (/["\\\n\r]/.test(v))
+    throw new KitError('BAD_REQUEST', `${what} must not contain quotes, backslashes or newlines`);
+  return `"${v}"`;
+}
+
+const IDENT = /^[A-Za-z0-9_-]+$/;
+
+export function encoderElement(video: VideoProfile): VideoProfile['encoder'] {
+  return video.encoder;
+}
+
+function sourceBranch(input: PipelineInput): string {
+  const { video, step } = input;
+  const src = input.source ?? {};
+  const raw = `video/x-raw,width=${step.width},height=${step.height},framerate=${step.fps}/1`;
+  switch (video.source) {
+    case 'videotestsrc': {
+      const pattern = src.simPattern ?? 'ball';
+      if (!IDENT.test(pattern)) throw new KitError('BAD_REQUEST', `bad videotestsrc pattern '${pattern}'`);
+      const fault = src.simFaults ? ` ! valve name=${ELEMENT.fault} drop=false` : '';
+      // The clock overlay makes the test picture change every frame, as a live show does.
+      return (
+        `videotestsrc name=${ELEMENT.source} is-live=true pattern=${pattern} ! ${raw}` +
+        ` ! clockoverlay time-format="%H:%M:%S" font-desc="Sans 24" shaded-background=true${fault}`
+      );
+    }
+    case 'v4l2src':
+      return (
+        `v4l2src name=${ELEMENT.source} device=${quoted('camera device', src.device ?? '/dev/video0')}` +
+        ` ! videoconvert ! videoscale ! videorate ! ${raw}`
+      );
+    case 'libcamerasrc':
+      return `libcamerasrc name=${ELEMENT.source} ! ${raw} ! videoconvert`;
+  }
+}
+
+/** The encoder and what it needs right before and after it. IDR once a second at every rung. */
+export function encoderBranch(video: VideoProfile, step: LadderStep): string {
+  const gop = step.fps;
+  switch (video.encoder) {
+    case 'x264enc':
+      // I420 pinned: without it x264enc picks 4:4:4 10-bit, which browsers cannot play (MEASURED.md).
+      return (
+        `videoconvert ! video/x-raw,format=I420 ! x264enc name=${ELEMENT.encoder} tune=zerolatency` +
+        ` speed-preset=ultrafast bitrate=${step.bitrateKbps} key-int-max=${gop} ! video/x-h264,profile=constrained-baseline`
+      );
+    case 'v4l2h264enc': {
+      const controls =
+        `controls,video_bitrate=${step.bitrateKbps * 1000},h264_i_frame_period=${gop},` +
+        'repeat_sequence_header=1';
+      // The Pi 4 encoder refuses to start unless the level is pinned in caps (HARDWARE.md).
+      const level = video.needsLevelCaps ? ',level=(string)4' : '';
+      return (
+        `videoconvert ! video/x-raw,format=I420 ! v4l2h264enc name=${ELEMENT.encoder}` +
+        ` extra-controls="${controls}" ! video/x-h264${level}`
+      );
+    }
+    case 'nvv4l2h264enc':
+      return (
+        `videoconvert ! video/x-raw,format=I420 ! nvvidconv ! video/x-raw(memory:NVMM),format=NV12` +
+        ` ! nvv4l2h264enc name=${ELEMENT.encoder} bitrate=${step.bitrateKbps * 1000} iframeinterval=${gop}` +
+        ` idrinterval=${gop} insert-sps-pps=true ! video/x-h264`
+      );
+  }
+}
+
+function upstreamBranch(url: string): string {
+  if (/^srt:\/\//.test(url)) {
+    return `queue leaky=downstream max-size-time=2000000000 ! mpegtsmux ! srtsink uri=${quoted('upstream URL', url)} wait-for-connection=false async=false`;
+  }
+  if (/^rtmps?:\/\//.test(url)) {
+    return `queue leaky=downstream max-size-time=2000000000 ! flvmux streamable=true ! rtmp2sink location=${quoted('upstream URL', url)} async=false`;
+  }
+  throw new KitError(
+    'BAD_REQUEST',
+    `upstream URL must start with srt://, rtmp:// or rtmps:// (got '${url}')`,
+  );
+}
+
+/**
+ * The whole description: source → (sim fault valve) → encoder → h264parse → tee → HLS, a metering
+ * sink that counts frames and late drops (sync + qos + max-lateness, the only way QoS gets counted),
+ * and an optional upstream push. A paused rung has no pipeline.
+ */
+export function buildPipeline(input: PipelineInput): string {
+  const { step, outputs } = input;
+  if (step.paused) throw new KitError('BAD_REQUEST', 'a paused rung has no pipeline');
+  if (!IDENT.test(outputs.segmentPrefix)) {
+    throw new KitError('BAD_REQUEST', `bad segment prefix '${outputs.segmentPrefix}'`);
+  }
+  const dir = outputs.hlsDir.replace(/\/+$/, '');
+  const hls =
+    `hlssink2 name=${ELEMENT.hls} target-duration=${outputs.segmentSeconds}` +
+    ` playlist-length=${outputs.playlistLength} max-files=${outputs.maxFiles}` +
+    ` location=${quoted('HLS directory', `${dir}/${outputs.segmentPrefix}-%05d.ts`)}` +
+    ` playlist-location=${quoted('HLS directory', `${dir}/index.m3u8`)}`;
+  const meter =
+    `queue leaky=downstream max-size-buffers=60 ! fakesink name=${ELEMENT.meter} sync=true qos=true` +
+    ` max-lateness=${Math.round(1e9 / step.fps) * 2} async=false`;
+  const parts = [
+    `${sourceBranch(input)} ! queue max-size-buffers=4 max-size-time=0 max-size-bytes=0 !`,
+    `${encoderBranch(input.video, step)} ! h264parse name=${ELEMENT.parser} config-interval=-1 ! tee name=t`,
+    `t. ! queue ! ${hls}`,
+    `t. ! ${meter}`,
+  ];
+  if (outputs.upstreamUrl) parts.push(`t. ! ${upstreamBranch(outputs.upstreamUrl)}`);
+  return parts.join(' ');
+}
