@@ -68,7 +68,11 @@ export const CheckoutConfig = Type.Object({
   POPKIT_RISK_MAX_UNSYNCED_CENTS: Type.Integer({ minimum: 0, default: 500_000 }),
   POPKIT_RISK_MAX_UNSYNCED_ORDERS: Type.Integer({ minimum: 0, default: 2_000 }),
   POPKIT_RISK_MAX_UNSYNCED_AGE_S: Type.Integer({ minimum: 0, default: 6 * 3600 }),
-  POPKIT_STORE_MAX_MB: Type.Integer({ minimum: 1, default: 4096, description: 'LMDB map size ceiling' }),
+  POPKIT_STORE_RESERVE_MB: Type.Integer({
+    minimum: 0,
+    default: 16,
+    description: 'free space kept on the data volume; orders get 507 STORE_FULL below it',
+  }),
 });
 
 export type BaseConfigT = Static<typeof BaseConfig>;

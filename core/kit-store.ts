@@ -38,6 +38,8 @@ export interface StoredCatalog {
   /** where it came from: a staff PUT, `popkit catalog load`, or the hub (signed) */
   source: 'local' | 'hub';
   updatedAt: string;
+  /** starting stock per SKU as this catalog gave it; a later version of the same event adds the difference */
+  startStock: Record<string, number>;
 }
 
 export type SyncState = 'pending' | 'forwarded' | 'settled' | 'declined';
@@ -107,7 +109,8 @@ export interface KitStore {
   /** token orders still unsynced, keyed by order id (sorted by time): the oldest is the first key */
   riskq: Database<{ cents: number; at: number }, string>;
   meta: Database<unknown, string>;
-  dir: string;
+  /** the LMDB data file (lmdb-js keeps its lock file beside it) */
+  file: string;
   close(): Promise<void>;
 }
 
@@ -119,10 +122,10 @@ export const META = {
 } as const;
 
 export function openKitStore(dataDir: string): KitStore {
-  const dir = path.join(dataDir, 'kit.lmdb');
-  fs.mkdirSync(dir, { recursive: true });
+  fs.mkdirSync(dataDir, { recursive: true });
+  const file = path.join(dataDir, 'kit.lmdb');
   const root = open({
-    path: dir,
+    path: file,
     maxDbs: 16,
     overlappingSync: false,
     // lmdb-js grows the map on demand; start where a busy event day fits without remapping
@@ -132,7 +135,7 @@ export function openKitStore(dataDir: string): KitStore {
   });
   const store: KitStore = {
     root,
-    dir,
+    file,
     catalog: root.openDB<StoredCatalog, string>({ name: 'catalog' }),
     stock: root.openDB<number, string>({ name: 'stock' }),
     orders: root.openDB<StoredOrder, string>({ name: 'orders' }),

@@ -1,0 +1,101 @@
+// Signing and verifying the hub's per-event catalogs (ed25519, node:crypto). The hub signs the exact
+// payload bytes; a kit verifies them against the hub public key from its configuration before it
+// parses anything inside.
+import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { KitError } from './errors.ts';
+import {
+  type CatalogPayloadT,
+  checkers,
+  type SignedCatalogT,
+  type WireCatalogT,
+  wireErrors,
+} from './wire.ts';
+
+/** A public key from PEM text or from base64 of its SPKI DER (what fits in one env var). */
+export function parsePublicKey(text: string): KeyObject {
+  const trimmed = text.trim();
+  try {
+    const key = trimmed.includes('-----BEGIN')
+      ? createPublicKey(trimmed)
+      : createPublicKey({ key: Buffer.from(trimmed, 'base64'), format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`not ed25519 but ${key.asymmetricKeyType}`);
+    return key;
+  } catch (err) {
+    throw new KitError('CONFIG_INVALID', `hub public key is not an ed25519 key: ${(err as Error).message}`);
+  }
+}
+
+export function parsePrivateKey(pem: string): KeyObject {
+  const key = createPrivateKey(pem);
+  if (key.asymmetricKeyType !== 'ed25519') throw new KitError('CONFIG_INVALID', 'signing key is not ed25519');
+  return key;
+}
+
+export function signCatalog(
+  privateKey: KeyObject,
+  catalog: WireCatalogT,
+  issuedAt = new Date().toISOString(),
+): SignedCatalogT {
+  const body: CatalogPayloadT = {
+    v: 1,
+    eventId: catalog.eventId,
+    version: catalog.version,
+    issuedAt,
+    catalog,
+  };
+  const payload = JSON.stringify(body);
+  const sig = sign(null, Buffer.from(payload, 'utf8'), privateKey).toString('base64');
+  return { v: 1, alg: 'ed25519', payload, sig };
+}
+
+/**
+ * The verified catalog of a signed message, or a KitError: CATALOG_MALFORMED (not our shape),
+ * CATALOG_FORGED (signature does not verify), CATALOG_WRONG_EVENT (signed for another event).
+ */
+export function verifySignedCatalog(publicKey: KeyObject, raw: Buffer | string, expectedEventId?: string) {
+  let outer: unknown;
+  try {
+    outer = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+  } catch {
+    throw new KitError('CATALOG_MALFORMED', 'catalog message is not JSON');
+  }
+  if (!checkers.signedCatalog.Check(outer)) {
+    throw new KitError(
+      'CATALOG_MALFORMED',
+      `catalog message: ${wireErrors(checkers.signedCatalog, outer).join('; ')}`,
+    );
+  }
+  const sig = Buffer.from(outer.sig, 'base64');
+  let ok = false;
+  try {
+    ok = sig.length === 64 && verify(null, Buffer.from(outer.payload, 'utf8'), publicKey, sig);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new KitError('CATALOG_FORGED', 'catalog signature does not verify against the hub key');
+  let inner: unknown;
+  try {
+    inner = JSON.parse(outer.payload);
+  } catch {
+    throw new KitError('CATALOG_MALFORMED', 'signed catalog payload is not JSON');
+  }
+  if (!checkers.catalogPayload.Check(inner)) {
+    throw new KitError(
+      'CATALOG_MALFORMED',
+      `signed catalog payload: ${wireErrors(checkers.catalogPayload, inner).join('; ')}`,
+    );
+  }
+  if (inner.catalog.eventId !== inner.eventId || inner.catalog.version !== inner.version) {
+    throw new KitError(
+      'CATALOG_MALFORMED',
+      'signed catalog: envelope and catalog disagree on event or version',
+    );
+  }
+  if (expectedEventId !== undefined && inner.eventId !== expectedEventId) {
+    throw new KitError(
+      'CATALOG_WRONG_EVENT',
+      `catalog signed for event ${inner.eventId}, arrived on ${expectedEventId}`,
+    );
+  }
+  return inner;
+}

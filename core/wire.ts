@@ -1,0 +1,226 @@
+// The hub link's MQTT topics and payloads, defined once for the kit (sync) and the hub. Every payload
+// is JSON with `v: 1`; a reader validates with the compiled checkers below and ignores unknown fields,
+// so fields can be added without breaking older peers (CONTRACT.md).
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+
+export const TOPIC_ROOT = 'popkit/v1';
+/** MQTT shared-subscription group of the hub workers (`$share/<group>/…`). */
+export const HUB_SHARE_GROUP = 'popkit-hub';
+
+export const topics = {
+  orders: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/orders`,
+  telemetry: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/telemetry`,
+  status: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/status`,
+  acks: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/acks`,
+  catalog: (eventId: string) => `${TOPIC_ROOT}/events/${eventId}/catalog`,
+  /** the filters a hub worker consumes (orders and telemetry shared, status seen by every worker) */
+  allOrders: `${TOPIC_ROOT}/kits/+/orders`,
+  allTelemetry: `${TOPIC_ROOT}/kits/+/telemetry`,
+  allStatus: `${TOPIC_ROOT}/kits/+/status`,
+} as const;
+
+/** `popkit/v1/kits/{kitId}/{leaf}` → kitId, or undefined when the topic is not of that shape. */
+export function kitIdFromTopic(topic: string): { kitId: string; leaf: string } | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 5 || parts[0] !== 'popkit' || parts[1] !== 'v1' || parts[2] !== 'kits')
+    return undefined;
+  const kitId = parts[3];
+  const leaf = parts[4];
+  if (!kitId || !leaf) return undefined;
+  return { kitId, leaf };
+}
+
+/** Kit and event ids double as topic levels: no wildcards, no slashes. */
+export const ID_LEVEL = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+const KitId = Type.String({ pattern: ID_LEVEL });
+const EntryId = Type.String({ minLength: 1, maxLength: 64 });
+
+export const LANE_NAMES = ['orders', 'stock', 'health', 'telemetry'] as const;
+export type LaneName = (typeof LANE_NAMES)[number];
+
+export const WireOrderLine = Type.Object({
+  sku: Type.String({ minLength: 1 }),
+  name: Type.String(),
+  qty: Type.Integer({ minimum: 1 }),
+  unitPriceCents: Type.Integer({ minimum: 0 }),
+  lineCents: Type.Integer({ minimum: 0 }),
+});
+
+/** The order as the hub receives it: the kit's stored order without local-only fields. */
+export const WireOrder = Type.Object({
+  id: EntryId,
+  kitId: KitId,
+  eventId: Type.String(),
+  catalogVersion: Type.Integer({ minimum: 0 }),
+  totalCents: Type.Integer({ minimum: 0 }),
+  currency: Type.String({ minLength: 3, maxLength: 3 }),
+  lines: Type.Array(WireOrderLine),
+  payment: Type.Union([
+    Type.Object({ method: Type.Literal('cash') }),
+    Type.Object({ method: Type.Literal('token'), tokenHint: Type.String() }),
+  ]),
+  createdAt: Type.String(),
+});
+export type WireOrderT = Static<typeof WireOrder>;
+
+export const OrderEntry = Type.Object({
+  lane: Type.Literal('orders'),
+  id: EntryId,
+  order: WireOrder,
+  /** the plaintext payment token, decrypted by sync at publish time; only on the (TLS) hub link */
+  token: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  /** why a token order carries no token: the kit could not open it */
+  tokenError: Type.Optional(
+    Type.Union([Type.Literal('expired'), Type.Literal('invalid'), Type.Literal('missing')]),
+  ),
+});
+
+export const StockEntry = Type.Object({
+  lane: Type.Literal('stock'),
+  id: EntryId,
+  at: Type.Integer({ minimum: 0 }),
+  /** a full snapshot (sku → units left): later snapshots supersede earlier ones */
+  stock: Type.Record(Type.String(), Type.Integer()),
+});
+
+export const HealthEntry = Type.Object({
+  lane: Type.Literal('health'),
+  id: EntryId,
+  at: Type.Integer({ minimum: 0 }),
+  body: Type.Record(Type.String(), Type.Unknown()),
+});
+
+export const TelemetryEntry = Type.Object({
+  lane: Type.Literal('telemetry'),
+  id: EntryId,
+  at: Type.Integer({ minimum: 0 }),
+  body: Type.Record(Type.String(), Type.Unknown()),
+});
+
+export const BatchEntry = Type.Union([OrderEntry, StockEntry, HealthEntry, TelemetryEntry]);
+export type BatchEntryT = Static<typeof BatchEntry>;
+
+/** Kit → hub on `kits/{kitId}/orders` (lanes orders, stock) and `kits/{kitId}/telemetry` (health, telemetry). */
+export const Batch = Type.Object({
+  v: Type.Literal(1),
+  kitId: KitId,
+  sentAt: Type.Integer({ minimum: 0 }),
+  entries: Type.Array(BatchEntry, { minItems: 1, maxItems: 5000 }),
+});
+export type BatchT = Static<typeof Batch>;
+
+export const AckState = Type.Union([
+  Type.Literal('forwarded'),
+  Type.Literal('settled'),
+  Type.Literal('declined'),
+  Type.Literal('stored'),
+]);
+export type AckStateT = Static<typeof AckState>;
+
+/** Hub → kit on `kits/{kitId}/acks`, sent only after the hub's transaction committed. */
+export const Ack = Type.Object({
+  v: Type.Literal(1),
+  kitId: KitId,
+  acks: Type.Array(
+    Type.Object({
+      lane: Type.Union(LANE_NAMES.map((l) => Type.Literal(l))),
+      id: EntryId,
+      state: AckState,
+      reason: Type.Optional(Type.String()),
+    }),
+  ),
+});
+export type AckT = Static<typeof Ack>;
+
+/** Kit → hub on `kits/{kitId}/status`, retained; the last will says `online: false`. */
+export const KitStatus = Type.Object({
+  v: Type.Literal(1),
+  kitId: KitId,
+  online: Type.Boolean(),
+  at: Type.Integer({ minimum: 0 }),
+  eventId: Type.Optional(Type.String()),
+  backlog: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
+  oldestAgeMs: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
+  lastAckAt: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  catalogVersion: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  state: Type.Optional(Type.String()),
+  battery: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});
+export type KitStatusT = Static<typeof KitStatus>;
+
+/** The catalog carried inside a signed catalog message (checkout's replaceCatalog validates it deeply). */
+export const WireCatalog = Type.Object({
+  version: Type.Integer({ minimum: 1 }),
+  eventId: Type.String({ pattern: ID_LEVEL }),
+  currency: Type.Optional(Type.String({ minLength: 3, maxLength: 3 })),
+  items: Type.Array(
+    Type.Object({
+      sku: Type.String({ minLength: 1, maxLength: 64 }),
+      name: Type.String({ minLength: 1, maxLength: 200 }),
+      priceCents: Type.Integer({ minimum: 0 }),
+      currency: Type.String({ minLength: 3, maxLength: 3 }),
+      stock: Type.Integer({ minimum: 0 }),
+    }),
+    { maxItems: 10_000 },
+  ),
+  bundles: Type.Optional(Type.Array(Type.Record(Type.String(), Type.Unknown()), { maxItems: 1000 })),
+});
+export type WireCatalogT = Static<typeof WireCatalog>;
+
+/**
+ * Hub → kits on `events/{eventId}/catalog`, retained. The signature covers the exact bytes of
+ * `payload` (a JSON string), so no canonical-JSON step is needed on either side.
+ */
+export const SignedCatalog = Type.Object({
+  v: Type.Literal(1),
+  alg: Type.Literal('ed25519'),
+  payload: Type.String({ minLength: 2, maxLength: 4_000_000 }),
+  sig: Type.String({ minLength: 1, maxLength: 200 }),
+});
+export type SignedCatalogT = Static<typeof SignedCatalog>;
+
+export const CatalogPayload = Type.Object({
+  v: Type.Literal(1),
+  eventId: Type.String({ pattern: ID_LEVEL }),
+  version: Type.Integer({ minimum: 1 }),
+  issuedAt: Type.String(),
+  catalog: WireCatalog,
+});
+export type CatalogPayloadT = Static<typeof CatalogPayload>;
+
+export const checkers = {
+  batch: TypeCompiler.Compile(Batch),
+  ack: TypeCompiler.Compile(Ack),
+  kitStatus: TypeCompiler.Compile(KitStatus),
+  signedCatalog: TypeCompiler.Compile(SignedCatalog),
+  catalogPayload: TypeCompiler.Compile(CatalogPayload),
+  wireCatalog: TypeCompiler.Compile(WireCatalog),
+};
+
+/** Parse JSON bytes and check them against a compiled schema; undefined when either fails. */
+export function parseWire<T extends TSchema>(
+  checker: { Check(v: unknown): v is Static<T> },
+  raw: Buffer | string,
+): Static<T> | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  return checker.Check(value) ? value : undefined;
+}
+
+/** The first few validation problems of a wire payload, for a log line. */
+export function wireErrors(
+  checker: { Errors(v: unknown): Iterable<{ path: string; message: string }> },
+  value: unknown,
+): string[] {
+  const out: string[] = [];
+  for (const e of checker.Errors(value)) {
+    out.push(`${e.path || '/'}: ${e.message}`);
+    if (out.length >= 5) break;
+  }
+  return out;
+}
