@@ -1,0 +1,73 @@
+// kitd's own environment: thresholds of the power policy, button mapping, watchdog and update-lock
+// settings. Composed with BaseConfig (core/config.ts) at start; a bad value stops kitd with one line each.
+import { type Static, Type } from '@sinclair/typebox';
+import { BaseConfig, composeConfig } from '../core/config.ts';
+
+const Pct = (def: number, description: string) =>
+  Type.Number({ minimum: 0, maximum: 100, default: def, description });
+
+export const KitdOwnConfig = Type.Object({
+  POPKIT_HTTP_PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8080, description: 'checkout API' }),
+  POPKIT_CHECKOUT_URL: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'checkout base URL (default http://127.0.0.1:PORT)' }),
+  ),
+  POPKIT_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  POPKIT_HUB_HTTP_URL: Type.String({
+    pattern: '^https?://',
+    default: 'http://127.0.0.1:8090',
+    description: "the hub's HTTP API, for jitter/loss probes and the gateway check",
+  }),
+  POPKIT_LOCAL_BUS_PREFIX: Type.String({
+    default: 'popkit/v1/local',
+    pattern: '^[A-Za-z0-9_./-]+$',
+    description: 'topic prefix of the local bus',
+  }),
+  POPKIT_POWER_LOW_SOC: Pct(30, 'SOC % below which media steps down'),
+  POPKIT_POWER_CRITICAL_SOC: Pct(8, 'SOC % at which the kit flushes and shuts down'),
+  POPKIT_POWER_CRITICAL_TTG_MIN: Type.Number({
+    minimum: 0,
+    default: 10,
+    description: 'time-to-go (minutes) at which the kit flushes and shuts down',
+  }),
+  POPKIT_POWER_HYSTERESIS: Pct(5, 'SOC points above a threshold before a level is left'),
+  POPKIT_EVENT_PLANNED_MIN: Type.Number({
+    minimum: 0,
+    default: 240,
+    description: 'planned event duration; time-to-go shorter than what is left of it counts as low',
+  }),
+  POPKIT_BATTERY_WH: Type.Optional(
+    Type.Number({ exclusiveMinimum: 0, description: 'usable battery energy for time-to-go' }),
+  ),
+  POPKIT_BUTTONS: Type.String({
+    default: 'a.short=mark-moment,a.double=identify,a.long=toggle-event,b.long=safe-shutdown',
+    description: 'button.class=action, comma-separated',
+  }),
+  POPKIT_BUTTON_LONG_MS: Type.Integer({ minimum: 500, default: 3000 }),
+  POPKIT_BUTTON_STUCK_MS: Type.Integer({ minimum: 2000, default: 15_000 }),
+  POPKIT_WATCHDOG_SERVICES: Type.String({
+    default: 'checkout,sync,media',
+    pattern: '^([a-z][a-z0-9-]*)?(,[a-z][a-z0-9-]*)*$',
+  }),
+  POPKIT_WATCHDOG_STALE_S: Type.Number({ minimum: 1, default: 15 }),
+  POPKIT_WATCHDOG_GRACE_S: Type.Number({ minimum: 0, default: 60 }),
+  POPKIT_UPDATE_POLICY: Type.Union(
+    [Type.Literal('after-event'), Type.Literal('when-idle'), Type.Literal('immediate')],
+    { default: 'after-event', description: 'when an OTA update may land' },
+  ),
+  POPKIT_UPDATE_LOCK_MAX_H: Type.Number({
+    exclusiveMinimum: 0,
+    default: 18,
+    description: 'longest the update lock is held in one go (a lease)',
+  }),
+  POPKIT_SIM_SOC: Type.Optional(Pct(80, 'sim board: starting battery SOC')),
+  POPKIT_SIM_LOAD_W: Type.Optional(Type.Number({ minimum: 0, description: 'sim board: load in W' })),
+  POPKIT_SIM_SPEED: Type.Optional(
+    Type.Number({ exclusiveMinimum: 0, description: 'sim board: simulated seconds per second' }),
+  ),
+  BALENA_SUPERVISOR_ADDRESS: Type.Optional(Type.String({ pattern: '^https?://' })),
+  BALENA_SUPERVISOR_API_KEY: Type.Optional(Type.String()),
+  BALENA_APP_ID: Type.Optional(Type.String({ pattern: '^[0-9]+$' })),
+});
+
+export const KitdConfig = composeConfig(BaseConfig, KitdOwnConfig);
+export type KitdConfigT = Static<typeof KitdConfig>;

@@ -1,0 +1,184 @@
+// The balena update lock as a lease. While an event is live or orders are unsynced, kitd holds
+// /tmp/balena/updates.lock (created with O_EXCL, as balena documents, so two holders can never both
+// think they created it), and the supervisor leaves the release alone. The lease has a maximum
+// duration, so a stuck condition cannot freeze a kit's updates forever, and a lock left by a crashed
+// kitd is recognised at boot (its instance id is not ours) and healed. Locks other programs hold
+// (the supervisor itself takes this file while it applies an update) are never touched.
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { HOST_PATHS, hostPath } from '../core/host-paths.ts';
+import { moduleLogger } from '../core/logger.ts';
+
+export interface LockContent {
+  owner: 'popkit-kitd';
+  instance: string;
+  pid: number;
+  reason: string;
+  since: string;
+  expiresAt: string;
+}
+
+export interface UpdateLockView {
+  held: boolean;
+  reason: string | null;
+  since: string | null;
+  expiresAt: string | null;
+  /** the lease ran out while its reason still stood: released, and not retaken until the reason clears */
+  leaseExpired: boolean;
+  /** a lock this kitd did not create is present (another service, or the supervisor mid-update) */
+  foreign: boolean;
+  healedAtBoot: boolean;
+  path: string;
+}
+
+export class UpdateLock {
+  private readonly log = moduleLogger('update-lock');
+  readonly file: string;
+  readonly instance = randomUUID();
+  private held: LockContent | undefined;
+  private expiredEpisode = false;
+  private healed = false;
+
+  constructor(
+    private readonly maxMs: number,
+    env: NodeJS.ProcessEnv = process.env,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.file = hostPath(HOST_PATHS.balenaLockFile, env);
+  }
+
+  /**
+   * At boot: a lock written by a kitd that is no longer this one is stale (we re-decide from the
+   * present state right after), and so is any kitd lock past its lease. Returns whether one was removed.
+   */
+  healStale(): boolean {
+    const c = this.readFile();
+    if (!c.exists) return false;
+    if (!c.content) return false;
+    if (c.content.instance === this.instance) return false;
+    try {
+      fs.unlinkSync(this.file);
+      this.healed = true;
+      this.log.warn({ previous: c.content }, 'stale update lock from an earlier kitd removed');
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Make the lock match `want` (a reason to hold, or null). Called on every tick; cheap when nothing
+   * changes. Never throws for a filesystem problem: it logs and reports `held: false`.
+   */
+  reconcile(want: string | null): UpdateLockView {
+    const now = this.now();
+    if (!want) {
+      this.expiredEpisode = false;
+      if (this.held) this.release();
+    } else if (this.held) {
+      if (now >= Date.parse(this.held.expiresAt)) {
+        this.log.warn({ reason: this.held.reason }, 'update lock lease expired: releasing');
+        this.release();
+        this.expiredEpisode = true;
+      } else if (!this.stillOurs()) {
+        // someone removed it (an operator, a dashboard lock override): take note and take it again
+        this.held = undefined;
+        this.acquire(want, now);
+      } else if (this.held.reason !== want) {
+        this.held = { ...this.held, reason: want };
+        this.writeOver(this.held);
+      }
+    } else if (!this.expiredEpisode) {
+      this.acquire(want, now);
+    }
+    return this.view();
+  }
+
+  release(): void {
+    if (!this.held) return;
+    if (this.stillOurs()) {
+      try {
+        fs.unlinkSync(this.file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err }, 'cannot remove lock');
+      }
+    }
+    this.log.info({ reason: this.held.reason }, 'update lock released');
+    this.held = undefined;
+  }
+
+  view(): UpdateLockView {
+    return {
+      held: this.held !== undefined,
+      reason: this.held?.reason ?? null,
+      since: this.held?.since ?? null,
+      expiresAt: this.held?.expiresAt ?? null,
+      leaseExpired: this.expiredEpisode,
+      foreign: !this.held && this.readFile().exists,
+      healedAtBoot: this.healed,
+      path: this.file,
+    };
+  }
+
+  private acquire(reason: string, now: number): void {
+    const content: LockContent = {
+      owner: 'popkit-kitd',
+      instance: this.instance,
+      pid: process.pid,
+      reason,
+      since: new Date(now).toISOString(),
+      expiresAt: new Date(now + this.maxMs).toISOString(),
+    };
+    try {
+      fs.mkdirSync(path.dirname(this.file), { recursive: true });
+      // 'wx' is O_CREAT | O_EXCL | O_WRONLY: fails when anyone else holds the lock
+      const fd = fs.openSync(this.file, 'wx', 0o644);
+      try {
+        fs.writeSync(fd, JSON.stringify(content));
+      } finally {
+        fs.closeSync(fd);
+      }
+      this.held = content;
+      this.log.info({ reason }, 'update lock taken');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        // held by someone else: updates are blocked anyway, which is what we wanted
+        return;
+      }
+      this.log.error({ err, file: this.file }, 'cannot take the update lock');
+    }
+  }
+
+  private writeOver(content: LockContent): void {
+    try {
+      fs.writeFileSync(this.file, JSON.stringify(content));
+    } catch (err) {
+      this.log.error({ err }, 'cannot update lock content');
+    }
+  }
+
+  private stillOurs(): boolean {
+    const c = this.readFile();
+    return c.content?.instance === this.instance;
+  }
+
+  private readFile(): { exists: boolean; content?: LockContent } {
+    let raw: string;
+    try {
+      raw = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { exists: false };
+      return { exists: true };
+    }
+    try {
+      const c = JSON.parse(raw) as Partial<LockContent>;
+      if (c.owner === 'popkit-kitd' && typeof c.instance === 'string')
+        return { exists: true, content: c as LockContent };
+    } catch {
+      // empty (balena's lockfile library writes nothing) or another program's format
+    }
+    return { exists: true };
+  }
+}
