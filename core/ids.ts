@@ -60,7 +60,13 @@ export class MonotonicIds {
   }
 
   private increment(): void {
-    if (this.rand.length === 0) this.rand = Array.from(randomBytes(RAND_LEN), (b) => b & 15);
+    if (this.rand.length === 0) {
+      // first id after a restart whose clock is behind the persisted mark: we do not know the random
+      // part of the last id issued, so step past its millisecond instead
+      this.lastTime += 1;
+      this.rand = Array.from(randomBytes(RAND_LEN), (b) => b & 15);
+      return;
+    }
     for (let i = RAND_LEN - 1; i >= 0; i--) {
       const v = (this.rand[i] ?? 0) + 1;
       if (v < 32) {

@@ -2,7 +2,7 @@
 // is JSON with `v: 1`; a reader validates with the compiled checkers below and ignores unknown fields,
 // so fields can be added without breaking older peers (CONTRACT.md).
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
 
 export const TOPIC_ROOT = 'popkit/v1';
 /** MQTT shared-subscription group of the hub workers (`$share/<group>/…`). */
@@ -200,7 +200,7 @@ export const checkers = {
 
 /** Parse JSON bytes and check them against a compiled schema; undefined when either fails. */
 export function parseWire<T extends TSchema>(
-  checker: { Check(v: unknown): v is Static<T> },
+  checker: TypeCheck<T>,
   raw: Buffer | string,
 ): Static<T> | undefined {
   let value: unknown;
@@ -223,4 +223,16 @@ export function wireErrors(
     if (out.length >= 5) break;
   }
   return out;
+}
+
+/** A broker URL fit for logs and status files: credentials removed. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return 'invalid-url';
+  }
 }

@@ -68,7 +68,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const vault = new TokenVault(loadOrCreateTokenKey(dataDir, cfg.POPKIT_TOKEN_KEY));
   const ids = new MonotonicIds((store.meta.get(META.idHighWater) as number | undefined) ?? 0);
   const admin = loadOrCreateAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN);
-  const guard = new StoreGuard(dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
+  const guard = new StoreGuard(store.root, dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
   const orders = new OrderService(store, ids, vault, {
     kitId,
     tokenTtlMs: cfg.POPKIT_TOKEN_TTL_S * 1000,

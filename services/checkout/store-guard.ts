@@ -11,6 +11,8 @@ export class StoreGuard {
   private fullSince: number | null = null;
 
   constructor(
+    /** lmdb root: its `committed` thenable lets us observe the failed batch's internal promise */
+    private readonly root: { committed: PromiseLike<unknown> } | null,
     private readonly dir: string,
     private readonly reserveBytes: number,
     private readonly intervalMs = 1000,
@@ -45,6 +47,9 @@ export class StoreGuard {
   /** Map an lmdb commit failure to STORE_FULL; anything else passes through. */
   translate(err: unknown, now = Date.now()): unknown {
     if (isCommitFailure(err)) {
+      // lmdb-js also rejects the failed batch's own commit promise, which nothing else awaits; observe it
+      // so that the failure we already answered with 507 does not surface as an unhandled rejection
+      this.root?.committed.then(undefined, () => {});
       this.fullSince = now;
       this.checkedAt = 0;
       return new KitError('STORE_FULL', 'the kit store could not commit (volume full?): nothing was written');

@@ -1,0 +1,68 @@
+// Test helpers for checkout: a real checkout (real LMDB) in a temp data dir, the demo catalog, and the
+// invariants every test checks (stock + sold = initial, orders exactly once).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openKitStore } from '../../core/kit-store.ts';
+import { createCheckout } from '../../services/checkout/main.ts';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = path.join(ROOT, 'bin/popkit.js');
+export const ADMIN = 'test-admin-token-0123456789';
+export const DEMO_CATALOG = JSON.parse(
+  fs.readFileSync(path.join(ROOT, 'services/checkout/demo-catalog.json'), 'utf8'),
+);
+
+export function tempDir(prefix = 'popkit-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function kitEnv(dataDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env['PATH'],
+    NODE_ENV: 'test',
+    POPKIT_DATA_DIR: dataDir,
+    POPKIT_BOARD: 'sim',
+    POPKIT_KIT_ID: `kit-${path.basename(dataDir).slice(-6)}`,
+    POPKIT_ADMIN_TOKEN: ADMIN,
+    POPKIT_LOG_LEVEL: 'silent',
+    POPKIT_STORE_RESERVE_MB: '0',
+    ...extra,
+  };
+}
+
+export async function startCheckout(extra: Record<string, string> = {}, dataDir = tempDir()) {
+  const kit = await createCheckout(kitEnv(dataDir, extra));
+  return { kit, app: kit.app, dataDir };
+}
+
+export const auth = { authorization: `Bearer ${ADMIN}` };
+
+export function smallCatalog(stock: Record<string, number>, version = 1, eventId = 'ev-test') {
+  return {
+    version,
+    eventId,
+    currency: 'USD',
+    items: Object.entries(stock).map(([sku, n], i) => ({
+      sku,
+      name: `Item ${sku}`,
+      priceCents: 1000 + i * 100,
+      stock: n,
+    })),
+  };
+}
+
+/** A read-only look at a data dir, as a fresh process would see it after a restart. */
+export async function inspectStore(dataDir: string) {
+  const store = openKitStore(dataDir);
+  try {
+    const orders = [...store.orders.getRange()].map((e) => e.value);
+    const stock = Object.fromEntries([...store.stock.getRange()].map((e) => [e.key, e.value]));
+    const outbox = [...store.outbox.getRange()].map((e) => ({ key: e.key, value: e.value }));
+    const tokens = store.tokens.getCount();
+    return { orders, stock, outbox, tokens };
+  } finally {
+    await store.close();
+  }
+}
