@@ -16,6 +16,8 @@ export const COMMANDS: Record<string, CommandEntry> = {
     load: () => import('./commands/up.ts'),
   },
   checkout: { summary: 'the checkout API alone', load: () => import('./commands/checkout.ts') },
+  kitd: { summary: 'control plane: LEDs, buttons, power', load: () => import('./commands/kitd.ts') },
+  preflight: { summary: 'pre-flight checklist [--json]', load: () => import('./commands/preflight.ts') },
   status: {
     summary: 'one screen: state, LEDs, power, health, backlog, stream',
     load: () => import('./commands/status.ts'),

@@ -2,12 +2,16 @@
 // wires the real ones, tests the simulated ones); start() opens the lines and runs one aligned tick a
 // second that reads checkout's state, steps the lifecycle, the power policy, the update lock and the
 // watchdog, repaints the LEDs and writes the status that /v1/status and the local bus show.
+
+import { KitError } from '../core/errors.ts';
 import { moduleLogger } from '../core/logger.ts';
 import { readServiceStatus, writeServiceStatus } from '../core/run-status.ts';
 import type { BoardProfile } from '../hardware/boards/index.ts';
 import type { GpioChipProvider, GpioLine } from '../hardware/gpio/types.ts';
 import type { PowerReading, PowerSource } from '../hardware/power/reading.ts';
+import type { SimGpio } from '../hardware/sim/gpio-sim.ts';
 import {
+  BUTTON_ACTIONS,
   type ButtonAction,
   ButtonClassifier,
   type ButtonHealth,
@@ -71,6 +75,8 @@ export interface KitdDeps {
   settings: KitdSettings;
   bus?: KitdBus;
   supervisor?: SupervisorClient;
+  /** the simulated chip when the board is `sim`, for `press` commands */
+  simGpio?: SimGpio;
 }
 
 export class Kitd {
@@ -139,6 +145,7 @@ export class Kitd {
         .catch((err: unknown) => this.log.error({ err, device: s.device }, 'power source failed'));
     }
     deps.bus?.onHeartbeat((svc, at) => this.watchdog.heartbeat(svc, at));
+    deps.bus?.onCommand((cmd) => void this.command(cmd));
     this.tick = periodicTimer(deps.timers, 1000, () => void this.step());
     await this.step();
   }
@@ -313,6 +320,33 @@ export class Kitd {
         break;
     }
     await this.step();
+  }
+
+  /**
+   * Commands on the local bus: `identify`, `action` (any button action by name) and, on the sim
+   * board, `press` (a simulated button press, so a laptop kit can be driven like a real box).
+   */
+  async command(cmd: Record<string, unknown>): Promise<{ ok: boolean; error?: string }> {
+    try {
+      if (cmd['cmd'] === 'identify') await this.perform('identify');
+      else if (cmd['cmd'] === 'action' && typeof cmd['action'] === 'string') {
+        if (!(BUTTON_ACTIONS as readonly string[]).includes(cmd['action'])) {
+          throw new KitError('BAD_REQUEST', `unknown action '${cmd['action']}'`);
+        }
+        await this.perform(cmd['action'] as ButtonAction);
+      } else if (cmd['cmd'] === 'press') {
+        const sim = this.deps.simGpio;
+        const button = cmd['button'];
+        const ms = typeof cmd['ms'] === 'number' && cmd['ms'] > 0 && cmd['ms'] <= 60_000 ? cmd['ms'] : 150;
+        if (!sim) throw new KitError('BAD_REQUEST', 'press is only for the simulated board');
+        if (button !== 'a' && button !== 'b') throw new KitError('BAD_REQUEST', "button must be 'a' or 'b'");
+        await sim.press(button === 'a' ? 'buttonA' : 'buttonB', ms);
+      } else throw new KitError('BAD_REQUEST', `unknown kitd command ${JSON.stringify(cmd['cmd'])}`);
+      return { ok: true };
+    } catch (err) {
+      this.log.warn({ err, cmd }, 'kitd command refused');
+      return { ok: false, error: (err as Error).message };
+    }
   }
 
   private async pollCheckout(): Promise<void> {

@@ -10,6 +10,8 @@ export interface KitdBus {
   /** `service` is the topic level: `media`, `sync`, `supervisor` … */
   command(service: string, cmd: Record<string, unknown>): void;
   onHeartbeat(cb: (service: string, atMs: number) => void): void;
+  /** commands to kitd on `<prefix>/kitd/cmd` */
+  onCommand(cb: (cmd: Record<string, unknown>) => void): void;
   readonly connected: boolean;
   close(): Promise<void>;
 }
@@ -18,6 +20,7 @@ export class MqttKitdBus implements KitdBus {
   private readonly log = moduleLogger('kitd-bus');
   private client: MqttClient | undefined;
   private heartbeat: ((service: string, atMs: number) => void) | undefined;
+  private commandHandler: ((cmd: Record<string, unknown>) => void) | undefined;
 
   constructor(
     private readonly url: string,
@@ -60,6 +63,16 @@ export class MqttKitdBus implements KitdBus {
       if (packet.retain) return;
       const rest = topic.slice(this.prefix.length + 1).split('/');
       const [service, leaf] = rest;
+      if (service === 'kitd' && leaf === 'cmd') {
+        try {
+          const cmd = JSON.parse(payload.toString()) as unknown;
+          if (cmd && typeof cmd === 'object' && !Array.isArray(cmd))
+            this.commandHandler?.(cmd as Record<string, unknown>);
+        } catch {
+          this.log.warn({ topic }, 'malformed kitd command ignored');
+        }
+        return;
+      }
       if (!service || service === 'kitd' || !leaf || leaf === 'cmd') return;
       if (!['status', 'stats', 'heartbeat'].includes(leaf)) return;
       try {
@@ -94,6 +107,10 @@ export class MqttKitdBus implements KitdBus {
 
   onHeartbeat(cb: (service: string, atMs: number) => void): void {
     this.heartbeat = cb;
+  }
+
+  onCommand(cb: (cmd: Record<string, unknown>) => void): void {
+    this.commandHandler = cb;
   }
 
   /** Says goodbye on purpose: a retained offline status, then a clean disconnect (no will). */

@@ -1,0 +1,152 @@
+// Composition root of `popkit kitd`: configuration, board, GPIO (simulated on the sim board), power
+// sources, local bus, checkout client, balena supervisor when present; runs until SIGTERM/SIGINT.
+import fs from 'node:fs';
+import { loadConfig, resolveDataDir, resolveKitId } from '../core/config.ts';
+import { KitError } from '../core/errors.ts';
+import { moduleLogger } from '../core/logger.ts';
+import { type BoardProfile, detectBoard } from '../hardware/boards/index.ts';
+import type { GpioChipProvider } from '../hardware/gpio/types.ts';
+import { createPowerSources } from '../hardware/power/index.ts';
+import { BatteryModel } from '../hardware/sim/battery-model.ts';
+import { SimGpio } from '../hardware/sim/gpio-sim.ts';
+import { parseButtonMap } from './buttons.ts';
+import { CheckoutClient, readAdminToken } from './checkout-client.ts';
+import { KitdConfig, type KitdConfigT } from './config.ts';
+import { systemTimers } from './edge-timer.ts';
+import { Kitd, type KitdSettings } from './kitd.ts';
+import { MqttKitdBus } from './local-bus.ts';
+import { capacityWhFromProfile } from './power-policy.ts';
+import { SupervisorClient } from './supervisor-client.ts';
+import { UpdateLock } from './update-lock.ts';
+
+/** A board whose GPIO cannot be opened here: every open fails, and kitd shows that as a fault overlay. */
+class UnavailableGpio implements GpioChipProvider {
+  constructor(private readonly why: string) {}
+  async open(): Promise<never> {
+    throw new KitError('HW_UNAVAILABLE', this.why);
+  }
+}
+
+/** The real GPIO provider from hardware/gpio when it is there (it loads native modules only on a board). */
+async function realGpio(board: BoardProfile, env: NodeJS.ProcessEnv): Promise<GpioChipProvider> {
+  const modPath = '../hardware/gpio/index.ts';
+  try {
+    const mod = (await import(modPath)) as {
+      createGpioProvider?: (
+        b: BoardProfile,
+        e: NodeJS.ProcessEnv,
+      ) => GpioChipProvider | Promise<GpioChipProvider>;
+    };
+    if (mod.createGpioProvider) return await mod.createGpioProvider(board, env);
+  } catch (err) {
+    return new UnavailableGpio(`no GPIO driver for ${board.id}: ${(err as Error).message}`);
+  }
+  return new UnavailableGpio(`no GPIO driver for ${board.id}`);
+}
+
+export function kitdSettings(cfg: KitdConfigT, board: BoardProfile): KitdSettings {
+  const capacityWh = cfg.POPKIT_BATTERY_WH ?? capacityWhFromProfile(board);
+  return {
+    plannedEventMin: cfg.POPKIT_EVENT_PLANNED_MIN,
+    ...(capacityWh !== undefined ? { capacityWh } : {}),
+    power: {
+      lowSocPct: cfg.POPKIT_POWER_LOW_SOC,
+      criticalSocPct: cfg.POPKIT_POWER_CRITICAL_SOC,
+      criticalTtgMin: cfg.POPKIT_POWER_CRITICAL_TTG_MIN,
+      hysteresisPct: cfg.POPKIT_POWER_HYSTERESIS,
+    },
+    buttons: parseButtonMap(cfg.POPKIT_BUTTONS),
+    buttonOptions: { longMs: cfg.POPKIT_BUTTON_LONG_MS, stuckMs: cfg.POPKIT_BUTTON_STUCK_MS },
+    watchdog: {
+      services: cfg.POPKIT_WATCHDOG_SERVICES.split(',').filter(Boolean),
+      staleMs: cfg.POPKIT_WATCHDOG_STALE_S * 1000,
+      graceMs: cfg.POPKIT_WATCHDOG_GRACE_S * 1000,
+    },
+    updatePolicy: cfg.POPKIT_UPDATE_POLICY,
+    hubHttpUrl: cfg.POPKIT_HUB_HTTP_URL.replace(/\/+$/, ''),
+    healthEveryMs: 10_000,
+    deviceEveryMs: 60_000,
+    checkoutFaultMs: 10_000,
+    buttonsActiveLow: board.id !== 'sim',
+  };
+}
+
+export interface RunningKitd {
+  kitd: Kitd;
+  bus: MqttKitdBus | undefined;
+  stop(): Promise<void>;
+}
+
+export async function createKitd(env: NodeJS.ProcessEnv = process.env): Promise<RunningKitd> {
+  const cfg = loadConfig(KitdConfig, env);
+  const dataDir = resolveDataDir(cfg);
+  fs.mkdirSync(dataDir, { recursive: true });
+  const kitId = resolveKitId(cfg);
+  const board = detectBoard(env);
+  const sim = board.id === 'sim';
+  const settings = kitdSettings(cfg, board);
+  const simGpio = sim ? new SimGpio() : undefined;
+  const gpio = simGpio ?? (await realGpio(board, env));
+  const battery = sim
+    ? new BatteryModel({
+        socPct: cfg.POPKIT_SIM_SOC ?? 80,
+        loadW: cfg.POPKIT_SIM_LOAD_W ?? 25,
+        speed: cfg.POPKIT_SIM_SPEED ?? 1,
+        ...(settings.capacityWh ? { capacityWh: settings.capacityWh } : {}),
+      })
+    : undefined;
+  const powerSources = createPowerSources(board, { sim, ...(battery ? { battery } : {}), env });
+  const bus = cfg.POPKIT_LOCAL_BUS_URL
+    ? new MqttKitdBus(cfg.POPKIT_LOCAL_BUS_URL, cfg.POPKIT_LOCAL_BUS_PREFIX, kitId)
+    : undefined;
+  bus?.start();
+  const checkout = new CheckoutClient(
+    (cfg.POPKIT_CHECKOUT_URL ?? `http://127.0.0.1:${cfg.POPKIT_HTTP_PORT}`).replace(/\/+$/, ''),
+    () => readAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN),
+  );
+  const supervisor = SupervisorClient.fromEnv(env);
+  const lock = new UpdateLock(cfg.POPKIT_UPDATE_LOCK_MAX_H * 3_600_000, env);
+  const kitd = new Kitd({
+    kitId,
+    dataDir,
+    board,
+    gpio,
+    powerSources,
+    checkout,
+    lock,
+    timers: systemTimers,
+    settings,
+    ...(bus ? { bus } : {}),
+    ...(supervisor ? { supervisor } : {}),
+    ...(simGpio ? { simGpio } : {}),
+  });
+  await kitd.start();
+  return {
+    kitd,
+    bus,
+    stop: async () => {
+      await kitd.stop();
+      await bus?.close({ state: kitd.lifecycle.state === 'off' ? 'off' : 'stopped' });
+    },
+  };
+}
+
+/** `popkit kitd`: run until SIGTERM/SIGINT. */
+export async function runKitd(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const log = moduleLogger('kitd');
+  const k = await createKitd(env);
+  const st = k.kitd.status();
+  process.stdout.write(
+    `popkit kitd: ${st['state']} on ${detectBoard(env).id}, supervisor ${st['supervisor']}, local bus ${k.bus ? 'on' : 'off'}\n`,
+  );
+  // keep the event loop alive: kitd's own timers are unref'd so tests never hang on them
+  const keepAlive = setInterval(() => undefined, 60_000);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  clearInterval(keepAlive);
+  log.info('stopping');
+  await k.stop();
+  return 0;
+}

@@ -1,0 +1,298 @@
+// The pre-flight checklist, run against a running kit before doors open: edge node up and catalog
+// cache warm (top 20 SKUs served from the kit), payment token exchange validated with the hub,
+// queue fallback proven with a real outbox entry, connectivity (loss and jitter to the hub), power
+// plan covering the event, free storage, sane clock. Each check is one line; all must pass.
+
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { type KitStore, LANES, type OutboxKey, openKitStore } from '../core/kit-store.ts';
+import type { PowerReading } from '../hardware/power/reading.ts';
+import type { CheckoutClient, CheckoutStatus } from './checkout-client.ts';
+import { networkProbe } from './health.ts';
+import { summarizeBattery } from './power-policy.ts';
+
+export const PREFLIGHT_CHECKS = [
+  'edge',
+  'cache',
+  'payment',
+  'queue',
+  'connectivity',
+  'power',
+  'storage',
+  'clock',
+] as const;
+export type PreflightCheckId = (typeof PREFLIGHT_CHECKS)[number];
+
+export interface PreflightCheck {
+  id: PreflightCheckId;
+  title: string;
+  ok: boolean;
+  detail: string;
+  ms: number;
+  data?: Record<string, unknown>;
+}
+
+export interface PreflightReport {
+  ok: boolean;
+  at: string;
+  kitId?: string;
+  checks: PreflightCheck[];
+}
+
+export interface PreflightOptions {
+  checkout: CheckoutClient;
+  hubHttpUrl: string;
+  dataDir: string;
+  plannedEventMin: number;
+  lowSocPct: number;
+  capacityWh?: number;
+  minFreeMb: number;
+  /** how long the queue probe waits to see sync forward its entry */
+  queueWaitMs: number;
+  /** slowest acceptable catalog answer from the kit */
+  catalogMaxMs: number;
+  maxClockSkewS: number;
+  /** the earliest plausible time: a Pi without RTC boots in 1970 until NTP answers */
+  clockFloor: number;
+  now?: () => number;
+  openStore?: (dataDir: string) => KitStore;
+}
+
+const TITLES: Record<PreflightCheckId, string> = {
+  edge: 'edge node booted',
+  cache: 'catalog cache warm (top 20 SKUs)',
+  payment: 'payment token exchange with the hub',
+  queue: 'queue fallback',
+  connectivity: 'connectivity to the hub',
+  power: 'power plan covers the event',
+  storage: 'free storage',
+  clock: 'clock sane',
+};
+
+type Outcome = { ok: boolean; detail: string; data?: Record<string, unknown> };
+
+export async function runPreflight(o: PreflightOptions): Promise<PreflightReport> {
+  const now = o.now ?? Date.now;
+  const checks: PreflightCheck[] = [];
+  let status: CheckoutStatus | undefined;
+  let hubDate: string | undefined;
+  const run = async (id: PreflightCheckId, fn: () => Promise<Outcome>) => {
+    const t0 = performance.now();
+    let r: Outcome;
+    try {
+      r = await fn();
+    } catch (err) {
+      r = { ok: false, detail: (err as Error).message };
+    }
+    const c: PreflightCheck = {
+      id,
+      title: TITLES[id],
+      ok: r.ok,
+      detail: r.detail,
+      ms: round1(performance.now() - t0),
+    };
+    if (r.data) c.data = r.data;
+    checks.push(c);
+  };
+
+  await run('edge', async () => {
+    const h = await o.checkout.healthz();
+    status = await o.checkout.status();
+    const state = String(status['state'] ?? 'unknown');
+    if (!h.ok) return { ok: false, detail: `checkout /healthz answered ${h.status}`, data: { state } };
+    return {
+      ok: true,
+      detail: `checkout up at ${o.checkout.baseUrl}, kit ${status.kitId}, state ${state}`,
+      data: { state },
+    };
+  });
+
+  await run('cache', async () => {
+    const times: number[] = [];
+    let cat: Awaited<ReturnType<CheckoutClient['catalog']>> | undefined;
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      cat = await o.checkout.catalog();
+      times.push(performance.now() - t0);
+    }
+    const items = (cat?.items ?? []) as Array<{
+      sku?: unknown;
+      priceCents?: unknown;
+      stock?: unknown;
+      hero?: unknown;
+    }>;
+    if (items.length === 0)
+      return { ok: false, detail: 'catalog is empty: load one (popkit catalog load) or let sync fetch it' };
+    const top = [...items].sort((a, b) => Number(b.hero === true) - Number(a.hero === true)).slice(0, 20);
+    const bad = top.filter(
+      (i) => typeof i.sku !== 'string' || typeof i.priceCents !== 'number' || typeof i.stock !== 'number',
+    );
+    const worst = Math.max(...times);
+    const data = { version: cat?.version, items: items.length, top: top.length, worstMs: round1(worst) };
+    if (bad.length > 0)
+      return { ok: false, detail: `${bad.length} of the top ${top.length} SKUs lack price or stock`, data };
+    if (worst > o.catalogMaxMs) {
+      return {
+        ok: false,
+        detail: `catalog took ${round1(worst)} ms (over ${o.catalogMaxMs} ms): not served from the kit's cache`,
+        data,
+      };
+    }
+    return {
+      ok: true,
+      detail: `v${cat?.version}: top ${top.length} of ${items.length} SKUs served locally in ${round1(worst)} ms`,
+      data,
+    };
+  });
+
+  await run('payment', async () => {
+    let res: Response;
+    try {
+      res = await fetch(`${o.hubHttpUrl}/v1/gateway`, { signal: AbortSignal.timeout(5000) });
+    } catch (err) {
+      return { ok: false, detail: `hub ${o.hubHttpUrl} unreachable: ${(err as Error).message}` };
+    }
+    if (!res.ok) return { ok: false, detail: `hub /v1/gateway answered ${res.status}` };
+    const g = (await res.json()) as {
+      name?: string;
+      sandbox?: boolean;
+      ok?: boolean;
+      latencyMs?: number;
+      error?: string;
+    };
+    const data = { name: g.name, sandbox: g.sandbox, latencyMs: g.latencyMs };
+    if (g.ok !== true)
+      return { ok: false, detail: `gateway ${g.name}: ${g.error ?? 'test exchange failed'}`, data };
+    return {
+      ok: true,
+      detail: `gateway ${g.name}${g.sandbox ? ' (sandbox)' : ''} exchanged a test token in ${g.latencyMs} ms`,
+      data,
+    };
+  });
+
+  await run('queue', async () => {
+    const link = status?.sync?.link;
+    if (link === undefined || link === 'not-running')
+      return { ok: false, detail: 'sync is not running: nothing would forward orders' };
+    const store = (o.openStore ?? openKitStore)(o.dataDir);
+    const id = `preflight-${now()}-${randomBytes(4).toString('hex')}`;
+    const key: OutboxKey = [LANES.health, id];
+    try {
+      await store.outbox.put(key, {
+        kind: 'health',
+        body: { probe: true, preflight: true },
+        createdAt: now(),
+      });
+      const deadline = performance.now() + o.queueWaitMs;
+      while (performance.now() < deadline) {
+        if (store.outbox.get(key) === undefined) {
+          return {
+            ok: true,
+            detail: 'probe entry written and forwarded (hub acked)',
+            data: { id, outcome: 'forwarded' },
+          };
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const linkNow = String((await o.checkout.status().catch(() => status))?.sync?.link ?? link);
+      if (linkNow !== 'up') {
+        return {
+          ok: true,
+          detail: `probe entry queued (offline, link ${linkNow}): it goes out when the link is back`,
+          data: { id, outcome: 'queued', link: linkNow },
+        };
+      }
+      await store.outbox.remove(key);
+      return {
+        ok: false,
+        detail: `link is up but the probe was not forwarded within ${o.queueWaitMs} ms`,
+        data: { id, outcome: 'stuck' },
+      };
+    } finally {
+      await store.close();
+    }
+  });
+
+  await run('connectivity', async () => {
+    const n = await networkProbe(`${o.hubHttpUrl}/healthz`, { count: 5, timeoutMs: 2000, gapMs: 50 });
+    hubDate = n.dateHeader;
+    const data = { ...n };
+    if (n.received === 0)
+      return { ok: false, detail: `hub ${o.hubHttpUrl} unreachable (5 of 5 probes lost)`, data };
+    const detail = `rtt ${n.rttMs} ms, jitter ${n.jitterMs} ms, loss ${n.lossPct} %`;
+    if (n.lossPct > 20 || (n.jitterMs ?? 0) > 150)
+      return { ok: false, detail: `too lossy or jittery: ${detail}`, data };
+    return { ok: true, detail, data };
+  });
+
+  await run('power', async () => {
+    const kitd = status?.['kitd'] as
+      | { powerPolicy?: { battery?: ReturnType<typeof summarizeBattery> } }
+      | null
+      | undefined;
+    const readings = Array.isArray(status?.power) ? (status.power as PowerReading[]) : [];
+    const b =
+      kitd?.powerPolicy?.battery?.socPct !== undefined
+        ? kitd.powerPolicy.battery
+        : summarizeBattery(readings, o.capacityWh);
+    if (b.socPct === undefined)
+      return { ok: false, detail: 'no battery reading (is kitd running and a power device answering?)' };
+    const data = { socPct: round1(b.socPct), ttgMin: b.ttgMin, netW: b.netW, plannedMin: o.plannedEventMin };
+    if (b.socPct <= o.lowSocPct)
+      return {
+        ok: false,
+        detail: `SOC ${round1(b.socPct)} % is at or below the low mark (${o.lowSocPct} %)`,
+        data,
+      };
+    if (b.ttgMin !== undefined && b.ttgMin < o.plannedEventMin) {
+      return {
+        ok: false,
+        detail: `${b.ttgMin} min to go at this draw, the event is planned for ${o.plannedEventMin} min`,
+        data,
+      };
+    }
+    const ttg = b.ttgMin === undefined ? 'charging or no draw' : `${b.ttgMin} min to go`;
+    return { ok: true, detail: `SOC ${round1(b.socPct)} %, ${ttg}, event ${o.plannedEventMin} min`, data };
+  });
+
+  await run('storage', async () => {
+    const s = fs.statfsSync(o.dataDir);
+    const freeMb = Math.floor((s.bavail * s.bsize) / (1024 * 1024));
+    const data = { freeMb, minFreeMb: o.minFreeMb };
+    if (freeMb < o.minFreeMb)
+      return { ok: false, detail: `${freeMb} MB free on the data volume, need ${o.minFreeMb} MB`, data };
+    return { ok: true, detail: `${freeMb} MB free on the data volume`, data };
+  });
+
+  await run('clock', async () => {
+    const t = now();
+    const data: Record<string, unknown> = { now: new Date(t).toISOString() };
+    if (t < o.clockFloor)
+      return { ok: false, detail: `clock reads ${new Date(t).toISOString()}: not set (no NTP yet?)`, data };
+    if (!hubDate)
+      return { ok: true, detail: `${new Date(t).toISOString()} (hub unreachable: skew not measured)`, data };
+    // the Date header has one-second resolution
+    const skewS = Math.round((t - Date.parse(hubDate)) / 1000);
+    data['skewS'] = skewS;
+    if (Math.abs(skewS) > o.maxClockSkewS)
+      return { ok: false, detail: `clock is ${skewS} s off the hub's`, data };
+    return { ok: true, detail: `within ${Math.max(1, Math.abs(skewS))} s of the hub`, data };
+  });
+
+  return { ok: checks.every((c) => c.ok), at: new Date(now()).toISOString(), kitId: status?.kitId, checks };
+}
+
+/** One line per check, the way a person reads a checklist. */
+export function formatPreflight(r: PreflightReport): string {
+  const lines = r.checks.map((c) => `${c.ok ? 'PASS' : 'FAIL'}  ${c.title.padEnd(38)} ${c.detail}`);
+  const failed = r.checks.filter((c) => !c.ok).length;
+  lines.push(
+    failed === 0
+      ? `pre-flight: all ${r.checks.length} checks pass`
+      : `pre-flight: ${failed} of ${r.checks.length} checks FAIL`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+const round1 = (v: number) => Math.round(v * 10) / 10;
