@@ -49,7 +49,7 @@ export function computeCalibration(chip: InaChip, shuntOhms: number, maxCurrentA
   }
   const lsb = maxCurrentA / 32768;
   if (chip === 'ina219') {
-    if (maxCurrentA * shuntOhms > 0.32) {
+    if (maxCurrentA * shuntOhms > 0.32 + 1e-9) {
       throw new KitError(
         'BAD_REQUEST',
         `INA219 shunt drop ${round(maxCurrentA * shuntOhms * 1000, 1)} mV exceeds its 320 mV range`,
@@ -65,7 +65,7 @@ export function computeCalibration(chip: InaChip, shuntOhms: number, maxCurrentA
       powerLsb: 20 * currentLsb,
     };
   }
-  if (maxCurrentA * shuntOhms > 0.08192) {
+  if (maxCurrentA * shuntOhms > 0.08192 + 1e-9) {
     throw new KitError(
       'BAD_REQUEST',
       `INA226 shunt drop ${round(maxCurrentA * shuntOhms * 1000, 1)} mV exceeds its 81.92 mV range`,

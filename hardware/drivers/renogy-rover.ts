@@ -4,7 +4,7 @@ import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { type ChargeState, round } from '../power/reading.ts';
 import { PowerSourceBase, type ReadingValues } from '../power/source-base.ts';
-import type { ReconnectingLink } from '../serial/reconnecting-link.ts';
+import { openFailure, type ReconnectingLink } from '../serial/reconnecting-link.ts';
 import type { SerialLink } from '../serial/types.ts';
 import { FC_READ_HOLDING, ModbusRtuMaster } from './modbus-rtu.ts';
 
@@ -283,7 +283,19 @@ export abstract class ModbusPollSource extends PowerSourceBase {
     this.running = true;
     this.startedAt = this.clock();
     this.master.attach();
-    this.unsub = this.link.onClose((err) => this.markStale(`serial link lost: ${err?.message ?? 'closed'}`));
+    const unsubs = [
+      this.link.onClose((err) => this.markStale(`serial link lost: ${err?.message ?? 'closed'}`)),
+    ];
+    if ('onState' in this.link) {
+      unsubs.push(
+        this.link.onState((s) => {
+          if (s.state === 'closed' && s.openFailed) this.markStale(openFailure(this.link.path, s.reason));
+        }),
+      );
+    }
+    this.unsub = () => {
+      for (const u of unsubs) u();
+    };
     try {
       await this.link.open();
     } catch (err) {
@@ -321,7 +333,9 @@ export abstract class ModbusPollSource extends PowerSourceBase {
       this.lastError = (err as Error).message;
       if (this.scan && (err as KitError).code === 'HW_STALE') this.unit = undefined;
       const since = this.lastOkAt || this.startedAt;
-      if (this.clock() - since >= 3 * this.pollMs || !this.link.isOpen) {
+      if (!this.link.isOpen) {
+        if (!this.latest()?.stale) this.markStale(this.lastError);
+      } else if (this.clock() - since >= 3 * this.pollMs) {
         this.markStale(this.lastError);
       }
     }

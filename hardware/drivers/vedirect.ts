@@ -4,7 +4,7 @@
 import type { ChargeState } from '../power/reading.ts';
 import { round } from '../power/reading.ts';
 import { PowerSourceBase, type ReadingValues } from '../power/source-base.ts';
-import type { ReconnectingLink } from '../serial/reconnecting-link.ts';
+import { openFailure, type ReconnectingLink } from '../serial/reconnecting-link.ts';
 import type { SerialLink } from '../serial/types.ts';
 import { type VeDirectBlock, VeDirectParser } from './vedirect-parser.ts';
 
@@ -304,6 +304,13 @@ export class VeDirectSource extends PowerSourceBase {
         this.markStale(`serial link lost: ${err?.message ?? 'closed'}`);
       }),
     );
+    if ('onState' in this.link) {
+      this.unsubs.push(
+        this.link.onState((s) => {
+          if (s.state === 'closed' && s.openFailed) this.markStale(openFailure(this.link.path, s.reason));
+        }),
+      );
+    }
     // Checked every period: three periods without a valid block is stale, whatever the reason.
     this.watchdog = setInterval(() => this.checkSilence(), this.periodMs);
     try {
@@ -322,6 +329,8 @@ export class VeDirectSource extends PowerSourceBase {
   }
 
   private checkSilence(): void {
+    // While the port itself is down, the link's own reason is the better one to show.
+    if (!this.link.isOpen && this.latest()?.stale) return;
     const since = this.lastFrameAt || this.startedAt;
     if (this.clock() - since >= 3 * this.periodMs) {
       const { rejectedChecksum, rejectedCorrupt } = this.parser.stats;

@@ -15,7 +15,7 @@ export interface BackoffOptions {
 export type LinkState =
   | { state: 'opening'; attempt: number }
   | { state: 'open' }
-  | { state: 'closed'; reason: string; retryInMs: number | undefined };
+  | { state: 'closed'; reason: string; retryInMs: number | undefined; openFailed?: boolean };
 
 export function backoffDelay(attempt: number, o: BackoffOptions = {}): number {
   const initial = o.initialDelayMs ?? 250;
@@ -116,7 +116,7 @@ export class ReconnectingLink implements SerialLink {
     try {
       await link.open();
     } catch (err) {
-      this.schedule((err as Error).message);
+      this.schedule((err as Error).message, true);
       return;
     }
     if (!this.running) {
@@ -144,11 +144,11 @@ export class ReconnectingLink implements SerialLink {
     this.schedule(err.message);
   }
 
-  private schedule(reason: string): void {
+  private schedule(reason: string, openFailed = false): void {
     if (!this.running) return;
     const delay = backoffDelay(this.failures, this.backoff);
     this.failures++;
-    this.setState({ state: 'closed', reason, retryInMs: delay });
+    this.setState({ state: 'closed', reason, retryInMs: delay, openFailed });
     this.timer = setTimeout(() => void this.attempt(), delay);
   }
 
@@ -157,4 +157,9 @@ export class ReconnectingLink implements SerialLink {
     this.unsubs = [];
     this.link = undefined;
   }
+}
+
+/** The stale reason for a port that will not open; always starts with "cannot open". */
+export function openFailure(path: string, reason: string): string {
+  return reason.startsWith('cannot open') ? reason : `cannot open ${path}: ${reason}`;
 }
