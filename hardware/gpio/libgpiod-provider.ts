@@ -13,7 +13,8 @@ export const LIBGPIOD_FIX =
   '(it builds against libgpiod 1.x), or run with POPKIT_BOARD=sim';
 
 interface LibgpiodChip {
-  getChipLabel?(): string;
+  readonly label: string;
+  readonly numberOfLines: number;
 }
 interface LibgpiodLine {
   requestInputMode(consumer?: string): void;
@@ -23,6 +24,7 @@ interface LibgpiodLine {
   release(): void;
 }
 interface LibgpiodModule {
+  getChipNames(): string[];
   Chip: new (n: number | string) => LibgpiodChip;
   Line: new (chip: LibgpiodChip, offset: number) => LibgpiodLine;
 }
@@ -64,8 +66,8 @@ export function findCharDevChip(label: string, env: NodeJS.ProcessEnv = process.
 }
 
 /**
- * Input edges are polled (every `pollMs`) because node-libgpiod 0.x has no event API; debounce is
- * applied here. Good enough for buttons; LEDs only write.
+ * Input edges are sampled every `pollMs` (node-libgpiod 0.5's edge requests expose no callback) with
+ * debounce applied here: good enough for buttons; LEDs only write.
  */
 export class LibgpiodProvider implements GpioChipProvider {
   constructor(
@@ -79,16 +81,27 @@ export class LibgpiodProvider implements GpioChipProvider {
     const n = findCharDevChip(ref.chip, this.env);
     if (n >= 0) chip = new lib.Chip(n);
     else {
-      for (let i = 0; i < 16 && !chip; i++) {
-        try {
-          const c = new lib.Chip(i);
-          if (c.getChipLabel?.() === ref.chip) chip = c;
-        } catch {
+      const seen: string[] = [];
+      for (const chipName of lib.getChipNames()) {
+        const c = new lib.Chip(chipName);
+        seen.push(`${chipName}=${c.label}`);
+        if (c.label === ref.chip) {
+          chip = c;
           break;
         }
       }
+      if (!chip)
+        throw new KitError(
+          'HW_UNAVAILABLE',
+          `no GPIO chip labelled '${ref.chip}' (found: ${seen.join(', ') || 'none'})`,
+        );
     }
-    if (!chip) throw new KitError('HW_UNAVAILABLE', `no GPIO chip labelled '${ref.chip}'`);
+    if (ref.line >= chip.numberOfLines) {
+      throw new KitError(
+        'BAD_REQUEST',
+        `line ${ref.line} is outside ${ref.chip} (0–${chip.numberOfLines - 1})`,
+      );
+    }
     const line = new lib.Line(chip, ref.line);
     const inv = (v: number): GpioValue => ((opts.activeLow ? 1 - v : v) ? 1 : 0);
     if (opts.direction === 'out') line.requestOutputMode(opts.activeLow ? 1 : 0, `popkit-${name}`);
