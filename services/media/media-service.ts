@@ -215,9 +215,10 @@ export class MediaService {
   // --- pipeline lifecycle -------------------------------------------------------------------
 
   private startPipeline(): void {
-    if (this.stoppedForGood || !this.deps.gst.ok) return;
     const step = this.ladder.current;
     this.activeStep = step;
+    // Unavailable stays unavailable in this process: a missing plugin does not appear by retrying.
+    if (this.stoppedForGood || !this.deps.gst.ok || this.state === 'unavailable') return;
     if (step.paused) {
       this.state = 'paused';
       return;

@@ -106,7 +106,8 @@ export function encoderBranch(video: VideoProfile, step: LadderStep): string {
     }
     case 'nvv4l2h264enc':
       return (
-        `videoconvert ! video/x-raw,format=I420 ! nvvidconv ! video/x-raw(memory:NVMM),format=NV12` +
+        // nvvidconv converts on the VIC, so no CPU videoconvert in front of it.
+        `nvvidconv ! video/x-raw(memory:NVMM),format=NV12` +
         ` ! nvv4l2h264enc name=${ELEMENT.encoder} bitrate=${step.bitrateKbps * 1000} iframeinterval=${gop}` +
         ` idrinterval=${gop} insert-sps-pps=true ! video/x-h264`
       );
