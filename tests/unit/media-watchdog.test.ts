@@ -34,7 +34,10 @@ describe('media watchdog', () => {
     const w = new Watchdog(policy);
     w.started(0);
     let f = 0;
-    const step = (t: number, ratio: number) => w.observe(t, (f += 5), ratio);
+    const step = (t: number, ratio: number) => {
+      f += 5;
+      return w.observe(t, f, ratio);
+    };
     assert.equal(step(250, 0.9).restart, false);
     assert.equal(step(500, 0.9).restart, false);
     assert.equal(step(750, 0.1).restart, false);
