@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
+import { type TSchema, Type } from '@sinclair/typebox';
+import fastJson from 'fast-json-stringify';
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { isKitError, KitError } from '../../core/errors.ts';
 import { type EventState, type KitStore, META, type StoredOrder } from '../../core/kit-store.ts';
@@ -60,6 +61,7 @@ export async function buildApp(deps: CheckoutDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics: CheckoutMetrics = createMetrics(store, deps.dataDir);
+  const serializeCatalog = TypeCompilerJson(CatalogOut);
   const adminTokenBuf = Buffer.from(deps.adminToken);
 
   await app.register(swagger, {
@@ -115,21 +117,41 @@ export async function buildApp(deps: CheckoutDeps) {
     },
   );
 
-  app.get('/v1/catalog', { schema: { response: { 200: CatalogOut, 404: ErrorEnvelope } } }, async () => {
-    const cat = orders.catalog();
-    if (!cat)
-      throw new KitError('NOT_FOUND', 'no catalog loaded yet: PUT /v1/catalog or `popkit catalog load FILE`');
-    const c = cat.catalog;
-    return {
-      version: c.version,
-      eventId: c.eventId,
-      currency: c.currency,
-      source: c.source,
-      updatedAt: c.updatedAt,
-      items: c.items.map((i) => ({ ...i, stock: store.stock.get(i.sku) ?? 0 })),
-      bundles: c.bundles,
-    };
-  });
+  // the serialized catalog is kept until the catalog or the stock changes: reads during a drop are
+  // many times the orders, and each order changes the answer at most once
+  let catalogBody: { key: string; json: string } | undefined;
+  app.get(
+    '/v1/catalog',
+    { schema: { response: { 200: CatalogOut, 404: ErrorEnvelope } } },
+    async (_req, reply) => {
+      const cat = orders.catalog();
+      if (!cat)
+        throw new KitError(
+          'NOT_FOUND',
+          'no catalog loaded yet: PUT /v1/catalog or `popkit catalog load FILE`',
+        );
+      const key = `${cat.stamp}#${orders.stockEpoch}`;
+      if (catalogBody?.key !== key) {
+        const c = cat.catalog;
+        catalogBody = {
+          key,
+          json: serializeCatalog({
+            version: c.version,
+            eventId: c.eventId,
+            currency: c.currency,
+            source: c.source,
+            updatedAt: c.updatedAt,
+            items: c.items.map((i) => ({ ...i, stock: store.stock.get(i.sku) ?? 0 })),
+            bundles: c.bundles,
+          }),
+        };
+      }
+      return reply
+        .header('content-type', 'application/json; charset=utf-8')
+        .serializer((p: string) => p)
+        .send(catalogBody.json as never);
+    },
+  );
 
   app.put(
     '/v1/catalog',
@@ -356,4 +378,8 @@ export function mapError(err: unknown, guard?: StoreGuard): MappedError {
   }
   return { status: 500, code: 'INTERNAL', message: 'internal error' };
 }
+function TypeCompilerJson(schema: TSchema): (v: unknown) => string {
+  return fastJson(schema as unknown as Parameters<typeof fastJson>[0]);
+}
+
 export type CheckoutApp = Awaited<ReturnType<typeof buildApp>>;

@@ -47,6 +47,11 @@ export class OrderService {
   private catalogCache:
     | { stamp: string; catalog: StoredCatalog; bySku: Map<string, CatalogItem> }
     | undefined;
+  /**
+   * Bumped whenever this process commits a stock change. Only checkout changes stock between catalog
+   * versions, so (catalog stamp, stockEpoch) identifies what GET /v1/catalog would answer.
+   */
+  stockEpoch = 0;
 
   constructor(
     private readonly store: KitStore,
@@ -60,7 +65,7 @@ export class OrderService {
   }
 
   /** The current catalog, decoded once per version (another process may replace it at any time). */
-  catalog(): { catalog: StoredCatalog; bySku: Map<string, CatalogItem> } | undefined {
+  catalog(): { stamp: string; catalog: StoredCatalog; bySku: Map<string, CatalogItem> } | undefined {
     const stampObj = this.store.meta.get(META.catalogVersion) as
       | { eventId: string; version: number; updatedAt: string }
       | undefined;
@@ -216,6 +221,7 @@ export class OrderService {
 
     switch (outcome.kind) {
       case 'created':
+        this.stockEpoch++;
         return { order, replayed: false };
       case 'replay': {
         const again = this.replay(idempotencyKey as string, bodyHash);

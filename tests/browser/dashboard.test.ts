@@ -1,0 +1,42 @@
+// The host dashboard in real headless Chromium against a real checkout.
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { launchChromium } from '../support/browser.ts';
+import { auth, DEMO_CATALOG, startCheckout } from '../support/checkout.ts';
+
+test('dashboard shows the catalog and status, and a host sale updates stock', {
+  timeout: 120_000,
+}, async () => {
+  const kit = await startCheckout();
+  await kit.app.inject({ method: 'PUT', url: '/v1/catalog', headers: auth, payload: DEMO_CATALOG });
+  await kit.app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (kit.app.server.address() as { port: number }).port;
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`http://127.0.0.1:${port}/`);
+    await page.waitForSelector('tr[data-sku="HERO-DROP-01"]');
+    assert.equal(await page.locator('#items tr').count(), DEMO_CATALOG.items.length);
+    assert.match((await page.locator('tr[data-sku="HERO-DROP-01"]').getAttribute('class')) ?? '', /hero/);
+    assert.equal(await page.locator('tr[data-sku="TEE-BLK-M"] .stock').textContent(), '60');
+    assert.match((await page.locator('#state').textContent()) ?? '', /ready/);
+    await page.click('button[data-sell="TEE-BLK-M"]');
+    await page.waitForFunction(
+      () => document.querySelector('tr[data-sku="TEE-BLK-M"] .stock')?.textContent === '59',
+    );
+    await page.waitForFunction(() => document.getElementById('backlog')?.textContent === '1', undefined, {
+      timeout: 10_000,
+    });
+    const api = (await kit.app.inject({ method: 'GET', url: '/v1/catalog' })).json();
+    assert.equal(api.items.find((i: { sku: string }) => i.sku === 'TEE-BLK-M').stock, 59);
+    await page.screenshot({ path: path.join(os.tmpdir(), 'popkit-dashboard.png') });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await kit.kit.close();
+  }
+});
