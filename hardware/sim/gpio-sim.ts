@@ -19,6 +19,7 @@ interface SimLineState {
   /** Last value reported to watchers, so repeated levels are not reported twice. */
   reported: GpioValue;
   open: boolean;
+  injected: boolean;
   history: GpioWrite[];
   watchers: Set<(value: GpioValue, atMs: number) => void>;
   debounce: ReturnType<typeof setTimeout> | undefined;
@@ -41,8 +42,9 @@ export class SimGpio implements GpioChipProvider {
     st.ref = ref;
     st.opts = opts;
     st.open = true;
-    // An input keeps whatever level was injected before it was opened (a held button at boot).
-    if (opts.direction === 'out') st.physical = opts.activeLow ? 1 : 0;
+    // An input keeps whatever was injected before it was opened (a button held at boot); otherwise
+    // it rests released, which on an active-low (pulled-up) line is a high pin.
+    if (opts.direction === 'out' || !st.injected) st.physical = opts.activeLow ? 1 : 0;
     st.reported = this.logical(st);
     this.lines.set(name, st);
     return this.handle(st);
@@ -80,6 +82,7 @@ export class SimGpio implements GpioChipProvider {
       throw new KitError('BAD_REQUEST', `GPIO line '${name}' is an output; cannot inject input`);
     }
     const physical = st.opts?.activeLow ? invert(v) : v;
+    st.injected = true;
     if (physical === st.physical) return;
     st.physical = physical;
     this.edge(st);
@@ -115,6 +118,7 @@ export class SimGpio implements GpioChipProvider {
       physical: 0,
       reported: 0,
       open: false,
+      injected: false,
       history: [],
       watchers: new Set(),
       debounce: undefined,
