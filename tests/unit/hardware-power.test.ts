@@ -208,7 +208,7 @@ describe('VE.Direct source over a reconnecting link (fake timers)', () => {
     const r = source.latest()!;
     assert.equal(r.socPct, 66);
     assert.ok(r.batteryTempC !== undefined);
-    assert.ok((r.extras?.['history'] as Record<string, number>)['H1'] !== undefined);
+    assert.equal(typeof (r.extras?.['history'] as Record<string, number> | undefined)?.['H1'], 'number');
     assert.equal(r.solarW, undefined);
     await source.stop();
   });
