@@ -1,6 +1,7 @@
 // The media service: runs one GStreamer pipeline built from the board profile, meters it, moves it
 // along the degradation ladder, restarts it when it stalls, and reports through run-status and the
 // local bus. All native work stays in this process (see ARCHITECTURE.md: media out of process).
+import fs from 'node:fs';
 import path from 'node:path';
 import type { BusMessage, GstElementHandle, Pipeline } from 'gstreamer-superficial';
 import { isKitError, KitError } from '../../core/errors.ts';
@@ -248,6 +249,8 @@ export class MediaService {
     }
     let p: Pipeline;
     try {
+      // Recreated on every run: a wiped directory (an unplugged USB disk) is a fault to recover from.
+      fs.mkdirSync(this.hlsDir, { recursive: true });
       p = new this.deps.gst.gst.Pipeline(desc);
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
