@@ -15,6 +15,8 @@ export interface VeDirectBlock {
   /** Sum of the block's bytes mod 256; 0 for a good block. */
   sum: number;
   checksumOk: boolean;
+  /** The bytes the checksum covered (HEX frames excluded), only with `keepRaw`. */
+  raw?: Buffer;
 }
 
 export interface VeDirectParserOptions {
@@ -25,6 +27,8 @@ export interface VeDirectParserOptions {
   onReject?: (reason: 'checksum' | 'corrupt', block: VeDirectBlock) => void;
   /** Complete HEX frames (without the `:` and terminator), for callers that speak HEX mode. */
   onHexFrame?: (frame: Buffer) => void;
+  /** Attach each block's checksummed bytes (for audits and property tests; costs a copy). */
+  keepRaw?: boolean;
 }
 
 export interface VeDirectParserStats {
@@ -77,6 +81,7 @@ export class VeDirectParser {
   private readonly hex = Buffer.alloc(MAX_HEX);
   private hexLen = 0;
   private prev = 0;
+  private raw: number[] = [];
   private fields: VeDirectField[] = [];
   private readonly opts: VeDirectParserOptions;
 
@@ -95,6 +100,7 @@ export class VeDirectParser {
     this.state = S.Idle;
     this.sum = 0;
     this.prev = 0;
+    this.raw = [];
     this.corrupt = false;
     this.labelLen = 0;
     this.valueLen = 0;
@@ -124,12 +130,14 @@ export class VeDirectParser {
       return;
     }
     this.sum = (this.sum + b) & 0xff;
+    if (this.opts.keepRaw) this.raw.push(b);
     switch (this.state) {
       case S.Idle:
         // A block starts at its `\r\n`: whatever came before (the tail of a block we joined
         // half-way, line noise) must not count towards its checksum.
         if (b === LF) {
           this.sum = this.prev === CR ? CR + LF : LF;
+          if (this.opts.keepRaw) this.raw = this.prev === CR ? [CR, LF] : [LF];
           this.state = S.RecordBegin;
         }
         this.prev = b;
@@ -187,6 +195,10 @@ export class VeDirectParser {
 
   private finishBlock(): void {
     const block: VeDirectBlock = { fields: this.fields, sum: this.sum, checksumOk: this.sum === 0 };
+    if (this.opts.keepRaw) {
+      block.raw = Buffer.from(this.raw);
+      this.raw = [];
+    }
     const corrupt = this.corrupt;
     this.fields = [];
     this.sum = 0;
