@@ -5,8 +5,6 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
 
 export const TOPIC_ROOT = 'popkit/v1';
-/** MQTT shared-subscription group of the hub workers (`$share/<group>/…`). */
-export const HUB_SHARE_GROUP = 'popkit-hub';
 
 export const topics = {
   orders: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/orders`,

@@ -1,0 +1,57 @@
+// The hub's environment (popkit hub). Composed with BaseConfig for POPKIT_DATA_DIR and logging.
+import { type Static, Type } from '@sinclair/typebox';
+
+export const HubConfig = Type.Object({
+  POPKIT_HUB_BROKER_URL: Type.String({
+    pattern: '^(mqtts?|wss?|tcp)://',
+    default: 'mqtt://127.0.0.1:1883',
+    description: 'the MQTT broker the kits publish to',
+  }),
+  POPKIT_HUB_BROKER_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
+  POPKIT_HUB_BROKER_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
+  POPKIT_HUB_BROKER_CA_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: 'CA bundle for mqtts://' }),
+  ),
+  DATABASE_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      description: "the hub's PostgreSQL; unset: embedded PGlite",
+    }),
+  ),
+  POPKIT_HUB_DB_SCHEMA: Type.String({
+    pattern: '^[a-z_][a-z0-9_]{0,62}$',
+    default: 'popkit',
+    description: 'PostgreSQL schema of the ledger',
+  }),
+  POPKIT_HUB_DB_POOL: Type.Integer({ minimum: 1, maximum: 100, default: 4 }),
+  POPKIT_HUB_HTTP_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8090 }),
+  POPKIT_HUB_HTTP_HOST: Type.String({ default: '0.0.0.0' }),
+  POPKIT_HUB_ADMIN_TOKEN: Type.Optional(
+    Type.String({ minLength: 16, description: 'bearer token for the hub API' }),
+  ),
+  POPKIT_HUB_WORKER_ID: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9_.-]{1,64}$',
+      description: 'stable MQTT client id suffix of this worker',
+    }),
+  ),
+  POPKIT_HUB_SHARED_SUBSCRIPTION: Type.Union(
+    [Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')],
+    {
+      default: 'auto',
+      description:
+        'auto: probe the broker for $share support (aedes has none); off: plain subscription, one worker',
+    },
+  ),
+  POPKIT_HUB_SHARE_GROUP: Type.String({
+    pattern: '^[A-Za-z0-9_-]{1,64}$',
+    default: 'popkit-hub',
+    description: 'shared-subscription group of the workers of one hub',
+  }),
+  POPKIT_HUB_GATEWAY: Type.Union([Type.Literal('sandbox')], {
+    default: 'sandbox',
+    description: 'payment gateway adapter',
+  }),
+  POPKIT_HUB_GATEWAY_RETRY_S: Type.Integer({ minimum: 1, default: 30 }),
+});
+export type HubConfigT = Static<typeof HubConfig>;

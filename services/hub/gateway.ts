@@ -1,0 +1,78 @@
+// Payment token exchange. The hub talks to a provider only through PaymentGateway; a real provider's
+// adapter implements the same three members. The shipped SandboxGateway never moves money and says
+// so everywhere it shows (its name, `sandbox: true` in GET /v1/gateway, the ledger's gateway refs).
+import { createHash } from 'node:crypto';
+import { KitError } from '../../core/errors.ts';
+
+export interface ExchangeRequest {
+  /** the provider must treat a repeated key as the same charge: the hub uses `kitId:orderId` */
+  idempotencyKey: string;
+  token: string;
+  amountCents: number;
+  currency: string;
+}
+
+export type ExchangeResult = { outcome: 'approved'; ref: string } | { outcome: 'declined'; reason: string };
+
+export interface PaymentGateway {
+  readonly name: string;
+  readonly sandbox: boolean;
+  /**
+   * Exchange a payment session token for a charge. Resolves with the provider's verdict; throws
+   * KitError GATEWAY_UNAVAILABLE when the provider could not be reached (the hub retries later).
+   */
+  exchange(req: ExchangeRequest): Promise<ExchangeResult>;
+  /** a token the provider documents for connectivity checks (approves, charges nothing) */
+  readonly testToken: string;
+}
+
+/**
+ * Deterministic sandbox: a token containing `decline` is declined (the reason is what follows
+ * `decline_`, else `card_declined`), one containing `unavailable` makes the gateway unreachable,
+ * anything else is approved. The same idempotency key always gets the same answer and counts as
+ * one charge.
+ */
+export class SandboxGateway implements PaymentGateway {
+  readonly name = 'sandbox';
+  readonly sandbox = true;
+  readonly testToken = 'tok_sandbox_test';
+  private available = true;
+  private readonly charges = new Map<string, ExchangeResult>();
+  /** every exchange call, including repeats of a key (what a provider would bill for: charges.size) */
+  exchangeCalls = 0;
+
+  /** a sandbox switch for outage drills: an unreachable provider */
+  setAvailable(on: boolean): void {
+    this.available = on;
+  }
+
+  get chargeCount(): number {
+    return this.charges.size;
+  }
+
+  async exchange(req: ExchangeRequest): Promise<ExchangeResult> {
+    this.exchangeCalls++;
+    if (!this.available || req.token.includes('unavailable')) {
+      throw new KitError('GATEWAY_UNAVAILABLE', 'sandbox gateway: provider unreachable');
+    }
+    const seen = this.charges.get(req.idempotencyKey);
+    if (seen) return seen;
+    const m = /decline(?:_([a-z_]+))?/.exec(req.token);
+    const result: ExchangeResult = m
+      ? { outcome: 'declined', reason: m[1] ?? 'card_declined' }
+      : {
+          outcome: 'approved',
+          ref: `sandbox_${createHash('sha256').update(req.idempotencyKey).digest('hex').slice(0, 20)}`,
+        };
+    // a test-token probe is not a charge worth remembering
+    if (req.token !== this.testToken) this.charges.set(req.idempotencyKey, result);
+    return result;
+  }
+}
+
+export function createGateway(name: 'sandbox'): PaymentGateway {
+  switch (name) {
+    case 'sandbox':
+      return new SandboxGateway();
+  }
+}

@@ -1,0 +1,98 @@
+// Composition root of one hub worker: ledger database (migrated at start), payment gateway, MQTT
+// ingest and the HTTP API.
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { moduleLogger } from '../../core/logger.ts';
+import { TokenVault } from '../../core/token-vault.ts';
+import { redactUrl } from '../../core/wire.ts';
+import { buildHubApp } from './app.ts';
+import type { HubConfigT } from './config.ts';
+import { openPglite, openPostgres, type SqlDb } from './db.ts';
+import { createGateway, type PaymentGateway } from './gateway.ts';
+import { HubIngest } from './ingest.ts';
+import { loadOrCreateAdminToken, loadOrCreateHeldTokenKey, loadOrCreateSigningKey } from './keys.ts';
+import { Ledger } from './ledger.ts';
+import { migrate } from './migrations.ts';
+
+const log = moduleLogger('hub');
+
+export interface HubServiceOptions {
+  cfg: HubConfigT;
+  dataDir: string;
+  /** injected in tests to drive the sandbox; default: from POPKIT_HUB_GATEWAY */
+  gateway?: PaymentGateway;
+  httpLogger?: boolean;
+}
+
+export class HubService {
+  db: SqlDb | undefined;
+  ledger: Ledger | undefined;
+  ingest: HubIngest | undefined;
+  app: FastifyInstance | undefined;
+  gateway: PaymentGateway | undefined;
+  adminToken = '';
+  adminTokenGenerated = false;
+  publicKeyFile = '';
+  httpUrl = '';
+
+  constructor(private readonly opts: HubServiceOptions) {}
+
+  get dataDir(): string {
+    return this.opts.dataDir;
+  }
+
+  async start(): Promise<void> {
+    const { cfg, dataDir } = this.opts;
+    const signing = loadOrCreateSigningKey(dataDir);
+    this.publicKeyFile = signing.pubFile;
+    const admin = loadOrCreateAdminToken(dataDir, cfg.POPKIT_HUB_ADMIN_TOKEN);
+    this.adminToken = admin.token;
+    this.adminTokenGenerated = admin.generated;
+    this.db = cfg.DATABASE_URL
+      ? await openPostgres(cfg.DATABASE_URL, cfg.POPKIT_HUB_DB_SCHEMA, cfg.POPKIT_HUB_DB_POOL)
+      : await openPglite(path.join(dataDir, 'hub-db'), cfg.POPKIT_HUB_DB_SCHEMA);
+    await migrate(this.db);
+    this.gateway = this.opts.gateway ?? createGateway(cfg.POPKIT_HUB_GATEWAY);
+    // tokens the hub must hold while the gateway is unreachable are sealed with the hub's own key
+    const vault = new TokenVault(loadOrCreateHeldTokenKey(dataDir));
+    this.ledger = new Ledger(this.db, this.gateway, vault);
+    this.ingest = new HubIngest(this.ledger, {
+      brokerUrl: cfg.POPKIT_HUB_BROKER_URL,
+      username: cfg.POPKIT_HUB_BROKER_USERNAME,
+      password: cfg.POPKIT_HUB_BROKER_PASSWORD,
+      caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
+      workerId: cfg.POPKIT_HUB_WORKER_ID ?? os.hostname().replace(/[^A-Za-z0-9_.-]/g, '-'),
+      shared: cfg.POPKIT_HUB_SHARED_SUBSCRIPTION,
+      shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
+      retryDeferredMs: cfg.POPKIT_HUB_GATEWAY_RETRY_S * 1000,
+    });
+    await this.ingest.start();
+    this.app = buildHubApp({
+      ledger: this.ledger,
+      ingest: this.ingest,
+      gateway: this.gateway,
+      adminToken: this.adminToken,
+      signingKey: signing.privateKey,
+      logger: this.opts.httpLogger ?? false,
+    });
+    const addr = await this.app.listen({ port: cfg.POPKIT_HUB_HTTP_PORT, host: cfg.POPKIT_HUB_HTTP_HOST });
+    this.httpUrl = addr.replace('0.0.0.0', '127.0.0.1');
+    log.info(
+      {
+        http: this.httpUrl,
+        broker: redactUrl(cfg.POPKIT_HUB_BROKER_URL),
+        db: this.db.kind,
+        gateway: this.gateway.name,
+        sandbox: this.gateway.sandbox,
+      },
+      'hub ready',
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.app?.close().catch(() => undefined);
+    await this.ingest?.stop().catch(() => undefined);
+    await this.db?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,271 @@
+// A hub worker's MQTT side: consumes the kits' batches through a shared subscription, commits them to
+// the ledger, and only then acks, both at the MQTT level (PUBACK after commit, so a crash redelivers)
+// and at the application level on the kit's ack topic. Also publishes signed catalogs, retained.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { moduleLogger } from '../../core/logger.ts';
+import {
+  type AckT,
+  checkers,
+  kitIdFromTopic,
+  parseWire,
+  redactUrl,
+  type SignedCatalogT,
+  topics,
+  wireErrors,
+} from '../../core/wire.ts';
+import type { Ledger } from './ledger.ts';
+
+const log = moduleLogger('hub-ingest');
+
+export interface HubIngestOptions {
+  brokerUrl: string;
+  username?: string | undefined;
+  password?: string | undefined;
+  caFile?: string | undefined;
+  workerId: string;
+  shareGroup: string;
+  shared: 'auto' | 'on' | 'off';
+  retryDeferredMs: number;
+}
+
+export interface IngestStats {
+  batches: number;
+  entries: number;
+  refused: Record<string, number>;
+  acksSent: number;
+  dbRetries: number;
+}
+
+const ACKS_PER_MESSAGE = 2000;
+
+export class HubIngest {
+  private client: MqttClient | undefined;
+  private stopping = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retrying = false;
+  sharedSubscription: boolean | undefined;
+  readonly stats: IngestStats = { batches: 0, entries: 0, refused: {}, acksSent: 0, dbRetries: 0 };
+
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly opts: HubIngestOptions,
+  ) {}
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  async start(): Promise<void> {
+    const clientOpts: IClientOptions = {
+      protocolVersion: 5,
+      clientId: `popkit-hub-${this.opts.workerId}`,
+      // a clean session: a dead worker's persistent session would stay in the shared group and the
+      // broker would keep queueing kits' batches to it; with clean sessions whatever a worker held
+      // unacked when it died is resent by the kits (ack timeout) and lands on a live worker
+      clean: true,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      ...(this.opts.username ? { username: this.opts.username } : {}),
+      ...(this.opts.password ? { password: this.opts.password } : {}),
+      ...(this.opts.caFile ? { ca: fs.readFileSync(this.opts.caFile) } : {}),
+    };
+    const client = mqtt.connect(this.opts.brokerUrl, clientOpts);
+    this.client = client;
+    client.on('error', (err) => log.warn({ err: err.message }, 'broker error'));
+    client.on('offline', () => log.warn('broker offline'));
+    // PUBACK only after the ledger committed: mqtt.js sends it when this callback runs
+    client.handleMessage = (packet, done) => {
+      this.onMessage(packet.topic, packet.payload as Buffer).then(
+        () => done(),
+        (err) => {
+          // not retryable (a value the database rejects, a bug): acking at the MQTT level keeps the
+          // worker moving; no application ack went out, so the kit resends later and the entry is
+          // refused again, visibly, instead of stalling every kit behind it
+          this.refuse('unprocessable', packet.topic, (err as Error).message);
+          done();
+        },
+      );
+    };
+    await new Promise<void>((resolve, reject) => {
+      const onErr = (err: Error) => reject(err);
+      client.once('connect', () => {
+        client.off('error', onErr);
+        resolve();
+      });
+      client.once('error', onErr);
+    });
+    if (this.sharedSubscription === undefined) {
+      this.sharedSubscription =
+        this.opts.shared === 'auto' ? await this.probeShared() : this.opts.shared === 'on';
+      if (!this.sharedSubscription) {
+        log.warn('broker without shared subscriptions: plain subscription, run exactly one hub worker');
+      }
+    }
+    const share = (t: string) => (this.sharedSubscription ? `$share/${this.opts.shareGroup}/${t}` : t);
+    await client.subscribeAsync({
+      [share(topics.allOrders)]: { qos: 1 },
+      [share(topics.allTelemetry)]: { qos: 1 },
+      [topics.allStatus]: { qos: 1 },
+    });
+    client.on('connect', () => {
+      // a broker without persistence lost the retained catalogs: put the latest back
+      this.republishCatalogs().catch((err) => log.warn({ err: (err as Error).message }, 'catalog republish'));
+    });
+    await this.republishCatalogs();
+    this.retryTimer = setInterval(() => void this.retryDeferred(), this.opts.retryDeferredMs);
+    this.retryTimer.unref();
+    log.info(
+      { broker: redactUrl(this.opts.brokerUrl), shared: this.sharedSubscription },
+      'hub ingest started',
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    await this.client?.endAsync();
+  }
+
+  /** Does the broker deliver `$share/…` subscriptions? (Mosquitto, EMQX, HiveMQ do; aedes 1.x does not.) */
+  private async probeShared(): Promise<boolean> {
+    const client = this.client!;
+    const nonce = randomBytes(6).toString('hex');
+    const topic = `popkit/v1/hub-probe/${nonce}`;
+    const filter = `$share/${this.opts.shareGroup}-probe/${topic}`;
+    const got = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 2000);
+      const onMsg = (t: string) => {
+        if (t === topic) {
+          clearTimeout(timer);
+          client.off('message', onMsg);
+          resolve(true);
+        }
+      };
+      client.on('message', onMsg);
+    });
+    try {
+      await client.subscribeAsync(filter, { qos: 1 });
+      await client.publishAsync(topic, 'probe', { qos: 1 });
+    } catch {
+      return false;
+    }
+    const ok = await got;
+    await client.unsubscribeAsync(filter).catch(() => undefined);
+    return ok;
+  }
+
+  private refuse(reason: string, topic: string, detail?: unknown): void {
+    this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
+    log.warn({ topic, reason, detail }, 'kit message refused');
+  }
+
+  private async onMessage(topic: string, payload: Buffer): Promise<void> {
+    if (topic.startsWith('popkit/v1/hub-probe/')) return;
+    const t = kitIdFromTopic(topic);
+    if (!t) return this.refuse('topic', topic);
+    if (t.leaf === 'status') {
+      if (payload.length === 0) return; // a cleared retained status
+      const s = parseWire(checkers.kitStatus, payload);
+      if (!s) return this.refuse('malformed', topic);
+      if (s.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: s.kitId });
+      await this.withDbRetry(() => this.ledger.recordStatus(s));
+      return;
+    }
+    if (t.leaf !== 'orders' && t.leaf !== 'telemetry') return;
+    const batch = parseWire(checkers.batch, payload);
+    if (!batch) {
+      let value: unknown;
+      try {
+        value = JSON.parse(payload.toString('utf8'));
+      } catch {
+        value = undefined;
+      }
+      return this.refuse(
+        'malformed',
+        topic,
+        value === undefined ? 'not JSON' : wireErrors(checkers.batch, value),
+      );
+    }
+    // the broker's ACL binds a kit to its own topics; the hub checks the claim inside matches too
+    if (batch.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: batch.kitId });
+    for (const e of batch.entries) {
+      if (e.lane === 'orders' && (e.order.kitId !== t.kitId || e.order.id !== e.id)) {
+        return this.refuse('kit_mismatch', topic, { orderId: e.id, claimed: e.order.kitId });
+      }
+    }
+    const acks = await this.withDbRetry(() => this.ledger.recordBatch(t.kitId, batch.entries));
+    this.stats.batches++;
+    this.stats.entries += batch.entries.length;
+    this.sendAcks(t.kitId, acks);
+  }
+
+  private sendAcks(kitId: string, acks: AckT['acks']): void {
+    for (let i = 0; i < acks.length; i += ACKS_PER_MESSAGE) {
+      const msg: AckT = { v: 1, kitId, acks: acks.slice(i, i + ACKS_PER_MESSAGE) };
+      // not awaited: the PUBACK for it arrives on the same stream this handler holds up; a lost ack
+      // is repaired by the kit resending, which the ledger answers from what it already has
+      this.client?.publish(topics.acks(kitId), JSON.stringify(msg), { qos: 1 }, (err) => {
+        if (err) log.warn({ err: err.message, kitId }, 'ack publish failed');
+      });
+      this.stats.acksSent += msg.acks.length;
+    }
+  }
+
+  private async withDbRetry<T>(fn: () => Promise<T>): Promise<T> {
+    let delay = 100;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (this.stopping || !isTransientDbError(err)) throw err;
+        this.stats.dbRetries++;
+        log.warn({ err: (err as Error).message, retryInMs: delay }, 'ledger write failed, retrying');
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  private async retryDeferred(): Promise<void> {
+    if (this.retrying || !this.connected) return;
+    this.retrying = true;
+    try {
+      const done = await this.ledger.retryDeferred();
+      const byKit = new Map<string, AckT['acks']>();
+      for (const d of done) byKit.set(d.kitId, [...(byKit.get(d.kitId) ?? []), d.ack]);
+      for (const [kitId, acks] of byKit) this.sendAcks(kitId, acks);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'deferred exchange retry failed');
+    } finally {
+      this.retrying = false;
+    }
+  }
+
+  async publishCatalog(eventId: string, signed: SignedCatalogT): Promise<void> {
+    if (!this.client?.connected)
+      throw Object.assign(new Error('broker not connected'), { code: 'NOT_READY' });
+    await this.client.publishAsync(topics.catalog(eventId), JSON.stringify(signed), { qos: 1, retain: true });
+  }
+
+  private async republishCatalogs(): Promise<void> {
+    if (!this.client?.connected) return;
+    for (const c of await this.ledger.latestCatalogs()) {
+      await this.client.publishAsync(topics.catalog(c.eventId), JSON.stringify(c.signed), {
+        qos: 1,
+        retain: true,
+      });
+    }
+  }
+}
+
+/**
+ * Connection trouble is worth waiting out; a statement the database refuses (SQLSTATE classes 22 data
+ * exception, 23 constraint, 42 syntax or access) would fail the same way forever.
+ */
+function isTransientDbError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && /^(22|23|42)/.test(code)) return false;
+  return true;
+}

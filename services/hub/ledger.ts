@@ -1,0 +1,387 @@
+// The hub's ledger on PostgreSQL (or PGlite): orders keyed by (kit id, the kit's order id), so that a
+// redelivered or replayed batch changes nothing; stock snapshots and telemetry per kit; signed
+// catalogs per event. recordBatch() commits first and only then returns the acks to send.
+import { KitError } from '../../core/errors.ts';
+import { moduleLogger } from '../../core/logger.ts';
+import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
+import type { AckT, BatchEntryT, KitStatusT, SignedCatalogT, WireOrderT } from '../../core/wire.ts';
+import type { SqlDb } from './db.ts';
+import type { PaymentGateway } from './gateway.ts';
+
+const log = moduleLogger('hub-ledger');
+
+type AckItem = AckT['acks'][number];
+type OrderEntryT = Extract<BatchEntryT, { lane: 'orders' }>;
+
+interface OrderRow {
+  order_id: string;
+  event_id: string;
+  kit_created_at: string;
+  total_cents: number;
+  currency: string;
+  payment_method: string;
+  token_hint: string | null;
+  state: 'forwarded' | 'settled' | 'declined';
+  decline_reason: string | null;
+  gateway_ref: string | null;
+  sealed_token: SealedToken | null;
+  body: WireOrderT;
+}
+
+type NewOrderRow = Omit<OrderRow, 'total_cents'> & { total_cents: number };
+
+export interface LedgerCounters {
+  ordersNew: number;
+  ordersDuplicate: number;
+  exchanges: number;
+  declined: number;
+  exchangeDeferred: number;
+}
+
+// a held token waits for the gateway at most this long in the hub, then the order is declined
+const HELD_TOKEN_TTL_MS = 7 * 24 * 3600 * 1000;
+
+export class Ledger {
+  readonly counters: LedgerCounters = {
+    ordersNew: 0,
+    ordersDuplicate: 0,
+    exchanges: 0,
+    declined: 0,
+    exchangeDeferred: 0,
+  };
+
+  constructor(
+    private readonly db: SqlDb,
+    private readonly gateway: PaymentGateway,
+    /** seals tokens the hub must hold while the gateway is unreachable */
+    private readonly vault: TokenVault,
+  ) {}
+
+  async ping(): Promise<void> {
+    await this.db.query('SELECT 1');
+  }
+
+  /**
+   * Record one batch of a kit's entries and return the acks for it (every entry, new or seen before).
+   * Token exchange happens before the insert, keyed by kit and order id at the gateway, so a crash
+   * between the two is repaired by the kit's redelivery without a second charge.
+   */
+  async recordBatch(kitId: string, entries: BatchEntryT[]): Promise<AckItem[]> {
+    const orders = entries.filter((e): e is OrderEntryT => e.lane === 'orders');
+    const others = entries.filter((e) => e.lane !== 'orders');
+    const orderIds = [...new Set(orders.map((e) => e.id))];
+    const known = orderIds.length > 0 ? await this.orderStates(this.db, kitId, orderIds) : new Map();
+
+    const fresh = new Map<string, NewOrderRow>();
+    await Promise.all(
+      orders
+        .filter((e) => !known.has(e.id))
+        .map(async (e) => {
+          if (fresh.has(e.id)) return;
+          fresh.set(e.id, await this.rowFor(kitId, e));
+        }),
+    );
+    this.counters.ordersDuplicate += orders.length - fresh.size;
+
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO kits (kit_id) VALUES ($1) ON CONFLICT (kit_id) DO UPDATE SET last_seen = now()`,
+        [kitId],
+      );
+      if (fresh.size > 0) {
+        const res = await tx.query<{ order_id: string }>(
+          `INSERT INTO orders (kit_id, order_id, event_id, kit_created_at, total_cents, currency, payment_method,
+             token_hint, state, decline_reason, gateway_ref, sealed_token, body, settled_at)
+           SELECT $1, x.order_id, x.event_id, x.kit_created_at, x.total_cents, x.currency, x.payment_method,
+             x.token_hint, x.state, x.decline_reason, x.gateway_ref, x.sealed_token, x.body,
+             CASE WHEN x.state = 'forwarded' THEN NULL ELSE now() END
+           FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, event_id text, kit_created_at text,
+             total_cents bigint, currency text, payment_method text, token_hint text, state text,
+             decline_reason text, gateway_ref text, sealed_token jsonb, body jsonb)
+           ON CONFLICT (kit_id, order_id) DO NOTHING
+           RETURNING order_id`,
+          [kitId, JSON.stringify([...fresh.values()])],
+        );
+        this.counters.ordersNew += res.rows.length;
+        this.counters.ordersDuplicate += fresh.size - res.rows.length;
+      }
+      for (const e of others) {
+        if (e.lane === 'stock') {
+          await tx.query(
+            `UPDATE kits SET stock = $2::jsonb, stock_at = $3 WHERE kit_id = $1 AND (stock_at IS NULL OR stock_at < $3)`,
+            [kitId, JSON.stringify(e.stock), e.at],
+          );
+        } else {
+          if (e.lane === 'health') {
+            await tx.query(
+              `UPDATE kits SET health = $2::jsonb, health_at = $3 WHERE kit_id = $1 AND (health_at IS NULL OR health_at < $3)`,
+              [kitId, JSON.stringify(e.body), e.at],
+            );
+          }
+          await tx.query(
+            `INSERT INTO kit_telemetry (kit_id, entry_id, lane, at, body) VALUES ($1, $2, $3, $4, $5::jsonb)
+             ON CONFLICT (kit_id, entry_id) DO NOTHING`,
+            [kitId, e.id, e.lane, e.at, JSON.stringify(e.body)],
+          );
+        }
+      }
+    });
+
+    // the committed states are the truth, also when another worker inserted the same order meanwhile
+    const states = orderIds.length > 0 ? await this.orderStates(this.db, kitId, orderIds) : new Map();
+    const acks: AckItem[] = [];
+    for (const id of orderIds) {
+      const s = states.get(id);
+      if (!s) continue;
+      acks.push({ lane: 'orders', id, state: s.state, ...(s.reason ? { reason: s.reason } : {}) });
+    }
+    for (const e of others) acks.push({ lane: e.lane, id: e.id, state: 'stored' });
+    return acks;
+  }
+
+  private async orderStates(db: SqlDb, kitId: string, ids: string[]) {
+    const res = await db.query<{ order_id: string; state: AckItem['state']; decline_reason: string | null }>(
+      `SELECT order_id, state, decline_reason FROM orders
+       WHERE kit_id = $1 AND order_id IN (SELECT jsonb_array_elements_text($2::jsonb))`,
+      [kitId, JSON.stringify(ids)],
+    );
+    return new Map(
+      res.rows.map((r) => [r.order_id, { state: r.state, reason: r.decline_reason ?? undefined }]),
+    );
+  }
+
+  private async rowFor(kitId: string, e: OrderEntryT): Promise<NewOrderRow> {
+    const o = e.order;
+    let state: OrderRow['state'] = 'settled';
+    let reason: string | null = null;
+    let ref: string | null = null;
+    let sealed: SealedToken | null = null;
+    if (o.payment.method === 'token') {
+      if (!e.token) {
+        state = 'declined';
+        reason = `token_${e.tokenError ?? 'missing'}`;
+      } else {
+        const verdict = await this.exchange(kitId, o, e.token);
+        if (verdict === 'deferred') {
+          state = 'forwarded';
+          sealed = this.vault.seal(e.token, HELD_TOKEN_TTL_MS);
+        } else if (verdict.outcome === 'approved') {
+          ref = verdict.ref;
+        } else {
+          state = 'declined';
+          reason = verdict.reason;
+        }
+      }
+    }
+    if (state === 'declined') this.counters.declined++;
+    return {
+      order_id: e.id,
+      event_id: o.eventId,
+      kit_created_at: o.createdAt,
+      total_cents: o.totalCents,
+      currency: o.currency,
+      payment_method: o.payment.method,
+      token_hint: o.payment.method === 'token' ? o.payment.tokenHint : null,
+      state,
+      decline_reason: reason,
+      gateway_ref: ref,
+      sealed_token: sealed,
+      body: o,
+    };
+  }
+
+  private async exchange(kitId: string, o: WireOrderT, token: string) {
+    try {
+      this.counters.exchanges++;
+      return await this.gateway.exchange({
+        idempotencyKey: `${kitId}:${o.id}`,
+        token,
+        amountCents: o.totalCents,
+        currency: o.currency,
+      });
+    } catch (err) {
+      this.counters.exchangeDeferred++;
+      log.warn({ err: (err as Error).message, orderId: o.id }, 'token exchange deferred');
+      return 'deferred' as const;
+    }
+  }
+
+  /**
+   * Retry the exchanges that were deferred while the gateway was unreachable. Returns the kits' acks
+   * to publish (order now settled or declined). Rows are locked so two workers never both exchange.
+   */
+  async retryDeferred(limit = 100): Promise<{ kitId: string; ack: AckItem }[]> {
+    return this.db.transaction(async (tx) => {
+      const res = await tx.query<{
+        kit_id: string;
+        order_id: string;
+        total_cents: string | number;
+        currency: string;
+        sealed_token: SealedToken | null;
+      }>(
+        `SELECT kit_id, order_id, total_cents, currency, sealed_token FROM orders
+         WHERE state = 'forwarded' ORDER BY received_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit],
+      );
+      const out: { kitId: string; ack: AckItem }[] = [];
+      for (const r of res.rows) {
+        let verdict: Awaited<ReturnType<PaymentGateway['exchange']>> | undefined;
+        if (!r.sealed_token) verdict = { outcome: 'declined', reason: 'token_missing' };
+        else {
+          let token: string | undefined;
+          try {
+            token = this.vault.open(r.sealed_token);
+          } catch (err) {
+            verdict = {
+              outcome: 'declined',
+              reason: (err as KitError).code === 'TOKEN_EXPIRED' ? 'token_expired' : 'token_invalid',
+            };
+          }
+          if (token) {
+            try {
+              verdict = await this.gateway.exchange({
+                idempotencyKey: `${r.kit_id}:${r.order_id}`,
+                token,
+                amountCents: Number(r.total_cents),
+                currency: r.currency,
+              });
+            } catch {
+              break; // still unreachable: try the rest next time
+            }
+          }
+        }
+        if (!verdict) continue;
+        const state = verdict.outcome === 'approved' ? 'settled' : 'declined';
+        await tx.query(
+          `UPDATE orders SET state = $3, decline_reason = $4, gateway_ref = $5, sealed_token = NULL, settled_at = now()
+           WHERE kit_id = $1 AND order_id = $2`,
+          [
+            r.kit_id,
+            r.order_id,
+            state,
+            verdict.outcome === 'declined' ? verdict.reason : null,
+            verdict.outcome === 'approved' ? verdict.ref : null,
+          ],
+        );
+        out.push({
+          kitId: r.kit_id,
+          ack: {
+            lane: 'orders',
+            id: r.order_id,
+            state,
+            ...(verdict.outcome === 'declined' ? { reason: verdict.reason } : {}),
+          },
+        });
+      }
+      return out;
+    });
+  }
+
+  async recordStatus(s: KitStatusT): Promise<void> {
+    await this.db.query(
+      `INSERT INTO kits (kit_id, online, status) VALUES ($1, $2, $3::jsonb)
+       ON CONFLICT (kit_id) DO UPDATE SET online = $2, status = $3::jsonb, last_seen = now()`,
+      [s.kitId, s.online, JSON.stringify(s)],
+    );
+  }
+
+  async listKits() {
+    const res = await this.db.query<{
+      kit_id: string;
+      first_seen: Date | string;
+      last_seen: Date | string;
+      online: boolean;
+      status: KitStatusT | null;
+      stock: Record<string, number> | null;
+      health: Record<string, unknown> | null;
+      orders: string | number;
+    }>(
+      `SELECT k.kit_id, k.first_seen, k.last_seen, k.online, k.status, k.stock, k.health,
+         (SELECT count(*) FROM orders o WHERE o.kit_id = k.kit_id) AS orders
+       FROM kits k ORDER BY k.kit_id`,
+    );
+    return res.rows.map((r) => ({
+      kitId: r.kit_id,
+      firstSeen: new Date(r.first_seen).toISOString(),
+      lastSeen: new Date(r.last_seen).toISOString(),
+      online: r.online,
+      state: r.status?.state ?? null,
+      eventId: r.status?.eventId ?? null,
+      backlog: r.status?.backlog ?? null,
+      oldestAgeMs: r.status?.oldestAgeMs ?? null,
+      battery: r.status?.battery ?? null,
+      catalogVersion: r.status?.catalogVersion ?? null,
+      stock: r.stock,
+      health: r.health,
+      orders: Number(r.orders),
+    }));
+  }
+
+  async kitOrders(kitId: string, opts: { limit: number; after?: string }) {
+    const agg = await this.db.query<{ count: string | number; total: string | number | null }>(
+      `SELECT count(*) AS count, sum(total_cents) AS total FROM orders WHERE kit_id = $1`,
+      [kitId],
+    );
+    const rows = await this.db.query<OrderRow & { received_at: Date | string }>(
+      `SELECT order_id, event_id, kit_created_at, total_cents, currency, payment_method, token_hint, state,
+         decline_reason, gateway_ref, body, received_at
+       FROM orders WHERE kit_id = $1 AND order_id > $2 ORDER BY order_id LIMIT $3`,
+      [kitId, opts.after ?? '', opts.limit],
+    );
+    return {
+      kitId,
+      count: Number(agg.rows[0]?.count ?? 0),
+      totalCents: Number(agg.rows[0]?.total ?? 0),
+      orders: rows.rows.map((r) => ({
+        id: r.order_id,
+        eventId: r.event_id,
+        state: r.state,
+        totalCents: Number(r.total_cents),
+        currency: r.currency,
+        paymentMethod: r.payment_method,
+        ...(r.token_hint ? { tokenHint: r.token_hint } : {}),
+        ...(r.decline_reason ? { declineReason: r.decline_reason } : {}),
+        ...(r.gateway_ref ? { gatewayRef: r.gateway_ref } : {}),
+        lines: r.body.lines,
+        createdAt: r.kit_created_at,
+        receivedAt: new Date(r.received_at).toISOString(),
+      })),
+    };
+  }
+
+  async latestCatalogVersion(eventId: string): Promise<number> {
+    const res = await this.db.query<{ v: number | null }>(
+      'SELECT max(version) AS v FROM catalogs WHERE event_id = $1',
+      [eventId],
+    );
+    return Number(res.rows[0]?.v ?? 0);
+  }
+
+  /** Store a signed catalog; CATALOG_STALE when its version is not above the latest of its event. */
+  async storeCatalog(eventId: string, version: number, signed: SignedCatalogT): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`catalog:${eventId}`]);
+      const res = await tx.query<{ v: number | null }>(
+        'SELECT max(version) AS v FROM catalogs WHERE event_id = $1',
+        [eventId],
+      );
+      const latest = Number(res.rows[0]?.v ?? 0);
+      if (version <= latest) {
+        throw new KitError('CATALOG_STALE', `event ${eventId} already has catalog version ${latest}`);
+      }
+      await tx.query('INSERT INTO catalogs (event_id, version, signed) VALUES ($1, $2, $3::jsonb)', [
+        eventId,
+        version,
+        JSON.stringify(signed),
+      ]);
+    });
+  }
+
+  /** The latest signed catalog of every event (republished retained when the hub connects). */
+  async latestCatalogs(): Promise<{ eventId: string; signed: SignedCatalogT }[]> {
+    const res = await this.db.query<{ event_id: string; signed: SignedCatalogT }>(
+      `SELECT DISTINCT ON (event_id) event_id, signed FROM catalogs ORDER BY event_id, version DESC`,
+    );
+    return res.rows.map((r) => ({ eventId: r.event_id, signed: r.signed }));
+  }
+}

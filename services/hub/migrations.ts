@@ -1,0 +1,87 @@
+// Ledger schema, applied in order at start. Each migration runs once, in its own transaction, under
+// an advisory lock so that several hub workers starting together do not race each other.
+import { moduleLogger } from '../../core/logger.ts';
+import type { SqlDb } from './db.ts';
+
+const log = moduleLogger('hub-migrations');
+
+export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'ledger',
+    sql: `
+      CREATE TABLE kits (
+        kit_id text PRIMARY KEY,
+        first_seen timestamptz NOT NULL DEFAULT now(),
+        last_seen timestamptz NOT NULL DEFAULT now(),
+        online boolean NOT NULL DEFAULT false,
+        status jsonb,
+        stock jsonb,
+        stock_at bigint,
+        health jsonb,
+        health_at bigint
+      );
+      -- the kit's own order id is the key: a redelivered or replayed order is a no-op
+      CREATE TABLE orders (
+        kit_id text NOT NULL,
+        order_id text NOT NULL,
+        event_id text NOT NULL,
+        kit_created_at text NOT NULL,
+        total_cents bigint NOT NULL,
+        currency text NOT NULL,
+        payment_method text NOT NULL,
+        token_hint text,
+        state text NOT NULL CHECK (state IN ('forwarded', 'settled', 'declined')),
+        decline_reason text,
+        gateway_ref text,
+        -- only while a token exchange is pending (gateway unreachable); sealed with the hub's key
+        sealed_token jsonb,
+        body jsonb NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        settled_at timestamptz,
+        PRIMARY KEY (kit_id, order_id)
+      );
+      CREATE INDEX orders_pending_exchange ON orders (received_at) WHERE state = 'forwarded';
+      CREATE TABLE kit_telemetry (
+        kit_id text NOT NULL,
+        entry_id text NOT NULL,
+        lane text NOT NULL,
+        at bigint NOT NULL,
+        body jsonb NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (kit_id, entry_id)
+      );
+      CREATE TABLE catalogs (
+        event_id text NOT NULL,
+        version integer NOT NULL,
+        signed jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (event_id, version)
+      );
+    `,
+  },
+];
+
+export async function migrate(db: SqlDb): Promise<number> {
+  let applied = 0;
+  await db.transaction(async (tx) => {
+    await tx.query(`SELECT pg_advisory_xact_lock(727274)`);
+    await tx.query(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (
+         version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const done = new Set(
+      (await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) =>
+        Number(r.version),
+      ),
+    );
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      await tx.exec(m.sql);
+      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      applied++;
+      log.info({ version: m.version, name: m.name }, 'migration applied');
+    }
+  });
+  return applied;
+}

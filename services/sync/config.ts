@@ -1,0 +1,44 @@
+// Sync's environment (popkit sync). Composed with BaseConfig (POPKIT_KIT_ID, POPKIT_DATA_DIR, POPKIT_HUB_URL).
+import { type Static, type TInteger, Type } from '@sinclair/typebox';
+
+const Int = (def: number, min: number, description: string): TInteger =>
+  Type.Integer({ minimum: min, default: def, description });
+
+export const SyncConfig = Type.Object({
+  POPKIT_HUB_USERNAME: Type.Optional(
+    Type.String({ minLength: 1, description: 'broker user (default: kit id)' }),
+  ),
+  POPKIT_HUB_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: "the kit's broker password" })),
+  POPKIT_HUB_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: 'CA bundle for mqtts://' })),
+  POPKIT_HUB_PUBLIC_KEY: Type.Optional(
+    Type.String({ minLength: 40, description: "the hub's ed25519 catalog key: PEM or base64 SPKI DER" }),
+  ),
+  POPKIT_HUB_PUBLIC_KEY_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: 'file holding that key' }),
+  ),
+  POPKIT_EVENT_ID: Type.String({
+    pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+    default: 'default',
+    description: "the event whose catalog this kit takes from the hub (the live event's id wins)",
+  }),
+  POPKIT_TOKEN_KEY: Type.Optional(
+    Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'AES-256 device key for payment tokens' }),
+  ),
+  POPKIT_SYNC_BATCH_MAX: Int(500, 1, 'entries per MQTT message at most'),
+  POPKIT_SYNC_BATCH_BYTES: Int(256 * 1024, 4096, 'bytes per MQTT message at most'),
+  POPKIT_SYNC_WINDOW: Int(8, 1, 'messages awaiting their ack at once'),
+  POPKIT_SYNC_ACK_TIMEOUT_MS: Int(15_000, 100, 'resend entries whose ack has not come after this'),
+  POPKIT_SYNC_POLL_MS: Int(100, 10, 'outbox poll interval while idle'),
+  POPKIT_SYNC_BACKOFF_MIN_MS: Int(500, 10, 'first reconnect delay'),
+  POPKIT_SYNC_BACKOFF_MAX_MS: Int(30_000, 100, 'longest reconnect delay'),
+  POPKIT_SYNC_STOCK_INTERVAL_MS: Int(5_000, 100, 'how often stock is compared and a snapshot queued'),
+  POPKIT_SYNC_HEALTH_INTERVAL_MS: Int(30_000, 100, 'how often a health entry is queued'),
+  POPKIT_SYNC_TELEMETRY_INTERVAL_MS: Int(60_000, 100, 'how often a telemetry entry is queued'),
+  POPKIT_SYNC_TTL_STOCK_S: Int(7 * 24 * 3600, 1, 'stock snapshots older than this are dropped'),
+  POPKIT_SYNC_TTL_HEALTH_S: Int(3600, 1, 'health entries older than this are dropped'),
+  POPKIT_SYNC_TTL_TELEMETRY_S: Int(24 * 3600, 1, 'telemetry older than this is dropped'),
+  POPKIT_SYNC_QUOTA_STOCK_KB: Int(1024, 1, 'disk quota of the stock lane'),
+  POPKIT_SYNC_QUOTA_HEALTH_KB: Int(2048, 1, 'disk quota of the health lane'),
+  POPKIT_SYNC_QUOTA_TELEMETRY_KB: Int(8192, 1, 'disk quota of the telemetry lane (oldest dropped first)'),
+});
+export type SyncConfigT = Static<typeof SyncConfig>;

@@ -1,0 +1,125 @@
+// The outbox lanes sync fills itself (stock, health, telemetry) and their limits: each has a TTL and a
+// disk quota; past either, its oldest entries go first. The orders lane is checkout's and is never
+// expired or trimmed here, whatever its size.
+import { MonotonicIds } from '../../core/ids.ts';
+import { type KitStore, LANES, type OutboxEntry, type OutboxKey } from '../../core/kit-store.ts';
+import { moduleLogger } from '../../core/logger.ts';
+import type { LaneName } from '../../core/wire.ts';
+
+const log = moduleLogger('sync-lanes');
+
+export interface LaneLimits {
+  ttlMs: number;
+  quotaBytes: number;
+}
+
+export type TrimmedLane = Exclude<LaneName, 'orders'>;
+
+export interface LaneStats {
+  backlog: Record<LaneName, number>;
+  oldestAgeMs: Record<LaneName, number>;
+  bytes: Record<LaneName, number>;
+}
+
+const META_STOCK_SNAPSHOT = 'sync.stock.lastSnapshot';
+
+export class LaneKeeper {
+  private readonly ids = new MonotonicIds();
+  /** entries dropped by TTL or quota, per lane, since start (for telemetry and tests) */
+  readonly dropped: Record<TrimmedLane, number> = { stock: 0, health: 0, telemetry: 0 };
+
+  constructor(
+    private readonly store: KitStore,
+    private readonly limits: Record<TrimmedLane, LaneLimits>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Queue an entry on a sync-owned lane, then trim that lane to its limits. */
+  async enqueue(
+    lane: TrimmedLane,
+    kind: OutboxEntry['kind'],
+    body: Record<string, unknown>,
+  ): Promise<string> {
+    const id = this.ids.next();
+    const createdAt = this.now();
+    await this.store.outbox.put([LANES[lane], id], { kind, body, createdAt });
+    await this.trim(lane);
+    return id;
+  }
+
+  /**
+   * Queue a stock snapshot when stock differs from the last one queued. A snapshot supersedes every
+   * older one still waiting, so they are coalesced into it: the hub only ever needs the latest.
+   */
+  async snapshotStock(): Promise<boolean> {
+    const stock: Record<string, number> = {};
+    for (const { key, value } of this.store.stock.getRange()) stock[key] = value;
+    const text = JSON.stringify(stock);
+    if (this.store.meta.get(META_STOCK_SNAPSHOT) === text) return false;
+    const id = this.ids.next();
+    const createdAt = this.now();
+    const lane = LANES.stock;
+    await this.store.root.transaction(() => {
+      for (const key of this.store.outbox.getKeys({ start: [lane, ''], end: [lane + 1, ''] })) {
+        this.store.outbox.remove(key);
+      }
+      this.store.outbox.put([lane, id], { kind: 'stock', body: { stock }, createdAt });
+      this.store.meta.put(META_STOCK_SNAPSHOT, text);
+    });
+    return true;
+  }
+
+  /** Drop expired entries, then the oldest ones while the lane is over its quota. */
+  async trim(lane: TrimmedLane): Promise<number> {
+    const n = LANES[lane];
+    const { ttlMs, quotaBytes } = this.limits[lane];
+    const cutoff = this.now() - ttlMs;
+    const entries: { key: OutboxKey; createdAt: number; size: number }[] = [];
+    let total = 0;
+    for (const { key, value } of this.store.outbox.getRange({ start: [n, ''], end: [n + 1, ''] })) {
+      const size = entrySize(key, value);
+      entries.push({ key, createdAt: value.createdAt, size });
+      total += size;
+    }
+    const drop: OutboxKey[] = [];
+    for (const e of entries) {
+      // key order is age order within a lane, so the drop set is always a prefix
+      if (e.createdAt < cutoff || total > quotaBytes) {
+        drop.push(e.key);
+        total -= e.size;
+      } else break;
+    }
+    if (drop.length === 0) return 0;
+    await this.store.root.transaction(() => {
+      for (const key of drop) this.store.outbox.remove(key);
+    });
+    this.dropped[lane] += drop.length;
+    log.info({ lane, dropped: drop.length }, 'lane trimmed (TTL or quota)');
+    return drop.length;
+  }
+
+  async trimAll(): Promise<void> {
+    for (const lane of ['stock', 'health', 'telemetry'] as const) await this.trim(lane);
+  }
+
+  /** Backlog per lane, and the age of each lane's oldest entry (0 when empty). */
+  stats(): Omit<LaneStats, 'bytes'> {
+    const now = this.now();
+    const backlog = { orders: 0, stock: 0, health: 0, telemetry: 0 } as Record<LaneName, number>;
+    const oldestAgeMs = { orders: 0, stock: 0, health: 0, telemetry: 0 } as Record<LaneName, number>;
+    for (const [name, n] of Object.entries(LANES) as [LaneName, number][]) {
+      // fresh option objects each call: lmdb-js marks the ones it is given (getKeysCount sets onlyCount)
+      const range = () => ({ start: [n, ''] as OutboxKey, end: [n + 1, ''] as OutboxKey });
+      backlog[name] = this.store.outbox.getKeysCount(range());
+      for (const { value } of this.store.outbox.getRange({ ...range(), limit: 1 })) {
+        oldestAgeMs[name] = Math.max(0, now - value.createdAt);
+      }
+    }
+    return { backlog, oldestAgeMs };
+  }
+}
+
+/** What an entry costs on disk, near enough for a quota: key and JSON value. */
+export function entrySize(key: OutboxKey, value: OutboxEntry): number {
+  return key[1].length + 8 + JSON.stringify(value).length;
+}

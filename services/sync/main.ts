@@ -1,0 +1,84 @@
+// `popkit sync`: the kit's store-and-forward process, on the LMDB environment checkout writes.
+import fs from 'node:fs';
+import { parsePublicKey } from '../../core/catalog-signing.ts';
+import { BaseConfig, composeConfig, loadConfig, resolveDataDir, resolveKitId } from '../../core/config.ts';
+import { KitError } from '../../core/errors.ts';
+import { openKitStore } from '../../core/kit-store.ts';
+import { loadOrCreateTokenKey, TokenVault } from '../../core/token-vault.ts';
+import { SyncConfig, type SyncConfigT } from './config.ts';
+import { LaneKeeper } from './lanes.ts';
+import { SyncService } from './sync-service.ts';
+
+export const DEFAULT_HUB_URL = 'mqtt://127.0.0.1:1883';
+
+export function syncOptionsFrom(
+  cfg: SyncConfigT & { POPKIT_HUB_URL?: string | undefined },
+  kitId: string,
+  dataDir: string,
+) {
+  let keyText = cfg.POPKIT_HUB_PUBLIC_KEY;
+  if (!keyText && cfg.POPKIT_HUB_PUBLIC_KEY_FILE) {
+    try {
+      keyText = fs.readFileSync(cfg.POPKIT_HUB_PUBLIC_KEY_FILE, 'utf8');
+    } catch (err) {
+      throw new KitError('CONFIG_INVALID', `POPKIT_HUB_PUBLIC_KEY_FILE: ${(err as Error).message}`);
+    }
+  }
+  return {
+    kitId,
+    dataDir,
+    hubUrl: cfg.POPKIT_HUB_URL ?? DEFAULT_HUB_URL,
+    username: cfg.POPKIT_HUB_USERNAME,
+    password: cfg.POPKIT_HUB_PASSWORD,
+    ca: cfg.POPKIT_HUB_CA_FILE ? fs.readFileSync(cfg.POPKIT_HUB_CA_FILE) : undefined,
+    hubPublicKey: keyText ? parsePublicKey(keyText) : undefined,
+    eventId: cfg.POPKIT_EVENT_ID,
+    batchMax: cfg.POPKIT_SYNC_BATCH_MAX,
+    batchBytes: cfg.POPKIT_SYNC_BATCH_BYTES,
+    window: cfg.POPKIT_SYNC_WINDOW,
+    ackTimeoutMs: cfg.POPKIT_SYNC_ACK_TIMEOUT_MS,
+    pollMs: cfg.POPKIT_SYNC_POLL_MS,
+    backoffMinMs: cfg.POPKIT_SYNC_BACKOFF_MIN_MS,
+    backoffMaxMs: cfg.POPKIT_SYNC_BACKOFF_MAX_MS,
+    stockIntervalMs: cfg.POPKIT_SYNC_STOCK_INTERVAL_MS,
+    healthIntervalMs: cfg.POPKIT_SYNC_HEALTH_INTERVAL_MS,
+    telemetryIntervalMs: cfg.POPKIT_SYNC_TELEMETRY_INTERVAL_MS,
+  };
+}
+
+export function laneLimitsFrom(cfg: SyncConfigT) {
+  return {
+    stock: { ttlMs: cfg.POPKIT_SYNC_TTL_STOCK_S * 1000, quotaBytes: cfg.POPKIT_SYNC_QUOTA_STOCK_KB * 1024 },
+    health: {
+      ttlMs: cfg.POPKIT_SYNC_TTL_HEALTH_S * 1000,
+      quotaBytes: cfg.POPKIT_SYNC_QUOTA_HEALTH_KB * 1024,
+    },
+    telemetry: {
+      ttlMs: cfg.POPKIT_SYNC_TTL_TELEMETRY_S * 1000,
+      quotaBytes: cfg.POPKIT_SYNC_QUOTA_TELEMETRY_KB * 1024,
+    },
+  };
+}
+
+export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const cfg = loadConfig(composeConfig(BaseConfig, SyncConfig), env);
+  const dataDir = resolveDataDir(cfg);
+  const kitId = resolveKitId(cfg);
+  const opts = syncOptionsFrom(cfg, kitId, dataDir);
+  const store = openKitStore(dataDir);
+  const vault = new TokenVault(loadOrCreateTokenKey(dataDir, cfg.POPKIT_TOKEN_KEY));
+  const lanes = new LaneKeeper(store, laneLimitsFrom(cfg));
+  const sync = new SyncService(store, vault, lanes, opts);
+  sync.start();
+  process.stdout.write(
+    `popkit sync: kit ${kitId} → ${opts.hubUrl.replace(/\/\/[^@/]*@/, '//')}` +
+      `${opts.hubPublicKey ? '' : ' (no hub public key: catalogs from the hub will be refused)'}\n`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await sync.stop();
+  await store.close();
+  return 0;
+}

@@ -1,0 +1,301 @@
+// Kit → hub → kit through the real Mosquitto (127.0.0.1:1883) into real PostgreSQL: orders land in the
+// ledger once, acks come back and clear the outbox, declines flow back, redelivery and replay change
+// nothing, a kit cannot speak for another, and catalogs are signed, verified and written to LMDB.
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
+import { signCatalog } from '../../core/catalog-signing.ts';
+import { LANES, readRiskCounters } from '../../core/kit-store.ts';
+import { readServiceStatus } from '../../core/run-status.ts';
+import { topics } from '../../core/wire.ts';
+import { readStoredCatalog } from '../../services/checkout/catalog.ts';
+import { SandboxGateway } from '../../services/hub/gateway.ts';
+import type { HubService } from '../../services/hub/hub-service.ts';
+import { loadOrCreateSigningKey } from '../../services/hub/keys.ts';
+import type { SyncService } from '../../services/sync/sync-service.ts';
+import {
+  dropSchema,
+  ledgerOrderIds,
+  makeKit,
+  SHARED_BROKER,
+  startHub,
+  startSync,
+  type TestKit,
+  uniqueId,
+  waitFor,
+} from '../support/hub-link.ts';
+
+const schema = uniqueId('t_synchub').replace(/-/g, '_');
+// an event of its own: retained catalogs on the shared broker outlive the test
+const eventId = uniqueId('ev');
+let hub: HubService;
+let kit: TestKit;
+let sync: SyncService;
+let gateway: SandboxGateway;
+let spy: mqtt.MqttClient;
+const captured: Buffer[] = [];
+
+function outboxOrders(k: TestKit): number {
+  return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
+}
+
+async function api(path: string, init: RequestInit & { auth?: boolean } = {}) {
+  const headers: Record<string, string> = { ...(init.headers as Record<string, string>) };
+  if (init.auth !== false) headers['authorization'] = `Bearer ${hub.adminToken}`;
+  const res = await fetch(`${hub.httpUrl}${path}`, { ...init, headers });
+  return {
+    status: res.status,
+    body: (await res.json()) as Record<string, unknown> & { error?: { code: string } },
+  };
+}
+
+describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
+  before(async () => {
+    gateway = new SandboxGateway();
+    hub = await startHub({ schema, gateway });
+    kit = await makeKit(uniqueId('kit'));
+    // a bystander that records what the kit publishes, to replay it later
+    spy = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('spy') });
+    await spy.subscribeAsync(topics.orders(kit.kitId), { qos: 1 });
+    spy.on('message', (_t, p) => captured.push(Buffer.from(p)));
+    const pub = await import('node:fs').then((fs) => fs.readFileSync(hub.publicKeyFile, 'utf8'));
+    sync = startSync(kit, SHARED_BROKER, {
+      POPKIT_HUB_PUBLIC_KEY: pub,
+      POPKIT_SYNC_BATCH_MAX: '7',
+      POPKIT_EVENT_ID: eventId,
+    });
+  });
+
+  after(async () => {
+    await sync?.stop();
+    await spy?.endAsync();
+    await hub?.stop();
+    await kit?.close();
+    await dropSchema(schema);
+  });
+
+  test('orders reach the ledger once and come back settled or declined', async () => {
+    const cash = [];
+    for (let i = 0; i < 20; i++) cash.push(await kit.place());
+    const approved = await kit.place({ method: 'token', token: 'tok_visa_4242' });
+    const declined = await kit.place({ method: 'token', token: 'tok_decline_insufficient_funds' });
+    assert.equal(readRiskCounters(kit.store).unsyncedTokenOrders, 2);
+
+    await waitFor(() => outboxOrders(kit) === 0, 20_000, 'outbox drained');
+    for (const id of cash) assert.equal(kit.store.orders.get(id)?.syncState, 'settled');
+    assert.equal(kit.store.orders.get(approved)?.syncState, 'settled');
+    const d = kit.store.orders.get(declined);
+    assert.equal(d?.syncState, 'declined');
+    assert.equal(d?.declineReason, 'insufficient_funds');
+    // the hub exchanged the tokens: the kit keeps none and no amount is at risk any more
+    assert.equal(kit.store.tokens.get(approved), undefined);
+    assert.equal(kit.store.tokens.get(declined), undefined);
+    assert.deepEqual(readRiskCounters(kit.store), { unsyncedTokenOrders: 0, unsyncedTokenCents: 0 });
+
+    const ledger = await ledgerOrderIds(schema, kit.kitId);
+    assert.deepEqual(ledger.ids, [...cash, approved, declined].sort());
+    const res = await api(`/v1/kits/${kit.kitId}/orders`);
+    assert.equal(res.status, 200);
+    assert.equal(res.body['count'], 22);
+    const orders = res.body['orders'] as { id: string; state: string; gatewayRef?: string }[];
+    const a = orders.find((o) => o.id === approved);
+    assert.equal(a?.state, 'settled');
+    assert.match(a?.gatewayRef ?? '', /^sandbox_/);
+    assert.equal(gateway.chargeCount, 2);
+
+    await waitFor(
+      () => (readServiceStatus(kit.dataDir, 'sync')?.['drained'] as number) >= 22,
+      5000,
+      'status',
+    );
+    const st = readServiceStatus(kit.dataDir, 'sync')!;
+    assert.equal(st['link'], 'up');
+    assert.deepEqual((st['backlog'] as Record<string, number>)['orders'], 0);
+  });
+
+  test('redelivered and replayed batches leave the ledger unchanged', async () => {
+    await waitFor(() => captured.length > 0, 5000, 'captured batches');
+    // the spy hears the replays too: replay what it captured up to now
+    const msgs = captured.splice(0);
+    const before = await ledgerOrderIds(schema, kit.kitId);
+    const dupBefore = hub.ledger!.counters.ordersDuplicate;
+    const acks: string[] = [];
+    const listener = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('acks') });
+    await listener.subscribeAsync(topics.acks(kit.kitId), { qos: 1 });
+    listener.on('message', (_t, p) => acks.push(String(p)));
+    const replayer = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('replay') });
+    for (let round = 0; round < 3; round++) {
+      for (const msg of msgs) await replayer.publishAsync(topics.orders(kit.kitId), msg, { qos: 1 });
+    }
+    const entries = msgs.reduce(
+      (n, m) => n + (JSON.parse(String(m)) as { entries: unknown[] }).entries.length,
+      0,
+    );
+    await waitFor(
+      () => hub.ledger!.counters.ordersDuplicate - dupBefore >= entries * 3,
+      10_000,
+      'replays seen',
+    );
+    const afterIds = await ledgerOrderIds(schema, kit.kitId);
+    assert.deepEqual(afterIds, before);
+    // the hub acks a replay again (from the ledger), which is harmless on the kit
+    await waitFor(() => acks.length >= msgs.length * 3, 10_000, 'acks of the replays');
+    assert.ok(acks.every((a) => !a.includes('"forwarded"')));
+    await replayer.endAsync();
+    await listener.endAsync();
+  });
+
+  test('the hub refuses a message whose kit id does not match its topic', async () => {
+    const victim = uniqueId('victim');
+    const intruder = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('intruder') });
+    const refusedBefore = hub.ingest!.stats.refused['kit_mismatch'] ?? 0;
+    const order = {
+      id: '01JAAAAAAAAAAAAAAAAAAAAAAA',
+      kitId: kit.kitId,
+      eventId: 'default',
+      catalogVersion: 1,
+      totalCents: 100,
+      currency: 'EUR',
+      lines: [{ sku: 'TEE', name: 'Tee', qty: 1, unitPriceCents: 100, lineCents: 100 }],
+      payment: { method: 'cash' },
+      createdAt: new Date().toISOString(),
+    };
+    // claims to be the kit, on the victim's topic; and the victim's id with another kit's order inside
+    await intruder.publishAsync(
+      topics.orders(victim),
+      JSON.stringify({
+        v: 1,
+        kitId: kit.kitId,
+        sentAt: Date.now(),
+        entries: [{ lane: 'orders', id: order.id, order }],
+      }),
+      { qos: 1 },
+    );
+    await intruder.publishAsync(
+      topics.orders(victim),
+      JSON.stringify({
+        v: 1,
+        kitId: victim,
+        sentAt: Date.now(),
+        entries: [{ lane: 'orders', id: order.id, order }],
+      }),
+      { qos: 1 },
+    );
+    await intruder.publishAsync(topics.orders(victim), 'not json', { qos: 1 });
+    await waitFor(
+      () => (hub.ingest!.stats.refused['kit_mismatch'] ?? 0) >= refusedBefore + 2,
+      10_000,
+      'refusals',
+    );
+    assert.ok((hub.ingest!.stats.refused['malformed'] ?? 0) >= 1);
+    assert.deepEqual((await ledgerOrderIds(schema, victim)).ids, []);
+    assert.ok(!(await ledgerOrderIds(schema, kit.kitId)).ids.includes(order.id));
+    const metrics = await fetch(`${hub.httpUrl}/metrics`).then((r) => r.text());
+    assert.match(metrics, /popkit_hub_refused_total\{reason="kit_mismatch"\} \d+/);
+    await intruder.endAsync();
+  });
+
+  test('catalogs: a signed one is written to LMDB; forged, stale and malformed ones are refused', async () => {
+    const put = await api(`/v1/events/${eventId}/catalog`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        version: 5,
+        currency: 'EUR',
+        items: [{ sku: 'HOODIE', name: 'Hoodie', priceCents: 6000, currency: 'EUR', stock: 40 }],
+      }),
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await waitFor(() => readStoredCatalog(kit.store)?.version === 5, 10_000, 'hub catalog in LMDB');
+    const stored = readStoredCatalog(kit.store)!;
+    assert.equal(stored.source, 'hub');
+    assert.equal(stored.items[0]?.sku, 'HOODIE');
+    assert.equal(kit.store.stock.get('HOODIE'), 40);
+
+    // a stale version through the API is refused by the hub itself
+    const stale = await api(`/v1/events/${eventId}/catalog`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ version: 4, items: [] }),
+    });
+    assert.equal(stale.status, 409);
+    assert.equal(stale.body.error?.code, 'CATALOG_STALE');
+
+    // straight onto the topic: forged (another key), stale (right key, old version), malformed
+    const evil = generateKeyPairSync('ed25519').privateKey;
+    const rogue = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('rogue') });
+    const cat = (version: number, sku: string) => ({
+      version,
+      eventId,
+      currency: 'EUR',
+      items: [{ sku, name: sku, priceCents: 1, currency: 'EUR', stock: 1 }],
+    });
+    const refusals = () => sync.catalogRefusals.map((r) => r.code);
+    const n0 = sync.catalogRefusals.length;
+    await rogue.publishAsync(topics.catalog(eventId), JSON.stringify(signCatalog(evil, cat(9, 'FORGED'))), {
+      qos: 1,
+    });
+    await waitFor(() => sync.catalogRefusals.length > n0, 5000, 'forged refusal');
+    const hubKey = loadOrCreateSigningKey(hub.dataDir).privateKey;
+    await rogue.publishAsync(topics.catalog(eventId), JSON.stringify(signCatalog(hubKey, cat(3, 'OLD'))), {
+      qos: 1,
+    });
+    await waitFor(() => sync.catalogRefusals.length > n0 + 1, 5000, 'stale refusal');
+    await rogue.publishAsync(topics.catalog(eventId), '{"v":1,"alg":"ed25519"}', { qos: 1 });
+    await waitFor(() => sync.catalogRefusals.length > n0 + 2, 5000, 'malformed refusal');
+    const tampered = signCatalog(hubKey, cat(11, 'TAMPER'));
+    tampered.payload = tampered.payload.replace('"priceCents":1', '"priceCents":0');
+    await rogue.publishAsync(topics.catalog(eventId), JSON.stringify(tampered), { qos: 1 });
+    await waitFor(() => sync.catalogRefusals.length > n0 + 3, 5000, 'tampered refusal');
+    assert.deepEqual(refusals().slice(n0), [
+      'CATALOG_FORGED',
+      'CATALOG_STALE',
+      'CATALOG_MALFORMED',
+      'CATALOG_FORGED',
+    ]);
+    const still = readStoredCatalog(kit.store)!;
+    assert.equal(still.version, 5);
+    assert.equal(still.items[0]?.sku, 'HOODIE');
+    // leave the retained topic as the hub had it
+    await rogue.publishAsync(topics.catalog(eventId), '', { qos: 1, retain: true });
+    await rogue.endAsync();
+  });
+
+  test('hub HTTP: admin auth, coded errors, gateway round trip, kits view', async () => {
+    const noAuth = await api('/v1/kits', { auth: false });
+    assert.equal(noAuth.status, 401);
+    assert.equal(noAuth.body.error?.code, 'UNAUTHORIZED');
+    const badKit = await api('/v1/kits/..%2F..%2Fetc/orders');
+    assert.equal(badKit.status, 400);
+    assert.equal(badKit.body.error?.code, 'VALIDATION');
+    const badJson = await api(`/v1/events/${eventId}/catalog`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{"items": [',
+    });
+    assert.equal(badJson.status, 400);
+    assert.ok(badJson.body.error?.code);
+    const badCatalog = await api(`/v1/events/${eventId}/catalog`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ items: [{ sku: 'X' }] }),
+    });
+    assert.equal(badCatalog.status, 400);
+    assert.equal(badCatalog.body.error?.code, 'VALIDATION');
+    const gw = await api('/v1/gateway', { auth: false });
+    assert.equal(gw.status, 200);
+    assert.equal(gw.body['name'], 'sandbox');
+    assert.equal(gw.body['sandbox'], true);
+    assert.equal(gw.body['ok'], true);
+    assert.equal(typeof gw.body['latencyMs'], 'number');
+    const health = await api('/healthz', { auth: false });
+    assert.equal(health.status, 200);
+    const kits = await api('/v1/kits');
+    const mine = (kits.body['kits'] as { kitId: string; orders: number; online: boolean }[]).find(
+      (k) => k.kitId === kit.kitId,
+    );
+    assert.equal(mine?.orders, 22);
+    assert.equal(mine?.online, true);
+  });
+});

@@ -1,0 +1,284 @@
+// Shared wiring for the hub-link tests and bench: a kit (real LMDB + checkout's OrderService), a hub
+// worker, sync, a private Mosquitto on a free port, unique PostgreSQL schemas.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
+import { MonotonicIds } from '../../core/ids.ts';
+import { type KitStore, openKitStore } from '../../core/kit-store.ts';
+import { TokenVault } from '../../core/token-vault.ts';
+import { replaceCatalog } from '../../services/checkout/catalog.ts';
+import { OrderService } from '../../services/checkout/orders.ts';
+import { HubConfig } from '../../services/hub/config.ts';
+import type { PaymentGateway } from '../../services/hub/gateway.ts';
+import { HubService } from '../../services/hub/hub-service.ts';
+import { SyncConfig } from '../../services/sync/config.ts';
+import { LaneKeeper } from '../../services/sync/lanes.ts';
+import { laneLimitsFrom, syncOptionsFrom } from '../../services/sync/main.ts';
+import { SyncService } from '../../services/sync/sync-service.ts';
+
+export const PG_URL = process.env['POPKIT_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const SHARED_BROKER = process.env['POPKIT_TEST_MQTT_URL'] ?? 'mqtt://127.0.0.1:1883';
+export const REPO = path.resolve(import.meta.dirname, '../..');
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+export function tmpDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Poll until `fn` returns a truthy value; throws after `ms` so a broken run fails instead of hanging. */
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  ms = 20_000,
+  what = 'condition',
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// ---------------------------------------------------------------- kit
+
+export const TEST_CATALOG = {
+  version: 1,
+  eventId: 'default',
+  currency: 'EUR',
+  items: [
+    { sku: 'TEE', name: 'Tour tee', priceCents: 2500, currency: 'EUR', stock: 10_000_000 },
+    { sku: 'CAP', name: 'Cap', priceCents: 1500, currency: 'EUR', stock: 10_000_000 },
+  ],
+};
+
+export interface TestKit {
+  kitId: string;
+  dataDir: string;
+  store: KitStore;
+  vault: TokenVault;
+  orders: OrderService;
+  /** one order through checkout's own code path (the same LMDB transaction as a 201) */
+  place(payment?: { method: 'cash' } | { method: 'token'; token: string }): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function makeKit(kitId: string, dataDir = tmpDir(kitId)): Promise<TestKit> {
+  const store = openKitStore(dataDir);
+  fs.mkdirSync(path.join(dataDir, 'keys'), { recursive: true });
+  const keyFile = path.join(dataDir, 'keys', 'token.key');
+  if (!fs.existsSync(keyFile)) fs.writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
+  const vault = new TokenVault(fs.readFileSync(keyFile));
+  if (!store.catalog.get('current')) await replaceCatalog(store, TEST_CATALOG, { source: 'local' });
+  const big = 1_000_000_000_000;
+  const orders = new OrderService(store, new MonotonicIds(), vault, {
+    kitId,
+    tokenTtlMs: 24 * 3600 * 1000,
+    limits: { maxOrderCents: big, maxUnsyncedCents: big, maxUnsyncedOrders: big, maxUnsyncedAgeS: big },
+  });
+  let n = 0;
+  return {
+    kitId,
+    dataDir,
+    store,
+    vault,
+    orders,
+    async place(payment = { method: 'cash' }) {
+      n++;
+      const sku = n % 2 ? 'TEE' : 'CAP';
+      const res = await orders.create({ lines: [{ sku, qty: 1 + (n % 3) }], payment }, undefined);
+      return res.order.id;
+    },
+    close: () => store.close(),
+  };
+}
+
+// ---------------------------------------------------------------- hub
+
+export async function startHub(opts: {
+  dataDir?: string;
+  schema?: string;
+  brokerUrl?: string;
+  databaseUrl?: string | null;
+  env?: Record<string, string>;
+  gateway?: PaymentGateway;
+}): Promise<HubService> {
+  const env: Record<string, string> = {
+    POPKIT_DATA_DIR: opts.dataDir ?? tmpDir('hub'),
+    POPKIT_HUB_BROKER_URL: opts.brokerUrl ?? SHARED_BROKER,
+    POPKIT_HUB_HTTP_PORT: '0',
+    POPKIT_HUB_HTTP_HOST: '127.0.0.1',
+    POPKIT_HUB_WORKER_ID: uniqueId('w'),
+    POPKIT_HUB_SHARED_SUBSCRIPTION: 'on',
+    // a group of its own: hubs of other test files share this broker
+    POPKIT_HUB_SHARE_GROUP: uniqueId('g'),
+    ...(opts.databaseUrl === null ? {} : { DATABASE_URL: opts.databaseUrl ?? PG_URL }),
+    ...(opts.schema ? { POPKIT_HUB_DB_SCHEMA: opts.schema } : {}),
+    ...opts.env,
+  };
+  const cfg = loadConfig(composeConfig(BaseConfig, HubConfig), env);
+  const hub = new HubService({
+    cfg,
+    dataDir: env['POPKIT_DATA_DIR']!,
+    ...(opts.gateway ? { gateway: opts.gateway } : {}),
+  });
+  await hub.start();
+  return hub;
+}
+
+// ---------------------------------------------------------------- sync
+
+export function syncEnv(
+  kit: { kitId: string; dataDir: string },
+  hubUrl: string,
+  extra: Record<string, string> = {},
+) {
+  return {
+    POPKIT_KIT_ID: kit.kitId,
+    POPKIT_DATA_DIR: kit.dataDir,
+    POPKIT_HUB_URL: hubUrl,
+    POPKIT_SYNC_ACK_TIMEOUT_MS: '3000',
+    POPKIT_SYNC_BACKOFF_MIN_MS: '100',
+    POPKIT_SYNC_BACKOFF_MAX_MS: '1000',
+    POPKIT_SYNC_POLL_MS: '50',
+    ...extra,
+  };
+}
+
+export function startSync(kit: TestKit, hubUrl: string, extra: Record<string, string> = {}): SyncService {
+  const cfg = loadConfig(composeConfig(BaseConfig, SyncConfig), syncEnv(kit, hubUrl, extra));
+  const sync = new SyncService(
+    kit.store,
+    kit.vault,
+    new LaneKeeper(kit.store, laneLimitsFrom(cfg)),
+    syncOptionsFrom(cfg, kit.kitId, kit.dataDir),
+  );
+  sync.start();
+  return sync;
+}
+
+// ---------------------------------------------------------------- postgres
+
+export async function dropSchema(schema: string): Promise<void> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await c.end();
+  }
+}
+
+export async function ledgerOrderIds(
+  schema: string,
+  kitId: string,
+): Promise<{ ids: string[]; rows: number }> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    const res = await c.query<{ order_id: string }>(
+      `SELECT order_id FROM "${schema}".orders WHERE kit_id = $1 ORDER BY order_id`,
+      [kitId],
+    );
+    return { ids: res.rows.map((r) => r.order_id), rows: res.rowCount ?? res.rows.length };
+  } finally {
+    await c.end();
+  }
+}
+
+// ---------------------------------------------------------------- mosquitto
+
+export interface Mosquitto {
+  port: number;
+  url: string;
+  confFile: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A private Mosquitto on a free port. `extraConf` is appended to the listener; queued messages are
+ * never capped (Mosquitto's default of 1000 drops QoS 1 messages to a subscriber that falls behind).
+ */
+export async function mosquitto(
+  opts: { port?: number; extraConf?: string; dir?: string } = {},
+): Promise<Mosquitto> {
+  const dir = opts.dir ?? tmpDir('mosq');
+  const port = opts.port ?? (await freePort());
+  const confFile = path.join(dir, 'mosquitto.conf');
+  fs.writeFileSync(
+    confFile,
+    [
+      `listener ${port} 127.0.0.1`,
+      'max_queued_messages 0',
+      'max_inflight_messages 0',
+      'persistence true',
+      `persistence_location ${dir}/`,
+      opts.extraConf ?? 'allow_anonymous true',
+      '',
+    ].join('\n'),
+  );
+  let child: ChildProcess | undefined;
+  const m: Mosquitto = {
+    port,
+    url: `mqtt://127.0.0.1:${port}`,
+    confFile,
+    async start() {
+      child = spawn('mosquitto', ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr?.on('data', (d) => {
+        err += String(d);
+      });
+      await waitFor(
+        () =>
+          new Promise<boolean>((resolve) => {
+            if (child?.exitCode !== null) resolve(false);
+            const s = net.connect(port, '127.0.0.1');
+            s.once('connect', () => {
+              s.destroy();
+              resolve(true);
+            });
+            s.once('error', () => resolve(false));
+          }),
+        10_000,
+        `mosquitto on ${port} (${err})`,
+      );
+    },
+    async stop() {
+      const c = child;
+      child = undefined;
+      if (!c || c.exitCode !== null) return;
+      await new Promise<void>((resolve) => {
+        c.once('exit', () => resolve());
+        c.kill('SIGTERM');
+      });
+    },
+  };
+  await m.start();
+  return m;
+}
