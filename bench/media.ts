@@ -1,0 +1,272 @@
+// bench/media: software encoding on this machine through the media service, with baselines measured in
+// the same run: the raw GStreamer encode without our wrapper, x264 medium vs ultrafast, a Pi 4 style
+// rebuild vs a live bitrate change, and a cold start vs a watchdog restart.
+//   node --import tsx bench/media.ts [--seconds 10]
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { getBoardProfile } from '../hardware/boards/index.ts';
+import { loadGst } from '../services/media/gst-loader.ts';
+import { type PlaylistEntry, readPlaylist } from '../services/media/hls-files.ts';
+import type { LadderTop } from '../services/media/ladder.ts';
+import { MediaService, type MediaSettings } from '../services/media/media-service.ts';
+
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' } } });
+const seconds = Math.max(3, Number(values.seconds));
+const gstLoad = loadGst();
+if (!gstLoad.ok) {
+  console.error(`bench/media: ${gstLoad.reason}`);
+  process.exit(1);
+}
+const gst = gstLoad.gst;
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-bench-media-'));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
+
+function cpuNow() {
+  const u = process.cpuUsage();
+  return { us: u.user + u.system, at: process.hrtime.bigint() };
+}
+function coresSince(c: { us: number; at: bigint }) {
+  const n = cpuNow();
+  return (n.us - c.us) / (Number(n.at - c.at) / 1000);
+}
+
+async function waitFor<T>(
+  probe: () => T | undefined,
+  timeoutMs: number,
+  stepMs = 10,
+): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = probe();
+    if (v !== undefined) return v;
+    await sleep(stepMs);
+  }
+  return undefined;
+}
+
+let seq = 0;
+function makeService(top: LadderTop, over: Partial<MediaSettings> = {}, runtimeBitrate = true) {
+  const dataDir = path.join(tmpRoot, `run-${++seq}`);
+  const board = getBoardProfile('sim');
+  board.video = { ...board.video, maxWidth: 1920, maxHeight: 1080, runtimeBitrate };
+  const service = new MediaService({
+    gst: gstLoad as { ok: true; gst: typeof gst },
+    board,
+    dataDir,
+    // The ladder stays on the top rung: this measures the encode, not the policy.
+    settings: {
+      top,
+      segmentSeconds: 1,
+      playlistLength: 5,
+      maxFiles: 30,
+      maxRestarts: 10,
+      ladder: { dropHigh: 2, cpuHigh: 2, ordersHigh: Number.POSITIVE_INFINITY },
+      watchdog: { stallMs: 1000 },
+      ...over,
+    },
+  });
+  return { service, hlsDir: path.join(dataDir, 'hls'), dataDir };
+}
+
+// --- 1. live encode through the service vs the raw pipeline ------------------------------------
+async function throughServiceLive(top: LadderTop) {
+  const { service } = makeService(top);
+  service.start();
+  await sleep(2000); // warm-up
+  const c = cpuNow();
+  await sleep(seconds * 1000);
+  const cores = coresSince(c);
+  const st = service.stats();
+  await service.stop();
+  return { fps: st.fps, cores, dropped: st.droppedFrames };
+}
+
+async function rawLive(top: LadderTop, preset = 'ultrafast') {
+  const p = new gst.Pipeline(
+    `videotestsrc is-live=true pattern=ball ! video/x-raw,width=${top.width},height=${top.height},framerate=${top.fps}/1` +
+      ` ! clockoverlay ! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=${preset}` +
+      ` bitrate=${top.bitrateKbps} key-int-max=${top.fps} ! h264parse ! fakesink name=sink sync=true`,
+  );
+  p.play();
+  await sleep(2000);
+  const sink = p.findChild('sink');
+  const statsOf = () => Number(/rendered=\(guint64\)(\d+)/.exec(String(sink?.['stats']))?.[1] ?? Number.NaN);
+  const r0 = statsOf();
+  const c = cpuNow();
+  const t0 = Date.now();
+  await sleep(seconds * 1000);
+  const cores = coresSince(c);
+  const fps = (statsOf() - r0) / ((Date.now() - t0) / 1000);
+  p.stop();
+  return { fps, cores };
+}
+
+/** Not live: how many frames per second the encoder can do flat out on this machine. */
+async function capacity(top: LadderTop, preset: string, frames: number) {
+  const p = new gst.Pipeline(
+    `videotestsrc num-buffers=${frames} pattern=ball ! video/x-raw,width=${top.width},height=${top.height},framerate=${top.fps}/1` +
+      ` ! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=${preset} bitrate=${top.bitrateKbps}` +
+      ` key-int-max=${top.fps} ! fakesink sync=false`,
+  );
+  let done: () => void = () => {};
+  const eos = new Promise<void>((r) => {
+    done = r;
+  });
+  p.pollBus((m) => {
+    if (m.type === 'eos' || m.type === 'error') done();
+  });
+  const c = cpuNow();
+  const t0 = process.hrtime.bigint();
+  p.play();
+  await eos;
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cores = coresSince(c);
+  p.stop();
+  return { fps: frames / s, cores };
+}
+
+// --- 2. HLS latency: a segment's first frame (capture clock) to its listing in the playlist -----
+async function hlsLatency(top: LadderTop) {
+  const { service, hlsDir } = makeService(top);
+  const t0 = Date.now();
+  service.start();
+  const seen = new Map<string, number>();
+  const deadline = Date.now() + Math.max(8, seconds) * 1000;
+  while (Date.now() < deadline) {
+    for (const e of readPlaylist(hlsDir)?.entries ?? []) if (!seen.has(e.uri)) seen.set(e.uri, Date.now());
+    await sleep(10);
+  }
+  const entries = readPlaylist(hlsDir)?.entries ?? [];
+  await service.stop();
+  // Segment k starts at running time k × duration (hlssink2 cuts on the once-a-second IDR); the
+  // running-time clock started at play(), i.e. t0, so its first frame was captured at t0 + start.
+  const firstFrame: number[] = [];
+  const lastFrame: number[] = [];
+  const all = [...seen.entries()].sort(([a], [b]) => a.localeCompare(b));
+  for (const [uri, listedAt] of all) {
+    const idx = Number(/-(\d+)\.ts$/.exec(uri)?.[1]);
+    const dur = entries.find((e) => e.uri === uri)?.durationS ?? 1;
+    const start = idx * dur;
+    if (idx === 0) continue; // the first segment includes pipeline start-up
+    firstFrame.push(listedAt - (t0 + start * 1000));
+    lastFrame.push(listedAt - (t0 + (start + dur) * 1000));
+  }
+  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+  return { firstFrameMs: mean(firstFrame), lastFrameMs: mean(lastFrame), segments: firstFrame.length };
+}
+
+// --- 3. step-down: command to the first listed segment at the new bitrate --------------------------
+async function stepDown(runtimeBitrate: boolean) {
+  const top = { width: 320, height: 240, fps: 30, bitrateKbps: 1000 };
+  const { service, hlsDir } = makeService(top, { simPattern: 'snow' }, runtimeBitrate);
+  service.start();
+  const size = (e: PlaylistEntry) => fs.statSync(path.join(hlsDir, e.uri)).size / e.durationS;
+  const before = await waitFor(() => {
+    const p = readPlaylist(hlsDir);
+    return p && p.entries.length >= 3 ? p.entries.slice(1) : undefined;
+  }, 20_000);
+  if (!before) throw new Error('no segments');
+  const avgBefore = before.reduce((a, e) => a + size(e), 0) / before.length;
+  const seen = new Set(before.map((e) => e.uri));
+  await sleep(300);
+  const tCmd = Date.now();
+  service.handleCommand({ v: 1, cmd: 'set-step', step: 2 }); // 1000 → 350 kbit/s
+  const target = (350 * 1000) / 8;
+  const threshold = (avgBefore + target) / 2;
+  const hit = await waitFor(
+    () => readPlaylist(hlsDir)?.entries.find((e) => !seen.has(e.uri) && size(e) < threshold),
+    15_000,
+  );
+  const ms = hit ? Date.now() - tCmd : Number.NaN;
+  await service.stop();
+  return ms;
+}
+
+// --- 4. restart: stall to the restarted pipeline's first listed segment ----------------------------
+async function coldStart(top: LadderTop) {
+  const { service, hlsDir } = makeService(top);
+  const t0 = Date.now();
+  service.start();
+  const hit = await waitFor(() => readPlaylist(hlsDir)?.entries[0], 15_000);
+  const ms = hit ? Date.now() - t0 : Number.NaN;
+  await service.stop();
+  return ms;
+}
+
+async function restartAfterStall(top: LadderTop, stallMs: number) {
+  const { service, hlsDir } = makeService(top, { watchdog: { stallMs } });
+  service.start();
+  const first = await waitFor(() => readPlaylist(hlsDir)?.entries[1], 15_000);
+  if (!first) throw new Error('no segments');
+  const run = (u: string) => u.replace(/-\d+\.ts$/, '');
+  const tStall = Date.now();
+  service.handleCommand({ v: 1, cmd: 'sim-fault', fault: 'stall' });
+  const hit = await waitFor(
+    () => readPlaylist(hlsDir)?.entries.find((e) => run(e.uri) !== run(first.uri)),
+    20_000,
+  );
+  const ms = hit ? Date.now() - tStall : Number.NaN;
+  await service.stop();
+  return ms;
+}
+
+const p720 = { width: 1280, height: 720, fps: 30, bitrateKbps: 2500 };
+const p1080 = { width: 1920, height: 1080, fps: 30, bitrateKbps: 4000 };
+
+console.log(
+  `bench/media on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${seconds} s per live run\n`,
+);
+
+console.log(
+  '1. live encode (videotestsrc + clock overlay, x264enc ultrafast zerolatency), service vs raw pipeline',
+);
+for (const [name, top] of [
+  ['720p30', p720],
+  ['1080p30', p1080],
+] as const) {
+  const svc = await throughServiceLive(top);
+  const raw = await rawLive(top);
+  console.log(
+    `   ${name}: service ${f1(svc.fps)} fps, ${f2(svc.cores)} cores, ${svc.dropped} dropped | raw ${f1(raw.fps)} fps, ${f2(raw.cores)} cores | CPU ratio service/raw ${f2(svc.cores / raw.cores)}`,
+  );
+}
+const capFrames = Math.max(150, seconds * 30);
+for (const [name, top] of [
+  ['720p', p720],
+  ['1080p', p1080],
+] as const) {
+  const fast = await capacity(top, 'ultrafast', capFrames);
+  const medium = await capacity(top, 'medium', Math.round(capFrames / 3));
+  console.log(
+    `   ${name} flat out: ultrafast ${f1(fast.fps)} fps on ${f2(fast.cores)} cores | medium ${f1(medium.fps)} fps on ${f2(medium.cores)} cores | ultrafast/medium ${f2(fast.fps / medium.fps)}×`,
+  );
+}
+
+console.log('\n2. HLS latency (segment first frame captured → segment listed in index.m3u8), 720p30');
+const lat = await hlsLatency(p720);
+console.log(
+  `   first frame of a segment: ${f1(lat.firstFrameMs)} ms, last frame: ${f1(lat.lastFrameMs)} ms (${lat.segments} segments; target ≤ 3000 ms)`,
+);
+
+console.log(
+  '\n3. step-down (command → first listed segment below the midpoint of old and new bitrate), 320x240 snow',
+);
+const live = await stepDown(true);
+const rebuild = await stepDown(false);
+console.log(
+  `   live bitrate change (x264enc): ${f1(live)} ms | Pi 4 style rebuild: ${f1(rebuild)} ms | live/rebuild ${f2(live / rebuild)} (target ≤ 2000 ms)`,
+);
+
+console.log('\n4. restart (stall → restarted pipeline lists a segment), 720p30, watchdog stallMs 1000');
+const cold = await coldStart(p720);
+const restart = await restartAfterStall(p720, 1000);
+console.log(
+  `   stall to segments again: ${f1(restart)} ms (of which 1000 ms detection) | cold start to first segment: ${f1(cold)} ms | restart/cold ${f2(restart / cold)} (target ≤ 3000 ms)`,
+);
+
+fs.rmSync(tmpRoot, { recursive: true, force: true });
+process.exit(0);
