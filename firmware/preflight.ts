@@ -100,7 +100,14 @@ export async function runPreflight(o: PreflightOptions): Promise<PreflightReport
     const h = await o.checkout.healthz();
     status = await o.checkout.status();
     const state = String(status['state'] ?? 'unknown');
-    if (!h.ok) return { ok: false, detail: `checkout /healthz answered ${h.status}`, data: { state } };
+    if (!h.ok) {
+      const why = (h.body as { error?: { message?: string } } | null)?.error?.message;
+      return {
+        ok: false,
+        detail: `checkout not ready (/healthz ${h.status}${why ? `: ${why}` : ''})`,
+        data: { state },
+      };
+    }
     return {
       ok: true,
       detail: `checkout up at ${o.checkout.baseUrl}, kit ${status.kitId}, state ${state}`,
