@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { readServiceStatus } from '../../core/run-status.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
-import { loadGst } from '../../services/media/gst-loader.ts';
+import { defaultGstLoader, type GstModule, loadGst } from '../../services/media/gst-loader.ts';
 import { type PlaylistEntry, readPlaylist } from '../../services/media/hls-files.ts';
 import { MediaService, type MediaSettings } from '../../services/media/media-service.ts';
 
@@ -179,6 +179,58 @@ describe('media service on real GStreamer', {
       });
       assert.match(String(s['lastRestartReason']), /error from|stalled/);
       await waitFor('a segment in the recreated directory', () => readPlaylist(hlsDir)?.entries[0]);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  test('Orin Nano: only x264enc descriptions ever reach GStreamer; a missing camera is a status', async () => {
+    const built: string[] = [];
+    // The real binding, with every pipeline description recorded on its way in.
+    const recording = loadGst(() => {
+      const real = defaultGstLoader();
+      class RecordingPipeline extends real.Pipeline {
+        constructor(desc: string) {
+          built.push(desc);
+          super(desc);
+        }
+      }
+      return { ...real, Pipeline: RecordingPipeline } as GstModule;
+    });
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-media-nano-'));
+    dirs.push(dataDir);
+    const board = getBoardProfile('jetson-orin-nano');
+    const service = new MediaService({
+      gst: recording,
+      board,
+      dataDir,
+      cpu: { sample: () => ({ machine: 0, processCores: 0 }) },
+      settings: {
+        top: { width: 320, height: 240, fps: 30, bitrateKbps: 500 },
+        segmentSeconds: 1,
+        playlistLength: 5,
+        maxFiles: 8,
+        maxRestarts: 100,
+        statusIntervalMs: 200,
+        device: path.join(dataDir, 'no-such-camera'),
+        watchdog: { backoffBaseMs: 100, backoffMaxMs: 200, startGraceMs: 1000 },
+      },
+    });
+    service.start();
+    try {
+      const s = await waitFor('two restarts (no camera here)', () => {
+        const v = readServiceStatus(dataDir, 'media') ?? {};
+        return (v['restarts'] as number) >= 2 ? v : undefined;
+      });
+      assert.equal(s['encoder'], 'x264enc');
+      // An open() failure can leave the pipeline in NULL, where the binding stops polling its bus, so
+      // the start grace may be what notices it.
+      assert.match(String(s['lastRestartReason']), /error from src|no first frame/);
+      assert.ok(built.length >= 2);
+      for (const d of built) {
+        assert.match(d, /x264enc name=enc/);
+        assert.doesNotMatch(d, /nvv4l2h264enc|nvvidconv|nvenc/i);
+      }
     } finally {
       await service.stop();
     }
