@@ -548,7 +548,9 @@ export class Kitd {
   private async restartService(service: string): Promise<void> {
     const sup = this.deps.supervisor;
     if (sup) {
-      await sup.restartService(service, { force: false });
+      // the supervisor refuses restart-service while an update lock exists; when the lock is ours (a
+      // live event) it guards against OTA, not against reviving a dead service, so override it
+      await sup.restartService(service, { force: this.deps.lock.view().held });
       return;
     }
     if (!this.deps.bus) throw new Error('no supervisor and no local bus to ask for a restart');
