@@ -59,9 +59,6 @@ const MAX_VALUE = 33; // values are ≤ 32 characters
 const MAX_FIELDS = 64;
 const MAX_HEX = 128;
 
-// "Checksum" as bytes, compared without building a string on the hot path.
-const CHECKSUM_LABEL = [0x43, 0x68, 0x65, 0x63, 0x6b, 0x73, 0x75, 0x6d];
-
 export class VeDirectParser {
   readonly stats: VeDirectParserStats = {
     bytes: 0,
@@ -74,9 +71,9 @@ export class VeDirectParser {
   private hexReturn: S = S.Idle;
   private sum = 0;
   private corrupt = false;
-  private readonly label = Buffer.alloc(MAX_LABEL);
+  private labelStr = '';
   private labelLen = 0;
-  private readonly value = Buffer.alloc(MAX_VALUE);
+  private valueStr = '';
   private valueLen = 0;
   private readonly hex = Buffer.alloc(MAX_HEX);
   private hexLen = 0;
@@ -92,7 +89,99 @@ export class VeDirectParser {
   /** Feed any number of bytes; blocks are reported through the callbacks as they complete. */
   push(chunk: Uint8Array): void {
     this.stats.bytes += chunk.length;
-    for (let i = 0; i < chunk.length; i++) this.byte(chunk[i]!);
+    // The hot loop keeps its state in locals and writes it back once per chunk: at 19200 baud this
+    // hardly matters, but the same parser replays captures and feeds the simulators' benchmarks.
+    const keepRaw = this.opts.keepRaw === true;
+    let state = this.state;
+    let sum = this.sum;
+    let prev = this.prev;
+    let label = this.labelStr;
+    let value = this.valueStr;
+    let labelLen = this.labelLen;
+    let valueLen = this.valueLen;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (state === S.Hex) {
+        if (b === LF || b === HEX_END_ALT) {
+          this.stats.hexFrames++;
+          this.opts.onHexFrame?.(Buffer.from(this.hex.subarray(0, this.hexLen)));
+          state = this.hexReturn;
+        } else if (this.hexLen < MAX_HEX) {
+          this.hex[this.hexLen++] = b;
+        } else {
+          // A runaway HEX frame means we lost sync; whatever text block was open cannot be trusted.
+          this.corrupt = true;
+          state = this.hexReturn;
+        }
+        continue;
+      }
+      if (b === COLON && state !== S.Checksum) {
+        this.hexReturn = state;
+        state = S.Hex;
+        this.hexLen = 0;
+        continue;
+      }
+      sum = (sum + b) & 0xff;
+      if (keepRaw) this.raw.push(b);
+      switch (state) {
+        case S.Idle:
+          // A block starts at its `\r\n`: whatever came before (the tail of a block we joined
+          // half-way, line noise) must not count towards its checksum.
+          if (b === LF) {
+            sum = prev === CR ? CR + LF : LF;
+            if (keepRaw) this.raw = prev === CR ? [CR, LF] : [LF];
+            state = S.RecordBegin;
+          }
+          prev = b;
+          break;
+        case S.RecordBegin:
+          if (b === CR || b === LF) break;
+          label = String.fromCharCode(b);
+          labelLen = 1;
+          value = '';
+          valueLen = 0;
+          state = S.Name;
+          break;
+        case S.Name:
+          if (b === TAB) {
+            state = label === 'Checksum' ? S.Checksum : S.Value;
+          } else if (b === CR || b === LF || labelLen >= MAX_LABEL) {
+            this.corrupt = true;
+            if (b === LF) state = S.RecordBegin;
+          } else {
+            label += String.fromCharCode(b);
+            labelLen++;
+          }
+          break;
+        case S.Value:
+          if (b === LF) {
+            if (this.fields.length < MAX_FIELDS) this.fields.push([label, value]);
+            else this.corrupt = true;
+            state = S.RecordBegin;
+          } else if (b !== CR) {
+            if (valueLen >= MAX_VALUE) this.corrupt = true;
+            else {
+              value += String.fromCharCode(b);
+              valueLen++;
+            }
+          }
+          break;
+        case S.Checksum:
+          this.sum = sum;
+          this.finishBlock();
+          sum = 0;
+          prev = 0;
+          state = S.Idle;
+          break;
+      }
+    }
+    this.state = state;
+    this.sum = sum;
+    this.prev = prev;
+    this.labelStr = label;
+    this.valueStr = value;
+    this.labelLen = labelLen;
+    this.valueLen = valueLen;
   }
 
   /** Forget any partial block (e.g. after the port was reopened). */
@@ -102,95 +191,12 @@ export class VeDirectParser {
     this.prev = 0;
     this.raw = [];
     this.corrupt = false;
+    this.labelStr = '';
+    this.valueStr = '';
     this.labelLen = 0;
     this.valueLen = 0;
     this.hexLen = 0;
     this.fields = [];
-  }
-
-  private byte(b: number): void {
-    if (b === COLON && this.state !== S.Checksum && this.state !== S.Hex) {
-      this.hexReturn = this.state;
-      this.state = S.Hex;
-      this.hexLen = 0;
-      return;
-    }
-    if (this.state === S.Hex) {
-      if (b === LF || b === HEX_END_ALT) {
-        this.stats.hexFrames++;
-        this.opts.onHexFrame?.(Buffer.from(this.hex.subarray(0, this.hexLen)));
-        this.state = this.hexReturn;
-      } else if (this.hexLen < MAX_HEX) {
-        this.hex[this.hexLen++] = b;
-      } else {
-        // A runaway HEX frame means we lost sync; whatever text block was open cannot be trusted.
-        this.corrupt = true;
-        this.state = this.hexReturn;
-      }
-      return;
-    }
-    this.sum = (this.sum + b) & 0xff;
-    if (this.opts.keepRaw) this.raw.push(b);
-    switch (this.state) {
-      case S.Idle:
-        // A block starts at its `\r\n`: whatever came before (the tail of a block we joined
-        // half-way, line noise) must not count towards its checksum.
-        if (b === LF) {
-          this.sum = this.prev === CR ? CR + LF : LF;
-          if (this.opts.keepRaw) this.raw = this.prev === CR ? [CR, LF] : [LF];
-          this.state = S.RecordBegin;
-        }
-        this.prev = b;
-        return;
-      case S.RecordBegin:
-        this.labelLen = 0;
-        this.valueLen = 0;
-        if (b === CR || b === LF) return;
-        this.label[this.labelLen++] = b;
-        this.state = S.Name;
-        return;
-      case S.Name:
-        if (b === TAB) {
-          this.state = this.isChecksumLabel() ? S.Checksum : S.Value;
-          return;
-        }
-        if (b === CR || b === LF || this.labelLen >= MAX_LABEL) {
-          this.corrupt = true;
-          if (b === LF) this.state = S.RecordBegin;
-          return;
-        }
-        this.label[this.labelLen++] = b;
-        return;
-      case S.Value:
-        if (b === LF) {
-          if (this.fields.length < MAX_FIELDS) {
-            this.fields.push([
-              this.label.toString('latin1', 0, this.labelLen),
-              this.value.toString('latin1', 0, this.valueLen),
-            ]);
-          } else {
-            this.corrupt = true;
-          }
-          this.state = S.RecordBegin;
-          return;
-        }
-        if (b === CR) return;
-        if (this.valueLen >= MAX_VALUE) {
-          this.corrupt = true;
-          return;
-        }
-        this.value[this.valueLen++] = b;
-        return;
-      case S.Checksum:
-        this.finishBlock();
-        return;
-    }
-  }
-
-  private isChecksumLabel(): boolean {
-    if (this.labelLen !== CHECKSUM_LABEL.length) return false;
-    for (let i = 0; i < CHECKSUM_LABEL.length; i++) if (this.label[i] !== CHECKSUM_LABEL[i]) return false;
-    return true;
   }
 
   private finishBlock(): void {

@@ -1,6 +1,7 @@
 // Victron VE.Direct text: field decoding with units (MPPT and BMV / SmartShunt), BMV multi-block
 // merging, and the PowerSource that reads a charger or monitor over a (reconnecting) serial link.
 
+import { everyAligned } from '../power/poll-clock.ts';
 import type { ChargeState } from '../power/reading.ts';
 import { round } from '../power/reading.ts';
 import { PowerSourceBase, type ReadingValues } from '../power/source-base.ts';
@@ -280,7 +281,7 @@ export class VeDirectSource extends PowerSourceBase {
   readonly record = new VeDirectRecord();
   private readonly link: SerialLink | ReconnectingLink;
   private readonly periodMs: number;
-  private watchdog: ReturnType<typeof setInterval> | undefined;
+  private stopWatchdog: (() => void) | undefined;
   private unsubs: Array<() => void> = [];
   private lastFrameAt = 0;
   private startedAt = 0;
@@ -312,7 +313,7 @@ export class VeDirectSource extends PowerSourceBase {
       );
     }
     // Checked every period: three periods without a valid block is stale, whatever the reason.
-    this.watchdog = setInterval(() => this.checkSilence(), this.periodMs);
+    this.stopWatchdog = everyAligned(this.periodMs, () => this.checkSilence());
     try {
       await this.link.open();
     } catch (err) {
@@ -321,8 +322,8 @@ export class VeDirectSource extends PowerSourceBase {
   }
 
   async stop(): Promise<void> {
-    if (this.watchdog) clearInterval(this.watchdog);
-    this.watchdog = undefined;
+    this.stopWatchdog?.();
+    this.stopWatchdog = undefined;
     for (const u of this.unsubs) u();
     this.unsubs = [];
     await this.link.close();

@@ -1,6 +1,7 @@
 // Polling for I2C monitors: a failed transfer (NACK, bus gone) is a status; three poll periods or
 // three polls in a row without a good read make the reading stale.
 
+import { alignedDelay } from './poll-clock.ts';
 import type { PowerDriver } from './reading.ts';
 import { PowerSourceBase, type ReadingValues } from './source-base.ts';
 
@@ -59,11 +60,14 @@ export abstract class I2cPollSource extends PowerSourceBase {
 
   private schedule(): void {
     if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.inFlight = this.pollOnce().finally(() => {
-        this.inFlight = undefined;
-        this.schedule();
-      });
-    }, this.pollMs);
+    this.timer = setTimeout(
+      () => {
+        this.inFlight = this.pollOnce().finally(() => {
+          this.inFlight = undefined;
+          this.schedule();
+        });
+      },
+      alignedDelay(this.pollMs, this.clock()),
+    );
   }
 }

@@ -2,6 +2,7 @@
 // VE.Direct text blocks, driven by a BatteryModel, to any SerialLink: an in-process pair or the
 // far end of a socat pty pair. Faults: bad checksums, interleaved HEX frames, silence, garbage.
 import { encodeVeDirectBlock, type VeDirectField } from '../drivers/vedirect-parser.ts';
+import { everyAligned } from '../power/poll-clock.ts';
 import type { ChargeState } from '../power/reading.ts';
 import type { SerialLink } from '../serial/types.ts';
 import type { BatteryModel, BatterySnapshot } from './battery-model.ts';
@@ -110,7 +111,7 @@ export class VeDirectSimulator {
   readonly faults: VeDirectFaults = {};
   blocksSent = 0;
   private readonly o: Required<Omit<VeDirectSimOptions, 'serial'>> & { serial: string };
-  private timer: ReturnType<typeof setInterval> | undefined;
+  private stopTimer: (() => void) | undefined;
 
   constructor(o: VeDirectSimOptions) {
     this.o = { kind: 'mppt', periodMs: 1000, serial: 'HQ2242SIMUL', ...o };
@@ -126,12 +127,12 @@ export class VeDirectSimulator {
 
   async start(): Promise<void> {
     if (!this.o.link.isOpen) await this.o.link.open();
-    this.timer = setInterval(() => void this.tick(), this.o.periodMs);
+    this.stopTimer = everyAligned(this.o.periodMs, () => void this.tick());
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.stopTimer?.();
+    this.stopTimer = undefined;
   }
 
   /** The bytes of one transmission (one block, or two for a BMV), faults applied. */
