@@ -29,7 +29,8 @@ class UnavailableGpio implements GpioChipProvider {
 
 /** The real GPIO provider from hardware/gpio when it is there (it loads native modules only on a board). */
 async function realGpio(board: BoardProfile, env: NodeJS.ProcessEnv): Promise<GpioChipProvider> {
-  const modPath = '../hardware/gpio/index.ts';
+  // the compiled dist/ runs .js; a literal specifier would not compile until that module exists
+  const modPath = `../hardware/gpio/index${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`;
   try {
     const mod = (await import(modPath)) as {
       createGpioProvider?: (

@@ -1,0 +1,158 @@
+// The balena release files, parsed and checked against the code they deploy: docker-compose.yml
+// through @balena/compose's own normalize() (what balena push runs), every command against the CLI
+// table, every device node against the board profiles, every variable against a config schema, and
+// balena.yml's device types against the board matchers.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { normalize, parse as parseComposition } from '@balena/compose/dist/parse/index.js';
+import { parse as parseYaml } from 'yaml';
+import { COMMANDS } from '../../cli/popkit.ts';
+import { BaseConfig, CheckoutConfig } from '../../core/config.ts';
+import { KitdConfig } from '../../firmware/config.ts';
+import { deviceNodesFor } from '../../firmware/device-nodes.ts';
+import { BOARD_IDS, boardFromDeviceType, getBoardProfile } from '../../hardware/boards/index.ts';
+import { MediaConfig } from '../../services/media/config.ts';
+import { SyncConfig } from '../../services/sync/config.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const read = (p: string) => fs.readFileSync(path.join(ROOT, p), 'utf8');
+const composeDoc = parseYaml(read('docker-compose.yml'), { merge: true }) as Record<string, unknown>;
+const composition = normalize(composeDoc);
+const services = composition.services;
+const balena = parseYaml(read('balena.yml')) as {
+  name: string;
+  type: string;
+  description: string;
+  version: string;
+  data: {
+    defaultDeviceType: string;
+    supportedDeviceTypes: string[];
+    applicationEnvironmentVariables?: Array<Record<string, string>>;
+  };
+};
+const KIT_SERVICES = ['kitd', 'checkout', 'sync', 'media'] as const;
+
+function hostPathOf(mapping: string): string {
+  return mapping.split(':')[0] ?? mapping;
+}
+
+describe('docker-compose.yml', () => {
+  test('normalizes with @balena/compose and yields one image descriptor per service', () => {
+    const images = parseComposition(composition);
+    assert.deepEqual(images.map((i) => i.serviceName).sort(), [
+      'checkout',
+      'kitd',
+      'media',
+      'mosquitto',
+      'sync',
+    ]);
+  });
+
+  test('every kit service is the same image with its own popkit command, and that command exists', () => {
+    for (const name of KIT_SERVICES) {
+      const s = services[name];
+      assert.ok(s, `service ${name}`);
+      assert.deepEqual(s.build, { context: '.' }, `${name} builds the one image`);
+      const cmd = s.command as string[];
+      assert.deepEqual(cmd.slice(0, 2), ['node', 'bin/popkit.js'], `${name} runs the popkit CLI`);
+      const sub = cmd[2] ?? '';
+      assert.ok(sub in COMMANDS, `popkit ${sub} is in cli/popkit.ts COMMANDS`);
+      assert.ok(fs.existsSync(path.join(ROOT, 'cli/commands', `${sub}.ts`)), `cli/commands/${sub}.ts exists`);
+      assert.ok(s.healthcheck?.test, `${name} has a health check`);
+      assert.equal(s.restart, 'always');
+      assert.ok((s.volumes ?? []).includes('popkit-data:/data'), `${name} mounts the data volume`);
+      assert.equal(s.environment?.['POPKIT_DATA_DIR'], '/data');
+      assert.ok(s.labels?.['io.balena.update.strategy'], `${name} has an update strategy`);
+    }
+    assert.ok(services['mosquitto']?.healthcheck?.test);
+    assert.ok(fs.existsSync(path.join(ROOT, 'deploy/mosquitto/Dockerfile')));
+    assert.match(read('deploy/mosquitto/mosquitto.conf'), /^max_queued_messages 0$/m);
+  });
+
+  test('kitd talks to the supervisor, sees sysfs, and reaches the bus and checkout by service name', () => {
+    const k = services['kitd']!;
+    assert.equal(k.labels?.['io.balena.features.supervisor-api'], '1');
+    assert.equal(k.labels?.['io.balena.features.sysfs'], '1');
+    assert.equal(k.environment?.['POPKIT_LOCAL_BUS_URL'], 'mqtt://mosquitto:1883');
+    assert.equal(k.environment?.['POPKIT_CHECKOUT_URL'], 'http://checkout:8080');
+    assert.ok(k.depends_on?.includes('mosquitto'));
+    assert.ok((services['checkout']?.ports ?? []).some((p) => String(p).endsWith(':8080')));
+  });
+
+  test('every device node is one a board profile uses, and the default board has all it needs', () => {
+    const used = { kitd: new Set<string>(), media: new Set<string>() };
+    for (const id of BOARD_IDS) {
+      const n = deviceNodesFor(getBoardProfile(id));
+      for (const d of n.kitd) used.kitd.add(d);
+      for (const d of n.media) used.media.add(d);
+    }
+    for (const name of ['kitd', 'media'] as const) {
+      for (const m of services[name]?.devices ?? []) {
+        assert.ok(used[name].has(hostPathOf(m)), `${name}: ${m} is used by no board profile`);
+      }
+    }
+    for (const name of ['checkout', 'sync', 'mosquitto']) {
+      assert.deepEqual(services[name]?.devices ?? [], [], `${name} needs no devices`);
+    }
+    const defaultBoard = boardFromDeviceType(balena.data.defaultDeviceType);
+    assert.ok(defaultBoard);
+    const need = deviceNodesFor(getBoardProfile(defaultBoard));
+    for (const name of ['kitd', 'media'] as const) {
+      const have = new Set((services[name]?.devices ?? []).map(hostPathOf));
+      for (const d of need[name]) assert.ok(have.has(d), `${name} lacks ${d} that ${defaultBoard} uses`);
+    }
+  });
+
+  test('every variable set in the compose file is one a popkit config schema reads', () => {
+    const known = new Set([
+      ...Object.keys(BaseConfig.properties),
+      ...Object.keys(CheckoutConfig.properties),
+      ...Object.keys(KitdConfig.properties),
+      ...Object.keys(MediaConfig.properties),
+      ...Object.keys(SyncConfig.properties),
+      // read by bin/popkit.js and by libuv, not by a schema
+      'POPKIT_RUNTIME',
+      'UV_THREADPOOL_SIZE',
+    ]);
+    for (const name of KIT_SERVICES) {
+      for (const key of Object.keys(services[name]?.environment ?? {})) {
+        assert.ok(known.has(key), `${name}: ${key} is read by no config schema`);
+      }
+    }
+    for (const v of balena.data.applicationEnvironmentVariables ?? []) {
+      for (const key of Object.keys(v))
+        assert.ok(known.has(key), `balena.yml: ${key} is read by no config schema`);
+    }
+  });
+
+  test('the Dockerfile is multi-arch on balena Node 20 base images', () => {
+    const df = read('Dockerfile.template');
+    const froms = [...df.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
+    assert.ok(froms.length >= 1);
+    for (const f of froms) assert.match(f ?? '', /^balenalib\/%%BALENA_ARCH%%-debian-node:20-/);
+    assert.match(df, /POPKIT_RUNTIME=dist/);
+  });
+});
+
+describe('balena.yml', () => {
+  test('names the application, its version and its device types', () => {
+    assert.equal(balena.name, 'Popkit');
+    assert.equal(balena.type, 'sw.application');
+    assert.ok(balena.description.length > 40);
+    const pkg = JSON.parse(read('package.json')) as { version: string };
+    assert.equal(balena.version, pkg.version, 'balena.yml version follows package.json');
+    assert.ok(balena.data.supportedDeviceTypes.includes(balena.data.defaultDeviceType));
+  });
+
+  test('every supported device type maps to a board profile, and every real board is covered', () => {
+    const boards = balena.data.supportedDeviceTypes.map((t) => {
+      const b = boardFromDeviceType(t);
+      assert.ok(b, `${t} maps to no board profile`);
+      return b;
+    });
+    for (const id of BOARD_IDS.filter((b) => b !== 'sim'))
+      assert.ok(boards.includes(id), `${id} has no device type`);
+  });
+});
