@@ -125,10 +125,9 @@ export async function networkProbe(
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(opts.timeoutMs ?? 1000) });
       await res.arrayBuffer();
-      if (res.status < 500) {
-        rtts.push(performance.now() - t0);
-        dateHeader = res.headers.get('date') ?? dateHeader;
-      }
+      // any HTTP answer proves the path works; a 503 from a degraded hub is not packet loss
+      rtts.push(performance.now() - t0);
+      dateHeader = res.headers.get('date') ?? dateHeader;
     } catch {
       // a timeout or refused connection is a lost probe
     }
