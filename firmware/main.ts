@@ -2,10 +2,9 @@
 // sources, local bus, checkout client, balena supervisor when present; runs until SIGTERM/SIGINT.
 import fs from 'node:fs';
 import { loadConfig, resolveDataDir, resolveKitId } from '../core/config.ts';
-import { KitError } from '../core/errors.ts';
 import { moduleLogger } from '../core/logger.ts';
 import { type BoardProfile, detectBoard } from '../hardware/boards/index.ts';
-import type { GpioChipProvider } from '../hardware/gpio/types.ts';
+import { createGpioProvider } from '../hardware/gpio/index.ts';
 import { createPowerSources } from '../hardware/power/index.ts';
 import { BatteryModel } from '../hardware/sim/battery-model.ts';
 import { SimGpio } from '../hardware/sim/gpio-sim.ts';
@@ -18,32 +17,6 @@ import { MqttKitdBus } from './local-bus.ts';
 import { capacityWhFromProfile } from './power-policy.ts';
 import { SupervisorClient } from './supervisor-client.ts';
 import { UpdateLock } from './update-lock.ts';
-
-/** A board whose GPIO cannot be opened here: every open fails, and kitd shows that as a fault overlay. */
-class UnavailableGpio implements GpioChipProvider {
-  constructor(private readonly why: string) {}
-  async open(): Promise<never> {
-    throw new KitError('HW_UNAVAILABLE', this.why);
-  }
-}
-
-/** The real GPIO provider from hardware/gpio when it is there (it loads native modules only on a board). */
-async function realGpio(board: BoardProfile, env: NodeJS.ProcessEnv): Promise<GpioChipProvider> {
-  // the compiled dist/ runs .js; a literal specifier would not compile until that module exists
-  const modPath = `../hardware/gpio/index${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`;
-  try {
-    const mod = (await import(modPath)) as {
-      createGpioProvider?: (
-        b: BoardProfile,
-        e: NodeJS.ProcessEnv,
-      ) => GpioChipProvider | Promise<GpioChipProvider>;
-    };
-    if (mod.createGpioProvider) return await mod.createGpioProvider(board, env);
-  } catch (err) {
-    return new UnavailableGpio(`no GPIO driver for ${board.id}: ${(err as Error).message}`);
-  }
-  return new UnavailableGpio(`no GPIO driver for ${board.id}`);
-}
 
 export function kitdSettings(cfg: KitdConfigT, board: BoardProfile): KitdSettings {
   const capacityWh = cfg.POPKIT_BATTERY_WH ?? capacityWhFromProfile(board);
@@ -86,8 +59,10 @@ export async function createKitd(env: NodeJS.ProcessEnv = process.env): Promise<
   const board = detectBoard(env);
   const sim = board.id === 'sim';
   const settings = kitdSettings(cfg, board);
-  const simGpio = sim ? new SimGpio() : undefined;
-  const gpio = simGpio ?? (await realGpio(board, env));
+  // onoff where sysfs GPIO exists, libgpiod where not, the simulator on `sim`; a line that cannot be
+  // opened becomes a fault overlay, never a crash
+  const gpio = createGpioProvider(board, env);
+  const simGpio = gpio instanceof SimGpio ? gpio : undefined;
   const battery = sim
     ? new BatteryModel({
         socPct: cfg.POPKIT_SIM_SOC ?? 80,
