@@ -4,7 +4,7 @@ import type { KeyObject } from 'node:crypto';
 import { timingSafeEqual } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { signCatalog } from '../../core/catalog-signing.ts';
 import { isKitError, KitError } from '../../core/errors.ts';
@@ -38,9 +38,10 @@ const CatalogBody = Type.Composite([
   }),
 ]);
 
-export function buildHubApp(deps: HubAppDeps): FastifyInstance {
+export function buildHubApp(deps: HubAppDeps) {
   const app = Fastify({
-    logger: deps.logger ? rootLogger().child({ module: 'hub-http' }) : false,
+    ...(deps.logger ? { loggerInstance: rootLogger().child({ module: 'hub-http' }) } : { logger: false }),
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 4 * 1024 * 1024,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -199,3 +200,5 @@ export function buildHubApp(deps: HubAppDeps): FastifyInstance {
 
   return app;
 }
+
+export type HubApp = ReturnType<typeof buildHubApp>;

@@ -2,11 +2,10 @@
 // ingest and the HTTP API.
 import os from 'node:os';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import { moduleLogger } from '../../core/logger.ts';
 import { TokenVault } from '../../core/token-vault.ts';
 import { redactUrl } from '../../core/wire.ts';
-import { buildHubApp } from './app.ts';
+import { buildHubApp, type HubApp } from './app.ts';
 import type { HubConfigT } from './config.ts';
 import { openPglite, openPostgres, type SqlDb } from './db.ts';
 import { createGateway, type PaymentGateway } from './gateway.ts';
@@ -29,7 +28,7 @@ export class HubService {
   db: SqlDb | undefined;
   ledger: Ledger | undefined;
   ingest: HubIngest | undefined;
-  app: FastifyInstance | undefined;
+  app: HubApp | undefined;
   gateway: PaymentGateway | undefined;
   adminToken = '';
   adminTokenGenerated = false;

@@ -195,7 +195,19 @@ export class HubIngest {
         return this.refuse('kit_mismatch', topic, { orderId: e.id, claimed: e.order.kitId });
       }
     }
+    const t0 = performance.now();
     const acks = await this.withDbRetry(() => this.ledger.recordBatch(t.kitId, batch.entries));
+    if (log.isLevelEnabled('debug')) {
+      log.debug(
+        {
+          kitId: t.kitId,
+          entries: batch.entries.length,
+          ms: Math.round(performance.now() - t0),
+          lagMs: Date.now() - batch.sentAt,
+        },
+        'batch committed',
+      );
+    }
     this.stats.batches++;
     this.stats.entries += batch.entries.length;
     this.sendAcks(t.kitId, acks);

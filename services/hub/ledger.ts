@@ -70,7 +70,10 @@ export class Ledger {
     const orders = entries.filter((e): e is OrderEntryT => e.lane === 'orders');
     const others = entries.filter((e) => e.lane !== 'orders');
     const orderIds = [...new Set(orders.map((e) => e.id))];
-    const known = orderIds.length > 0 ? await this.orderStates(this.db, kitId, orderIds) : new Map();
+    // only card orders need to know beforehand whether they are new (no second trip to the gateway);
+    // the gateway's idempotency key makes even a racing second exchange harmless
+    const cardIds = orders.filter((e) => e.order.payment.method === 'token').map((e) => e.id);
+    const known = cardIds.length > 0 ? await this.orderStates(this.db, kitId, cardIds) : new Map();
 
     const fresh = new Map<string, NewOrderRow>();
     await Promise.all(
@@ -81,15 +84,19 @@ export class Ledger {
           fresh.set(e.id, await this.rowFor(kitId, e));
         }),
     );
-    this.counters.ordersDuplicate += orders.length - fresh.size;
 
+    const states = new Map<string, { state: AckItem['state']; reason: string | undefined }>();
     await this.db.transaction(async (tx) => {
       await tx.query(
         `INSERT INTO kits (kit_id) VALUES ($1) ON CONFLICT (kit_id) DO UPDATE SET last_seen = now()`,
         [kitId],
       );
       if (fresh.size > 0) {
-        const res = await tx.query<{ order_id: string }>(
+        const res = await tx.query<{
+          order_id: string;
+          state: AckItem['state'];
+          decline_reason: string | null;
+        }>(
           `INSERT INTO orders (kit_id, order_id, event_id, kit_created_at, total_cents, currency, payment_method,
              token_hint, state, decline_reason, gateway_ref, sealed_token, body, settled_at)
            SELECT $1, x.order_id, x.event_id, x.kit_created_at, x.total_cents, x.currency, x.payment_method,
@@ -99,11 +106,12 @@ export class Ledger {
              total_cents bigint, currency text, payment_method text, token_hint text, state text,
              decline_reason text, gateway_ref text, sealed_token jsonb, body jsonb)
            ON CONFLICT (kit_id, order_id) DO NOTHING
-           RETURNING order_id`,
+           RETURNING order_id, state, decline_reason`,
           [kitId, JSON.stringify([...fresh.values()])],
         );
+        for (const r of res.rows)
+          states.set(r.order_id, { state: r.state, reason: r.decline_reason ?? undefined });
         this.counters.ordersNew += res.rows.length;
-        this.counters.ordersDuplicate += fresh.size - res.rows.length;
       }
       for (const e of others) {
         if (e.lane === 'stock') {
@@ -127,13 +135,16 @@ export class Ledger {
       }
     });
 
-    // the committed states are the truth, also when another worker inserted the same order meanwhile
-    const states = orderIds.length > 0 ? await this.orderStates(this.db, kitId, orderIds) : new Map();
+    // orders the ledger already had (a redelivery, or another worker was quicker): their committed state
+    const seen = orderIds.filter((id) => !states.has(id));
+    this.counters.ordersDuplicate += seen.length;
+    if (seen.length > 0)
+      for (const [id, st] of await this.orderStates(this.db, kitId, seen)) states.set(id, st);
     const acks: AckItem[] = [];
     for (const id of orderIds) {
-      const s = states.get(id);
-      if (!s) continue;
-      acks.push({ lane: 'orders', id, state: s.state, ...(s.reason ? { reason: s.reason } : {}) });
+      const st = states.get(id);
+      if (!st) continue;
+      acks.push({ lane: 'orders', id, state: st.state, ...(st.reason ? { reason: st.reason } : {}) });
     }
     for (const e of others) acks.push({ lane: e.lane, id: e.id, state: 'stored' });
     return acks;
