@@ -85,7 +85,11 @@ export async function run(argv: string[]): Promise<number> {
   const admin = loadOrCreateAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN);
 
   const brokers: EmbeddedBroker[] = [];
-  const localBus = await startEmbeddedBroker({ port: cfg.POPKIT_LOCAL_BUS_PORT });
+  const localBus = await startEmbeddedBroker({
+    port: cfg.POPKIT_LOCAL_BUS_PORT,
+    dir: path.join(dataDir, 'bus'),
+    name: 'local bus',
+  });
   brokers.push(localBus);
 
   const childEnv: NodeJS.ProcessEnv = {
@@ -105,7 +109,11 @@ export async function run(argv: string[]): Promise<number> {
 
   let hubLine = `external ${cfg.POPKIT_HUB_URL}`;
   if (!cfg.POPKIT_HUB_URL && has('hub')) {
-    const hubBroker = await startEmbeddedBroker({ port: cfg.POPKIT_EMBEDDED_HUB_MQTT_PORT });
+    const hubBroker = await startEmbeddedBroker({
+      port: cfg.POPKIT_EMBEDDED_HUB_MQTT_PORT,
+      dir: path.join(dataDir, 'hub-broker'),
+      name: 'hub broker',
+    });
     brokers.push(hubBroker);
     const hubDir = path.join(dataDir, 'hub');
     sup.add({
@@ -117,7 +125,6 @@ export async function run(argv: string[]): Promise<number> {
         POPKIT_DATA_DIR: hubDir,
         POPKIT_HUB_BROKER_URL: hubBroker.url,
         POPKIT_HUB_HTTP_PORT: String(cfg.POPKIT_HUB_HTTP_PORT),
-        POPKIT_HUB_SHARED_SUBSCRIPTIONS: env['POPKIT_HUB_SHARED_SUBSCRIPTIONS'] ?? 'auto',
       },
     });
     const pub = path.join(hubDir, 'keys', 'hub-signing.pub');

@@ -1,0 +1,98 @@
+// `popkit up` as a new user runs it: the whole kit comes up, sells, the order reaches the embedded hub,
+// and Ctrl-C (SIGTERM here) stops every process it started.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { BIN, tempDir } from '../support/checkout.ts';
+import { freePort, waitUntil } from '../support/net.ts';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops everything', {
+  timeout: 180_000,
+}, async () => {
+  const dataDir = tempDir('popkit-up-');
+  const [port, hubPort] = [await freePort(), await freePort()];
+  const up = spawn(process.execPath, [BIN, 'up', '--no-media'], {
+    env: {
+      PATH: process.env['PATH'],
+      NODE_ENV: 'test',
+      POPKIT_DATA_DIR: dataDir,
+      POPKIT_HTTP_PORT: String(port),
+      POPKIT_HTTP_HOST: '127.0.0.1',
+      POPKIT_HUB_HTTP_PORT: String(hubPort),
+      POPKIT_LOCAL_BUS_PORT: '0',
+      POPKIT_EMBEDDED_HUB_MQTT_PORT: '0',
+      POPKIT_KIT_ID: 'kit-up-e2e',
+      POPKIT_LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  up.stdout.on('data', (d) => {
+    out += d;
+  });
+  up.stderr.on('data', (d) => {
+    out += d;
+  });
+  const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
+  try {
+    await waitUntil(() => out.includes('Popkit is up'), 90_000, `popkit up to print its summary:\n${out}`);
+    assert.match(out, new RegExp(`http://localhost:${port}/`));
+    assert.match(out, /hub\s+embedded/);
+    const base = `http://127.0.0.1:${port}`;
+    const cat = (await (await fetch(`${base}/v1/catalog`)).json()) as {
+      items: Array<{ sku: string; hero?: boolean }>;
+    };
+    assert.ok(cat.items.length >= 20, 'demo catalog of a couple of dozen SKUs');
+    assert.equal(cat.items.filter((i) => i.hero).length, 1, 'one hero drop item');
+    const res = await fetch(`${base}/v1/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        lines: [{ sku: 'TEE-BLK-M', qty: 1 }],
+        payment: { method: 'token', token: 'tok_sandbox_approve_up_e2e' },
+      }),
+    });
+    assert.equal(res.status, 201);
+    const order = (await res.json()) as { id: string };
+    // the order travels kit -> sync -> embedded broker -> hub -> ledger, and the ack comes back
+    await waitUntil(
+      async () => {
+        const o = (await (await fetch(`${base}/v1/orders/${order.id}`)).json()) as { syncState: string };
+        return o.syncState === 'settled';
+      },
+      60_000,
+      'the order to be settled by the hub',
+    );
+    const hubToken = fs.readFileSync(path.join(dataDir, 'hub', 'keys', 'hub-admin.token'), 'utf8').trim();
+    const ledger = (await (
+      await fetch(`http://127.0.0.1:${hubPort}/v1/kits/kit-up-e2e/orders`, {
+        headers: { authorization: `Bearer ${hubToken}` },
+      })
+    ).json()) as { count: number; orders: Array<{ id: string }> };
+    assert.ok(
+      ledger.orders.some((o) => o.id === order.id),
+      'the order is in the hub ledger',
+    );
+    const status = (await (await fetch(`${base}/v1/status`)).json()) as { sync: { link: string } };
+    assert.equal(status.sync.link, 'up');
+  } finally {
+    const sup = JSON.parse(fs.readFileSync(path.join(dataDir, 'run', 'supervisor.json'), 'utf8')) as {
+      children: Array<{ name: string; pid: number | null }>;
+    };
+    up.kill('SIGTERM');
+    assert.equal(await exited, 0, out);
+    for (const c of sup.children)
+      if (c.pid) assert.ok(!alive(c.pid), `${c.name} (${c.pid}) still running after popkit up stopped`);
+  }
+});
