@@ -233,16 +233,19 @@ export async function mosquitto(
   const confFile = path.join(dir, 'mosquitto.conf');
   fs.writeFileSync(
     confFile,
-    [
-      `listener ${port} 127.0.0.1`,
-      'max_queued_messages 0',
-      'max_inflight_messages 0',
-      'persistence true',
-      `persistence_location ${dir}/`,
-      opts.extraConf ?? 'allow_anonymous true',
-      '',
-    ].join('\n'),
+    opts.rawConf ??
+      [
+        `listener ${port} 127.0.0.1`,
+        'max_queued_messages 0',
+        'max_inflight_messages 0',
+        'persistence true',
+        `persistence_location ${dir}/`,
+        opts.extraConf ?? 'allow_anonymous true',
+        '',
+      ].join('\n'),
   );
+  // run as root (CI containers), mosquitto would switch to its own user, which cannot read a 0700 temp dir
+  if (process.getuid?.() === 0) fs.appendFileSync(confFile, '\nuser root\n');
   let child: ChildProcess | undefined;
   const m: Mosquitto = {
     port,

@@ -1,0 +1,143 @@
+// The shipped hub broker config (deploy/hub/mosquitto.conf + acl + add-kit.sh) on a real Mosquitto:
+// a kit may publish only under its own topics and read only its acks and its events' catalogs; the
+// whole kit → hub → kit flow works through it with per-kit credentials.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
+import { LANES } from '../../core/kit-store.ts';
+import { topics } from '../../core/wire.ts';
+import type { HubService } from '../../services/hub/hub-service.ts';
+import type { SyncService } from '../../services/sync/sync-service.ts';
+import {
+  dropSchema,
+  freePort,
+  ledgerOrderIds,
+  type Mosquitto,
+  makeKit,
+  mosquitto,
+  REPO,
+  startHub,
+  startSync,
+  tmpDir,
+  uniqueId,
+  waitFor,
+} from '../support/hub-link.ts';
+
+const deploy = path.join(REPO, 'deploy/hub');
+const dir = tmpDir('acl');
+const kitA = uniqueId('kita');
+const kitB = uniqueId('kitb');
+const eventA = uniqueId('eva');
+const hubPass = 'hub-secret-password';
+let broker: Mosquitto;
+let passA = '';
+const schema = uniqueId('t_acl').replace(/-/g, '_');
+
+describe('hub broker ACL (deploy/hub)', () => {
+  before(async () => {
+    // the shipped files, with only the paths and the port moved for the test
+    fs.copyFileSync(path.join(deploy, 'acl'), path.join(dir, 'acl'));
+    execFileSync('mosquitto_passwd', ['-c', '-b', path.join(dir, 'passwd'), 'popkit-hub', hubPass]);
+    passA = execFileSync(path.join(deploy, 'add-kit.sh'), [dir, kitA, eventA], { encoding: 'utf8' }).trim();
+    execFileSync(path.join(deploy, 'add-kit.sh'), [dir, kitB, 'other-event'], { encoding: 'utf8' });
+    const port = await freePort();
+    const conf = fs
+      .readFileSync(path.join(deploy, 'mosquitto.conf'), 'utf8')
+      .replaceAll('/mosquitto/config/', `${dir}/`)
+      .replaceAll('/mosquitto/data/', `${dir}/`)
+      .replace(/^listener 1883$/m, `listener ${port} 127.0.0.1`);
+    broker = await mosquitto({ port, rawConf: conf });
+  });
+
+  after(async () => {
+    await broker?.stop();
+    await dropSchema(schema);
+  });
+
+  const connect = (username: string, password: string) =>
+    mqtt.connectAsync(broker.url, {
+      clientId: uniqueId(username),
+      username,
+      password,
+      protocolVersion: 5,
+      reconnectPeriod: 0,
+    });
+
+  test('no credentials or a wrong password: refused', async () => {
+    await assert.rejects(
+      mqtt.connectAsync(broker.url, { clientId: uniqueId('anon'), reconnectPeriod: 0, protocolVersion: 5 }),
+    );
+    await assert.rejects(connect(kitA, 'wrong-password'));
+  });
+
+  test("a kit cannot publish under another kit's id nor read its acks or other events' catalogs", async () => {
+    const hub = await connect('popkit-hub', hubPass);
+    const seen: string[] = [];
+    hub.on('message', (t) => seen.push(t));
+    await hub.subscribeAsync({ 'popkit/v1/kits/+/orders': { qos: 1 } });
+    const intruder = await connect(kitA, passA);
+    // forbidden first, then allowed: the allowed one arriving proves the forbidden one was not routed
+    await assert.rejects(
+      intruder.publishAsync(topics.orders(kitB), '{"forged":true}', { qos: 1 }),
+      /authori[sz]ed/i,
+    );
+    await intruder.endAsync(true);
+    const a = await connect(kitA, passA);
+    await a.publishAsync(topics.orders(kitA), '{"ok":true}', { qos: 1 });
+    await waitFor(() => seen.includes(topics.orders(kitA)), 5000, "kit A's own message");
+    assert.ok(!seen.includes(topics.orders(kitB)), 'the broker routed a message published under another kit');
+
+    // Mosquitto 2 grants every SUBACK and applies read rules per delivered message: prove it by delivery
+    const got: string[] = [];
+    a.on('message', (t) => got.push(t));
+    await a.subscribeAsync({
+      [topics.acks(kitB)]: { qos: 1 },
+      [topics.orders(kitB)]: { qos: 1 },
+      [topics.catalog('other-event')]: { qos: 1 },
+      [topics.acks(kitA)]: { qos: 1 },
+      [topics.catalog(eventA)]: { qos: 1 },
+    });
+    for (const t of [topics.acks(kitB), topics.orders(kitB), topics.catalog('other-event')]) {
+      await hub.publishAsync(t, 'not for kit A', { qos: 1 });
+    }
+    await hub.publishAsync(topics.catalog(eventA), 'its catalog', { qos: 1 });
+    await hub.publishAsync(topics.acks(kitA), 'its acks', { qos: 1 });
+    await waitFor(() => got.includes(topics.acks(kitA)), 5000, "kit A's acks");
+    assert.deepEqual(got, [topics.catalog(eventA), topics.acks(kitA)]);
+    await a.endAsync();
+    await hub.endAsync();
+  });
+
+  test('the real flow works through the ACL: orders in, acks back, status retained', async () => {
+    const hub: HubService = await startHub({
+      schema,
+      brokerUrl: broker.url,
+      env: { POPKIT_HUB_BROKER_USERNAME: 'popkit-hub', POPKIT_HUB_BROKER_PASSWORD: hubPass },
+    });
+    const kit = await makeKit(kitA);
+    const sync: SyncService = startSync(kit, broker.url, { POPKIT_HUB_PASSWORD: passA });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push(await kit.place());
+      ids.push(await kit.place({ method: 'token', token: 'tok_ok_1' }));
+      await waitFor(
+        () => kit.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] }) === 0,
+        15_000,
+        'drain through the ACL broker',
+      );
+      assert.deepEqual((await ledgerOrderIds(schema, kitA)).ids, ids.sort());
+      await waitFor(
+        async () => (await hub.ledger!.listKits()).find((k) => k.kitId === kitA)?.online === true,
+        5000,
+        'retained status seen by the hub',
+      );
+    } finally {
+      await sync.stop();
+      await hub.stop();
+      await kit.close();
+    }
+  });
+});
