@@ -226,7 +226,8 @@ export interface Mosquitto {
  * never capped (Mosquitto's default of 1000 drops QoS 1 messages to a subscriber that falls behind).
  */
 export async function mosquitto(
-  opts: { port?: number; extraConf?: string; dir?: string } = {},
+  // rawConf: a whole config, used as it is
+  opts: { port?: number; extraConf?: string; dir?: string; rawConf?: string } = {},
 ): Promise<Mosquitto> {
   const dir = opts.dir ?? tmpDir('mosq');
   const port = opts.port ?? (await freePort());
