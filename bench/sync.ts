@@ -31,7 +31,7 @@ const { values } = parseArgs({
   },
 });
 const N = Number(values.orders);
-const NB = Number(values['baseline-orders'] ?? Math.min(N, 20_000));
+const NB = Number(values['baseline-orders'] ?? Math.min(N, 5000));
 const tokenShare = Number(values['token-share']);
 if (!(N > 0) || !(NB > 0) || !(tokenShare >= 0 && tokenShare <= 1)) {
   process.stderr.write('usage: bench/sync.ts [--orders N] [--baseline-orders N] [--token-share 0..1]\n');
