@@ -241,3 +241,24 @@ export function encodeVeDirectBlock(fields: ReadonlyArray<VeDirectField>): Buffe
   const body = Buffer.from(text, 'latin1');
   return Buffer.concat([body, Buffer.of(veDirectChecksumByte(body))]);
 }
+
+/**
+ * Checks a HEX-protocol frame as delivered by onHexFrame (without `:` and terminator): a command
+ * nibble, then hex byte pairs, the last being a checksum so that nibble + bytes sum to 0x55.
+ */
+export function veDirectHexFrameValid(frame: Uint8Array): boolean {
+  const text = Buffer.from(frame).toString('latin1');
+  if (!/^[0-9A-Fa-f]([0-9A-Fa-f]{2})+$/.test(text)) return false;
+  let sum = Number.parseInt(text[0]!, 16);
+  for (let i = 1; i < text.length; i += 2) sum += Number.parseInt(text.slice(i, i + 2), 16);
+  return (sum & 0xff) === 0x55;
+}
+
+/** Encodes a HEX frame: `:` + command nibble + data bytes + checksum + `\n`. */
+export function encodeVeDirectHexFrame(command: number, data: ReadonlyArray<number>): Buffer {
+  let sum = command & 0xf;
+  for (const b of data) sum += b & 0xff;
+  const check = (0x55 - sum) & 0xff;
+  const hex = [...data, check].map((b) => (b & 0xff).toString(16).toUpperCase().padStart(2, '0')).join('');
+  return Buffer.from(`:${(command & 0xf).toString(16).toUpperCase()}${hex}\n`, 'latin1');
+}

@@ -46,8 +46,8 @@ class SimulatedSource implements PowerSource {
     return this.inner.onReading(cb);
   }
 
-  /** The driver object, for tests that reach past the interface (e.g. RenogySource.setLoad). */
-  get driver(): PowerSource {
+  /** The real driver behind the simulation, for callers that reach past the interface (RenogySource.setLoad). */
+  get source(): PowerSource {
     return this.inner;
   }
 }
@@ -56,7 +56,7 @@ export function createSimDevice(
   c: PowerDeviceConfig,
   battery: BatteryModel,
   opts: { pollMs?: number; bus?: SimI2cBus } = {},
-): PowerSource & { sim: SimDeviceHandle; driver: PowerSource } {
+): PowerSource & { sim: SimDeviceHandle; source: PowerSource } {
   const pollMs = opts.pollMs ?? c.pollMs ?? 1000;
   switch (c.driver) {
     case 'vedirect':

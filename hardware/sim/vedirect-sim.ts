@@ -1,7 +1,13 @@
 // A simulated Victron charger (MPPT) or battery monitor (BMV / SmartShunt) that writes real
 // VE.Direct text blocks, driven by a BatteryModel, to any SerialLink: an in-process pair or the
 // far end of a socat pty pair. Faults: bad checksums, interleaved HEX frames, silence, garbage.
-import { encodeVeDirectBlock, type VeDirectField } from '../drivers/vedirect-parser.ts';
+import {
+  encodeVeDirectBlock,
+  encodeVeDirectHexFrame,
+  type VeDirectField,
+  VeDirectParser,
+  veDirectHexFrameValid,
+} from '../drivers/vedirect-parser.ts';
 import { everyAligned } from '../power/poll-clock.ts';
 import type { ChargeState } from '../power/reading.ts';
 import type { SerialLink } from '../serial/types.ts';
@@ -112,6 +118,10 @@ export class VeDirectSimulator {
   blocksSent = 0;
   private readonly o: Required<Omit<VeDirectSimOptions, 'serial'>> & { serial: string };
   private stopTimer: (() => void) | undefined;
+  private unsubData: (() => void) | undefined;
+  /** Reads what the host sends: HEX-protocol commands (text mode has no requests). */
+  private readonly inbound = new VeDirectParser({ onHexFrame: (f) => void this.onHexCommand(f) });
+  hexCommands = 0;
 
   constructor(o: VeDirectSimOptions) {
     this.o = { kind: 'mppt', periodMs: 1000, serial: 'HQ2242SIMUL', ...o };
@@ -126,6 +136,7 @@ export class VeDirectSimulator {
   }
 
   async start(): Promise<void> {
+    this.unsubData = this.o.link.onData((c) => this.inbound.push(c));
     if (!this.o.link.isOpen) await this.o.link.open();
     this.stopTimer = everyAligned(this.o.periodMs, () => void this.tick());
   }
@@ -133,6 +144,22 @@ export class VeDirectSimulator {
   async stop(): Promise<void> {
     this.stopTimer?.();
     this.stopTimer = undefined;
+    this.unsubData?.();
+  }
+
+  /** Answers a ping (`:154`) with the firmware version, as a charger does; other commands get "unknown". */
+  private async onHexCommand(frame: Buffer): Promise<void> {
+    if (this.faults.silent || !veDirectHexFrameValid(frame)) return;
+    this.hexCommands++;
+    const command = Number.parseInt(String.fromCharCode(frame[0]!), 16);
+    // Ping → command 5 with the version word 0x4159 (application firmware 1.59), little-endian.
+    const answer =
+      command === 1 ? encodeVeDirectHexFrame(5, [0x59, 0x41]) : encodeVeDirectHexFrame(3, [command]);
+    try {
+      await this.o.link.write(answer);
+    } catch {
+      // unplugged
+    }
   }
 
   /** The bytes of one transmission (one block, or two for a BMV), faults applied. */

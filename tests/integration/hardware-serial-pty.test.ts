@@ -1,7 +1,7 @@
 // The real serialport binding over socat pseudo-terminal pairs: VE.Direct and Renogy drivers on one
 // end, device simulators on the other; killing socat is the unplug, restarting it the replug.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -201,5 +201,35 @@ describe('Renogy Rover over a pty with the real serialport binding', () => {
       await deviceLink.close();
       await pty.kill();
     }
+  });
+});
+
+describe('popkit power read streaming', () => {
+  test('--sim --json streams readings until SIGINT, then exits 0', async () => {
+    const child = spawn(
+      process.execPath,
+      ['bin/popkit.js', 'power', 'read', '--driver', 'max17048', '--sim', '--json', '--interval', '100'],
+      {
+        env: { ...process.env, NODE_ENV: 'test' },
+        cwd: path.join(import.meta.dirname, '..', '..'),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await until('three readings', () => out.split('\n').filter(Boolean).length >= 3, 15_000);
+    } finally {
+      child.kill('SIGINT');
+    }
+    assert.equal(await exited, 0);
+    const lines = out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as PowerReading);
+    assert.ok(lines.every((r) => r.driver === 'max17048' && r.stale === false && r.socPct === 80));
   });
 });

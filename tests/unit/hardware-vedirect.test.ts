@@ -240,3 +240,31 @@ describe('VE.Direct framing rules', () => {
     assert.equal(d.batteryV, undefined, 'a malformed number is omitted, not NaN');
   });
 });
+
+describe('VE.Direct HEX protocol', () => {
+  test('frame checksums sum to 0x55; the simulator answers a ping with its version', async () => {
+    const { encodeVeDirectHexFrame, veDirectHexFrameValid } = await import(
+      '../../hardware/drivers/vedirect-parser.ts'
+    );
+    const { SimSerialPair } = await import('../../hardware/sim/serial-pair.ts');
+    const { VeDirectSimulator } = await import('../../hardware/sim/vedirect-sim.ts');
+    const { BatteryModel } = await import('../../hardware/sim/battery-model.ts');
+    assert.equal(encodeVeDirectHexFrame(1, []).toString(), ':154\n', 'the documented ping');
+    assert.ok(veDirectHexFrameValid(Buffer.from('51641F9')), "the protocol document's ping answer");
+    assert.ok(veDirectHexFrameValid(Buffer.from('A0102000543')));
+    assert.ok(!veDirectHexFrameValid(Buffer.from('A0102000544')));
+    assert.ok(!veDirectHexFrameValid(Buffer.from('A01Z')));
+    const pair = new SimSerialPair();
+    const sim = new VeDirectSimulator({ link: pair.device, battery: new BatteryModel(), periodMs: 60_000 });
+    await sim.start();
+    await pair.host.open();
+    const frames: Buffer[] = [];
+    const p = new VeDirectParser({ onHexFrame: (f) => frames.push(f) });
+    pair.host.onData((c) => p.push(c));
+    await pair.host.write(Buffer.from(':154\n'));
+    for (let i = 0; i < 10 && frames.length === 0; i++) await new Promise((r) => setImmediate(r));
+    await sim.stop();
+    assert.equal(frames.map((f) => f.toString()).join(), '55941B6');
+    assert.ok(veDirectHexFrameValid(frames[0]!));
+  });
+});
