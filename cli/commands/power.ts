@@ -13,7 +13,8 @@ import {
 const USAGE = `usage: popkit power read --driver D [--port P] [--bus N --address A] [--once] [--json] [--sim]
 
   --driver D        ${POWER_DRIVERS.join(' | ')}
-  --port P          serial port for vedirect, renogy, epever (prefer /dev/serial/by-id/…)
+  --port P          serial port for vedirect, renogy, epever (prefer /dev/serial/by-id/…;
+                    'auto' picks the adapter in /dev/serial/by-id)
   --unit ID         Modbus unit id for renogy/epever (default 1; 'scan' tries 1–247 and 255)
   --bus N           I2C bus for ina219, ina226, max17048 (default 1)
   --address A       I2C address, e.g. 0x40 (defaults: ina2xx 0x40, max17048 0x36)
@@ -168,6 +169,11 @@ export async function run(argv: string[]): Promise<number> {
     source = createSimDevice(config, new BatteryModel({ speed: 60 }));
   } else {
     const { createRealSource } = await import('../../hardware/power/index.ts');
+    if (config.port === 'auto') {
+      const { findSerialPort } = await import('../../hardware/serial/find-port.ts');
+      config.port = findSerialPort(config.driver);
+      if (!json) process.stderr.write(`popkit power read: using ${config.port}\n`);
+    }
     source = createRealSource(config);
   }
   const print = (r: PowerReading) => process.stdout.write(`${json ? JSON.stringify(r) : formatReading(r)}\n`);

@@ -269,3 +269,28 @@ describe('SimGpio', () => {
     }
   });
 });
+
+describe('serial adapter discovery (/dev/serial/by-id)', () => {
+  test('VE.Direct prefers the Victron cable; a single adapter is taken; none or ambiguous is a coded error', async () => {
+    const { findSerialPort } = await import('../../hardware/serial/find-port.ts');
+    const env = fakeTree({});
+    const root = env['POPKIT_HOST_ROOT']!;
+    assert.throws(() => findSerialPort('vedirect', env), { code: 'HW_UNAVAILABLE' });
+    const dir = path.join(root, 'dev/serial/by-id');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'usb-Prolific_Technology_Inc._USB-Serial_Controller-if00-port0'), '');
+    assert.equal(
+      findSerialPort('renogy', env),
+      '/dev/serial/by-id/usb-Prolific_Technology_Inc._USB-Serial_Controller-if00-port0',
+    );
+    writeFileSync(path.join(dir, 'usb-VictronEnergy_BV_VE_Direct_cable_VE5XQ1RB-if00-port0'), '');
+    assert.equal(
+      findSerialPort('vedirect', env),
+      '/dev/serial/by-id/usb-VictronEnergy_BV_VE_Direct_cable_VE5XQ1RB-if00-port0',
+    );
+    assert.throws(() => findSerialPort('renogy', env), {
+      code: 'BAD_REQUEST',
+      message: /several serial adapters/,
+    });
+  });
+});
