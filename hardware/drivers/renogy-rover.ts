@@ -332,7 +332,8 @@ export abstract class ModbusPollSource extends PowerSourceBase {
       this.emitValues(values);
     } catch (err) {
       this.lastError = (err as Error).message;
-      if (this.scan && (err as KitError).code === 'HW_STALE') this.unit = undefined;
+      // A scanned unit that stays silent for a while may have moved (a BT module re-addressed it).
+      if (this.scan && this.latest()?.stale && (err as KitError).code === 'HW_STALE') this.unit = undefined;
       const since = this.lastOkAt || this.startedAt;
       if (!this.link.isOpen) {
         if (!this.latest()?.stale) this.markStale(this.lastError);

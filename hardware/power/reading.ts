@@ -9,8 +9,9 @@ export type PowerDriver = (typeof POWER_DRIVERS)[number];
 
 /**
  * Volts, amperes (positive = charging the battery), percent, °C, watts. Absent fields are omitted,
- * never guessed. `at` is the ISO 8601 time the values were measured (or, when stale, when staleness
- * was declared).
+ * never guessed. `at` is the ISO 8601 time the values were measured. A stale reading keeps the last
+ * measured values and their `at` (so their age shows), with `staleReason` and `extras.staleSince`;
+ * when nothing was ever measured it carries no values and `at` is when staleness was declared.
  */
 export interface PowerReading {
   device: string;
