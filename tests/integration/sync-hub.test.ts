@@ -53,7 +53,7 @@ async function api(path: string, init: RequestInit & { auth?: boolean } = {}) {
 describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
   before(async () => {
     gateway = new SandboxGateway();
-    hub = await startHub({ schema, gateway });
+    hub = await startHub({ schema, gateway, env: { POPKIT_HUB_GATEWAY_RETRY_S: '1' } });
     kit = await makeKit(uniqueId('kit'));
     // a bystander that records what the kit publishes, to replay it later
     spy = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('spy') });
@@ -64,6 +64,9 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
       POPKIT_HUB_PUBLIC_KEY: pub,
       POPKIT_SYNC_BATCH_MAX: '7',
       POPKIT_EVENT_ID: eventId,
+      POPKIT_SYNC_STOCK_INTERVAL_MS: '200',
+      POPKIT_SYNC_HEALTH_INTERVAL_MS: '300',
+      POPKIT_SYNC_TELEMETRY_INTERVAL_MS: '300',
     });
   });
 
@@ -114,6 +117,19 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
     assert.deepEqual((st['backlog'] as Record<string, number>)['orders'], 0);
   });
 
+  test('an unreachable gateway: the order is forwarded, the hub holds the token and settles it later', async () => {
+    gateway.setAvailable(false);
+    const id = await kit.place({ method: 'token', token: 'tok_later_4444' });
+    await waitFor(() => kit.store.orders.get(id)?.syncState === 'forwarded', 10_000, 'forwarded');
+    assert.equal(outboxOrders(kit), 0, 'a forwarded order has left the outbox');
+    gateway.setAvailable(true);
+    await waitFor(() => kit.store.orders.get(id)?.syncState === 'settled', 10_000, 'settled by the retry');
+    assert.equal(kit.store.tokens.get(id), undefined);
+    const res = await api(`/v1/kits/${kit.kitId}/orders?limit=10000`);
+    const row = (res.body['orders'] as { id: string; state: string }[]).find((o) => o.id === id);
+    assert.equal(row?.state, 'settled');
+  });
+
   test('redelivered and replayed batches leave the ledger unchanged', async () => {
     await waitFor(() => captured.length > 0, 5000, 'captured batches');
     // the spy hears the replays too: replay what it captured up to now
@@ -128,8 +144,12 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
     for (let round = 0; round < 3; round++) {
       for (const msg of msgs) await replayer.publishAsync(topics.orders(kit.kitId), msg, { qos: 1 });
     }
+    // stock snapshots share the topic; only order entries count as ledger duplicates
     const entries = msgs.reduce(
-      (n, m) => n + (JSON.parse(String(m)) as { entries: unknown[] }).entries.length,
+      (n, m) =>
+        n +
+        (JSON.parse(String(m)) as { entries: { lane: string }[] }).entries.filter((e) => e.lane === 'orders')
+          .length,
       0,
     );
     await waitFor(
@@ -295,7 +315,16 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
     const mine = (kits.body['kits'] as { kitId: string; orders: number; online: boolean }[]).find(
       (k) => k.kitId === kit.kitId,
     );
-    assert.equal(mine?.orders, 22);
+    assert.equal(mine?.orders, 23);
     assert.equal(mine?.online, true);
+    // the other lanes arrived too: stock snapshot and health
+    await waitFor(
+      async () => {
+        const k = (await hub.ledger!.listKits()).find((x) => x.kitId === kit.kitId);
+        return k?.stock && k.health;
+      },
+      10_000,
+      'stock and health lanes at the hub',
+    );
   });
 });
