@@ -17,8 +17,14 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   checkout: { summary: 'the checkout API alone', load: () => import('./commands/checkout.ts') },
   sync: { summary: 'store-and-forward of orders to the hub', load: () => import('./commands/sync.ts') },
-  hub: { summary: 'the regional hub worker (ledger, catalogs, API)', load: () => import('./commands/hub.ts') },
-  power: { summary: 'power read --driver D: read a charge controller or monitor', load: () => import('./commands/power.ts') },
+  hub: {
+    summary: 'the regional hub worker (ledger, catalogs, API)',
+    load: () => import('./commands/hub.ts'),
+  },
+  power: {
+    summary: 'power read --driver D: read a charge controller or monitor',
+    load: () => import('./commands/power.ts'),
+  },
   kitd: { summary: 'control plane: LEDs, buttons, power', load: () => import('./commands/kitd.ts') },
   preflight: { summary: 'pre-flight checklist [--json]', load: () => import('./commands/preflight.ts') },
   status: {
