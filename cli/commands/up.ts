@@ -135,6 +135,8 @@ export async function run(argv: string[]): Promise<number> {
         'popkit up: the embedded hub did not write its signing key; catalogs from it will be refused\n',
       );
     }
+    // the hub subscribes with a clean session: what sync sent before that would wait for a resend
+    await waitFor(() => httpOk(`http://127.0.0.1:${cfg.POPKIT_HUB_HTTP_PORT}/healthz`), 30_000, 200);
     childEnv['POPKIT_HUB_URL'] = hubBroker.url;
     childEnv['POPKIT_HUB_HTTP_URL'] = `http://127.0.0.1:${cfg.POPKIT_HUB_HTTP_PORT}`;
     hubLine = `embedded: http://localhost:${cfg.POPKIT_HUB_HTTP_PORT}  (broker ${hubBroker.url}, data ${hubDir})`;

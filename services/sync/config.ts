@@ -16,11 +16,13 @@ export const SyncConfig = Type.Object({
   POPKIT_HUB_PUBLIC_KEY_FILE: Type.Optional(
     Type.String({ minLength: 1, description: 'file holding that key' }),
   ),
-  POPKIT_EVENT_ID: Type.String({
-    pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
-    default: 'default',
-    description: "the event whose catalog this kit takes from the hub (the live event's id wins)",
-  }),
+  POPKIT_EVENT_ID: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+      description:
+        "the event whose catalog this kit takes from the hub (the live event's id wins; unset: the loaded catalog's event)",
+    }),
+  ),
   POPKIT_TOKEN_KEY: Type.Optional(
     Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'AES-256 device key for payment tokens' }),
   ),

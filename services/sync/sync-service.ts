@@ -46,7 +46,7 @@ export interface SyncOptions {
   ca?: Buffer | undefined;
   /** the hub's catalog signing key; without it every catalog is refused */
   hubPublicKey?: KeyObject | undefined;
-  eventId: string;
+  eventId?: string | undefined;
   batchMax: number;
   batchBytes: number;
   window: number;
@@ -405,7 +405,13 @@ export class SyncService {
   }
 
   private activeEventId(): string {
-    return readEventState(this.store).eventId ?? this.opts.eventId;
+    // the live event wins, then the configured one, then the event of the catalog the kit already sells
+    return (
+      readEventState(this.store).eventId ??
+      this.opts.eventId ??
+      readStoredCatalog(this.store)?.eventId ??
+      'default'
+    );
   }
 
   private async onCatalog(topic: string, payload: Buffer): Promise<void> {
@@ -476,24 +482,15 @@ export class SyncService {
   }
 
   private kitStatus(): KitStatusT {
-    const { backlog, oldestAgeMs } = this.lanes.stats();
-    const kitd = readServiceStatus(this.opts.dataDir, 'kitd');
     const cat = this.store.meta.get(META.catalogVersion) as { version?: number } | undefined;
-    return {
-      v: 1,
+    return kitStatusPayload({
       kitId: this.opts.kitId,
-      online: true,
-      at: Date.now(),
       eventId: this.activeEventId(),
-      backlog,
-      oldestAgeMs,
+      lanes: this.lanes.stats(),
       lastAckAt: this.lastAckAt,
       catalogVersion: cat?.version ?? null,
-      ...(typeof kitd?.['state'] === 'string' ? { state: kitd['state'] as string } : {}),
-      ...(kitd?.['power'] && typeof kitd['power'] === 'object'
-        ? { battery: kitd['power'] as Record<string, unknown> }
-        : {}),
-    };
+      kitd: readServiceStatus(this.opts.dataDir, 'kitd'),
+    });
   }
 
   private statusTick = 0;
@@ -567,5 +564,44 @@ export function toWireOrder(o: StoredOrder): WireOrderT {
     payment:
       o.payment.method === 'token' ? { method: 'token', tokenHint: o.payment.tokenHint } : { method: 'cash' },
     createdAt: o.createdAt,
+  };
+}
+
+/**
+ * The retained status a kit shows the hub's fleet view. kitd reports power as a list of readings; the hub
+ * gets the battery that says most (the first one with a state of charge).
+ */
+export function kitStatusPayload(o: {
+  kitId: string;
+  eventId: string;
+  lanes: { backlog: Record<string, number>; oldestAgeMs: Record<string, number> };
+  lastAckAt: number | null;
+  catalogVersion: number | null;
+  kitd: Record<string, unknown> | undefined;
+  now?: number;
+}): KitStatusT {
+  const power = Array.isArray(o.kitd?.['power']) ? (o.kitd['power'] as Array<Record<string, unknown>>) : [];
+  const main = power.find((r) => typeof r['socPct'] === 'number') ?? power[0];
+  const battery = main
+    ? Object.fromEntries(
+        ['device', 'socPct', 'batteryV', 'chargeState', 'stale']
+          .filter((k) => main[k] !== undefined)
+          .map((k) => [k, main[k]]),
+      )
+    : undefined;
+  return {
+    v: 1,
+    kitId: o.kitId,
+    online: true,
+    at: o.now ?? Date.now(),
+    eventId: o.eventId,
+    backlog: o.lanes.backlog,
+    oldestAgeMs: Object.fromEntries(
+      Object.entries(o.lanes.oldestAgeMs).map(([k, v]) => [k, Math.max(0, Math.round(v))]),
+    ),
+    lastAckAt: o.lastAckAt,
+    catalogVersion: o.catalogVersion,
+    ...(typeof o.kitd?.['state'] === 'string' ? { state: o.kitd['state'] as string } : {}),
+    ...(battery ? { battery } : {}),
   };
 }
