@@ -203,6 +203,8 @@ export class SyncService {
     this.link = 'up';
     this.backoff.reset();
     log.info({ hub: redactUrl(this.opts.hubUrl) }, 'hub link up');
+    // a link change shows in /v1/status at once, not at the next tick
+    this.writeStatus();
     const subs: Record<string, { qos: 1 }> = { [topics.acks(this.opts.kitId)]: { qos: 1 } };
     this.subscribedEvent = this.activeEventId();
     subs[topics.catalog(this.subscribedEvent)] = { qos: 1 };
@@ -226,6 +228,7 @@ export class SyncService {
     if (this.stopping || this.reconnectTimer) return;
     const delay = this.backoff.next();
     this.link = 'down';
+    this.writeStatus();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       if (this.stopping) return;

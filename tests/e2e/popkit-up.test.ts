@@ -84,8 +84,11 @@ test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops ev
       ledger.orders.some((o) => o.id === order.id),
       'the order is in the hub ledger',
     );
-    const status = (await (await fetch(`${base}/v1/status`)).json()) as { sync: { link: string } };
+    const status = (await (await fetch(`${base}/v1/status`)).json()) as {
+      sync: { link: string; backlog: { orders: number } };
+    };
     assert.equal(status.sync.link, 'up');
+    assert.equal(status.sync.backlog.orders, 0);
   } finally {
     const sup = JSON.parse(fs.readFileSync(path.join(dataDir, 'run', 'supervisor.json'), 'utf8')) as {
       children: Array<{ name: string; pid: number | null }>;

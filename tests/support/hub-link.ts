@@ -1,13 +1,12 @@
 // Shared wiring for the hub-link tests and bench: a kit (real LMDB + checkout's OrderService), a hub
 // worker, sync, a private Mosquitto on a free port, unique PostgreSQL schemas.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
+import { freePort, type MosquittoBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { type KitStore, openKitStore } from '../../core/kit-store.ts';
 import { TokenVault } from '../../core/token-vault.ts';
@@ -33,16 +32,7 @@ export function tmpDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Poll until `fn` returns a truthy value; throws after `ms` so a broken run fails instead of hanging. */
 export async function waitFor<T>(
@@ -213,76 +203,20 @@ export async function ledgerOrderIds(
 
 // ---------------------------------------------------------------- mosquitto
 
-export interface Mosquitto {
-  port: number;
-  url: string;
-  confFile: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
+export type Mosquitto = MosquittoBroker;
 
 /**
- * A private Mosquitto on a free port. `extraConf` is appended to the listener; queued messages are
- * never capped (Mosquitto's default of 1000 drops QoS 1 messages to a subscriber that falls behind).
+ * A private Mosquitto on a free port (the same broker `popkit up` embeds). `extraConf` replaces the
+ * anonymous access line; queued messages are never capped.
  */
 export async function mosquitto(
   // rawConf: a whole config, used as it is
   opts: { port?: number; extraConf?: string; dir?: string; rawConf?: string } = {},
 ): Promise<Mosquitto> {
-  const dir = opts.dir ?? tmpDir('mosq');
-  const port = opts.port ?? (await freePort());
-  const confFile = path.join(dir, 'mosquitto.conf');
-  fs.writeFileSync(
-    confFile,
-    opts.rawConf ??
-      [
-        `listener ${port} 127.0.0.1`,
-        'max_queued_messages 0',
-        'max_inflight_messages 0',
-        'persistence true',
-        `persistence_location ${dir}/`,
-        opts.extraConf ?? 'allow_anonymous true',
-        '',
-      ].join('\n'),
-  );
-  // run as root (CI containers), mosquitto would switch to its own user, which cannot read a 0700 temp dir
-  if (process.getuid?.() === 0) fs.appendFileSync(confFile, '\nuser root\n');
-  let child: ChildProcess | undefined;
-  const m: Mosquitto = {
-    port,
-    url: `mqtt://127.0.0.1:${port}`,
-    confFile,
-    async start() {
-      child = spawn('mosquitto', ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      child.stderr?.on('data', (d) => {
-        err += String(d);
-      });
-      await waitFor(
-        () =>
-          new Promise<boolean>((resolve) => {
-            if (child?.exitCode !== null) resolve(false);
-            const s = net.connect(port, '127.0.0.1');
-            s.once('connect', () => {
-              s.destroy();
-              resolve(true);
-            });
-            s.once('error', () => resolve(false));
-          }),
-        10_000,
-        `mosquitto on ${port} (${err})`,
-      );
-    },
-    async stop() {
-      const c = child;
-      child = undefined;
-      if (!c || c.exitCode !== null) return;
-      await new Promise<void>((resolve) => {
-        c.once('exit', () => resolve());
-        c.kill('SIGTERM');
-      });
-    },
-  };
-  await m.start();
-  return m;
+  return startEmbeddedBroker({
+    port: opts.port ?? 0,
+    dir: opts.dir ?? tmpDir('mosq'),
+    ...(opts.extraConf ? { extraConf: opts.extraConf } : {}),
+    ...(opts.rawConf ? { rawConf: opts.rawConf } : {}),
+  });
 }
