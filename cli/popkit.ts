@@ -27,6 +27,10 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   kitd: { summary: 'control plane: LEDs, buttons, power', load: () => import('./commands/kitd.ts') },
   preflight: { summary: 'pre-flight checklist [--json]', load: () => import('./commands/preflight.ts') },
+  config: {
+    summary: 'every environment variable, its default and meaning [--markdown]',
+    load: () => import('./commands/config.ts'),
+  },
   status: {
     summary: 'one screen: state, LEDs, power, health, backlog, stream',
     load: () => import('./commands/status.ts'),

@@ -41,6 +41,12 @@ export const BaseConfig = Type.Object({
   POPKIT_HUB_URL: Type.Optional(
     Type.String({ pattern: '^(mqtts?|wss?|tcp)://', description: "the hub's MQTT URL" }),
   ),
+  POPKIT_RUNTIME: Type.Optional(
+    Type.Union([Type.Literal('dist'), Type.Literal('source')], {
+      description:
+        'dist: run the compiled dist/ with plain node (npm start, the image); else the TypeScript via tsx',
+    }),
+  ),
   POPKIT_LOCAL_BUS_URL: Type.Optional(
     Type.String({ pattern: '^(mqtts?|wss?|tcp)://', description: 'MQTT local bus' }),
   ),

@@ -44,8 +44,15 @@ export const KitdOwnConfig = Type.Object({
   }),
   POPKIT_BUTTON_LONG_MS: Type.Integer({ minimum: 500, default: 3000 }),
   POPKIT_BUTTON_STUCK_MS: Type.Integer({ minimum: 2000, default: 15_000 }),
+  POPKIT_GPIO: Type.Optional(
+    Type.Union([Type.Literal('sim'), Type.Literal('sysfs'), Type.Literal('libgpiod')], {
+      description:
+        'force a GPIO backend (default: sim on the sim board, sysfs where /sys/class/gpio exists, else libgpiod)',
+    }),
+  ),
   POPKIT_WATCHDOG_SERVICES: Type.String({
     default: 'checkout,sync,media',
+    description: 'services whose heartbeat the watchdog watches and restarts',
     pattern: '^([a-z][a-z0-9-]*)?(,[a-z][a-z0-9-]*)*$',
   }),
   POPKIT_WATCHDOG_STALE_S: Type.Number({ minimum: 1, default: 15 }),

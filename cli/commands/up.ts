@@ -24,19 +24,28 @@ import { readStoredCatalog, replaceCatalog } from '../../services/checkout/catal
 import { loadOrCreateAdminToken } from '../../services/checkout/main.ts';
 import { COMMANDS } from '../popkit.ts';
 
-const UpConfig = composeConfig(
-  composeConfig(BaseConfig, CheckoutConfig),
-  Type.Object({
-    POPKIT_LOCAL_BUS_PORT: Type.Integer({
-      minimum: 0,
-      maximum: 65535,
-      default: 1885,
-      description: 'embedded local bus',
-    }),
-    POPKIT_EMBEDDED_HUB_MQTT_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 1884 }),
-    POPKIT_HUB_HTTP_PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8090 }),
+/** What `popkit up` reads beyond checkout's variables. */
+export const UpOwnConfig = Type.Object({
+  POPKIT_LOCAL_BUS_PORT: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 1885,
+    description: 'port of the embedded local bus (Mosquitto); 0 picks a free one',
   }),
-);
+  POPKIT_EMBEDDED_HUB_MQTT_PORT: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 1884,
+    description: "port of the embedded hub's broker when POPKIT_HUB_URL is unset; 0 picks a free one",
+  }),
+  POPKIT_HUB_HTTP_PORT: Type.Integer({
+    minimum: 1,
+    maximum: 65535,
+    default: 8090,
+    description: "the embedded hub's HTTP API",
+  }),
+});
+const UpConfig = composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, '../../bin/popkit.js');
