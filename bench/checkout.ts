@@ -36,12 +36,14 @@ const orderBody = JSON.stringify({
   payment: { method: 'cash' },
 });
 
-function rssMb(pid: number): number {
+/** VmRSS, and RssAnon alone (RssFile is mostly the LMDB map's pages: page cache the kernel can reclaim). */
+function rssMb(pid: number): { total: number; anon: number } {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : 0;
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (label: string) => Number(new RegExp(`${label}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+    return { total: kb('VmRSS') / 1024, anon: kb('RssAnon') / 1024 };
   } catch {
-    return 0;
+    return { total: 0, anon: 0 };
   }
 }
 
@@ -59,8 +61,11 @@ async function waitReady(url: string): Promise<void> {
 
 async function load(url: string, opts: Partial<autocannon.Options>, proc: ChildProcess) {
   let peak = 0;
+  let peakAnon = 0;
   const sampler = setInterval(() => {
-    peak = Math.max(peak, rssMb(proc.pid ?? 0));
+    const r = rssMb(proc.pid ?? 0);
+    peak = Math.max(peak, r.total);
+    peakAnon = Math.max(peakAnon, r.anon);
   }, 200);
   const r = await autocannon({ url, connections, duration: seconds, ...opts });
   clearInterval(sampler);
@@ -72,6 +77,7 @@ async function load(url: string, opts: Partial<autocannon.Options>, proc: ChildP
     errors: r.errors + r.timeouts,
     total: r.requests.total,
     peakRssMb: peak,
+    peakAnonMb: peakAnon,
   };
 }
 
@@ -140,7 +146,7 @@ fs.rmSync(dir, { recursive: true, force: true });
 
 const f = (n: number) => n.toFixed(0).padStart(8);
 const row = (name: string, r: Awaited<ReturnType<typeof load>>) =>
-  `${name.padEnd(34)} ${f(r.rps)} req/s  p50 ${String(r.p50).padStart(4)} ms  p99 ${String(r.p99).padStart(4)} ms  non-2xx ${r.non2xx}  errors ${r.errors}  peak RSS ${r.peakRssMb.toFixed(0)} MB`;
+  `${name.padEnd(34)} ${f(r.rps)} req/s  p50 ${String(r.p50).padStart(4)} ms  p99 ${String(r.p99).padStart(4)} ms  non-2xx ${r.non2xx}  errors ${r.errors}  peak RSS ${r.peakRssMb.toFixed(0)} MB (anon ${r.peakAnonMb.toFixed(0)})`;
 console.log(`bench/checkout: ${seconds}s per run, ${connections} connections, ${os.cpus().length} cores`);
 console.log(row('kit: durable orders (LMDB)', kitOrders));
 console.log(row('baseline: orders (SQLite FULL)', baseOrders));
