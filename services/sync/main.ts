@@ -1,5 +1,6 @@
 // `popkit sync`: the kit's store-and-forward process, on the LMDB environment checkout writes.
 import fs from 'node:fs';
+import mqtt from 'mqtt';
 import { parsePublicKey } from '../../core/catalog-signing.ts';
 import { BaseConfig, composeConfig, loadConfig, resolveDataDir, resolveKitId } from '../../core/config.ts';
 import { KitError } from '../../core/errors.ts';
@@ -60,6 +61,8 @@ export function laneLimitsFrom(cfg: SyncConfigT) {
   };
 }
 
+export const LOCAL_SYNC_CMD = 'popkit/v1/local/sync/cmd';
+
 export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const cfg = loadConfig(composeConfig(BaseConfig, SyncConfig), env);
   const dataDir = resolveDataDir(cfg);
@@ -70,6 +73,22 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
   const lanes = new LaneKeeper(store, laneLimitsFrom(cfg));
   const sync = new SyncService(store, vault, lanes, opts);
   sync.start();
+  // kitd asks for a flush over the kit's local bus (critical power, safe shutdown)
+  const bus = cfg.POPKIT_LOCAL_BUS_URL
+    ? mqtt.connect(cfg.POPKIT_LOCAL_BUS_URL, {
+        clientId: `popkit-sync-local-${kitId}`,
+        reconnectPeriod: 2000,
+      })
+    : undefined;
+  bus?.on('connect', () => bus.subscribe(LOCAL_SYNC_CMD, { qos: 1 }));
+  bus?.on('error', () => {});
+  bus?.on('message', (_topic, payload) => {
+    try {
+      if ((JSON.parse(payload.toString()) as { cmd?: string }).cmd === 'flush') sync.flushNow();
+    } catch {
+      // not JSON: not a command
+    }
+  });
   process.stdout.write(
     `popkit sync: kit ${kitId} → ${opts.hubUrl.replace(/\/\/[^@/]*@/, '//')}` +
       `${opts.hubPublicKey ? '' : ' (no hub public key: catalogs from the hub will be refused)'}\n`,
@@ -78,6 +97,7 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  await bus?.endAsync(true);
   await sync.stop();
   await store.close();
   return 0;

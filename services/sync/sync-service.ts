@@ -238,6 +238,22 @@ export class SyncService {
     }, delay);
   }
 
+  /**
+   * kitd's "flush" (critical power, safe shutdown): don't sit out a reconnect backoff, try the link now,
+   * and push what the window takes.
+   */
+  flushNow(): void {
+    if (this.stopping) return;
+    if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = undefined;
+      this.reconnects++;
+      this.link = 'connecting';
+      this.client?.reconnect();
+    }
+    this.pump();
+  }
+
   /** Fill the window of unacked messages from the outbox, highest lane first, oldest first. */
   pump(): void {
     if (this.pumping || !this.connected || this.stopping) return;
