@@ -112,11 +112,29 @@ await fetch(`${kitUrl}/v1/catalog`, {
   headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
   body: JSON.stringify(catalog),
 });
+/** p50/p99 upper bounds from the kit's own latency histogram: time in the server, commit and fsync included. */
+async function serverQuantiles(url: string): Promise<{ p50: string; p99: string; count: number }> {
+  const text = await (await fetch(url)).text();
+  const buckets: Array<[number, number]> = [];
+  for (const m of text.matchAll(
+    /popkit_order_duration_seconds_bucket\{le="([^"]+)",outcome="accepted"\} (\d+)/g,
+  )) {
+    buckets.push([m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
+  }
+  const count = buckets.at(-1)?.[1] ?? 0;
+  const q = (f: number) => {
+    const b = buckets.find(([, n]) => n >= f * count);
+    return !b ? '?' : Number.isFinite(b[0]) ? `≤ ${b[0] * 1000} ms` : '> 1 s';
+  };
+  return { p50: q(0.5), p99: q(0.99), count };
+}
+
 const kitOrders = await load(
   `${kitUrl}/v1/orders`,
   { method: 'POST', headers: { 'content-type': 'application/json' }, body: orderBody },
   kit,
 );
+const kitServer = await serverQuantiles(`${kitUrl}/metrics`);
 const kitCatalog = await load(`${kitUrl}/v1/catalog`, {}, kit);
 await stop(kit);
 
@@ -149,6 +167,9 @@ const row = (name: string, r: Awaited<ReturnType<typeof load>>) =>
   `${name.padEnd(34)} ${f(r.rps)} req/s  p50 ${String(r.p50).padStart(4)} ms  p99 ${String(r.p99).padStart(4)} ms  non-2xx ${r.non2xx}  errors ${r.errors}  peak RSS ${r.peakRssMb.toFixed(0)} MB (anon ${r.peakAnonMb.toFixed(0)})`;
 console.log(`bench/checkout: ${seconds}s per run, ${connections} connections, ${os.cpus().length} cores`);
 console.log(row('kit: durable orders (LMDB)', kitOrders));
+console.log(
+  `  kit, measured inside the server (commit + fsync included): p50 ${kitServer.p50}, p99 ${kitServer.p99} over ${kitServer.count} orders`,
+);
 console.log(row('baseline: orders (SQLite FULL)', baseOrders));
 console.log(row('kit: catalog reads', kitCatalog));
 console.log(row('baseline: catalog reads (SQLite)', baseCatalog));
