@@ -16,10 +16,11 @@ fi
 
 # What the kit and its tests use from Debian: GStreamer (headers for the binding, plugins, tools),
 # socat (pty pairs for serial tests), Mosquitto (broker), PostgreSQL (hub ledger in tests),
-# Chromium (dashboard browser tests), ffmpeg (ffprobe checks segments).
+# Chromium (dashboard browser tests), ffmpeg (ffprobe checks segments), strace (the test that a 201
+# follows the fsync of its commit).
 PKGS=(build-essential python3 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-tools socat mosquitto mosquitto-clients chromium ffmpeg)
+  gstreamer1.0-tools socat mosquitto mosquitto-clients chromium ffmpeg strace)
 [ "$want_services" = 1 ] && PKGS+=(postgresql)
 
 missing=()
