@@ -119,7 +119,22 @@ export const META = {
   risk: 'risk.counters',
   event: 'event.state',
   catalogVersion: 'catalog.version',
+  declines: 'declines.recent',
 } as const;
+
+/** A card payment the hub's gateway declined: the host must collect another way. */
+export interface DeclineNotice {
+  orderId: string;
+  totalCents: number;
+  currency: string;
+  reason: string | null;
+  at: string;
+}
+export const RECENT_DECLINES = 20;
+
+export function readRecentDeclines(store: KitStore): DeclineNotice[] {
+  return (store.meta.get(META.declines) as DeclineNotice[] | undefined) ?? [];
+}
 
 export function openKitStore(dataDir: string): KitStore {
   fs.mkdirSync(dataDir, { recursive: true });
@@ -187,6 +202,17 @@ export function applyOrderAckInTxn(
     const next: StoredOrder = { ...order, syncState: verdict.state, forwardedAt: order.forwardedAt ?? at };
     if (verdict.state === 'settled') next.settledAt = at;
     if (verdict.state === 'declined' && verdict.reason) next.declineReason = verdict.reason;
+    if (verdict.state === 'declined' && order.syncState !== 'declined') {
+      // the host hears of it on the dashboard and in /v1/status (newest first)
+      const notice: DeclineNotice = {
+        orderId,
+        totalCents: order.totalCents,
+        currency: order.currency,
+        reason: verdict.reason ?? null,
+        at,
+      };
+      store.meta.put(META.declines, [notice, ...readRecentDeclines(store)].slice(0, RECENT_DECLINES));
+    }
     if (order.syncState !== next.syncState || !order.forwardedAt) store.orders.put(orderId, next);
   }
   // once the hub exchanged the token (either way) the kit has no reason to keep it

@@ -9,7 +9,13 @@ import { type TSchema, Type } from '@sinclair/typebox';
 import fastJson from 'fast-json-stringify';
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { isKitError, KitError } from '../../core/errors.ts';
-import { type EventState, type KitStore, META, type StoredOrder } from '../../core/kit-store.ts';
+import {
+  type EventState,
+  type KitStore,
+  META,
+  readRecentDeclines,
+  type StoredOrder,
+} from '../../core/kit-store.ts';
 import type { Logger } from '../../core/logger.ts';
 import { readServiceStatus, statusAgeMs } from '../../core/run-status.ts';
 import { readStoredCatalog, replaceCatalog } from './catalog.ts';
@@ -336,6 +342,7 @@ export function statusView(deps: CheckoutDeps) {
     },
     media: media ? { ...media, stale: !fresh(media) } : null,
     risk: { ...risk, ratio: risk.ratio },
+    declines: readRecentDeclines(store),
     store: deps.guard.status(),
   };
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { applyOrderAckInTxn } from '../../core/kit-store.ts';
 import { launchChromium } from '../support/browser.ts';
 import { auth, DEMO_CATALOG, startCheckout } from '../support/checkout.ts';
 
@@ -33,6 +34,28 @@ test('dashboard shows the catalog and status, and a host sale updates stock', {
     });
     const api = (await kit.app.inject({ method: 'GET', url: '/v1/catalog' })).json();
     assert.equal(api.items.find((i: { sku: string }) => i.sku === 'TEE-BLK-M').stock, 59);
+    // a card payment the hub declines is shown to the host
+    const declined = (
+      await kit.app.inject({
+        method: 'POST',
+        url: '/v1/orders',
+        payload: {
+          lines: [{ sku: 'CAP-BLK', qty: 1 }],
+          payment: { method: 'token', token: 'tok_sandbox_decline_9' },
+        },
+      })
+    ).json().id as string;
+    const store = kit.kit.store;
+    await store.root.transaction(() =>
+      applyOrderAckInTxn(store, declined, { state: 'declined', reason: 'insufficient_funds' }),
+    );
+    await page.waitForFunction(
+      () => document.getElementById('declines')?.textContent?.includes('insufficient_funds'),
+      undefined,
+      {
+        timeout: 10_000,
+      },
+    );
     await page.screenshot({ path: path.join(os.tmpdir(), 'popkit-dashboard.png') });
     assert.deepEqual(errors, []);
   } finally {

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { applyOrderAckInTxn } from '../../core/kit-store.ts';
 import { auth, inspectStore, smallCatalog, startCheckout } from '../support/checkout.ts';
 
 type Kit = Awaited<ReturnType<typeof startCheckout>>;
@@ -507,6 +508,51 @@ describe('offline risk limits', () => {
       });
       assert.equal(res.statusCode, 422);
       assert.equal(res.json().error.details.limit, 'maxUnsyncedAgeS');
+    } finally {
+      await kit.kit.close();
+    }
+  });
+});
+
+describe('declines reach the host', () => {
+  test('a hub decline shows in the order, once in /v1/status, and frees the risk budget', async () => {
+    const kit = await startCheckout();
+    try {
+      await kit.app.inject({
+        method: 'PUT',
+        url: '/v1/catalog',
+        headers: auth,
+        payload: smallCatalog({ A: 10 }),
+      });
+      const res = await kit.app.inject({
+        method: 'POST',
+        url: '/v1/orders',
+        payload: card([{ sku: 'A', qty: 2 }], 'tok_sandbox_decline_01'),
+      });
+      const id = res.json().id as string;
+      const store = kit.kit.store;
+      // what sync does when the hub's ack says declined (twice: a redelivered ack changes nothing)
+      for (let i = 0; i < 2; i++) {
+        await store.root.transaction(() =>
+          applyOrderAckInTxn(store, id, { state: 'declined', reason: 'do_not_honor' }),
+        );
+      }
+      const order = (await kit.app.inject({ method: 'GET', url: `/v1/orders/${id}` })).json();
+      assert.equal(order.syncState, 'declined');
+      assert.equal(order.declineReason, 'do_not_honor');
+      const status = (await kit.app.inject({ method: 'GET', url: '/v1/status' })).json();
+      assert.equal(status.declines.length, 1);
+      assert.deepEqual(
+        {
+          orderId: status.declines[0].orderId,
+          totalCents: status.declines[0].totalCents,
+          reason: status.declines[0].reason,
+        },
+        { orderId: id, totalCents: 2000, reason: 'do_not_honor' },
+      );
+      assert.equal(status.risk.usage.unsyncedOrders, 0);
+      assert.equal(status.sync.backlog.orders, 0);
+      assert.equal(store.tokens.getCount(), 0, 'the sealed token is dropped once the hub decided');
     } finally {
       await kit.kit.close();
     }
