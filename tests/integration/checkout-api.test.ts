@@ -3,7 +3,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { applyOrderAckInTxn } from '../../core/kit-store.ts';
-import { auth, inspectStore, smallCatalog, startCheckout } from '../support/checkout.ts';
+import {
+  auth,
+  inspectStore,
+  smallCatalog,
+  startCheckout,
+  startCheckoutWithCatalog,
+} from '../support/checkout.ts';
 
 type Kit = Awaited<ReturnType<typeof startCheckout>>;
 
@@ -352,14 +358,8 @@ describe('kit API', () => {
 
 describe('idempotency', () => {
   test('same key returns the same order and changes nothing; a different body is 409', async () => {
-    const kit = await startCheckout();
+    const kit = await startCheckoutWithCatalog({ A: 10 });
     try {
-      await kit.app.inject({
-        method: 'PUT',
-        url: '/v1/catalog',
-        headers: auth,
-        payload: smallCatalog({ A: 10 }),
-      });
       const body = cash([{ sku: 'A', qty: 1 }]);
       const first = await kit.app.inject({
         method: 'POST',
@@ -393,14 +393,8 @@ describe('idempotency', () => {
   });
 
   test('racing requests with one key make exactly one order', async () => {
-    const kit = await startCheckout();
+    const kit = await startCheckoutWithCatalog({ A: 100 });
     try {
-      await kit.app.inject({
-        method: 'PUT',
-        url: '/v1/catalog',
-        headers: auth,
-        payload: smallCatalog({ A: 100 }),
-      });
       const body = cash([{ sku: 'A', qty: 3 }]);
       const results = await Promise.all(
         Array.from({ length: 40 }, () =>
@@ -429,18 +423,15 @@ describe('idempotency', () => {
 
 describe('offline risk limits', () => {
   test('card orders stop at each limit, cash continues, status says which and how close', async () => {
-    const kit = await startCheckout({
-      POPKIT_RISK_MAX_ORDER_CENTS: '5000',
-      POPKIT_RISK_MAX_UNSYNCED_CENTS: '4000',
-      POPKIT_RISK_MAX_UNSYNCED_ORDERS: '3',
-    });
+    const kit = await startCheckoutWithCatalog(
+      { A: 100, B: 100 },
+      {
+        POPKIT_RISK_MAX_ORDER_CENTS: '5000',
+        POPKIT_RISK_MAX_UNSYNCED_CENTS: '4000',
+        POPKIT_RISK_MAX_UNSYNCED_ORDERS: '3',
+      },
+    );
     try {
-      await kit.app.inject({
-        method: 'PUT',
-        url: '/v1/catalog',
-        headers: auth,
-        payload: smallCatalog({ A: 100, B: 100 }),
-      });
       // A costs 1000. Per-order max: 6 x 1000 > 5000
       const big = await kit.app.inject({
         method: 'POST',
@@ -487,14 +478,8 @@ describe('offline risk limits', () => {
   });
 
   test('the age of the oldest unsynced card order is a limit too', async () => {
-    const kit = await startCheckout({ POPKIT_RISK_MAX_UNSYNCED_AGE_S: '1' });
+    const kit = await startCheckoutWithCatalog({ A: 100 }, { POPKIT_RISK_MAX_UNSYNCED_AGE_S: '1' });
     try {
-      await kit.app.inject({
-        method: 'PUT',
-        url: '/v1/catalog',
-        headers: auth,
-        payload: smallCatalog({ A: 100 }),
-      });
       assert.equal(
         (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: card([{ sku: 'A', qty: 1 }]) }))
           .statusCode,
@@ -516,14 +501,8 @@ describe('offline risk limits', () => {
 
 describe('declines reach the host', () => {
   test('a hub decline shows in the order, once in /v1/status, and frees the risk budget', async () => {
-    const kit = await startCheckout();
+    const kit = await startCheckoutWithCatalog({ A: 10 });
     try {
-      await kit.app.inject({
-        method: 'PUT',
-        url: '/v1/catalog',
-        headers: auth,
-        payload: smallCatalog({ A: 10 }),
-      });
       const res = await kit.app.inject({
         method: 'POST',
         url: '/v1/orders',

@@ -39,6 +39,22 @@ export async function startCheckout(extra: Record<string, string> = {}, dataDir 
 
 export const auth = { authorization: `Bearer ${ADMIN}` };
 
+/** A checkout that already sells `stock` (see smallCatalog: SKU A costs 1000, B 1100, …). */
+export async function startCheckoutWithCatalog(
+  stock: Record<string, number>,
+  extra: Record<string, string> = {},
+) {
+  const kit = await startCheckout(extra);
+  const res = await kit.app.inject({
+    method: 'PUT',
+    url: '/v1/catalog',
+    headers: auth,
+    payload: smallCatalog(stock),
+  });
+  if (res.statusCode !== 200) throw new Error(`catalog refused: ${res.body}`);
+  return kit;
+}
+
 export function smallCatalog(stock: Record<string, number>, version = 1, eventId = 'ev-test') {
   return {
     version,
