@@ -13,10 +13,10 @@ import { readServiceStatus } from '../core/run-status.ts';
 import {
   dropSchema,
   freePort,
+  hubProcessEnv,
   ledgerOrderIds,
   makeKit,
   mosquitto,
-  PG_URL,
   REPO,
   tmpDir,
   uniqueId,
@@ -111,15 +111,7 @@ const schema = uniqueId('bench_sync').replace(/-/g, '_');
 const broker = await mosquitto({ dir: tmpDir('bench-mosq') });
 const hubDir = tmpDir('bench-hub');
 const hubPort = await freePort();
-const hub = popkit('hub', {
-  POPKIT_DATA_DIR: hubDir,
-  POPKIT_HUB_BROKER_URL: broker.url,
-  DATABASE_URL: PG_URL,
-  POPKIT_HUB_DB_SCHEMA: schema,
-  POPKIT_HUB_HTTP_PORT: String(hubPort),
-  POPKIT_HUB_HTTP_HOST: '127.0.0.1',
-  POPKIT_HUB_SHARED_SUBSCRIPTION: 'on',
-});
+const hub = popkit('hub', hubProcessEnv({ dataDir: hubDir, brokerUrl: broker.url, schema, port: hubPort }));
 try {
   await waitFor(() => fetch(`http://127.0.0.1:${hubPort}/healthz`).then((r) => r.ok), 30_000, 'hub healthz');
   process.stdout.write(

@@ -10,6 +10,7 @@ import { LANES } from '../../core/kit-store.ts';
 import {
   dropSchema,
   freePort,
+  hubProcessEnv,
   type Mosquitto,
   makeKit,
   mosquitto,
@@ -47,16 +48,16 @@ async function kill9(child: ChildProcess): Promise<void> {
 }
 
 const startHub = () =>
-  popkit('hub', {
-    POPKIT_DATA_DIR: hubDir,
-    POPKIT_HUB_BROKER_URL: broker.url,
-    DATABASE_URL: PG_URL,
-    POPKIT_HUB_DB_SCHEMA: schema,
-    POPKIT_HUB_HTTP_PORT: String(hubPort),
-    POPKIT_HUB_HTTP_HOST: '127.0.0.1',
-    POPKIT_HUB_SHARED_SUBSCRIPTION: 'on',
-    POPKIT_HUB_WORKER_ID: 'crash-worker',
-  });
+  popkit(
+    'hub',
+    hubProcessEnv({
+      dataDir: hubDir,
+      brokerUrl: broker.url,
+      schema,
+      port: hubPort,
+      workerId: 'crash-worker',
+    }),
+  );
 
 const startSync = () =>
   popkit('sync', {

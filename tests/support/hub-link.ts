@@ -141,6 +141,26 @@ export async function startHub(opts: {
   return hub;
 }
 
+/** The environment of a `popkit hub` child process on real PostgreSQL (crash tests, the sync bench). */
+export function hubProcessEnv(o: {
+  dataDir: string;
+  brokerUrl: string;
+  schema: string;
+  port: number;
+  workerId?: string;
+}): Record<string, string> {
+  return {
+    POPKIT_DATA_DIR: o.dataDir,
+    POPKIT_HUB_BROKER_URL: o.brokerUrl,
+    DATABASE_URL: PG_URL,
+    POPKIT_HUB_DB_SCHEMA: o.schema,
+    POPKIT_HUB_HTTP_PORT: String(o.port),
+    POPKIT_HUB_HTTP_HOST: '127.0.0.1',
+    POPKIT_HUB_SHARED_SUBSCRIPTION: 'on',
+    ...(o.workerId ? { POPKIT_HUB_WORKER_ID: o.workerId } : {}),
+  };
+}
+
 // ---------------------------------------------------------------- sync
 
 export function syncEnv(
