@@ -48,8 +48,17 @@ export const UpOwnConfig = Type.Object({
 const UpConfig = composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = path.resolve(here, '../../bin/popkit.js');
+// the same launcher this process came through (bin/popkit.js sits beside dist/ and the sources alike)
+const BIN = findUp(here, 'bin/popkit.js');
 const DEMO_CATALOG = path.resolve(here, '../../services/checkout/demo-catalog.json');
+
+function findUp(from: string, rel: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, rel);
+    if (fs.existsSync(candidate)) return candidate;
+    if (path.dirname(dir) === dir) throw new Error(`${rel} not found above ${from}`);
+  }
+}
 
 async function waitFor(
   check: () => boolean | Promise<boolean>,

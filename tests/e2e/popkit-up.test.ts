@@ -1,11 +1,11 @@
-// `popkit up` as a new user runs it: the whole kit comes up, sells, the order reaches the embedded hub,
-// and Ctrl-C (SIGTERM here) stops every process it started.
+// `popkit up` as `npm start` runs it (compiled dist/, plain node): the whole kit comes up, sells, the order
+// reaches the embedded hub, and Ctrl-C (SIGTERM here) stops every process it started.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BIN, tempDir } from '../support/checkout.ts';
+import { BIN, ROOT, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 
 function alive(pid: number): boolean {
@@ -20,12 +20,14 @@ function alive(pid: number): boolean {
 test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops everything', {
   timeout: 180_000,
 }, async () => {
+  execFileSync('bash', ['scripts/build.sh'], { cwd: ROOT, stdio: 'ignore' });
   const dataDir = tempDir('popkit-up-');
   const [port, hubPort] = [await freePort(), await freePort()];
   const up = spawn(process.execPath, [BIN, 'up', '--no-media'], {
     env: {
       PATH: process.env['PATH'],
       NODE_ENV: 'test',
+      POPKIT_RUNTIME: 'dist',
       POPKIT_DATA_DIR: dataDir,
       POPKIT_HTTP_PORT: String(port),
       POPKIT_HTTP_HOST: '127.0.0.1',
