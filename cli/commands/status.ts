@@ -51,6 +51,14 @@ export function renderStatus(s: Obj): string {
   lines.push(
     `offline risk: ${blocking.length ? `card orders PAUSED by ${blocking.join(', ')}` : 'within limits'}`,
   );
+  const declines = Array.isArray(s['declines']) ? (s['declines'] as Obj[]) : [];
+  const latest = declines[0];
+  if (latest) {
+    const amount = (Number(latest['totalCents']) / 100).toFixed(2);
+    lines.push(
+      `declined cards: ${declines.length} recent; latest order …${String(latest['orderId']).slice(-6)} ${amount} ${latest['currency']} (${latest['reason'] ?? 'declined'}): collect another way`,
+    );
+  }
   const media = obj(s['media']);
   lines.push(
     `stream: ${s['media'] ? `${media['state']}${media['fps'] !== undefined ? ` ${media['fps']} fps` : ''}${media['bitrateKbps'] !== undefined ? ` ${media['bitrateKbps']} kb/s` : ''}` : 'not running'}`,
