@@ -101,3 +101,55 @@ test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops ev
       if (c.pid) assert.ok(!alive(c.pid), `${c.name} (${c.pid}) still running after popkit up stopped`);
   }
 });
+
+/** Processes whose command line or environment names `dir` (a kit's data dir is in both for its children). */
+function processesUsing(dir: string): string[] {
+  const found: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    if (Number(pid) === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
+      if (cmd.includes(dir) || env.includes(`POPKIT_DATA_DIR=${dir}`))
+        found.push(`${pid} ${cmd.replace(/\0/g, ' ')}`);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
+}
+
+test('Ctrl-C during start-up leaves no broker or service running', { timeout: 120_000 }, async () => {
+  const dataDir = tempDir('popkit-up-abort-');
+  const up = spawn(process.execPath, [BIN, 'up', '--no-media'], {
+    env: {
+      PATH: process.env['PATH'],
+      NODE_ENV: 'test',
+      POPKIT_DATA_DIR: dataDir,
+      POPKIT_HTTP_PORT: String(await freePort()),
+      POPKIT_HTTP_HOST: '127.0.0.1',
+      POPKIT_HUB_HTTP_PORT: String(await freePort()),
+      POPKIT_LOCAL_BUS_PORT: '0',
+      POPKIT_EMBEDDED_HUB_MQTT_PORT: '0',
+      POPKIT_LOG_LEVEL: 'silent',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  up.stdout.on('data', (d) => {
+    out += d;
+  });
+  const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
+  // both brokers are up and the hub is starting: the kit is mid start-up
+  await waitUntil(
+    () => fs.existsSync(path.join(dataDir, 'hub-broker', 'mosquitto.conf')),
+    60_000,
+    'the hub broker',
+  );
+  await waitUntil(() => processesUsing(dataDir).length >= 3, 30_000, 'brokers and the hub to be running');
+  up.kill('SIGTERM');
+  assert.equal(await exited, 130, out);
+  assert.match(out, /stopping during start-up/);
+  assert.doesNotMatch(out, /Popkit is up/);
+  assert.deepEqual(processesUsing(dataDir), []);
+});
