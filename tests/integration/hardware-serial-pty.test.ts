@@ -230,6 +230,13 @@ describe('popkit power read streaming', () => {
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as PowerReading);
-    assert.ok(lines.every((r) => r.driver === 'max17048' && r.stale === false && r.socPct === 80));
+    // the simulated battery starts at 80 % and moves while the command runs (load drains it, the sun by the
+    // time of day charges it); MAX17048's 1/256 % steps show that within a reading or two
+    assert.ok(lines.length >= 3);
+    for (const r of lines) {
+      assert.equal(r.driver, 'max17048');
+      assert.equal(r.stale, false);
+      assert.ok(r.socPct !== undefined && Math.abs(r.socPct - 80) < 1, `socPct ${r.socPct}`);
+    }
   });
 });
