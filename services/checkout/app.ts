@@ -42,8 +42,6 @@ export interface CheckoutDeps {
   dataDir: string;
   adminToken: string;
   logger: Logger;
-  /** 64 KB unless a test says otherwise */
-  bodyLimit?: number;
 }
 
 const errorResponses = { 400: ErrorEnvelope, 401: ErrorEnvelope, 404: ErrorEnvelope, 409: ErrorEnvelope };
@@ -60,7 +58,7 @@ export async function buildApp(deps: CheckoutDeps) {
     loggerInstance: logger,
     // per-request lines cost CPU on the hot path (and battery); errors are still logged
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: deps.bodyLimit ?? 64 * 1024,
+    bodyLimit: 64 * 1024,
     // unknown fields and wrong types are refused, not silently fixed
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
@@ -171,11 +169,7 @@ export async function buildApp(deps: CheckoutDeps) {
     },
     async (req) => {
       guard.assertWritable();
-      try {
-        await replaceCatalog(store, req.body, { source: 'local' });
-      } catch (err) {
-        throw guard.translate(err);
-      }
+      await replaceCatalog(store, req.body, { source: 'local' });
       const c = readStoredCatalog(store);
       if (!c) throw new KitError('INTERNAL', 'catalog vanished after write');
       return { ...c, items: c.items.map((i) => ({ ...i, stock: store.stock.get(i.sku) ?? 0 })) };
@@ -199,7 +193,7 @@ export async function buildApp(deps: CheckoutDeps) {
         result = await orders.create(req.body, req.headers['idempotency-key']);
       } catch (err) {
         metrics.latency.observe({ outcome: 'rejected' }, Number(process.hrtime.bigint() - started) / 1e9);
-        throw guard.translate(err);
+        throw err;
       }
       metrics.latency.observe({ outcome: 'accepted' }, Number(process.hrtime.bigint() - started) / 1e9);
       if (!result.replayed) metrics.orders.inc({ payment: result.order.payment.method });
@@ -222,22 +216,18 @@ export async function buildApp(deps: CheckoutDeps) {
   const setEvent = async (live: boolean, eventId?: string): Promise<EventState> => {
     guard.assertWritable();
     const catalogEvent = orders.catalog()?.catalog.eventId ?? null;
-    try {
-      return await store.root.transaction(() => {
-        const prev = orders.eventState();
-        if (prev.live === live) {
-          throw new KitError('EVENT_STATE', live ? 'the event is already live' : 'no event is live');
-        }
-        const now = new Date().toISOString();
-        const next: EventState = live
-          ? { live: true, eventId: eventId ?? catalogEvent, startedAt: now, stoppedAt: null }
-          : { ...prev, live: false, stoppedAt: now };
-        store.meta.put(META.event, next);
-        return next;
-      });
-    } catch (err) {
-      throw guard.translate(err);
-    }
+    return store.root.transaction(() => {
+      const prev = orders.eventState();
+      if (prev.live === live) {
+        throw new KitError('EVENT_STATE', live ? 'the event is already live' : 'no event is live');
+      }
+      const now = new Date().toISOString();
+      const next: EventState = live
+        ? { live: true, eventId: eventId ?? catalogEvent, startedAt: now, stoppedAt: null }
+        : { ...prev, live: false, stoppedAt: now };
+      store.meta.put(META.event, next);
+      return next;
+    });
   };
 
   const EventOut = Type.Object({
