@@ -2,14 +2,14 @@
 // payload bytes; a kit verifies them against the hub public key from its configuration before it
 // parses anything inside.
 import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
-import { KitError } from './errors.ts';
 import {
   type CatalogPayloadT,
   checkers,
   type SignedCatalogT,
   type WireCatalogT,
   wireErrors,
-} from './wire.ts';
+} from './contracts/hub-wire.ts';
+import { KitError } from './errors.ts';
 
 /** A public key from PEM text or from base64 of its SPKI DER (what fits in one env var). */
 export function parsePublicKey(text: string): KeyObject {

@@ -1,4 +1,6 @@
-// Coded errors shared by every process, and their mapping to HTTP status in one place.
+// Coded errors shared by every process, and their mapping to HTTP status in one place: the one error
+// table. `ErrorCode` is closed: a code that is not in the table does not compile
+// (docs/contracts.md#errors).
 
 export const ERROR_STATUS = {
   BAD_REQUEST: 400,
@@ -16,6 +18,7 @@ export const ERROR_STATUS = {
   EVENT_STATE: 409,
   RISK_LIMIT: 422,
   TOKEN_EXPIRED: 422,
+  TOKEN_INVALID: 422,
   LOCKED: 423,
   TOO_MANY_REQUESTS: 429,
   NOT_READY: 503,
@@ -37,6 +40,7 @@ export const ERROR_STATUS = {
   CATALOG_FORGED: 400,
   CATALOG_WRONG_EVENT: 400,
   CATALOG_STALE: 409,
+  CATALOG_UNVERIFIABLE: 400,
   // kitd (firmware/)
   LIFECYCLE_TRANSITION: 409,
   SUPERVISOR_UNAVAILABLE: 503,
@@ -46,11 +50,20 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_STATUS, code);
+}
+
+/** A code that arrived from elsewhere (another process's envelope): itself when known, else `fallback`. */
+export function toErrorCode(code: unknown, fallback: ErrorCode): ErrorCode {
+  return isErrorCode(code) ? code : fallback;
+}
+
 export class KitError extends Error {
-  readonly code: ErrorCode | (string & {});
+  readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: ErrorCode | (string & {}), message: string, details?: Record<string, unknown>) {
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
     super(message);
     this.name = 'KitError';
     this.code = code;
@@ -58,7 +71,7 @@ export class KitError extends Error {
   }
 
   get status(): number {
-    return (ERROR_STATUS as Record<string, number>)[this.code] ?? 500;
+    return ERROR_STATUS[this.code];
   }
 
   toEnvelope(): { error: { code: string; message: string; details?: Record<string, unknown> } } {

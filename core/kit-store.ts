@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
+import { LANES } from './contracts/lanes.ts';
 import type { SealedToken } from './token-vault.ts';
 
 export interface CatalogItem {
@@ -72,8 +73,7 @@ export interface StoredOrder {
 }
 
 /** Lanes drain highest priority first (lowest number); within a lane, oldest first (key order). */
-export const LANES = { orders: 0, stock: 1, health: 2, telemetry: 3 } as const;
-export type LaneName = keyof typeof LANES;
+export { LANES, type LaneName } from './contracts/lanes.ts';
 export type OutboxKey = [lane: number, id: string];
 
 export interface OutboxEntry {

@@ -32,3 +32,15 @@ export function rootLogger(): Logger {
 export function moduleLogger(module: string, bindings: Record<string, unknown> = {}): Logger {
   return rootLogger().child({ module, ...bindings });
 }
+
+/** A broker or service URL fit for logs and status files: credentials removed. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return 'invalid-url';
+  }
+}

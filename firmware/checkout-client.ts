@@ -2,7 +2,7 @@
 // and link), event start/stop with the admin token, and the catalog.
 import fs from 'node:fs';
 import path from 'node:path';
-import { KitError } from '../core/errors.ts';
+import { KitError, toErrorCode } from '../core/errors.ts';
 
 export interface CheckoutStatus {
   kitId?: string;
@@ -83,7 +83,7 @@ export class CheckoutClient {
     } | null;
     if (!res.ok) {
       throw new KitError(
-        data?.error?.code ?? 'BAD_REQUEST',
+        toErrorCode(data?.error?.code, 'BAD_REQUEST'),
         `checkout ${method} ${p}: ${data?.error?.message ?? res.status}`,
       );
     }

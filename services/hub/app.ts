@@ -7,9 +7,10 @@ import { Type } from '@sinclair/typebox';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { signCatalog } from '../../core/catalog-signing.ts';
+import { HubCatalogBody } from '../../core/contracts/catalog.ts';
+import { ID_LEVEL } from '../../core/contracts/common.ts';
 import { isKitError, KitError } from '../../core/errors.ts';
 import { rootLogger } from '../../core/logger.ts';
-import { ID_LEVEL, WireCatalog } from '../../core/wire.ts';
 import type { PaymentGateway } from './gateway.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
@@ -30,13 +31,7 @@ const OrdersQuery = Type.Object({
   after: Type.Optional(Type.String({ maxLength: 64 })),
 });
 /** PUT body: the catalog; eventId comes from the path, version defaults to the latest + 1 */
-const CatalogBody = Type.Composite([
-  Type.Omit(WireCatalog, ['eventId', 'version']),
-  Type.Object({
-    eventId: Type.Optional(Type.String({ pattern: ID_LEVEL })),
-    version: Type.Optional(Type.Integer({ minimum: 1 })),
-  }),
-]);
+const CatalogBody = HubCatalogBody;
 
 export function buildHubApp(deps: HubAppDeps) {
   const app = Fastify({

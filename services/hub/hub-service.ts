@@ -2,9 +2,8 @@
 // ingest and the HTTP API.
 import os from 'node:os';
 import path from 'node:path';
-import { moduleLogger } from '../../core/logger.ts';
+import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { TokenVault } from '../../core/token-vault.ts';
-import { redactUrl } from '../../core/wire.ts';
 import { buildHubApp, type HubApp } from './app.ts';
 import type { HubConfigT } from './config.ts';
 import { openPglite, openPostgres, type SqlDb } from './db.ts';

@@ -4,17 +4,16 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { moduleLogger } from '../../core/logger.ts';
 import {
   type AckT,
   checkers,
   kitIdFromTopic,
   parseWire,
-  redactUrl,
   type SignedCatalogT,
   topics,
   wireErrors,
-} from '../../core/wire.ts';
+} from '../../core/contracts/hub-wire.ts';
+import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import type { Ledger } from './ledger.ts';
 
 const log = moduleLogger('hub-ingest');

@@ -1,10 +1,17 @@
 // The hub's ledger on PostgreSQL (or PGlite): orders keyed by (kit id, the kit's order id), so that a
 // redelivered or replayed batch changes nothing; stock snapshots and telemetry per kit; signed
 // catalogs per event. recordBatch() commits first and only then returns the acks to send.
+
+import type {
+  AckT,
+  BatchEntryT,
+  KitStatusT,
+  SignedCatalogT,
+  WireOrderT,
+} from '../../core/contracts/hub-wire.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
-import type { AckT, BatchEntryT, KitStatusT, SignedCatalogT, WireOrderT } from '../../core/wire.ts';
 import type { SqlDb } from './db.ts';
 import type { PaymentGateway } from './gateway.ts';
 

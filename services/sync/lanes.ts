@@ -1,10 +1,11 @@
 // The outbox lanes sync fills itself (stock, health, telemetry) and their limits: each has a TTL and a
 // disk quota; past either, its oldest entries go first. The orders lane is checkout's and is never
 // expired or trimmed here, whatever its size.
+
+import type { LaneName } from '../../core/contracts/lanes.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { type KitStore, LANES, type OutboxEntry, type OutboxKey } from '../../core/kit-store.ts';
 import { moduleLogger } from '../../core/logger.ts';
-import type { LaneName } from '../../core/wire.ts';
 
 const log = moduleLogger('sync-lanes');
 

@@ -5,6 +5,16 @@
 import type { KeyObject } from 'node:crypto';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { verifySignedCatalog } from '../../core/catalog-signing.ts';
+import {
+  type AckT,
+  type BatchEntryT,
+  checkers,
+  type KitStatusT,
+  parseWire,
+  topics,
+  type WireOrderT,
+} from '../../core/contracts/hub-wire.ts';
+import { LANE_NAMES, type LaneName } from '../../core/contracts/lanes.ts';
 import { isKitError } from '../../core/errors.ts';
 import {
   applyOrderAckInTxn,
@@ -16,21 +26,9 @@ import {
   readEventState,
   type StoredOrder,
 } from '../../core/kit-store.ts';
-import { moduleLogger } from '../../core/logger.ts';
+import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { readServiceStatus, writeServiceStatus } from '../../core/run-status.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
-import {
-  type AckT,
-  type BatchEntryT,
-  checkers,
-  type KitStatusT,
-  LANE_NAMES,
-  type LaneName,
-  parseWire,
-  redactUrl,
-  topics,
-  type WireOrderT,
-} from '../../core/wire.ts';
 import { readStoredCatalog, replaceCatalog } from '../checkout/catalog.ts';
 import { Backoff } from './backoff.ts';
 import type { LaneKeeper } from './lanes.ts';

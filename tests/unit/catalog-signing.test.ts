@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
 import { parsePublicKey, signCatalog, verifySignedCatalog } from '../../core/catalog-signing.ts';
-import { kitIdFromTopic, topics } from '../../core/wire.ts';
+import { kitIdFromTopic, topics } from '../../core/contracts/hub-wire.ts';
 
 const pair = generateKeyPairSync('ed25519');
 const catalog = {

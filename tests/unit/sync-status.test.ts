@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
-import { KitStatus } from '../../core/wire.ts';
+import { KitStatus } from '../../core/contracts/hub-wire.ts';
 import { kitStatusPayload } from '../../services/sync/sync-service.ts';
 
 test('the kit status sent to the hub is valid with what kitd really writes (power as a list)', () => {

@@ -1,8 +1,14 @@
 // The hub link's MQTT topics and payloads, defined once for the kit (sync) and the hub. Every payload
 // is JSON with `v: 1`; a reader validates with the compiled checkers below and ignores unknown fields,
-// so fields can be added without breaking older peers (CONTRACT.md).
+// so fields can be added without breaking older peers (docs/contracts.md#hub-link-mqtt).
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
+import { CatalogInput } from './catalog.ts';
+import { ID_LEVEL, IdLevel } from './common.ts';
+import { LANE_NAMES } from './lanes.ts';
+import { BatterySummaryWire } from './power.ts';
+
+export { ID_LEVEL };
 
 export const TOPIC_ROOT = 'popkit/v1';
 
@@ -29,13 +35,8 @@ export function kitIdFromTopic(topic: string): { kitId: string; leaf: string } |
   return { kitId, leaf };
 }
 
-/** Kit and event ids double as topic levels: no wildcards, no slashes. */
-export const ID_LEVEL = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
-const KitId = Type.String({ pattern: ID_LEVEL });
+const KitId = IdLevel;
 const EntryId = Type.String({ minLength: 1, maxLength: 64 });
-
-export const LANE_NAMES = ['orders', 'stock', 'health', 'telemetry'] as const;
-export type LaneName = (typeof LANE_NAMES)[number];
 
 export const WireOrderLine = Type.Object({
   sku: Type.String({ minLength: 1 }),
@@ -143,27 +144,12 @@ export const KitStatus = Type.Object({
   lastAckAt: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
   catalogVersion: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
   state: Type.Optional(Type.String()),
-  battery: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  battery: Type.Optional(BatterySummaryWire),
 });
 export type KitStatusT = Static<typeof KitStatus>;
 
-/** The catalog carried inside a signed catalog message (checkout's replaceCatalog validates it deeply). */
-export const WireCatalog = Type.Object({
-  version: Type.Integer({ minimum: 1 }),
-  eventId: Type.String({ pattern: ID_LEVEL }),
-  currency: Type.Optional(Type.String({ minLength: 3, maxLength: 3 })),
-  items: Type.Array(
-    Type.Object({
-      sku: Type.String({ minLength: 1, maxLength: 64 }),
-      name: Type.String({ minLength: 1, maxLength: 200 }),
-      priceCents: Type.Integer({ minimum: 0 }),
-      currency: Type.String({ minLength: 3, maxLength: 3 }),
-      stock: Type.Integer({ minimum: 0 }),
-    }),
-    { maxItems: 10_000 },
-  ),
-  bundles: Type.Optional(Type.Array(Type.Record(Type.String(), Type.Unknown()), { maxItems: 1000 })),
-});
+/** The catalog carried inside a signed catalog message: the one catalog schema (catalog.ts). */
+export const WireCatalog = CatalogInput;
 export type WireCatalogT = Static<typeof WireCatalog>;
 
 /**
@@ -221,16 +207,4 @@ export function wireErrors(
     if (out.length >= 5) break;
   }
   return out;
-}
-
-/** A broker URL fit for logs and status files: credentials removed. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return 'invalid-url';
-  }
 }

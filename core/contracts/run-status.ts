@@ -1,0 +1,225 @@
+// The run-status board: each process writes its own status into <dataDir>/run/<service>.json
+// (atomically: write, then rename) and others read it (checkout's /v1/status, kitd's watchdog, sync's
+// health lane, media's load signal, `popkit status`). It needs no broker, so the status page still
+// works when the local bus is down. Every file's shape is declared here; writers are checked against it
+// under NODE_ENV=test, readers parse what they read and treat a file of the wrong shape as absent
+// (docs/contracts.md#run-status-files).
+import fs from 'node:fs';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { dataLayout } from '../data-dir.ts';
+import { KitError } from '../errors.ts';
+import { type Contract, contract, IsoTime, Nullable } from './common.ts';
+import { MediaStatsSchema } from './media.ts';
+import { BatterySummarySchema, PowerReadingSchema } from './power.ts';
+
+const Open = <T extends TSchema>(t: T) => t; // documents a deliberately open (pass-through) shape
+const Counts = Type.Record(Type.String(), Type.Integer({ minimum: 0 }));
+
+// --- checkout -------------------------------------------------------------------------------------
+export const CheckoutRunStatus = Type.Object({
+  state: Type.Literal('up'),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  /** accepted orders per second over the last few seconds: media yields CPU above a threshold */
+  ordersPerSec: Type.Optional(Type.Number({ minimum: 0 })),
+});
+
+// --- sync -----------------------------------------------------------------------------------------
+export const LINK_STATES = ['connecting', 'up', 'down'] as const;
+export type LinkState = (typeof LINK_STATES)[number];
+
+export const CatalogRefusal = Type.Object({ code: Type.String(), message: Type.String(), at: IsoTime });
+
+export const SyncRunStatus = Type.Object({
+  link: Type.Union(LINK_STATES.map((l) => Type.Literal(l))),
+  hubUrl: Type.String(),
+  kitId: Type.String(),
+  backlog: Counts,
+  oldestAgeMs: Type.Record(Type.String(), Type.Number({ minimum: 0 })),
+  inflight: Type.Integer({ minimum: 0 }),
+  lastAckAt: Nullable(IsoTime),
+  drained: Type.Integer({ minimum: 0 }),
+  published: Type.Integer({ minimum: 0 }),
+  resent: Type.Integer({ minimum: 0 }),
+  reconnects: Type.Integer({ minimum: 0 }),
+  dropped: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+  catalogVersion: Nullable(Type.Integer()),
+  catalogEventId: Nullable(Type.String()),
+  catalogSubscribed: Nullable(Type.String()),
+  catalogRefusals: Type.Array(CatalogRefusal),
+});
+
+// --- kitd -----------------------------------------------------------------------------------------
+export const LIFECYCLE_STATES = ['booting', 'preflight', 'ready', 'live', 'draining', 'off'] as const;
+export type LifecycleState = (typeof LIFECYCLE_STATES)[number];
+export const LedViewSchema = Type.Object({
+  green: Type.Object({ pattern: Type.String(), on: Type.Boolean() }),
+  red: Type.Object({ pattern: Type.String(), on: Type.Boolean() }),
+  identifyUntil: Type.Optional(IsoTime),
+});
+export type LedViewT = Static<typeof LedViewSchema>;
+
+export const HealthComponentSchema = Type.Object(
+  { score: Type.Number(), weight: Type.Number(), detail: Type.String() },
+  { additionalProperties: true },
+);
+export const HealthViewSchema = Type.Object({
+  score: Type.Number({ minimum: 0, maximum: 100 }),
+  components: Type.Record(Type.String(), HealthComponentSchema),
+  at: IsoTime,
+});
+export type HealthViewT = Static<typeof HealthViewSchema>;
+
+export const POWER_LEVELS = ['unknown', 'normal', 'low', 'critical'] as const;
+export const PowerPolicyViewSchema = Type.Object({
+  level: Type.Union(POWER_LEVELS.map((l) => Type.Literal(l))),
+  since: IsoTime,
+  battery: BatterySummarySchema,
+  neededMin: Type.Number(),
+  mediaSteps: Type.Integer({ minimum: 0 }),
+  thresholds: Type.Object({
+    lowSocPct: Type.Number(),
+    criticalSocPct: Type.Number(),
+    criticalTtgMin: Type.Number(),
+    hysteresisPct: Type.Number(),
+  }),
+  shutdown: Type.Optional(
+    Type.Object({
+      phase: Type.Union([
+        Type.Literal('flushing'),
+        Type.Literal('shutting-down'),
+        Type.Literal('done'),
+        Type.Literal('failed'),
+      ]),
+      remaining: Type.Optional(Type.Integer({ minimum: 0 })),
+      error: Type.Optional(Type.String()),
+    }),
+  ),
+});
+export type PowerPolicyViewT = Static<typeof PowerPolicyViewSchema>;
+
+export const UPDATE_POLICIES = ['after-event', 'when-idle', 'immediate'] as const;
+export type UpdatePolicy = (typeof UPDATE_POLICIES)[number];
+export const UpdateLockViewSchema = Type.Object({
+  held: Type.Boolean(),
+  reason: Nullable(Type.String()),
+  since: Nullable(IsoTime),
+  expiresAt: Nullable(IsoTime),
+  /** the lease ran out while its reason still stood: released, and not retaken until the reason clears */
+  leaseExpired: Type.Boolean(),
+  /** a lock this kitd did not create is present (another service, or the supervisor mid-update) */
+  foreign: Type.Boolean(),
+  healedAtBoot: Type.Boolean(),
+  path: Type.String(),
+});
+export type UpdateLockViewT = Static<typeof UpdateLockViewSchema>;
+
+export const ServiceWatchSchema = Type.Object({
+  state: Type.Union(['starting', 'up', 'down', 'restarting'].map((s) => Type.Literal(s))),
+  lastSeen: Type.Optional(IsoTime),
+  restarts: Type.Integer({ minimum: 0 }),
+  consecutive: Type.Integer({ minimum: 0 }),
+  nextRestartAt: Type.Optional(IsoTime),
+  lastRestartAt: Type.Optional(IsoTime),
+  lastError: Type.Optional(Type.String()),
+});
+
+export const KitdRunStatus = Type.Object({
+  state: Type.Union(LIFECYCLE_STATES.map((s) => Type.Literal(s))),
+  since: IsoTime,
+  overlays: Type.Array(Type.Object({ kind: Type.String(), reason: Type.String(), since: IsoTime })),
+  leds: Nullable(LedViewSchema),
+  power: Type.Array(PowerReadingSchema),
+  health: Nullable(HealthViewSchema),
+  powerPolicy: PowerPolicyViewSchema,
+  updateLock: Type.Intersect([
+    UpdateLockViewSchema,
+    Type.Object({ policy: Type.Union(UPDATE_POLICIES.map((p) => Type.Literal(p))) }),
+  ]),
+  /** the balena supervisor's /v1/device answer, passed through as it comes */
+  pendingUpdate: Nullable(Open(Type.Record(Type.String(), Type.Unknown()))),
+  services: Type.Record(Type.String(), ServiceWatchSchema),
+  buttons: Type.Record(Type.String(), Type.String()),
+  moments: Type.Integer({ minimum: 0 }),
+  bus: Nullable(Type.Object({ connected: Type.Boolean() })),
+  supervisor: Type.Union([Type.Literal('balena'), Type.Literal('none')]),
+});
+
+// --- media ----------------------------------------------------------------------------------------
+export const MediaRunStatus = MediaStatsSchema;
+
+// --- popkit up's process supervisor ---------------------------------------------------------------
+export const SupervisorRunStatus = Type.Object({
+  children: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      pid: Nullable(Type.Integer()),
+      running: Type.Boolean(),
+      restarts: Type.Integer({ minimum: 0 }),
+      lastExit: Open(Type.Unknown()),
+    }),
+  ),
+});
+
+// --- the board ------------------------------------------------------------------------------------
+export const RUN_STATUS = {
+  checkout: CheckoutRunStatus,
+  sync: SyncRunStatus,
+  kitd: KitdRunStatus,
+  media: MediaRunStatus,
+  supervisor: SupervisorRunStatus,
+} as const;
+export type RunService = keyof typeof RUN_STATUS;
+export const RUN_SERVICES = Object.keys(RUN_STATUS) as RunService[];
+
+/** What a writer provides for `service`. */
+export type RunStatusBody<S extends RunService> = Static<(typeof RUN_STATUS)[S]>;
+/** What a reader gets: the body plus when and by whom it was written. */
+export type RunStatus<S extends RunService> = RunStatusBody<S> & { updatedAt: string; pid: number };
+
+const stamp = Type.Object({ updatedAt: IsoTime, pid: Type.Integer({ minimum: 0 }) });
+const checkers = Object.fromEntries(
+  RUN_SERVICES.map((s) => [s, contract(Type.Intersect([RUN_STATUS[s] as TSchema, stamp]))]),
+) as unknown as { [S in RunService]: Contract<TSchema> };
+
+/** The checker of one service's file (stamp included), for tests and tools. */
+export function runStatusContract(service: RunService): Contract<TSchema> {
+  return checkers[service];
+}
+
+/** Write `service`'s status atomically. Under NODE_ENV=test a body of the wrong shape throws INTERNAL. */
+export function writeRunStatus<S extends RunService>(
+  dataDir: string,
+  service: S,
+  body: RunStatusBody<S>,
+): void {
+  const layout = dataLayout(dataDir);
+  const full = { ...body, updatedAt: new Date().toISOString(), pid: process.pid };
+  if (process.env['NODE_ENV'] === 'test' && !checkers[service].check(full)) {
+    throw new KitError(
+      'INTERNAL',
+      `run/${service}.json does not match its contract: ${checkers[service].errors(full).join('; ')}`,
+    );
+  }
+  fs.mkdirSync(layout.run, { recursive: true });
+  const file = layout.runStatus(service);
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(full));
+  fs.renameSync(tmp, file);
+}
+
+/** `service`'s last status, or undefined when it never wrote one, or the file is unreadable or of the wrong shape. */
+export function readRunStatus<S extends RunService>(dataDir: string, service: S): RunStatus<S> | undefined {
+  let raw: string;
+  try {
+    raw = fs.readFileSync(dataLayout(dataDir).runStatus(service), 'utf8');
+  } catch {
+    return undefined;
+  }
+  return checkers[service].parse(raw) as RunStatus<S> | undefined;
+}
+
+/** Age in ms of a status, for staleness checks (Infinity when unknown). */
+export function statusAgeMs(status: { updatedAt?: string } | undefined, now = Date.now()): number {
+  const t = status?.updatedAt ? Date.parse(status.updatedAt) : Number.NaN;
+  return Number.isFinite(t) ? now - t : Number.POSITIVE_INFINITY;
+}

@@ -1,0 +1,72 @@
+// The one periodic loop: run a task every `periodMs`, never two runs of it at once (a slow run makes
+// the next tick skip, not pile up), errors reported and the loop kept alive. `aligned` puts the ticks
+// on shared wall-clock boundaries, so N loops of the same period cost one timer wakeup per tick
+// instead of N (on a Pi a wakeup, not the work, is most of what sampling costs: bench/hardware.ts).
+
+export interface PollLoop {
+  stop(): void;
+  /** run the task now (skipped when a run is already under way) */
+  kick(): void;
+}
+
+export interface PollLoopOptions {
+  onError?: (err: unknown) => void;
+  aligned?: boolean;
+  /** run once at start instead of after the first period */
+  immediate?: boolean;
+}
+
+/** Milliseconds until the next multiple of `periodMs` of the wall clock. */
+export function alignedDelay(periodMs: number, now: number = Date.now()): number {
+  const rest = now % periodMs;
+  return rest === 0 ? periodMs : periodMs - rest;
+}
+
+export function pollLoop(periodMs: number, task: () => unknown, opts: PollLoopOptions = {}): PollLoop {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  let running = false;
+  const report = (err: unknown) => opts.onError?.(err);
+  const run = () => {
+    if (stopped || running) return;
+    running = true;
+    let result: unknown;
+    try {
+      result = task();
+    } catch (err) {
+      running = false;
+      report(err);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        () => {
+          running = false;
+        },
+        (err: unknown) => {
+          running = false;
+          report(err);
+        },
+      );
+    } else running = false;
+  };
+  const arm = () => {
+    timer = setTimeout(
+      () => {
+        if (stopped) return;
+        run();
+        arm();
+      },
+      opts.aligned ? alignedDelay(periodMs) : periodMs,
+    );
+  };
+  if (opts.immediate) run();
+  arm();
+  return {
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+    kick: run,
+  };
+}
