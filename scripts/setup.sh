@@ -17,10 +17,11 @@ fi
 # What the kit and its tests use from Debian: GStreamer (headers for the binding, plugins, tools),
 # socat (pty pairs for serial tests), Mosquitto (broker), PostgreSQL (hub ledger in tests),
 # Chromium (dashboard browser tests), ffmpeg (ffprobe checks segments), strace (the test that a 201
-# follows the fsync of its commit).
+# follows the fsync of its commit). gstreamer1.0-x carries the pango plugin (clockoverlay, textoverlay),
+# which --no-install-recommends does not bring.
 PKGS=(build-essential python3 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-tools socat mosquitto mosquitto-clients chromium ffmpeg strace)
+  gstreamer1.0-tools gstreamer1.0-x socat mosquitto mosquitto-clients chromium ffmpeg strace)
 [ "$want_services" = 1 ] && PKGS+=(postgresql)
 
 missing=()
@@ -51,6 +52,8 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") >/dev/null 2>&1; }
 if [ "$want_services" = 1 ]; then
   if ! port_open 1883; then
     log "starting Mosquitto on 127.0.0.1:1883"
+    # without an init system (containers, chroots) nothing creates its pid-file directory
+    $SUDO install -d -o mosquitto -g mosquitto /run/mosquitto 2>/dev/null || $SUDO mkdir -p /run/mosquitto
     $SUDO mosquitto -d -c /etc/mosquitto/mosquitto.conf || $SUDO mosquitto -d -p 1883
   fi
   if ! port_open 5432; then
