@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { dataLayout } from '../core/data-dir.ts';
 import { getBoardProfile } from '../hardware/boards/index.ts';
 import { loadGst } from '../services/media/gst-loader.ts';
 import { type PlaylistEntry, readPlaylist } from '../services/media/hls-files.ts';
@@ -69,7 +70,7 @@ function makeService(top: LadderTop, over: Partial<MediaSettings> = {}, runtimeB
       ...over,
     },
   });
-  return { service, hlsDir: path.join(dataDir, 'hls'), dataDir };
+  return { service, hlsDir: dataLayout(dataDir).hls, dataDir };
 }
 
 // --- 1. live encode through the service vs the raw pipeline ------------------------------------

@@ -1,9 +1,9 @@
 // How CLI commands reach a running kit: its HTTP API on this machine, the admin token from the
 // environment or the data dir (where checkout generated it on first boot).
-import fs from 'node:fs';
-import path from 'node:path';
 import { BaseConfig, loadConfig, resolveDataDir } from '../core/config.ts';
+import { dataLayout } from '../core/data-dir.ts';
 import { KitError } from '../core/errors.ts';
+import { readToken } from '../core/secrets.ts';
 
 export interface KitResponse {
   status: number;
@@ -13,13 +13,12 @@ export interface KitResponse {
 export function kitApi(url?: string, env: NodeJS.ProcessEnv = process.env) {
   const base = (url ?? `http://127.0.0.1:${env['POPKIT_HTTP_PORT'] ?? '8080'}`).replace(/\/$/, '');
   const adminToken = (): string => {
-    if (env['POPKIT_ADMIN_TOKEN']) return env['POPKIT_ADMIN_TOKEN'];
+    const fromEnv = env['POPKIT_ADMIN_TOKEN'];
+    if (fromEnv) return fromEnv;
     const dataDir = resolveDataDir(loadConfig(BaseConfig, env));
-    try {
-      return fs.readFileSync(path.join(dataDir, 'keys', 'admin.token'), 'utf8').trim();
-    } catch {
-      throw new KitError('UNAUTHORIZED', `no admin token: set POPKIT_ADMIN_TOKEN or run where ${dataDir} is`);
-    }
+    const token = readToken(dataLayout(dataDir).adminToken);
+    if (token) return token;
+    throw new KitError('UNAUTHORIZED', `no admin token: set POPKIT_ADMIN_TOKEN or run where ${dataDir} is`);
   };
   return {
     base,

@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Backoff } from './backoff.ts';
 
 export interface ChildSpec {
   name: string;
@@ -19,7 +20,7 @@ interface ChildState {
   spec: ChildSpec;
   proc: ChildProcess | null;
   restarts: number;
-  backoffMs: number;
+  backoff: Backoff;
   startedAt: number;
   timer: NodeJS.Timeout | null;
   lastExit: { code: number | null; signal: string | null; at: string } | null;
@@ -49,7 +50,10 @@ export class ProcessSupervisor extends EventEmitter {
       spec,
       proc: null,
       restarts: 0,
-      backoffMs: this.opts.minBackoffMs ?? 500,
+      backoff: new Backoff({
+        initialMs: this.opts.minBackoffMs ?? 500,
+        maxMs: this.opts.maxBackoffMs ?? 30_000,
+      }),
       startedAt: 0,
       timer: null,
       lastExit: null,
@@ -75,14 +79,14 @@ export class ProcessSupervisor extends EventEmitter {
       state.lastExit = { code, signal, at: new Date().toISOString() };
       if (this.stopping) return;
       const ranMs = Date.now() - state.startedAt;
-      if (ranMs > (state.spec.healthyAfterMs ?? 30_000)) state.backoffMs = this.opts.minBackoffMs ?? 500;
+      if (ranMs > (state.spec.healthyAfterMs ?? 30_000)) state.backoff.reset();
       state.restarts += 1;
-      this.emit('exit', state.spec.name, code, signal, state.backoffMs);
+      const delay = state.backoff.next();
+      this.emit('exit', state.spec.name, code, signal, delay);
       state.timer = setTimeout(() => {
         state.timer = null;
         this.launch(state);
-      }, state.backoffMs);
-      state.backoffMs = Math.min(state.backoffMs * 2, this.opts.maxBackoffMs ?? 30_000);
+      }, delay);
     });
   }
 

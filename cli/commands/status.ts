@@ -1,67 +1,55 @@
 // `popkit status [--json]`: one screen of a running kit: state, LEDs, power, health, sync backlog, stream.
 import { parseArgs } from 'node:util';
+import { type KitStatusViewT, kitStatusView } from '../../core/contracts/kit-status.ts';
+import type { PowerReading } from '../../core/contracts/power.ts';
 import { kitApi } from '../kit-client.ts';
 
-type Obj = Record<string, unknown>;
-const obj = (v: unknown): Obj => (v && typeof v === 'object' ? (v as Obj) : {});
+function ledsLine(leds: KitStatusViewT['leds']): string {
+  if (!leds) return 'unknown (kitd not running)';
+  const parts = [`green=${leds.green.pattern}`, `red=${leds.red.pattern}`];
+  if (leds.identifyUntil !== undefined) parts.push(`identifyUntil=${JSON.stringify(leds.identifyUntil)}`);
+  return parts.join('  ');
+}
 
-export function renderStatus(s: Obj): string {
-  const lines: string[] = [];
-  const event = obj(s['event']);
-  lines.push(
-    `kit ${s['kitId']} (${s['board']})  state: ${s['state']}${event['live'] ? `  LIVE ${event['eventId'] ?? ''}` : ''}`,
-  );
-  const cat = obj(s['catalog']);
-  lines.push(
-    `catalog: ${s['catalog'] ? `${cat['eventId']} v${cat['version']} (${cat['items']} items, ${cat['source']})` : 'none loaded'}`,
-  );
-  const leds = obj(s['leds']);
-  lines.push(
-    `leds: ${
-      Object.keys(leds).length
-        ? Object.entries(leds)
-            .map(([k, v]) => `${k}=${obj(v)['pattern'] ?? JSON.stringify(v)}`)
-            .join('  ')
-        : 'unknown (kitd not running)'
-    }`,
-  );
-  const power = Array.isArray(s['power']) ? (s['power'] as Obj[]) : [];
+function powerLine(p: PowerReading): string {
+  const parts = [
+    p.socPct !== undefined ? `SOC ${p.socPct}%` : '',
+    p.batteryV !== undefined ? `${p.batteryV} V` : '',
+    p.solarW !== undefined ? `solar ${p.solarW} W` : '',
+    p.chargeState ?? '',
+    p.stale ? `STALE (${p.staleReason ?? '?'})` : '',
+  ].filter(Boolean);
+  return `power ${p.device}: ${parts.join(', ')}`;
+}
+
+function declinesLine(declines: KitStatusViewT['declines']): string | undefined {
+  const latest = declines[0];
+  if (!latest) return undefined;
+  const amount = (latest.totalCents / 100).toFixed(2);
+  return `declined cards: ${declines.length} recent; latest order …${latest.orderId.slice(-6)} ${amount} ${latest.currency} (${latest.reason ?? 'declined'}): collect another way`;
+}
+
+export function renderStatus(s: KitStatusViewT): string {
+  const { event, catalog: cat, sync, risk, media } = s;
+  const lines = [
+    `kit ${s.kitId} (${s.board})  state: ${s.state}${event.live ? `  LIVE ${event.eventId ?? ''}` : ''}`,
+    `catalog: ${cat ? `${cat.eventId} v${cat.version} (${cat.items} items, ${cat.source})` : 'none loaded'}`,
+    `leds: ${ledsLine(s.leds)}`,
+  ];
+  const power = s.power ?? [];
   if (power.length === 0) lines.push('power: no readings');
-  for (const p of power) {
-    const parts = [
-      p['socPct'] !== undefined ? `SOC ${p['socPct']}%` : '',
-      p['batteryV'] !== undefined ? `${p['batteryV']} V` : '',
-      p['solarW'] !== undefined ? `solar ${p['solarW']} W` : '',
-      p['chargeState'] ? String(p['chargeState']) : '',
-      p['stale'] ? `STALE (${p['staleReason'] ?? '?'})` : '',
-    ].filter(Boolean);
-    lines.push(`power ${p['device']}: ${parts.join(', ')}`);
-  }
-  const health = obj(s['health']);
-  lines.push(`health: ${s['health'] ? `${health['score']}/100` : 'unknown'}`);
-  const sync = obj(s['sync']);
-  const backlog = obj(sync['backlog']);
+  lines.push(...power.map(powerLine));
   lines.push(
-    `sync: link ${sync['link']}  backlog ${Object.entries(backlog)
+    `health: ${s.health ? `${s.health.score}/100` : 'unknown'}`,
+    `sync: link ${sync.link}  backlog ${Object.entries(sync.backlog)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}`,
+    `offline risk: ${risk.blocking.length ? `card orders PAUSED by ${risk.blocking.join(', ')}` : 'within limits'}`,
   );
-  const risk = obj(s['risk']);
-  const blocking = Array.isArray(risk['blocking']) ? (risk['blocking'] as string[]) : [];
+  const declined = declinesLine(s.declines);
+  if (declined) lines.push(declined);
   lines.push(
-    `offline risk: ${blocking.length ? `card orders PAUSED by ${blocking.join(', ')}` : 'within limits'}`,
-  );
-  const declines = Array.isArray(s['declines']) ? (s['declines'] as Obj[]) : [];
-  const latest = declines[0];
-  if (latest) {
-    const amount = (Number(latest['totalCents']) / 100).toFixed(2);
-    lines.push(
-      `declined cards: ${declines.length} recent; latest order …${String(latest['orderId']).slice(-6)} ${amount} ${latest['currency']} (${latest['reason'] ?? 'declined'}): collect another way`,
-    );
-  }
-  const media = obj(s['media']);
-  lines.push(
-    `stream: ${s['media'] ? `${media['state']}${media['fps'] !== undefined ? ` ${media['fps']} fps` : ''}${media['bitrateKbps'] !== undefined ? ` ${media['bitrateKbps']} kb/s` : ''}` : 'not running'}`,
+    `stream: ${media ? `${media.state} ${media.fps} fps ${media.bitrateKbps} kb/s` : 'not running'}`,
   );
   return `${lines.join('\n')}\n`;
 }
@@ -76,6 +64,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`popkit status: kit answered ${res.status}\n`);
     return 1;
   }
-  process.stdout.write(values.json ? `${JSON.stringify(res.body, null, 2)}\n` : renderStatus(obj(res.body)));
+  if (!kitStatusView.check(res.body)) {
+    process.stderr.write(
+      `popkit status: the kit's /v1/status answer is not the expected shape (a kit of another version?): ${kitStatusView.errors(res.body).join('; ')}\n`,
+    );
+    return 1;
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(res.body, null, 2)}\n` : renderStatus(res.body));
   return 0;
 }

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Type } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 import mqtt from 'mqtt';
 import {
   BaseConfig,
@@ -15,13 +15,16 @@ import {
   resolveDataDir,
   resolveKitId,
 } from '../../core/config.ts';
+import { localTopics, supervisorCommand } from '../../core/contracts/local-bus.ts';
+import { writeRunStatus } from '../../core/contracts/run-status.ts';
+import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { openKitStore } from '../../core/kit-store.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
-import { writeServiceStatus } from '../../core/run-status.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { readStoredCatalog, replaceCatalog } from '../../services/checkout/catalog.ts';
 import { loadOrCreateAdminToken } from '../../services/checkout/main.ts';
+import { MediaConfig } from '../../services/media/config.ts';
 import { COMMANDS } from '../popkit.ts';
 
 /** What `popkit up` reads beyond checkout's variables. */
@@ -45,7 +48,12 @@ export const UpOwnConfig = Type.Object({
     description: "the embedded hub's HTTP API",
   }),
 });
-const UpConfig = composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig);
+// the local bus prefix, as media and kitd read it: the supervisor listens where kitd's watchdog publishes
+const UpConfig = composeConfig(
+  composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig),
+  Type.Pick(MediaConfig, ['POPKIT_LOCAL_BUS_PREFIX']),
+);
+type UpConfigT = Static<typeof UpConfig>;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // the same launcher this process came through (bin/popkit.js sits beside dist/ and the sources alike)
@@ -82,36 +90,25 @@ async function httpOk(url: string): Promise<boolean> {
   }
 }
 
+const has = (cmd: string) => cmd in COMMANDS;
+
+/** Everything `popkit up` starts, so that one shutdown stops whatever has started. */
+interface Up {
+  cfg: UpConfigT;
+  env: NodeJS.ProcessEnv;
+  layout: KitDataLayout;
+  board: ReturnType<typeof detectBoard>;
+  kitId: string;
+  admin: { token: string; created: boolean };
+  noMedia: boolean;
+  brokers: EmbeddedBroker[];
+  sup: ProcessSupervisor;
+  bus?: mqtt.MqttClient;
+  beat?: NodeJS.Timeout;
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { 'no-media': { type: 'boolean', default: false } } });
-  const env = { ...process.env };
-  const cfg = loadConfig(UpConfig, env);
-  const dataDir = resolveDataDir(cfg);
-  fs.mkdirSync(dataDir, { recursive: true });
-  const board = detectBoard(env);
-  const kitId = resolveKitId(cfg);
-  const logDir = path.join(dataDir, 'logs');
-
-  // first boot: a demo catalog so the kit sells at once (replaced by PUT /v1/catalog or the hub's)
-  {
-    const store = openKitStore(dataDir);
-    if (!readStoredCatalog(store)) {
-      await replaceCatalog(store, JSON.parse(fs.readFileSync(DEMO_CATALOG, 'utf8')), { source: 'local' });
-    }
-    await store.close();
-  }
-  const admin = loadOrCreateAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN);
-
-  const brokers: EmbeddedBroker[] = [];
-  const sup = new ProcessSupervisor(logDir);
-  let bus: mqtt.MqttClient | undefined;
-  let beat: NodeJS.Timeout | undefined;
-  const shutdown = async () => {
-    if (beat) clearInterval(beat);
-    bus?.end(true);
-    await sup.stop();
-    for (const b of brokers.reverse()) await b.close();
-  };
+  const up = await prepare(argv);
   // Ctrl-C at any moment, start-up included, stops whatever has started: no broker or service is left behind
   let started = false;
   const stopRequested = new Promise<void>((resolve) => {
@@ -121,127 +118,180 @@ export async function run(argv: string[]): Promise<number> {
   void stopRequested.then(async () => {
     if (started) return;
     process.stdout.write('popkit up: stopping during start-up\n');
-    await shutdown();
+    await shutdown(up);
     process.exit(130);
   });
   try {
-    return await startAndServe();
+    await start(up);
   } catch (err) {
-    await shutdown();
+    await shutdown(up);
     throw err;
   }
+  started = true;
+  await stopRequested;
+  process.stdout.write('popkit up: stopping\n');
+  await shutdown(up);
+  return 0;
+}
 
-  async function startAndServe(): Promise<number> {
-    const localBus = await startEmbeddedBroker({
-      port: cfg.POPKIT_LOCAL_BUS_PORT,
-      dir: path.join(dataDir, 'bus'),
-      name: 'local bus',
-    });
-    brokers.push(localBus);
+/** Config, data dir, board, and on first boot a demo catalog so the kit sells at once. */
+async function prepare(argv: string[]): Promise<Up> {
+  const { values } = parseArgs({ args: argv, options: { 'no-media': { type: 'boolean', default: false } } });
+  const env = { ...process.env };
+  const cfg = loadConfig(UpConfig, env);
+  const dataDir = resolveDataDir(cfg);
+  fs.mkdirSync(dataDir, { recursive: true });
+  await seedDemoCatalog(dataDir);
+  const layout = dataLayout(dataDir);
+  return {
+    cfg,
+    env,
+    layout,
+    board: detectBoard(env),
+    kitId: resolveKitId(cfg),
+    admin: loadOrCreateAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN),
+    noMedia: Boolean(values['no-media']),
+    brokers: [],
+    sup: new ProcessSupervisor(layout.logs),
+  };
+}
 
-    const childEnv: NodeJS.ProcessEnv = {
-      ...env,
-      POPKIT_DATA_DIR: dataDir,
-      POPKIT_BOARD: board.id,
-      POPKIT_KIT_ID: kitId,
-      POPKIT_LOCAL_BUS_URL: localBus.url,
-      POPKIT_ADMIN_TOKEN: admin.token,
-    };
-    sup.on('exit', (name: string, code: number | null, signal: string | null, backoff: number) => {
-      process.stdout.write(`popkit up: ${name} exited (${signal ?? code}); restarting in ${backoff} ms\n`);
-    });
-    const node = process.execPath;
-    const has = (cmd: string) => cmd in COMMANDS;
-
-    let hubLine = `external ${cfg.POPKIT_HUB_URL}`;
-    if (!cfg.POPKIT_HUB_URL && has('hub')) {
-      const hubBroker = await startEmbeddedBroker({
-        port: cfg.POPKIT_EMBEDDED_HUB_MQTT_PORT,
-        dir: path.join(dataDir, 'hub-broker'),
-        name: 'hub broker',
-      });
-      brokers.push(hubBroker);
-      const hubDir = path.join(dataDir, 'hub');
-      sup.add({
-        name: 'hub',
-        command: node,
-        args: [BIN, 'hub'],
-        env: {
-          ...childEnv,
-          POPKIT_DATA_DIR: hubDir,
-          POPKIT_HUB_BROKER_URL: hubBroker.url,
-          POPKIT_HUB_HTTP_PORT: String(cfg.POPKIT_HUB_HTTP_PORT),
-        },
-      });
-      const pub = path.join(hubDir, 'keys', 'hub-signing.pub');
-      if (await waitFor(() => fs.existsSync(pub), 30_000)) {
-        childEnv['POPKIT_HUB_PUBLIC_KEY'] = fs.readFileSync(pub, 'utf8');
-      } else {
-        process.stderr.write(
-          'popkit up: the embedded hub did not write its signing key; catalogs from it will be refused\n',
-        );
-      }
-      // the hub subscribes with a clean session: what sync sent before that would wait for a resend
-      await waitFor(() => httpOk(`http://127.0.0.1:${cfg.POPKIT_HUB_HTTP_PORT}/healthz`), 30_000, 200);
-      childEnv['POPKIT_HUB_URL'] = hubBroker.url;
-      childEnv['POPKIT_HUB_HTTP_URL'] = `http://127.0.0.1:${cfg.POPKIT_HUB_HTTP_PORT}`;
-      hubLine = `embedded: http://localhost:${cfg.POPKIT_HUB_HTTP_PORT}  (broker ${hubBroker.url}, data ${hubDir})`;
-    }
-
-    sup.add({ name: 'checkout', command: node, args: [BIN, 'checkout'], env: childEnv });
-    for (const svc of ['sync', 'kitd', 'media'] as const) {
-      if (svc === 'media' && values['no-media']) continue;
-      if (has(svc))
-        sup.add({
-          name: svc,
-          command: node,
-          args: [BIN, svc],
-          env: { ...childEnv, UV_THREADPOOL_SIZE: '8' },
-        });
-    }
-
-    // kitd's watchdog asks for restarts over the local bus
-    bus = mqtt.connect(localBus.url, { clientId: `popkit-up-${process.pid}`, reconnectPeriod: 1000 });
-    bus.on('connect', () => bus?.subscribe('popkit/v1/local/supervisor/cmd', { qos: 1 }));
-    bus.on('message', (_topic, payload) => {
-      try {
-        const cmd = JSON.parse(payload.toString()) as { cmd?: string; service?: string };
-        if (cmd.cmd === 'restart' && cmd.service && sup.restart(cmd.service)) {
-          process.stdout.write(`popkit up: restarting ${cmd.service} (watchdog)\n`);
-        }
-      } catch {}
-    });
-    beat = setInterval(() => writeServiceStatus(dataDir, 'supervisor', { children: sup.view() }), 1000);
-
-    const port = cfg.POPKIT_HTTP_PORT;
-    const ready = await waitFor(() => httpOk(`http://127.0.0.1:${port}/healthz`), 30_000, 200);
-    const lines = [
-      `Popkit is up: kit ${kitId} on board ${board.id}${board.id === 'sim' ? ' (simulated hardware)' : ''}${ready ? '' : ' — checkout not answering yet, see logs'}`,
-      `  checkout API + dashboard  http://localhost:${port}/`,
-      `  API description           http://localhost:${port}/docs/openapi.json`,
-      `  live stream (HLS)         http://localhost:${port}/live/index.m3u8`,
-      `  hub                       ${has('hub') || cfg.POPKIT_HUB_URL ? hubLine : 'not available in this build'}`,
-      `  local bus                 ${localBus.url}`,
-      `  data                      ${dataDir}   logs: ${logDir}/<service>.log`,
-      `  services                  ${sup
-        .view()
-        .map((v) => v.name)
-        .join(', ')}`,
-      admin.created
-        ? `  admin token (shown once)  ${admin.token}`
-        : `  admin token               in ${path.join(dataDir, 'keys', 'admin.token')}`,
-      '',
-      `Try:  curl -s -X POST localhost:${port}/v1/orders -H 'content-type: application/json' \\`,
-      `        -d '{"lines":[{"sku":"TEE-BLK-M","qty":1}],"payment":{"method":"cash"}}'`,
-      `      npx popkit status`,
-      'Ctrl-C stops everything.',
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
-
-    started = true;
-    await stopRequested;
-    process.stdout.write('popkit up: stopping\n');
-    await shutdown();
-    return 0;
+/** The demo catalog, unless one is stored (it is replaced by PUT /v1/catalog or the hub's). */
+async function seedDemoCatalog(dataDir: string): Promise<void> {
+  const store = openKitStore(dataDir);
+  if (!readStoredCatalog(store)) {
+    await replaceCatalog(store, JSON.parse(fs.readFileSync(DEMO_CATALOG, 'utf8')), { source: 'local' });
   }
+  await store.close();
+}
+
+async function start(up: Up): Promise<void> {
+  const localBus = await startBroker(up, up.cfg.POPKIT_LOCAL_BUS_PORT, up.layout.bus, 'local bus');
+  const childEnv: NodeJS.ProcessEnv = {
+    ...up.env,
+    POPKIT_DATA_DIR: up.layout.root,
+    POPKIT_BOARD: up.board.id,
+    POPKIT_KIT_ID: up.kitId,
+    POPKIT_LOCAL_BUS_URL: localBus.url,
+    POPKIT_ADMIN_TOKEN: up.admin.token,
+  };
+  up.sup.on('exit', (name: string, code: number | null, signal: string | null, backoff: number) => {
+    process.stdout.write(`popkit up: ${name} exited (${signal ?? code}); restarting in ${backoff} ms\n`);
+  });
+  let hubLine = `external ${up.cfg.POPKIT_HUB_URL}`;
+  if (!up.cfg.POPKIT_HUB_URL && has('hub')) hubLine = await startEmbeddedHub(up, childEnv);
+  startServices(up, childEnv);
+  superviseOverBus(up, localBus.url);
+  const ready = await waitFor(
+    () => httpOk(`http://127.0.0.1:${up.cfg.POPKIT_HTTP_PORT}/healthz`),
+    30_000,
+    200,
+  );
+  process.stdout.write(banner(up, { ready, hubLine, localBusUrl: localBus.url }));
+}
+
+async function startBroker(up: Up, port: number, dir: string, name: string): Promise<EmbeddedBroker> {
+  const broker = await startEmbeddedBroker({ port, dir, name });
+  up.brokers.push(broker);
+  return broker;
+}
+
+/**
+ * The embedded hub with a broker of its own. Once it answers, `childEnv` points sync at it and carries
+ * its catalog signing key; the banner's hub line comes back.
+ */
+async function startEmbeddedHub(up: Up, childEnv: NodeJS.ProcessEnv): Promise<string> {
+  const { cfg, layout } = up;
+  const hubBroker = await startBroker(up, cfg.POPKIT_EMBEDDED_HUB_MQTT_PORT, layout.hubBroker, 'hub broker');
+  up.sup.add({
+    name: 'hub',
+    command: process.execPath,
+    args: [BIN, 'hub'],
+    env: {
+      ...childEnv,
+      POPKIT_DATA_DIR: layout.hub,
+      POPKIT_HUB_BROKER_URL: hubBroker.url,
+      POPKIT_HUB_HTTP_PORT: String(cfg.POPKIT_HUB_HTTP_PORT),
+    },
+  });
+  const pub = hubDataLayout(layout.hub).signingPub;
+  if (await waitFor(() => fs.existsSync(pub), 30_000)) {
+    childEnv['POPKIT_HUB_PUBLIC_KEY'] = fs.readFileSync(pub, 'utf8');
+  } else {
+    process.stderr.write(
+      'popkit up: the embedded hub did not write its signing key; catalogs from it will be refused\n',
+    );
+  }
+  // the hub subscribes with a clean session: what sync sent before that would wait for a resend
+  await waitFor(() => httpOk(`http://127.0.0.1:${cfg.POPKIT_HUB_HTTP_PORT}/healthz`), 30_000, 200);
+  childEnv['POPKIT_HUB_URL'] = hubBroker.url;
+  childEnv['POPKIT_HUB_HTTP_URL'] = `http://127.0.0.1:${cfg.POPKIT_HUB_HTTP_PORT}`;
+  return `embedded: http://localhost:${cfg.POPKIT_HUB_HTTP_PORT}  (broker ${hubBroker.url}, data ${layout.hub})`;
+}
+
+function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
+  const node = process.execPath;
+  up.sup.add({ name: 'checkout', command: node, args: [BIN, 'checkout'], env: childEnv });
+  for (const svc of ['sync', 'kitd', 'media'] as const) {
+    if (svc === 'media' && up.noMedia) continue;
+    if (has(svc))
+      up.sup.add({
+        name: svc,
+        command: node,
+        args: [BIN, svc],
+        env: { ...childEnv, UV_THREADPOOL_SIZE: '8' },
+      });
+  }
+}
+
+/** kitd's watchdog asks for restarts over the local bus; the children's view goes to run/supervisor.json. */
+function superviseOverBus(up: Up, localBusUrl: string): void {
+  const topic = localTopics(up.cfg.POPKIT_LOCAL_BUS_PREFIX).supervisorCmd;
+  const bus = mqtt.connect(localBusUrl, { clientId: `popkit-up-${process.pid}`, reconnectPeriod: 1000 });
+  up.bus = bus;
+  bus.on('connect', () => bus.subscribe(topic, { qos: 1 }));
+  bus.on('message', (t, payload) => {
+    const cmd = t === topic ? supervisorCommand.parse(payload) : undefined;
+    if (cmd && up.sup.restart(cmd.service)) {
+      process.stdout.write(`popkit up: restarting ${cmd.service} (watchdog)\n`);
+    }
+  });
+  up.beat = setInterval(
+    () => writeRunStatus(up.layout.root, 'supervisor', { children: up.sup.view() }),
+    1000,
+  );
+}
+
+function banner(up: Up, o: { ready: boolean; hubLine: string; localBusUrl: string }): string {
+  const { cfg, board, layout } = up;
+  const port = cfg.POPKIT_HTTP_PORT;
+  const lines = [
+    `Popkit is up: kit ${up.kitId} on board ${board.id}${board.id === 'sim' ? ' (simulated hardware)' : ''}${o.ready ? '' : ' — checkout not answering yet, see logs'}`,
+    `  checkout API + dashboard  http://localhost:${port}/`,
+    `  API description           http://localhost:${port}/docs/openapi.json`,
+    `  live stream (HLS)         http://localhost:${port}/live/index.m3u8`,
+    `  hub                       ${has('hub') || cfg.POPKIT_HUB_URL ? o.hubLine : 'not available in this build'}`,
+    `  local bus                 ${o.localBusUrl}`,
+    `  data                      ${layout.root}   logs: ${layout.logs}/<service>.log`,
+    `  services                  ${up.sup
+      .view()
+      .map((v) => v.name)
+      .join(', ')}`,
+    up.admin.created
+      ? `  admin token (shown once)  ${up.admin.token}`
+      : `  admin token               in ${layout.adminToken}`,
+    '',
+    `Try:  curl -s -X POST localhost:${port}/v1/orders -H 'content-type: application/json' \\`,
+    `        -d '{"lines":[{"sku":"TEE-BLK-M","qty":1}],"payment":{"method":"cash"}}'`,
+    `      npx popkit status`,
+    'Ctrl-C stops everything.',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+async function shutdown(up: Up): Promise<void> {
+  if (up.beat) clearInterval(up.beat);
+  up.bus?.end(true);
+  await up.sup.stop();
+  for (const b of up.brokers.reverse()) await b.close();
 }

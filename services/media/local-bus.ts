@@ -1,9 +1,13 @@
-// Media on the kit's local MQTT bus: stats retained on `<root>/stats`, commands on `<root>/cmd`.
+// Media on the kit's local MQTT bus: stats retained on `<prefix>/media/stats`, commands on
+// `<prefix>/media/cmd` (topics and payloads in core/contracts/local-bus.ts and core/contracts/media.ts).
+import type { Static } from '@sinclair/typebox';
 import mqtt, { type MqttClient } from 'mqtt';
+import type { LocalTopics } from '../../core/contracts/local-bus.ts';
+import type { MediaGoneSchema, MediaStats } from '../../core/contracts/media.ts';
 import type { Logger } from '../../core/logger.ts';
 
 export interface MediaBus {
-  publishStats(stats: Record<string, unknown>): void;
+  publishStats(stats: MediaStats): void;
   onCommand(handler: (payload: Buffer) => void): void;
   close(): Promise<void>;
 }
@@ -14,20 +18,21 @@ export class MqttMediaBus implements MediaBus {
 
   constructor(
     private readonly url: string,
-    private readonly topicRoot: string,
+    private readonly topics: LocalTopics,
     private readonly log: Logger,
   ) {}
 
   get statsTopic(): string {
-    return `${this.topicRoot}/stats`;
+    return this.topics.mediaStats;
   }
 
   get cmdTopic(): string {
-    return `${this.topicRoot}/cmd`;
+    return this.topics.mediaCmd;
   }
 
   /** Connects in the background; a bus that is down never holds media up (mqtt.js reconnects). */
   start(): void {
+    const gone: Static<typeof MediaGoneSchema> = { v: 1, state: 'unavailable', reason: 'media process gone' };
     const client = mqtt.connect(this.url, {
       clientId: `popkit-media-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
       reconnectPeriod: 2000,
@@ -35,7 +40,7 @@ export class MqttMediaBus implements MediaBus {
       // Retained "unavailable" if media dies without saying goodbye.
       will: {
         topic: this.statsTopic,
-        payload: Buffer.from(JSON.stringify({ v: 1, state: 'unavailable', reason: 'media process gone' })),
+        payload: Buffer.from(JSON.stringify(gone)),
         qos: 0,
         retain: true,
       },
@@ -52,7 +57,7 @@ export class MqttMediaBus implements MediaBus {
     this.client = client;
   }
 
-  publishStats(stats: Record<string, unknown>): void {
+  publishStats(stats: MediaStats): void {
     if (!this.client?.connected) return;
     this.client.publish(this.statsTopic, JSON.stringify({ v: 1, ...stats }), { qos: 0, retain: true });
   }

@@ -5,6 +5,7 @@
 // its status and on the bus, and exits 0 on SIGTERM. Exiting would only make the supervisor restart
 // it in a loop, and the rest of the kit keeps selling either way.
 import { BaseConfig, composeConfig, loadConfig, resolveDataDir } from '../../core/config.ts';
+import { localTopics } from '../../core/contracts/local-bus.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { MediaConfig } from './config.ts';
@@ -30,7 +31,7 @@ export async function runMedia(
   const dataDir = resolveDataDir(cfg);
   const gst = loadGst(opts.loader);
   const bus = cfg.POPKIT_LOCAL_BUS_URL
-    ? new MqttMediaBus(cfg.POPKIT_LOCAL_BUS_URL, cfg.POPKIT_MEDIA_TOPIC_ROOT, log)
+    ? new MqttMediaBus(cfg.POPKIT_LOCAL_BUS_URL, localTopics(cfg.POPKIT_LOCAL_BUS_PREFIX), log)
     : undefined;
   bus?.start();
 

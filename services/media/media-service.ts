@@ -1,14 +1,19 @@
 // The media service: runs one GStreamer pipeline built from the board profile, meters it, moves it
 // along the degradation ladder, restarts it when it stalls, and reports through run-status and the
-// local bus. All native work stays in this process (see ARCHITECTURE.md: media out of process).
+// local bus. All native work stays in this process (see docs/architecture.md: media out of process).
 import fs from 'node:fs';
-import path from 'node:path';
 import type { BusMessage, GstElementHandle, Pipeline } from 'gstreamer-superficial';
+import {
+  type MediaCommand,
+  type MediaState,
+  type MediaStats,
+  parseMediaCommand,
+} from '../../core/contracts/media.ts';
+import { readRunStatus, statusAgeMs, writeRunStatus } from '../../core/contracts/run-status.ts';
+import { dataLayout } from '../../core/data-dir.ts';
 import { isKitError, KitError } from '../../core/errors.ts';
 import { type Logger, moduleLogger } from '../../core/logger.ts';
-import { readServiceStatus, statusAgeMs, writeServiceStatus } from '../../core/run-status.ts';
 import type { BoardProfile } from '../../hardware/boards/index.ts';
-import { type MediaCommand, parseMediaCommand } from './commands.ts';
 import { type CpuSample, CpuSampler } from './cpu-load.ts';
 import { type GstLoad, isMissingElement } from './gst-loader.ts';
 import { readPlaylist, resetHlsDir, sweepSegments } from './hls-files.ts';
@@ -23,8 +28,6 @@ import {
 import type { MediaBus } from './local-bus.ts';
 import { buildPipeline, ELEMENT } from './pipeline.ts';
 import { Watchdog, type WatchdogPolicy } from './watchdog.ts';
-
-export type MediaState = 'starting' | 'playing' | 'degraded' | 'paused' | 'restarting' | 'unavailable';
 
 export interface MediaSettings {
   top: LadderTop;
@@ -52,29 +55,6 @@ export interface MediaServiceDeps {
   cpu?: { sample(): CpuSample };
   /** Called when media cannot go on in this process; the CLI exits non-zero so the supervisor restarts it. */
   onFatal?: (reason: string) => void;
-}
-
-export interface MediaStats {
-  state: MediaState;
-  board: string;
-  encoder: string;
-  fps: number;
-  droppedFrames: number;
-  bitrateKbps: number;
-  measuredKbps: number | null;
-  ladderStep: number;
-  ladderSteps: number;
-  width: number;
-  height: number;
-  targetFps: number;
-  restarts: number;
-  rebuilds: number;
-  newestSegmentAgeMs: number | null;
-  cpuCores: number | null;
-  machineCpu: number | null;
-  playlist: string;
-  lastRestartReason?: string;
-  reason?: string;
 }
 
 interface MeterReading {
@@ -132,7 +112,7 @@ export class MediaService {
     this.cpu = deps.cpu ?? new CpuSampler();
     this.ladder = new DegradationLadder(buildLadder(deps.settings.top), deps.settings.ladder);
     this.watchdog = new Watchdog(deps.settings.watchdog);
-    this.hlsDir = path.join(deps.dataDir, 'hls');
+    this.hlsDir = dataLayout(deps.dataDir).hls;
     this.activeStep = this.ladder.current;
   }
 
@@ -455,11 +435,8 @@ export class MediaService {
         this.dropRatio = now - this.startedAt > 2000 ? Math.min(1, Math.max(0, lost / expected)) : 0;
       }
       this.prevForRate = { at: now, rendered: r.rendered, dropped: drops };
-      const checkout = readServiceStatus(this.deps.dataDir, 'checkout');
-      const orders =
-        checkout && statusAgeMs(checkout, now) < 5000 && typeof checkout['ordersPerSec'] === 'number'
-          ? (checkout['ordersPerSec'] as number)
-          : undefined;
+      const checkout = readRunStatus(this.deps.dataDir, 'checkout');
+      const orders = checkout && statusAgeMs(checkout, now) < 5000 ? checkout.ordersPerSec : undefined;
       const cpuLoad = Number.isFinite(this.lastCpu.machine) ? this.lastCpu.machine : 0;
       const decision = this.ladder.sample({ dropRatio: this.dropRatio, cpuLoad, ordersPerSec: orders }, now);
       if (decision.changed) this.moveTo(decision.step, decision.reason);
@@ -476,10 +453,12 @@ export class MediaService {
   private writeStatus(): void {
     const s = this.stats();
     try {
-      writeServiceStatus(this.deps.dataDir, 'media', { ...s });
+      writeRunStatus(this.deps.dataDir, 'media', s);
     } catch (err) {
+      // a body that breaks its contract (checked under NODE_ENV=test) is a bug, not a disk problem
+      if (isKitError(err) && err.code === 'INTERNAL') throw err;
       this.log.warn({ err: (err as Error).message }, 'media: cannot write status');
     }
-    this.deps.bus?.publishStats({ ...s });
+    this.deps.bus?.publishStats(s);
   }
 }

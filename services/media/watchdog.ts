@@ -1,5 +1,6 @@
 // Decides when the pipeline is dead or dying and how long to wait before the next restart. Pure: the
 // caller passes the time and what it observed, so stalls and backoff are unit-tested with plain numbers.
+import { backoffDelay } from '../../core/backoff.ts';
 
 export interface WatchdogPolicy {
   /** No new frame for this long (after the start grace) means stalled. */
@@ -99,6 +100,6 @@ export class Watchdog {
     this.consecutive += 1;
     this.running = false;
     if (n === 0) return 0;
-    return Math.min(this.policy.backoffMaxMs, this.policy.backoffBaseMs * 2 ** (n - 1));
+    return backoffDelay(n - 1, { initialMs: this.policy.backoffBaseMs, maxMs: this.policy.backoffMaxMs });
   }
 }

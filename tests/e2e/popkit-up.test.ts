@@ -5,6 +5,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { kitStatusView } from '../../core/contracts/kit-status.ts';
+import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { BIN, ROOT, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 
@@ -86,17 +88,15 @@ test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops ev
       ledger.orders.some((o) => o.id === order.id),
       'the order is in the hub ledger',
     );
-    const status = (await (await fetch(`${base}/v1/status`)).json()) as {
-      sync: { link: string; backlog: { orders: number } };
-    };
+    const status: unknown = await (await fetch(`${base}/v1/status`)).json();
+    assert.ok(kitStatusView.check(status), kitStatusView.errors(status).join('; '));
     assert.equal(status.sync.link, 'up');
-    assert.equal(status.sync.backlog.orders, 0);
+    assert.equal(status.sync.backlog['orders'], 0);
   } finally {
-    const sup = JSON.parse(fs.readFileSync(path.join(dataDir, 'run', 'supervisor.json'), 'utf8')) as {
-      children: Array<{ name: string; pid: number | null }>;
-    };
+    const sup = readRunStatus(dataDir, 'supervisor');
     up.kill('SIGTERM');
     assert.equal(await exited, 0, out);
+    assert.ok(sup, 'popkit up wrote run/supervisor.json of its contract');
     for (const c of sup.children)
       if (c.pid) assert.ok(!alive(c.pid), `${c.name} (${c.pid}) still running after popkit up stopped`);
   }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { readServiceStatus } from '../../core/run-status.ts';
+import { type RunStatus, readRunStatus } from '../../core/contracts/run-status.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { defaultGstLoader, type GstModule, loadGst } from '../../services/media/gst-loader.ts';
 import { type PlaylistEntry, readPlaylist } from '../../services/media/hls-files.ts';
@@ -55,7 +55,7 @@ function makeService(over: Partial<MediaSettings> = {}) {
     },
   });
   const hlsDir = path.join(dataDir, 'hls');
-  const status = () => readServiceStatus(dataDir, 'media') ?? {};
+  const status = (): Partial<RunStatus<'media'>> => readRunStatus(dataDir, 'media') ?? {};
   return { service, dataDir, hlsDir, status };
 }
 
@@ -95,12 +95,12 @@ describe('media service on real GStreamer', {
       }
       const s = await waitFor('fps in status', () => {
         const v = status();
-        return typeof v['fps'] === 'number' && v['fps'] > 0 ? v : undefined;
+        return typeof v.fps === 'number' && v.fps > 0 ? v : undefined;
       });
-      assert.equal(s['state'], 'playing');
-      assert.equal(s['encoder'], 'x264enc');
-      assert.equal(s['ladderStep'], 0);
-      assert.equal(typeof s['newestSegmentAgeMs'], 'number');
+      assert.equal(s.state, 'playing');
+      assert.equal(s.encoder, 'x264enc');
+      assert.equal(s.ladderStep, 0);
+      assert.equal(typeof s.newestSegmentAgeMs, 'number');
     } finally {
       await service.stop();
     }
@@ -120,9 +120,9 @@ describe('media service on real GStreamer', {
       });
       service.handleCommand({ v: 1, cmd: 'step-down' });
       service.handleCommand({ v: 1, cmd: 'step-down' });
-      assert.equal(status()['ladderStep'], 2);
-      assert.equal(status()['bitrateKbps'], 350);
-      assert.equal(status()['state'], 'degraded');
+      assert.equal(status().ladderStep, 2);
+      assert.equal(status().bitrateKbps, 350);
+      assert.equal(status().state, 'degraded');
       const seen = new Set(before.map((e) => e.uri));
       // splitmuxsink holds one GOP before it closes a segment, so when a segment is listed the next
       // one is already encoded: the first two after the command are old or mixed. Judge the two after.
@@ -140,7 +140,7 @@ describe('media service on real GStreamer', {
         ratio < 0.6,
         `bytes/s after step-down are ${ratio.toFixed(2)} of before (${show(before)} -> ${show(fresh)})`,
       );
-      assert.equal(status()['restarts'], 0, 'x264enc changes bitrate while playing: no restart');
+      assert.equal(status().restarts, 0, 'x264enc changes bitrate while playing: no restart');
     } finally {
       await service.stop();
     }
@@ -155,14 +155,14 @@ describe('media service on real GStreamer', {
         service.handleCommand({ v: 1, cmd: 'sim-fault', fault });
         const s = await waitFor('a restart', () => {
           const v = status();
-          return (v['restarts'] as number) >= 1 ? v : undefined;
+          return (v.restarts as number) >= 1 ? v : undefined;
         });
-        assert.match(String(s['lastRestartReason']), /stalled|no first frame/);
+        assert.match(String(s.lastRestartReason), /stalled|no first frame/);
         const fresh = await waitFor('a segment from the new run', () =>
           readPlaylist(hlsDir)?.entries.find((e) => runOf(e.uri) !== runOf(first.uri)),
         );
         assert.ok(size(hlsDir, fresh) > 0);
-        await waitFor('playing again', () => status()['state'] === 'playing');
+        await waitFor('playing again', () => status().state === 'playing');
       } finally {
         await service.stop();
       }
@@ -177,9 +177,9 @@ describe('media service on real GStreamer', {
       fs.rmSync(hlsDir, { recursive: true, force: true });
       const s = await waitFor('a restart', () => {
         const v = status();
-        return (v['restarts'] as number) >= 1 ? v : undefined;
+        return (v.restarts as number) >= 1 ? v : undefined;
       });
-      assert.match(String(s['lastRestartReason']), /error from|stalled/);
+      assert.match(String(s.lastRestartReason), /error from|stalled/);
       await waitFor('a segment in the recreated directory', () => readPlaylist(hlsDir)?.entries[0]);
     } finally {
       await service.stop();
@@ -221,13 +221,13 @@ describe('media service on real GStreamer', {
     service.start();
     try {
       const s = await waitFor('two restarts (no camera here)', () => {
-        const v = readServiceStatus(dataDir, 'media') ?? {};
-        return (v['restarts'] as number) >= 2 ? v : undefined;
+        const v: Partial<RunStatus<'media'>> = readRunStatus(dataDir, 'media') ?? {};
+        return (v.restarts as number) >= 2 ? v : undefined;
       });
-      assert.equal(s['encoder'], 'x264enc');
+      assert.equal(s.encoder, 'x264enc');
       // An open() failure can leave the pipeline in NULL, where the binding stops polling its bus, so
       // the start grace may be what notices it.
-      assert.match(String(s['lastRestartReason']), /error from src|no first frame/);
+      assert.match(String(s.lastRestartReason), /error from src|no first frame/);
       assert.ok(built.length >= 2);
       for (const d of built) {
         assert.match(d, /x264enc name=enc/);

@@ -7,11 +7,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import mqtt from 'mqtt';
+import { localTopics } from '../../core/contracts/local-bus.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-media-p-'));
-const topicRoot = `popkit-test/${process.pid}-${Math.random().toString(16).slice(2, 8)}/media`;
+const topics = localTopics(`popkit-test/${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
 after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 
 test('popkit media publishes stats on the local bus and obeys bus commands', {
@@ -25,7 +26,7 @@ test('popkit media publishes stats on the local bus and obeys bus commands', {
       POPKIT_BOARD: 'sim',
       POPKIT_DATA_DIR: dataDir,
       POPKIT_LOCAL_BUS_URL: 'mqtt://127.0.0.1:1883',
-      POPKIT_MEDIA_TOPIC_ROOT: topicRoot,
+      POPKIT_LOCAL_BUS_PREFIX: topics.prefix,
       POPKIT_MEDIA_WIDTH: '320',
       POPKIT_MEDIA_HEIGHT: '240',
       POPKIT_MEDIA_BITRATE_KBPS: '500',
@@ -43,7 +44,7 @@ test('popkit media publishes stats on the local bus and obeys bus commands', {
     client.on('message', (_t, p) => {
       if (p.length > 0) stats.push(JSON.parse(p.toString()));
     });
-    await client.subscribeAsync(`${topicRoot}/stats`);
+    await client.subscribeAsync(topics.mediaStats);
     const waitStats = async (what: string, ok: (s: Record<string, unknown>) => boolean) => {
       const deadline = Date.now() + 30_000;
       while (Date.now() < deadline) {
@@ -57,11 +58,11 @@ test('popkit media publishes stats on the local bus and obeys bus commands', {
     assert.equal(playing['v'], 1);
     assert.equal(playing['board'], 'sim');
     assert.equal(playing['ladderStep'], 0);
-    await client.publishAsync(`${topicRoot}/cmd`, JSON.stringify({ v: 1, cmd: 'set-step', step: 2 }));
+    await client.publishAsync(topics.mediaCmd, JSON.stringify({ v: 1, cmd: 'set-step', step: 2 }));
     const down = await waitStats('ladder step 2', (s) => s['ladderStep'] === 2);
     assert.equal(down['state'], 'degraded');
-    await client.publishAsync(`${topicRoot}/cmd`, 'not json'); // refused, logged, nothing changes
-    await client.publishAsync(`${topicRoot}/cmd`, JSON.stringify({ v: 1, cmd: 'pause' }));
+    await client.publishAsync(topics.mediaCmd, 'not json'); // refused, logged, nothing changes
+    await client.publishAsync(topics.mediaCmd, JSON.stringify({ v: 1, cmd: 'pause' }));
     await waitStats('paused', (s) => s['state'] === 'paused');
     const status = JSON.parse(fs.readFileSync(path.join(dataDir, 'run/media.json'), 'utf8'));
     assert.equal(status.ladderStep, 5);
@@ -69,7 +70,7 @@ test('popkit media publishes stats on the local bus and obeys bus commands', {
     assert.equal(await exited, 0);
   } finally {
     child.kill('SIGKILL');
-    await client.publishAsync(`${topicRoot}/stats`, '', { retain: true }); // clear the retained message
+    await client.publishAsync(topics.mediaStats, '', { retain: true }); // clear the retained message
     await client.endAsync();
   }
 });

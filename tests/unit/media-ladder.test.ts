@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { parseMediaCommand } from '../../core/contracts/media.ts';
 import { isKitError } from '../../core/errors.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
-import { parseMediaCommand } from '../../services/media/commands.ts';
 import {
   buildLadder,
   DegradationLadder,

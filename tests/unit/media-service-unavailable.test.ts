@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { readServiceStatus } from '../../core/run-status.ts';
+import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
 import { parsePlaylist, sweepSegments } from '../../services/media/hls-files.ts';
@@ -51,18 +51,18 @@ describe('GStreamer absent', () => {
     });
     service.start();
     try {
-      const s = readServiceStatus(dataDir, 'media');
-      assert.equal(s?.['state'], 'unavailable');
-      assert.match(String(s?.['reason']), /cannot open shared object file/);
-      assert.equal(s?.['board'], 'sim');
-      assert.equal(s?.['encoder'], 'x264enc');
+      const s = readRunStatus(dataDir, 'media');
+      assert.equal(s?.state, 'unavailable');
+      assert.match(String(s?.reason), /cannot open shared object file/);
+      assert.equal(s?.board, 'sim');
+      assert.equal(s?.encoder, 'x264enc');
       // commands are accepted and change the ladder even with no pipeline; nothing crashes
       service.handleCommand({ v: 1, cmd: 'step-down' });
-      assert.equal(readServiceStatus(dataDir, 'media')?.['ladderStep'], 1);
+      assert.equal(readRunStatus(dataDir, 'media')?.ladderStep, 1);
     } finally {
       await service.stop();
     }
-    assert.equal(readServiceStatus(dataDir, 'media')?.['state'], 'unavailable');
+    assert.equal(readRunStatus(dataDir, 'media')?.state, 'unavailable');
     assert.equal(fs.existsSync(path.join(dataDir, 'hls')), false, 'no HLS output without GStreamer');
   });
 });
