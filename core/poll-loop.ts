@@ -9,11 +9,27 @@ export interface PollLoop {
   kick(): void;
 }
 
+/** A clock and timers that can be swapped (kitd's tests and LED driver pass their own). */
+export interface TimerHost {
+  now(): number;
+  setTimeout(cb: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+// Looked up at call time so that node:test's mock.timers (which swaps the globals) drives them.
+const globalTimers: TimerHost = {
+  now: () => Date.now(),
+  setTimeout: (cb, ms) => setTimeout(cb, ms),
+  clearTimeout: (h) => clearTimeout(h as Parameters<typeof clearTimeout>[0]),
+};
+
 export interface PollLoopOptions {
   onError?: (err: unknown) => void;
   aligned?: boolean;
   /** run once at start instead of after the first period */
   immediate?: boolean;
+  /** the clock and timers to use; the global ones unless said */
+  timers?: TimerHost;
 }
 
 /** Milliseconds until the next multiple of `periodMs` of the wall clock. */
@@ -23,7 +39,8 @@ export function alignedDelay(periodMs: number, now: number = Date.now()): number
 }
 
 export function pollLoop(periodMs: number, task: () => unknown, opts: PollLoopOptions = {}): PollLoop {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timers = opts.timers ?? globalTimers;
+  let timer: unknown;
   let stopped = false;
   let running = false;
   const report = (err: unknown) => opts.onError?.(err);
@@ -51,13 +68,13 @@ export function pollLoop(periodMs: number, task: () => unknown, opts: PollLoopOp
     } else running = false;
   };
   const arm = () => {
-    timer = setTimeout(
+    timer = timers.setTimeout(
       () => {
         if (stopped) return;
         run();
         arm();
       },
-      opts.aligned ? alignedDelay(periodMs) : periodMs,
+      opts.aligned ? alignedDelay(periodMs, timers.now()) : periodMs,
     );
   };
   if (opts.immediate) run();
@@ -65,7 +82,7 @@ export function pollLoop(periodMs: number, task: () => unknown, opts: PollLoopOp
   return {
     stop() {
       stopped = true;
-      if (timer) clearTimeout(timer);
+      if (timer !== undefined) timers.clearTimeout(timer);
     },
     kick: run,
   };

@@ -3,6 +3,7 @@
 // burst that is exactly one short, one long, or two shorts acts, so contact chatter or a fist on the
 // button never does anything. A button held past `stuckMs` (or already down at boot) is stuck, and
 // one that keeps toggling is chattering: both are reported and ignored until they calm down.
+import { BUTTON_ACTIONS, type ButtonAction } from '../core/contracts/local-bus.ts';
 import { KitError } from '../core/errors.ts';
 import { moduleLogger } from '../core/logger.ts';
 import type { GpioValue } from '../hardware/gpio/types.ts';
@@ -12,16 +13,7 @@ export const PRESS_CLASSES = ['short', 'long', 'double'] as const;
 export type PressClass = (typeof PRESS_CLASSES)[number];
 export type ButtonHealth = 'ok' | 'stuck' | 'chattering';
 
-export const BUTTON_ACTIONS = [
-  'start-event',
-  'stop-event',
-  'toggle-event',
-  'mark-moment',
-  'identify',
-  'safe-shutdown',
-  'none',
-] as const;
-export type ButtonAction = (typeof BUTTON_ACTIONS)[number];
+export { BUTTON_ACTIONS, type ButtonAction };
 export const BUTTON_IDS = ['a', 'b'] as const;
 export type ButtonId = (typeof BUTTON_IDS)[number];
 

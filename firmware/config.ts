@@ -2,6 +2,7 @@
 // settings. Composed with BaseConfig (core/config.ts) at start; a bad value stops kitd with one line each.
 import { type Static, Type } from '@sinclair/typebox';
 import { BaseConfig, composeConfig } from '../core/config.ts';
+import { DEFAULT_LOCAL_BUS_PREFIX } from '../core/contracts/local-bus.ts';
 
 const Pct = (def: number, description: string) =>
   Type.Number({ minimum: 0, maximum: 100, default: def, description });
@@ -18,7 +19,7 @@ export const KitdOwnConfig = Type.Object({
     description: "the hub's HTTP API, for jitter/loss probes and the gateway check",
   }),
   POPKIT_LOCAL_BUS_PREFIX: Type.String({
-    default: 'popkit/v1/local',
+    default: DEFAULT_LOCAL_BUS_PREFIX,
     pattern: '^[A-Za-z0-9_./-]+$',
     description: 'topic prefix of the local bus',
   }),

@@ -3,11 +3,9 @@
 // milliseconds and never shifts the edges after it. Between edges nothing runs: a solid LED costs no
 // timer at all, a blinking one two wake-ups per period.
 
-export interface TimerHost {
-  now(): number;
-  setTimeout(cb: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+import type { TimerHost } from '../core/poll-loop.ts';
+
+export type { TimerHost };
 
 // Looked up at call time so that node:test's mock.timers (which swaps the globals) drives them.
 export const systemTimers: TimerHost = {
@@ -66,20 +64,4 @@ export class EdgeTimer {
       this.schedule(Math.max(now, at));
     }, delay);
   }
-}
-
-/**
- * A fixed-period tick aligned to an epoch (the k-th tick at epoch + k·period) for polls that must
- * not creep, e.g. kitd's once-a-second status write.
- */
-export function periodicTimer(
-  timers: TimerHost,
-  periodMs: number,
-  fn: (now: number) => void,
-  epoch = timers.now(),
-): EdgeTimer {
-  const next = (after: number) => epoch + (Math.floor((after - epoch) / periodMs) + 1) * periodMs;
-  const t = new EdgeTimer(timers, next, fn);
-  t.arm();
-  return t;
 }

@@ -5,20 +5,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { HealthComponent, HealthViewT } from '../core/contracts/run-status.ts';
 import { hostPath } from '../core/host-paths.ts';
 
-export interface HealthComponent {
-  score: number;
-  weight: number;
-  detail: string;
-  [k: string]: unknown;
-}
-
-export interface HealthView {
-  score: number;
-  components: Record<string, HealthComponent>;
-  at: string;
-}
+export type { HealthComponent };
+export type HealthView = HealthViewT;
 
 const clamp = (v: number) => Math.max(0, Math.min(100, Math.round(v)));
 /** 100 at or below `good`, 0 at or above `bad`, straight in between. */

@@ -1,6 +1,7 @@
 // The kit's LED language (docs/leds.md is the human table; a test keeps the two in step) and the
 // driver that plays it on two GPIO lines. Timings follow CANopen CiA 303-3 (flicker, blink, single/
 // double/triple flash, on) plus a heartbeat and balena's 15 s identify.
+import type { LedViewT } from '../core/contracts/run-status.ts';
 import { moduleLogger } from '../core/logger.ts';
 import type { GpioLine, GpioValue } from '../hardware/gpio/types.ts';
 import { EdgeTimer, type TimerHost } from './edge-timer.ts';
@@ -75,11 +76,8 @@ export function nextEdge(p: PatternName, epoch: number, after: number): number |
 
 export type RedMode = PatternName | 'mirror';
 
-export interface LedView {
-  green: { pattern: PatternName; on: boolean };
-  red: { pattern: PatternName | 'mirror'; on: boolean };
-  identifyUntil?: string;
-}
+/** what the LEDs show, as kitd's run status carries it: `pattern` is a PatternName or `mirror` */
+export type LedView = LedViewT;
 
 export interface LedInputs {
   state: string;

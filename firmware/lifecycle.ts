@@ -1,11 +1,11 @@
 // The kit's lifecycle: booting → preflight → ready ⇄ live → draining → ready | off, with degraded and
 // fault overlays (sets of reasons) on top of whatever state the kit is in. Every transition is
 // logged and handed to listeners (kitd publishes them on the local bus).
+import { LIFECYCLE_STATES, type LifecycleState } from '../core/contracts/run-status.ts';
 import { KitError } from '../core/errors.ts';
 import { moduleLogger } from '../core/logger.ts';
 
-export const LIFECYCLE_STATES = ['booting', 'preflight', 'ready', 'live', 'draining', 'off'] as const;
-export type LifecycleState = (typeof LIFECYCLE_STATES)[number];
+export { LIFECYCLE_STATES, type LifecycleState };
 export type OverlayKind = 'degraded' | 'fault';
 
 const ALLOWED: Record<LifecycleState, readonly LifecycleState[]> = {

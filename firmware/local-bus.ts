@@ -1,39 +1,81 @@
 // kitd on the kit's local MQTT bus: retained status with a last will (so a dead kitd shows as
-// offline), lifecycle transitions as events, commands to media and to the process supervisor, and
-// the other services' messages as heartbeats for the watchdog.
+// offline), lifecycle transitions as events, commands to media, sync and the process supervisor, and
+// the other services' messages as heartbeats for the watchdog. Topics and payloads are the local-bus
+// contract's (core/contracts/local-bus.ts, docs/contracts.md#local-bus).
 import mqtt, { type MqttClient } from 'mqtt';
+import {
+  HEARTBEAT_LEAVES,
+  type KitdCommand,
+  kitdCommand,
+  type LocalTopics,
+  localTopics,
+  type SupervisorCommand,
+  type SyncCommand,
+} from '../core/contracts/local-bus.ts';
+import type { MediaCommand } from '../core/contracts/media.ts';
+import type { KitdRunStatusT } from '../core/contracts/run-status.ts';
+import { KitError } from '../core/errors.ts';
 import { moduleLogger } from '../core/logger.ts';
 
 export interface KitdBus {
-  publishStatus(status: Record<string, unknown>): void;
+  publishStatus(status: KitdRunStatusT): void;
   publishEvent(e: Record<string, unknown>): void;
-  /** `service` is the topic level: `media`, `sync`, `supervisor` … */
-  command(service: string, cmd: Record<string, unknown>): void;
+  /** `<prefix>/media/cmd`: power policy's steps, pause and resume */
+  commandMedia(cmd: MediaCommand): void;
+  /** `<prefix>/supervisor/cmd`: ask `popkit up`'s process supervisor to restart `service` */
+  requestRestart(service: string): void;
+  /** `<prefix>/sync/cmd`: push the outbox now */
+  flushSync(): void;
   onHeartbeat(cb: (service: string, atMs: number) => void): void;
-  /** commands to kitd on `<prefix>/kitd/cmd` */
-  onCommand(cb: (cmd: Record<string, unknown>) => void): void;
+  /** commands to kitd on `<prefix>/kitd/cmd`, already checked against the contract */
+  onCommand(cb: (cmd: KitdCommand) => void): void;
   readonly connected: boolean;
   close(): Promise<void>;
 }
 
+/**
+ * A kitd command from a decoded payload; a BAD_REQUEST naming what is wrong otherwise. A `press`
+ * whose `ms` is out of range falls back to the default length, as it always has.
+ */
+export function readKitdCommand(value: unknown): KitdCommand {
+  const c =
+    value && typeof value === 'object' && !Array.isArray(value)
+      ? { ...(value as Record<string, unknown>) }
+      : {};
+  const ms = c['ms'];
+  if (c['cmd'] === 'press' && !(typeof ms === 'number' && ms > 0 && ms <= 60_000)) delete c['ms'];
+  if (kitdCommand.check(c)) return c;
+  if (c['cmd'] === 'action' && typeof c['action'] === 'string') {
+    throw new KitError('BAD_REQUEST', `unknown action '${c['action']}'`);
+  }
+  if (c['cmd'] === 'press') throw new KitError('BAD_REQUEST', "button must be 'a' or 'b'");
+  throw new KitError(
+    'BAD_REQUEST',
+    `unknown kitd command ${JSON.stringify(c['cmd'])} (${kitdCommand.errors(c, 1).join('; ')})`,
+  );
+}
+
 export class MqttKitdBus implements KitdBus {
   private readonly log = moduleLogger('kitd-bus');
+  private readonly topics: LocalTopics;
   private client: MqttClient | undefined;
   private heartbeat: ((service: string, atMs: number) => void) | undefined;
-  private commandHandler: ((cmd: Record<string, unknown>) => void) | undefined;
+  private commandHandler: ((cmd: KitdCommand) => void) | undefined;
 
   constructor(
     private readonly url: string,
-    private readonly prefix: string,
+    prefix: string,
     private readonly kitId: string,
-  ) {}
+  ) {
+    this.topics = localTopics(prefix);
+  }
 
   get statusTopic(): string {
-    return `${this.prefix}/kitd/status`;
+    return this.topics.kitdStatus;
   }
 
   get eventsTopic(): string {
-    return `${this.prefix}/kitd/events`;
+    return this.topics.kitdEvents;
   }
 
   get connected(): boolean {
@@ -54,40 +96,53 @@ export class MqttKitdBus implements KitdBus {
       },
     });
     client.on('connect', () => {
-      client.subscribe(`${this.prefix}/+/+`, { qos: 0 }, (err) => {
+      client.subscribe(this.topics.everything, { qos: 0 }, (err) => {
         if (err) this.log.warn({ err: err.message }, 'cannot subscribe to heartbeats');
       });
     });
     client.on('message', (topic, payload, packet) => {
       // a retained message is old news replayed on subscribe, not a sign of life
-      if (packet.retain) return;
-      const rest = topic.slice(this.prefix.length + 1).split('/');
-      const [service, leaf] = rest;
-      if (service === 'kitd' && leaf === 'cmd') {
-        try {
-          const cmd = JSON.parse(payload.toString()) as unknown;
-          if (cmd && typeof cmd === 'object' && !Array.isArray(cmd))
-            this.commandHandler?.(cmd as Record<string, unknown>);
-        } catch {
-          this.log.warn({ topic }, 'malformed kitd command ignored');
-        }
-        return;
-      }
-      if (!service || service === 'kitd' || !leaf || leaf === 'cmd') return;
-      if (!['status', 'stats', 'heartbeat'].includes(leaf)) return;
-      try {
-        const body = JSON.parse(payload.toString()) as { state?: string; online?: boolean };
-        if (body.state === 'unavailable' || body.online === false) return;
-      } catch {
-        return;
-      }
-      this.heartbeat?.(service, Date.now());
+      if (!packet.retain) this.onMessage(topic, payload);
     });
     client.on('error', (err) => this.log.warn({ err: err.message }, 'local bus error'));
     this.client = client;
   }
 
-  publishStatus(status: Record<string, unknown>): void {
+  private onMessage(topic: string, payload: Buffer): void {
+    if (topic === this.topics.kitdCmd) {
+      this.onKitdCommand(topic, payload);
+      return;
+    }
+    const t = this.topics.parse(topic);
+    if (!t || t.service === 'kitd' || !(HEARTBEAT_LEAVES as readonly string[]).includes(t.leaf)) return;
+    try {
+      const body = JSON.parse(payload.toString()) as { state?: string; online?: boolean };
+      if (body.state === 'unavailable' || body.online === false) return;
+    } catch {
+      return;
+    }
+    this.heartbeat?.(t.service, Date.now());
+  }
+
+  private onKitdCommand(topic: string, payload: Buffer): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(payload.toString());
+    } catch {
+      this.log.warn({ topic }, 'malformed kitd command ignored');
+      return;
+    }
+    let cmd: KitdCommand;
+    try {
+      cmd = readKitdCommand(value);
+    } catch (err) {
+      this.log.warn({ err, cmd: value }, 'kitd command refused');
+      return;
+    }
+    this.commandHandler?.(cmd);
+  }
+
+  publishStatus(status: KitdRunStatusT): void {
     if (!this.client?.connected) return;
     this.client.publish(
       this.statusTopic,
@@ -101,15 +156,29 @@ export class MqttKitdBus implements KitdBus {
     this.client?.publish(this.eventsTopic, JSON.stringify({ v: 1, kitId: this.kitId, ...e }), { qos: 1 });
   }
 
-  command(service: string, cmd: Record<string, unknown>): void {
-    this.client?.publish(`${this.prefix}/${service}/cmd`, JSON.stringify({ v: 1, ...cmd }), { qos: 1 });
+  commandMedia(cmd: MediaCommand): void {
+    this.send(this.topics.mediaCmd, cmd);
+  }
+
+  requestRestart(service: string): void {
+    const cmd: SupervisorCommand = { v: 1, cmd: 'restart', service };
+    this.send(this.topics.supervisorCmd, cmd);
+  }
+
+  flushSync(): void {
+    const cmd: SyncCommand = { v: 1, cmd: 'flush' };
+    this.send(this.topics.syncCmd, cmd);
+  }
+
+  private send(topic: string, cmd: MediaCommand | SupervisorCommand | SyncCommand): void {
+    this.client?.publish(topic, JSON.stringify(cmd), { qos: 1 });
   }
 
   onHeartbeat(cb: (service: string, atMs: number) => void): void {
     this.heartbeat = cb;
   }
 
-  onCommand(cb: (cmd: Record<string, unknown>) => void): void {
+  onCommand(cb: (cmd: KitdCommand) => void): void {
     this.commandHandler = cb;
   }
 

@@ -1,49 +1,21 @@
 // Composition root of `popkit kitd`: configuration, board, GPIO (simulated on the sim board), power
 // sources, local bus, checkout client, balena supervisor when present; runs until SIGTERM/SIGINT.
 import fs from 'node:fs';
+import { CheckoutClient, readAdminToken } from '../core/checkout-client.ts';
 import { loadConfig, resolveDataDir, resolveKitId } from '../core/config.ts';
 import { moduleLogger } from '../core/logger.ts';
-import { type BoardProfile, detectBoard } from '../hardware/boards/index.ts';
+import { detectBoard } from '../hardware/boards/index.ts';
 import { createGpioProvider } from '../hardware/gpio/index.ts';
 import { createPowerSources } from '../hardware/power/index.ts';
 import { BatteryModel } from '../hardware/sim/battery-model.ts';
 import { SimGpio } from '../hardware/sim/gpio-sim.ts';
-import { parseButtonMap } from './buttons.ts';
-import { CheckoutClient, readAdminToken } from './checkout-client.ts';
-import { KitdConfig, type KitdConfigT } from './config.ts';
+import { KitdConfig } from './config.ts';
 import { systemTimers } from './edge-timer.ts';
-import { Kitd, type KitdSettings } from './kitd.ts';
+import { Kitd } from './kitd.ts';
+import { kitdSettings } from './kitd-deps.ts';
 import { MqttKitdBus } from './local-bus.ts';
-import { capacityWhFromProfile } from './power-policy.ts';
 import { SupervisorClient } from './supervisor-client.ts';
 import { UpdateLock } from './update-lock.ts';
-
-export function kitdSettings(cfg: KitdConfigT, board: BoardProfile): KitdSettings {
-  const capacityWh = cfg.POPKIT_BATTERY_WH ?? capacityWhFromProfile(board);
-  return {
-    plannedEventMin: cfg.POPKIT_EVENT_PLANNED_MIN,
-    ...(capacityWh !== undefined ? { capacityWh } : {}),
-    power: {
-      lowSocPct: cfg.POPKIT_POWER_LOW_SOC,
-      criticalSocPct: cfg.POPKIT_POWER_CRITICAL_SOC,
-      criticalTtgMin: cfg.POPKIT_POWER_CRITICAL_TTG_MIN,
-      hysteresisPct: cfg.POPKIT_POWER_HYSTERESIS,
-    },
-    buttons: parseButtonMap(cfg.POPKIT_BUTTONS),
-    buttonOptions: { longMs: cfg.POPKIT_BUTTON_LONG_MS, stuckMs: cfg.POPKIT_BUTTON_STUCK_MS },
-    watchdog: {
-      services: cfg.POPKIT_WATCHDOG_SERVICES.split(',').filter(Boolean),
-      staleMs: cfg.POPKIT_WATCHDOG_STALE_S * 1000,
-      graceMs: cfg.POPKIT_WATCHDOG_GRACE_S * 1000,
-    },
-    updatePolicy: cfg.POPKIT_UPDATE_POLICY,
-    hubHttpUrl: cfg.POPKIT_HUB_HTTP_URL.replace(/\/+$/, ''),
-    healthEveryMs: 10_000,
-    deviceEveryMs: 60_000,
-    checkoutFaultMs: 10_000,
-    buttonsActiveLow: board.id !== 'sim',
-  };
-}
 
 export interface RunningKitd {
   kitd: Kitd;

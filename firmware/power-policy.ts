@@ -2,19 +2,13 @@
 // level (normal, low, critical) with hysteresis, and to actions. Low: step media down and tell the
 // host. Critical: stop new media, flush sync as far as the link allows, shut down safely before the
 // battery browns out. Checkout is never touched: orders are taken for as long as there is power.
+import type { MediaCommand } from '../core/contracts/media.ts';
+import type { BatterySummary, PowerReading } from '../core/contracts/power.ts';
+import type { PowerPolicyViewT } from '../core/contracts/run-status.ts';
 import { moduleLogger } from '../core/logger.ts';
 import type { BoardProfile } from '../hardware/boards/index.ts';
-import type { PowerReading } from '../hardware/power/reading.ts';
 
-export interface BatterySummary {
-  device?: string;
-  socPct?: number;
-  /** positive while charging */
-  netW?: number;
-  /** minutes until empty at the present draw; undefined while charging or unknown */
-  ttgMin?: number;
-  stale: boolean;
-}
+export type { BatterySummary, MediaCommand };
 
 const NOMINAL_CELL_V = { lifepo4: 3.2, 'li-ion': 3.6, 'lead-acid': 2.0 } as const;
 
@@ -58,7 +52,8 @@ export function summarizeBattery(readings: PowerReading[], capacityWh?: number):
   return out;
 }
 
-export type PowerLevel = 'unknown' | 'normal' | 'low' | 'critical';
+export type PowerPolicyView = PowerPolicyViewT;
+export type PowerLevel = PowerPolicyView['level'];
 
 export interface PowerPolicyOptions {
   lowSocPct: number;
@@ -81,12 +76,6 @@ export const DEFAULT_POWER_POLICY: PowerPolicyOptions = {
   flushTimeoutMs: 60_000,
 };
 
-export interface MediaCommand {
-  v: 1;
-  cmd: 'step-down' | 'step-up' | 'pause' | 'resume' | 'set-step';
-  step?: number;
-}
-
 export interface PowerActions {
   media(cmd: MediaCommand): void;
   /** a notice for the host (dashboard, bus event) */
@@ -94,16 +83,6 @@ export interface PowerActions {
   /** push the outbox out as far as the link allows within `timeoutMs`; what is left stays on disk */
   flushSync(timeoutMs: number): Promise<{ remaining: number; drained: boolean }>;
   shutdown(reason: string): Promise<void>;
-}
-
-export interface PowerPolicyView {
-  level: PowerLevel;
-  since: string;
-  battery: BatterySummary;
-  neededMin: number;
-  mediaSteps: number;
-  thresholds: { lowSocPct: number; criticalSocPct: number; criticalTtgMin: number; hysteresisPct: number };
-  shutdown?: { phase: 'flushing' | 'shutting-down' | 'done' | 'failed'; remaining?: number; error?: string };
 }
 
 export class PowerPolicy {

@@ -6,9 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import type { CheckoutClient } from '../core/checkout-client.ts';
+import type { KitStatusViewT } from '../core/contracts/kit-status.ts';
+import type { BatterySummary } from '../core/contracts/power.ts';
 import { type KitStore, LANES, type OutboxKey, openKitStore } from '../core/kit-store.ts';
-import type { PowerReading } from '../hardware/power/reading.ts';
-import type { CheckoutClient, CheckoutStatus } from './checkout-client.ts';
 import { networkProbe } from './health.ts';
 import { summarizeBattery } from './power-policy.ts';
 
@@ -72,222 +73,251 @@ const TITLES: Record<PreflightCheckId, string> = {
 
 type Outcome = { ok: boolean; detail: string; data?: Record<string, unknown> };
 
-export async function runPreflight(o: PreflightOptions): Promise<PreflightReport> {
-  const now = o.now ?? Date.now;
-  const checks: PreflightCheck[] = [];
-  let status: CheckoutStatus | undefined;
-  let hubDate: string | undefined;
-  const run = async (id: PreflightCheckId, fn: () => Promise<Outcome>) => {
-    const t0 = performance.now();
-    let r: Outcome;
-    try {
-      r = await fn();
-    } catch (err) {
-      r = { ok: false, detail: (err as Error).message };
-    }
-    const c: PreflightCheck = {
-      id,
-      title: TITLES[id],
-      ok: r.ok,
-      detail: r.detail,
-      ms: round1(performance.now() - t0),
-    };
-    if (r.data) c.data = r.data;
-    checks.push(c);
-  };
+/** What the checks share: the options, the clock, and what earlier checks learnt. */
+interface Ctx {
+  o: PreflightOptions;
+  now: () => number;
+  /** checkout's /v1/status, from the edge check */
+  status?: KitStatusViewT | undefined;
+  /** the hub's Date header, from the connectivity check */
+  hubDate?: string | undefined;
+}
 
-  await run('edge', async () => {
-    const h = await o.checkout.healthz();
-    status = await o.checkout.status();
-    const state = String(status['state'] ?? 'unknown');
-    if (!h.ok) {
-      const why = (h.body as { error?: { message?: string } } | null)?.error?.message;
-      return {
-        ok: false,
-        detail: `checkout not ready (/healthz ${h.status}${why ? `: ${why}` : ''})`,
-        data: { state },
-      };
-    }
+const CHECKS: Record<PreflightCheckId, (c: Ctx) => Promise<Outcome>> = {
+  edge: checkEdge,
+  cache: checkCache,
+  payment: checkPayment,
+  queue: checkQueue,
+  connectivity: checkConnectivity,
+  power: checkPower,
+  storage: checkStorage,
+  clock: checkClock,
+};
+
+export async function runPreflight(o: PreflightOptions): Promise<PreflightReport> {
+  const ctx: Ctx = { o, now: o.now ?? Date.now };
+  const checks: PreflightCheck[] = [];
+  for (const id of PREFLIGHT_CHECKS) checks.push(await runCheck(id, () => CHECKS[id](ctx)));
+  return {
+    ok: checks.every((c) => c.ok),
+    at: new Date(ctx.now()).toISOString(),
+    kitId: ctx.status?.kitId,
+    checks,
+  };
+}
+
+/** One check, timed; a check that throws fails with the error's message. */
+async function runCheck(id: PreflightCheckId, fn: () => Promise<Outcome>): Promise<PreflightCheck> {
+  const t0 = performance.now();
+  let r: Outcome;
+  try {
+    r = await fn();
+  } catch (err) {
+    r = { ok: false, detail: (err as Error).message };
+  }
+  const c: PreflightCheck = {
+    id,
+    title: TITLES[id],
+    ok: r.ok,
+    detail: r.detail,
+    ms: round1(performance.now() - t0),
+  };
+  if (r.data) c.data = r.data;
+  return c;
+}
+
+async function checkEdge(c: Ctx): Promise<Outcome> {
+  const { checkout } = c.o;
+  const h = await checkout.healthz();
+  const status = await checkout.status();
+  c.status = status;
+  const state = status.state;
+  if (!h.ok) {
+    const why = (h.body as { error?: { message?: string } } | null)?.error?.message;
     return {
-      ok: true,
-      detail: `checkout up at ${o.checkout.baseUrl}, kit ${status.kitId}, state ${state}`,
+      ok: false,
+      detail: `checkout not ready (/healthz ${h.status}${why ? `: ${why}` : ''})`,
       data: { state },
     };
-  });
+  }
+  return {
+    ok: true,
+    detail: `checkout up at ${checkout.baseUrl}, kit ${status.kitId}, state ${state}`,
+    data: { state },
+  };
+}
 
-  await run('cache', async () => {
-    const times: number[] = [];
-    let cat: Awaited<ReturnType<CheckoutClient['catalog']>> | undefined;
-    for (let i = 0; i < 3; i++) {
-      const t0 = performance.now();
-      cat = await o.checkout.catalog();
-      times.push(performance.now() - t0);
-    }
-    const items = (cat?.items ?? []) as Array<{
-      sku?: unknown;
-      priceCents?: unknown;
-      stock?: unknown;
-      hero?: unknown;
-    }>;
-    if (items.length === 0)
-      return { ok: false, detail: 'catalog is empty: load one (popkit catalog load) or let sync fetch it' };
-    const top = [...items].sort((a, b) => Number(b.hero === true) - Number(a.hero === true)).slice(0, 20);
-    const bad = top.filter(
-      (i) => typeof i.sku !== 'string' || typeof i.priceCents !== 'number' || typeof i.stock !== 'number',
-    );
-    const worst = Math.max(...times);
-    const data = { version: cat?.version, items: items.length, top: top.length, worstMs: round1(worst) };
-    if (bad.length > 0)
-      return { ok: false, detail: `${bad.length} of the top ${top.length} SKUs lack price or stock`, data };
-    if (worst > o.catalogMaxMs) {
-      return {
-        ok: false,
-        detail: `catalog took ${round1(worst)} ms (over ${o.catalogMaxMs} ms): not served from the kit's cache`,
-        data,
-      };
-    }
+async function checkCache({ o }: Ctx): Promise<Outcome> {
+  const times: number[] = [];
+  let cat: Awaited<ReturnType<CheckoutClient['catalog']>> | undefined;
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    cat = await o.checkout.catalog();
+    times.push(performance.now() - t0);
+  }
+  const items = (cat?.items ?? []) as Array<{
+    sku?: unknown;
+    priceCents?: unknown;
+    stock?: unknown;
+    hero?: unknown;
+  }>;
+  if (items.length === 0)
+    return { ok: false, detail: 'catalog is empty: load one (popkit catalog load) or let sync fetch it' };
+  const top = [...items].sort((a, b) => Number(b.hero === true) - Number(a.hero === true)).slice(0, 20);
+  const bad = top.filter(
+    (i) => typeof i.sku !== 'string' || typeof i.priceCents !== 'number' || typeof i.stock !== 'number',
+  );
+  const worst = Math.max(...times);
+  const data = { version: cat?.version, items: items.length, top: top.length, worstMs: round1(worst) };
+  if (bad.length > 0)
+    return { ok: false, detail: `${bad.length} of the top ${top.length} SKUs lack price or stock`, data };
+  if (worst > o.catalogMaxMs) {
     return {
-      ok: true,
-      detail: `v${cat?.version}: top ${top.length} of ${items.length} SKUs served locally in ${round1(worst)} ms`,
+      ok: false,
+      detail: `catalog took ${round1(worst)} ms (over ${o.catalogMaxMs} ms): not served from the kit's cache`,
       data,
     };
-  });
+  }
+  return {
+    ok: true,
+    detail: `v${cat?.version}: top ${top.length} of ${items.length} SKUs served locally in ${round1(worst)} ms`,
+    data,
+  };
+}
 
-  await run('payment', async () => {
-    let res: Response;
-    try {
-      res = await fetch(`${o.hubHttpUrl}/v1/gateway`, { signal: AbortSignal.timeout(5000) });
-    } catch (err) {
-      return { ok: false, detail: `hub ${o.hubHttpUrl} unreachable: ${(err as Error).message}` };
-    }
-    if (!res.ok) return { ok: false, detail: `hub /v1/gateway answered ${res.status}` };
-    const g = (await res.json()) as {
-      name?: string;
-      sandbox?: boolean;
-      ok?: boolean;
-      latencyMs?: number;
-      error?: string;
-    };
-    const data = { name: g.name, sandbox: g.sandbox, latencyMs: g.latencyMs };
-    if (g.ok !== true)
-      return { ok: false, detail: `gateway ${g.name}: ${g.error ?? 'test exchange failed'}`, data };
-    return {
-      ok: true,
-      detail: `gateway ${g.name}${g.sandbox ? ' (sandbox)' : ''} exchanged a test token in ${g.latencyMs} ms`,
-      data,
-    };
-  });
+async function checkPayment({ o }: Ctx): Promise<Outcome> {
+  let res: Response;
+  try {
+    res = await fetch(`${o.hubHttpUrl}/v1/gateway`, { signal: AbortSignal.timeout(5000) });
+  } catch (err) {
+    return { ok: false, detail: `hub ${o.hubHttpUrl} unreachable: ${(err as Error).message}` };
+  }
+  if (!res.ok) return { ok: false, detail: `hub /v1/gateway answered ${res.status}` };
+  const g = (await res.json()) as {
+    name?: string;
+    sandbox?: boolean;
+    ok?: boolean;
+    latencyMs?: number;
+    error?: string;
+  };
+  const data = { name: g.name, sandbox: g.sandbox, latencyMs: g.latencyMs };
+  if (g.ok !== true)
+    return { ok: false, detail: `gateway ${g.name}: ${g.error ?? 'test exchange failed'}`, data };
+  return {
+    ok: true,
+    detail: `gateway ${g.name}${g.sandbox ? ' (sandbox)' : ''} exchanged a test token in ${g.latencyMs} ms`,
+    data,
+  };
+}
 
-  await run('queue', async () => {
-    const link = status?.sync?.link;
-    if (link === undefined || link === 'not-running')
-      return { ok: false, detail: 'sync is not running: nothing would forward orders' };
-    const store = (o.openStore ?? openKitStore)(o.dataDir);
-    const id = `preflight-${now()}-${randomBytes(4).toString('hex')}`;
-    const key: OutboxKey = [LANES.health, id];
-    try {
-      await store.outbox.put(key, {
-        kind: 'health',
-        body: { probe: true, preflight: true },
-        createdAt: now(),
-      });
-      const deadline = performance.now() + o.queueWaitMs;
-      while (performance.now() < deadline) {
-        if (store.outbox.get(key) === undefined) {
-          return {
-            ok: true,
-            detail: 'probe entry written and forwarded (hub acked)',
-            data: { id, outcome: 'forwarded' },
-          };
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      const linkNow = String((await o.checkout.status().catch(() => status))?.sync?.link ?? link);
-      if (linkNow !== 'up') {
+/** A real outbox entry: forwarded (acked) when the link is up, queued when it is not. */
+async function checkQueue({ o, now, status }: Ctx): Promise<Outcome> {
+  const link = status?.sync?.link;
+  if (link === undefined || link === 'not-running')
+    return { ok: false, detail: 'sync is not running: nothing would forward orders' };
+  const store = (o.openStore ?? openKitStore)(o.dataDir);
+  const id = `preflight-${now()}-${randomBytes(4).toString('hex')}`;
+  const key: OutboxKey = [LANES.health, id];
+  try {
+    await store.outbox.put(key, {
+      kind: 'health',
+      body: { probe: true, preflight: true },
+      createdAt: now(),
+    });
+    const deadline = performance.now() + o.queueWaitMs;
+    while (performance.now() < deadline) {
+      if (store.outbox.get(key) === undefined) {
         return {
           ok: true,
-          detail: `probe entry queued (offline, link ${linkNow}): it goes out when the link is back`,
-          data: { id, outcome: 'queued', link: linkNow },
+          detail: 'probe entry written and forwarded (hub acked)',
+          data: { id, outcome: 'forwarded' },
         };
       }
-      await store.outbox.remove(key);
-      return {
-        ok: false,
-        detail: `link is up but the probe was not forwarded within ${o.queueWaitMs} ms`,
-        data: { id, outcome: 'stuck' },
-      };
-    } finally {
-      await store.close();
+      await new Promise((r) => setTimeout(r, 100));
     }
-  });
-
-  await run('connectivity', async () => {
-    const n = await networkProbe(`${o.hubHttpUrl}/healthz`, { count: 5, timeoutMs: 2000, gapMs: 50 });
-    hubDate = n.dateHeader;
-    const data = { ...n };
-    if (n.received === 0)
-      return { ok: false, detail: `hub ${o.hubHttpUrl} unreachable (5 of 5 probes lost)`, data };
-    const detail = `rtt ${n.rttMs} ms, jitter ${n.jitterMs} ms, loss ${n.lossPct} %`;
-    if (n.lossPct > 20 || (n.jitterMs ?? 0) > 150)
-      return { ok: false, detail: `too lossy or jittery: ${detail}`, data };
-    return { ok: true, detail, data };
-  });
-
-  await run('power', async () => {
-    const kitd = status?.['kitd'] as
-      | { powerPolicy?: { battery?: ReturnType<typeof summarizeBattery> } }
-      | null
-      | undefined;
-    const readings = Array.isArray(status?.power) ? (status.power as PowerReading[]) : [];
-    const b =
-      kitd?.powerPolicy?.battery?.socPct !== undefined
-        ? kitd.powerPolicy.battery
-        : summarizeBattery(readings, o.capacityWh);
-    if (b.socPct === undefined)
-      return { ok: false, detail: 'no battery reading (is kitd running and a power device answering?)' };
-    const data = { socPct: round1(b.socPct), ttgMin: b.ttgMin, netW: b.netW, plannedMin: o.plannedEventMin };
-    if (b.socPct <= o.lowSocPct)
+    const linkNow = String((await o.checkout.status().catch(() => status))?.sync?.link ?? link);
+    if (linkNow !== 'up') {
       return {
-        ok: false,
-        detail: `SOC ${round1(b.socPct)} % is at or below the low mark (${o.lowSocPct} %)`,
-        data,
-      };
-    if (b.ttgMin !== undefined && b.ttgMin < o.plannedEventMin) {
-      return {
-        ok: false,
-        detail: `${b.ttgMin} min to go at this draw, the event is planned for ${o.plannedEventMin} min`,
-        data,
+        ok: true,
+        detail: `probe entry queued (offline, link ${linkNow}): it goes out when the link is back`,
+        data: { id, outcome: 'queued', link: linkNow },
       };
     }
-    const ttg = b.ttgMin === undefined ? 'charging or no draw' : `${b.ttgMin} min to go`;
-    return { ok: true, detail: `SOC ${round1(b.socPct)} %, ${ttg}, event ${o.plannedEventMin} min`, data };
-  });
+    await store.outbox.remove(key);
+    return {
+      ok: false,
+      detail: `link is up but the probe was not forwarded within ${o.queueWaitMs} ms`,
+      data: { id, outcome: 'stuck' },
+    };
+  } finally {
+    await store.close();
+  }
+}
 
-  await run('storage', async () => {
-    const s = fs.statfsSync(o.dataDir);
-    const freeMb = Math.floor((s.bavail * s.bsize) / (1024 * 1024));
-    const data = { freeMb, minFreeMb: o.minFreeMb };
-    if (freeMb < o.minFreeMb)
-      return { ok: false, detail: `${freeMb} MB free on the data volume, need ${o.minFreeMb} MB`, data };
-    return { ok: true, detail: `${freeMb} MB free on the data volume`, data };
-  });
+async function checkConnectivity(c: Ctx): Promise<Outcome> {
+  const { hubHttpUrl } = c.o;
+  const n = await networkProbe(`${hubHttpUrl}/healthz`, { count: 5, timeoutMs: 2000, gapMs: 50 });
+  c.hubDate = n.dateHeader;
+  const data = { ...n };
+  if (n.received === 0)
+    return { ok: false, detail: `hub ${hubHttpUrl} unreachable (5 of 5 probes lost)`, data };
+  const detail = `rtt ${n.rttMs} ms, jitter ${n.jitterMs} ms, loss ${n.lossPct} %`;
+  if (n.lossPct > 20 || (n.jitterMs ?? 0) > 150)
+    return { ok: false, detail: `too lossy or jittery: ${detail}`, data };
+  return { ok: true, detail, data };
+}
 
-  await run('clock', async () => {
-    const t = now();
-    const data: Record<string, unknown> = { now: new Date(t).toISOString() };
-    if (t < o.clockFloor)
-      return { ok: false, detail: `clock reads ${new Date(t).toISOString()}: not set (no NTP yet?)`, data };
-    if (!hubDate)
-      return { ok: true, detail: `${new Date(t).toISOString()} (hub unreachable: skew not measured)`, data };
-    // the Date header has one-second resolution
-    const skewS = Math.round((t - Date.parse(hubDate)) / 1000);
-    data['skewS'] = skewS;
-    if (Math.abs(skewS) > o.maxClockSkewS)
-      return { ok: false, detail: `clock is ${skewS} s off the hub's`, data };
-    return { ok: true, detail: `within ${Math.max(1, Math.abs(skewS))} s of the hub`, data };
-  });
+/** kitd's battery when it has one, else the readings in /v1/status summarized here. */
+function batteryOf(status: KitStatusViewT | undefined, capacityWh?: number): BatterySummary {
+  const fromKitd = status?.kitd?.powerPolicy?.battery;
+  if (fromKitd?.socPct !== undefined) return fromKitd;
+  return summarizeBattery(status?.power ?? [], capacityWh);
+}
 
-  return { ok: checks.every((c) => c.ok), at: new Date(now()).toISOString(), kitId: status?.kitId, checks };
+async function checkPower({ o, status }: Ctx): Promise<Outcome> {
+  const b = batteryOf(status, o.capacityWh);
+  if (b.socPct === undefined)
+    return { ok: false, detail: 'no battery reading (is kitd running and a power device answering?)' };
+  const data = { socPct: round1(b.socPct), ttgMin: b.ttgMin, netW: b.netW, plannedMin: o.plannedEventMin };
+  if (b.socPct <= o.lowSocPct)
+    return {
+      ok: false,
+      detail: `SOC ${round1(b.socPct)} % is at or below the low mark (${o.lowSocPct} %)`,
+      data,
+    };
+  if (b.ttgMin !== undefined && b.ttgMin < o.plannedEventMin) {
+    return {
+      ok: false,
+      detail: `${b.ttgMin} min to go at this draw, the event is planned for ${o.plannedEventMin} min`,
+      data,
+    };
+  }
+  const ttg = b.ttgMin === undefined ? 'charging or no draw' : `${b.ttgMin} min to go`;
+  return { ok: true, detail: `SOC ${round1(b.socPct)} %, ${ttg}, event ${o.plannedEventMin} min`, data };
+}
+
+async function checkStorage({ o }: Ctx): Promise<Outcome> {
+  const s = fs.statfsSync(o.dataDir);
+  const freeMb = Math.floor((s.bavail * s.bsize) / (1024 * 1024));
+  const data = { freeMb, minFreeMb: o.minFreeMb };
+  if (freeMb < o.minFreeMb)
+    return { ok: false, detail: `${freeMb} MB free on the data volume, need ${o.minFreeMb} MB`, data };
+  return { ok: true, detail: `${freeMb} MB free on the data volume`, data };
+}
+
+async function checkClock({ o, now, hubDate }: Ctx): Promise<Outcome> {
+  const t = now();
+  const data: Record<string, unknown> = { now: new Date(t).toISOString() };
+  if (t < o.clockFloor)
+    return { ok: false, detail: `clock reads ${new Date(t).toISOString()}: not set (no NTP yet?)`, data };
+  if (!hubDate)
+    return { ok: true, detail: `${new Date(t).toISOString()} (hub unreachable: skew not measured)`, data };
+  // the Date header has one-second resolution
+  const skewS = Math.round((t - Date.parse(hubDate)) / 1000);
+  data['skewS'] = skewS;
+  if (Math.abs(skewS) > o.maxClockSkewS)
+    return { ok: false, detail: `clock is ${skewS} s off the hub's`, data };
+  return { ok: true, detail: `within ${Math.max(1, Math.abs(skewS))} s of the hub`, data };
 }
 
 /** One line per check, the way a person reads a checklist. */

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { UpdateLockViewT } from '../core/contracts/run-status.ts';
 import { HOST_PATHS, hostPath } from '../core/host-paths.ts';
 import { moduleLogger } from '../core/logger.ts';
 
@@ -19,18 +20,7 @@ export interface LockContent {
   expiresAt: string;
 }
 
-export interface UpdateLockView {
-  held: boolean;
-  reason: string | null;
-  since: string | null;
-  expiresAt: string | null;
-  /** the lease ran out while its reason still stood: released, and not retaken until the reason clears */
-  leaseExpired: boolean;
-  /** a lock this kitd did not create is present (another service, or the supervisor mid-update) */
-  foreign: boolean;
-  healedAtBoot: boolean;
-  path: string;
-}
+export type UpdateLockView = UpdateLockViewT;
 
 export class UpdateLock {
   private readonly log = moduleLogger('update-lock');

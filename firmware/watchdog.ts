@@ -2,6 +2,13 @@
 // the newest of what the local bus carried and of the service's run-status file, so either path
 // alone keeps a healthy service alive. The restart itself is the caller's (the balena supervisor's
 // restart-service, or `popkit up`'s process supervisor over the bus).
+import { backoffDelay } from '../core/backoff.ts';
+import {
+  RUN_SERVICES,
+  type RunService,
+  readRunStatus,
+  type ServiceWatch,
+} from '../core/contracts/run-status.ts';
 import { moduleLogger } from '../core/logger.ts';
 
 export interface WatchdogOptions {
@@ -24,17 +31,8 @@ export const DEFAULT_WATCHDOG: WatchdogOptions = {
   resetAfterMs: 120_000,
 };
 
-export type ServiceHealth = 'starting' | 'up' | 'down' | 'restarting';
-
-export interface ServiceWatch {
-  state: ServiceHealth;
-  lastSeen?: string;
-  restarts: number;
-  consecutive: number;
-  nextRestartAt?: string;
-  lastRestartAt?: string;
-  lastError?: string;
-}
+export type { ServiceWatch };
+export type ServiceHealth = ServiceWatch['state'];
 
 interface Entry {
   heartbeat: number | undefined;
@@ -112,10 +110,10 @@ export class Watchdog {
       e.restarts++;
       e.consecutive++;
       e.lastRestart = now;
-      const backoff = Math.min(
-        this.opts.backoffMaxMs,
-        this.opts.backoffInitialMs * 2 ** Math.max(0, e.consecutive - 1),
-      );
+      const backoff = backoffDelay(e.consecutive - 1, {
+        initialMs: this.opts.backoffInitialMs,
+        maxMs: this.opts.backoffMaxMs,
+      });
       e.nextAllowed = now + backoff;
       e.state = 'restarting';
       restarted.push(name);
@@ -166,4 +164,11 @@ export class Watchdog {
     }
     return { down, recentRestarts: recent };
   }
+}
+
+/** A service's last run-status write, as a heartbeat for the watchdog. */
+export function runStatusHeartbeat(dataDir: string, service: string): number | undefined {
+  if (!(RUN_SERVICES as string[]).includes(service)) return undefined;
+  const t = Date.parse(readRunStatus(dataDir, service as RunService)?.updatedAt ?? '');
+  return Number.isFinite(t) ? t : undefined;
 }

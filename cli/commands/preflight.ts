@@ -1,7 +1,7 @@
 // `popkit preflight [--json]`: the pre-flight checklist against a running kit; exit 0 only if all pass.
 import { parseArgs } from 'node:util';
+import { CheckoutClient, readAdminToken } from '../../core/checkout-client.ts';
 import { loadConfig, resolveDataDir } from '../../core/config.ts';
-import { CheckoutClient, readAdminToken } from '../../firmware/checkout-client.ts';
 import { KitdConfig } from '../../firmware/config.ts';
 import { capacityWhFromProfile } from '../../firmware/power-policy.ts';
 import { formatPreflight, runPreflight } from '../../firmware/preflight.ts';

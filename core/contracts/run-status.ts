@@ -68,6 +68,8 @@ export const HealthViewSchema = Type.Object({
   at: IsoTime,
 });
 export type HealthViewT = Static<typeof HealthViewSchema>;
+/** one scored part of the health view; probes add their own measurements beside the score */
+export type HealthComponent = Static<typeof HealthComponentSchema> & { [k: string]: unknown };
 
 export const POWER_LEVELS = ['unknown', 'normal', 'low', 'critical'] as const;
 export const PowerPolicyViewSchema = Type.Object({
@@ -122,6 +124,7 @@ export const ServiceWatchSchema = Type.Object({
   lastRestartAt: Type.Optional(IsoTime),
   lastError: Type.Optional(Type.String()),
 });
+export type ServiceWatch = Static<typeof ServiceWatchSchema>;
 
 export const KitdRunStatus = Type.Object({
   state: Type.Union(LIFECYCLE_STATES.map((s) => Type.Literal(s))),
@@ -143,6 +146,7 @@ export const KitdRunStatus = Type.Object({
   bus: Nullable(Type.Object({ connected: Type.Boolean() })),
   supervisor: Type.Union([Type.Literal('balena'), Type.Literal('none')]),
 });
+export type KitdRunStatusT = Static<typeof KitdRunStatus>;
 
 // --- media ----------------------------------------------------------------------------------------
 export const MediaRunStatus = MediaStatsSchema;

@@ -8,13 +8,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
+import { CheckoutClient } from '../../core/checkout-client.ts';
+import { kitStatusView } from '../../core/contracts/kit-status.ts';
+import type { MediaStats } from '../../core/contracts/media.ts';
+import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.ts';
 import { applyOrderAckInTxn } from '../../core/kit-store.ts';
-import { writeServiceStatus } from '../../core/run-status.ts';
 import { parseButtonMap } from '../../firmware/buttons.ts';
-import { CheckoutClient } from '../../firmware/checkout-client.ts';
 import { systemTimers } from '../../firmware/edge-timer.ts';
 import { Kitd, type KitdSettings } from '../../firmware/kitd.ts';
-import { MqttKitdBus } from '../../firmware/local-bus.ts';
+import { MqttKitdBus, readKitdCommand } from '../../firmware/local-bus.ts';
 import { SupervisorClient } from '../../firmware/supervisor-client.ts';
 import { UpdateLock } from '../../firmware/update-lock.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
@@ -26,6 +28,28 @@ import { SHARED_BROKER, uniqueId, waitFor } from '../support/hub-link.ts';
 import { type SupervisorStandIn, startSupervisorStandIn } from '../support/supervisor-stand-in.ts';
 
 const board = getBoardProfile('sim');
+
+/** what a media process writes to run/media.json as it comes back up */
+const RESTARTED_MEDIA: MediaStats = {
+  state: 'starting',
+  board: 'sim',
+  encoder: 'x264',
+  fps: 0,
+  droppedFrames: 0,
+  bitrateKbps: 0,
+  measuredKbps: null,
+  ladderStep: 0,
+  ladderSteps: 1,
+  width: 0,
+  height: 0,
+  targetFps: 30,
+  restarts: 1,
+  rebuilds: 0,
+  newestSegmentAgeMs: null,
+  cpuCores: null,
+  machineCpu: null,
+  playlist: 'index.m3u8',
+};
 
 interface Rig {
   kitd: Kitd;
@@ -243,6 +267,12 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
         5000,
         '/v1/status shows kitd',
       );
+      // what kitd writes is its contract's shape (readRunStatus parses; a wrong shape reads as absent)
+      assert.equal(readRunStatus(checkout.dataDir, 'kitd')?.state, 'ready');
+      assert.ok(
+        kitStatusView.check((await api('GET', '/v1/status')).body),
+        '/v1/status matches its contract',
+      );
     } finally {
       await r.stop();
       await sup.close();
@@ -252,7 +282,8 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
   test('watchdog: a silent media is restarted through the supervisor (forced past our own live lock), then seen up', async () => {
     const root = tempDir('kitd-root-');
     const sup = await startSupervisorStandIn({ lockFile: path.join(root, 'tmp/balena/updates.lock') });
-    sup.onRestart = (svc) => writeServiceStatus(checkout.dataDir, svc, { state: 'restarted' });
+    // the only service watched here is media
+    sup.onRestart = () => writeRunStatus(checkout.dataDir, 'media', RESTARTED_MEDIA);
     fs.rmSync(path.join(checkout.dataDir, 'run', 'media.json'), { force: true });
     const r = await rig({
       supervisor: sup,
@@ -327,10 +358,16 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
         3000,
         'identify',
       );
-      assert.deepEqual(await r.kitd.command({ cmd: 'action', action: 'self-destruct' }), {
-        ok: false,
-        error: "unknown action 'self-destruct'",
+      // an unknown action is refused where commands come in, and nothing happens
+      assert.throws(() => readKitdCommand({ cmd: 'action', action: 'self-destruct' }), {
+        code: 'BAD_REQUEST',
+        message: "unknown action 'self-destruct'",
       });
+      await spy.publishAsync(
+        `${prefix}/kitd/cmd`,
+        JSON.stringify({ v: 1, cmd: 'action', action: 'self-destruct' }),
+      );
+      await r.kitd.step();
       assert.equal(r.kitd.lifecycle.state, 'ready');
     } finally {
       await r.stop();

@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { CheckoutClient } from '../../core/checkout-client.ts';
+import { type RunStatusBody, writeRunStatus } from '../../core/contracts/run-status.ts';
 import { LANES } from '../../core/kit-store.ts';
-import { writeServiceStatus } from '../../core/run-status.ts';
 import { loadOrCreateTokenKey, TokenVault } from '../../core/token-vault.ts';
-import { CheckoutClient } from '../../firmware/checkout-client.ts';
 import { systemTimers } from '../../firmware/edge-timer.ts';
 import { Kitd } from '../../firmware/kitd.ts';
 import { type PreflightOptions, type PreflightReport, runPreflight } from '../../firmware/preflight.ts';
@@ -297,7 +297,26 @@ describe('pre-flight against a bare kit (no sync, no kitd, no catalog)', () => {
   });
 
   test('queue: link reported up but nothing forwards → fail; link down → queued (offline) passes', async () => {
-    writeServiceStatus(bare.dataDir, 'sync', { link: 'up' });
+    // a sync that says its link is in some state and does nothing else
+    const sync = (link: 'up' | 'down'): RunStatusBody<'sync'> => ({
+      link,
+      hubUrl: 'mqtt://127.0.0.1:9',
+      kitId: 'bare',
+      backlog: {},
+      oldestAgeMs: {},
+      inflight: 0,
+      lastAckAt: null,
+      drained: 0,
+      published: 0,
+      resent: 0,
+      reconnects: 0,
+      dropped: {},
+      catalogVersion: null,
+      catalogEventId: null,
+      catalogSubscribed: null,
+      catalogRefusals: [],
+    });
+    writeRunStatus(bare.dataDir, 'sync', sync('up'));
     const stuck = byId(await runPreflight(opts()));
     assert.equal(stuck['queue']?.ok, false);
     assert.match(stuck['queue']?.detail ?? '', /not forwarded/);
@@ -305,7 +324,7 @@ describe('pre-flight against a bare kit (no sync, no kitd, no catalog)', () => {
       ...bare.kit.store.outbox.getRange({ start: [LANES.health, ''], end: [LANES.health + 1, ''] }),
     ];
     assert.equal(left.length, 0, 'a stuck probe is removed again');
-    writeServiceStatus(bare.dataDir, 'sync', { link: 'down' });
+    writeRunStatus(bare.dataDir, 'sync', sync('down'));
     const offline = byId(await runPreflight(opts()));
     assert.equal(offline['queue']?.ok, true);
     assert.equal(offline['queue']?.data?.['outcome'], 'queued');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { PowerReading } from '../../core/contracts/power.ts';
 import {
   capacityWhFromProfile,
   type MediaCommand,
@@ -8,7 +9,6 @@ import {
   summarizeBattery,
 } from '../../firmware/power-policy.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
-import type { PowerReading } from '../../hardware/power/reading.ts';
 import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 
 function reading(m: BatteryModel, stale = false): PowerReading {
@@ -33,7 +33,7 @@ function recorder(opts: { flushRemaining?: number } = {}) {
   const actions: PowerActions = {
     media: (c) => {
       media.push(c);
-      log.push(`media:${c.cmd}${c.step !== undefined ? `:${c.step}` : ''}`);
+      log.push(`media:${c.cmd}${c.cmd === 'set-step' ? `:${c.step}` : ''}`);
     },
     notify: (e) => log.push(`notify:${e.type}`),
     flushSync: async () => {

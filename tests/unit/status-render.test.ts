@@ -28,7 +28,7 @@ function statusView(over: Partial<KitStatusViewT> = {}): KitStatusViewT {
     ],
     health: { score: 72, components: { power: { score: 60, weight: 1, detail: 'SOC 41.5%' } }, at },
     updateLock: null,
-    kitd: { state: 'live', stale: false },
+    kitd: null,
     sync: { link: 'down', backlog: { orders: 12, stock: 1 } },
     risk: {
       limits: {

@@ -1,26 +1,14 @@
-// kitd's (and pre-flight's) view of checkout over its HTTP API: status (event state, sync backlog
-// and link), event start/stop with the admin token, and the catalog.
-import fs from 'node:fs';
-import path from 'node:path';
-import { KitError, toErrorCode } from '../core/errors.ts';
-
-export interface CheckoutStatus {
-  kitId?: string;
-  board?: string;
-  event?: { live: boolean; eventId: string | null; startedAt: string | null };
-  sync?: { link?: string; backlog?: { orders?: number; [k: string]: unknown }; [k: string]: unknown };
-  power?: unknown;
-  [k: string]: unknown;
-}
+// The one HTTP client of a kit's checkout API, for the processes on the same kit that drive it (kitd,
+// `popkit preflight`, the CLI): status (parsed with the /v1/status contract), event start/stop with
+// the admin token, the catalog, and raw requests. Errors come back as coded KitErrors.
+import { type KitStatusViewT, kitStatusView } from './contracts/kit-status.ts';
+import { dataLayout } from './data-dir.ts';
+import { KitError, toErrorCode } from './errors.ts';
+import { readToken } from './secrets.ts';
 
 /** POPKIT_ADMIN_TOKEN, else `<dataDir>/keys/admin.token`, else undefined (buttons then cannot start events). */
 export function readAdminToken(dataDir: string, fromEnv?: string): string | undefined {
-  if (fromEnv) return fromEnv;
-  try {
-    return fs.readFileSync(path.join(dataDir, 'keys', 'admin.token'), 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
+  return readToken(dataLayout(dataDir).adminToken, fromEnv);
 }
 
 export class CheckoutClient {
@@ -30,8 +18,16 @@ export class CheckoutClient {
     private readonly timeoutMs = 3000,
   ) {}
 
-  async status(): Promise<CheckoutStatus> {
-    return (await this.json('GET', '/v1/status')) as CheckoutStatus;
+  /** GET /v1/status; an answer of another shape is an INTERNAL error (the contract is broken), never a silent cast. */
+  async status(): Promise<KitStatusViewT> {
+    const body = await this.json('GET', '/v1/status');
+    if (!kitStatusView.check(body)) {
+      throw new KitError(
+        'INTERNAL',
+        `checkout GET /v1/status: unexpected shape (${kitStatusView.errors(body, 3).join('; ')})`,
+      );
+    }
+    return body;
   }
 
   async healthz(): Promise<{ ok: boolean; status: number; body: unknown }> {
