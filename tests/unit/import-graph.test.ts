@@ -47,13 +47,13 @@ const KNOWN_VIOLATIONS_TO_REMOVE: readonly string[] = [
   'services/sync/sync-service.ts -> services/checkout/catalog.ts',
 ];
 
-export type EdgeKind = 'static' | 'type' | 'dynamic';
-export interface Edge {
+type EdgeKind = 'static' | 'type' | 'dynamic';
+interface Edge {
   from: string;
   to: string;
   kind: EdgeKind;
 }
-export interface ImportGraph {
+interface ImportGraph {
   files: string[];
   edges: Edge[];
 }
@@ -100,7 +100,7 @@ function importsOf(file: string, text: string): Array<{ spec: string; kind: Edge
 }
 
 /** The graph of `sources` (repo-relative POSIX path -> text); only edges between those files are kept. */
-export function buildGraph(sources: ReadonlyMap<string, string>): ImportGraph {
+function buildGraph(sources: ReadonlyMap<string, string>): ImportGraph {
   const edges: Edge[] = [];
   for (const [file, text] of sources) {
     for (const { spec, kind } of importsOf(file, text)) {
@@ -114,7 +114,7 @@ export function buildGraph(sources: ReadonlyMap<string, string>): ImportGraph {
 }
 
 /** One cycle path (a -> b -> … -> a) per strongly connected component that has a cycle (Tarjan). */
-export function findCycles(g: ImportGraph): string[][] {
+function findCycles(g: ImportGraph): string[][] {
   const next = new Map<string, string[]>(g.files.map((f) => [f, []]));
   for (const e of g.edges) next.get(e.from)?.push(e.to);
   for (const list of next.values()) list.sort();
@@ -201,13 +201,13 @@ function placeIn(table: string[][], file: string): { layer: number; folder: stri
   return best;
 }
 
-export interface Violation {
+interface Violation {
   edge: Edge;
   rule: string;
 }
 
 /** Edges that go up a layer table or sideways between two peer folders of one layer. */
-export function upwardImports(g: ImportGraph, table: string[][], rule: string): Violation[] {
+function upwardImports(g: ImportGraph, table: string[][], rule: string): Violation[] {
   const out: Violation[] = [];
   for (const edge of g.edges) {
     const from = placeIn(table, edge.from);
