@@ -10,7 +10,7 @@ process.env['POPKIT_LOG_LEVEL'] ??= 'silent';
 const { getBoardProfile } = await import('../hardware/boards/index.ts');
 const { encodeReadResponse, ModbusRtuParser } = await import('../hardware/drivers/modbus-rtu.ts');
 const { VeDirectParser } = await import('../hardware/drivers/vedirect-parser.ts');
-const { createPowerSources } = await import('../hardware/power/index.ts');
+const { createPowerSources } = await import('../hardware/factories/power-sources.ts');
 const { BatteryModel } = await import('../hardware/sim/battery-model.ts');
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' } } });

@@ -1,7 +1,9 @@
-// The popkit command table. Each command lives in cli/commands/<name>.ts and is imported only when
-// it runs, so that `popkit status` never loads GStreamer or a native GPIO module.
+// The popkit command table: the names and summaries in cli/commands/registry.ts, each with its loader.
+// Each command lives in cli/commands/<name>.ts and is imported only when it runs, so that
+// `popkit status` never loads GStreamer or a native GPIO module.
 import { ConfigError } from '../core/config.ts';
 import { isKitError } from '../core/errors.ts';
+import { type CommandName, COMMANDS as NAMED } from './commands/registry.ts';
 
 export type CommandMain = (argv: string[]) => Promise<number>;
 
@@ -10,40 +12,24 @@ interface CommandEntry {
   load: () => Promise<{ run: CommandMain }>;
 }
 
-export const COMMANDS: Record<string, CommandEntry> = {
-  up: {
-    summary: 'the whole kit on this machine (sim hardware, embedded hub)',
-    load: () => import('./commands/up.ts'),
-  },
-  checkout: { summary: 'the checkout API alone', load: () => import('./commands/checkout.ts') },
-  sync: { summary: 'store-and-forward of orders to the hub', load: () => import('./commands/sync.ts') },
-  hub: {
-    summary: 'the regional hub worker (ledger, catalogs, API)',
-    load: () => import('./commands/hub.ts'),
-  },
-  power: {
-    summary: 'power read --driver D: read a charge controller or monitor',
-    load: () => import('./commands/power.ts'),
-  },
-  kitd: { summary: 'control plane: LEDs, buttons, power', load: () => import('./commands/kitd.ts') },
-  preflight: { summary: 'pre-flight checklist [--json]', load: () => import('./commands/preflight.ts') },
-  config: {
-    summary: 'every environment variable, its default and meaning [--markdown]',
-    load: () => import('./commands/config.ts'),
-  },
-  status: {
-    summary: 'one screen: state, LEDs, power, health, backlog, stream',
-    load: () => import('./commands/status.ts'),
-  },
-  media: {
-    summary: 'the media service alone (HLS, ladder, watchdog)',
-    load: () => import('./commands/media.ts'),
-  },
-  catalog: {
-    summary: 'catalog load FILE: load a catalog JSON into a running kit',
-    load: () => import('./commands/catalog.ts'),
-  },
+/** Each command's module, imported only when that command runs. */
+const LOADERS: Record<CommandName, () => Promise<{ run: CommandMain }>> = {
+  up: () => import('./commands/up.ts'),
+  checkout: () => import('./commands/checkout.ts'),
+  sync: () => import('./commands/sync.ts'),
+  hub: () => import('./commands/hub.ts'),
+  power: () => import('./commands/power.ts'),
+  kitd: () => import('./commands/kitd.ts'),
+  preflight: () => import('./commands/preflight.ts'),
+  config: () => import('./commands/config.ts'),
+  status: () => import('./commands/status.ts'),
+  media: () => import('./commands/media.ts'),
+  catalog: () => import('./commands/catalog.ts'),
 };
+
+export const COMMANDS: Record<string, CommandEntry> = Object.fromEntries(
+  (Object.keys(NAMED) as CommandName[]).map((name) => [name, { ...NAMED[name], load: LOADERS[name] }]),
+);
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);

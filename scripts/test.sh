@@ -16,4 +16,16 @@ for t in "${tiers[@]}"; do
 done
 if [ "${#files[@]}" -eq 0 ]; then echo "no test files found" >&2; exit 1; fi
 echo "== tests (${#files[@]} files)"
-exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 --test-reporter=spec "${files[@]}"
+runner=(node --import tsx --test --test-concurrency=2 --test-timeout=300000 --test-reporter=spec "${files[@]}")
+# Coverage of the product code, printed after the runner's own summary. c8 hands NODE_V8_COVERAGE to
+# the runner, so every process a test starts with the inherited environment (each test file, popkit
+# children) writes its coverage too; c8 exits with the runner's exit code. POPKIT_COVERAGE=0 skips it.
+if [ "${POPKIT_COVERAGE:-1}" = 0 ]; then exec "${runner[@]}"; fi
+if [ ! -x node_modules/.bin/c8 ]; then
+  echo "== no coverage: c8 is not installed (npm ci installs it)" >&2
+  exec "${runner[@]}"
+fi
+exec node_modules/.bin/c8 --reporter=text-summary --reports-dir=coverage --exclude-node-modules \
+  --include='core/**' --include='services/**' --include='firmware/**' --include='hardware/**' \
+  --include='cli/**' --include='bin/**' \
+  "${runner[@]}"

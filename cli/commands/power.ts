@@ -164,11 +164,11 @@ export async function run(argv: string[]): Promise<number> {
   if (sim) {
     const [{ BatteryModel }, { createSimDevice }] = await Promise.all([
       import('../../hardware/sim/battery-model.ts'),
-      import('../../hardware/sim/power-rig.ts'),
+      import('../../hardware/factories/sim-power-rig.ts'),
     ]);
     source = createSimDevice(config, new BatteryModel({ speed: 60 }));
   } else {
-    const { createRealSource } = await import('../../hardware/power/index.ts');
+    const { createRealSource } = await import('../../hardware/factories/power-sources.ts');
     if (config.port === 'auto') {
       const { findSerialPort } = await import('../../hardware/serial/find-port.ts');
       config.port = findSerialPort(config.driver);

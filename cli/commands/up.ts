@@ -25,7 +25,7 @@ import { detectBoard } from '../../hardware/boards/index.ts';
 import { readStoredCatalog, replaceCatalog } from '../../services/checkout/catalog.ts';
 import { loadOrCreateAdminToken } from '../../services/checkout/main.ts';
 import { MediaConfig } from '../../services/media/config.ts';
-import { COMMANDS } from '../popkit.ts';
+import { COMMANDS } from './registry.ts';
 
 /** What `popkit up` reads beyond checkout's variables. */
 export const UpOwnConfig = Type.Object({

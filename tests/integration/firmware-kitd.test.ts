@@ -20,7 +20,7 @@ import { MqttKitdBus, readKitdCommand } from '../../firmware/local-bus.ts';
 import { SupervisorClient } from '../../firmware/supervisor-client.ts';
 import { UpdateLock } from '../../firmware/update-lock.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
-import { createPowerSources } from '../../hardware/power/index.ts';
+import { createPowerSources } from '../../hardware/factories/power-sources.ts';
 import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 import { SimGpio } from '../../hardware/sim/gpio-sim.ts';
 import { ADMIN, BIN, DEMO_CATALOG, kitEnv, startCheckout, tempDir } from '../support/checkout.ts';

@@ -13,7 +13,7 @@ import { Kitd } from '../../firmware/kitd.ts';
 import { type PreflightOptions, type PreflightReport, runPreflight } from '../../firmware/preflight.ts';
 import { UpdateLock } from '../../firmware/update-lock.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
-import { createPowerSources } from '../../hardware/power/index.ts';
+import { createPowerSources } from '../../hardware/factories/power-sources.ts';
 import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 import { SimGpio } from '../../hardware/sim/gpio-sim.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, mock, test } from 'node:test';
 import { BOARD_IDS, boardFromDeviceType, detectBoard, getBoardProfile } from '../../hardware/boards/index.ts';
-import { chooseGpioBackend, createGpioProvider } from '../../hardware/gpio/index.ts';
+import { chooseGpioBackend, createGpioProvider } from '../../hardware/factories/gpio-providers.ts';
 import { LIBGPIOD_FIX, LibgpiodProvider, loadLibgpiod } from '../../hardware/gpio/libgpiod-provider.ts';
 import { OnoffGpioProvider } from '../../hardware/gpio/onoff-provider.ts';
 import { findChipBase, listSysfsGpioChips, sysfsGpioNumber } from '../../hardware/gpio/sysfs-base.ts';

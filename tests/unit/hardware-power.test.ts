@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import { deviceConfigFromArgs, formatReading } from '../../cli/commands/power.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { VeDirectSource } from '../../hardware/drivers/vedirect.ts';
-import { createPowerSources, createRealSource } from '../../hardware/power/index.ts';
+import { createPowerSources, createRealSource } from '../../hardware/factories/power-sources.ts';
 import type { PowerReading } from '../../hardware/power/reading.ts';
 import { SocEstimator } from '../../hardware/power/soc-estimator.ts';
 import { backoffDelay, type LinkState, ReconnectingLink } from '../../hardware/serial/reconnecting-link.ts';

@@ -7,11 +7,11 @@ import { RenogySource } from '../drivers/renogy-rover.ts';
 import { VeDirectSource } from '../drivers/vedirect.ts';
 import type { PowerDeviceConfig, PowerReading, PowerSource } from '../power/reading.ts';
 import { ReconnectingLink } from '../serial/reconnecting-link.ts';
-import type { BatteryModel } from './battery-model.ts';
-import { Ina219Model, Ina226Model, Max17048Model, SimI2cBus } from './i2c-sim.ts';
-import { EpeverSimulator, RenogySimulator } from './modbus-sims.ts';
-import { SimSerialPair } from './serial-pair.ts';
-import { VeDirectSimulator } from './vedirect-sim.ts';
+import type { BatteryModel } from '../sim/battery-model.ts';
+import { Ina219Model, Ina226Model, Max17048Model, SimI2cBus } from '../sim/i2c-sim.ts';
+import { EpeverSimulator, RenogySimulator } from '../sim/modbus-sims.ts';
+import { SimSerialPair } from '../sim/serial-pair.ts';
+import { VeDirectSimulator } from '../sim/vedirect-sim.ts';
 
 export type SimDeviceHandle =
   | { kind: 'serial'; pair: SimSerialPair; device: VeDirectSimulator | RenogySimulator | EpeverSimulator }

@@ -8,13 +8,13 @@ import { Max17048Source } from '../drivers/max17048.ts';
 import { RENOGY_BAUD, RenogySource } from '../drivers/renogy-rover.ts';
 import { VEDIRECT_BAUD, VeDirectSource } from '../drivers/vedirect.ts';
 import { I2cBusAdapter } from '../i2c/i2c-bus-adapter.ts';
+import type { PowerDeviceConfig, PowerSource } from '../power/reading.ts';
 import { ReconnectingLink } from '../serial/reconnecting-link.ts';
 import { SerialPortLink } from '../serial/serialport-link.ts';
 import { BatteryModel } from '../sim/battery-model.ts';
-import { createSimDevice, type SimDeviceHandle } from '../sim/power-rig.ts';
-import type { PowerDeviceConfig, PowerSource } from './reading.ts';
+import { createSimDevice, type SimDeviceHandle } from './sim-power-rig.ts';
 
-export type { PowerDeviceConfig, PowerReading, PowerSource } from './reading.ts';
+export type { PowerDeviceConfig, PowerReading, PowerSource } from '../power/reading.ts';
 
 export interface CreatePowerSourcesOptions {
   sim: boolean;

@@ -4,12 +4,12 @@ import { existsSync } from 'node:fs';
 import { KitError } from '../../core/errors.ts';
 import { HOST_PATHS, hostPath } from '../../core/host-paths.ts';
 import type { BoardProfile } from '../boards/index.ts';
+import { LibgpiodProvider } from '../gpio/libgpiod-provider.ts';
+import { OnoffGpioProvider } from '../gpio/onoff-provider.ts';
+import type { GpioChipProvider } from '../gpio/types.ts';
 import { SimGpio } from '../sim/gpio-sim.ts';
-import { LibgpiodProvider } from './libgpiod-provider.ts';
-import { OnoffGpioProvider } from './onoff-provider.ts';
-import type { GpioChipProvider } from './types.ts';
 
-export type { GpioChipProvider, GpioEdge, GpioLine, GpioOpenOptions, GpioValue } from './types.ts';
+export type { GpioChipProvider, GpioEdge, GpioLine, GpioOpenOptions, GpioValue } from '../gpio/types.ts';
 
 export type GpioBackend = 'sim' | 'sysfs' | 'libgpiod';
 
