@@ -18,9 +18,9 @@ import {
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import { writeServiceStatus } from '../../core/run-status.ts';
+import { loadOrCreateToken } from '../../core/secrets.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
-import { loadOrCreateAdminToken } from '../../services/checkout/main.ts';
 import { COMMANDS } from '../popkit.ts';
 
 /** What `popkit up` reads beyond checkout's variables. */
@@ -99,7 +99,8 @@ export async function run(argv: string[]): Promise<number> {
     }
     await store.close();
   }
-  const admin = loadOrCreateAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN);
+  const adminSecret = loadOrCreateToken(path.join(dataDir, 'keys', 'admin.token'), cfg.POPKIT_ADMIN_TOKEN);
+  const admin = { token: adminSecret.value, created: adminSecret.created };
 
   const brokers: EmbeddedBroker[] = [];
   const sup = new ProcessSupervisor(logDir);

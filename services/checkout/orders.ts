@@ -22,6 +22,7 @@ import {
   type StoredOrder,
 } from '../../core/store/index.ts';
 import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
+import { RateWindow } from './rate.ts';
 import type { OrderBodyT } from './schemas.ts';
 
 export type { RiskLimits, RiskView } from '../../core/store/index.ts';
@@ -104,13 +105,17 @@ export class OrderService {
    * versions, so (catalog stamp, stockEpoch) identifies what GET /v1/catalog would answer.
    */
   stockEpoch = 0;
+  /** orders accepted (durable) per second over the last ~5 s: checkout's run status carries it */
+  readonly accepted: RateWindow;
 
   constructor(
     private readonly store: KitStore,
     private readonly ids: MonotonicIds,
     private readonly vault: TokenVault,
     private readonly opts: { kitId: string; limits: RiskLimits; tokenTtlMs: number; clock?: () => number },
-  ) {}
+  ) {
+    this.accepted = new RateWindow(5, () => this.now());
+  }
 
   private now(): number {
     return this.opts.clock ? this.opts.clock() : Date.now();
@@ -159,6 +164,7 @@ export class OrderService {
     switch (outcome.kind) {
       case 'created':
         this.stockEpoch++;
+        this.accepted.add();
         return { order, replayed: false };
       case 'replay': {
         const again = this.replay(idempotencyKey as string, bodyHash);

@@ -82,3 +82,25 @@ export async function inspectStore(dataDir: string) {
     await store.close();
   }
 }
+
+/** A sync run status of the contract's shape (core/contracts/run-status.ts) with the given link state. */
+export function syncRunStatus(link: 'connecting' | 'up' | 'down') {
+  return {
+    link,
+    hubUrl: 'mqtt://127.0.0.1:1',
+    kitId: 'kit-test',
+    backlog: { orders: 0, stock: 0, health: 0, telemetry: 0 },
+    oldestAgeMs: { orders: 0, stock: 0, health: 0, telemetry: 0 },
+    inflight: 0,
+    lastAckAt: null,
+    drained: 0,
+    published: 0,
+    resent: 0,
+    reconnects: 0,
+    dropped: {},
+    catalogVersion: null,
+    catalogEventId: null,
+    catalogSubscribed: null,
+    catalogRefusals: [],
+  };
+}

@@ -1,0 +1,83 @@
+// `GET /v1/status`: checkout's own view plus what kitd, sync and media last wrote to their run-status
+// files (docs/contracts.md#get-v1status). Checkout builds it (services/checkout/status.ts); kitd, the
+// CLI and the dashboard read it. A run-status file older than 10 s is passed with `stale: true` and
+// its fields are not used for state, leds, power, health and updateLock.
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { contract, IsoTime, Nullable } from './common.ts';
+import { KitdRunStatus, MediaRunStatus, SyncRunStatus } from './run-status.ts';
+
+const Stamp = Type.Object({ updatedAt: IsoTime, pid: Type.Integer({ minimum: 0 }) });
+const Stale = Type.Object({ stale: Type.Boolean() });
+const withStamp = <T extends TSchema>(t: T) => Type.Intersect([t, Stamp]);
+
+export const EventStateSchema = Type.Object({
+  live: Type.Boolean(),
+  eventId: Nullable(Type.String()),
+  startedAt: Nullable(IsoTime),
+  stoppedAt: Nullable(IsoTime),
+});
+
+/** Ratios are `null` in JSON when a limit is 0 and usage is not (JSON has no Infinity). */
+const Ratio = Nullable(Type.Number({ minimum: 0 }));
+export const RiskViewSchema = Type.Object({
+  limits: Type.Object({
+    maxOrderCents: Type.Number(),
+    maxUnsyncedCents: Type.Number(),
+    maxUnsyncedOrders: Type.Number(),
+    maxUnsyncedAgeS: Type.Number(),
+  }),
+  usage: Type.Object({
+    unsyncedCents: Type.Integer({ minimum: 0 }),
+    unsyncedOrders: Type.Integer({ minimum: 0 }),
+    oldestUnsyncedAgeS: Type.Integer({ minimum: 0 }),
+  }),
+  ratio: Type.Object({ unsyncedCents: Ratio, unsyncedOrders: Ratio, oldestUnsyncedAgeS: Ratio }),
+  blocking: Type.Array(Type.String()),
+});
+
+export const DeclineNoticeSchema = Type.Object({
+  orderId: Type.String(),
+  totalCents: Type.Integer({ minimum: 0 }),
+  currency: Type.String(),
+  reason: Nullable(Type.String()),
+  at: IsoTime,
+});
+
+export const KitStatusView = Type.Object({
+  kitId: Type.String(),
+  board: Type.String(),
+  /** kitd's lifecycle state when fresh, else `live` / `ready` / `booting` from event and catalog */
+  state: Type.String(),
+  event: EventStateSchema,
+  catalog: Nullable(
+    Type.Object({
+      version: Type.Integer(),
+      eventId: Type.String(),
+      source: Type.String(),
+      items: Type.Integer({ minimum: 0 }),
+    }),
+  ),
+  leds: Nullable(KitdRunStatus.properties.leds),
+  power: Nullable(KitdRunStatus.properties.power),
+  health: Nullable(KitdRunStatus.properties.health),
+  updateLock: Nullable(KitdRunStatus.properties.updateLock),
+  kitd: Nullable(Type.Intersect([withStamp(KitdRunStatus), Stale])),
+  sync: Type.Object({
+    /** sync's link state; `not-running` without a status file, `unknown` when it is stale */
+    link: Type.String(),
+    backlog: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+    detail: Type.Optional(withStamp(SyncRunStatus)),
+    stale: Type.Optional(Type.Boolean()),
+  }),
+  media: Nullable(Type.Intersect([withStamp(MediaRunStatus), Stale])),
+  risk: RiskViewSchema,
+  declines: Type.Array(DeclineNoticeSchema),
+  store: Type.Object({
+    freeBytes: Nullable(Type.Number({ minimum: 0 })),
+    reserveBytes: Type.Number({ minimum: 0 }),
+    full: Type.Boolean(),
+  }),
+});
+export type KitStatusViewT = Static<typeof KitStatusView>;
+
+export const kitStatusView = contract(KitStatusView);
