@@ -1,4 +1,4 @@
-// The kit store, reachable only through these per-domain modules (docs/architecture.md#the-kit-store):
+// The kit store, reachable only through these per-domain modules (docs/architecture.md#the-kit-store-lmdb):
 // open (environment, sub-dbs, value types), catalog & stock, orders, outbox & acks, tokens, risk budget,
 // event state, recent declines. Nothing outside core/store/ touches a sub-database or opens a
 // transaction itself (tests/unit/store-boundary.test.ts keeps it so).

@@ -1,11 +1,11 @@
 // The kit's one LMDB environment on the data volume, shared by checkout and sync (several processes
 // may open it at once). Sub-databases and their value shapes are declared here, once; every read and
 // write goes through the domain modules beside this file (catalog, orders, outbox, tokens, risk,
-// event, declines), which own their invariants (docs/architecture.md#the-kit-store).
+// event, declines), which own their invariants (docs/architecture.md#the-kit-store-lmdb).
 //
 // Durability: the environment is opened with overlappingSync off, so an awaited write or transaction
 // resolves only after its commit is fsynced; concurrent transactions are batched by lmdb-js into one
-// commit, which is where the throughput comes from (MEASURED.md).
+// commit, which is where the throughput comes from (docs/architecture.md#durability).
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';

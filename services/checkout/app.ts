@@ -5,9 +5,7 @@ import Fastify, { type FastifyRequest, LogController } from 'fastify';
 import { dataLayout } from '../../core/data-dir.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
-import type { KitStore } from '../../core/store/index.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
-import type { OrderService } from './orders.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
@@ -15,15 +13,9 @@ import { eventRoutes } from './routes/event.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { statusRoutes } from './routes/status.ts';
-import type { StoreGuard } from './store-guard.ts';
+import type { StatusDeps } from './status.ts';
 
-export interface CheckoutDeps {
-  store: KitStore;
-  orders: OrderService;
-  guard: StoreGuard;
-  kitId: string;
-  board: string;
-  dataDir: string;
+export interface CheckoutDeps extends StatusDeps {
   adminToken: string;
   logger: Logger;
 }
