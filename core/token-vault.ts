@@ -1,9 +1,8 @@
 // Payment session tokens at rest: AES-256-GCM with a device key. The key comes from POPKIT_TOKEN_KEY or
-// is generated into <dataDir>/keys/token.key (mode 0600) on first boot. No plaintext token is ever
+// is generated into <dataDir>/keys/token.key (mode 0600) on first boot (core/secrets.ts loadOrCreateKey
+// with dataLayout(dataDir).tokenKey). No plaintext token is ever
 // written to disk or to a log; only this module sees one.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { KitError } from './errors.ts';
 
 export interface SealedToken {
@@ -12,29 +11,6 @@ export interface SealedToken {
   ct: string; // base64
   expiresAt: number; // epoch ms
   hint: string; // last 4 characters, for receipts and support
-}
-
-export function loadOrCreateTokenKey(dataDir: string, hexFromEnv?: string): Buffer {
-  if (hexFromEnv) return Buffer.from(hexFromEnv, 'hex');
-  const dir = path.join(dataDir, 'keys');
-  const file = path.join(dir, 'token.key');
-  try {
-    const key = fs.readFileSync(file);
-    if (key.length !== 32) throw new KitError('CONFIG_INVALID', `${file} is not a 32-byte key`);
-    return key;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const key = randomBytes(32);
-  // wx: never overwrite a key another process created a moment ago
-  try {
-    fs.writeFileSync(file, key, { mode: 0o600, flag: 'wx' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return fs.readFileSync(file);
-    throw err;
-  }
-  return key;
 }
 
 export class TokenVault {

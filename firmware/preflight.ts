@@ -9,7 +9,15 @@ import { performance } from 'node:perf_hooks';
 import type { CheckoutClient } from '../core/checkout-client.ts';
 import type { KitStatusViewT } from '../core/contracts/kit-status.ts';
 import type { BatterySummary } from '../core/contracts/power.ts';
-import { type KitStore, LANES, type OutboxKey, openKitStore } from '../core/kit-store.ts';
+import {
+  enqueueOutbox,
+  type KitStore,
+  LANES,
+  type OutboxKey,
+  openKitStore,
+  readOutboxEntry,
+  removeOutboxEntries,
+} from '../core/store/index.ts';
 import { networkProbe } from './health.ts';
 import { summarizeBattery } from './power-policy.ts';
 
@@ -219,14 +227,14 @@ async function checkQueue({ o, now, status }: Ctx): Promise<Outcome> {
   const id = `preflight-${now()}-${randomBytes(4).toString('hex')}`;
   const key: OutboxKey = [LANES.health, id];
   try {
-    await store.outbox.put(key, {
+    await enqueueOutbox(store, key, {
       kind: 'health',
       body: { probe: true, preflight: true },
       createdAt: now(),
     });
     const deadline = performance.now() + o.queueWaitMs;
     while (performance.now() < deadline) {
-      if (store.outbox.get(key) === undefined) {
+      if (readOutboxEntry(store, key) === undefined) {
         return {
           ok: true,
           detail: 'probe entry written and forwarded (hub acked)',
@@ -243,7 +251,7 @@ async function checkQueue({ o, now, status }: Ctx): Promise<Outcome> {
         data: { id, outcome: 'queued', link: linkNow },
       };
     }
-    await store.outbox.remove(key);
+    await removeOutboxEntries(store, [key]);
     return {
       ok: false,
       detail: `link is up but the probe was not forwarded within ${o.queueWaitMs} ms`,

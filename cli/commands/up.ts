@@ -19,11 +19,10 @@ import { localTopics, supervisorCommand } from '../../core/contracts/local-bus.t
 import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
-import { openKitStore } from '../../core/kit-store.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
+import { loadOrCreateToken } from '../../core/secrets.ts';
+import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
-import { readStoredCatalog, replaceCatalog } from '../../services/checkout/catalog.ts';
-import { loadOrCreateAdminToken } from '../../services/checkout/main.ts';
 import { MediaConfig } from '../../services/media/config.ts';
 import { COMMANDS } from './registry.ts';
 
@@ -149,11 +148,16 @@ async function prepare(argv: string[]): Promise<Up> {
     layout,
     board: detectBoard(env),
     kitId: resolveKitId(cfg),
-    admin: loadOrCreateAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN),
+    admin: adminToken(layout, cfg.POPKIT_ADMIN_TOKEN),
     noMedia: Boolean(values['no-media']),
     brokers: [],
     sup: new ProcessSupervisor(layout.logs),
   };
+}
+
+function adminToken(layout: KitDataLayout, fromEnv: string | undefined): { token: string; created: boolean } {
+  const t = loadOrCreateToken(layout.adminToken, fromEnv);
+  return { token: t.value, created: t.created };
 }
 
 /** The demo catalog, unless one is stored (it is replaced by PUT /v1/catalog or the hub's). */

@@ -1,7 +1,5 @@
 // Wires checkout from the environment (the composition root of `popkit checkout`) and listens.
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import {
   BaseConfig,
   CheckoutConfig,
@@ -10,41 +8,19 @@ import {
   resolveDataDir,
   resolveKitId,
 } from '../../core/config.ts';
+import { writeRunStatus } from '../../core/contracts/run-status.ts';
+import { dataLayout } from '../../core/data-dir.ts';
 import { MonotonicIds } from '../../core/ids.ts';
-import { type KitStore, META, openKitStore } from '../../core/kit-store.ts';
 import { moduleLogger } from '../../core/logger.ts';
-import { writeServiceStatus } from '../../core/run-status.ts';
-import { loadOrCreateTokenKey, TokenVault } from '../../core/token-vault.ts';
+import { loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
+import { commitWatch, type KitStore, openKitStore, readIdHighWater } from '../../core/store/index.ts';
+import { TokenVault } from '../../core/token-vault.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import { OrderService } from './orders.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
 export const CheckoutProcessConfig = composeConfig(BaseConfig, CheckoutConfig);
-
-/** The admin token: from the environment, else generated into the data dir on first boot. */
-export function loadOrCreateAdminToken(
-  dataDir: string,
-  fromEnv?: string,
-): { token: string; created: boolean } {
-  if (fromEnv) return { token: fromEnv, created: false };
-  const file = path.join(dataDir, 'keys', 'admin.token');
-  try {
-    return { token: fs.readFileSync(file, 'utf8').trim(), created: false };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const token = randomBytes(24).toString('base64url');
-  try {
-    fs.writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST')
-      return { token: fs.readFileSync(file, 'utf8').trim(), created: false };
-    throw err;
-  }
-  return { token, created: true };
-}
 
 export interface Checkout {
   app: CheckoutApp;
@@ -54,6 +30,8 @@ export interface Checkout {
   adminTokenCreated: boolean;
   port: number;
   host: string;
+  /** write checkout's run status (the heartbeat; media reads its ordersPerSec) */
+  writeStatus(): void;
   close(): Promise<void>;
 }
 
@@ -65,10 +43,11 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const kitId = resolveKitId(cfg);
   const board = detectBoard(env).id;
   const store = openKitStore(dataDir);
-  const vault = new TokenVault(loadOrCreateTokenKey(dataDir, cfg.POPKIT_TOKEN_KEY));
-  const ids = new MonotonicIds((store.meta.get(META.idHighWater) as number | undefined) ?? 0);
-  const admin = loadOrCreateAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN);
-  const guard = new StoreGuard(store.root, dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
+  const layout = dataLayout(dataDir);
+  const vault = new TokenVault(loadOrCreateKey(layout.tokenKey, cfg.POPKIT_TOKEN_KEY).value);
+  const ids = new MonotonicIds(readIdHighWater(store));
+  const admin = loadOrCreateToken(layout.adminToken, cfg.POPKIT_ADMIN_TOKEN);
+  const guard = new StoreGuard(commitWatch(store), dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
   const orders = new OrderService(store, ids, vault, {
     kitId,
     tokenTtlMs: cfg.POPKIT_TOKEN_TTL_S * 1000,
@@ -86,17 +65,23 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     kitId,
     board,
     dataDir,
-    adminToken: admin.token,
+    adminToken: admin.value,
     logger,
   });
   return {
     app,
     store,
     dataDir,
-    adminToken: admin.token,
+    adminToken: admin.value,
     adminTokenCreated: admin.created,
     port: cfg.POPKIT_HTTP_PORT,
     host: cfg.POPKIT_HTTP_HOST,
+    writeStatus: () =>
+      writeRunStatus(dataDir, 'checkout', {
+        state: 'up',
+        port: cfg.POPKIT_HTTP_PORT,
+        ordersPerSec: orders.accepted.perSecond(),
+      }),
     close: async () => {
       await app.close();
       await store.close();
@@ -119,15 +104,14 @@ export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise
   const kit = await createCheckout(env);
   if (kit.adminTokenCreated) {
     process.stdout.write(
-      `popkit checkout: admin token (shown once, kept in ${path.join(kit.dataDir, 'keys', 'admin.token')}): ${kit.adminToken}\n`,
+      `popkit checkout: admin token (shown once, kept in ${dataLayout(kit.dataDir).adminToken}): ${kit.adminToken}\n`,
     );
   }
   await kit.app.listen({ port: kit.port, host: kit.host });
   log.info({ port: kit.port }, 'checkout listening');
   process.stdout.write(`popkit checkout: listening on http://${kit.host}:${kit.port}\n`);
-  const beat = () => writeServiceStatus(kit.dataDir, 'checkout', { state: 'up', port: kit.port });
-  beat();
-  const timer = setInterval(beat, 1000);
+  kit.writeStatus();
+  const timer = setInterval(() => kit.writeStatus(), 1000);
   timer.unref();
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

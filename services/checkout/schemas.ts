@@ -1,11 +1,9 @@
-// HTTP shapes of the kit API (CONTRACT.md): one TypeBox schema per shape, giving both the route
-// validation and the TypeScript types.
+// HTTP shapes of the kit API that stay inside checkout (docs/contracts.md#kit-http-api): one TypeBox
+// schema per shape, giving both the route validation and the TypeScript types. The catalog's shapes
+// are the one declaration in core/contracts/catalog.ts.
 import { type Static, Type } from '@sinclair/typebox';
+import { Sku } from '../../core/contracts/common.ts';
 import { ID_PATTERN } from '../../core/ids.ts';
-
-export const Sku = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' });
-export const Currency = Type.String({ pattern: '^[A-Z]{3}$' });
-export const Cents = Type.Integer({ minimum: 0, maximum: 100_000_000 });
 
 export const ErrorEnvelope = Type.Object({
   error: Type.Object({
@@ -15,72 +13,13 @@ export const ErrorEnvelope = Type.Object({
   }),
 });
 
-export const CatalogItemIn = Type.Object(
-  {
-    sku: Sku,
-    name: Type.String({ minLength: 1, maxLength: 200 }),
-    priceCents: Cents,
-    currency: Type.Optional(Currency),
-    stock: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
-    hero: Type.Optional(Type.Boolean()),
-    maxPerOrder: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
-    description: Type.Optional(Type.String({ maxLength: 2000 })),
-    imageUrl: Type.Optional(Type.String({ maxLength: 2000 })),
-  },
-  { additionalProperties: false },
-);
-
-export const BundleIn = Type.Object(
-  {
-    id: Sku,
-    name: Type.String({ minLength: 1, maxLength: 200 }),
-    skus: Type.Array(Sku, { minItems: 1, maxItems: 50 }),
-    priceCents: Cents,
-  },
-  { additionalProperties: false },
-);
-
-/** PUT /v1/catalog, `popkit catalog load`, and the hub's signed catalog body. */
-export const CatalogInput = Type.Object(
-  {
-    version: Type.Integer({ minimum: 1 }),
-    eventId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' }),
-    currency: Type.Optional(Currency),
-    items: Type.Array(CatalogItemIn, { minItems: 1, maxItems: 5000 }),
-    bundles: Type.Optional(Type.Array(BundleIn, { maxItems: 500 })),
-  },
-  { additionalProperties: false },
-);
-export type CatalogInputT = Static<typeof CatalogInput>;
-
-export const CatalogItemOut = Type.Object({
-  sku: Type.String(),
-  name: Type.String(),
-  priceCents: Type.Integer(),
-  currency: Type.String(),
-  stock: Type.Integer(),
-  hero: Type.Optional(Type.Boolean()),
-  maxPerOrder: Type.Optional(Type.Integer()),
-  description: Type.Optional(Type.String()),
-  imageUrl: Type.Optional(Type.String()),
-});
-
-export const CatalogOut = Type.Object({
-  version: Type.Integer(),
-  eventId: Type.String(),
-  currency: Type.String(),
-  source: Type.String(),
-  updatedAt: Type.String(),
-  items: Type.Array(CatalogItemOut),
-  bundles: Type.Array(
-    Type.Object({
-      id: Type.String(),
-      name: Type.String(),
-      skus: Type.Array(Type.String()),
-      priceCents: Type.Integer(),
-    }),
-  ),
-});
+/** The coded errors most routes can answer with (documentation and serialization). */
+export const errorResponses = {
+  400: ErrorEnvelope,
+  401: ErrorEnvelope,
+  404: ErrorEnvelope,
+  409: ErrorEnvelope,
+};
 
 export const OrderLineIn = Type.Object(
   { sku: Sku, qty: Type.Integer({ minimum: 1, maximum: 1000 }) },

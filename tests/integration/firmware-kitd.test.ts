@@ -12,7 +12,7 @@ import { CheckoutClient } from '../../core/checkout-client.ts';
 import { kitStatusView } from '../../core/contracts/kit-status.ts';
 import type { MediaStats } from '../../core/contracts/media.ts';
 import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.ts';
-import { applyOrderAckInTxn } from '../../core/kit-store.ts';
+import { applyOrderAck } from '../../core/store/index.ts';
 import { parseButtonMap } from '../../firmware/buttons.ts';
 import { systemTimers } from '../../firmware/edge-timer.ts';
 import { Kitd, type KitdSettings } from '../../firmware/kitd.ts';
@@ -221,9 +221,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
 
       // the hub acks the order (the same transaction sync runs): drained → ready, lock gone, update applied
       const store = checkout.kit.store;
-      await store.root.transaction(() =>
-        applyOrderAckInTxn(store, String(order.body['id']), { state: 'settled' }),
-      );
+      await applyOrderAck(store, String(order.body['id']), { state: 'settled' });
       await waitFor(() => r.kitd.lifecycle.state === 'ready', 5000, 'ready again');
       await waitFor(() => !fs.existsSync(r.lockFile), 3000, 'lock released');
       await waitFor(
@@ -408,9 +406,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
       assert.equal(r.gpio.level('ledRed'), 0);
       await api('POST', '/v1/event/stop');
       const store = checkout.kit.store;
-      await store.root.transaction(() =>
-        applyOrderAckInTxn(store, String(sale.body['id']), { state: 'settled' }),
-      );
+      await applyOrderAck(store, String(sale.body['id']), { state: 'settled' });
     } finally {
       await r.stop();
       await sup.close();

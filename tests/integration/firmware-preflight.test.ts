@@ -5,9 +5,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { CheckoutClient } from '../../core/checkout-client.ts';
-import { type RunStatusBody, writeRunStatus } from '../../core/contracts/run-status.ts';
-import { LANES } from '../../core/kit-store.ts';
-import { loadOrCreateTokenKey, TokenVault } from '../../core/token-vault.ts';
+import { LANES } from '../../core/contracts/lanes.ts';
+import { writeRunStatus } from '../../core/contracts/run-status.ts';
+import { dataLayout } from '../../core/data-dir.ts';
+import { loadOrCreateKey } from '../../core/secrets.ts';
+import { TokenVault } from '../../core/token-vault.ts';
 import { systemTimers } from '../../firmware/edge-timer.ts';
 import { Kitd } from '../../firmware/kitd.ts';
 import { type PreflightOptions, type PreflightReport, runPreflight } from '../../firmware/preflight.ts';
@@ -19,7 +21,15 @@ import { SimGpio } from '../../hardware/sim/gpio-sim.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
-import { ADMIN, BIN, DEMO_CATALOG, kitEnv, startCheckout, tempDir } from '../support/checkout.ts';
+import {
+  ADMIN,
+  BIN,
+  DEMO_CATALOG,
+  kitEnv,
+  startCheckout,
+  syncRunStatus,
+  tempDir,
+} from '../support/checkout.ts';
 import {
   dropSchema,
   type Mosquitto,
@@ -108,7 +118,7 @@ describe('pre-flight against a running kit', () => {
       payload: DEMO_CATALOG,
     });
     assert.equal(put.statusCode, 200, put.body);
-    const vault = new TokenVault(loadOrCreateTokenKey(kit.dataDir));
+    const vault = new TokenVault(loadOrCreateKey(dataLayout(kit.dataDir).tokenKey).value);
     const kitId = String(kitEnv(kit.dataDir, {})['POPKIT_KIT_ID']);
     const status = (await (await fetch(`${baseUrl}/v1/status`)).json()) as { kitId: string };
     const testKit = {
@@ -297,26 +307,7 @@ describe('pre-flight against a bare kit (no sync, no kitd, no catalog)', () => {
   });
 
   test('queue: link reported up but nothing forwards → fail; link down → queued (offline) passes', async () => {
-    // a sync that says its link is in some state and does nothing else
-    const sync = (link: 'up' | 'down'): RunStatusBody<'sync'> => ({
-      link,
-      hubUrl: 'mqtt://127.0.0.1:9',
-      kitId: 'bare',
-      backlog: {},
-      oldestAgeMs: {},
-      inflight: 0,
-      lastAckAt: null,
-      drained: 0,
-      published: 0,
-      resent: 0,
-      reconnects: 0,
-      dropped: {},
-      catalogVersion: null,
-      catalogEventId: null,
-      catalogSubscribed: null,
-      catalogRefusals: [],
-    });
-    writeRunStatus(bare.dataDir, 'sync', sync('up'));
+    writeRunStatus(bare.dataDir, 'sync', syncRunStatus('up'));
     const stuck = byId(await runPreflight(opts()));
     assert.equal(stuck['queue']?.ok, false);
     assert.match(stuck['queue']?.detail ?? '', /not forwarded/);
@@ -324,7 +315,7 @@ describe('pre-flight against a bare kit (no sync, no kitd, no catalog)', () => {
       ...bare.kit.store.outbox.getRange({ start: [LANES.health, ''], end: [LANES.health + 1, ''] }),
     ];
     assert.equal(left.length, 0, 'a stuck probe is removed again');
-    writeRunStatus(bare.dataDir, 'sync', sync('down'));
+    writeRunStatus(bare.dataDir, 'sync', syncRunStatus('down'));
     const offline = byId(await runPreflight(opts()));
     assert.equal(offline['queue']?.ok, true);
     assert.equal(offline['queue']?.data?.['outcome'], 'queued');

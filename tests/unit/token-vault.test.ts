@@ -2,8 +2,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { loadOrCreateTokenKey, TokenVault } from '../../core/token-vault.ts';
+import { dataLayout } from '../../core/data-dir.ts';
+import { loadOrCreateKey } from '../../core/secrets.ts';
+import { TokenVault } from '../../core/token-vault.ts';
 import { tempDir } from '../support/checkout.ts';
+
+/** The device key as checkout and sync load it. */
+const loadOrCreateTokenKey = (dataDir: string, hex?: string) =>
+  loadOrCreateKey(dataLayout(dataDir).tokenKey, hex).value;
 
 describe('TokenVault', () => {
   test('seal/open round trip; ciphertext does not contain the token', () => {

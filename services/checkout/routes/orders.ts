@@ -1,0 +1,68 @@
+// Orders: POST /v1/orders (201 new, 200 idempotent replay) and GET /v1/orders/:id.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { KitError } from '../../../core/errors.ts';
+import type { StoredOrder } from '../../../core/store/index.ts';
+import type { CheckoutMetrics } from '../metrics.ts';
+import type { CreateResult, OrderService } from '../orders.ts';
+import {
+  ErrorEnvelope,
+  errorResponses,
+  IdempotencyHeaders,
+  OrderBody,
+  OrderIdParams,
+  OrderOut,
+} from '../schemas.ts';
+import type { StoreGuard } from '../store-guard.ts';
+
+export interface OrderRoutesOptions {
+  orders: OrderService;
+  guard: StoreGuard;
+  metrics: CheckoutMetrics;
+}
+
+function publicOrder(o: StoredOrder) {
+  const { kitId: _k, idempotencyKey: _i, ...rest } = o;
+  return rest;
+}
+
+export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async (app, opts) => {
+  const { orders, guard, metrics } = opts;
+  const seconds = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
+
+  app.post(
+    '/v1/orders',
+    {
+      schema: {
+        body: OrderBody,
+        headers: IdempotencyHeaders,
+        response: { 200: OrderOut, 201: OrderOut, ...errorResponses, 422: ErrorEnvelope, 507: ErrorEnvelope },
+      },
+    },
+    async (req, reply) => {
+      const started = process.hrtime.bigint();
+      guard.assertWritable();
+      let result: CreateResult;
+      try {
+        result = await orders.create(req.body, req.headers['idempotency-key']);
+      } catch (err) {
+        metrics.latency.observe({ outcome: 'rejected' }, seconds(started));
+        throw err;
+      }
+      metrics.latency.observe({ outcome: 'accepted' }, seconds(started));
+      if (!result.replayed) metrics.orders.inc({ payment: result.order.payment.method });
+      reply.header('location', `/v1/orders/${result.order.id}`);
+      if (result.replayed) reply.header('idempotent-replayed', 'true');
+      return reply.status(result.replayed ? 200 : 201).send(publicOrder(result.order));
+    },
+  );
+
+  app.get(
+    '/v1/orders/:id',
+    { schema: { params: OrderIdParams, response: { 200: OrderOut, ...errorResponses } } },
+    async (req) => {
+      const order = orders.get(req.params.id);
+      if (!order) throw new KitError('NOT_FOUND', `no order ${req.params.id}`);
+      return publicOrder(order);
+    },
+  );
+};
