@@ -120,7 +120,7 @@ export function loadConfig<T extends TObject>(schema: T, env: NodeJS.ProcessEnv 
   return converted as Static<T>;
 }
 
-/** POPKIT_KIT_ID, else BALENA_DEVICE_UUID, else the host name (CONTRACT.md). */
+/** POPKIT_KIT_ID, else BALENA_DEVICE_UUID, else the host name (docs/contracts.md#environment). */
 export function resolveKitId(cfg: BaseConfigT): string {
   const raw = cfg.POPKIT_KIT_ID ?? cfg.BALENA_DEVICE_UUID ?? os.hostname();
   return raw.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64) || 'kit';

@@ -1,7 +1,7 @@
 // The data dir's layout, in one place. A kit's POPKIT_DATA_DIR (`./.popkit` in a checkout, `/data` on a
 // board) holds the LMDB store, the keys, each service's run status, the HLS output and, under `popkit
 // up`, the logs, the local broker and the embedded hub. The hub's own data dir has a layout of its own
-// (docs/architecture.md#the-data-dir).
+// (docs/architecture.md#data-directory).
 import path from 'node:path';
 
 export interface KitDataLayout {

@@ -1,6 +1,6 @@
 // Coded errors shared by every process, and their mapping to HTTP status in one place: the one error
 // table. `ErrorCode` is closed: a code that is not in the table does not compile
-// (docs/contracts.md#errors).
+// (docs/contracts.md#error-envelope-and-codes).
 
 export const ERROR_STATUS = {
   BAD_REQUEST: 400,

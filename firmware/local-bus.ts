@@ -1,7 +1,7 @@
 // kitd on the kit's local MQTT bus: retained status with a last will (so a dead kitd shows as
 // offline), lifecycle transitions as events, commands to media, sync and the process supervisor, and
 // the other services' messages as heartbeats for the watchdog. Topics and payloads are the local-bus
-// contract's (core/contracts/local-bus.ts, docs/contracts.md#local-bus).
+// contract's (core/contracts/local-bus.ts, docs/contracts.md#local-bus-mqtt).
 import mqtt, { type MqttClient } from 'mqtt';
 import {
   HEARTBEAT_LEAVES,

@@ -11,7 +11,7 @@ export async function run(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  // One pipeline's bus poll holds a libuv worker for good; leave room for fs work (MEASURED.md).
+  // One pipeline's bus poll holds a libuv worker for good; leave room for fs work (docs/architecture.md#trap-gstreamer-superficial-starves-the-libuv-thread-pool).
   process.env['UV_THREADPOOL_SIZE'] ??= '8';
   return runMedia(process.env);
 }

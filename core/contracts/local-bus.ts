@@ -1,6 +1,6 @@
 // The kit's local MQTT bus: every topic is built here from the configured prefix
 // (POPKIT_LOCAL_BUS_PREFIX), and every payload that travels on it is declared here, for the publisher
-// and the subscriber alike (docs/contracts.md#local-bus).
+// and the subscriber alike (docs/contracts.md#local-bus-mqtt).
 import { type Static, Type } from '@sinclair/typebox';
 import { contract } from './common.ts';
 

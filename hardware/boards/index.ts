@@ -1,5 +1,5 @@
 // Board profiles: which GPIO lines, which I2C bus, which power devices and which video encoder a
-// board has (HARDWARE.md). One matcher per family, chosen from POPKIT_BOARD, BALENA_DEVICE_TYPE or
+// board has (docs/hardware-facts.md). One matcher per family, chosen from POPKIT_BOARD, BALENA_DEVICE_TYPE or
 // the device-tree model, as balena-supervisor picks a device class with matches(deviceType).
 import { readFileSync } from 'node:fs';
 import { KitError } from '../../core/errors.ts';

@@ -1,4 +1,4 @@
-// The one normalized power reading every driver produces (CONTRACT.md "Power readings"), and the
+// The one normalized power reading every driver produces (docs/contracts.md#power-readings), and the
 // PowerSource seam that firmware (power policy) and /v1/status consume.
 
 export const CHARGE_STATES = ['off', 'bulk', 'absorption', 'float', 'equalize', 'fault', 'other'] as const;

@@ -88,7 +88,7 @@ export function encoderBranch(video: VideoProfile, step: LadderStep): string {
   const gop = step.fps;
   switch (video.encoder) {
     case 'x264enc':
-      // I420 pinned: without it x264enc picks 4:4:4 10-bit, which browsers cannot play (MEASURED.md).
+      // I420 pinned: without it x264enc picks 4:4:4 10-bit, which browsers cannot play (docs/architecture.md#trap-x264enc-needs-i420-pinned).
       return (
         `videoconvert ! video/x-raw,format=I420 ! x264enc name=${ELEMENT.encoder} tune=zerolatency` +
         ` speed-preset=ultrafast bitrate=${step.bitrateKbps} key-int-max=${gop} ! video/x-h264,profile=constrained-baseline`
@@ -97,7 +97,7 @@ export function encoderBranch(video: VideoProfile, step: LadderStep): string {
       const controls =
         `controls,video_bitrate=${step.bitrateKbps * 1000},h264_i_frame_period=${gop},` +
         'repeat_sequence_header=1';
-      // The Pi 4 encoder refuses to start unless the level is pinned in caps (HARDWARE.md).
+      // The Pi 4 encoder refuses to start unless the level is pinned in caps (docs/architecture.md#trap-pi-4-encoder-needs-level-caps).
       const level = video.needsLevelCaps ? ',level=(string)4' : '';
       return (
         `videoconvert ! video/x-raw,format=I420 ! v4l2h264enc name=${ELEMENT.encoder}` +

@@ -65,7 +65,7 @@ describe('board profiles', () => {
     }
   });
 
-  test('encoder facts per HARDWARE.md', () => {
+  test('encoder facts per docs/hardware-facts.md', () => {
     const pi4 = getBoardProfile('pi4').video;
     assert.deepEqual([pi4.encoder, pi4.runtimeBitrate, pi4.needsLevelCaps], ['v4l2h264enc', false, true]);
     assert.ok(pi4.maxWidth <= 2032 && pi4.maxBitrateKbps <= 20000);

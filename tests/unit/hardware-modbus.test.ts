@@ -1,4 +1,4 @@
-// Modbus RTU framing (CRC vectors from HARDWARE.md), Renogy and EPEver decoding, and the real
+// Modbus RTU framing (CRC vectors from docs/hardware-facts.md#crc-test-vectors), Renogy and EPEver decoding, and the real
 // drivers against the simulated controllers over an in-process serial pair.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -28,7 +28,7 @@ import { SimSerialPair } from '../../hardware/sim/serial-pair.ts';
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex').toUpperCase().replace(/(..)/g, '$1 ').trim();
 
 describe('CRC-16/Modbus', () => {
-  test('HARDWARE.md vectors: Renogy load on / load off at unit 255', () => {
+  test('CRC vectors (docs/hardware-facts.md): Renogy load on / load off at unit 255', () => {
     assert.equal(hex(encodeWriteSingle(0xff, 0x010a, 1)), 'FF 06 01 0A 00 01 7C 2A');
     assert.equal(hex(encodeWriteSingle(0xff, 0x010a, 0)), 'FF 06 01 0A 00 00 BD EA');
   });
