@@ -8,11 +8,10 @@ import { verifySignedCatalog } from '../../core/catalog-signing.ts';
 import {
   type AckT,
   type BatchEntryT,
-  checkers,
   type KitStatusT,
-  parseWire,
   topics,
   type WireOrderT,
+  wire,
 } from '../../core/contracts/hub-wire.ts';
 import { LANE_NAMES, type LaneName } from '../../core/contracts/lanes.ts';
 import { isKitError } from '../../core/errors.ts';
@@ -383,7 +382,7 @@ export class SyncService {
   }
 
   private async onAck(payload: Buffer): Promise<void> {
-    const ack = parseWire(checkers.ack, payload);
+    const ack = wire.ack.parse(payload);
     if (!ack || ack.kitId !== this.opts.kitId) {
       log.warn('malformed ack ignored');
       return;
