@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { LANES } from '../core/kit-store.ts';
+import { LANES } from '../core/contracts/lanes.ts';
 import { readServiceStatus } from '../core/run-status.ts';
 import {
   dropSchema,

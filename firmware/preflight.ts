@@ -6,7 +6,15 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { type KitStore, LANES, type OutboxKey, openKitStore } from '../core/kit-store.ts';
+import {
+  enqueueOutbox,
+  type KitStore,
+  LANES,
+  type OutboxKey,
+  openKitStore,
+  readOutboxEntry,
+  removeOutboxEntries,
+} from '../core/store/index.ts';
 import type { PowerReading } from '../hardware/power/reading.ts';
 import type { CheckoutClient, CheckoutStatus } from './checkout-client.ts';
 import { networkProbe } from './health.ts';
@@ -186,14 +194,14 @@ export async function runPreflight(o: PreflightOptions): Promise<PreflightReport
     const id = `preflight-${now()}-${randomBytes(4).toString('hex')}`;
     const key: OutboxKey = [LANES.health, id];
     try {
-      await store.outbox.put(key, {
+      await enqueueOutbox(store, key, {
         kind: 'health',
         body: { probe: true, preflight: true },
         createdAt: now(),
       });
       const deadline = performance.now() + o.queueWaitMs;
       while (performance.now() < deadline) {
-        if (store.outbox.get(key) === undefined) {
+        if (readOutboxEntry(store, key) === undefined) {
           return {
             ok: true,
             detail: 'probe entry written and forwarded (hub acked)',
@@ -210,7 +218,7 @@ export async function runPreflight(o: PreflightOptions): Promise<PreflightReport
           data: { id, outcome: 'queued', link: linkNow },
         };
       }
-      await store.outbox.remove(key);
+      await removeOutboxEntries(store, [key]);
       return {
         ok: false,
         detail: `link is up but the probe was not forwarded within ${o.queueWaitMs} ms`,

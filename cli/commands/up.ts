@@ -16,11 +16,10 @@ import {
   resolveKitId,
 } from '../../core/config.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
-import { openKitStore } from '../../core/kit-store.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import { writeServiceStatus } from '../../core/run-status.ts';
+import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
-import { readStoredCatalog, replaceCatalog } from '../../services/checkout/catalog.ts';
 import { loadOrCreateAdminToken } from '../../services/checkout/main.ts';
 import { COMMANDS } from '../popkit.ts';
 

@@ -9,17 +9,20 @@ import { type TSchema, Type } from '@sinclair/typebox';
 import fastJson from 'fast-json-stringify';
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { isKitError, KitError } from '../../core/errors.ts';
-import {
-  type EventState,
-  type KitStore,
-  META,
-  readRecentDeclines,
-  type StoredOrder,
-} from '../../core/kit-store.ts';
 import type { Logger } from '../../core/logger.ts';
 import { readServiceStatus, statusAgeMs } from '../../core/run-status.ts';
-import { readStoredCatalog, replaceCatalog } from './catalog.ts';
-import { type CheckoutMetrics, createMetrics, outboxCounts } from './metrics.ts';
+import {
+  type EventState,
+  itemsWithStock,
+  type KitStore,
+  outboxCounts,
+  readRecentDeclines,
+  readStoredCatalog,
+  replaceCatalog,
+  type StoredOrder,
+  setEventState,
+} from '../../core/store/index.ts';
+import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import type { OrderService } from './orders.ts';
 import {
   CatalogInput,
@@ -145,7 +148,7 @@ export async function buildApp(deps: CheckoutDeps) {
             currency: c.currency,
             source: c.source,
             updatedAt: c.updatedAt,
-            items: c.items.map((i) => ({ ...i, stock: store.stock.get(i.sku) ?? 0 })),
+            items: itemsWithStock(store, c),
             bundles: c.bundles,
           }),
         };
@@ -172,7 +175,7 @@ export async function buildApp(deps: CheckoutDeps) {
       await replaceCatalog(store, req.body, { source: 'local' });
       const c = readStoredCatalog(store);
       if (!c) throw new KitError('INTERNAL', 'catalog vanished after write');
-      return { ...c, items: c.items.map((i) => ({ ...i, stock: store.stock.get(i.sku) ?? 0 })) };
+      return { ...c, items: itemsWithStock(store, c) };
     },
   );
 
@@ -216,18 +219,7 @@ export async function buildApp(deps: CheckoutDeps) {
   const setEvent = async (live: boolean, eventId?: string): Promise<EventState> => {
     guard.assertWritable();
     const catalogEvent = orders.catalog()?.catalog.eventId ?? null;
-    return store.root.transaction(() => {
-      const prev = orders.eventState();
-      if (prev.live === live) {
-        throw new KitError('EVENT_STATE', live ? 'the event is already live' : 'no event is live');
-      }
-      const now = new Date().toISOString();
-      const next: EventState = live
-        ? { live: true, eventId: eventId ?? catalogEvent, startedAt: now, stoppedAt: null }
-        : { ...prev, live: false, stoppedAt: now };
-      store.meta.put(META.event, next);
-      return next;
-    });
+    return setEventState(store, live, eventId, catalogEvent);
   };
 
   const EventOut = Type.Object({

@@ -11,9 +11,9 @@ import {
   resolveKitId,
 } from '../../core/config.ts';
 import { MonotonicIds } from '../../core/ids.ts';
-import { type KitStore, META, openKitStore } from '../../core/kit-store.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { writeServiceStatus } from '../../core/run-status.ts';
+import { commitWatch, type KitStore, openKitStore, readIdHighWater } from '../../core/store/index.ts';
 import { loadOrCreateTokenKey, TokenVault } from '../../core/token-vault.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
@@ -66,9 +66,9 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const board = detectBoard(env).id;
   const store = openKitStore(dataDir);
   const vault = new TokenVault(loadOrCreateTokenKey(dataDir, cfg.POPKIT_TOKEN_KEY));
-  const ids = new MonotonicIds((store.meta.get(META.idHighWater) as number | undefined) ?? 0);
+  const ids = new MonotonicIds(readIdHighWater(store));
   const admin = loadOrCreateAdminToken(dataDir, cfg.POPKIT_ADMIN_TOKEN);
-  const guard = new StoreGuard(store.root, dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
+  const guard = new StoreGuard(commitWatch(store), dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
   const orders = new OrderService(store, ids, vault, {
     kitId,
     tokenTtlMs: cfg.POPKIT_TOKEN_TTL_S * 1000,

@@ -2,22 +2,14 @@
 // LMDB (another process, sync, changes them), so nothing polls in between.
 import fs from 'node:fs';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type KitStore, LANES } from '../../core/kit-store.ts';
 import { readServiceStatus } from '../../core/run-status.ts';
+import { type KitStore, outboxCounts } from '../../core/store/index.ts';
 
 export interface CheckoutMetrics {
   registry: Registry;
   orders: Counter<'payment'>;
   rejections: Counter<'code'>;
   latency: Histogram<'outcome'>;
-}
-
-export function outboxCounts(store: KitStore): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [name, lane] of Object.entries(LANES)) {
-    out[name] = store.outbox.getCount({ start: [lane], end: [lane + 1] });
-  }
-  return out;
 }
 
 export function createMetrics(store: KitStore, dataDir: string): CheckoutMetrics {

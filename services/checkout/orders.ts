@@ -1,52 +1,104 @@
-// Taking an order: validate against the catalog, then in ONE lmdb transaction check and decrement stock,
-// apply the offline risk limits, write the order, its outbox entry, its sealed token and its idempotency
-// record; answer only after the commit is on disk. Concurrent orders share a commit (and its fsync).
+// Taking an order: price it against the catalog, refuse card orders above the offline order limit,
+// then commit it through the store (core/store/orders.ts: stock, risk budget, outbox, sealed token and
+// idempotency record in ONE transaction); answer only after the commit is on disk.
 import { createHash } from 'node:crypto';
 import { KitError } from '../../core/errors.ts';
 import type { MonotonicIds } from '../../core/ids.ts';
 import {
   type CatalogItem,
+  type CommitOutcome,
+  commitOrder,
+  findIdempotent,
+  getOrder,
   type KitStore,
-  LANES,
-  META,
-  type OutboxEntry,
-  type OutboxKey,
   type RiskCounters,
+  type RiskLimits,
+  type RiskView,
+  readCatalogStamp,
   readEventState,
-  readRiskCounters,
+  readStoredCatalog,
+  riskView,
   type StoredCatalog,
   type StoredOrder,
-} from '../../core/kit-store.ts';
-import type { TokenVault } from '../../core/token-vault.ts';
-import { CATALOG_KEY } from './catalog.ts';
+} from '../../core/store/index.ts';
+import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
 import type { OrderBodyT } from './schemas.ts';
 
-export interface RiskLimits {
-  maxOrderCents: number;
-  maxUnsyncedCents: number;
-  maxUnsyncedOrders: number;
-  maxUnsyncedAgeS: number;
-}
-
-export interface RiskView {
-  limits: RiskLimits;
-  usage: { unsyncedCents: number; unsyncedOrders: number; oldestUnsyncedAgeS: number };
-  /** how close each limit is, 0..1+ */
-  ratio: { unsyncedCents: number; unsyncedOrders: number; oldestUnsyncedAgeS: number };
-  /** limits now refusing card orders */
-  blocking: string[];
-}
+export type { RiskLimits, RiskView } from '../../core/store/index.ts';
 
 export type CreateResult = { order: StoredOrder; replayed: boolean };
+
+interface CatalogView {
+  stamp: string;
+  catalog: StoredCatalog;
+  bySku: Map<string, CatalogItem>;
+}
 
 function canonicalHash(body: unknown): string {
   return createHash('sha256').update(JSON.stringify(body)).digest('base64url');
 }
 
+/** The order's lines priced from the catalog version it is taken against, and its total. */
+export function priceLines(
+  cat: CatalogView,
+  body: OrderBodyT,
+): { lines: StoredOrder['lines']; totalCents: number } {
+  const qtyBySku = new Map<string, number>();
+  for (const line of body.lines) qtyBySku.set(line.sku, (qtyBySku.get(line.sku) ?? 0) + line.qty);
+  const lines: StoredOrder['lines'] = [];
+  let total = 0;
+  for (const [sku, qty] of qtyBySku) {
+    const item = cat.bySku.get(sku);
+    if (!item) throw new KitError('UNKNOWN_SKU', `unknown sku ${sku}`, { sku });
+    if (item.maxPerOrder !== undefined && qty > item.maxPerOrder) {
+      throw new KitError('VALIDATION', `at most ${item.maxPerOrder} of ${sku} per order`, {
+        sku,
+        maxPerOrder: item.maxPerOrder,
+      });
+    }
+    const lineCents = item.priceCents * qty;
+    total += lineCents;
+    lines.push({ sku, name: item.name, qty, unitPriceCents: item.priceCents, lineCents });
+  }
+  if (!Number.isSafeInteger(total)) throw new KitError('VALIDATION', 'order total out of range');
+  return { lines, totalCents: total };
+}
+
+/** The limit a single card order meets before anything is written (the budget is checked in the commit). */
+function assertOrderLimit(limits: RiskLimits, isToken: boolean, totalCents: number): void {
+  if (!isToken || totalCents <= limits.maxOrderCents) return;
+  throw new KitError(
+    'RISK_LIMIT',
+    `card orders above ${limits.maxOrderCents} cents are refused while offline`,
+    {
+      limit: 'maxOrderCents',
+      totalCents,
+      maxOrderCents: limits.maxOrderCents,
+    },
+  );
+}
+
+/** A refused commit as the error the API answers with. */
+function refusal(outcome: Exclude<CommitOutcome, { kind: 'created' | 'replay' }>): KitError {
+  if (outcome.kind === 'soldout') {
+    return new KitError('SOLD_OUT', `${outcome.sku} is sold out`, {
+      sku: outcome.sku,
+      available: outcome.available,
+    });
+  }
+  return new KitError(
+    'RISK_LIMIT',
+    `offline risk limit ${outcome.limit} reached: card orders paused, cash works`,
+    {
+      limit: outcome.limit,
+      usage: outcome.view.usage,
+      limits: outcome.view.limits,
+    },
+  );
+}
+
 export class OrderService {
-  private catalogCache:
-    | { stamp: string; catalog: StoredCatalog; bySku: Map<string, CatalogItem> }
-    | undefined;
+  private catalogCache: CatalogView | undefined;
   /**
    * Bumped whenever this process commits a stock change. Only checkout changes stock between catalog
    * versions, so (catalog stamp, stockEpoch) identifies what GET /v1/catalog would answer.
@@ -65,41 +117,20 @@ export class OrderService {
   }
 
   /** The current catalog, decoded once per version (another process may replace it at any time). */
-  catalog(): { stamp: string; catalog: StoredCatalog; bySku: Map<string, CatalogItem> } | undefined {
-    const stampObj = this.store.meta.get(META.catalogVersion) as
-      | { eventId: string; version: number; updatedAt: string }
-      | undefined;
+  catalog(): CatalogView | undefined {
+    const stampObj = readCatalogStamp(this.store);
     if (!stampObj) return undefined;
     const stamp = `${stampObj.eventId}:${stampObj.version}:${stampObj.updatedAt}`;
     if (this.catalogCache?.stamp !== stamp) {
-      const catalog = this.store.catalog.get(CATALOG_KEY);
+      const catalog = readStoredCatalog(this.store);
       if (!catalog) return undefined;
       this.catalogCache = { stamp, catalog, bySku: new Map(catalog.items.map((i) => [i.sku, i])) };
     }
     return this.catalogCache;
   }
 
-  riskView(counters: RiskCounters = readRiskCounters(this.store), now = this.now()): RiskView {
-    const { limits } = this.opts;
-    let oldestAt = now;
-    for (const { value } of this.store.riskq.getRange({ limit: 1 })) oldestAt = value.at;
-    const usage = {
-      unsyncedCents: counters.unsyncedTokenCents,
-      unsyncedOrders: counters.unsyncedTokenOrders,
-      oldestUnsyncedAgeS: Math.max(0, Math.floor((now - oldestAt) / 1000)),
-    };
-    const r = (v: number, max: number) => (max === 0 ? (v > 0 ? Number.POSITIVE_INFINITY : 0) : v / max);
-    const ratio = {
-      unsyncedCents: r(usage.unsyncedCents, limits.maxUnsyncedCents),
-      unsyncedOrders: r(usage.unsyncedOrders, limits.maxUnsyncedOrders),
-      oldestUnsyncedAgeS: r(usage.oldestUnsyncedAgeS, limits.maxUnsyncedAgeS),
-    };
-    const blocking: string[] = [];
-    if (usage.unsyncedCents >= limits.maxUnsyncedCents) blocking.push('maxUnsyncedCents');
-    if (usage.unsyncedOrders >= limits.maxUnsyncedOrders) blocking.push('maxUnsyncedOrders');
-    if (usage.unsyncedOrders > 0 && usage.oldestUnsyncedAgeS >= limits.maxUnsyncedAgeS)
-      blocking.push('maxUnsyncedAgeS');
-    return { limits, usage, ratio, blocking };
+  riskView(counters?: RiskCounters, now = this.now()): RiskView {
+    return riskView(this.store, this.opts.limits, counters, now);
   }
 
   async create(body: OrderBodyT, idempotencyKey: string | undefined): Promise<CreateResult> {
@@ -110,115 +141,21 @@ export class OrderService {
     }
     const cat = this.catalog();
     if (!cat) throw new KitError('NOT_READY', 'no catalog loaded yet');
-
-    // price the order from the catalog version it is taken against
-    const qtyBySku = new Map<string, number>();
-    for (const line of body.lines) qtyBySku.set(line.sku, (qtyBySku.get(line.sku) ?? 0) + line.qty);
-    const lines: StoredOrder['lines'] = [];
-    let total = 0;
-    for (const [sku, qty] of qtyBySku) {
-      const item = cat.bySku.get(sku);
-      if (!item) throw new KitError('UNKNOWN_SKU', `unknown sku ${sku}`, { sku });
-      if (item.maxPerOrder !== undefined && qty > item.maxPerOrder) {
-        throw new KitError('VALIDATION', `at most ${item.maxPerOrder} of ${sku} per order`, {
-          sku,
-          maxPerOrder: item.maxPerOrder,
-        });
-      }
-      const lineCents = item.priceCents * qty;
-      total += lineCents;
-      lines.push({ sku, name: item.name, qty, unitPriceCents: item.priceCents, lineCents });
-    }
-    if (!Number.isSafeInteger(total)) throw new KitError('VALIDATION', 'order total out of range');
-
-    const isToken = body.payment.method === 'token';
-    const { limits } = this.opts;
-    if (isToken && total > limits.maxOrderCents) {
-      throw new KitError(
-        'RISK_LIMIT',
-        `card orders above ${limits.maxOrderCents} cents are refused while offline`,
-        {
-          limit: 'maxOrderCents',
-          totalCents: total,
-          maxOrderCents: limits.maxOrderCents,
-        },
-      );
-    }
+    const { lines, totalCents } = priceLines(cat, body);
+    assertOrderLimit(this.opts.limits, body.payment.method === 'token', totalCents);
 
     const now = this.now();
-    const id = this.ids.next();
-    const createdAt = new Date(now).toISOString();
     const sealed =
       body.payment.method === 'token' ? this.vault.seal(body.payment.token, this.opts.tokenTtlMs, now) : null;
-    const order: StoredOrder = {
-      id,
-      kitId: this.opts.kitId,
-      eventId: cat.catalog.eventId,
-      catalogVersion: cat.catalog.version,
-      status: 'accepted',
-      syncState: 'pending',
-      totalCents: total,
-      currency: cat.catalog.currency,
-      lines,
-      payment: sealed
-        ? { method: 'token', tokenHint: sealed.hint, expiresAt: new Date(sealed.expiresAt).toISOString() }
-        : { method: 'cash' },
-      createdAt,
-      ...(idempotencyKey ? { idempotencyKey } : {}),
-    };
-    const highWater = this.ids.highWater;
-
-    type Outcome =
-      | { kind: 'created' }
-      | { kind: 'replay'; orderId: string; bodyHash: string }
-      | { kind: 'soldout'; sku: string; available: number }
-      | { kind: 'risk'; limit: string; view: RiskView };
-
-    const { store } = this;
-    const outcome = await store.root.transaction((): Outcome => {
-      if (idempotencyKey) {
-        const seen = store.idempotency.get(idempotencyKey);
-        if (seen) return { kind: 'replay', orderId: seen.orderId, bodyHash: seen.bodyHash };
-      }
-      const stockAfter: Array<[string, number]> = [];
-      for (const line of lines) {
-        const available = store.stock.get(line.sku) ?? 0;
-        if (available < line.qty) return { kind: 'soldout', sku: line.sku, available };
-        stockAfter.push([line.sku, available - line.qty]);
-      }
-      let counters: RiskCounters | undefined;
-      if (isToken) {
-        counters = readRiskCounters(store);
-        const view = this.riskView(
-          {
-            unsyncedTokenOrders: counters.unsyncedTokenOrders,
-            unsyncedTokenCents: counters.unsyncedTokenCents + total,
-          },
-          now,
-        );
-        // the new order counts toward the amount; the count and age limits refuse at the limit
-        const blocking = view.blocking.filter((b) => b !== 'maxUnsyncedCents');
-        if (view.usage.unsyncedCents > limits.maxUnsyncedCents) blocking.unshift('maxUnsyncedCents');
-        if (blocking.length > 0) return { kind: 'risk', limit: blocking[0] as string, view };
-      }
-      for (const [sku, left] of stockAfter) store.stock.put(sku, left);
-      store.orders.put(id, order);
-      const entry: OutboxEntry = { kind: 'order', ref: id, createdAt: now };
-      if (sealed && counters) {
-        entry.riskCents = total;
-        store.tokens.put(id, sealed);
-        store.riskq.put(id, { cents: total, at: now });
-        store.meta.put(META.risk, {
-          unsyncedTokenOrders: counters.unsyncedTokenOrders + 1,
-          unsyncedTokenCents: counters.unsyncedTokenCents + total,
-        } satisfies RiskCounters);
-      }
-      store.outbox.put([LANES.orders, id] satisfies OutboxKey, entry);
-      store.meta.put(META.idHighWater, highWater);
-      if (idempotencyKey) store.idempotency.put(idempotencyKey, { orderId: id, bodyHash });
-      return { kind: 'created' };
+    const order = this.newOrder(cat.catalog, lines, totalCents, sealed, now, idempotencyKey);
+    const outcome = await commitOrder(this.store, {
+      order,
+      sealed,
+      limits: this.opts.limits,
+      ...(idempotencyKey ? { idempotency: { key: idempotencyKey, bodyHash } } : {}),
+      idHighWater: this.ids.highWater,
+      now,
     });
-
     switch (outcome.kind) {
       case 'created':
         this.stockEpoch++;
@@ -228,37 +165,50 @@ export class OrderService {
         if (again) return again;
         throw new KitError('INTERNAL', 'idempotency record without its order');
       }
-      case 'soldout':
-        throw new KitError('SOLD_OUT', `${outcome.sku} is sold out`, {
-          sku: outcome.sku,
-          available: outcome.available,
-        });
-      case 'risk':
-        throw new KitError(
-          'RISK_LIMIT',
-          `offline risk limit ${outcome.limit} reached: card orders paused, cash works`,
-          {
-            limit: outcome.limit,
-            usage: outcome.view.usage,
-            limits: outcome.view.limits,
-          },
-        );
+      default:
+        throw refusal(outcome);
     }
   }
 
+  private newOrder(
+    catalog: StoredCatalog,
+    lines: StoredOrder['lines'],
+    totalCents: number,
+    sealed: SealedToken | null,
+    now: number,
+    idempotencyKey: string | undefined,
+  ): StoredOrder {
+    return {
+      id: this.ids.next(),
+      kitId: this.opts.kitId,
+      eventId: catalog.eventId,
+      catalogVersion: catalog.version,
+      status: 'accepted',
+      syncState: 'pending',
+      totalCents,
+      currency: catalog.currency,
+      lines,
+      payment: sealed
+        ? { method: 'token', tokenHint: sealed.hint, expiresAt: new Date(sealed.expiresAt).toISOString() }
+        : { method: 'cash' },
+      createdAt: new Date(now).toISOString(),
+      ...(idempotencyKey ? { idempotencyKey } : {}),
+    };
+  }
+
   private replay(key: string, bodyHash: string): CreateResult | undefined {
-    const seen = this.store.idempotency.get(key);
+    const seen = findIdempotent(this.store, key);
     if (!seen) return undefined;
     if (seen.bodyHash !== bodyHash) {
       throw new KitError('IDEMPOTENCY_MISMATCH', 'this Idempotency-Key was used with a different body');
     }
-    const order = this.store.orders.get(seen.orderId);
+    const order = getOrder(this.store, seen.orderId);
     if (!order) throw new KitError('INTERNAL', 'idempotency record without its order');
     return { order, replayed: true };
   }
 
   get(id: string): StoredOrder | undefined {
-    return this.store.orders.get(id);
+    return getOrder(this.store, id);
   }
 
   eventState() {

@@ -4,8 +4,21 @@
 
 import type { LaneName } from '../../core/contracts/lanes.ts';
 import { MonotonicIds } from '../../core/ids.ts';
-import { type KitStore, LANES, type OutboxEntry, type OutboxKey } from '../../core/kit-store.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import {
+  enqueueOutbox,
+  type KitStore,
+  LANES,
+  laneBacklog,
+  laneEntries,
+  laneOldestAt,
+  lastStockSnapshot,
+  type OutboxEntry,
+  type OutboxKey,
+  readAllStock,
+  removeOutboxEntries,
+  replaceStockSnapshot,
+} from '../../core/store/index.ts';
 
 const log = moduleLogger('sync-lanes');
 
@@ -21,8 +34,6 @@ export interface LaneStats {
   oldestAgeMs: Record<LaneName, number>;
   bytes: Record<LaneName, number>;
 }
-
-const META_STOCK_SNAPSHOT = 'sync.stock.lastSnapshot';
 
 export class LaneKeeper {
   private readonly ids = new MonotonicIds();
@@ -43,7 +54,7 @@ export class LaneKeeper {
   ): Promise<string> {
     const id = this.ids.next();
     const createdAt = this.now();
-    await this.store.outbox.put([LANES[lane], id], { kind, body, createdAt });
+    await enqueueOutbox(this.store, [LANES[lane], id], { kind, body, createdAt });
     await this.trim(lane);
     return id;
   }
@@ -53,20 +64,10 @@ export class LaneKeeper {
    * older one still waiting, so they are coalesced into it: the hub only ever needs the latest.
    */
   async snapshotStock(): Promise<boolean> {
-    const stock: Record<string, number> = {};
-    for (const { key, value } of this.store.stock.getRange()) stock[key] = value;
+    const stock = readAllStock(this.store);
     const text = JSON.stringify(stock);
-    if (this.store.meta.get(META_STOCK_SNAPSHOT) === text) return false;
-    const id = this.ids.next();
-    const createdAt = this.now();
-    const lane = LANES.stock;
-    await this.store.root.transaction(() => {
-      for (const key of this.store.outbox.getKeys({ start: [lane, ''], end: [lane + 1, ''] })) {
-        this.store.outbox.remove(key);
-      }
-      this.store.outbox.put([lane, id], { kind: 'stock', body: { stock }, createdAt });
-      this.store.meta.put(META_STOCK_SNAPSHOT, text);
-    });
+    if (lastStockSnapshot(this.store) === text) return false;
+    await replaceStockSnapshot(this.store, this.ids.next(), stock, text, this.now());
     return true;
   }
 
@@ -77,7 +78,7 @@ export class LaneKeeper {
     const cutoff = this.now() - ttlMs;
     const entries: { key: OutboxKey; createdAt: number; size: number }[] = [];
     let total = 0;
-    for (const { key, value } of this.store.outbox.getRange({ start: [n, ''], end: [n + 1, ''] })) {
+    for (const { key, value } of laneEntries(this.store, n)) {
       const size = entrySize(key, value);
       entries.push({ key, createdAt: value.createdAt, size });
       total += size;
@@ -91,9 +92,7 @@ export class LaneKeeper {
       } else break;
     }
     if (drop.length === 0) return 0;
-    await this.store.root.transaction(() => {
-      for (const key of drop) this.store.outbox.remove(key);
-    });
+    await removeOutboxEntries(this.store, drop);
     this.dropped[lane] += drop.length;
     log.info({ lane, dropped: drop.length }, 'lane trimmed (TTL or quota)');
     return drop.length;
@@ -109,12 +108,9 @@ export class LaneKeeper {
     const backlog = { orders: 0, stock: 0, health: 0, telemetry: 0 } as Record<LaneName, number>;
     const oldestAgeMs = { orders: 0, stock: 0, health: 0, telemetry: 0 } as Record<LaneName, number>;
     for (const [name, n] of Object.entries(LANES) as [LaneName, number][]) {
-      // fresh option objects each call: lmdb-js marks the ones it is given (getKeysCount sets onlyCount)
-      const range = () => ({ start: [n, ''] as OutboxKey, end: [n + 1, ''] as OutboxKey });
-      backlog[name] = this.store.outbox.getKeysCount(range());
-      for (const { value } of this.store.outbox.getRange({ ...range(), limit: 1 })) {
-        oldestAgeMs[name] = Math.max(0, now - value.createdAt);
-      }
+      backlog[name] = laneBacklog(this.store, n);
+      const oldestAt = laneOldestAt(this.store, n);
+      if (oldestAt !== undefined) oldestAgeMs[name] = Math.max(0, now - oldestAt);
     }
     return { backlog, oldestAgeMs };
   }

@@ -4,7 +4,7 @@ import mqtt from 'mqtt';
 import { parsePublicKey } from '../../core/catalog-signing.ts';
 import { BaseConfig, composeConfig, loadConfig, resolveDataDir, resolveKitId } from '../../core/config.ts';
 import { KitError } from '../../core/errors.ts';
-import { openKitStore } from '../../core/kit-store.ts';
+import { openKitStore } from '../../core/store/index.ts';
 import { loadOrCreateTokenKey, TokenVault } from '../../core/token-vault.ts';
 import { SyncConfig, type SyncConfigT } from './config.ts';
 import { LaneKeeper } from './lanes.ts';

@@ -6,7 +6,6 @@ import type { KeyObject } from 'node:crypto';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { verifySignedCatalog } from '../../core/catalog-signing.ts';
 import {
-  type AckT,
   type BatchEntryT,
   type KitStatusT,
   topics,
@@ -15,20 +14,24 @@ import {
 } from '../../core/contracts/hub-wire.ts';
 import { LANE_NAMES, type LaneName } from '../../core/contracts/lanes.ts';
 import { isKitError } from '../../core/errors.ts';
-import {
-  applyOrderAckInTxn,
-  type KitStore,
-  LANES,
-  META,
-  type OutboxEntry,
-  type OutboxKey,
-  readEventState,
-  type StoredOrder,
-} from '../../core/kit-store.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { readServiceStatus, writeServiceStatus } from '../../core/run-status.ts';
+import {
+  applyHubAcks,
+  getOrder,
+  type KitStore,
+  LANES,
+  type OutboxEntry,
+  type OutboxKey,
+  readCatalogStamp,
+  readEventState,
+  readSealedToken,
+  readStoredCatalog,
+  replaceCatalog,
+  type StoredOrder,
+  scanOutbox,
+} from '../../core/store/index.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
-import { readStoredCatalog, replaceCatalog } from '../checkout/catalog.ts';
 import { Backoff } from './backoff.ts';
 import type { LaneKeeper } from './lanes.ts';
 
@@ -274,8 +277,7 @@ export class SyncService {
       const keys: string[] = [];
       let bytes = 128;
       let last: OutboxKey | undefined;
-      const range = this.cursor ? { start: this.cursor } : {};
-      for (const { key, value } of this.store.outbox.getRange(range)) {
+      for (const { key, value } of scanOutbox(this.store, this.cursor)) {
         const ks = keyString(key[0], key[1]);
         if (this.inflight.has(ks) || this.unpublishable.has(ks)) continue;
         const lane = LANE_BY_NUMBER[key[0]];
@@ -316,11 +318,11 @@ export class SyncService {
   private toWire(lane: LaneName, id: string, entry: OutboxEntry): BatchEntryT | undefined {
     switch (lane) {
       case 'orders': {
-        const order = this.store.orders.get(entry.ref ?? id);
+        const order = getOrder(this.store, entry.ref ?? id);
         if (!order) return undefined;
         const out: BatchEntryT = { lane: 'orders', id, order: toWireOrder(order) };
         if (order.payment.method === 'token') {
-          const sealed = this.store.tokens.get(order.id);
+          const sealed = readSealedToken(this.store, order.id);
           if (!sealed) out.tokenError = 'missing';
           else {
             try {
@@ -387,10 +389,7 @@ export class SyncService {
       log.warn('malformed ack ignored');
       return;
     }
-    const { store } = this;
-    await store.root.transaction(() => {
-      for (const a of ack.acks) this.applyAckInTxn(a);
-    });
+    await applyHubAcks(this.store, ack.acks);
     for (const a of ack.acks) {
       const ks = keyString(LANES[a.lane], a.id);
       const seq = this.inflight.get(ks);
@@ -402,22 +401,6 @@ export class SyncService {
     this.drained += ack.acks.length;
     this.lastAckAt = Date.now();
     this.pump();
-  }
-
-  private applyAckInTxn(a: AckT['acks'][number]): void {
-    const { store } = this;
-    if (a.lane !== 'orders') {
-      store.outbox.remove([LANES[a.lane], a.id]);
-      return;
-    }
-    if (a.state === 'stored') return;
-    let state = a.state;
-    // a late duplicate "forwarded" must not undo a verdict that already arrived
-    const cur = store.orders.get(a.id);
-    if (state === 'forwarded' && (cur?.syncState === 'settled' || cur?.syncState === 'declined')) {
-      state = cur.syncState;
-    }
-    applyOrderAckInTxn(store, a.id, { state, ...(a.reason ? { reason: a.reason } : {}) });
   }
 
   private activeEventId(): string {
@@ -498,7 +481,7 @@ export class SyncService {
   }
 
   private kitStatus(): KitStatusT {
-    const cat = this.store.meta.get(META.catalogVersion) as { version?: number } | undefined;
+    const cat = readCatalogStamp(this.store);
     return kitStatusPayload({
       kitId: this.opts.kitId,
       eventId: this.activeEventId(),
@@ -530,9 +513,7 @@ export class SyncService {
 
   status() {
     const { backlog, oldestAgeMs } = this.lanes.stats();
-    const cat = this.store.meta.get(META.catalogVersion) as
-      | { version?: number; eventId?: string }
-      | undefined;
+    const cat = readCatalogStamp(this.store);
     return {
       link: this.link,
       hubUrl: redactUrl(this.opts.hubUrl),

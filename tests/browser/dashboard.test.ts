@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { applyOrderAckInTxn } from '../../core/kit-store.ts';
+import { applyOrderAck } from '../../core/store/index.ts';
 import { launchChromium } from '../support/browser.ts';
 import { auth, DEMO_CATALOG, startCheckout } from '../support/checkout.ts';
 
@@ -46,9 +46,7 @@ test('dashboard shows the catalog and status, and a host sale updates stock', {
       })
     ).json().id as string;
     const store = kit.kit.store;
-    await store.root.transaction(() =>
-      applyOrderAckInTxn(store, declined, { state: 'declined', reason: 'insufficient_funds' }),
-    );
+    await applyOrderAck(store, declined, { state: 'declined', reason: 'insufficient_funds' });
     await page.waitForFunction(
       () => document.getElementById('declines')?.textContent?.includes('insufficient_funds'),
       undefined,

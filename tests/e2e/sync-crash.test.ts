@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { LANES } from '../../core/kit-store.ts';
+import { LANES } from '../../core/contracts/lanes.ts';
 import {
   dropSchema,
   freePort,

@@ -3,7 +3,7 @@
 // drains and the ledger holds exactly the accepted orders.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { LANES } from '../../core/kit-store.ts';
+import { LANES } from '../../core/contracts/lanes.ts';
 import { readServiceStatus } from '../../core/run-status.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';

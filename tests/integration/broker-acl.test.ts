@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import { topics } from '../../core/contracts/hub-wire.ts';
-import { LANES } from '../../core/kit-store.ts';
+import { LANES } from '../../core/contracts/lanes.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {

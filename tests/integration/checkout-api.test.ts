@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { applyOrderAckInTxn } from '../../core/kit-store.ts';
+import { applyOrderAck, tokenCount } from '../../core/store/index.ts';
 import {
   auth,
   inspectStore,
@@ -512,9 +512,7 @@ describe('declines reach the host', () => {
       const store = kit.kit.store;
       // what sync does when the hub's ack says declined (twice: a redelivered ack changes nothing)
       for (let i = 0; i < 2; i++) {
-        await store.root.transaction(() =>
-          applyOrderAckInTxn(store, id, { state: 'declined', reason: 'do_not_honor' }),
-        );
+        await applyOrderAck(store, id, { state: 'declined', reason: 'do_not_honor' });
       }
       const order = (await kit.app.inject({ method: 'GET', url: `/v1/orders/${id}` })).json();
       assert.equal(order.syncState, 'declined');
@@ -531,7 +529,7 @@ describe('declines reach the host', () => {
       );
       assert.equal(status.risk.usage.unsyncedOrders, 0);
       assert.equal(status.sync.backlog.orders, 0);
-      assert.equal(store.tokens.getCount(), 0, 'the sealed token is dropped once the hub decided');
+      assert.equal(tokenCount(store), 0, 'the sealed token is dropped once the hub decided');
     } finally {
       await kit.kit.close();
     }

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import { applyOrderAckInTxn } from '../../core/kit-store.ts';
 import { writeServiceStatus } from '../../core/run-status.ts';
+import { applyOrderAck } from '../../core/store/index.ts';
 import { parseButtonMap } from '../../firmware/buttons.ts';
 import { CheckoutClient } from '../../firmware/checkout-client.ts';
 import { systemTimers } from '../../firmware/edge-timer.ts';
@@ -197,9 +197,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
 
       // the hub acks the order (the same transaction sync runs): drained → ready, lock gone, update applied
       const store = checkout.kit.store;
-      await store.root.transaction(() =>
-        applyOrderAckInTxn(store, String(order.body['id']), { state: 'settled' }),
-      );
+      await applyOrderAck(store, String(order.body['id']), { state: 'settled' });
       await waitFor(() => r.kitd.lifecycle.state === 'ready', 5000, 'ready again');
       await waitFor(() => !fs.existsSync(r.lockFile), 3000, 'lock released');
       await waitFor(
@@ -371,9 +369,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
       assert.equal(r.gpio.level('ledRed'), 0);
       await api('POST', '/v1/event/stop');
       const store = checkout.kit.store;
-      await store.root.transaction(() =>
-        applyOrderAckInTxn(store, String(sale.body['id']), { state: 'settled' }),
-      );
+      await applyOrderAck(store, String(sale.body['id']), { state: 'settled' });
     } finally {
       await r.stop();
       await sup.close();

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { LANES } from '../../core/kit-store.ts';
+import { LANES } from '../../core/contracts/lanes.ts';
 import { writeServiceStatus } from '../../core/run-status.ts';
 import { loadOrCreateTokenKey, TokenVault } from '../../core/token-vault.ts';
 import { CheckoutClient } from '../../firmware/checkout-client.ts';

@@ -2,8 +2,8 @@
 // broker `popkit up` starts (core/embedded-broker.ts), with the hub probing for shared subscriptions.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { LANES } from '../../core/contracts/lanes.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
-import { LANES } from '../../core/kit-store.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {

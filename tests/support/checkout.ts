@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openKitStore } from '../../core/kit-store.ts';
+import { allOrders, openKitStore, readAllStock, scanOutbox, tokenCount } from '../../core/store/index.ts';
 import { createCheckout } from '../../services/checkout/main.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -73,10 +73,10 @@ export function smallCatalog(stock: Record<string, number>, version = 1, eventId
 export async function inspectStore(dataDir: string) {
   const store = openKitStore(dataDir);
   try {
-    const orders = [...store.orders.getRange()].map((e) => e.value);
-    const stock = Object.fromEntries([...store.stock.getRange()].map((e) => [e.key, e.value]));
-    const outbox = [...store.outbox.getRange()].map((e) => ({ key: e.key, value: e.value }));
-    const tokens = store.tokens.getCount();
+    const orders = [...allOrders(store)];
+    const stock = readAllStock(store);
+    const outbox = [...scanOutbox(store)].map((e) => ({ key: e.key, value: e.value }));
+    const tokens = tokenCount(store);
     return { orders, stock, outbox, tokens };
   } finally {
     await store.close();

@@ -8,9 +8,8 @@ import pg from 'pg';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
 import { freePort, type MosquittoBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { MonotonicIds } from '../../core/ids.ts';
-import { type KitStore, openKitStore } from '../../core/kit-store.ts';
+import { type KitStore, openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { TokenVault } from '../../core/token-vault.ts';
-import { replaceCatalog } from '../../services/checkout/catalog.ts';
 import { OrderService } from '../../services/checkout/orders.ts';
 import { HubConfig } from '../../services/hub/config.ts';
 import type { PaymentGateway } from '../../services/hub/gateway.ts';
@@ -84,7 +83,7 @@ export async function makeKit(kitId: string, dataDir = tmpDir(kitId)): Promise<T
   const keyFile = path.join(dataDir, 'keys', 'token.key');
   if (!fs.existsSync(keyFile)) fs.writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
   const vault = new TokenVault(fs.readFileSync(keyFile));
-  if (!store.catalog.get('current')) await replaceCatalog(store, TEST_CATALOG, { source: 'local' });
+  if (!readStoredCatalog(store)) await replaceCatalog(store, TEST_CATALOG, { source: 'local' });
   const big = 1_000_000_000_000;
   const orders = new OrderService(store, new MonotonicIds(), vault, {
     kitId,

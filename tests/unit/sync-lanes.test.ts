@@ -2,7 +2,7 @@
 // coalesce; reconnect backoff grows with jitter inside its bounds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LANES } from '../../core/kit-store.ts';
+import { LANES } from '../../core/contracts/lanes.ts';
 import { Backoff } from '../../services/sync/backoff.ts';
 import { LaneKeeper } from '../../services/sync/lanes.ts';
 import { makeKit, uniqueId } from '../support/hub-link.ts';

@@ -1,5 +1,7 @@
 // The kit's one LMDB environment on the data volume, shared by checkout and sync (several processes
-// may open it at once). Sub-databases and their value shapes are defined here, once.
+// may open it at once). Sub-databases and their value shapes are declared here, once; every read and
+// write goes through the domain modules beside this file (catalog, orders, outbox, tokens, risk,
+// event, declines), which own their invariants (docs/architecture.md#the-kit-store).
 //
 // Durability: the environment is opened with overlappingSync off, so an awaited write or transaction
 // resolves only after its commit is fsynced; concurrent transactions are batched by lmdb-js into one
@@ -7,8 +9,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
-import { LANES } from './contracts/lanes.ts';
-import type { SealedToken } from './token-vault.ts';
+import { dataLayout } from '../data-dir.ts';
+import type { SealedToken } from '../token-vault.ts';
 
 export interface CatalogItem {
   sku: string;
@@ -73,7 +75,6 @@ export interface StoredOrder {
 }
 
 /** Lanes drain highest priority first (lowest number); within a lane, oldest first (key order). */
-export { LANES, type LaneName } from './contracts/lanes.ts';
 export type OutboxKey = [lane: number, id: string];
 
 export interface OutboxEntry {
@@ -98,6 +99,22 @@ export interface EventState {
   stoppedAt: string | null;
 }
 
+/** A card payment the hub's gateway declined: the host must collect another way. */
+export interface DeclineNotice {
+  orderId: string;
+  totalCents: number;
+  currency: string;
+  reason: string | null;
+  at: string;
+}
+
+/** What identifies the stored catalog version (written with it, read cheaply on every order). */
+export interface CatalogStamp {
+  eventId: string;
+  version: number;
+  updatedAt: string;
+}
+
 export interface KitStore {
   root: RootDatabase;
   catalog: Database<StoredCatalog, string>;
@@ -114,31 +131,20 @@ export interface KitStore {
   close(): Promise<void>;
 }
 
+/** Keys of the meta sub-db; each belongs to one domain module. */
 export const META = {
   idHighWater: 'ids.highWater',
   risk: 'risk.counters',
   event: 'event.state',
   catalogVersion: 'catalog.version',
   declines: 'declines.recent',
+  stockSnapshot: 'sync.stock.lastSnapshot',
 } as const;
-
-/** A card payment the hub's gateway declined: the host must collect another way. */
-export interface DeclineNotice {
-  orderId: string;
-  totalCents: number;
-  currency: string;
-  reason: string | null;
-  at: string;
-}
-export const RECENT_DECLINES = 20;
-
-export function readRecentDeclines(store: KitStore): DeclineNotice[] {
-  return (store.meta.get(META.declines) as DeclineNotice[] | undefined) ?? [];
-}
 
 export function openKitStore(dataDir: string): KitStore {
   fs.mkdirSync(dataDir, { recursive: true });
-  const file = path.join(dataDir, 'kit.lmdb');
+  const file = dataLayout(dataDir).store;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
   const root = open({
     path: file,
     maxDbs: 16,
@@ -148,7 +154,7 @@ export function openKitStore(dataDir: string): KitStore {
     // readers in other processes (sync, status) must see commits without reopening
     cache: false,
   });
-  const store: KitStore = {
+  return {
     root,
     file,
     catalog: root.openDB<StoredCatalog, string>({ name: 'catalog' }),
@@ -161,71 +167,17 @@ export function openKitStore(dataDir: string): KitStore {
     meta: root.openDB<unknown, string>({ name: 'meta' }),
     close: () => root.close(),
   };
-  return store;
-}
-
-export function readRiskCounters(store: KitStore): RiskCounters {
-  return (
-    (store.meta.get(META.risk) as RiskCounters | undefined) ?? {
-      unsyncedTokenOrders: 0,
-      unsyncedTokenCents: 0,
-    }
-  );
-}
-
-export function readEventState(store: KitStore): EventState {
-  return (
-    (store.meta.get(META.event) as EventState | undefined) ?? {
-      live: false,
-      eventId: null,
-      startedAt: null,
-      stoppedAt: null,
-    }
-  );
 }
 
 /**
- * Remove an order's outbox entry after the hub acked it, in one transaction with the risk counters and
- * the order's sync state. Call inside `store.root.transaction()` (sync does, for a batch of acks).
- * Returns false when the entry was already gone (a duplicate ack), changing nothing.
+ * The root's commit thenable, for observing a failed batch's own promise: lmdb-js rejects it too and
+ * nothing else awaits it (see services/checkout/store-guard.ts).
  */
-export function applyOrderAckInTxn(
-  store: KitStore,
-  orderId: string,
-  verdict: { state: 'forwarded' | 'settled' | 'declined'; reason?: string; at?: string },
-): boolean {
-  const key: OutboxKey = [LANES.orders, orderId];
-  const entry = store.outbox.get(key);
-  const order = store.orders.get(orderId);
-  if (order) {
-    const at = verdict.at ?? new Date().toISOString();
-    const next: StoredOrder = { ...order, syncState: verdict.state, forwardedAt: order.forwardedAt ?? at };
-    if (verdict.state === 'settled') next.settledAt = at;
-    if (verdict.state === 'declined' && verdict.reason) next.declineReason = verdict.reason;
-    if (verdict.state === 'declined' && order.syncState !== 'declined') {
-      // the host hears of it on the dashboard and in /v1/status (newest first)
-      const notice: DeclineNotice = {
-        orderId,
-        totalCents: order.totalCents,
-        currency: order.currency,
-        reason: verdict.reason ?? null,
-        at,
-      };
-      store.meta.put(META.declines, [notice, ...readRecentDeclines(store)].slice(0, RECENT_DECLINES));
-    }
-    if (order.syncState !== next.syncState || !order.forwardedAt) store.orders.put(orderId, next);
-  }
-  // once the hub exchanged the token (either way) the kit has no reason to keep it
-  if (verdict.state !== 'forwarded') store.tokens.remove(orderId);
-  if (!entry) return false;
-  store.outbox.remove(key);
-  if (entry.riskCents !== undefined) {
-    const c = readRiskCounters(store);
-    store.meta.put(META.risk, {
-      unsyncedTokenOrders: Math.max(0, c.unsyncedTokenOrders - 1),
-      unsyncedTokenCents: Math.max(0, c.unsyncedTokenCents - entry.riskCents),
-    } satisfies RiskCounters);
-    store.riskq.remove(orderId);
-  }
-  return true;
+export function commitWatch(store: KitStore): { committed: PromiseLike<unknown> } {
+  return store.root;
+}
+
+/** Run `fn` in one write transaction (one commit, fsynced before the promise resolves). */
+export function inTransaction<T>(store: KitStore, fn: () => T): Promise<T> {
+  return store.root.transaction(fn);
 }

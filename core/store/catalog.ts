@@ -1,35 +1,13 @@
-// The catalog in LMDB: replaced whole (staff PUT, `popkit catalog load`, or a verified catalog from the
-// hub) and read with live stock. Stock rules: a catalog for a new event sets stock to its starting
-// figures; a newer version of the same event keeps what was sold and adds the change in starting stock
-// (raising a SKU from 50 to 60 adds 10 units, whatever has sold).
-import { Value } from '@sinclair/typebox/value';
-import { KitError } from '../../core/errors.ts';
-import { type KitStore, META, type StoredCatalog } from '../../core/kit-store.ts';
-import { CatalogInput, type CatalogInputT } from './schemas.ts';
+// The catalog and its stock: replaced whole (staff PUT, `popkit catalog load`, or a verified catalog
+// from the hub) and read with live stock. Stock rules: a catalog for a new event sets stock to its
+// starting figures; a newer version of the same event keeps what was sold and adds the change in
+// starting stock (raising a SKU from 50 to 60 adds 10 units, whatever has sold). SKUs that leave the
+// catalog keep no stock. Stock goes down only in orders.ts, in the order's own transaction.
+import { validateCatalog } from '../contracts/catalog.ts';
+import { KitError } from '../errors.ts';
+import { type CatalogStamp, type KitStore, META, type StoredCatalog } from './open.ts';
 
-export const CATALOG_KEY = 'current';
-
-export function validateCatalogInput(input: unknown): CatalogInputT {
-  if (!Value.Check(CatalogInput, input)) {
-    const first = [...Value.Errors(CatalogInput, input)].slice(0, 5);
-    throw new KitError(
-      'VALIDATION',
-      `invalid catalog: ${first.map((e) => `${e.path || '/'} ${e.message}`).join('; ')}`,
-    );
-  }
-  const seen = new Set<string>();
-  for (const item of input.items) {
-    if (seen.has(item.sku)) throw new KitError('VALIDATION', `invalid catalog: duplicate sku ${item.sku}`);
-    seen.add(item.sku);
-  }
-  for (const b of input.bundles ?? []) {
-    for (const sku of b.skus) {
-      if (!seen.has(sku))
-        throw new KitError('VALIDATION', `invalid catalog: bundle ${b.id} names unknown sku ${sku}`);
-    }
-  }
-  return input;
-}
+const CATALOG_KEY = 'current';
 
 export interface ReplaceOptions {
   source: 'local' | 'hub';
@@ -42,7 +20,7 @@ export async function replaceCatalog(
   raw: unknown,
   opts: ReplaceOptions,
 ): Promise<StoredCatalog> {
-  const input = validateCatalogInput(raw);
+  const input = validateCatalog(raw);
   const currency = input.currency ?? input.items[0]?.currency ?? 'USD';
   const next: StoredCatalog = {
     version: input.version,
@@ -82,7 +60,7 @@ export async function replaceCatalog(
       eventId: next.eventId,
       version: next.version,
       updatedAt: next.updatedAt,
-    });
+    } satisfies CatalogStamp);
     return { refused: null };
   });
   if (outcome.refused) throw new KitError('CONFLICT', `catalog refused: ${outcome.refused}`);
@@ -91,4 +69,26 @@ export async function replaceCatalog(
 
 export function readStoredCatalog(store: KitStore): StoredCatalog | undefined {
   return store.catalog.get(CATALOG_KEY);
+}
+
+/** The stored catalog's identity, cheap to read (a small meta record): undefined before the first catalog. */
+export function readCatalogStamp(store: KitStore): CatalogStamp | undefined {
+  return store.meta.get(META.catalogVersion) as CatalogStamp | undefined;
+}
+
+/** Units left of one SKU (0 for a SKU with no stock record). */
+export function readStock(store: KitStore, sku: string): number {
+  return store.stock.get(sku) ?? 0;
+}
+
+/** Every SKU's stock, in key order. */
+export function readAllStock(store: KitStore): Record<string, number> {
+  const stock: Record<string, number> = {};
+  for (const { key, value } of store.stock.getRange()) stock[key] = value;
+  return stock;
+}
+
+/** A catalog's items with their live stock, as GET /v1/catalog answers them. */
+export function itemsWithStock(store: KitStore, catalog: StoredCatalog) {
+  return catalog.items.map((i) => ({ ...i, stock: readStock(store, i.sku) }));
 }

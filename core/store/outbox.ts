@@ -1,0 +1,153 @@
+// The outbox: what sync forwards to the hub, one lane per priority (key = [lane, id], oldest first
+// within a lane). Checkout writes order entries (orders.ts); sync writes its own lanes and removes an
+// entry only in the transaction that applies the hub's ack for it, so a crash at worst resends.
+import type { AckT } from '../contracts/hub-wire.ts';
+import { LANE_NAMES, LANES, type LaneName } from '../contracts/lanes.ts';
+import { recordDeclineInTxn } from './declines.ts';
+import { type KitStore, META, type OutboxEntry, type OutboxKey, type StoredOrder } from './open.ts';
+import { riskDownInTxn } from './risk.ts';
+import { dropTokenInTxn } from './tokens.ts';
+
+// fresh option objects each call: lmdb-js marks the ones it is given (getKeysCount sets onlyCount)
+const laneRange = (lane: number) => ({ start: [lane, ''] as OutboxKey, end: [lane + 1, ''] as OutboxKey });
+
+/** Write one entry (its own commit). */
+export async function enqueueOutbox(store: KitStore, key: OutboxKey, entry: OutboxEntry): Promise<void> {
+  await store.outbox.put(key, entry);
+}
+
+export function readOutboxEntry(store: KitStore, key: OutboxKey): OutboxEntry | undefined {
+  return store.outbox.get(key);
+}
+
+/** Remove entries in one transaction (a lane's trim, a probe nobody forwarded). */
+export async function removeOutboxEntries(store: KitStore, keys: Iterable<OutboxKey>): Promise<void> {
+  await store.root.transaction(() => {
+    for (const key of keys) store.outbox.remove(key);
+  });
+}
+
+/** Every entry from `start` on (the whole outbox without it), in drain order. */
+export function scanOutbox(
+  store: KitStore,
+  start?: OutboxKey,
+): Iterable<{ key: OutboxKey; value: OutboxEntry }> {
+  return store.outbox.getRange(start ? { start } : {});
+}
+
+/** One lane's entries, oldest first. */
+export function laneEntries(store: KitStore, lane: number): Iterable<{ key: OutboxKey; value: OutboxEntry }> {
+  return store.outbox.getRange(laneRange(lane));
+}
+
+export function laneBacklog(store: KitStore, lane: number): number {
+  return store.outbox.getKeysCount(laneRange(lane));
+}
+
+/** When the lane's oldest entry was queued (epoch ms), undefined when the lane is empty. */
+export function laneOldestAt(store: KitStore, lane: number): number | undefined {
+  for (const { value } of store.outbox.getRange({ ...laneRange(lane), limit: 1 })) return value.createdAt;
+  return undefined;
+}
+
+/** Entries waiting, per lane name. */
+export function outboxCounts(store: KitStore): Record<LaneName, number> {
+  const out = {} as Record<LaneName, number>;
+  for (const name of LANE_NAMES) out[name] = laneBacklog(store, LANES[name]);
+  return out;
+}
+
+/** The last stock snapshot sync queued (its JSON text), to skip queueing an identical one. */
+export function lastStockSnapshot(store: KitStore): string | undefined {
+  return store.meta.get(META.stockSnapshot) as string | undefined;
+}
+
+/**
+ * Queue a stock snapshot in place of every older one still waiting (the hub only needs the latest),
+ * in one transaction with the record of what was queued.
+ */
+export async function replaceStockSnapshot(
+  store: KitStore,
+  id: string,
+  stock: Record<string, number>,
+  text: string,
+  createdAt: number,
+): Promise<void> {
+  const lane = LANES.stock;
+  await store.root.transaction(() => {
+    for (const key of store.outbox.getKeys(laneRange(lane))) store.outbox.remove(key);
+    store.outbox.put([lane, id], { kind: 'stock', body: { stock }, createdAt });
+    store.meta.put(META.stockSnapshot, text);
+  });
+}
+
+export interface OrderVerdict {
+  state: 'forwarded' | 'settled' | 'declined';
+  reason?: string;
+  at?: string;
+}
+
+/**
+ * Remove an order's outbox entry after the hub acked it, in one transaction with the risk budget, the
+ * order's sync state, its token and the recent declines. Call inside a transaction (applyHubAcks or
+ * applyOrderAck). Returns false when the entry was already gone (a duplicate ack), changing nothing
+ * of the outbox or the risk budget.
+ */
+export function applyOrderAckInTxn(store: KitStore, orderId: string, verdict: OrderVerdict): boolean {
+  const key: OutboxKey = [LANES.orders, orderId];
+  const entry = store.outbox.get(key);
+  const order = store.orders.get(orderId);
+  if (order) {
+    const at = verdict.at ?? new Date().toISOString();
+    const next: StoredOrder = { ...order, syncState: verdict.state, forwardedAt: order.forwardedAt ?? at };
+    if (verdict.state === 'settled') next.settledAt = at;
+    if (verdict.state === 'declined' && verdict.reason) next.declineReason = verdict.reason;
+    if (verdict.state === 'declined' && order.syncState !== 'declined') {
+      // the host hears of it on the dashboard and in /v1/status (newest first)
+      recordDeclineInTxn(store, {
+        orderId,
+        totalCents: order.totalCents,
+        currency: order.currency,
+        reason: verdict.reason ?? null,
+        at,
+      });
+    }
+    if (order.syncState !== next.syncState || !order.forwardedAt) store.orders.put(orderId, next);
+  }
+  // once the hub exchanged the token (either way) the kit has no reason to keep it
+  if (verdict.state !== 'forwarded') dropTokenInTxn(store, orderId);
+  if (!entry) return false;
+  store.outbox.remove(key);
+  if (entry.riskCents !== undefined) riskDownInTxn(store, orderId, entry.riskCents);
+  return true;
+}
+
+/** One order's ack in its own transaction. */
+export function applyOrderAck(store: KitStore, orderId: string, verdict: OrderVerdict): Promise<boolean> {
+  return store.root.transaction(() => applyOrderAckInTxn(store, orderId, verdict));
+}
+
+export type HubAck = AckT['acks'][number];
+
+/**
+ * A batch of hub acks in one transaction. Sync-owned lanes: the entry goes. Orders: 'stored' keeps the
+ * entry (the hub holds it for its gateway); a verdict applies; a late duplicate 'forwarded' never
+ * undoes a verdict that already arrived.
+ */
+export async function applyHubAcks(store: KitStore, acks: readonly HubAck[]): Promise<void> {
+  await store.root.transaction(() => {
+    for (const a of acks) {
+      if (a.lane !== 'orders') {
+        store.outbox.remove([LANES[a.lane], a.id]);
+        continue;
+      }
+      if (a.state === 'stored') continue;
+      let state = a.state;
+      const cur = store.orders.get(a.id);
+      if (state === 'forwarded' && (cur?.syncState === 'settled' || cur?.syncState === 'declined')) {
+        state = cur.syncState;
+      }
+      applyOrderAckInTxn(store, a.id, { state, ...(a.reason ? { reason: a.reason } : {}) });
+    }
+  });
+}
