@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import { signCatalog } from '../../core/catalog-signing.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
-import { readServiceStatus } from '../../core/run-status.ts';
+import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { LANES, readRiskCounters, readStoredCatalog } from '../../core/store/index.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
@@ -106,14 +106,10 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
     assert.match(a?.gatewayRef ?? '', /^sandbox_/);
     assert.equal(gateway.chargeCount, 2);
 
-    await waitFor(
-      () => (readServiceStatus(kit.dataDir, 'sync')?.['drained'] as number) >= 22,
-      5000,
-      'status',
-    );
-    const st = readServiceStatus(kit.dataDir, 'sync')!;
-    assert.equal(st['link'], 'up');
-    assert.deepEqual((st['backlog'] as Record<string, number>)['orders'], 0);
+    await waitFor(() => (readRunStatus(kit.dataDir, 'sync')?.drained ?? 0) >= 22, 5000, 'status');
+    const st = readRunStatus(kit.dataDir, 'sync')!;
+    assert.equal(st.link, 'up');
+    assert.deepEqual(st.backlog['orders'], 0);
   });
 
   test('an unreachable gateway: the order is forwarded, the hub holds the token and settles it later', async () => {
