@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LANES } from '../core/contracts/lanes.ts';
-import { readServiceStatus } from '../core/run-status.ts';
+import { readRunStatus } from '../core/contracts/run-status.ts';
 import {
   dropSchema,
   freePort,
@@ -90,7 +90,7 @@ async function drain(label: string, n: number, syncEnv: Record<string, string>, 
     ...syncEnv,
   });
   try {
-    await waitFor(() => readServiceStatus(kit.dataDir, 'sync')?.['link'] === 'up', 30_000, 'sync link up');
+    await waitFor(() => readRunStatus(kit.dataDir, 'sync')?.link === 'up', 30_000, 'sync link up');
     const t0 = performance.now();
     await waitFor(empty, 600_000, `${label} drain`);
     const s = (performance.now() - t0) / 1000;

@@ -2,13 +2,7 @@
 // payload bytes; a kit verifies them against the hub public key from its configuration before it
 // parses anything inside.
 import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
-import {
-  type CatalogPayloadT,
-  checkers,
-  type SignedCatalogT,
-  type WireCatalogT,
-  wireErrors,
-} from './contracts/hub-wire.ts';
+import { type CatalogPayloadT, type SignedCatalogT, type WireCatalogT, wire } from './contracts/hub-wire.ts';
 import { KitError } from './errors.ts';
 
 /** A public key from PEM text or from base64 of its SPKI DER (what fits in one env var). */
@@ -59,10 +53,10 @@ export function verifySignedCatalog(publicKey: KeyObject, raw: Buffer | string, 
   } catch {
     throw new KitError('CATALOG_MALFORMED', 'catalog message is not JSON');
   }
-  if (!checkers.signedCatalog.Check(outer)) {
+  if (!wire.signedCatalog.check(outer)) {
     throw new KitError(
       'CATALOG_MALFORMED',
-      `catalog message: ${wireErrors(checkers.signedCatalog, outer).join('; ')}`,
+      `catalog message: ${wire.signedCatalog.errors(outer).join('; ')}`,
     );
   }
   const sig = Buffer.from(outer.sig, 'base64');
@@ -79,10 +73,10 @@ export function verifySignedCatalog(publicKey: KeyObject, raw: Buffer | string, 
   } catch {
     throw new KitError('CATALOG_MALFORMED', 'signed catalog payload is not JSON');
   }
-  if (!checkers.catalogPayload.Check(inner)) {
+  if (!wire.catalogPayload.check(inner)) {
     throw new KitError(
       'CATALOG_MALFORMED',
-      `signed catalog payload: ${wireErrors(checkers.catalogPayload, inner).join('; ')}`,
+      `signed catalog payload: ${wire.catalogPayload.errors(inner).join('; ')}`,
     );
   }
   if (inner.catalog.eventId !== inner.eventId || inner.catalog.version !== inner.version) {

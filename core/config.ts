@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { DEFAULT_LOCAL_BUS_PREFIX, LOCAL_BUS_PREFIX_PATTERN } from './contracts/local-bus.ts';
 import { KitError } from './errors.ts';
 
 export const BOARDS = [
@@ -50,6 +51,11 @@ export const BaseConfig = Type.Object({
   POPKIT_LOCAL_BUS_URL: Type.Optional(
     Type.String({ pattern: '^(mqtts?|wss?|tcp)://', description: 'MQTT local bus' }),
   ),
+  POPKIT_LOCAL_BUS_PREFIX: Type.String({
+    default: DEFAULT_LOCAL_BUS_PREFIX,
+    pattern: LOCAL_BUS_PREFIX_PATTERN,
+    description: 'topic prefix of the local bus',
+  }),
 });
 
 /** What checkout reads (popkit checkout, popkit up). */

@@ -2,7 +2,6 @@
 // settings. Composed with BaseConfig (core/config.ts) at start; a bad value stops kitd with one line each.
 import { type Static, Type } from '@sinclair/typebox';
 import { BaseConfig, composeConfig } from '../core/config.ts';
-import { DEFAULT_LOCAL_BUS_PREFIX } from '../core/contracts/local-bus.ts';
 
 const Pct = (def: number, description: string) =>
   Type.Number({ minimum: 0, maximum: 100, default: def, description });
@@ -17,11 +16,6 @@ export const KitdOwnConfig = Type.Object({
     pattern: '^https?://',
     default: 'http://127.0.0.1:8090',
     description: "the hub's HTTP API, for jitter/loss probes and the gateway check",
-  }),
-  POPKIT_LOCAL_BUS_PREFIX: Type.String({
-    default: DEFAULT_LOCAL_BUS_PREFIX,
-    pattern: '^[A-Za-z0-9_./-]+$',
-    description: 'topic prefix of the local bus',
   }),
   POPKIT_POWER_LOW_SOC: Pct(30, 'SOC % below which media steps down'),
   POPKIT_POWER_CRITICAL_SOC: Pct(8, 'SOC % at which the kit flushes and shuts down'),

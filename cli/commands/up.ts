@@ -23,7 +23,6 @@ import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import { loadOrCreateToken } from '../../core/secrets.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
-import { MediaConfig } from '../../services/media/config.ts';
 import { COMMANDS } from './registry.ts';
 
 /** What `popkit up` reads beyond checkout's variables. */
@@ -47,11 +46,9 @@ export const UpOwnConfig = Type.Object({
     description: "the embedded hub's HTTP API",
   }),
 });
-// the local bus prefix, as media and kitd read it: the supervisor listens where kitd's watchdog publishes
-const UpConfig = composeConfig(
-  composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig),
-  Type.Pick(MediaConfig, ['POPKIT_LOCAL_BUS_PREFIX']),
-);
+// BaseConfig carries the local bus prefix every process reads: the supervisor listens where kitd's
+// watchdog publishes
+const UpConfig = composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig);
 type UpConfigT = Static<typeof UpConfig>;
 
 const here = path.dirname(fileURLToPath(import.meta.url));

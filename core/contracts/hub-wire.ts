@@ -1,10 +1,9 @@
 // The hub link's MQTT topics and payloads, defined once for the kit (sync) and the hub. Every payload
-// is JSON with `v: 1`; a reader validates with the compiled checkers below and ignores unknown fields,
+// is JSON with `v: 1`; a reader validates with the contracts of `wire` below and ignores unknown fields,
 // so fields can be added without breaking older peers (docs/contracts.md#hub-link-mqtt).
-import { type Static, type TSchema, Type } from '@sinclair/typebox';
-import { type TypeCheck, TypeCompiler } from '@sinclair/typebox/compiler';
+import { type Static, Type } from '@sinclair/typebox';
 import { CatalogInput } from './catalog.ts';
-import { ID_LEVEL, IdLevel } from './common.ts';
+import { contract, ID_LEVEL, IdLevel } from './common.ts';
 import { LANE_NAMES } from './lanes.ts';
 import { BatterySummaryWire } from './power.ts';
 
@@ -173,38 +172,11 @@ export const CatalogPayload = Type.Object({
 });
 export type CatalogPayloadT = Static<typeof CatalogPayload>;
 
-export const checkers = {
-  batch: TypeCompiler.Compile(Batch),
-  ack: TypeCompiler.Compile(Ack),
-  kitStatus: TypeCompiler.Compile(KitStatus),
-  signedCatalog: TypeCompiler.Compile(SignedCatalog),
-  catalogPayload: TypeCompiler.Compile(CatalogPayload),
-  wireCatalog: TypeCompiler.Compile(WireCatalog),
+/** The checkers both ends use: `wire.batch.parse(bytes)`, `wire.signedCatalog.errors(value)` (common.ts). */
+export const wire = {
+  batch: contract(Batch),
+  ack: contract(Ack),
+  kitStatus: contract(KitStatus),
+  signedCatalog: contract(SignedCatalog),
+  catalogPayload: contract(CatalogPayload),
 };
-
-/** Parse JSON bytes and check them against a compiled schema; undefined when either fails. */
-export function parseWire<T extends TSchema>(
-  checker: TypeCheck<T>,
-  raw: Buffer | string,
-): Static<T> | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  return checker.Check(value) ? value : undefined;
-}
-
-/** The first few validation problems of a wire payload, for a log line. */
-export function wireErrors(
-  checker: { Errors(v: unknown): Iterable<{ path: string; message: string }> },
-  value: unknown,
-): string[] {
-  const out: string[] = [];
-  for (const e of checker.Errors(value)) {
-    out.push(`${e.path || '/'}: ${e.message}`);
-    if (out.length >= 5) break;
-  }
-  return out;
-}

@@ -1,15 +1,16 @@
 // Composition root of one hub worker: ledger database (migrated at start), payment gateway, MQTT
 // ingest and the HTTP API.
 import os from 'node:os';
-import path from 'node:path';
+import { hubDataLayout } from '../../core/data-dir.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
+import { loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
 import { TokenVault } from '../../core/token-vault.ts';
 import { buildHubApp, type HubApp } from './app.ts';
 import type { HubConfigT } from './config.ts';
 import { openPglite, openPostgres, type SqlDb } from './db.ts';
 import { createGateway, type PaymentGateway } from './gateway.ts';
 import { HubIngest } from './ingest.ts';
-import { loadOrCreateAdminToken, loadOrCreateHeldTokenKey, loadOrCreateSigningKey } from './keys.ts';
+import { loadOrCreateSigningKey } from './keys.ts';
 import { Ledger } from './ledger.ts';
 import { migrate } from './migrations.ts';
 
@@ -42,18 +43,19 @@ export class HubService {
 
   async start(): Promise<void> {
     const { cfg, dataDir } = this.opts;
+    const layout = hubDataLayout(dataDir);
     const signing = loadOrCreateSigningKey(dataDir);
     this.publicKeyFile = signing.pubFile;
-    const admin = loadOrCreateAdminToken(dataDir, cfg.POPKIT_HUB_ADMIN_TOKEN);
-    this.adminToken = admin.token;
-    this.adminTokenGenerated = admin.generated;
+    const admin = loadOrCreateToken(layout.adminToken, cfg.POPKIT_HUB_ADMIN_TOKEN);
+    this.adminToken = admin.value;
+    this.adminTokenGenerated = admin.created;
     this.db = cfg.DATABASE_URL
       ? await openPostgres(cfg.DATABASE_URL, cfg.POPKIT_HUB_DB_SCHEMA, cfg.POPKIT_HUB_DB_POOL)
-      : await openPglite(path.join(dataDir, 'hub-db'), cfg.POPKIT_HUB_DB_SCHEMA);
+      : await openPglite(layout.pglite, cfg.POPKIT_HUB_DB_SCHEMA);
     await migrate(this.db);
     this.gateway = this.opts.gateway ?? createGateway(cfg.POPKIT_HUB_GATEWAY);
     // tokens the hub must hold while the gateway is unreachable are sealed with the hub's own key
-    const vault = new TokenVault(loadOrCreateHeldTokenKey(dataDir));
+    const vault = new TokenVault(loadOrCreateKey(layout.heldTokenKey).value);
     this.ledger = new Ledger(this.db, this.gateway, vault);
     this.ingest = new HubIngest(this.ledger, {
       brokerUrl: cfg.POPKIT_HUB_BROKER_URL,

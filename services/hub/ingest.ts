@@ -4,15 +4,15 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { retryWithBackoff } from '../../core/backoff.ts';
 import {
   type AckT,
-  checkers,
   kitIdFromTopic,
-  parseWire,
   type SignedCatalogT,
   topics,
-  wireErrors,
+  wire,
 } from '../../core/contracts/hub-wire.ts';
+import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import type { Ledger } from './ledger.ts';
 
@@ -38,6 +38,8 @@ export interface IngestStats {
 }
 
 const ACKS_PER_MESSAGE = 2000;
+/** waiting out a database that is away: 100 ms doubling to 5 s, no jitter (one worker, no herd) */
+const DB_RETRY = { initialMs: 100, maxMs: 5000 } as const;
 
 export class HubIngest {
   private client: MqttClient | undefined;
@@ -166,27 +168,15 @@ export class HubIngest {
     if (!t) return this.refuse('topic', topic);
     if (t.leaf === 'status') {
       if (payload.length === 0) return; // a cleared retained status
-      const s = parseWire(checkers.kitStatus, payload);
+      const s = wire.kitStatus.parse(payload);
       if (!s) return this.refuse('malformed', topic);
       if (s.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: s.kitId });
       await this.withDbRetry(() => this.ledger.recordStatus(s));
       return;
     }
     if (t.leaf !== 'orders' && t.leaf !== 'telemetry') return;
-    const batch = parseWire(checkers.batch, payload);
-    if (!batch) {
-      let value: unknown;
-      try {
-        value = JSON.parse(payload.toString('utf8'));
-      } catch {
-        value = undefined;
-      }
-      return this.refuse(
-        'malformed',
-        topic,
-        value === undefined ? 'not JSON' : wireErrors(checkers.batch, value),
-      );
-    }
+    const batch = wire.batch.parse(payload);
+    if (!batch) return this.refuse('malformed', topic, batchProblems(payload));
     // the broker's ACL binds a kit to its own topics; the hub checks the claim inside matches too
     if (batch.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: batch.kitId });
     for (const e of batch.entries) {
@@ -224,19 +214,16 @@ export class HubIngest {
     }
   }
 
-  private async withDbRetry<T>(fn: () => Promise<T>): Promise<T> {
-    let delay = 100;
-    for (;;) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (this.stopping || !isTransientDbError(err)) throw err;
+  private withDbRetry<T>(fn: () => Promise<T>): Promise<T> {
+    return retryWithBackoff(fn, {
+      policy: DB_RETRY,
+      retryable: isTransientDbError,
+      shouldStop: () => this.stopping,
+      onRetry: (err, retryInMs) => {
         this.stats.dbRetries++;
-        log.warn({ err: (err as Error).message, retryInMs: delay }, 'ledger write failed, retrying');
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 5000);
-      }
-    }
+        log.warn({ err: (err as Error).message, retryInMs }, 'ledger write failed, retrying');
+      },
+    });
   }
 
   private async retryDeferred(): Promise<void> {
@@ -255,8 +242,7 @@ export class HubIngest {
   }
 
   async publishCatalog(eventId: string, signed: SignedCatalogT): Promise<void> {
-    if (!this.client?.connected)
-      throw Object.assign(new Error('broker not connected'), { code: 'NOT_READY' });
+    if (!this.client?.connected) throw new KitError('NOT_READY', 'broker not connected');
     await this.client.publishAsync(topics.catalog(eventId), JSON.stringify(signed), { qos: 1, retain: true });
   }
 
@@ -268,6 +254,15 @@ export class HubIngest {
         retain: true,
       });
     }
+  }
+}
+
+/** What was wrong with a batch the hub refused, for the log line. */
+function batchProblems(payload: Buffer): string | string[] {
+  try {
+    return wire.batch.errors(JSON.parse(payload.toString('utf8')));
+  } catch {
+    return 'not JSON';
   }
 }
 

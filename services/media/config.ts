@@ -1,6 +1,5 @@
 // What `popkit media` reads from the environment, composed with BaseConfig (core/config.ts).
 import { type Static, Type } from '@sinclair/typebox';
-import { DEFAULT_LOCAL_BUS_PREFIX } from '../../core/contracts/local-bus.ts';
 
 const Int = (min: number, max: number, def: number, description: string) =>
   Type.Integer({ minimum: min, maximum: max, default: def, description });
@@ -24,13 +23,6 @@ export const MediaConfig = Type.Object({
   }),
   POPKIT_MEDIA_STALL_MS: Int(500, 60_000, 3000, 'no new frame for this long restarts the pipeline'),
   POPKIT_MEDIA_MAX_RESTARTS: Int(1, 10_000, 20, 'consecutive failed restarts before the process exits 1'),
-  // kitd reads the same variable (firmware/config.ts): both ends of the local bus build their topics
-  // from it with localTopics() (core/contracts/local-bus.ts)
-  POPKIT_LOCAL_BUS_PREFIX: Type.String({
-    default: DEFAULT_LOCAL_BUS_PREFIX,
-    pattern: '^[A-Za-z0-9_./-]+$',
-    description: 'topic prefix of the local bus',
-  }),
   POPKIT_MEDIA_ORDERS_HIGH: Type.Number({
     minimum: 0,
     default: 20,

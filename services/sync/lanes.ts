@@ -2,13 +2,12 @@
 // disk quota; past either, its oldest entries go first. The orders lane is checkout's and is never
 // expired or trimmed here, whatever its size.
 
-import type { LaneName } from '../../core/contracts/lanes.ts';
+import { LANES, type LaneName } from '../../core/contracts/lanes.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import {
   enqueueOutbox,
   type KitStore,
-  LANES,
   laneBacklog,
   laneEntries,
   laneOldestAt,

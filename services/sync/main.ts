@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import mqtt from 'mqtt';
 import { parsePublicKey } from '../../core/catalog-signing.ts';
 import { BaseConfig, composeConfig, loadConfig, resolveDataDir, resolveKitId } from '../../core/config.ts';
+import { localTopics, syncCommand } from '../../core/contracts/local-bus.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { loadOrCreateKey } from '../../core/secrets.ts';
@@ -63,8 +64,6 @@ export function laneLimitsFrom(cfg: SyncConfigT) {
   };
 }
 
-export const LOCAL_SYNC_CMD = 'popkit/v1/local/sync/cmd';
-
 export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const cfg = loadConfig(composeConfig(BaseConfig, SyncConfig), env);
   const dataDir = resolveDataDir(cfg);
@@ -82,14 +81,12 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
         reconnectPeriod: 2000,
       })
     : undefined;
-  bus?.on('connect', () => bus.subscribe(LOCAL_SYNC_CMD, { qos: 1 }));
+  const cmdTopic = localTopics(cfg.POPKIT_LOCAL_BUS_PREFIX).syncCmd;
+  bus?.on('connect', () => bus.subscribe(cmdTopic, { qos: 1 }));
   bus?.on('error', () => {});
-  bus?.on('message', (_topic, payload) => {
-    try {
-      if ((JSON.parse(payload.toString()) as { cmd?: string }).cmd === 'flush') sync.flushNow();
-    } catch {
-      // not JSON: not a command
-    }
+  bus?.on('message', (topic, payload) => {
+    // anything else on the topic is not a command of ours
+    if (topic === cmdTopic && syncCommand.parse(payload)?.cmd === 'flush') sync.flushNow();
   });
   process.stdout.write(
     `popkit sync: kit ${kitId} → ${opts.hubUrl.replace(/\/\/[^@/]*@/, '//')}` +

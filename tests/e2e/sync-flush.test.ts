@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import mqtt from 'mqtt';
-import { readServiceStatus } from '../../core/run-status.ts';
+import { localTopics } from '../../core/contracts/local-bus.ts';
+import { readRunStatus } from '../../core/contracts/run-status.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
-import { LOCAL_SYNC_CMD } from '../../services/sync/main.ts';
 import { BIN } from '../support/checkout.ts';
 import {
   dropSchema,
@@ -65,7 +65,7 @@ test('a flush on the local bus reconnects sync now and drains the backlog', {
 
   await broker.stop();
   await waitFor(
-    () => readServiceStatus(kit.dataDir, 'sync')?.['link'] === 'down',
+    () => readRunStatus(kit.dataDir, 'sync')?.link === 'down',
     20_000,
     'sync to see the link down',
   );
@@ -74,13 +74,13 @@ test('a flush on the local bus reconnects sync now and drains the backlog', {
   // the broker is back, but sync's next attempt is a minute away
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(stateOf(second), 'pending');
-  const before = Number(readServiceStatus(kit.dataDir, 'sync')?.['reconnects'] ?? 0);
+  const before = readRunStatus(kit.dataDir, 'sync')?.reconnects ?? 0;
 
   const bus = await mqtt.connectAsync(broker.url, { clientId: uniqueId('kitd') });
   try {
     await waitFor(
       async () => {
-        await bus.publishAsync(LOCAL_SYNC_CMD, JSON.stringify({ v: 1, cmd: 'flush' }), { qos: 1 });
+        await bus.publishAsync(localTopics().syncCmd, JSON.stringify({ v: 1, cmd: 'flush' }), { qos: 1 });
         return stateOf(second) === 'settled';
       },
       // well inside the 30 s that sync's backoff waits at the least (equal jitter of 60 s)
@@ -90,5 +90,5 @@ test('a flush on the local bus reconnects sync now and drains the backlog', {
   } finally {
     await bus.endAsync();
   }
-  assert.ok(Number(readServiceStatus(kit.dataDir, 'sync')?.['reconnects'] ?? 0) > before);
+  assert.ok((readRunStatus(kit.dataDir, 'sync')?.reconnects ?? 0) > before);
 });

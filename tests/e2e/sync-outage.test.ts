@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { LANES } from '../../core/contracts/lanes.ts';
-import { readServiceStatus } from '../../core/run-status.ts';
+import { readRunStatus } from '../../core/contracts/run-status.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
@@ -50,11 +50,7 @@ test('orders taken during a broker outage all reach the ledger once it is back',
   await waitFor(() => backlog() === 0, 15_000, 'first drain');
 
   await broker.stop();
-  await waitFor(
-    () => readServiceStatus(kit.dataDir, 'sync')?.['link'] !== 'up',
-    10_000,
-    'link down in status',
-  );
+  await waitFor(() => readRunStatus(kit.dataDir, 'sync')?.link !== 'up', 10_000, 'link down in status');
 
   // checkout keeps selling: card and cash, every one durable before it is "201"
   for (let i = 0; i < 150; i++) {
@@ -62,7 +58,7 @@ test('orders taken during a broker outage all reach the ledger once it is back',
   }
   assert.equal(backlog(), 150);
   await waitFor(
-    () => (readServiceStatus(kit.dataDir, 'sync')?.['backlog'] as Record<string, number>)?.['orders'] === 150,
+    () => readRunStatus(kit.dataDir, 'sync')?.backlog['orders'] === 150,
     5000,
     'backlog in status',
   );
@@ -77,6 +73,6 @@ test('orders taken during a broker outage all reach the ledger once it is back',
   assert.deepEqual(ledger.ids, [...accepted].sort());
   assert.equal(ledger.rows, accepted.length);
   for (const id of accepted) assert.equal(kit.store.orders.get(id)?.syncState, 'settled');
-  const st = readServiceStatus(kit.dataDir, 'sync')!;
-  assert.ok((st['reconnects'] as number) >= 1);
+  const st = readRunStatus(kit.dataDir, 'sync')!;
+  assert.ok(st.reconnects >= 1);
 });

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { readServiceStatus } from '../../core/run-status.ts';
+import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { ADMIN, BIN, kitEnv, smallCatalog, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 
@@ -59,7 +59,7 @@ test('every 201 is written after the fsync of the commit that holds its order', 
     }
   } finally {
     // stop checkout itself (its pid is in its status file); strace leaves with its tracee
-    const pid = readServiceStatus(dataDir, 'checkout')?.pid;
+    const pid = readRunStatus(dataDir, 'checkout')?.pid;
     if (pid) process.kill(pid, 'SIGTERM');
     else proc.kill('SIGKILL');
     await exited;

@@ -16,7 +16,7 @@ import {
   validateCatalog,
 } from '../../core/contracts/catalog.ts';
 import { contract } from '../../core/contracts/common.ts';
-import { checkers, WireCatalog } from '../../core/contracts/hub-wire.ts';
+import { topics, WireCatalog, wire } from '../../core/contracts/hub-wire.ts';
 import { LANE_NAMES, LANES, laneOfPriority } from '../../core/contracts/lanes.ts';
 import { kitdCommand, localTopics, supervisorCommand, syncCommand } from '../../core/contracts/local-bus.ts';
 import { parseMediaCommand } from '../../core/contracts/media.ts';
@@ -54,7 +54,15 @@ describe('catalog: one schema for kit and hub', () => {
     const tooMany = catalog(CATALOG_LIMITS.items + 1);
     assert.equal(catalogInput.check(tooMany), false);
     assert.equal(hubBody.check(tooMany), false);
-    assert.equal(checkers.wireCatalog.Check(tooMany), false);
+    const signedPayload = (c: unknown) => ({
+      v: 1,
+      eventId: 'ev-1',
+      version: 1,
+      issuedAt: 'now',
+      catalog: c,
+    });
+    assert.equal(wire.catalogPayload.check(signedPayload(tooMany)), false);
+    assert.equal(wire.catalogPayload.check(signedPayload(catalog(3))), true);
     const badSku = catalog(1);
     badSku.items[0]!.sku = 'has space';
     assert.equal(hubBody.check(badSku), false);
@@ -116,6 +124,62 @@ describe('catalog: one schema for kit and hub', () => {
       stock: 1,
     }));
     assert.equal(validateCatalog(c).items.length, 4);
+  });
+});
+
+describe('hub wire', () => {
+  const order = {
+    id: '01J0000000000000000000000A',
+    kitId: 'kit-1',
+    eventId: 'ev',
+    catalogVersion: 1,
+    totalCents: 100,
+    currency: 'EUR',
+    lines: [{ sku: 'A', name: 'a', qty: 1, unitPriceCents: 100, lineCents: 100 }],
+    payment: { method: 'cash' },
+    createdAt: 'now',
+  };
+  const batch = (entries: unknown[], kitId = 'kit-1') => ({ v: 1, kitId, sentAt: 1, entries });
+
+  test('a batch from a kit is checked entry by entry', () => {
+    assert.ok(wire.batch.check(batch([{ lane: 'orders', id: order.id, order }])));
+    const bad: Array<[string, unknown]> = [
+      ['kit id with a wildcard', batch([{ lane: 'orders', id: order.id, order }], 'kit/+')],
+      ['no entries', batch([])],
+      ['unknown lane', batch([{ lane: 'priority', id: 'x', at: 1, body: {} }])],
+      [
+        'negative quantity',
+        batch([
+          { lane: 'orders', id: order.id, order: { ...order, lines: [{ ...order.lines[0], qty: -1 }] } },
+        ]),
+      ],
+      ['string amount', batch([{ lane: 'orders', id: order.id, order: { ...order, totalCents: '100' } }])],
+      ['wrong version', { ...batch([{ lane: 'orders', id: order.id, order }]), v: 2 }],
+      ['oversized token', batch([{ lane: 'orders', id: order.id, order, token: 'x'.repeat(5000) }])],
+    ];
+    for (const [name, value] of bad) assert.equal(wire.batch.check(value), false, name);
+    assert.equal(wire.batch.parse('{"v":1,'), undefined, 'torn JSON');
+    const huge = batch(
+      Array.from({ length: 5001 }, (_, i) => ({ lane: 'stock', id: `s${i}`, at: 1, stock: {} })),
+    );
+    assert.equal(wire.batch.check(huge), false, 'more than 5000 entries');
+  });
+
+  test('acks name a lane, an id and a known state', () => {
+    assert.ok(wire.ack.check({ v: 1, kitId: 'k', acks: [{ lane: 'orders', id: 'a', state: 'settled' }] }));
+    assert.equal(
+      wire.ack.check({ v: 1, kitId: 'k', acks: [{ lane: 'orders', id: 'a', state: 'paid' }] }),
+      false,
+    );
+    assert.equal(
+      wire.ack.check({ v: 1, kitId: 'k', acks: [{ lane: '__proto__', id: 'a', state: 'settled' }] }),
+      false,
+    );
+  });
+
+  test('topics put the kit id at one level', () => {
+    assert.equal(topics.orders('kit-1'), 'popkit/v1/kits/kit-1/orders');
+    assert.equal(topics.catalog('ev-1'), 'popkit/v1/events/ev-1/catalog');
   });
 });
 

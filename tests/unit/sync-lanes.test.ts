@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LANES } from '../../core/contracts/lanes.ts';
-import { Backoff } from '../../services/sync/backoff.ts';
 import { LaneKeeper } from '../../services/sync/lanes.ts';
 import { makeKit, uniqueId } from '../support/hub-link.ts';
 
@@ -66,16 +65,4 @@ test('stock snapshots are queued only on change and supersede older waiting ones
   } finally {
     await kit.close();
   }
-});
-
-test('backoff doubles up to its ceiling, with jitter in the upper half', () => {
-  const lo = new Backoff(100, 1000, () => 0);
-  assert.deepEqual(
-    [lo.next(), lo.next(), lo.next(), lo.next(), lo.next(), lo.next()],
-    [50, 100, 200, 400, 500, 500],
-  );
-  const hi = new Backoff(100, 1000, () => 1);
-  assert.deepEqual([hi.next(), hi.next(), hi.next(), hi.next(), hi.next()], [100, 200, 400, 800, 1000]);
-  hi.reset();
-  assert.equal(hi.next(), 100);
 });

@@ -2,14 +2,23 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { KitStatus } from '../../core/contracts/hub-wire.ts';
-import { kitStatusPayload } from '../../services/sync/sync-service.ts';
+import { type KitdForHub, kitStatusPayload } from '../../services/sync/sync-status.ts';
 
 test('the kit status sent to the hub is valid with what kitd really writes (power as a list)', () => {
-  const kitd = {
+  const at = new Date(0).toISOString();
+  const kitd: KitdForHub = {
     state: 'live',
     power: [
-      { device: 'mppt', driver: 'vedirect', batteryV: 13.2, solarW: 40, chargeState: 'bulk', stale: false },
-      { device: 'shunt', driver: 'ina226', batteryV: 13.1, socPct: 71.2, stale: false, extras: { x: 1 } },
+      {
+        device: 'mppt',
+        driver: 'vedirect',
+        batteryV: 13.2,
+        solarW: 40,
+        chargeState: 'bulk',
+        stale: false,
+        at,
+      },
+      { device: 'shunt', driver: 'ina226', batteryV: 13.1, socPct: 71.2, stale: false, extras: { x: 1 }, at },
     ],
   };
   const s = kitStatusPayload({

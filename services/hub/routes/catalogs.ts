@@ -1,0 +1,48 @@
+// PUT /v1/events/:eventId/catalog (admin): sign the catalog with the hub key, store it as the event's
+// next version and publish it, retained, to the kits.
+import type { KeyObject } from 'node:crypto';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { signCatalog } from '../../../core/catalog-signing.ts';
+import { HubCatalogBody } from '../../../core/contracts/catalog.ts';
+import { ID_LEVEL } from '../../../core/contracts/common.ts';
+import { KitError } from '../../../core/errors.ts';
+import type { HubIngest } from '../ingest.ts';
+import type { Ledger } from '../ledger.ts';
+import { adminGuard } from './admin.ts';
+
+const EventParams = Type.Object({ eventId: Type.String({ pattern: ID_LEVEL }) });
+
+export interface CatalogRoutesOptions {
+  ledger: Pick<Ledger, 'latestCatalogVersion' | 'storeCatalog'>;
+  ingest: Pick<HubIngest, 'publishCatalog'>;
+  signingKey: KeyObject;
+  adminToken: string;
+}
+
+export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = async (app, opts) => {
+  const { ledger, ingest, signingKey } = opts;
+  app.put(
+    '/v1/events/:eventId/catalog',
+    // the body is the catalog; eventId comes from the path, version defaults to the latest + 1
+    { onRequest: adminGuard(opts.adminToken), schema: { params: EventParams, body: HubCatalogBody } },
+    async (req, reply) => {
+      const { eventId } = req.params;
+      const body = req.body;
+      if (body.eventId !== undefined && body.eventId !== eventId) {
+        throw new KitError('VALIDATION', `body eventId ${body.eventId} does not match the path's ${eventId}`);
+      }
+      const version = body.version ?? (await ledger.latestCatalogVersion(eventId)) + 1;
+      const signed = signCatalog(signingKey, { ...body, eventId, version });
+      await ledger.storeCatalog(eventId, version, signed);
+      let published = true;
+      try {
+        await ingest.publishCatalog(eventId, signed);
+      } catch {
+        // stored: the worker republishes the latest catalogs when it reconnects
+        published = false;
+      }
+      return reply.status(published ? 200 : 202).send({ eventId, version, published });
+    },
+  );
+};

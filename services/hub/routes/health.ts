@@ -1,0 +1,75 @@
+// GET /healthz (database and broker) and GET /metrics (Prometheus) of a hub worker.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { HubIngest } from '../ingest.ts';
+import type { Ledger } from '../ledger.ts';
+
+export interface HealthRoutesOptions {
+  ledger: Pick<Ledger, 'ping' | 'counters'>;
+  ingest: Pick<HubIngest, 'connected' | 'stats'>;
+}
+
+function hubMetrics({ ledger, ingest }: HealthRoutesOptions): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'popkit_hub_' });
+  new Gauge({
+    name: 'popkit_hub_broker_connected',
+    help: '1 while the worker is connected to the broker',
+    registers: [registry],
+    collect() {
+      this.set(ingest.connected ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'popkit_hub_entries_total',
+    help: 'kit entries committed (each delivery counts)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(ingest.stats.entries);
+    },
+  });
+  new Counter({
+    name: 'popkit_hub_orders_total',
+    help: 'orders by outcome at the ledger: new, or a duplicate delivery that changed nothing',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ result: 'new' }, ledger.counters.ordersNew);
+      this.inc({ result: 'duplicate' }, ledger.counters.ordersDuplicate);
+    },
+  });
+  new Counter({
+    name: 'popkit_hub_refused_total',
+    help: 'kit messages refused, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(ingest.stats.refused)) this.inc({ reason }, n);
+    },
+  });
+  return registry;
+}
+
+export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (app, opts) => {
+  const registry = hubMetrics(opts);
+
+  app.get('/healthz', async (_req, reply) => {
+    let db = 'ok';
+    try {
+      await opts.ledger.ping();
+    } catch (err) {
+      db = `down: ${(err as Error).message}`;
+    }
+    const broker = opts.ingest.connected ? 'ok' : 'down';
+    const ok = db === 'ok' && broker === 'ok';
+    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', db, broker });
+  });
+
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', registry.contentType);
+    return registry.metrics();
+  });
+};

@@ -1,0 +1,162 @@
+// The hub link: sync's one MQTT client. A persistent session (acks the hub sent while the link was
+// down are kept for the kit), a retained last will that says `online: false`, and reconnects of our
+// own, with exponential backoff and equal jitter (core/backoff.ts), so a venue full of kits coming
+// back after an uplink cut does not hit the broker in lockstep. mqtt.js's in-memory queue is never
+// relied upon: what is unacked when the link drops is resent from the outbox.
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { Backoff } from '../../core/backoff.ts';
+import { type KitStatusT, topics } from '../../core/contracts/hub-wire.ts';
+import type { LinkState } from '../../core/contracts/run-status.ts';
+import { moduleLogger, redactUrl } from '../../core/logger.ts';
+
+const log = moduleLogger('sync');
+
+export interface HubLinkOptions {
+  kitId: string;
+  hubUrl: string;
+  username?: string | undefined;
+  password?: string | undefined;
+  ca?: Buffer | undefined;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+}
+
+export interface HubLinkEvents {
+  /** connected (first time or again): subscribe, announce, pump */
+  up(): void;
+  /** the connection closed; a reconnect is scheduled unless the link is closing */
+  down(): void;
+  message(topic: string, payload: Buffer): void;
+  /** the link state changed in a way /v1/status should show at once */
+  changed(): void;
+}
+
+export class HubLink {
+  private client: MqttClient | undefined;
+  private readonly backoff: Backoff;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closing = false;
+  state: LinkState = 'connecting';
+  reconnects = 0;
+
+  constructor(
+    private readonly opts: HubLinkOptions,
+    private readonly on: HubLinkEvents,
+  ) {
+    this.backoff = new Backoff({
+      initialMs: opts.backoffMinMs,
+      maxMs: opts.backoffMaxMs,
+      jitter: 'equal',
+    });
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  get closed(): boolean {
+    return this.closing;
+  }
+
+  open(): void {
+    const { kitId } = this.opts;
+    const offline: KitStatusT = { v: 1, kitId, online: false, at: Date.now() };
+    const clientOpts: IClientOptions = {
+      protocolVersion: 5,
+      clientId: `popkit-sync-${kitId}`,
+      // a persistent session keeps acks the hub sent while the link was down
+      clean: false,
+      properties: { sessionExpiryInterval: 7 * 24 * 3600 },
+      // reconnects are ours (exponential backoff with jitter), not mqtt.js's fixed period
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      username: this.opts.username ?? kitId,
+      ...(this.opts.password ? { password: this.opts.password } : {}),
+      ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+      will: {
+        topic: topics.status(kitId),
+        payload: Buffer.from(JSON.stringify(offline)),
+        qos: 1,
+        retain: true,
+      },
+    };
+    const client = mqtt.connect(this.opts.hubUrl, clientOpts);
+    this.client = client;
+    client.on('connect', () => this.onConnect());
+    client.on('close', () => this.onClose());
+    client.on('error', (err) => log.warn({ err: err.message }, 'hub link error'));
+    client.on('message', (topic, payload) => this.on.message(topic, payload));
+  }
+
+  /** Publish QoS 1; a failure is logged (the outbox resends what was not acked). */
+  publish(topic: string, payload: string, retain = false, onError?: (err: Error) => void): void {
+    this.client?.publish(topic, payload, { qos: 1, retain }, (err) => {
+      if (err && !this.closing)
+        (onError ?? ((e) => log.warn({ err: e.message, topic }, 'publish failed')))(err);
+    });
+  }
+
+  subscribe(topicsToAdd: string[]): void {
+    const subs: Record<string, { qos: 1 }> = {};
+    for (const t of topicsToAdd) subs[t] = { qos: 1 };
+    this.client?.subscribe(subs, (err) => {
+      if (err) log.warn({ err: err.message }, 'subscribe failed');
+    });
+  }
+
+  unsubscribe(topic: string): void {
+    this.client?.unsubscribe(topic);
+  }
+
+  /**
+   * kitd's "flush" (critical power, safe shutdown): don't sit out a reconnect backoff, try the link
+   * now.
+   */
+  reconnectNow(): void {
+    if (this.closing || !this.reconnectTimer) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.reconnect();
+  }
+
+  /** Close the link; `bye` (a retained offline status) goes out first when the link is up. */
+  async close(bye?: { topic: string; payload: string }): Promise<void> {
+    this.closing = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const client = this.client;
+    if (client?.connected && bye) {
+      await client.publishAsync(bye.topic, bye.payload, { qos: 1, retain: true }).catch(() => undefined);
+    }
+    await client?.endAsync().catch(() => undefined);
+    this.state = 'down';
+  }
+
+  private onConnect(): void {
+    this.state = 'up';
+    this.backoff.reset();
+    log.info({ hub: redactUrl(this.opts.hubUrl) }, 'hub link up');
+    // a link change shows in /v1/status at once, not at the next tick
+    this.on.changed();
+    this.on.up();
+  }
+
+  private onClose(): void {
+    if (this.state === 'up') log.warn('hub link down');
+    this.state = this.closing ? 'down' : 'connecting';
+    this.on.down();
+    if (this.closing || this.reconnectTimer) return;
+    const delay = this.backoff.next();
+    this.state = 'down';
+    this.on.changed();
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (!this.closing) this.reconnect();
+    }, delay);
+  }
+
+  private reconnect(): void {
+    this.reconnects++;
+    this.state = 'connecting';
+    this.client?.reconnect();
+  }
+}
