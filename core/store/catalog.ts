@@ -49,14 +49,14 @@ export async function replaceCatalog(
         const sold = Math.max(0, before - current);
         stock = Math.max(0, item.stock - sold);
       }
-      store.stock.put(item.sku, stock);
+      void store.stock.put(item.sku, stock);
     }
     // SKUs that left the catalog keep no stock, so they cannot be sold
     for (const old of prev?.items ?? []) {
-      if (!(old.sku in next.startStock)) store.stock.remove(old.sku);
+      if (!(old.sku in next.startStock)) void store.stock.remove(old.sku);
     }
-    store.catalog.put(CATALOG_KEY, next);
-    store.meta.put(META.catalogVersion, {
+    void store.catalog.put(CATALOG_KEY, next);
+    void store.meta.put(META.catalogVersion, {
       eventId: next.eventId,
       version: next.version,
       updatedAt: next.updatedAt,

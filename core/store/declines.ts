@@ -9,5 +9,5 @@ export function readRecentDeclines(store: KitStore): DeclineNotice[] {
 
 /** Remember a decline (inside the transaction that applies the verdict); keeps the newest few. */
 export function recordDeclineInTxn(store: KitStore, notice: DeclineNotice): void {
-  store.meta.put(META.declines, [notice, ...readRecentDeclines(store)].slice(0, RECENT_DECLINES));
+  void store.meta.put(META.declines, [notice, ...readRecentDeclines(store)].slice(0, RECENT_DECLINES));
 }

@@ -32,7 +32,7 @@ export function setEventState(
     const next: EventState = live
       ? { live: true, eventId: eventId ?? fallbackEventId, startedAt: now, stoppedAt: null }
       : { ...prev, live: false, stoppedAt: now };
-    store.meta.put(META.event, next);
+    void store.meta.put(META.event, next);
     return next;
   });
 }

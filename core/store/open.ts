@@ -5,7 +5,10 @@
 //
 // Durability: the environment is opened with overlappingSync off, so an awaited write or transaction
 // resolves only after its commit is fsynced; concurrent transactions are batched by lmdb-js into one
-// commit, which is where the throughput comes from (docs/architecture.md#durability).
+// commit, which is where the throughput comes from (docs/architecture.md#durability). Inside a
+// `transaction()` callback lmdb-js applies each put/remove at once, within the transaction; the
+// promise it returns settles with the commit, which the caller awaits through the transaction, so
+// those writes are marked `void` (Biome's noFloatingPromises is on).
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';

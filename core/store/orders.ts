@@ -42,18 +42,18 @@ export function commitOrder(store: KitStore, c: OrderCommit): Promise<CommitOutc
     }
     const risk = sealed ? checkRiskInTxn(store, c.limits, order.totalCents, c.now) : undefined;
     if (risk && !risk.ok) return { kind: 'risk', limit: risk.limit, view: risk.view };
-    for (const [sku, left] of stockAfter) store.stock.put(sku, left);
-    store.orders.put(order.id, order);
+    for (const [sku, left] of stockAfter) void store.stock.put(sku, left);
+    void store.orders.put(order.id, order);
     const entry: OutboxEntry = { kind: 'order', ref: order.id, createdAt: c.now };
     if (sealed && risk?.ok) {
       entry.riskCents = order.totalCents;
       putTokenInTxn(store, order.id, sealed);
       riskUpInTxn(store, risk.counters, order.id, order.totalCents, c.now);
     }
-    store.outbox.put([LANES.orders, order.id] satisfies OutboxKey, entry);
-    store.meta.put(META.idHighWater, c.idHighWater);
+    void store.outbox.put([LANES.orders, order.id] satisfies OutboxKey, entry);
+    void store.meta.put(META.idHighWater, c.idHighWater);
     if (c.idempotency) {
-      store.idempotency.put(c.idempotency.key, { orderId: order.id, bodyHash: c.idempotency.bodyHash });
+      void store.idempotency.put(c.idempotency.key, { orderId: order.id, bodyHash: c.idempotency.bodyHash });
     }
     return { kind: 'created' };
   });

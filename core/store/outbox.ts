@@ -23,7 +23,7 @@ export function readOutboxEntry(store: KitStore, key: OutboxKey): OutboxEntry | 
 /** Remove entries in one transaction (a lane's trim, a probe nobody forwarded). */
 export async function removeOutboxEntries(store: KitStore, keys: Iterable<OutboxKey>): Promise<void> {
   await store.root.transaction(() => {
-    for (const key of keys) store.outbox.remove(key);
+    for (const key of keys) void store.outbox.remove(key);
   });
 }
 
@@ -75,9 +75,9 @@ export async function replaceStockSnapshot(
 ): Promise<void> {
   const lane = LANES.stock;
   await store.root.transaction(() => {
-    for (const key of store.outbox.getKeys(laneRange(lane))) store.outbox.remove(key);
-    store.outbox.put([lane, id], { kind: 'stock', body: { stock }, createdAt });
-    store.meta.put(META.stockSnapshot, text);
+    for (const key of store.outbox.getKeys(laneRange(lane))) void store.outbox.remove(key);
+    void store.outbox.put([lane, id], { kind: 'stock', body: { stock }, createdAt });
+    void store.meta.put(META.stockSnapshot, text);
   });
 }
 
@@ -112,12 +112,12 @@ export function applyOrderAckInTxn(store: KitStore, orderId: string, verdict: Or
         at,
       });
     }
-    if (order.syncState !== next.syncState || !order.forwardedAt) store.orders.put(orderId, next);
+    if (order.syncState !== next.syncState || !order.forwardedAt) void store.orders.put(orderId, next);
   }
   // once the hub exchanged the token (either way) the kit has no reason to keep it
   if (verdict.state !== 'forwarded') dropTokenInTxn(store, orderId);
   if (!entry) return false;
-  store.outbox.remove(key);
+  void store.outbox.remove(key);
   if (entry.riskCents !== undefined) riskDownInTxn(store, orderId, entry.riskCents);
   return true;
 }
@@ -138,7 +138,7 @@ export async function applyHubAcks(store: KitStore, acks: readonly HubAck[]): Pr
   await store.root.transaction(() => {
     for (const a of acks) {
       if (a.lane !== 'orders') {
-        store.outbox.remove([LANES[a.lane], a.id]);
+        void store.outbox.remove([LANES[a.lane], a.id]);
         continue;
       }
       if (a.state === 'stored') continue;

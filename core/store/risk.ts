@@ -95,8 +95,8 @@ export function riskUpInTxn(
   cents: number,
   at: number,
 ): void {
-  store.riskq.put(orderId, { cents, at });
-  store.meta.put(META.risk, {
+  void store.riskq.put(orderId, { cents, at });
+  void store.meta.put(META.risk, {
     unsyncedTokenOrders: counters.unsyncedTokenOrders + 1,
     unsyncedTokenCents: counters.unsyncedTokenCents + cents,
   } satisfies RiskCounters);
@@ -105,9 +105,9 @@ export function riskUpInTxn(
 /** The budget goes down: the hub acked a card order (same transaction as the outbox removal). */
 export function riskDownInTxn(store: KitStore, orderId: string, cents: number): void {
   const c = readRiskCounters(store);
-  store.meta.put(META.risk, {
+  void store.meta.put(META.risk, {
     unsyncedTokenOrders: Math.max(0, c.unsyncedTokenOrders - 1),
     unsyncedTokenCents: Math.max(0, c.unsyncedTokenCents - cents),
   } satisfies RiskCounters);
-  store.riskq.remove(orderId);
+  void store.riskq.remove(orderId);
 }

@@ -8,11 +8,11 @@ export function readSealedToken(store: KitStore, orderId: string): SealedToken |
 }
 
 export function putTokenInTxn(store: KitStore, orderId: string, sealed: SealedToken): void {
-  store.tokens.put(orderId, sealed);
+  void store.tokens.put(orderId, sealed);
 }
 
 export function dropTokenInTxn(store: KitStore, orderId: string): void {
-  store.tokens.remove(orderId);
+  void store.tokens.remove(orderId);
 }
 
 export function tokenCount(store: KitStore): number {
