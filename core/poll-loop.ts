@@ -30,6 +30,8 @@ export interface PollLoopOptions {
   immediate?: boolean;
   /** the clock and timers to use; the global ones unless said */
   timers?: TimerHost;
+  /** do not keep the process alive for this loop alone (Node's `timer.unref()`) */
+  unref?: boolean;
 }
 
 /** Milliseconds until the next multiple of `periodMs` of the wall clock. */
@@ -76,6 +78,7 @@ export function pollLoop(periodMs: number, task: () => unknown, opts: PollLoopOp
       },
       opts.aligned ? alignedDelay(periodMs, timers.now()) : periodMs,
     );
+    if (opts.unref) (timer as { unref?: () => void } | undefined)?.unref?.();
   };
   if (opts.immediate) run();
   arm();

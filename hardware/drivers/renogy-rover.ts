@@ -2,7 +2,7 @@
 // 0x0100 block per poll, sign-magnitude temperatures, address discovery (1–247 and 255), load switch.
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
-import { alignedDelay } from '../power/poll-clock.ts';
+import { alignedDelay } from '../../core/poll-loop.ts';
 import { type ChargeState, round } from '../power/reading.ts';
 import { PowerSourceBase, type ReadingValues } from '../power/source-base.ts';
 import { openFailure, type ReconnectingLink } from '../serial/reconnecting-link.ts';

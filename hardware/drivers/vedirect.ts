@@ -1,7 +1,7 @@
 // Victron VE.Direct text: field decoding with units (MPPT and BMV / SmartShunt), BMV multi-block
 // merging, and the PowerSource that reads a charger or monitor over a (reconnecting) serial link.
 
-import { everyAligned } from '../power/poll-clock.ts';
+import { pollLoop } from '../../core/poll-loop.ts';
 import type { ChargeState } from '../power/reading.ts';
 import { round } from '../power/reading.ts';
 import { PowerSourceBase, type ReadingValues } from '../power/source-base.ts';
@@ -313,7 +313,8 @@ export class VeDirectSource extends PowerSourceBase {
       );
     }
     // Checked every period: three periods without a valid block is stale, whatever the reason.
-    this.stopWatchdog = everyAligned(this.periodMs, () => this.checkSilence());
+    const loop = pollLoop(this.periodMs, () => this.checkSilence(), { aligned: true });
+    this.stopWatchdog = () => loop.stop();
     try {
       await this.link.open();
     } catch (err) {

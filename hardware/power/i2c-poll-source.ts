@@ -1,7 +1,7 @@
 // Polling for I2C monitors: a failed transfer (NACK, bus gone) is a status; three poll periods or
 // three polls in a row without a good read make the reading stale.
 
-import { alignedDelay } from './poll-clock.ts';
+import { alignedDelay } from '../../core/poll-loop.ts';
 import type { PowerDriver } from './reading.ts';
 import { PowerSourceBase, type ReadingValues } from './source-base.ts';
 

@@ -1,5 +1,6 @@
 // Keeps a serial link open across unplug/replug: on close or a failed open it retries with a
 // growing delay, and recovers by itself when the adapter comes back (Signal K does the same).
+import { type BackoffPolicy, backoffDelay } from '../../core/backoff.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import type { SerialLink } from './types.ts';
@@ -17,17 +18,15 @@ export type LinkState =
   | { state: 'open' }
   | { state: 'closed'; reason: string; retryInMs: number | undefined; openFailed?: boolean };
 
-export function backoffDelay(attempt: number, o: BackoffOptions = {}): number {
-  const initial = o.initialDelayMs ?? 250;
-  const max = o.maxDelayMs ?? 30_000;
-  const factor = o.factor ?? 2;
-  return Math.min(max, initial * factor ** Math.max(0, attempt));
+/** The serial link's retry delays as a policy of the one backoff (core/backoff.ts): 250 ms doubling to 30 s. */
+export function serialBackoff(o: BackoffOptions = {}): BackoffPolicy {
+  return { initialMs: o.initialDelayMs ?? 250, maxMs: o.maxDelayMs ?? 30_000, factor: o.factor ?? 2 };
 }
 
 export class ReconnectingLink implements SerialLink {
   readonly path: string;
   private readonly make: () => SerialLink;
-  private readonly backoff: BackoffOptions;
+  private readonly backoff: BackoffPolicy;
   private link: SerialLink | undefined;
   private unsubs: Array<() => void> = [];
   private running = false;
@@ -41,7 +40,7 @@ export class ReconnectingLink implements SerialLink {
   constructor(path: string, make: () => SerialLink, backoff: BackoffOptions = {}) {
     this.path = path;
     this.make = make;
-    this.backoff = backoff;
+    this.backoff = serialBackoff(backoff);
   }
 
   get isOpen(): boolean {

@@ -1,6 +1,8 @@
 // A simulated Victron charger (MPPT) or battery monitor (BMV / SmartShunt) that writes real
 // VE.Direct text blocks, driven by a BatteryModel, to any SerialLink: an in-process pair or the
 // far end of a socat pty pair. Faults: bad checksums, interleaved HEX frames, silence, garbage.
+
+import { pollLoop } from '../../core/poll-loop.ts';
 import {
   encodeVeDirectBlock,
   encodeVeDirectHexFrame,
@@ -8,7 +10,6 @@ import {
   VeDirectParser,
   veDirectHexFrameValid,
 } from '../drivers/vedirect-parser.ts';
-import { everyAligned } from '../power/poll-clock.ts';
 import type { ChargeState } from '../power/reading.ts';
 import type { SerialLink } from '../serial/types.ts';
 import type { BatteryModel, BatterySnapshot } from './battery-model.ts';
@@ -138,7 +139,8 @@ export class VeDirectSimulator {
   async start(): Promise<void> {
     this.unsubData = this.o.link.onData((c) => this.inbound.push(c));
     if (!this.o.link.isOpen) await this.o.link.open();
-    this.stopTimer = everyAligned(this.o.periodMs, () => void this.tick());
+    const loop = pollLoop(this.o.periodMs, () => void this.tick(), { aligned: true });
+    this.stopTimer = () => loop.stop();
   }
 
   async stop(): Promise<void> {

@@ -12,6 +12,7 @@ import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import { pollLoop } from '../../core/poll-loop.ts';
 import { loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
 import { commitWatch, type KitStore, openKitStore, readIdHighWater } from '../../core/store/index.ts';
 import { TokenVault } from '../../core/token-vault.ts';
@@ -111,14 +112,16 @@ export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise
   log.info({ port: kit.port }, 'checkout listening');
   process.stdout.write(`popkit checkout: listening on http://${kit.host}:${kit.port}\n`);
   kit.writeStatus();
-  const timer = setInterval(() => kit.writeStatus(), 1000);
-  timer.unref();
+  const beat = pollLoop(1000, () => kit.writeStatus(), {
+    unref: true,
+    onError: (err) => log.warn({ err: (err as Error).message }, 'run status not written'),
+  });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
-  clearInterval(timer);
+  beat.stop();
   await kit.close();
   return 0;
 }

@@ -14,6 +14,7 @@ import {
 } from '../../core/contracts/hub-wire.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
+import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import type { Ledger } from './ledger.ts';
 
 const log = moduleLogger('hub-ingest');
@@ -44,7 +45,7 @@ const DB_RETRY = { initialMs: 100, maxMs: 5000 } as const;
 export class HubIngest {
   private client: MqttClient | undefined;
   private stopping = false;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private retryLoop: PollLoop | undefined;
   private retrying = false;
   sharedSubscription: boolean | undefined;
   readonly stats: IngestStats = { batches: 0, entries: 0, refused: {}, acksSent: 0, dbRetries: 0 };
@@ -115,8 +116,10 @@ export class HubIngest {
       this.republishCatalogs().catch((err) => log.warn({ err: (err as Error).message }, 'catalog republish'));
     });
     await this.republishCatalogs();
-    this.retryTimer = setInterval(() => void this.retryDeferred(), this.opts.retryDeferredMs);
-    this.retryTimer.unref();
+    this.retryLoop = pollLoop(this.opts.retryDeferredMs, () => this.retryDeferred(), {
+      unref: true,
+      onError: (err) => log.warn({ err: (err as Error).message }, 'deferred retry'),
+    });
     log.info(
       { broker: redactUrl(this.opts.brokerUrl), shared: this.sharedSubscription },
       'hub ingest started',
@@ -125,7 +128,7 @@ export class HubIngest {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryLoop?.stop();
     await this.client?.endAsync();
   }
 

@@ -13,6 +13,7 @@ import { readRunStatus, statusAgeMs, writeRunStatus } from '../../core/contracts
 import { dataLayout } from '../../core/data-dir.ts';
 import { isKitError, KitError } from '../../core/errors.ts';
 import { type Logger, moduleLogger } from '../../core/logger.ts';
+import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import type { BoardProfile } from '../../hardware/boards/index.ts';
 import { type CpuSample, CpuSampler } from './cpu-load.ts';
 import { type GstLoad, isMissingElement } from './gst-loader.ts';
@@ -91,7 +92,9 @@ export class MediaService {
   private activeStep: LadderStep;
   private startedAt = 0;
   private restartTimer: NodeJS.Timeout | undefined;
-  private timers: NodeJS.Timeout[] = [];
+  private loops: PollLoop[] = [];
+  private readonly loopError = (err: unknown) =>
+    this.log.error({ err: (err as Error).message }, 'media: periodic task failed');
   private stoppedForGood = false;
 
   // Counters: cumulative over the process, per-run parts folded in when a run ends.
@@ -130,21 +133,23 @@ export class MediaService {
       }
     });
     const statusEvery = deps.settings.statusIntervalMs ?? 1000;
-    this.timers.push(setInterval(() => this.statusTick(), statusEvery));
+    this.loops.push(pollLoop(statusEvery, () => this.statusTick(), { onError: this.loopError }));
     if (!deps.gst.ok) {
       this.becomeUnavailable(deps.gst.reason);
       return;
     }
     resetHlsDir(this.hlsDir);
-    this.timers.push(setInterval(() => this.watchTick(), deps.settings.watchIntervalMs ?? 250));
+    this.loops.push(
+      pollLoop(deps.settings.watchIntervalMs ?? 250, () => this.watchTick(), { onError: this.loopError }),
+    );
     this.startPipeline();
     this.statusTick();
   }
 
   async stop(): Promise<void> {
     this.stoppedForGood = true;
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
+    for (const l of this.loops) l.stop();
+    this.loops = [];
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.stopPipeline();
     this.watchdog.stopped();

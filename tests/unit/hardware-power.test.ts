@@ -3,12 +3,13 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import { deviceConfigFromArgs, formatReading } from '../../cli/commands/power.ts';
+import { backoffDelay } from '../../core/backoff.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { VeDirectSource } from '../../hardware/drivers/vedirect.ts';
 import { createPowerSources, createRealSource } from '../../hardware/factories/power-sources.ts';
 import type { PowerReading } from '../../hardware/power/reading.ts';
 import { SocEstimator } from '../../hardware/power/soc-estimator.ts';
-import { backoffDelay, type LinkState, ReconnectingLink } from '../../hardware/serial/reconnecting-link.ts';
+import { type LinkState, ReconnectingLink, serialBackoff } from '../../hardware/serial/reconnecting-link.ts';
 import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 import { SimSerialPair } from '../../hardware/sim/serial-pair.ts';
 import { VeDirectSimulator } from '../../hardware/sim/vedirect-sim.ts';
@@ -91,9 +92,12 @@ describe('SOC estimator (INA2xx)', () => {
 });
 
 describe('serial backoff', () => {
-  test('grows by the factor and stops at the cap', () => {
+  test('grows by the factor and stops at the cap; defaults 250 ms to 30 s', () => {
+    assert.deepEqual(serialBackoff(), { initialMs: 250, maxMs: 30_000, factor: 2 });
     assert.deepEqual(
-      [0, 1, 2, 3, 4, 5, 10].map((a) => backoffDelay(a, { initialDelayMs: 250, maxDelayMs: 4000 })),
+      [0, 1, 2, 3, 4, 5, 10].map((a) =>
+        backoffDelay(a, serialBackoff({ initialDelayMs: 250, maxDelayMs: 4000 })),
+      ),
       [250, 500, 1000, 2000, 4000, 4000, 4000],
     );
   });
