@@ -1,9 +1,9 @@
-// How CLI commands reach a running kit: its HTTP API on this machine, the admin token from the
-// environment or the data dir (where checkout generated it on first boot).
+// How CLI commands reach a running kit: the one checkout client (core/checkout-client.ts) at the kit's
+// HTTP API on this machine, the admin token from the environment or the data dir (where checkout
+// generated it on first boot). Answers come back as status and parsed body, errors of any status
+// included, so each command words its own message.
+import { CheckoutClient, readAdminToken } from '../core/checkout-client.ts';
 import { BaseConfig, loadConfig, resolveDataDir } from '../core/config.ts';
-import { dataLayout } from '../core/data-dir.ts';
-import { KitError } from '../core/errors.ts';
-import { readToken } from '../core/secrets.ts';
 
 export interface KitResponse {
   status: number;
@@ -12,14 +12,10 @@ export interface KitResponse {
 
 export function kitApi(url?: string, env: NodeJS.ProcessEnv = process.env) {
   const base = (url ?? `http://127.0.0.1:${env['POPKIT_HTTP_PORT'] ?? '8080'}`).replace(/\/$/, '');
-  const adminToken = (): string => {
-    const fromEnv = env['POPKIT_ADMIN_TOKEN'];
-    if (fromEnv) return fromEnv;
-    const dataDir = resolveDataDir(loadConfig(BaseConfig, env));
-    const token = readToken(dataLayout(dataDir).adminToken);
-    if (token) return token;
-    throw new KitError('UNAUTHORIZED', `no admin token: set POPKIT_ADMIN_TOKEN or run where ${dataDir} is`);
-  };
+  // the data dir is looked up only when a staff command needs the token
+  const adminToken = () =>
+    readAdminToken(resolveDataDir(loadConfig(BaseConfig, env)), env['POPKIT_ADMIN_TOKEN']);
+  const client = new CheckoutClient(base, adminToken, 10_000);
   return {
     base,
     async request(
@@ -28,20 +24,7 @@ export function kitApi(url?: string, env: NodeJS.ProcessEnv = process.env) {
       body?: unknown,
       opts: { admin?: boolean } = {},
     ): Promise<KitResponse> {
-      const headers: Record<string, string> = {};
-      if (body !== undefined) headers['content-type'] = 'application/json';
-      if (opts.admin) headers['authorization'] = `Bearer ${adminToken()}`;
-      let res: Response;
-      try {
-        res = await fetch(`${base}${p}`, {
-          method,
-          headers,
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-          signal: AbortSignal.timeout(10_000),
-        });
-      } catch (err) {
-        throw new KitError('NOT_READY', `no kit answering at ${base} (${(err as Error).message}): is it up?`);
-      }
+      const res = await client.raw(method, p, body, opts.admin ?? false);
       const text = await res.text();
       let parsed: unknown = text;
       try {

@@ -1,0 +1,88 @@
+// `popkit catalog load` and `popkit status` as commands, against a running checkout: they go through
+// the one checkout client (core/checkout-client.ts) with the admin token from the environment or the
+// data dir, and a staff command without a token is refused before anything is sent.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { ADMIN, BIN, kitEnv, smallCatalog, startCheckout, tempDir } from '../support/checkout.ts';
+
+const run = promisify(execFile);
+
+async function popkit(args: string[], env: NodeJS.ProcessEnv) {
+  try {
+    const r = await run(process.execPath, [BIN, ...args], { env, timeout: 60_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe('popkit catalog load and popkit status', () => {
+  let kit: Awaited<ReturnType<typeof startCheckout>>;
+  let url: string;
+  const file = path.join(tempDir('popkit-cli-'), 'catalog.json');
+
+  before(async () => {
+    kit = await startCheckout();
+    await kit.app.listen({ port: 0, host: '127.0.0.1' });
+    const addr = kit.app.server.address();
+    url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    fs.writeFileSync(file, JSON.stringify(smallCatalog({ A: 5, B: 7 }, 1, 'ev-cli')));
+  });
+  after(async () => {
+    await kit.kit.close();
+  });
+
+  test('catalog load with the token from the environment; status shows it', async () => {
+    const env = kitEnv(kit.dataDir);
+    const load = await popkit(['catalog', 'load', file, '--url', url], env);
+    assert.equal(load.code, 0, load.stderr);
+    assert.match(load.stdout, /catalog ev-cli v1 loaded: 2 items/);
+    const status = await popkit(['status', '--url', url], env);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /catalog: ev-cli v1 \(2 items, local\)/);
+    const json = await popkit(['status', '--json', '--url', url], env);
+    assert.equal(JSON.parse(json.stdout).catalog.eventId, 'ev-cli');
+  });
+
+  test('the token is read from the data dir when the environment has none', async () => {
+    const dir = tempDir('popkit-cli-dir-');
+    fs.mkdirSync(path.join(dir, 'keys'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'keys', 'admin.token'), `${ADMIN}\n`, { mode: 0o600 });
+    const env = { ...kitEnv(dir), POPKIT_ADMIN_TOKEN: '' };
+    fs.writeFileSync(file, JSON.stringify(smallCatalog({ A: 5 }, 2, 'ev-cli')));
+    const load = await popkit(['catalog', 'load', file, '--url', url], env);
+    assert.equal(load.code, 0, load.stderr);
+    assert.match(load.stdout, /v2 loaded: 1 items/);
+  });
+
+  test('no token anywhere: refused with a coded error, the catalog unchanged', async () => {
+    const env = { ...kitEnv(tempDir('popkit-cli-none-')), POPKIT_ADMIN_TOKEN: '' };
+    fs.writeFileSync(file, JSON.stringify(smallCatalog({ Z: 1 }, 9, 'ev-other')));
+    const load = await popkit(['catalog', 'load', file, '--url', url], env);
+    assert.notEqual(load.code, 0);
+    assert.match(load.stderr, /UNAUTHORIZED|no admin token/);
+    const status = await popkit(['status', '--json', '--url', url], kitEnv(kit.dataDir));
+    assert.equal(JSON.parse(status.stdout).catalog.eventId, 'ev-cli');
+  });
+
+  test('a wrong token is refused by the kit (401) and a missing file is a clear error', async () => {
+    const env = { ...kitEnv(kit.dataDir), POPKIT_ADMIN_TOKEN: 'not-the-admin-token-xyz' };
+    const load = await popkit(['catalog', 'load', file, '--url', url], env);
+    assert.equal(load.code, 1);
+    assert.match(load.stderr, /refused \(401 UNAUTHORIZED\)/);
+    const missing = await popkit(['catalog', 'load', '/nonexistent.json', '--url', url], kitEnv(kit.dataDir));
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /cannot read \/nonexistent.json/);
+  });
+
+  test('no kit answering: status says so and exits non-zero', async () => {
+    const r = await popkit(['status', '--url', 'http://127.0.0.1:9'], kitEnv(kit.dataDir));
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /unreachable|NOT_READY/);
+  });
+});
