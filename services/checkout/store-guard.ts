@@ -9,6 +9,8 @@ export class StoreGuard {
   private freeBytes = Number.POSITIVE_INFINITY;
   private checkedAt = 0;
   private fullSince: number | null = null;
+  /** free bytes seen when the last commit failed: more than this is space returning */
+  private freeAtFailure = Number.POSITIVE_INFINITY;
 
   constructor(
     /** lmdb root: its `committed` thenable lets us observe the failed batch's internal promise */
@@ -52,17 +54,22 @@ export class StoreGuard {
       this.root?.committed.then(undefined, () => {});
       this.fullSince = now;
       this.checkedAt = 0;
+      this.refresh(now);
+      this.freeAtFailure = this.freeBytes;
       return new KitError('STORE_FULL', 'the kit store could not commit (volume full?): nothing was written');
     }
     return err;
   }
 
-  status(): { freeBytes: number | null; reserveBytes: number; full: boolean } {
-    this.refresh(Date.now());
+  /** Full below the reserve, and after a failed commit until the volume shows more free space than then
+   *  (or the next order tries again, see assertWritable). */
+  status(now = Date.now()): { freeBytes: number | null; reserveBytes: number; full: boolean } {
+    this.refresh(now);
+    const stillFull = this.fullSince !== null && this.freeBytes <= this.freeAtFailure;
     return {
       freeBytes: Number.isFinite(this.freeBytes) ? this.freeBytes : null,
       reserveBytes: this.reserveBytes,
-      full: this.freeBytes < this.reserveBytes || this.fullSince !== null,
+      full: this.freeBytes < this.reserveBytes || stillFull,
     };
   }
 }
