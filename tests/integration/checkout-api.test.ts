@@ -611,7 +611,8 @@ describe('offline risk limits', () => {
       },
     );
     try {
-      const order = (payload: unknown) => counted.app.inject({ method: 'POST', url: '/v1/orders', payload });
+      const order = (payload: ReturnType<typeof card> | ReturnType<typeof cash>) =>
+        counted.app.inject({ method: 'POST', url: '/v1/orders', payload });
       for (let i = 0; i < 3; i++) assert.equal((await order(card([{ sku: 'A', qty: 1 }]))).statusCode, 201);
       const look = () => ({
         orders: [...allOrders(counted.kit.store)],
