@@ -1,32 +1,14 @@
 // A real `popkit checkout` process under load is SIGKILLed at several points; after each restart every
 // order that got a 201 is there exactly once and stock + sold = initial stock.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { BIN, inspectStore, kitEnv, smallCatalog, tempDir } from '../support/checkout.ts';
+import { inspectStore, kitEnv, smallCatalog, spawnCheckout, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 
 const INITIAL = { A: 100_000, B: 100_000, HERO: 300 };
 const SECRET = 'tok_live_CRASHSECRETqwerty';
 
-function startKit(dataDir: string, port: number): { proc: ChildProcess; output: () => string } {
-  const proc = spawn(process.execPath, [BIN, 'checkout'], {
-    env: kitEnv(dataDir, {
-      POPKIT_HTTP_PORT: String(port),
-      POPKIT_HTTP_HOST: '127.0.0.1',
-      POPKIT_LOG_LEVEL: 'trace',
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout?.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr?.on('data', (d) => {
-    out += d;
-  });
-  return { proc, output: () => out };
-}
+const startKit = (dataDir: string, port: number) => spawnCheckout(dataDir, port, 'trace');
 
 test('SIGKILL under load loses no acknowledged order and duplicates none', { timeout: 240_000 }, async () => {
   const dataDir = tempDir('popkit-crash-');

@@ -3,10 +3,10 @@
 // capture has a positive control: what is logged on purpose IS in it, so an empty or broken capture
 // cannot pass for a clean one.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BIN, kitEnv, ROOT, smallCatalog, tempDir } from '../support/checkout.ts';
+import { kitEnv, ROOT, smallCatalog, spawnCheckout, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 
 const SECRET = 'tok_live_LOGSECRETquux';
@@ -49,21 +49,7 @@ test('a checkout taking card orders at info level logs no token (and does log)',
   const dataDir = tempDir('popkit-logs-');
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const proc: ChildProcess = spawn(process.execPath, [BIN, 'checkout'], {
-    env: kitEnv(dataDir, {
-      POPKIT_HTTP_PORT: String(port),
-      POPKIT_HTTP_HOST: '127.0.0.1',
-      POPKIT_LOG_LEVEL: 'info',
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout?.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr?.on('data', (d) => {
-    out += d;
-  });
+  const { proc, output } = spawnCheckout(dataDir, port, 'info');
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   try {
     await waitUntil(
@@ -111,6 +97,7 @@ test('a checkout taking card orders at info level logs no token (and does log)',
     await exited;
   }
   // positive control: the line the checkout logs on purpose at info, with the port we gave it
+  const out = output();
   const lines = out
     .split('\n')
     .filter((l) => l.startsWith('{'))
