@@ -53,5 +53,12 @@ export const HubConfig = Type.Object({
     description: 'payment gateway adapter',
   }),
   POPKIT_HUB_GATEWAY_RETRY_S: Type.Integer({ minimum: 1, default: 30 }),
+  POPKIT_GATEWAY_SANDBOX_JOURNAL: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'sandbox gateway only: a file that keeps its charges across restarts (one JSON line per exchange)',
+    }),
+  ),
 });
 export type HubConfigT = Static<typeof HubConfig>;

@@ -2,6 +2,7 @@
 // adapter implements the same three members. The shipped SandboxGateway never moves money and says
 // so everywhere it shows (its name, `sandbox: true` in GET /v1/gateway, the ledger's gateway refs).
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import { KitError } from '../../core/errors.ts';
 
 export interface ExchangeRequest {
@@ -41,6 +42,27 @@ export class SandboxGateway implements PaymentGateway {
   /** every exchange call, including repeats of a key (what a provider would bill for: charges.size) */
   exchangeCalls = 0;
 
+  /**
+   * `journal`: a file that outlives the process, as a provider's own records do. Charges already in it
+   * are known again after a restart (a repeated key stays one charge), and every exchange appends one
+   * JSON line: `{ key, charge, amountCents, currency, result }`, `charge: false` for a repeat.
+   */
+  constructor(private readonly journal?: string) {
+    if (!journal || !fs.existsSync(journal)) return;
+    const text = fs.readFileSync(journal, 'utf8');
+    // a torn last line stays apart from the next one appended
+    if (text && !text.endsWith('\n')) fs.appendFileSync(journal, '\n');
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const e = JSON.parse(line) as JournalLine;
+        if (e.charge) this.charges.set(e.key, e.result);
+      } catch {
+        // a line torn by a crash mid-append was never a completed charge
+      }
+    }
+  }
+
   /** a sandbox switch for outage drills: an unreachable provider */
   setAvailable(on: boolean): void {
     this.available = on;
@@ -56,7 +78,10 @@ export class SandboxGateway implements PaymentGateway {
       throw new KitError('GATEWAY_UNAVAILABLE', 'sandbox gateway: provider unreachable');
     }
     const seen = this.charges.get(req.idempotencyKey);
-    if (seen) return seen;
+    if (seen) {
+      this.record(req, seen, false);
+      return seen;
+    }
     const m = /decline(?:_([a-z_]+))?/.exec(req.token);
     const result: ExchangeResult = m
       ? { outcome: 'declined', reason: m[1] ?? 'card_declined' }
@@ -65,14 +90,39 @@ export class SandboxGateway implements PaymentGateway {
           ref: `sandbox_${createHash('sha256').update(req.idempotencyKey).digest('hex').slice(0, 20)}`,
         };
     // a test-token probe is not a charge worth remembering
-    if (req.token !== this.testToken) this.charges.set(req.idempotencyKey, result);
+    if (req.token !== this.testToken) {
+      this.charges.set(req.idempotencyKey, result);
+      this.record(req, result, true);
+    }
     return result;
+  }
+
+  private record(req: ExchangeRequest, result: ExchangeResult, charge: boolean): void {
+    if (!this.journal) return;
+    const line: JournalLine = {
+      key: req.idempotencyKey,
+      charge,
+      amountCents: req.amountCents,
+      currency: req.currency,
+      result,
+    };
+    fs.appendFileSync(this.journal, `${JSON.stringify(line)}\n`);
   }
 }
 
-export function createGateway(name: 'sandbox'): PaymentGateway {
+/** One line of the sandbox's charge journal. */
+export interface JournalLine {
+  key: string;
+  /** true: a new charge; false: a repeat of a key already charged (no money moves twice) */
+  charge: boolean;
+  amountCents: number;
+  currency: string;
+  result: ExchangeResult;
+}
+
+export function createGateway(name: 'sandbox', opts: { sandboxJournal?: string } = {}): PaymentGateway {
   switch (name) {
     case 'sandbox':
-      return new SandboxGateway();
+      return new SandboxGateway(opts.sandboxJournal);
   }
 }

@@ -53,7 +53,11 @@ export class HubService {
       ? await openPostgres(cfg.DATABASE_URL, cfg.POPKIT_HUB_DB_SCHEMA, cfg.POPKIT_HUB_DB_POOL)
       : await openPglite(layout.pglite, cfg.POPKIT_HUB_DB_SCHEMA);
     await migrate(this.db);
-    this.gateway = this.opts.gateway ?? createGateway(cfg.POPKIT_HUB_GATEWAY);
+    this.gateway =
+      this.opts.gateway ??
+      createGateway(cfg.POPKIT_HUB_GATEWAY, {
+        ...(cfg.POPKIT_GATEWAY_SANDBOX_JOURNAL ? { sandboxJournal: cfg.POPKIT_GATEWAY_SANDBOX_JOURNAL } : {}),
+      });
     // tokens the hub must hold while the gateway is unreachable are sealed with the hub's own key
     const vault = new TokenVault(loadOrCreateKey(layout.heldTokenKey).value);
     this.ledger = new Ledger(this.db, this.gateway, vault);

@@ -1,32 +1,14 @@
 // A real `popkit checkout` process under load is SIGKILLed at several points; after each restart every
 // order that got a 201 is there exactly once and stock + sold = initial stock.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { BIN, inspectStore, kitEnv, smallCatalog, tempDir } from '../support/checkout.ts';
+import { inspectStore, kitEnv, smallCatalog, spawnCheckout, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 
 const INITIAL = { A: 100_000, B: 100_000, HERO: 300 };
 const SECRET = 'tok_live_CRASHSECRETqwerty';
 
-function startKit(dataDir: string, port: number): { proc: ChildProcess; output: () => string } {
-  const proc = spawn(process.execPath, [BIN, 'checkout'], {
-    env: kitEnv(dataDir, {
-      POPKIT_HTTP_PORT: String(port),
-      POPKIT_HTTP_HOST: '127.0.0.1',
-      POPKIT_LOG_LEVEL: 'trace',
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout?.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr?.on('data', (d) => {
-    out += d;
-  });
-  return { proc, output: () => out };
-}
+const startKit = (dataDir: string, port: number) => spawnCheckout(dataDir, port, 'trace');
 
 test('SIGKILL under load loses no acknowledged order and duplicates none', { timeout: 240_000 }, async () => {
   const dataDir = tempDir('popkit-crash-');
@@ -112,5 +94,12 @@ test('SIGKILL under load loses no acknowledged order and duplicates none', { tim
   // each order has exactly one outbox entry (nothing synced here)
   assert.equal(state.outbox.length, state.orders.length);
   assert.ok(acked.size >= killPoints.reduce((a, b) => a + b, 0));
-  for (const log of logs) assert.equal(log.indexOf('CRASHSECRET'), -1, 'a plaintext token reached the log');
+  for (const log of logs) {
+    // positive control: the capture holds the line checkout logs on purpose (logging is on: trace)
+    assert.ok(
+      log.split('\n').some((l) => l.includes('"msg":"checkout listening"') && l.includes(`"port":${port}`)),
+      `the log capture is empty or broken: ${log.slice(0, 500)}`,
+    );
+    assert.equal(log.indexOf('CRASHSECRET'), -1, 'a plaintext token reached the log');
+  }
 });

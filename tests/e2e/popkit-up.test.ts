@@ -19,13 +19,47 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Processes whose command line or environment names `dir` (a kit's data dir is in both for its children). */
+function processesUsing(dir: string): string[] {
+  const found: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    if (Number(pid) === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
+      if (cmd.includes(dir) || env.includes(`POPKIT_DATA_DIR=${dir}`))
+        found.push(`${pid} ${cmd.replace(/\0/g, ' ')}`);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
+}
+
+/** Mosquitto processes started with a config inside `dir` (the kit's local bus and the hub's broker). */
+function mosquittosIn(dir: string): number[] {
+  const pids: number[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const conf = argv[argv.indexOf('-c') + 1];
+      if (path.basename(argv[0] ?? '') === 'mosquitto' && argv.includes('-c') && conf?.startsWith(dir))
+        pids.push(Number(pid));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
 test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops everything', {
   timeout: 180_000,
 }, async () => {
   execFileSync('bash', ['scripts/build.sh'], { cwd: ROOT, stdio: 'ignore' });
   const dataDir = tempDir('popkit-up-');
   const [port, hubPort] = [await freePort(), await freePort()];
-  const up = spawn(process.execPath, [BIN, 'up', '--no-media'], {
+  // media on: the sim board streams videotestsrc through GStreamer
+  const up = spawn(process.execPath, [BIN, 'up'], {
     env: {
       PATH: process.env['PATH'],
       NODE_ENV: 'test',
@@ -92,32 +126,31 @@ test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops ev
     assert.ok(kitStatusView.check(status), kitStatusView.errors(status).join('; '));
     assert.equal(status.sync.link, 'up');
     assert.equal(status.sync.backlog['orders'], 0);
+    // media is running too, so SIGTERM has a GStreamer pipeline to stop
+    await waitUntil(
+      () => ['playing', 'degraded'].includes(readRunStatus(dataDir, 'media')?.state ?? ''),
+      60_000,
+      'media to play',
+    );
   } finally {
     const sup = readRunStatus(dataDir, 'supervisor');
+    const brokers = mosquittosIn(dataDir);
+    const before = processesUsing(dataDir);
     up.kill('SIGTERM');
     assert.equal(await exited, 0, out);
     assert.ok(sup, 'popkit up wrote run/supervisor.json of its contract');
+    const names = sup.children.filter((c) => c.pid).map((c) => c.name);
+    for (const name of ['checkout', 'sync', 'kitd', 'media', 'hub'])
+      assert.ok(names.includes(name), `${name} ran as a child (children: ${names.join(', ')})`);
+    // positive control: both brokers were found running before the signal
+    assert.equal(brokers.length, 2, `the local bus and the hub broker: ${before.join('; ')}`);
     for (const c of sup.children)
       if (c.pid) assert.ok(!alive(c.pid), `${c.name} (${c.pid}) still running after popkit up stopped`);
+    for (const pid of brokers)
+      assert.ok(!alive(pid), `mosquitto ${pid} still running after popkit up stopped`);
+    assert.deepEqual(processesUsing(dataDir), [], 'nothing started for this kit outlives popkit up');
   }
 });
-
-/** Processes whose command line or environment names `dir` (a kit's data dir is in both for its children). */
-function processesUsing(dir: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    if (Number(pid) === process.pid) continue;
-    try {
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
-      if (cmd.includes(dir) || env.includes(`POPKIT_DATA_DIR=${dir}`))
-        found.push(`${pid} ${cmd.replace(/\0/g, ' ')}`);
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return found;
-}
 
 test('Ctrl-C during start-up leaves no broker or service running', { timeout: 120_000 }, async () => {
   const dataDir = tempDir('popkit-up-abort-');

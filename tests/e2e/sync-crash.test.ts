@@ -3,10 +3,12 @@
 // kit shows, and nothing is left in the outbox.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { LANES } from '../../core/contracts/lanes.ts';
+import type { JournalLine } from '../../services/hub/gateway.ts';
 import {
   dropSchema,
   freePort,
@@ -24,6 +26,8 @@ import {
 
 const schema = uniqueId('t_crash').replace(/-/g, '_');
 const hubDir = tmpDir('crash-hub');
+// the sandbox gateway's charges, kept outside the hub process that the test kills
+const journal = path.join(tmpDir('crash-gateway'), 'charges.jsonl');
 let broker: Mosquitto;
 let kit: TestKit;
 let hubPort = 0;
@@ -48,16 +52,16 @@ async function kill9(child: ChildProcess): Promise<void> {
 }
 
 const startHub = () =>
-  popkit(
-    'hub',
-    hubProcessEnv({
+  popkit('hub', {
+    ...hubProcessEnv({
       dataDir: hubDir,
       brokerUrl: broker.url,
       schema,
       port: hubPort,
       workerId: 'crash-worker',
     }),
-  );
+    POPKIT_GATEWAY_SANDBOX_JOURNAL: journal,
+  });
 
 const startSync = () =>
   popkit('sync', {
@@ -99,10 +103,33 @@ after(async () => {
   await dropSchema(schema);
 });
 
+/** Charges per idempotency key in the gateway's journal (`charge: true` lines; repeats are not charges). */
+function chargesByKey(lines: JournalLine[]): Map<string, JournalLine[]> {
+  const m = new Map<string, JournalLine[]>();
+  for (const l of lines.filter((x) => x.charge)) m.set(l.key, [...(m.get(l.key) ?? []), l]);
+  return m;
+}
+
+/** What is wrong with the journal for these card orders: a missing, doubled or unknown charge. */
+function chargeProblems(lines: JournalLine[], cardKeys: Set<string>): string[] {
+  const byKey = chargesByKey(lines);
+  const problems: string[] = [];
+  for (const k of cardKeys) {
+    const n = byKey.get(k)?.length ?? 0;
+    if (n !== 1) problems.push(`${k} charged ${n} times`);
+  }
+  for (const k of byKey.keys()) if (!cardKeys.has(k)) problems.push(`${k} charged but not a card order`);
+  return problems;
+}
+
 test('SIGKILL of sync and of the hub mid-drain loses and duplicates nothing', async () => {
   const placed: string[] = [];
+  const cards = new Set<string>();
   for (let i = 0; i < 1200; i++) {
-    placed.push(await kit.place(i % 5 === 0 ? { method: 'token', token: `tok_crash_${i}` } : undefined));
+    const card = i % 5 === 0;
+    const id = await kit.place(card ? { method: 'token', token: `tok_crash_${i}` } : undefined);
+    placed.push(id);
+    if (card) cards.add(`${kit.kitId}:${id}`);
   }
   const backlog = () =>
     kit.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
@@ -142,6 +169,39 @@ test('SIGKILL of sync and of the hub mid-drain loses and duplicates nothing', as
   }
   // every card token was exchanged and dropped from the kit
   assert.equal([...kit.store.tokens.getKeys()].length, 0);
+  // every card order charged exactly once across the hub's restarts, by the gateway's own records
+  const lines = fs
+    .readFileSync(journal, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as JournalLine);
+  // self-check of the judge: a second charge of one order, or a lost one, is seen
+  const first = [...cards][0]!;
+  const one = {
+    key: first,
+    charge: true,
+    amountCents: 1,
+    currency: 'EUR',
+    result: { outcome: 'approved', ref: 'r' },
+  } as const;
+  assert.deepEqual(chargeProblems([one, one], new Set([first])), [`${first} charged 2 times`]);
+  assert.deepEqual(chargeProblems([], new Set([first])), [`${first} charged 0 times`]);
+  assert.deepEqual(chargeProblems(lines, cards), []);
+  const refs = await db.query<{ order_id: string; gateway_ref: string | null; total_cents: string }>(
+    `SELECT order_id, gateway_ref, total_cents FROM "${schema}".orders WHERE kit_id = $1 AND gateway_ref IS NOT NULL`,
+    [kit.kitId],
+  );
+  assert.equal(refs.rows.length, cards.size, 'every card order has its gateway ref in the ledger');
+  const byKey = chargesByKey(lines);
+  for (const r of refs.rows) {
+    const [charge] = byKey.get(`${kit.kitId}:${r.order_id}`) ?? [];
+    assert.ok(charge?.result.outcome === 'approved');
+    assert.equal(charge.result.ref, r.gateway_ref, `order ${r.order_id}: the ledger's ref is the one charge`);
+    assert.equal(charge.amountCents, Number(r.total_cents));
+  }
+  console.log(
+    `gateway journal: ${lines.length} exchanges, ${lines.filter((l) => !l.charge).length} repeats of a charged key`,
+  );
   await kill9(sync);
   await kill9(hub);
 });

@@ -2,7 +2,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { applyOrderAck, tokenCount } from '../../core/store/index.ts';
+import {
+  allOrders,
+  applyOrderAck,
+  readAllStock,
+  readStoredCatalog,
+  scanOutbox,
+  tokenCount,
+} from '../../core/store/index.ts';
 import {
   auth,
   inspectStore,
@@ -225,46 +232,165 @@ describe('kit API', () => {
   });
 
   test('random bodies never produce a 500 or change state (property)', async () => {
-    const before = await snapshot(kit);
-    const line = fc.record(
-      {
-        sku: fc.oneof(fc.constantFrom('A', 'B', 'C', 'ZZ'), fc.string()),
-        qty: fc.oneof(fc.integer(), fc.double(), fc.string()),
-      },
-      { requiredKeys: [] },
-    );
-    const body = fc.oneof(
-      fc.anything(),
-      fc.record(
+    // a kit of its own: a random body that is a valid order or catalog changes state legitimately
+    const fz = await startCheckoutWithCatalog({ A: 1000, B: 1000, C: 0 });
+    try {
+      const store = fz.kit.store;
+      // the whole observable state: catalog, stock of every SKU, orders, outbox, sealed tokens, event
+      const state = async () => {
+        const status = (await fz.app.inject({ method: 'GET', url: '/v1/status' })).json();
+        return {
+          catalog: JSON.stringify(readStoredCatalog(store)),
+          stock: readAllStock(store),
+          orders: [...allOrders(store)].length,
+          outbox: [...scanOutbox(store)].length,
+          tokens: tokenCount(store),
+          event: JSON.stringify(status.event),
+        };
+      };
+      // self-check: the snapshot sees a change when there is one
+      const s0 = await state();
+      const sold = await fz.app.inject({
+        method: 'POST',
+        url: '/v1/orders',
+        payload: cash([{ sku: 'A', qty: 1 }]),
+      });
+      assert.equal(sold.statusCode, 201);
+      assert.notDeepEqual(await state(), s0, 'the state snapshot must see an accepted order');
+
+      const hostile = fc.constantFrom(
+        '__proto__',
+        'constructor',
+        'prototype',
+        'toString',
+        'hasOwnProperty',
+        'A\u0000',
+        '\u0000',
+        'A\u0000B',
+        '\ud800',
+        'A\udc00',
+        '\udfff\ud800',
+        '',
+        ' A',
+        'A'.repeat(10_000),
+      );
+      const sku = fc.oneof(fc.constantFrom('A', 'B', 'C', 'ZZ'), hostile, fc.string({ unit: 'binary' }));
+      const line = fc.record(
+        { sku, qty: fc.oneof(fc.integer(), fc.double(), fc.string(), fc.constant(1)) },
+        { requiredKeys: [] },
+      );
+      const orderBody = fc.oneof(
+        fc.anything(),
+        fc.record(
+          {
+            lines: fc.array(line, { maxLength: 3 }),
+            payment: fc.oneof(
+              fc.anything(),
+              fc.record({
+                method: fc.constantFrom('cash', 'token', 'x'),
+                token: fc.oneof(fc.string(), hostile),
+              }),
+            ),
+          },
+          { requiredKeys: [] },
+        ),
+      );
+      const item = fc.record(
         {
-          lines: fc.array(line, { maxLength: 3 }),
-          payment: fc.oneof(
-            fc.anything(),
-            fc.record({ method: fc.constantFrom('cash', 'token', 'x'), token: fc.string() }),
-          ),
+          sku,
+          name: fc.oneof(fc.string({ unit: 'binary' }), hostile),
+          priceCents: fc.oneof(fc.integer(), fc.double(), fc.constant(100)),
+          stock: fc.oneof(fc.integer(), fc.double(), fc.constant(5)),
         },
         { requiredKeys: [] },
-      ),
-    );
-    await fc.assert(
-      fc.asyncProperty(body, async (b) => {
-        const payload = JSON.stringify(b) ?? 'null';
-        const res = await kit.app.inject({
-          method: 'POST',
+      );
+      // well-formed catalogs that carry hostile SKUs or names: accepted or refused, never half-written
+      const hostileCatalog = fc.record({
+        version: fc.integer({ min: 2, max: 1_000_000 }),
+        eventId: fc.constant('ev-test'),
+        currency: fc.constant('USD'),
+        items: fc.array(
+          fc.record({
+            sku: fc.oneof(hostile, fc.string({ unit: 'binary', minLength: 1 })),
+            name: fc.oneof(hostile, fc.constant('x')),
+            priceCents: fc.nat(100_000),
+            stock: fc.nat(1000),
+          }),
+          { minLength: 1, maxLength: 3 },
+        ),
+      });
+      const catalogBody = fc.oneof(
+        hostileCatalog,
+        fc.anything(),
+        fc.record(
+          {
+            version: fc.oneof(fc.integer(), fc.constant(1), fc.string()),
+            eventId: fc.oneof(fc.constant('ev-test'), hostile, fc.string({ unit: 'binary' })),
+            currency: fc.oneof(fc.constant('USD'), fc.string()),
+            items: fc.oneof(fc.array(item, { maxLength: 3 }), fc.anything()),
+          },
+          { requiredKeys: [] },
+        ),
+      );
+      // raw JSON that JSON.stringify cannot make: own __proto__ / constructor.prototype keys, NUL keys
+      const rawKey = fc.constantFrom(
+        '{"__proto__":{"lines":[{"sku":"A","qty":1}]},"payment":{"method":"cash"}}',
+        '{"lines":[{"sku":"A","qty":1,"__proto__":{"qty":2}}],"payment":{"method":"cash"}}',
+        '{"constructor":{"prototype":{"x":1}},"lines":[{"sku":"A","qty":1}],"payment":{"method":"cash"}}',
+        '{"lines\\u0000":[{"sku":"A","qty":1}],"payment":{"method":"cash"}}',
+        '{"lines":[{"sku":"A","qty":1}],"payment":{"method":"cash","\\u0000":1}}',
+        '{"lines":[{"sku":"\\ud800","qty":1}],"payment":{"method":"cash"}}',
+      );
+      const request = fc.oneof(
+        orderBody.map((b) => ({
           url: '/v1/orders',
-          payload,
-          headers: { 'content-type': 'application/json' },
-        });
-        assert.ok(res.statusCode < 500, `${res.statusCode} for ${payload}: ${res.body}`);
-        if (res.statusCode >= 400) assert.ok(res.json().error.code);
-        // a random body that happens to be a valid order is fine; undo nothing, just note it
-        return true;
-      }),
-      { numRuns: 300 },
-    );
-    const after = await snapshot(kit);
-    // only valid orders (2xx) may have changed stock; refusals changed nothing, checked per class above
-    assert.equal(after.event, before.event);
+          method: 'POST' as const,
+          payload: JSON.stringify(b) ?? 'null',
+        })),
+        rawKey.map((payload) => ({ url: '/v1/orders', method: 'POST' as const, payload })),
+        catalogBody.map((b) => ({
+          url: '/v1/catalog',
+          method: 'PUT' as const,
+          payload: JSON.stringify(b) ?? 'null',
+        })),
+        rawKey.map((payload) => ({ url: '/v1/catalog', method: 'PUT' as const, payload })),
+      );
+      const accepted: string[] = [];
+      await fc.assert(
+        fc.asyncProperty(request, async (r) => {
+          const before = await state();
+          const res = await fz.app.inject({
+            method: r.method,
+            url: r.url,
+            payload: r.payload,
+            headers: { 'content-type': 'application/json', ...(r.method === 'PUT' ? auth : {}) },
+          });
+          assert.ok(res.statusCode < 500, `${res.statusCode} for ${r.method} ${r.payload}: ${res.body}`);
+          const after = await state();
+          if (res.statusCode >= 400) {
+            assert.ok(res.json().error.code, res.body);
+            assert.deepEqual(after, before, `a refused ${r.method} ${r.payload} changed state`);
+            return;
+          }
+          accepted.push(`${r.method} ${r.payload}`);
+          if (r.method === 'POST') {
+            // an order that is valid is exactly one more order and outbox entry; catalog untouched
+            assert.equal(after.orders, before.orders + 1);
+            assert.equal(after.outbox, before.outbox + 1);
+            assert.equal(after.catalog, before.catalog);
+          } else {
+            // a catalog that is accepted is the stored catalog now
+            assert.equal(JSON.parse(after.catalog).version, JSON.parse(r.payload).version);
+            assert.equal(after.orders, before.orders);
+          }
+        }),
+        { numRuns: 400 },
+      );
+      // what random bodies got accepted, for the reader (each one checked above as one whole change)
+      if (process.env['POPKIT_FUZZ_REPORT']) console.log(accepted.join('\n'));
+    } finally {
+      await fz.kit.close();
+    }
   });
 
   test('staff endpoints need the bearer token', async () => {
@@ -474,6 +600,41 @@ describe('offline risk limits', () => {
       assert.equal(stock, 100 - 3 - 9 - 1);
     } finally {
       await kit.kit.close();
+    }
+    // the count limit, reached on its own: an amount budget too large to bind first
+    const counted = await startCheckoutWithCatalog(
+      { A: 100 },
+      {
+        POPKIT_RISK_MAX_ORDER_CENTS: '100000',
+        POPKIT_RISK_MAX_UNSYNCED_CENTS: '100000',
+        POPKIT_RISK_MAX_UNSYNCED_ORDERS: '3',
+      },
+    );
+    try {
+      const order = (payload: ReturnType<typeof card> | ReturnType<typeof cash>) =>
+        counted.app.inject({ method: 'POST', url: '/v1/orders', payload });
+      for (let i = 0; i < 3; i++) assert.equal((await order(card([{ sku: 'A', qty: 1 }]))).statusCode, 201);
+      const look = () => ({
+        orders: [...allOrders(counted.kit.store)],
+        stock: readAllStock(counted.kit.store),
+      });
+      const before = look();
+      const refused = await order(card([{ sku: 'A', qty: 1 }]));
+      assert.equal(refused.statusCode, 422, refused.body);
+      assert.equal(refused.json().error.code, 'RISK_LIMIT');
+      assert.equal(refused.json().error.details.limit, 'maxUnsyncedOrders');
+      const after = look();
+      assert.equal(after.orders.length, before.orders.length, 'a refused card order is not stored');
+      assert.equal(after.stock['A'], before.stock['A'], 'a refused card order holds no stock');
+      const st = (await counted.app.inject({ method: 'GET', url: '/v1/status' })).json();
+      assert.deepEqual(st.risk.blocking, ['maxUnsyncedOrders']);
+      assert.equal(st.risk.usage.unsyncedOrders, 3);
+      assert.equal(st.risk.ratio.unsyncedOrders, 1);
+      // cash still sells at the count limit
+      assert.equal((await order(cash([{ sku: 'A', qty: 2 }]))).statusCode, 201);
+      assert.equal(look().stock['A'], 100 - 3 - 2);
+    } finally {
+      await counted.kit.close();
     }
   });
 

@@ -1,5 +1,6 @@
 // Test helpers for checkout: a real checkout (real LMDB) in a temp data dir, the demo catalog, and the
 // invariants every test checks (stock + sold = initial, orders exactly once).
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +31,30 @@ export function kitEnv(dataDir: string, extra: Record<string, string> = {}): Nod
     POPKIT_STORE_RESERVE_MB: '0',
     ...extra,
   };
+}
+
+/** A `popkit checkout` process on `port` logging at `logLevel`; `output()` is everything it printed. */
+export function spawnCheckout(
+  dataDir: string,
+  port: number,
+  logLevel: string,
+): { proc: ChildProcess; output: () => string } {
+  const proc = spawn(process.execPath, [BIN, 'checkout'], {
+    env: kitEnv(dataDir, {
+      POPKIT_HTTP_PORT: String(port),
+      POPKIT_HTTP_HOST: '127.0.0.1',
+      POPKIT_LOG_LEVEL: logLevel,
+    }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout?.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr?.on('data', (d) => {
+    out += d;
+  });
+  return { proc, output: () => out };
 }
 
 export async function startCheckout(extra: Record<string, string> = {}, dataDir = tempDir()) {
