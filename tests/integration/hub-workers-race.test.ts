@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import mqtt from 'mqtt';
 import { topics } from '../../core/contracts/hub-wire.ts';
-import { SandboxGateway } from '../../services/hub/gateway.ts';
+import { type ExchangeRequest, SandboxGateway } from '../../services/hub/gateway.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import {
   dropSchema,
@@ -26,6 +26,14 @@ after(async () => {
   for (const s of stops.reverse()) await s();
   await dropSchema(schema);
 });
+
+/** The sandbox provider with a provider's latency, so both workers are inside their exchange at once. */
+class SlowSandbox extends SandboxGateway {
+  override async exchange(req: ExchangeRequest) {
+    await new Promise((r) => setTimeout(r, 300));
+    return super.exchange(req);
+  }
+}
 
 interface Ack {
   acks: Array<{ lane: string; id: string; state: string; reason?: string }>;
@@ -65,7 +73,7 @@ test('a batch redelivered to two workers at once: one row, one charge, one verdi
   stops.push(() => kit.close());
 
   // two workers of one hub: one schema, one share group, one payment provider
-  const gateway = new SandboxGateway();
+  const gateway = new SlowSandbox();
   const group = uniqueId('g');
   const workers: HubService[] = [];
   for (const id of ['w1', 'w2']) {
@@ -107,7 +115,12 @@ test('a batch redelivered to two workers at once: one row, one charge, one verdi
   const ledger = await ledgerOrderIds(schema, kit.kitId);
   assert.equal(ledger.rows, all.length);
   assert.deepEqual(ledger.ids, [...all].sort());
-  // one charge per token order, whatever the number of deliveries
+  // the race happened: both workers exchanged the same orders (neither saw the other's row yet) …
+  assert.ok(
+    gateway.exchangeCalls > approved.length + declined.length,
+    `no racing exchange (${gateway.exchangeCalls} calls): the copies were handled one after the other`,
+  );
+  // … and still one charge per token order, whatever the number of deliveries
   assert.equal(gateway.chargeCount, approved.length + declined.length);
 
   // every copy was acked, and every ack of an order says the same
