@@ -27,6 +27,18 @@ async function health(): Promise<{ status: number; body: { status: string; db: s
   return { status: res.status, body: (await res.json()) as { status: string; db: string; broker: string } };
 }
 
+/** /healthz once it answers 503 (fails after 20 s). */
+function degraded(what: string) {
+  return waitFor(
+    async () => {
+      const h = await health();
+      return h.status === 503 ? h : undefined;
+    },
+    20_000,
+    `healthz 503 after ${what}`,
+  );
+}
+
 before(async () => {
   await admin(async (c) => {
     await c.query(`CREATE ROLE ${role} LOGIN`);
@@ -60,14 +72,7 @@ test('healthy: 200 with db and broker ok', async () => {
 
 test('the broker gone: 503 broker down; back once the broker is', { timeout: 60_000 }, async () => {
   await broker.stop();
-  const down = await waitFor(
-    async () => {
-      const h = await health();
-      return h.status === 503 ? h : undefined;
-    },
-    20_000,
-    'healthz 503 after the broker stopped',
-  );
+  const down = await degraded('the broker stopped');
   assert.equal(down.body.status, 'degraded');
   assert.equal(down.body.broker, 'down');
   assert.equal(down.body.db, 'ok');
@@ -81,14 +86,7 @@ test('the database gone: 503 db down; back once it is', { timeout: 60_000 }, asy
     await c.query(`ALTER ROLE ${role} NOLOGIN`);
     await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [role]);
   });
-  const down = await waitFor(
-    async () => {
-      const h = await health();
-      return h.status === 503 ? h : undefined;
-    },
-    20_000,
-    'healthz 503 after the database was revoked',
-  );
+  const down = await degraded('the database was revoked');
   assert.equal(down.body.status, 'degraded');
   assert.match(down.body.db, /^down: /);
   assert.equal(down.body.broker, 'ok');

@@ -12,6 +12,7 @@ import { after, test } from 'node:test';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import { BIN, tempDir } from '../support/checkout.ts';
 import { freePort, waitFor } from '../support/hub-link.ts';
+import { processesUsing } from '../support/processes.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
@@ -37,19 +38,30 @@ function watch(sup: ProcessSupervisor) {
 
 const SLEEPER = ['-e', 'setInterval(() => {}, 1 << 30)'];
 
-test('a child killed with SIGKILL is restarted, each time after a longer delay', {
-  timeout: 60_000,
-}, async () => {
+/** A supervisor (40 ms first delay) running one long-lived child named `name`. */
+function superviseSleeper(name: string, healthyAfterMs: number) {
   const sup = new ProcessSupervisor(tempDir('popkit-sup-'), { minBackoffMs: 40, maxBackoffMs: 10_000 });
   cleanups.push(() => sup.stop(2000));
   const seen = watch(sup);
-  sup.add({ name: 'checkout', command: process.execPath, args: SLEEPER, env: {}, healthyAfterMs: 60_000 });
+  sup.add({ name, command: process.execPath, args: SLEEPER, env: {}, healthyAfterMs });
+  return { sup, seen };
+}
 
-  for (let crash = 1; crash <= 4; crash++) {
-    const pid = await waitFor(() => seen.starts[crash - 1], 15_000, `start #${crash}`);
+/** SIGKILL the running child `times` times in a row, each time once it has been restarted. */
+async function crashInARow(seen: ReturnType<typeof watch>, times: number) {
+  for (let i = 0; i < times; i++) {
+    const started = seen.starts.length;
+    const pid = await waitFor(() => seen.starts[started - 1], 15_000, 'a running child');
     process.kill(pid, 'SIGKILL');
-    await waitFor(() => seen.starts.length > crash, 15_000, `restart after crash #${crash}`);
+    await waitFor(() => seen.starts.length > started, 15_000, `restart #${started}`);
   }
+}
+
+test('a child killed with SIGKILL is restarted, each time after a longer delay', {
+  timeout: 60_000,
+}, async () => {
+  const { sup, seen } = superviseSleeper('checkout', 60_000);
+  await crashInARow(seen, 4);
   assert.deepEqual(
     seen.exits.map((e) => e.signal),
     ['SIGKILL', 'SIGKILL', 'SIGKILL', 'SIGKILL'],
@@ -64,42 +76,17 @@ test('a child killed with SIGKILL is restarted, each time after a longer delay',
 });
 
 test('after a healthy run the delay starts over', { timeout: 60_000 }, async () => {
-  const sup = new ProcessSupervisor(tempDir('popkit-sup-'), { minBackoffMs: 40, maxBackoffMs: 10_000 });
-  cleanups.push(() => sup.stop(2000));
-  const seen = watch(sup);
-  sup.add({ name: 'sync', command: process.execPath, args: SLEEPER, env: {}, healthyAfterMs: 300 });
+  const { seen } = superviseSleeper('sync', 300);
   // two quick crashes: 40, then 80
-  for (let crash = 1; crash <= 2; crash++) {
-    const pid = await waitFor(() => seen.starts[crash - 1], 15_000, `start #${crash}`);
-    process.kill(pid, 'SIGKILL');
-    await waitFor(() => seen.starts.length > crash, 15_000, `restart #${crash}`);
-  }
+  await crashInARow(seen, 2);
   // a run longer than healthyAfterMs, then a crash: back to the first delay
   await new Promise((r) => setTimeout(r, 800));
-  process.kill(seen.starts[2]!, 'SIGKILL');
-  await waitFor(() => seen.starts.length > 3, 15_000, 'restart after the healthy run');
+  await crashInARow(seen, 1);
   assert.deepEqual(
     seen.exits.map((e) => e.delay),
     [40, 80, 40],
   );
 });
-
-/** Processes whose command line or environment names `dir`. */
-function processesUsing(dir: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    if (Number(pid) === process.pid) continue;
-    try {
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
-      if (cmd.includes(dir) || env.includes(`POPKIT_DATA_DIR=${dir}`))
-        found.push(`${pid} ${cmd.replace(/\0/g, ' ')}`);
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return found;
-}
 
 test('popkit up with its hub broker port taken fails at start-up, exit 1, nothing left running', {
   timeout: 120_000,
