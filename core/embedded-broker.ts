@@ -105,6 +105,13 @@ export class MosquittoBroker implements EmbeddedBroker {
   }
 
   async start(): Promise<void> {
+    // another program on the port would answer the readiness probe below while Mosquitto fails to bind
+    if (await canConnect(this.host, this.port)) {
+      throw new KitError(
+        'BROKER_UNAVAILABLE',
+        `cannot start Mosquitto (${this.opts.name ?? 'broker'}): ${this.host}:${this.port} is already in use`,
+      );
+    }
     const bin =
       this.opts.mosquittoBin ?? (fs.existsSync('/usr/sbin/mosquitto') ? '/usr/sbin/mosquitto' : 'mosquitto');
     const child = spawn(bin, ['-c', this.confFile], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -1,0 +1,50 @@
+// A catalog for a new event resets stock to its starting stock (what sold at the last event does not
+// carry over); a new version for the same event keeps what has sold. Through the real API on LMDB.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { auth, smallCatalog, startCheckoutWithCatalog } from '../support/checkout.ts';
+
+type Kit = Awaited<ReturnType<typeof startCheckoutWithCatalog>>;
+let kit: Kit;
+
+before(async () => {
+  kit = await startCheckoutWithCatalog({ A: 10, B: 5 });
+});
+after(() => kit.kit.close());
+
+async function stock(): Promise<Record<string, number>> {
+  const res = await kit.app.inject({ method: 'GET', url: '/v1/catalog' });
+  assert.equal(res.statusCode, 200, res.body);
+  const body = res.json() as { eventId: string; items: Array<{ sku: string; stock: number }> };
+  return Object.fromEntries(body.items.map((i) => [i.sku, i.stock]));
+}
+
+async function sell(sku: string, qty: number) {
+  const res = await kit.app.inject({
+    method: 'POST',
+    url: '/v1/orders',
+    payload: { lines: [{ sku, qty }], payment: { method: 'cash' } },
+  });
+  assert.equal(res.statusCode, 201, res.body);
+}
+
+async function load(catalog: ReturnType<typeof smallCatalog>) {
+  const res = await kit.app.inject({ method: 'PUT', url: '/v1/catalog', headers: auth, payload: catalog });
+  assert.equal(res.statusCode, 200, res.body);
+}
+
+test('same event, new version: sold units stay sold; new event: stock starts over', async () => {
+  await sell('A', 3);
+  await sell('B', 5);
+  assert.deepEqual(await stock(), { A: 7, B: 0 });
+
+  // v2 of the same event raises A by 2: the 3 sold stay sold (12 - 3), B stays sold out
+  await load(smallCatalog({ A: 12, B: 5 }, 2, 'ev-test'));
+  assert.deepEqual(await stock(), { A: 9, B: 0 }, 'same event keeps what has sold');
+
+  // the next event's catalog: every SKU at its starting stock again
+  await load(smallCatalog({ A: 12, B: 5 }, 1, 'ev-next'));
+  assert.deepEqual(await stock(), { A: 12, B: 5 }, 'a new event resets stock');
+  await sell('B', 1);
+  assert.deepEqual(await stock(), { A: 12, B: 4 });
+});
