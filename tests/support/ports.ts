@@ -4,7 +4,7 @@
 // any other process on the machine may be handed the same port (another test file's port-0 server, an
 // outgoing connection). Here the port comes from below the ephemeral range, where the kernel never hands
 // out ports, and is claimed across the test processes of this machine with an exclusive claim file
-// (removed when the claiming process exits; the claim of a dead process is taken over). Callers still
+// (removed when the claiming process exits). Callers still
 // retry a start that fails to bind (startOnFreePort), for a server outside the suite on the same port.
 import fs from 'node:fs';
 import net from 'node:net';
@@ -26,29 +26,39 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Claim `port` for this process; false when a live process holds it. */
+/**
+ * Claim `port` for this process; false when another process holds it. The claim file appears whole
+ * (written aside, then hard-linked into place: link fails if the name exists), so nobody reads a
+ * half-written one. A claim of a dead process is removed once it is a minute old and the port skipped
+ * this time (a takeover race between two processes could hand the port to both).
+ */
 function claim(port: number): boolean {
   fs.mkdirSync(CLAIMS, { recursive: true });
   const file = path.join(CLAIMS, String(port));
-  for (let attempt = 0; attempt < 2; attempt++) {
+  const aside = path.join(CLAIMS, `.${process.pid}.${port}`);
+  fs.writeFileSync(aside, String(process.pid));
+  try {
+    fs.linkSync(aside, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     try {
-      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-      mine.add(file);
-      if (!exitHook) {
-        exitHook = true;
-        process.once('exit', () => {
-          for (const f of mine) fs.rmSync(f, { force: true });
-        });
-      }
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const owner = Number(fs.readFileSync(file, 'utf8').trim());
-      if (owner && alive(owner)) return false;
-      fs.rmSync(file, { force: true }); // a claim left by a process that is gone
+      if (!alive(owner) && Date.now() - fs.statSync(file).mtimeMs > 60_000) fs.rmSync(file, { force: true });
+    } catch {
+      // gone meanwhile: another try picks another port
     }
+    return false;
+  } finally {
+    fs.rmSync(aside, { force: true });
   }
-  return false;
+  mine.add(file);
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const f of mine) fs.rmSync(f, { force: true });
+    });
+  }
+  return true;
 }
 
 function bindable(port: number, host: string): Promise<boolean> {
