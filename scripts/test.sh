@@ -55,6 +55,12 @@ for t in "${tiers[@]}"; do
   while IFS= read -r f; do files+=("$f"); done < <(find "tests/$t" -name '*.test.ts' 2>/dev/null | sort)
 done
 if [ "${#files[@]}" -eq 0 ]; then echo "no test files found" >&2; exit 1; fi
+# dist/ is built once, before any test starts: a test that rebuilt it (popkit-up runs the compiled kit)
+# would empty it under every test running beside it.
+if printf '%s\n' "${files[@]}" | grep -q '^tests/e2e/'; then
+  echo "== build dist/ (scripts/build.sh)"; bash scripts/build.sh
+  export POPKIT_TEST_DIST_BUILT=1
+fi
 echo "== tests (${#files[@]} files)"
 runner=(node --import tsx --test --test-concurrency=2 --test-timeout=300000 --test-reporter=spec "${files[@]}")
 

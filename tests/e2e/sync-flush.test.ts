@@ -71,8 +71,21 @@ test('a flush on the local bus reconnects sync now and drains the backlog', {
   );
   const second = await kit.place();
   await broker.start();
-  // the broker is back, but sync's next attempt is a minute away
-  await new Promise((r) => setTimeout(r, 1500));
+  // the broker is back, but sync's next attempt is a minute away. Not a sleep: wait for two status beats
+  // of sync written after the broker answered again (so sync has been running with the broker up), and
+  // only then check that it stayed away.
+  const upAgain = Date.now();
+  const beats: string[] = [];
+  await waitFor(
+    () => {
+      const st = readRunStatus(kit.dataDir, 'sync');
+      if (st && Date.parse(st.updatedAt) > upAgain && !beats.includes(st.updatedAt)) beats.push(st.updatedAt);
+      return beats.length >= 2;
+    },
+    20_000,
+    'two sync status beats with the broker back',
+  );
+  assert.equal(readRunStatus(kit.dataDir, 'sync')?.link, 'down');
   assert.equal(stateOf(second), 'pending');
   const before = readRunStatus(kit.dataDir, 'sync')?.reconnects ?? 0;
 

@@ -13,7 +13,6 @@ import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
   dropSchema,
-  freePort,
   ledgerOrderIds,
   type Mosquitto,
   makeKit,
@@ -43,13 +42,13 @@ describe('hub broker ACL (deploy/hub)', () => {
     execFileSync('mosquitto_passwd', ['-c', '-b', path.join(dir, 'passwd'), 'popkit-hub', hubPass]);
     passA = execFileSync(path.join(deploy, 'add-kit.sh'), [dir, kitA, eventA], { encoding: 'utf8' }).trim();
     execFileSync(path.join(deploy, 'add-kit.sh'), [dir, kitB, 'other-event'], { encoding: 'utf8' });
-    const port = await freePort();
-    const conf = fs
-      .readFileSync(path.join(deploy, 'mosquitto.conf'), 'utf8')
-      .replaceAll('/mosquitto/config/', `${dir}/`)
-      .replaceAll('/mosquitto/data/', `${dir}/`)
-      .replace(/^listener 1883$/m, `listener ${port} 127.0.0.1`);
-    broker = await mosquitto({ port, rawConf: conf });
+    const conf = (port: number) =>
+      fs
+        .readFileSync(path.join(deploy, 'mosquitto.conf'), 'utf8')
+        .replaceAll('/mosquitto/config/', `${dir}/`)
+        .replaceAll('/mosquitto/data/', `${dir}/`)
+        .replace(/^listener 1883$/m, `listener ${port} 127.0.0.1`);
+    broker = await mosquitto({ rawConf: conf });
   });
 
   after(async () => {

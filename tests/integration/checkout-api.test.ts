@@ -435,6 +435,12 @@ describe('kit API', () => {
   });
 
   test('catalog rules: validation, a newer version keeps what sold', async () => {
+    // a sale of its own, so "what sold" is not left to earlier tests
+    assert.equal(
+      (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'A', qty: 1 }]) }))
+        .statusCode,
+      201,
+    );
     const bad = await kit.app.inject({
       method: 'PUT',
       url: '/v1/catalog',
@@ -472,6 +478,17 @@ describe('kit API', () => {
   });
 
   test('metrics expose orders, rejections, latency and LMDB size', async () => {
+    // an order and a sold-out refusal of its own (C has no stock), not left to earlier tests
+    assert.equal(
+      (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'A', qty: 1 }]) }))
+        .statusCode,
+      201,
+    );
+    assert.equal(
+      (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'C', qty: 1 }]) }))
+        .statusCode,
+      409,
+    );
     const res = await kit.app.inject({ method: 'GET', url: '/metrics' });
     assert.equal(res.statusCode, 200);
     assert.match(res.body, /popkit_orders_total\{payment="cash"\} [1-9]/);

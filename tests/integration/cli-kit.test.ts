@@ -62,12 +62,19 @@ describe('popkit catalog load and popkit status', () => {
 
   test('no token anywhere: refused with a coded error, the catalog unchanged', async () => {
     const env = { ...kitEnv(tempDir('popkit-cli-none-')), POPKIT_ADMIN_TOKEN: '' };
+    // what the kit sells now (whatever an earlier test loaded, or nothing): the refused load keeps it
+    const catalogNow = async () => {
+      const status = await popkit(['status', '--json', '--url', url], kitEnv(kit.dataDir));
+      const c = JSON.parse(status.stdout).catalog;
+      return c ? `${c.eventId} v${c.version}` : null;
+    };
+    const before = await catalogNow();
     fs.writeFileSync(file, JSON.stringify(smallCatalog({ Z: 1 }, 9, 'ev-other')));
     const load = await popkit(['catalog', 'load', file, '--url', url], env);
     assert.notEqual(load.code, 0);
     assert.match(load.stderr, /UNAUTHORIZED|no admin token/);
-    const status = await popkit(['status', '--json', '--url', url], kitEnv(kit.dataDir));
-    assert.equal(JSON.parse(status.stdout).catalog.eventId, 'ev-cli');
+    assert.equal(await catalogNow(), before);
+    assert.notEqual(before, 'ev-other v9');
   });
 
   test('a wrong token is refused by the kit (401) and a missing file is a clear error', async () => {

@@ -24,7 +24,7 @@ import { createPowerSources } from '../../hardware/factories/power-sources.ts';
 import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 import { SimGpio } from '../../hardware/sim/gpio-sim.ts';
 import { ADMIN, BIN, DEMO_CATALOG, kitEnv, startCheckout, tempDir } from '../support/checkout.ts';
-import { SHARED_BROKER, uniqueId, waitFor } from '../support/hub-link.ts';
+import { type Mosquitto, mosquitto, uniqueId, waitFor } from '../support/hub-link.ts';
 import { type SupervisorStandIn, startSupervisorStandIn } from '../support/supervisor-stand-in.ts';
 
 const board = getBoardProfile('sim');
@@ -77,6 +77,7 @@ function settings(over: Partial<KitdSettings> = {}): KitdSettings {
   };
 }
 
+let broker: Mosquitto;
 let checkout: Awaited<ReturnType<typeof startCheckout>>;
 let baseUrl: string;
 let prefix: string;
@@ -92,7 +93,7 @@ async function rig(opts: {
   const gpio = new SimGpio();
   const battery = new BatteryModel({ socPct: opts.soc ?? 85, loadW: 20, capacityWh: 1280 });
   battery.setSolarW(0);
-  const bus = new MqttKitdBus(SHARED_BROKER, prefix, 'kitd-test');
+  const bus = new MqttKitdBus(broker.url, prefix, 'kitd-test');
   bus.start();
   const env = { POPKIT_HOST_ROOT: opts.root };
   const lock = new UpdateLock(3_600_000, env);
@@ -143,6 +144,7 @@ async function api(method: string, p: string, body?: unknown) {
 
 describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power', () => {
   before(async () => {
+    broker = await mosquitto(); // a broker of its own: no other test file hears these topics
     checkout = await startCheckout({ POPKIT_KIT_ID: uniqueId('kitd') });
     baseUrl = (await checkout.app.listen({ port: 0, host: '127.0.0.1' })).replace('0.0.0.0', '127.0.0.1');
     const put = await checkout.app.inject({
@@ -153,7 +155,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
     });
     assert.equal(put.statusCode, 200);
     prefix = `test/${uniqueId('kitd')}/local`;
-    spy = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('spy') });
+    spy = await mqtt.connectAsync(broker.url, { clientId: uniqueId('spy') });
     spy.on('message', (topic, payload, packet) => {
       if (payload.length === 0) return;
       seen.push({
@@ -166,11 +168,12 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
   });
 
   after(async () => {
-    // clear the retained status so the shared broker does not keep it
+    // clear the retained status (the broker is private now; kept as tidy-up)
     await spy?.publishAsync(`${prefix}/kitd/status`, '', { retain: true });
     await spy?.endAsync();
     await checkout?.app.close();
     await checkout?.kit.store.close();
+    await broker?.stop();
   });
 
   test('ready → live → draining → ready by button, with the update lock held live and released after; OTA applied after the event', async () => {
@@ -212,7 +215,13 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
         3000,
         'lock reason',
       );
-      await new Promise((res) => setTimeout(res, 600));
+      // not a sleep: wait until kitd has asked for the device state (update_pending: true) three more
+      // times since the lock said unsynced-orders, so its update policy has run on a known pending
+      // update while locked; only then is "no update call" a finding
+      const devicePolls = () => sup.calls.filter((c) => c.path === '/v1/device').length;
+      const pollsAtLock = devicePolls();
+      await waitFor(() => devicePolls() >= pollsAtLock + 3, 5000, 'kitd polling the device while locked');
+      assert.equal(r.kitd.lifecycle.state, 'draining');
       assert.equal(
         sup.calls.filter((c) => c.path === '/v1/update').length,
         updatesBefore,
@@ -441,7 +450,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
 
   test('popkit kitd as a process: retained status online, and the last will says offline when it is killed', async () => {
     const childPrefix = `test/${uniqueId('will')}/local`;
-    const watcher = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('will-spy') });
+    const watcher = await mqtt.connectAsync(broker.url, { clientId: uniqueId('will-spy') });
     const statuses: Array<Record<string, unknown>> = [];
     watcher.on('message', (_t, p) => {
       if (p.length > 0) statuses.push(JSON.parse(p.toString()) as Record<string, unknown>);
@@ -452,7 +461,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
       env: {
         ...kitEnv(dataDir),
         POPKIT_HOST_ROOT: tempDir('kitd-child-root-'),
-        POPKIT_LOCAL_BUS_URL: SHARED_BROKER,
+        POPKIT_LOCAL_BUS_URL: broker.url,
         POPKIT_LOCAL_BUS_PREFIX: childPrefix,
         POPKIT_CHECKOUT_URL: baseUrl,
         POPKIT_HUB_HTTP_URL: 'http://127.0.0.1:9',

@@ -1,5 +1,5 @@
-// `popkit media` as its own process, as `popkit up` runs it: stats retained on the local bus (real
-// Mosquitto), commands from the bus move the ladder, SIGTERM ends it with exit code 0.
+// `popkit media` as its own process, as `popkit up` runs it: stats retained on the local bus (a private
+// real Mosquitto), commands from the bus move the ladder, SIGTERM ends it with exit code 0.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -9,15 +9,21 @@ import { after, test } from 'node:test';
 import mqtt from 'mqtt';
 import { localTopics } from '../../core/contracts/local-bus.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
+import { type Mosquitto, mosquitto } from '../support/hub-link.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-media-p-'));
 const topics = localTopics(`popkit-test/${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
-after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+let broker: Mosquitto | undefined;
+after(async () => {
+  await broker?.stop();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
 
 test('popkit media publishes stats on the local bus and obeys bus commands', {
   skip: !loadGst().ok,
 }, async () => {
+  broker = await mosquitto();
   const child = spawn(process.execPath, [path.join(root, 'bin/popkit.js'), 'media'], {
     env: {
       ...process.env,
@@ -25,7 +31,7 @@ test('popkit media publishes stats on the local bus and obeys bus commands', {
       POPKIT_LOG_LEVEL: 'warn',
       POPKIT_BOARD: 'sim',
       POPKIT_DATA_DIR: dataDir,
-      POPKIT_LOCAL_BUS_URL: 'mqtt://127.0.0.1:1883',
+      POPKIT_LOCAL_BUS_URL: broker.url,
       POPKIT_LOCAL_BUS_PREFIX: topics.prefix,
       POPKIT_MEDIA_WIDTH: '320',
       POPKIT_MEDIA_HEIGHT: '240',
@@ -38,7 +44,7 @@ test('popkit media publishes stats on the local bus and obeys bus commands', {
     stderr += d;
   });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  const client = await mqtt.connectAsync('mqtt://127.0.0.1:1883');
+  const client = await mqtt.connectAsync(broker.url);
   try {
     const stats: Record<string, unknown>[] = [];
     client.on('message', (_t, p) => {
@@ -70,7 +76,6 @@ test('popkit media publishes stats on the local bus and obeys bus commands', {
     assert.equal(await exited, 0);
   } finally {
     child.kill('SIGKILL');
-    await client.publishAsync(topics.mediaStats, '', { retain: true }); // clear the retained message
     await client.endAsync();
   }
 });

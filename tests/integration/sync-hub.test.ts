@@ -1,4 +1,4 @@
-// Kit → hub → kit through the real Mosquitto (127.0.0.1:1883) into real PostgreSQL: orders land in the
+// Kit → hub → kit through a private real Mosquitto into real PostgreSQL (a schema of its own): orders land in the
 // ledger once, acks come back and clear the outbox, declines flow back, redelivery and replay change
 // nothing, a kit cannot speak for another, and catalogs are signed, verified and written to LMDB.
 import assert from 'node:assert/strict';
@@ -16,8 +16,9 @@ import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
   dropSchema,
   ledgerOrderIds,
+  type Mosquitto,
   makeKit,
-  SHARED_BROKER,
+  mosquitto,
   startHub,
   startSync,
   type TestKit,
@@ -26,8 +27,9 @@ import {
 } from '../support/hub-link.ts';
 
 const schema = uniqueId('t_synchub').replace(/-/g, '_');
-// an event of its own: retained catalogs on the shared broker outlive the test
+// an event of its own
 const eventId = uniqueId('ev');
+let broker: Mosquitto;
 let hub: HubService;
 let kit: TestKit;
 let sync: SyncService;
@@ -37,6 +39,13 @@ const captured: Buffer[] = [];
 
 function outboxOrders(k: TestKit): number {
   return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
+}
+
+/** one cash order of whatever the kit sells now (the catalog test replaces the catalog) */
+async function placeAny(k: TestKit): Promise<string> {
+  const sku = readStoredCatalog(k.store)?.items[0]?.sku ?? 'TEE';
+  return (await k.orders.create({ lines: [{ sku, qty: 1 }], payment: { method: 'cash' } }, undefined)).order
+    .id;
 }
 
 async function api(path: string, init: RequestInit & { auth?: boolean } = {}) {
@@ -52,14 +61,21 @@ async function api(path: string, init: RequestInit & { auth?: boolean } = {}) {
 describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
   before(async () => {
     gateway = new SandboxGateway();
-    hub = await startHub({ schema, gateway, env: { POPKIT_HUB_GATEWAY_RETRY_S: '1' } });
+    // a broker of its own: a hub hears every kit on its broker, so a shared one would mix test files
+    broker = await mosquitto();
+    hub = await startHub({
+      schema,
+      gateway,
+      brokerUrl: broker.url,
+      env: { POPKIT_HUB_GATEWAY_RETRY_S: '1' },
+    });
     kit = await makeKit(uniqueId('kit'));
     // a bystander that records what the kit publishes, to replay it later
-    spy = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('spy') });
+    spy = await mqtt.connectAsync(broker.url, { clientId: uniqueId('spy') });
     await spy.subscribeAsync(topics.orders(kit.kitId), { qos: 1 });
     spy.on('message', (_t, p) => captured.push(Buffer.from(p)));
     const pub = await import('node:fs').then((fs) => fs.readFileSync(hub.publicKeyFile, 'utf8'));
-    sync = startSync(kit, SHARED_BROKER, {
+    sync = startSync(kit, broker.url, {
       POPKIT_HUB_PUBLIC_KEY: pub,
       POPKIT_SYNC_BATCH_MAX: '7',
       POPKIT_EVENT_ID: eventId,
@@ -73,6 +89,7 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
     await sync?.stop();
     await spy?.endAsync();
     await hub?.stop();
+    await broker?.stop();
     await kit?.close();
     await dropSchema(schema);
   });
@@ -126,16 +143,19 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
   });
 
   test('redelivered and replayed batches leave the ledger unchanged', async () => {
+    // orders of its own, so this test does not live off what an earlier one sent
+    for (let i = 0; i < 3; i++) await placeAny(kit);
+    await waitFor(() => outboxOrders(kit) === 0, 20_000, 'outbox drained');
     await waitFor(() => captured.length > 0, 5000, 'captured batches');
     // the spy hears the replays too: replay what it captured up to now
     const msgs = captured.splice(0);
     const before = await ledgerOrderIds(schema, kit.kitId);
     const dupBefore = hub.ledger!.counters.ordersDuplicate;
     const acks: string[] = [];
-    const listener = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('acks') });
+    const listener = await mqtt.connectAsync(broker.url, { clientId: uniqueId('acks') });
     await listener.subscribeAsync(topics.acks(kit.kitId), { qos: 1 });
     listener.on('message', (_t, p) => acks.push(String(p)));
-    const replayer = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('replay') });
+    const replayer = await mqtt.connectAsync(broker.url, { clientId: uniqueId('replay') });
     for (let round = 0; round < 3; round++) {
       for (const msg of msgs) await replayer.publishAsync(topics.orders(kit.kitId), msg, { qos: 1 });
     }
@@ -163,7 +183,7 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
 
   test('the hub refuses a message whose kit id does not match its topic', async () => {
     const victim = uniqueId('victim');
-    const intruder = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('intruder') });
+    const intruder = await mqtt.connectAsync(broker.url, { clientId: uniqueId('intruder') });
     const refusedBefore = hub.ingest!.stats.refused['kit_mismatch'] ?? 0;
     const order = {
       id: '01JAAAAAAAAAAAAAAAAAAAAAAA',
@@ -243,7 +263,7 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
 
     // straight onto the topic: forged (another key), stale (right key, old version), malformed
     const evil = generateKeyPairSync('ed25519').privateKey;
-    const rogue = await mqtt.connectAsync(SHARED_BROKER, { clientId: uniqueId('rogue') });
+    const rogue = await mqtt.connectAsync(broker.url, { clientId: uniqueId('rogue') });
     const cat = (version: number, sku: string) => ({
       version,
       eventId,
@@ -282,6 +302,11 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
   });
 
   test('hub HTTP: admin auth, coded errors, gateway round trip, kits view', async () => {
+    // an order of its own, so the kits view has something to count whatever ran before
+    await placeAny(kit);
+    await waitFor(() => outboxOrders(kit) === 0, 20_000, 'outbox drained');
+    const inLedger = (await ledgerOrderIds(schema, kit.kitId)).rows;
+    assert.ok(inLedger >= 1);
     const noAuth = await api('/v1/kits', { auth: false });
     assert.equal(noAuth.status, 401);
     assert.equal(noAuth.body.error?.code, 'UNAUTHORIZED');
@@ -314,7 +339,7 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
     const mine = (kits.body['kits'] as { kitId: string; orders: number; online: boolean }[]).find(
       (k) => k.kitId === kit.kitId,
     );
-    assert.equal(mine?.orders, 23);
+    assert.equal(mine?.orders, inLedger);
     assert.equal(mine?.online, true);
     // the other lanes arrived too: stock snapshot and health
     await waitFor(

@@ -2,11 +2,11 @@
 // invariants every test checks (stock + sold = initial, orders exactly once).
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allOrders, openKitStore, readAllStock, scanOutbox, tokenCount } from '../../core/store/index.ts';
 import { createCheckout } from '../../services/checkout/main.ts';
+import { makeTempDir } from './tmp.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin/popkit.js');
@@ -15,8 +15,9 @@ export const DEMO_CATALOG = JSON.parse(
   fs.readFileSync(path.join(ROOT, 'services/checkout/demo-catalog.json'), 'utf8'),
 );
 
+/** A temp dir (popkit-<prefix>…) removed when the test process exits (tests/support/tmp.ts). */
 export function tempDir(prefix = 'popkit-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return makeTempDir(prefix);
 }
 
 export function kitEnv(dataDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {

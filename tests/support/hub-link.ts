@@ -2,11 +2,10 @@
 // worker, sync, a private Mosquitto on a free port, unique PostgreSQL schemas.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
-import { freePort, type MosquittoBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
+import { type MosquittoBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { type KitStore, openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { TokenVault } from '../../core/token-vault.ts';
@@ -18,6 +17,8 @@ import { SyncConfig } from '../../services/sync/config.ts';
 import { LaneKeeper } from '../../services/sync/lanes.ts';
 import { laneLimitsFrom, syncOptionsFrom } from '../../services/sync/main.ts';
 import { SyncService } from '../../services/sync/sync-service.ts';
+import { freePort, startOnFreePort } from './ports.ts';
+import { makeTempDir } from './tmp.ts';
 
 export const PG_URL = process.env['POPKIT_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const SHARED_BROKER = process.env['POPKIT_TEST_MQTT_URL'] ?? 'mqtt://127.0.0.1:1883';
@@ -27,8 +28,9 @@ export function uniqueId(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
 }
 
+/** A temp dir (popkit-<prefix>-…) removed when the test process exits (tests/support/tmp.ts). */
 export function tmpDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+  return makeTempDir(`${prefix}-`);
 }
 
 export { freePort };
@@ -226,16 +228,27 @@ export type Mosquitto = MosquittoBroker;
 
 /**
  * A private Mosquitto on a free port (the same broker `popkit up` embeds). `extraConf` replaces the
- * anonymous access line; queued messages are never capped.
+ * anonymous access line; queued messages are never capped. Without `port`, a port is claimed
+ * (tests/support/ports.ts) and the start is retried on another one if Mosquitto cannot bind it.
  */
 export async function mosquitto(
-  // rawConf: a whole config, used as it is
-  opts: { port?: number; extraConf?: string; dir?: string; rawConf?: string } = {},
+  // rawConf: a whole config, used as it is; a function gets the port its listener must use
+  opts: {
+    port?: number;
+    extraConf?: string;
+    dir?: string;
+    rawConf?: string | ((port: number) => string);
+  } = {},
 ): Promise<Mosquitto> {
-  return startEmbeddedBroker({
-    port: opts.port ?? 0,
-    dir: opts.dir ?? tmpDir('mosq'),
-    ...(opts.extraConf ? { extraConf: opts.extraConf } : {}),
-    ...(opts.rawConf ? { rawConf: opts.rawConf } : {}),
-  });
+  const dir = opts.dir ?? tmpDir('mosq');
+  const start = (port: number) => {
+    const raw = typeof opts.rawConf === 'function' ? opts.rawConf(port) : opts.rawConf;
+    return startEmbeddedBroker({
+      port,
+      dir,
+      ...(opts.extraConf ? { extraConf: opts.extraConf } : {}),
+      ...(raw ? { rawConf: raw } : {}),
+    });
+  };
+  return opts.port ? start(opts.port) : startOnFreePort(start);
 }

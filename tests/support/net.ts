@@ -1,6 +1,6 @@
 import { waitFor } from './hub-link.ts';
 
-export { freePort } from '../../core/embedded-broker.ts';
+export { freePort, startOnFreePort } from './ports.ts';
 
 /** Poll until `check` holds; fails (never hangs) after `timeoutMs`. */
 export async function waitUntil(

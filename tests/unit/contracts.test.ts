@@ -3,7 +3,6 @@
 // refused here is refused at both ends.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import Fastify from 'fastify';
@@ -27,8 +26,9 @@ import { ERROR_STATUS, isErrorCode, KitError, toErrorCode } from '../../core/err
 import { errorEnvelopePlugin, mapError } from '../../core/http-errors.ts';
 import { pollLoop } from '../../core/poll-loop.ts';
 import { loadOrCreateKey, loadOrCreateToken, readToken } from '../../core/secrets.ts';
+import { makeTempDir } from '../support/tmp.ts';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-contracts-'));
+const tmp = () => makeTempDir('popkit-contracts-');
 
 function catalog(items = 2, extra: Record<string, unknown> = {}) {
   return {
