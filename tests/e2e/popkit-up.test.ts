@@ -9,6 +9,7 @@ import { kitStatusView } from '../../core/contracts/kit-status.ts';
 import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { BIN, ROOT, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
+import { processesUsing } from '../support/processes.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -17,23 +18,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** Processes whose command line or environment names `dir` (a kit's data dir is in both for its children). */
-function processesUsing(dir: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    if (Number(pid) === process.pid) continue;
-    try {
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
-      if (cmd.includes(dir) || env.includes(`POPKIT_DATA_DIR=${dir}`))
-        found.push(`${pid} ${cmd.replace(/\0/g, ' ')}`);
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return found;
 }
 
 /** Mosquitto processes started with a config inside `dir` (the kit's local bus and the hub's broker). */

@@ -2,32 +2,17 @@
 // at the Tracer's 115200 baud, the simulated controller answers on the other end; killing socat is
 // the unplug, restarting it on the same paths the replug.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { EPEVER_BAUD, EpeverSource } from '../../hardware/drivers/epever-tracer.ts';
 import { ReconnectingLink } from '../../hardware/serial/reconnecting-link.ts';
 import { SerialPortLink } from '../../hardware/serial/serialport-link.ts';
 import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 import { EpeverSimulator } from '../../hardware/sim/modbus-sims.ts';
 import { type PtyPair, startPtyPair } from '../../hardware/sim/pty-pair.ts';
+import { ptyHostRoot, until } from '../support/pty.ts';
 
-const root = mkdtempSync(path.join(os.tmpdir(), 'popkit-epever-pty-'));
-const env = { ...process.env, POPKIT_HOST_ROOT: root };
-const pairs: PtyPair[] = [];
-after(async () => {
-  for (const p of pairs) await p.kill();
-  rmSync(root, { recursive: true, force: true });
-});
-
-async function until(what: string, cond: () => boolean, timeoutMs = 8000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const { root, env, pairs } = ptyHostRoot('popkit-epever-pty');
 
 async function plug(hostOnDisk: string, deviceOnDisk: string): Promise<PtyPair> {
   const p = await startPtyPair(hostOnDisk, deviceOnDisk);

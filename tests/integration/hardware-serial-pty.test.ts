@@ -2,10 +2,8 @@
 // end, device simulators on the other; killing socat is the unplug, restarting it the replug.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { RenogySource } from '../../hardware/drivers/renogy-rover.ts';
 import { VeDirectSource } from '../../hardware/drivers/vedirect.ts';
@@ -16,23 +14,10 @@ import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 import { RenogySimulator } from '../../hardware/sim/modbus-sims.ts';
 import { type PtyPair, startPtyPair } from '../../hardware/sim/pty-pair.ts';
 import { VeDirectSimulator } from '../../hardware/sim/vedirect-sim.ts';
+import { ptyHostRoot, until } from '../support/pty.ts';
 
 const run = promisify(execFile);
-const root = mkdtempSync(path.join(os.tmpdir(), 'popkit-pty-'));
-const env = { ...process.env, POPKIT_HOST_ROOT: root };
-const pairs: PtyPair[] = [];
-after(async () => {
-  for (const p of pairs) await p.kill();
-  rmSync(root, { recursive: true, force: true });
-});
-
-async function until(what: string, cond: () => boolean, timeoutMs = 8000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const { root, env, pairs } = ptyHostRoot('popkit-pty');
 
 /** A by-id style path under the fake host root, as the driver is configured on a board. */
 function byId(name: string): { configured: string; onDisk: string } {
