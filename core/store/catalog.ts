@@ -42,7 +42,9 @@ export async function replaceCatalog(
       return { refused: `version ${next.version} is not newer than ${prev.version}` };
     }
     for (const item of input.items) {
-      const before = sameEvent ? prev?.startStock[item.sku] : undefined;
+      // SKUs are keys, not properties: `constructor` or `valueOf` must not find Object.prototype's
+      const before =
+        sameEvent && prev && Object.hasOwn(prev.startStock, item.sku) ? prev.startStock[item.sku] : undefined;
       const current = store.stock.get(item.sku);
       let stock = item.stock;
       if (before !== undefined && current !== undefined) {
@@ -53,7 +55,7 @@ export async function replaceCatalog(
     }
     // SKUs that left the catalog keep no stock, so they cannot be sold
     for (const old of prev?.items ?? []) {
-      if (!(old.sku in next.startStock)) void store.stock.remove(old.sku);
+      if (!Object.hasOwn(next.startStock, old.sku)) void store.stock.remove(old.sku);
     }
     void store.catalog.put(CATALOG_KEY, next);
     void store.meta.put(META.catalogVersion, {

@@ -48,3 +48,29 @@ test('same event, new version: sold units stay sold; new event: stock starts ove
   await sell('B', 1);
   assert.deepEqual(await stock(), { A: 12, B: 4 });
 });
+
+test('SKUs named like Object.prototype members keep real stock across versions, drops and re-adds', async () => {
+  const names = ['constructor', 'toString', 'valueOf', 'hasOwnProperty'];
+  const of = (stockEach: number, version: number, only = names) =>
+    smallCatalog(Object.fromEntries(only.map((s) => [s, stockEach])), version, 'ev-proto');
+  await load(of(5, 1));
+  for (const sku of names) await sell(sku, 2);
+  // a new version of the same event: what sold stays sold (5 + 1 - 2 = 4), never NaN
+  await load(of(6, 2));
+  assert.deepEqual(await stock(), Object.fromEntries(names.map((s) => [s, 4])));
+  // dropped (no stock, cannot be sold) and re-added: the starting stock minus nothing known sold
+  await load(of(6, 3, ['toString']));
+  const dropped = await kit.app.inject({
+    method: 'POST',
+    url: '/v1/orders',
+    payload: { lines: [{ sku: 'constructor', qty: 1 }], payment: { method: 'cash' } },
+  });
+  assert.equal(dropped.statusCode, 400, dropped.body);
+  await load(of(3, 4));
+  const after = await stock();
+  for (const sku of names) {
+    assert.ok(Number.isInteger(after[sku]), `${sku}: ${after[sku]}`);
+    assert.ok((after[sku] ?? -1) >= 0 && (after[sku] ?? 99) <= 3, `${sku}: ${after[sku]}`);
+  }
+  await sell('valueOf', 1);
+});
