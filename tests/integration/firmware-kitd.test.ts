@@ -118,7 +118,7 @@ async function rig(opts: {
     simGpio: gpio,
     ...(sup ? { supervisor: sup } : {}),
   });
-  await waitFor(() => bus.connected, 5000, 'bus connected');
+  await waitFor(() => bus.connected, 15_000, 'bus connected');
   await kitd.start();
   return {
     kitd,
@@ -182,7 +182,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
     sup.device['update_pending'] = true;
     const r = await rig({ supervisor: sup, root });
     try {
-      await waitFor(() => r.kitd.lifecycle.state === 'ready', 5000, 'ready');
+      await waitFor(() => r.kitd.lifecycle.state === 'ready', 20_000, 'ready');
       assert.equal(r.gpio.level('ledGreen'), 1, 'ready is solid green');
       await waitFor(
         () =>
@@ -191,13 +191,17 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
         'pending update seen',
       );
       // ready with nothing unsynced: the pending update may land at once (after-event policy)
-      await waitFor(() => sup.calls.some((c) => c.path === '/v1/update'), 5000, 'update released while idle');
+      await waitFor(
+        () => sup.calls.some((c) => c.path === '/v1/update'),
+        15_000,
+        'update released while idle',
+      );
       sup.device['update_pending'] = true;
 
       // long press A: toggle-event → live
       await r.gpio.press('buttonA', 800);
-      await waitFor(() => r.kitd.lifecycle.state === 'live', 5000, 'live');
-      await waitFor(() => fs.existsSync(r.lockFile), 3000, 'lock file');
+      await waitFor(() => r.kitd.lifecycle.state === 'live', 15_000, 'live');
+      await waitFor(() => fs.existsSync(r.lockFile), 15_000, 'lock file');
       assert.equal(JSON.parse(fs.readFileSync(r.lockFile, 'utf8')).reason, 'event-live');
       assert.equal((r.kitd.status()['leds'] as { green: { pattern: string } }).green.pattern, 'heartbeat');
       const updatesBefore = sup.calls.filter((c) => c.path === '/v1/update').length;
@@ -209,7 +213,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
       });
       assert.equal(order.status, 201);
       await r.gpio.press('buttonA', 800);
-      await waitFor(() => r.kitd.lifecycle.state === 'draining', 5000, 'draining');
+      await waitFor(() => r.kitd.lifecycle.state === 'draining', 15_000, 'draining');
       await waitFor(
         () => JSON.parse(fs.readFileSync(r.lockFile, 'utf8')).reason === 'unsynced-orders',
         3000,
@@ -220,7 +224,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
       // update while locked; only then is "no update call" a finding
       const devicePolls = () => sup.calls.filter((c) => c.path === '/v1/device').length;
       const pollsAtLock = devicePolls();
-      await waitFor(() => devicePolls() >= pollsAtLock + 3, 5000, 'kitd polling the device while locked');
+      await waitFor(() => devicePolls() >= pollsAtLock + 3, 15_000, 'kitd polling the device while locked');
       assert.equal(r.kitd.lifecycle.state, 'draining');
       assert.equal(
         sup.calls.filter((c) => c.path === '/v1/update').length,
@@ -231,8 +235,8 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
       // the hub acks the order (the same transaction sync runs): drained → ready, lock gone, update applied
       const store = checkout.kit.store;
       await applyOrderAck(store, String(order.body['id']), { state: 'settled' });
-      await waitFor(() => r.kitd.lifecycle.state === 'ready', 5000, 'ready again');
-      await waitFor(() => !fs.existsSync(r.lockFile), 3000, 'lock released');
+      await waitFor(() => r.kitd.lifecycle.state === 'ready', 15_000, 'ready again');
+      await waitFor(() => !fs.existsSync(r.lockFile), 15_000, 'lock released');
       await waitFor(
         () => sup.calls.filter((c) => c.path === '/v1/update').length > updatesBefore,
         5000,
@@ -299,7 +303,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
     });
     try {
       await api('POST', '/v1/event/start', {});
-      await waitFor(() => fs.existsSync(r.lockFile), 5000, 'live lock');
+      await waitFor(() => fs.existsSync(r.lockFile), 15_000, 'live lock');
       const call = await waitFor(
         () => sup.calls.find((c) => c.path.endsWith('/restart-service')),
         8000,
@@ -349,7 +353,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
     const root = tempDir('kitd-root-');
     const r = await rig({ root });
     try {
-      await waitFor(() => r.kitd.lifecycle.state === 'ready', 5000, 'ready');
+      await waitFor(() => r.kitd.lifecycle.state === 'ready', 20_000, 'ready');
       await spy.publishAsync(
         `${prefix}/kitd/cmd`,
         JSON.stringify({ v: 1, cmd: 'press', button: 'a', ms: 100 }),
@@ -387,9 +391,9 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
     const sup = await startSupervisorStandIn({ lockFile });
     const r = await rig({ supervisor: sup, root, soc: 40 });
     try {
-      await waitFor(() => r.kitd.lifecycle.state === 'ready', 5000, 'ready');
+      await waitFor(() => r.kitd.lifecycle.state === 'ready', 20_000, 'ready');
       await api('POST', '/v1/event/start', {});
-      await waitFor(() => r.kitd.lifecycle.state === 'live', 5000, 'live');
+      await waitFor(() => r.kitd.lifecycle.state === 'live', 15_000, 'live');
       r.battery.setSocPct(20);
       await waitFor(
         () => seen.some((m) => m.topic === `${prefix}/media/cmd` && m.body['cmd'] === 'step-down'),
@@ -403,7 +407,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
       });
       assert.equal(sale.status, 201, 'low battery never stops orders');
       r.battery.setSocPct(5);
-      await waitFor(() => sup.calls.some((c) => c.path === '/v1/shutdown'), 8000, 'shutdown');
+      await waitFor(() => sup.calls.some((c) => c.path === '/v1/shutdown'), 15_000, 'shutdown');
       assert.equal(r.kitd.lifecycle.state, 'off');
       assert.ok(seen.some((m) => m.topic === `${prefix}/media/cmd` && m.body['cmd'] === 'pause'));
       assert.ok(seen.some((m) => m.body['type'] === 'power-critical'));
@@ -441,7 +445,7 @@ describe('kitd with a real checkout, the real Mosquitto, sim GPIO and sim power'
     try {
       const lock = r.kitd.status()['updateLock'] as { held: boolean; healedAtBoot: boolean };
       assert.equal(lock.healedAtBoot, true);
-      await waitFor(() => r.kitd.lifecycle.state === 'ready', 5000, 'ready');
+      await waitFor(() => r.kitd.lifecycle.state === 'ready', 20_000, 'ready');
       assert.equal(fs.existsSync(lockFile), false);
     } finally {
       await r.stop();
