@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Static, type TObject, type TProperties, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { ID_LEVEL } from './contracts/common.ts';
 import { DEFAULT_LOCAL_BUS_PREFIX, LOCAL_BUS_PREFIX_PATTERN } from './contracts/local-bus.ts';
 import { KitError } from './errors.ts';
 
@@ -24,7 +25,7 @@ const Port = (def: number, description: string) =>
 export const BaseConfig = Type.Object({
   POPKIT_KIT_ID: Type.Optional(
     Type.String({
-      pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+      pattern: ID_LEVEL,
       description: "the kit's identity on the hub",
     }),
   ),

@@ -5,8 +5,6 @@
 
 export interface PollLoop {
   stop(): void;
-  /** run the task now (skipped when a run is already under way) */
-  kick(): void;
 }
 
 /** A clock and timers that can be swapped (kitd's tests and LED driver pass their own). */
@@ -87,6 +85,5 @@ export function pollLoop(periodMs: number, task: () => unknown, opts: PollLoopOp
       stopped = true;
       if (timer !== undefined) timers.clearTimeout(timer);
     },
-    kick: run,
   };
 }

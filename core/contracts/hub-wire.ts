@@ -7,8 +7,6 @@ import { contract, ID_LEVEL, IdLevel } from './common.ts';
 import { LANE_NAMES } from './lanes.ts';
 import { BatterySummaryWire } from './power.ts';
 
-export { ID_LEVEL };
-
 export const TOPIC_ROOT = 'popkit/v1';
 
 export const topics = {

@@ -93,18 +93,3 @@ export const KitdCommandSchema = Type.Union([
 ]);
 export type KitdCommand = Static<typeof KitdCommandSchema>;
 export const kitdCommand = contract(KitdCommandSchema);
-
-/** kitd's retained status on the bus: its run status with who and whether it is online. */
-export const KitdBusStatusEnvelope = Type.Object({
-  v: Type.Literal(1),
-  kitId: Type.String(),
-  online: Type.Boolean(),
-  state: Type.Optional(Type.String()),
-});
-
-/** kitd's events (lifecycle transitions, power notices, button presses, moments), QoS 1. */
-export const KitdEventSchema = Type.Object(
-  { v: Type.Literal(1), kitId: Type.String(), type: Type.Optional(Type.String({ maxLength: 64 })) },
-  { additionalProperties: true },
-);
-export type KitdEvent = Static<typeof KitdEventSchema>;

@@ -2,7 +2,7 @@
 // its run status and onto the local bus, checkout serves it in /v1/status, sync sends the main battery
 // to the hub (docs/contracts.md#power-readings).
 import { type Static, Type } from '@sinclair/typebox';
-import { contract, IsoTime } from './common.ts';
+import { IsoTime } from './common.ts';
 
 export const CHARGE_STATES = ['off', 'bulk', 'absorption', 'float', 'equalize', 'fault', 'other'] as const;
 export type ChargeState = (typeof CHARGE_STATES)[number];
@@ -36,7 +36,6 @@ export const PowerReadingSchema = Type.Object({
   extras: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 export type PowerReading = Static<typeof PowerReadingSchema>;
-export const powerReading = contract(PowerReadingSchema);
 
 /** kitd's power policy folds the readings into one battery: SOC, net power, time-to-go. */
 export const BatterySummarySchema = Type.Object({

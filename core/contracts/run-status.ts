@@ -12,7 +12,6 @@ import { type Contract, contract, IsoTime, Nullable } from './common.ts';
 import { MediaStatsSchema } from './media.ts';
 import { BatterySummarySchema, PowerReadingSchema } from './power.ts';
 
-const Open = <T extends TSchema>(t: T) => t; // documents a deliberately open (pass-through) shape
 const Counts = Type.Record(Type.String(), Type.Integer({ minimum: 0 }));
 
 // --- checkout -------------------------------------------------------------------------------------
@@ -139,7 +138,7 @@ export const KitdRunStatus = Type.Object({
     Type.Object({ policy: Type.Union(UPDATE_POLICIES.map((p) => Type.Literal(p))) }),
   ]),
   /** the balena supervisor's /v1/device answer, passed through as it comes */
-  pendingUpdate: Nullable(Open(Type.Record(Type.String(), Type.Unknown()))),
+  pendingUpdate: Nullable(Type.Record(Type.String(), Type.Unknown())),
   services: Type.Record(Type.String(), ServiceWatchSchema),
   buttons: Type.Record(Type.String(), Type.String()),
   moments: Type.Integer({ minimum: 0 }),
@@ -159,7 +158,7 @@ export const SupervisorRunStatus = Type.Object({
       pid: Nullable(Type.Integer()),
       running: Type.Boolean(),
       restarts: Type.Integer({ minimum: 0 }),
-      lastExit: Open(Type.Unknown()),
+      lastExit: Type.Unknown(), // passed through as the supervisor records it
     }),
   ),
 });

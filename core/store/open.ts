@@ -179,8 +179,3 @@ export function openKitStore(dataDir: string): KitStore {
 export function commitWatch(store: KitStore): { committed: PromiseLike<unknown> } {
   return store.root;
 }
-
-/** Run `fn` in one write transaction (one commit, fsynced before the promise resolves). */
-export function inTransaction<T>(store: KitStore, fn: () => T): Promise<T> {
-  return store.root.transaction(fn);
-}

@@ -1,35 +1,17 @@
 // The one normalized power reading every driver produces (docs/contracts.md#power-readings), and the
 // PowerSource seam that firmware (power policy) and /v1/status consume.
 
-export const CHARGE_STATES = ['off', 'bulk', 'absorption', 'float', 'equalize', 'fault', 'other'] as const;
-export type ChargeState = (typeof CHARGE_STATES)[number];
+// The reading crosses processes (kitd's run status, /v1/status, the hub), so its one declaration is the
+// contract's; drivers and sources use it from there.
+export {
+  CHARGE_STATES,
+  type ChargeState,
+  POWER_DRIVERS,
+  type PowerDriver,
+  type PowerReading,
+} from '../../core/contracts/power.ts';
 
-export const POWER_DRIVERS = ['vedirect', 'renogy', 'epever', 'ina219', 'ina226', 'max17048'] as const;
-export type PowerDriver = (typeof POWER_DRIVERS)[number];
-
-/**
- * Volts, amperes (positive = charging the battery), percent, °C, watts. Absent fields are omitted,
- * never guessed. `at` is the ISO 8601 time the values were measured. A stale reading keeps the last
- * measured values and their `at` (so their age shows), with `staleReason` and `extras.staleSince`;
- * when nothing was ever measured it carries no values and `at` is when staleness was declared.
- */
-export interface PowerReading {
-  device: string;
-  driver: PowerDriver;
-  batteryV?: number;
-  batteryA?: number;
-  socPct?: number;
-  batteryTempC?: number;
-  solarV?: number;
-  solarW?: number;
-  loadW?: number;
-  chargeState?: ChargeState;
-  stale: boolean;
-  staleReason?: string;
-  at: string;
-  /** Driver-specific values that ride along (yield history, alarms, raw fields, model …). */
-  extras?: Record<string, unknown>;
-}
+import type { PowerDriver, PowerReading } from '../../core/contracts/power.ts';
 
 export interface PowerSource {
   /** Stable device name, e.g. `mppt`, `ups-hat`, from the board profile's power device config. */

@@ -1,5 +1,6 @@
 // Sync's environment (popkit sync). Composed with BaseConfig (POPKIT_KIT_ID, POPKIT_DATA_DIR, POPKIT_HUB_URL).
 import { type Static, type TInteger, Type } from '@sinclair/typebox';
+import { ID_LEVEL } from '../../core/contracts/common.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
   Type.Integer({ minimum: min, default: def, description });
@@ -18,7 +19,7 @@ export const SyncConfig = Type.Object({
   ),
   POPKIT_EVENT_ID: Type.Optional(
     Type.String({
-      pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+      pattern: ID_LEVEL,
       description:
         "the event whose catalog this kit takes from the hub (the live event's id wins; unset: the loaded catalog's event)",
     }),

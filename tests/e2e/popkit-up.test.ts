@@ -1,15 +1,16 @@
 // `popkit up` as `npm start` runs it (compiled dist/, plain node): the whole kit comes up, sells, the order
 // reaches the embedded hub, and Ctrl-C (SIGTERM here) stops every process it started.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { kitStatusView } from '../../core/contracts/kit-status.ts';
 import { readRunStatus } from '../../core/contracts/run-status.ts';
-import { BIN, ROOT, tempDir } from '../support/checkout.ts';
+import { ROOT, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 import { processesUsing } from '../support/processes.ts';
+import { spawnPopkitUp } from '../support/up.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -46,34 +47,23 @@ test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops ev
   const dataDir = tempDir('popkit-up-');
   const [port, hubPort] = [await freePort(), await freePort()];
   // media on: the sim board streams videotestsrc through GStreamer
-  const up = spawn(process.execPath, [BIN, 'up'], {
-    env: {
-      PATH: process.env['PATH'],
-      NODE_ENV: 'test',
-      POPKIT_RUNTIME: 'dist',
-      POPKIT_DATA_DIR: dataDir,
-      POPKIT_HTTP_PORT: String(port),
-      POPKIT_HTTP_HOST: '127.0.0.1',
-      POPKIT_HUB_HTTP_PORT: String(hubPort),
-      POPKIT_LOCAL_BUS_PORT: '0',
-      POPKIT_EMBEDDED_HUB_MQTT_PORT: '0',
-      POPKIT_KIT_ID: 'kit-up-e2e',
-      POPKIT_LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const run = spawnPopkitUp([], {
+    POPKIT_RUNTIME: 'dist',
+    POPKIT_DATA_DIR: dataDir,
+    POPKIT_HTTP_PORT: String(port),
+    POPKIT_HUB_HTTP_PORT: String(hubPort),
+    POPKIT_KIT_ID: 'kit-up-e2e',
+    POPKIT_LOG_LEVEL: 'info',
   });
-  let out = '';
-  up.stdout.on('data', (d) => {
-    out += d;
-  });
-  up.stderr.on('data', (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
+  const { proc: up, exited } = run;
   try {
-    await waitUntil(() => out.includes('Popkit is up'), 90_000, `popkit up to print its summary:\n${out}`);
-    assert.match(out, new RegExp(`http://localhost:${port}/`));
-    assert.match(out, /hub\s+embedded/);
+    await waitUntil(
+      () => run.output().includes('Popkit is up'),
+      90_000,
+      `popkit up to print its summary:\n${run.output()}`,
+    );
+    assert.match(run.output(), new RegExp(`http://localhost:${port}/`));
+    assert.match(run.output(), /hub\s+embedded/);
     const base = `http://127.0.0.1:${port}`;
     const cat = (await (await fetch(`${base}/v1/catalog`)).json()) as {
       items: Array<{ sku: string; hero?: boolean }>;
@@ -124,7 +114,7 @@ test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops ev
     const brokers = mosquittosIn(dataDir);
     const before = processesUsing(dataDir);
     up.kill('SIGTERM');
-    assert.equal(await exited, 0, out);
+    assert.equal(await exited, 0, run.output());
     assert.ok(sup, 'popkit up wrote run/supervisor.json of its contract');
     const names = sup.children.filter((c) => c.pid).map((c) => c.name);
     for (const name of ['checkout', 'sync', 'kitd', 'media', 'hub'])
@@ -141,25 +131,12 @@ test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops ev
 
 test('Ctrl-C during start-up leaves no broker or service running', { timeout: 120_000 }, async () => {
   const dataDir = tempDir('popkit-up-abort-');
-  const up = spawn(process.execPath, [BIN, 'up', '--no-media'], {
-    env: {
-      PATH: process.env['PATH'],
-      NODE_ENV: 'test',
-      POPKIT_DATA_DIR: dataDir,
-      POPKIT_HTTP_PORT: String(await freePort()),
-      POPKIT_HTTP_HOST: '127.0.0.1',
-      POPKIT_HUB_HTTP_PORT: String(await freePort()),
-      POPKIT_LOCAL_BUS_PORT: '0',
-      POPKIT_EMBEDDED_HUB_MQTT_PORT: '0',
-      POPKIT_LOG_LEVEL: 'silent',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const run = spawnPopkitUp(['--no-media'], {
+    POPKIT_DATA_DIR: dataDir,
+    POPKIT_HTTP_PORT: String(await freePort()),
+    POPKIT_HUB_HTTP_PORT: String(await freePort()),
   });
-  let out = '';
-  up.stdout.on('data', (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
+  const { proc: up, exited } = run;
   // both brokers are up and the hub is starting: the kit is mid start-up
   await waitUntil(
     () => fs.existsSync(path.join(dataDir, 'hub-broker', 'mosquitto.conf')),
@@ -168,8 +145,8 @@ test('Ctrl-C during start-up leaves no broker or service running', { timeout: 12
   );
   await waitUntil(() => processesUsing(dataDir).length >= 3, 30_000, 'brokers and the hub to be running');
   up.kill('SIGTERM');
-  assert.equal(await exited, 130, out);
-  assert.match(out, /stopping during start-up/);
-  assert.doesNotMatch(out, /Popkit is up/);
+  assert.equal(await exited, 130, run.output());
+  assert.match(run.output(), /stopping during start-up/);
+  assert.doesNotMatch(run.output(), /Popkit is up/);
   assert.deepEqual(processesUsing(dataDir), []);
 });

@@ -4,15 +4,15 @@
 // at start-up: a broker port another program holds is an error naming the port, exit code 1, and
 // whatever had started (the local bus) is stopped again.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
-import { BIN, tempDir } from '../support/checkout.ts';
+import { tempDir } from '../support/checkout.ts';
 import { freePort, waitFor } from '../support/hub-link.ts';
 import { processesUsing } from '../support/processes.ts';
+import { spawnPopkitUp } from '../support/up.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
@@ -97,28 +97,13 @@ test('popkit up with its hub broker port taken fails at start-up, exit 1, nothin
   cleanups.push(() => new Promise<void>((r) => holder.close(() => r())));
   const taken = (holder.address() as net.AddressInfo).port;
   const dataDir = tempDir('popkit-up-fail-');
-  const up = spawn(process.execPath, [BIN, 'up', '--no-media'], {
-    env: {
-      PATH: process.env['PATH'],
-      NODE_ENV: 'test',
-      POPKIT_DATA_DIR: dataDir,
-      POPKIT_HTTP_PORT: String(await freePort()),
-      POPKIT_HTTP_HOST: '127.0.0.1',
-      POPKIT_HUB_HTTP_PORT: String(await freePort()),
-      POPKIT_LOCAL_BUS_PORT: '0',
-      POPKIT_EMBEDDED_HUB_MQTT_PORT: String(taken),
-      POPKIT_LOG_LEVEL: 'silent',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const run = spawnPopkitUp(['--no-media'], {
+    POPKIT_DATA_DIR: dataDir,
+    POPKIT_HTTP_PORT: String(await freePort()),
+    POPKIT_HUB_HTTP_PORT: String(await freePort()),
+    POPKIT_EMBEDDED_HUB_MQTT_PORT: String(taken),
   });
-  let out = '';
-  up.stdout.on('data', (d) => {
-    out += d;
-  });
-  up.stderr.on('data', (d) => {
-    out += d;
-  });
-  const exited = new Promise<number | null>((resolve) => up.once('exit', (c) => resolve(c)));
+  const { proc: up, exited } = run;
   // a popkit up that wrongly comes up is stopped (SIGTERM: it takes its children down) and fails the test
   cleanups.push(async () => {
     if (up.exitCode === null && up.signalCode === null) {
@@ -127,12 +112,12 @@ test('popkit up with its hub broker port taken fails at start-up, exit 1, nothin
     }
   });
   const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 60_000))]);
-  assert.equal(code, 1, out);
+  assert.equal(code, 1, run.output());
   assert.match(
-    out,
+    run.output(),
     new RegExp(`BROKER_UNAVAILABLE: .*hub broker.*127\\.0\\.0\\.1:${taken} is already in use`),
   );
-  assert.doesNotMatch(out, /Popkit is up/);
+  assert.doesNotMatch(run.output(), /Popkit is up/);
   // the local bus had started before the failure: it was stopped again, and no service was started
   assert.ok(fs.existsSync(path.join(dataDir, 'bus', 'mosquitto.conf')), 'the local bus was started first');
   assert.deepEqual(processesUsing(dataDir), []);
