@@ -48,6 +48,11 @@ export function spawnCheckout(
     }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return { proc, output: captureOutput(proc) };
+}
+
+/** Gathers a child's stdout and stderr; the returned function gives everything printed so far. */
+export function captureOutput(proc: ChildProcess): () => string {
   let out = '';
   proc.stdout?.on('data', (d) => {
     out += d;
@@ -55,7 +60,7 @@ export function spawnCheckout(
   proc.stderr?.on('data', (d) => {
     out += d;
   });
-  return { proc, output: () => out };
+  return () => out;
 }
 
 export async function startCheckout(extra: Record<string, string> = {}, dataDir = tempDir()) {

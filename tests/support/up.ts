@@ -2,7 +2,7 @@
 // it (sim board, loopback, brokers on free ports, quiet logs unless said), its output gathered from
 // stdout and stderr, and its exit code.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { BIN } from './checkout.ts';
+import { BIN, captureOutput } from './checkout.ts';
 
 export interface RunningUp {
   proc: ChildProcess;
@@ -24,13 +24,6 @@ export function spawnPopkitUp(args: string[], env: Record<string, string>): Runn
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '';
-  proc.stdout?.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr?.on('data', (d) => {
-    out += d;
-  });
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  return { proc, output: () => out, exited };
+  return { proc, output: captureOutput(proc), exited };
 }
