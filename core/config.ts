@@ -18,6 +18,23 @@ export const BOARDS = [
   'sim',
 ] as const;
 
+/**
+ * Marks a variable as a secret: its value is never printed, not in a config error, not in
+ * `popkit config` (docs/security.md). Spread into the schema options: `{ ...SECRET, minLength: 16 }`.
+ */
+export const SECRET = { secret: true } as const;
+
+export function isSecretVar(schema: TObject, key: string): boolean {
+  return (schema.properties[key] as { secret?: unknown } | undefined)?.secret === true;
+}
+
+/** How a config error shows a value: secrets by length only (a pasted token must not reach the logs). */
+export function shownValue(schema: TObject, key: string, raw: string | undefined): string {
+  if (raw === undefined) return '(unset)';
+  if (isSecretVar(schema, key)) return `(secret, ${raw.length} characters, not shown)`;
+  return JSON.stringify(raw);
+}
+
 const Port = (def: number, description: string) =>
   Type.Integer({ minimum: 1, maximum: 65535, default: def, description });
 
@@ -64,10 +81,11 @@ export const CheckoutConfig = Type.Object({
   POPKIT_HTTP_PORT: Port(8080, 'checkout API and dashboard'),
   POPKIT_HTTP_HOST: Type.String({ default: '0.0.0.0' }),
   POPKIT_ADMIN_TOKEN: Type.Optional(
-    Type.String({ minLength: 16, description: 'bearer token for staff endpoints' }),
+    Type.String({ ...SECRET, minLength: 16, description: 'bearer token for staff endpoints' }),
   ),
   POPKIT_TOKEN_KEY: Type.Optional(
     Type.String({
+      ...SECRET,
       pattern: '^[0-9a-fA-F]{64}$',
       description: 'AES-256 device key for payment tokens, 64 hex chars',
     }),
@@ -117,11 +135,8 @@ export function loadConfig<T extends TObject>(schema: T, env: NodeJS.ProcessEnv 
   const problems: string[] = [];
   for (const err of Value.Errors(schema, converted)) {
     const key = err.path.replace(/^\//, '');
-    const raw = env[key];
     const desc = (schema.properties[key] as { description?: string } | undefined)?.description;
-    problems.push(
-      `${key}=${raw === undefined ? '(unset)' : JSON.stringify(raw)}: ${err.message}${desc ? ` (${desc})` : ''}`,
-    );
+    problems.push(`${key}=${shownValue(schema, key, env[key])}: ${err.message}${desc ? ` (${desc})` : ''}`);
   }
   if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
   return converted as Static<T>;

@@ -57,7 +57,11 @@ export function configMarkdown(): string {
     for (const [name, schema] of Object.entries(sec.schema.properties)) {
       const o = schema as Record<string, unknown>;
       const def = o['default'] !== undefined ? `\`${String(o['default'])}\`` : '–';
-      const desc = String(o['description'] ?? '').replace(/\|/g, '\\|');
+      const desc =
+        `${o['secret'] === true ? '**secret** (never printed) ' : ''}${String(o['description'] ?? '')}`.replace(
+          /\|/g,
+          '\\|',
+        );
       out.push(`| \`${name}\` | ${describeType(schema)} | ${def} | ${desc} |`);
     }
     out.push('');

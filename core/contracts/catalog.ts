@@ -3,7 +3,17 @@
 // limits: a catalog the hub signs is a catalog every kit accepts (docs/contracts.md#catalog).
 import { type Static, Type } from '@sinclair/typebox';
 import { KitError } from '../errors.ts';
-import { Cents, Currency, contract, ID_LEVEL, IsoTime, Sku } from './common.ts';
+import {
+  CATALOG_VERSION_MAX,
+  Cents,
+  Currency,
+  contract,
+  ID_LEVEL,
+  IsoTime,
+  SafeMultiline,
+  SafeText,
+  Sku,
+} from './common.ts';
 
 export const CATALOG_LIMITS = {
   items: 5000,
@@ -18,14 +28,14 @@ export const CATALOG_LIMITS = {
 export const CatalogItemIn = Type.Object(
   {
     sku: Sku,
-    name: Type.String({ minLength: 1, maxLength: CATALOG_LIMITS.nameLength }),
+    name: SafeText({ minLength: 1, maxLength: CATALOG_LIMITS.nameLength }),
     priceCents: Cents,
     currency: Type.Optional(Currency),
     stock: Type.Integer({ minimum: 0, maximum: CATALOG_LIMITS.stock }),
     hero: Type.Optional(Type.Boolean()),
     maxPerOrder: Type.Optional(Type.Integer({ minimum: 1, maximum: CATALOG_LIMITS.maxPerOrder })),
-    description: Type.Optional(Type.String({ maxLength: CATALOG_LIMITS.textLength })),
-    imageUrl: Type.Optional(Type.String({ maxLength: CATALOG_LIMITS.textLength })),
+    description: Type.Optional(SafeMultiline({ maxLength: CATALOG_LIMITS.textLength })),
+    imageUrl: Type.Optional(SafeText({ maxLength: CATALOG_LIMITS.textLength })),
   },
   { additionalProperties: false },
 );
@@ -33,7 +43,7 @@ export const CatalogItemIn = Type.Object(
 export const BundleIn = Type.Object(
   {
     id: Sku,
-    name: Type.String({ minLength: 1, maxLength: CATALOG_LIMITS.nameLength }),
+    name: SafeText({ minLength: 1, maxLength: CATALOG_LIMITS.nameLength }),
     skus: Type.Array(Sku, { minItems: 1, maxItems: CATALOG_LIMITS.skusPerBundle }),
     priceCents: Cents,
   },
@@ -41,7 +51,7 @@ export const BundleIn = Type.Object(
 );
 
 const catalogProperties = {
-  version: Type.Integer({ minimum: 1 }),
+  version: Type.Integer({ minimum: 1, maximum: CATALOG_VERSION_MAX }),
   eventId: Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL }),
   currency: Type.Optional(Currency),
   items: Type.Array(CatalogItemIn, { minItems: 1, maxItems: CATALOG_LIMITS.items }),

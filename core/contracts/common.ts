@@ -15,6 +15,35 @@ export const Cents = Type.Integer({ minimum: 0, maximum: 100_000_000 });
 /** An ISO 8601 timestamp as written by `Date.prototype.toISOString()`. */
 export const IsoTime = Type.String({ minLength: 1, maxLength: 40 });
 
+/**
+ * Text a person or a program typed, safe to store, log, index and show: no C0 control character
+ * (NUL included), no DEL and no lone UTF-16 surrogate. PostgreSQL refuses NUL in text (22P05) and a
+ * lone surrogate is not valid UTF-8 anywhere, so either would poison every copy downstream. The
+ * pattern works the same with and without the regex `u` flag (Ajv compiles with it, TypeBox without):
+ * with it, a pair is one code point outside the refused class; without, the second branch takes it.
+ */
+export const SAFE_TEXT_PATTERN =
+  '^(?:[^\\u0000-\\u001f\\u007f\\ud800-\\udfff]|[\\ud800-\\udbff][\\udc00-\\udfff])*$';
+/** Like SAFE_TEXT_PATTERN, but tab, line feed and carriage return are allowed (long descriptions). */
+export const SAFE_MULTILINE_PATTERN =
+  '^(?:[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f\\ud800-\\udfff]|[\\ud800-\\udbff][\\udc00-\\udfff])*$';
+const SAFE_TEXT_RE = new RegExp(SAFE_TEXT_PATTERN);
+
+/** One-line text (a name, a reason): `SafeText({ minLength: 1, maxLength: 200 })`. */
+export const SafeText = (opts: { minLength?: number; maxLength: number; description?: string }) =>
+  Type.String({ ...opts, pattern: SAFE_TEXT_PATTERN });
+/** Text that may span lines (a description). */
+export const SafeMultiline = (opts: { minLength?: number; maxLength: number; description?: string }) =>
+  Type.String({ ...opts, pattern: SAFE_MULTILINE_PATTERN });
+
+/** true when `s` has no control character and no lone surrogate (the check of SafeText, for code). */
+export function isSafeText(s: string): boolean {
+  return SAFE_TEXT_RE.test(s);
+}
+
+/** PostgreSQL's `integer`, which the hub stores catalog versions in: the bound every end applies. */
+export const CATALOG_VERSION_MAX = 2_147_483_647;
+
 export const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 export interface Contract<T extends TSchema> {

@@ -3,7 +3,7 @@
 // so fields can be added without breaking older peers (docs/contracts.md#hub-link-mqtt).
 import { type Static, Type } from '@sinclair/typebox';
 import { CatalogInput } from './catalog.ts';
-import { contract, ID_LEVEL, IdLevel } from './common.ts';
+import { CATALOG_VERSION_MAX, contract, ID_LEVEL, IdLevel } from './common.ts';
 import { LANE_NAMES } from './lanes.ts';
 import { BatterySummaryWire } from './power.ts';
 
@@ -14,11 +14,14 @@ export const topics = {
   telemetry: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/telemetry`,
   status: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/status`,
   acks: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/acks`,
+  /** kit → hub: the verdicts (acks with `confirm`) the kit has applied, so the hub stops resending them */
+  receipts: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/receipts`,
   catalog: (eventId: string) => `${TOPIC_ROOT}/events/${eventId}/catalog`,
   /** the filters a hub worker consumes (orders and telemetry shared, status seen by every worker) */
   allOrders: `${TOPIC_ROOT}/kits/+/orders`,
   allTelemetry: `${TOPIC_ROOT}/kits/+/telemetry`,
   allStatus: `${TOPIC_ROOT}/kits/+/status`,
+  allReceipts: `${TOPIC_ROOT}/kits/+/receipts`,
 } as const;
 
 /** `popkit/v1/kits/{kitId}/{leaf}` → kitId, or undefined when the topic is not of that shape. */
@@ -111,6 +114,8 @@ export const AckState = Type.Union([
   Type.Literal('settled'),
   Type.Literal('declined'),
   Type.Literal('stored'),
+  /** terminal: the hub cannot store this order (its reason says why); it sits in the hub's dead letters */
+  Type.Literal('rejected'),
 ]);
 export type AckStateT = Static<typeof AckState>;
 
@@ -123,11 +128,24 @@ export const Ack = Type.Object({
       lane: Type.Union(LANE_NAMES.map((l) => Type.Literal(l))),
       id: EntryId,
       state: AckState,
-      reason: Type.Optional(Type.String()),
+      reason: Type.Optional(Type.String({ maxLength: 500 })),
+      /**
+       * a verdict the hub keeps resending until the kit names it in a receipt (one that came after a
+       * `forwarded` ack, when the kit no longer resends the order itself)
+       */
+      confirm: Type.Optional(Type.Boolean()),
     }),
   ),
 });
 export type AckT = Static<typeof Ack>;
+
+/** Kit → hub on `kits/{kitId}/receipts`: these confirmed verdicts are applied on the kit, stop resending. */
+export const Receipt = Type.Object({
+  v: Type.Literal(1),
+  kitId: KitId,
+  orders: Type.Array(EntryId, { minItems: 1, maxItems: 5000 }),
+});
+export type ReceiptT = Static<typeof Receipt>;
 
 /** Kit → hub on `kits/{kitId}/status`, retained; the last will says `online: false`. */
 export const KitStatus = Type.Object({
@@ -164,7 +182,7 @@ export type SignedCatalogT = Static<typeof SignedCatalog>;
 export const CatalogPayload = Type.Object({
   v: Type.Literal(1),
   eventId: Type.String({ pattern: ID_LEVEL }),
-  version: Type.Integer({ minimum: 1 }),
+  version: Type.Integer({ minimum: 1, maximum: CATALOG_VERSION_MAX }),
   issuedAt: Type.String(),
   catalog: WireCatalog,
 });
@@ -174,6 +192,7 @@ export type CatalogPayloadT = Static<typeof CatalogPayload>;
 export const wire = {
   batch: contract(Batch),
   ack: contract(Ack),
+  receipt: contract(Receipt),
   kitStatus: contract(KitStatus),
   signedCatalog: contract(SignedCatalog),
   catalogPayload: contract(CatalogPayload),

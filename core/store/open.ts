@@ -48,7 +48,8 @@ export interface StoredCatalog {
   startStock: Record<string, number>;
 }
 
-export type SyncState = 'pending' | 'forwarded' | 'settled' | 'declined';
+/** `rejected`: the hub could not store the order (dead letter); terminal, shown like a decline */
+export type SyncState = 'pending' | 'forwarded' | 'settled' | 'declined' | 'rejected';
 
 export interface OrderLine {
   sku: string;

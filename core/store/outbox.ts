@@ -82,7 +82,7 @@ export async function replaceStockSnapshot(
 }
 
 export interface OrderVerdict {
-  state: 'forwarded' | 'settled' | 'declined';
+  state: 'forwarded' | 'settled' | 'declined' | 'rejected';
   reason?: string;
   at?: string;
 }
@@ -101,8 +101,9 @@ export function applyOrderAckInTxn(store: KitStore, orderId: string, verdict: Or
     const at = verdict.at ?? new Date().toISOString();
     const next: StoredOrder = { ...order, syncState: verdict.state, forwardedAt: order.forwardedAt ?? at };
     if (verdict.state === 'settled') next.settledAt = at;
-    if (verdict.state === 'declined' && verdict.reason) next.declineReason = verdict.reason;
-    if (verdict.state === 'declined' && order.syncState !== 'declined') {
+    const refused = verdict.state === 'declined' || verdict.state === 'rejected';
+    if (refused && verdict.reason) next.declineReason = verdict.reason;
+    if (refused && order.syncState !== verdict.state) {
       // the host hears of it on the dashboard and in /v1/status (newest first)
       recordDeclineInTxn(store, {
         orderId,
@@ -129,6 +130,11 @@ export function applyOrderAck(store: KitStore, orderId: string, verdict: OrderVe
 
 export type HubAck = AckT['acks'][number];
 
+/** A verdict nothing later changes: the gateway's settle or decline, or the hub's rejection. */
+export function isTerminal(state: StoredOrder['syncState']): state is 'settled' | 'declined' | 'rejected' {
+  return state === 'settled' || state === 'declined' || state === 'rejected';
+}
+
 /**
  * A batch of hub acks in one transaction. Sync-owned lanes: the entry goes. Orders: 'stored' keeps the
  * entry (the hub holds it for its gateway); a verdict applies; a late duplicate 'forwarded' never
@@ -144,9 +150,7 @@ export async function applyHubAcks(store: KitStore, acks: readonly HubAck[]): Pr
       if (a.state === 'stored') continue;
       let state = a.state;
       const cur = store.orders.get(a.id);
-      if (state === 'forwarded' && (cur?.syncState === 'settled' || cur?.syncState === 'declined')) {
-        state = cur.syncState;
-      }
+      if (state === 'forwarded' && cur && isTerminal(cur.syncState)) state = cur.syncState;
       applyOrderAckInTxn(store, a.id, { state, ...(a.reason ? { reason: a.reason } : {}) });
     }
   });

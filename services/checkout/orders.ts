@@ -2,6 +2,7 @@
 // then commit it through the store (core/store/orders.ts: stock, risk budget, outbox, sealed token and
 // idempotency record in ONE transaction); answer only after the commit is on disk.
 import { createHash } from 'node:crypto';
+import canonicalizeCjs from 'canonicalize';
 import { KitError } from '../../core/errors.ts';
 import type { MonotonicIds } from '../../core/ids.ts';
 import {
@@ -35,8 +36,14 @@ interface CatalogView {
   bySku: Map<string, CatalogItem>;
 }
 
+// a CommonJS module whose typings declare an ES default export: at run time the import is the function
+const canonicalize = canonicalizeCjs as unknown as (value: unknown) => string | undefined;
+
+/** The body's hash for the Idempotency-Key record: canonical JSON (RFC 8785), so key order does not matter. */
 function canonicalHash(body: unknown): string {
-  return createHash('sha256').update(JSON.stringify(body)).digest('base64url');
+  return createHash('sha256')
+    .update(canonicalize(body) ?? '')
+    .digest('base64url');
 }
 
 /** The order's lines priced from the catalog version it is taken against, and its total. */

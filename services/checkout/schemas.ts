@@ -2,7 +2,7 @@
 // schema per shape, giving both the route validation and the TypeScript types. The catalog's shapes
 // are the one declaration in core/contracts/catalog.ts.
 import { type Static, Type } from '@sinclair/typebox';
-import { Sku } from '../../core/contracts/common.ts';
+import { IdLevel, Sku } from '../../core/contracts/common.ts';
 import { ID_PATTERN } from '../../core/ids.ts';
 
 export const ErrorEnvelope = Type.Object({
@@ -83,8 +83,5 @@ export const OrderOut = Type.Object({
 export const OrderIdParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN }) });
 
 export const EventStartBody = Type.Optional(
-  Type.Object(
-    { eventId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) },
-    { additionalProperties: false },
-  ),
+  Type.Object({ eventId: Type.Optional(IdLevel) }, { additionalProperties: false }),
 );

@@ -1,5 +1,6 @@
 // The hub's environment (popkit hub). Composed with BaseConfig for POPKIT_DATA_DIR and logging.
 import { type Static, Type } from '@sinclair/typebox';
+import { SECRET } from '../../core/config.ts';
 
 export const HubConfig = Type.Object({
   POPKIT_HUB_BROKER_URL: Type.String({
@@ -8,12 +9,13 @@ export const HubConfig = Type.Object({
     description: 'the MQTT broker the kits publish to',
   }),
   POPKIT_HUB_BROKER_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
-  POPKIT_HUB_BROKER_PASSWORD: Type.Optional(Type.String({ minLength: 1 })),
+  POPKIT_HUB_BROKER_PASSWORD: Type.Optional(Type.String({ ...SECRET, minLength: 1 })),
   POPKIT_HUB_BROKER_CA_FILE: Type.Optional(
     Type.String({ minLength: 1, description: 'CA bundle for mqtts://' }),
   ),
   DATABASE_URL: Type.Optional(
     Type.String({
+      ...SECRET,
       pattern: '^postgres(ql)?://',
       description: "the hub's PostgreSQL; unset: embedded PGlite",
     }),
@@ -27,7 +29,7 @@ export const HubConfig = Type.Object({
   POPKIT_HUB_HTTP_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8090 }),
   POPKIT_HUB_HTTP_HOST: Type.String({ default: '0.0.0.0' }),
   POPKIT_HUB_ADMIN_TOKEN: Type.Optional(
-    Type.String({ minLength: 16, description: 'bearer token for the hub API' }),
+    Type.String({ ...SECRET, minLength: 16, description: 'bearer token for the hub API' }),
   ),
   POPKIT_HUB_WORKER_ID: Type.Optional(
     Type.String({

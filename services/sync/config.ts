@@ -1,5 +1,6 @@
 // Sync's environment (popkit sync). Composed with BaseConfig (POPKIT_KIT_ID, POPKIT_DATA_DIR, POPKIT_HUB_URL).
 import { type Static, type TInteger, Type } from '@sinclair/typebox';
+import { SECRET } from '../../core/config.ts';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
@@ -9,7 +10,9 @@ export const SyncConfig = Type.Object({
   POPKIT_HUB_USERNAME: Type.Optional(
     Type.String({ minLength: 1, description: 'broker user (default: kit id)' }),
   ),
-  POPKIT_HUB_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: "the kit's broker password" })),
+  POPKIT_HUB_PASSWORD: Type.Optional(
+    Type.String({ ...SECRET, minLength: 1, description: "the kit's broker password" }),
+  ),
   POPKIT_HUB_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: 'CA bundle for mqtts://' })),
   POPKIT_HUB_PUBLIC_KEY: Type.Optional(
     Type.String({ minLength: 40, description: "the hub's ed25519 catalog key: PEM or base64 SPKI DER" }),
@@ -25,7 +28,11 @@ export const SyncConfig = Type.Object({
     }),
   ),
   POPKIT_TOKEN_KEY: Type.Optional(
-    Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'AES-256 device key for payment tokens' }),
+    Type.String({
+      ...SECRET,
+      pattern: '^[0-9a-fA-F]{64}$',
+      description: 'AES-256 device key for payment tokens',
+    }),
   ),
   POPKIT_SYNC_BATCH_MAX: Int(500, 1, 'entries per MQTT message at most'),
   POPKIT_SYNC_BATCH_BYTES: Int(256 * 1024, 4096, 'bytes per MQTT message at most'),

@@ -412,6 +412,21 @@ describe('kit API', () => {
     }
   });
 
+  test('event ids are topic levels: a wildcard, a slash, NUL or 65 characters get VALIDATION', async () => {
+    for (const eventId of ['a/+/#', 'a/b', '+', '#', 'ev\u0000', 'x'.repeat(65), '-lead', '']) {
+      const res = await kit.app.inject({
+        method: 'POST',
+        url: '/v1/event/start',
+        headers: auth,
+        payload: { eventId },
+      });
+      assert.equal(res.statusCode, 400, `${JSON.stringify(eventId)}: ${res.body}`);
+      assert.equal(res.json().error.code, 'VALIDATION');
+    }
+    const status = (await kit.app.inject({ method: 'GET', url: '/v1/status' })).json();
+    assert.notEqual(status.state, 'live');
+  });
+
   test('event start/stop is a state machine', async () => {
     const start = await kit.app.inject({
       method: 'POST',
@@ -520,6 +535,15 @@ describe('idempotency', () => {
       assert.equal(again.statusCode, 200);
       assert.equal(again.json().id, first.json().id);
       assert.equal(again.headers['idempotent-replayed'], 'true');
+      // the same body with its keys in another order is the same request (canonical JSON is hashed)
+      const reordered = await kit.app.inject({
+        method: 'POST',
+        url: '/v1/orders',
+        headers: { 'idempotency-key': 'k-1', 'content-type': 'application/json' },
+        payload: '{"payment":{"method":"cash"},"lines":[{"qty":1,"sku":"A"}]}',
+      });
+      assert.equal(reordered.statusCode, 200, reordered.body);
+      assert.equal(reordered.json().id, first.json().id);
       const other = await kit.app.inject({
         method: 'POST',
         url: '/v1/orders',

@@ -265,6 +265,22 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
     assert.equal(stale.status, 409);
     assert.equal(stale.body.error?.code, 'CATALOG_STALE');
 
+    // text PostgreSQL or a screen cannot take, and versions beyond the ledger's integer: coded 400s
+    for (const [what, body] of [
+      ['NUL in a name', { items: [{ sku: 'X', name: 'a\u0000b', priceCents: 1, stock: 1 }] }],
+      ['a lone surrogate', { items: [{ sku: 'X', name: '\udfffa', priceCents: 1, stock: 1 }] }],
+      ['version 2^31', { version: 2 ** 31, items: [{ sku: 'X', name: 'x', priceCents: 1, stock: 1 }] }],
+      ['version 1e300', { version: 1e300, items: [{ sku: 'X', name: 'x', priceCents: 1, stock: 1 }] }],
+    ] as const) {
+      const bad = await api(`/v1/events/${eventId}/catalog`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      assert.equal(bad.status, 400, `${what}: ${JSON.stringify(bad.body)}`);
+      assert.equal(bad.body.error?.code, 'VALIDATION', what);
+    }
+
     // straight onto the topic: forged (another key), stale (right key, old version), malformed
     const evil = generateKeyPairSync('ed25519').privateKey;
     const rogue = await mqtt.connectAsync(broker.url, { clientId: uniqueId('rogue') });

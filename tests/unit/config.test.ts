@@ -33,6 +33,34 @@ describe('config', () => {
     }
   });
 
+  test('a secret with a bad value is reported by length, never by value', async () => {
+    const { HubConfig } = await import('../../services/hub/config.ts');
+    const { SyncConfig } = await import('../../services/sync/config.ts');
+    const pasted = 'deadbeef'.repeat(8) + '\n'; // a key pasted with its trailing newline
+    const cases: Array<[Parameters<typeof loadConfig>[0], Record<string, string>]> = [
+      [Schema, { POPKIT_TOKEN_KEY: pasted, POPKIT_ADMIN_TOKEN: 'short-secret' }],
+      [SyncConfig, { POPKIT_TOKEN_KEY: pasted }],
+      [HubConfig, { DATABASE_URL: 'mysql://user:hunter2@db/x', POPKIT_HUB_ADMIN_TOKEN: 'hunter2' }],
+    ];
+    for (const [schema, env] of cases) {
+      const err = (() => {
+        try {
+          loadConfig(schema, env);
+        } catch (e) {
+          return e as ConfigError;
+        }
+        return undefined;
+      })();
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.problems.length, Object.keys(env).length, err.message);
+      for (const [key, value] of Object.entries(env)) {
+        assert.ok(!err.message.includes(value.trim()), `${key}'s value is in: ${err.message}`);
+        assert.ok(!err.message.includes('hunter2'), err.message);
+        assert.match(err.message, new RegExp(`${key}=\\(secret, ${value.length} characters, not shown\\)`));
+      }
+    }
+  });
+
   test('kit id falls back to the balena device uuid', () => {
     assert.equal(resolveKitId(loadConfig(BaseConfig, { BALENA_DEVICE_UUID: 'abc123' })), 'abc123');
     assert.equal(

@@ -14,7 +14,7 @@ import {
   HubCatalogBody,
   validateCatalog,
 } from '../../core/contracts/catalog.ts';
-import { contract } from '../../core/contracts/common.ts';
+import { CATALOG_VERSION_MAX, contract, isSafeText } from '../../core/contracts/common.ts';
 import { topics, WireCatalog, wire } from '../../core/contracts/hub-wire.ts';
 import { LANE_NAMES, LANES, laneOfPriority } from '../../core/contracts/lanes.ts';
 import { kitdCommand, localTopics, supervisorCommand, syncCommand } from '../../core/contracts/local-bus.ts';
@@ -93,6 +93,45 @@ describe('catalog: one schema for kit and hub', () => {
         'huge name',
         { ...catalog(1), items: [{ sku: 'A', name: 'x'.repeat(10_000), priceCents: 1, stock: 1 }] },
       ],
+      ['name with NUL', { ...catalog(1), items: [{ sku: 'A', name: 'a\u0000b', priceCents: 1, stock: 1 }] }],
+      [
+        'name with a C0 control',
+        { ...catalog(1), items: [{ sku: 'A', name: 'a\u001bb', priceCents: 1, stock: 1 }] },
+      ],
+      [
+        'name with a line feed',
+        { ...catalog(1), items: [{ sku: 'A', name: 'a\nb', priceCents: 1, stock: 1 }] },
+      ],
+      ['name with DEL', { ...catalog(1), items: [{ sku: 'A', name: 'a\u007f', priceCents: 1, stock: 1 }] }],
+      [
+        'name with a lone high surrogate',
+        { ...catalog(1), items: [{ sku: 'A', name: 'a\ud800', priceCents: 1, stock: 1 }] },
+      ],
+      [
+        'name with a lone low surrogate',
+        { ...catalog(1), items: [{ sku: 'A', name: '\udc00a', priceCents: 1, stock: 1 }] },
+      ],
+      [
+        'name with swapped surrogates',
+        { ...catalog(1), items: [{ sku: 'A', name: '\ude00\ud83d', priceCents: 1, stock: 1 }] },
+      ],
+      [
+        'description with NUL',
+        { ...catalog(1), items: [{ sku: 'A', name: 'a', description: 'x\u0000', priceCents: 1, stock: 1 }] },
+      ],
+      [
+        'image URL with a control',
+        {
+          ...catalog(1),
+          items: [{ sku: 'A', name: 'a', imageUrl: 'http://x/\u0007', priceCents: 1, stock: 1 }],
+        },
+      ],
+      [
+        'bundle name with NUL',
+        { ...catalog(1), bundles: [{ id: 'B', name: 'b\u0000', skus: ['S0'], priceCents: 1 }] },
+      ],
+      ['version above PostgreSQL integer', { ...catalog(1), version: CATALOG_VERSION_MAX + 1 }],
+      ['version 1e300', { ...catalog(1), version: 1e300 }],
       ['no items', { ...catalog(1), items: [] }],
       ['array', []],
       ['null', null],
@@ -104,6 +143,27 @@ describe('catalog: one schema for kit and hub', () => {
         name,
       );
     }
+  });
+
+  test('text may be any language, emoji and (descriptions only) line breaks', () => {
+    const ok = {
+      ...catalog(1),
+      version: CATALOG_VERSION_MAX,
+      items: [
+        {
+          sku: 'S0',
+          name: 'Tシャツ 😀 Ünïcødé',
+          description: 'line one\nline two\ttabbed\r\n',
+          imageUrl: 'https://cdn.example/é.png',
+          priceCents: 1,
+          stock: 1,
+        },
+      ],
+    };
+    assert.equal(validateCatalog(ok), ok);
+    assert.equal(isSafeText('😀'), true);
+    assert.equal(isSafeText('\ud83d'), false);
+    assert.equal(isSafeText('a\u0000'), false);
   });
 
   test('rules beyond the schema: duplicate SKUs and bundles of unknown SKUs', () => {

@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { signCatalog } from '../../../core/catalog-signing.ts';
 import { HubCatalogBody } from '../../../core/contracts/catalog.ts';
-import { ID_LEVEL } from '../../../core/contracts/common.ts';
+import { CATALOG_VERSION_MAX, ID_LEVEL } from '../../../core/contracts/common.ts';
 import { KitError } from '../../../core/errors.ts';
 import type { HubIngest } from '../ingest.ts';
 import type { Ledger } from '../ledger.ts';
@@ -33,6 +33,11 @@ export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = as
         throw new KitError('VALIDATION', `body eventId ${body.eventId} does not match the path's ${eventId}`);
       }
       const version = body.version ?? (await ledger.latestCatalogVersion(eventId)) + 1;
+      if (version > CATALOG_VERSION_MAX) {
+        throw new KitError('CATALOG_STALE', `event ${eventId} has used every catalog version`, {
+          max: CATALOG_VERSION_MAX,
+        });
+      }
       const signed = signCatalog(signingKey, { ...body, eventId, version });
       await ledger.storeCatalog(eventId, version, signed);
       let published = true;
