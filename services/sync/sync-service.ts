@@ -9,7 +9,7 @@ import { type KitStatusT, topics } from '../../core/contracts/hub-wire.ts';
 import { type LinkState, readRunStatus } from '../../core/contracts/run-status.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
-import { type KitStore, readCatalogStamp } from '../../core/store/index.ts';
+import { type KitStore, readCatalogStamp, reanchorSealedTokens } from '../../core/store/index.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
 import { applyAckMessage } from './acks.ts';
 import { CatalogIntake } from './catalog-intake.ts';
@@ -47,6 +47,7 @@ export interface SyncOptions {
 /** the retained kit status goes to the hub every this many status ticks */
 const HUB_STATUS_EVERY = 10;
 const TRIM_EVERY_MS = 30_000;
+const REANCHOR_EVERY_MS = 60_000;
 
 export class SyncService {
   private readonly hubLink: HubLink;
@@ -59,7 +60,7 @@ export class SyncService {
 
   constructor(
     private readonly store: KitStore,
-    vault: TokenVault,
+    private readonly vault: TokenVault,
     private readonly lanes: LaneKeeper,
     private readonly opts: SyncOptions,
   ) {
@@ -134,6 +135,8 @@ export class SyncService {
       this.lanes.enqueue('telemetry', 'telemetry', telemetryBody(this.counters(), this.lanes.dropped)),
     );
     every(TRIM_EVERY_MS, () => this.lanes.trimAll());
+    // a wall-clock correction since sealing is written into the seals (core/token-vault.ts)
+    every(REANCHOR_EVERY_MS, () => reanchorSealedTokens(this.store, this.vault), true);
   }
 
   async stop(): Promise<void> {
