@@ -41,6 +41,8 @@ export const ERROR_STATUS = {
   CATALOG_WRONG_EVENT: 400,
   CATALOG_STALE: 409,
   CATALOG_UNVERIFIABLE: 400,
+  // a signed catalog of an event the kit left, or not above one it already accepted (a replay)
+  CATALOG_REPLAY: 409,
   // kitd (firmware/)
   LIFECYCLE_TRANSITION: 409,
   SUPERVISOR_UNAVAILABLE: 503,

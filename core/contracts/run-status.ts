@@ -45,6 +45,8 @@ export const SyncRunStatus = Type.Object({
   catalogEventId: Nullable(Type.String()),
   catalogSubscribed: Nullable(Type.String()),
   catalogRefusals: Type.Array(CatalogRefusal),
+  /** refusals since sync started, per code (CATALOG_REPLAY counts replayed old catalogs) */
+  catalogRefused: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
 });
 
 // --- kitd -----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ export interface ReplaceOptions {
   source: 'local' | 'hub';
   /** refuse a catalog whose version is not newer than the stored one for the same event (the hub's rule) */
   requireNewer?: boolean;
+  /** runs inside the transaction before anything is written; throws (a KitError) to refuse */
+  inTxn?: (prev: StoredCatalog | undefined) => void;
 }
 
 export async function replaceCatalog(
@@ -41,6 +43,7 @@ export async function replaceCatalog(
     if (opts.requireNewer && prev && sameEvent && prev.version >= next.version) {
       return { refused: `version ${next.version} is not newer than ${prev.version}` };
     }
+    opts.inTxn?.(prev);
     for (const item of input.items) {
       // SKUs are keys, not properties: `constructor` or `valueOf` must not find Object.prototype's
       const before =

@@ -5,6 +5,7 @@
 
 export { LANES, type LaneName } from '../contracts/lanes.ts';
 export * from './catalog.ts';
+export * from './catalog-epoch.ts';
 export * from './declines.ts';
 export * from './event.ts';
 export * from './open.ts';

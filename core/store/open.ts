@@ -143,6 +143,8 @@ export const META = {
   catalogVersion: 'catalog.version',
   declines: 'declines.recent',
   stockSnapshot: 'sync.stock.lastSnapshot',
+  /** prefix: + event id, the highest hub catalog version accepted for it (catalog-epoch.ts) */
+  hubCatalogHigh: 'catalog.hubHigh/',
 } as const;
 
 export function openKitStore(dataDir: string): KitStore {

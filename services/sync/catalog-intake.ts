@@ -1,14 +1,24 @@
 // Catalogs from the hub: sync follows the catalog topic of the kit's active event, verifies each
 // signed catalog against the hub's public key before it reads anything inside, and hands a verified
 // one to the store (core/store/catalog.ts replaceCatalog, which refuses a version that is not newer).
-// A refused catalog leaves the current one in place and is kept, with its code, for /v1/status.
+// A valid signature is not enough: the store takes a hub catalog only for the event the kit runs at
+// that moment and above every version it ever accepted for that event (core/store/catalog-epoch.ts),
+// so an old signed catalog replayed after an event switch is refused with CATALOG_REPLAY.
+// A refused catalog leaves the current one in place and is kept, with its code, for /v1/status, and
+// counted per code.
 import type { KeyObject } from 'node:crypto';
 import { verifySignedCatalog } from '../../core/catalog-signing.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import type { ErrorCode } from '../../core/errors.ts';
 import { isKitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
-import { type KitStore, readEventState, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
+import {
+  admitHubCatalogInTxn,
+  type KitStore,
+  readEventState,
+  readStoredCatalog,
+  replaceCatalog,
+} from '../../core/store/index.ts';
 
 const log = moduleLogger('sync');
 const KEPT_REFUSALS = 20;
@@ -31,6 +41,8 @@ export class CatalogIntake {
   subscribed: string | undefined;
   accepted: { eventId: string; version: number; acceptedAt: string } | null = null;
   readonly refusals: CatalogRefusal[] = [];
+  /** every refusal since start, per code */
+  readonly refusedCount: Record<string, number> = Object.create(null);
 
   constructor(
     private readonly store: KitStore,
@@ -81,7 +93,12 @@ export class CatalogIntake {
       return; // the retained copy, delivered again on reconnect
     }
     try {
-      await replaceCatalog(this.store, verified.catalog, { source: 'hub', requireNewer: true });
+      await replaceCatalog(this.store, verified.catalog, {
+        source: 'hub',
+        requireNewer: true,
+        // the event is read again inside the transaction: a switch since the message arrived counts
+        inTxn: () => admitHubCatalogInTxn(this.store, verified, this.activeEventId()),
+      });
     } catch (err) {
       this.refuse(refusalCode(err), (err as Error).message);
       return;
@@ -93,6 +110,7 @@ export class CatalogIntake {
   private refuse(code: ErrorCode, message: string): void {
     log.warn({ code, message }, 'catalog refused, the current one stays');
     this.refusals.push({ code, message, at: new Date().toISOString() });
+    this.refusedCount[code] = (this.refusedCount[code] ?? 0) + 1;
     if (this.refusals.length > KEPT_REFUSALS) this.refusals.shift();
   }
 }

@@ -117,6 +117,11 @@ export class SyncService {
     return this.catalogs.refusals;
   }
 
+  /** catalog refusals since start, per code */
+  get catalogRefused(): Readonly<Record<string, number>> {
+    return this.catalogs.refusedCount;
+  }
+
   start(): void {
     this.hubLink.open();
     const onError = (err: unknown) => log.warn({ err: (err as Error).message }, 'periodic task');
@@ -179,6 +184,7 @@ export class SyncService {
       catalogEventId: cat?.eventId ?? null,
       catalogSubscribed: this.catalogs.subscribed ?? null,
       catalogRefusals: this.catalogs.refusals.slice(-5),
+      catalogRefused: { ...this.catalogs.refusedCount },
     };
   }
 
