@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Backoff } from './backoff.ts';
+import { ensurePrivateDir, makePrivateFile, PRIVATE_FILE } from './file-modes.ts';
 
 export interface ChildSpec {
   name: string;
@@ -64,8 +65,10 @@ export class ProcessSupervisor extends EventEmitter {
 
   private launch(state: ChildState): void {
     if (this.stopping) return;
-    fs.mkdirSync(this.logDir, { recursive: true });
-    const out = fs.openSync(path.join(this.logDir, `${state.spec.name}.log`), 'a');
+    ensurePrivateDir(this.logDir);
+    const file = path.join(this.logDir, `${state.spec.name}.log`);
+    const out = fs.openSync(file, 'a', PRIVATE_FILE);
+    makePrivateFile(file);
     const proc = spawn(state.spec.command, state.spec.args, {
       env: state.spec.env,
       stdio: ['ignore', out, out],

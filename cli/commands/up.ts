@@ -19,6 +19,7 @@ import { localTopics, supervisorCommand } from '../../core/contracts/local-bus.t
 import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
+import { ensurePrivateDir } from '../../core/file-modes.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import { loadOrCreateToken } from '../../core/secrets.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
@@ -136,7 +137,7 @@ async function prepare(argv: string[]): Promise<Up> {
   const env = { ...process.env };
   const cfg = loadConfig(UpConfig, env);
   const dataDir = resolveDataDir(cfg);
-  fs.mkdirSync(dataDir, { recursive: true });
+  ensurePrivateDir(dataDir);
   await seedDemoCatalog(dataDir);
   const layout = dataLayout(dataDir);
   return {

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { dataLayout } from '../data-dir.ts';
+import { ensurePrivateDir, makePrivateFile, PRIVATE_FILE } from '../file-modes.ts';
 import type { SealedToken } from '../token-vault.ts';
 
 export interface CatalogItem {
@@ -148,9 +149,10 @@ export const META = {
 } as const;
 
 export function openKitStore(dataDir: string): KitStore {
-  fs.mkdirSync(dataDir, { recursive: true });
+  // orders and sealed tokens are the kit's alone: 0700 data dir, 0600 store and lock (core/file-modes.ts)
+  ensurePrivateDir(dataDir);
   const file = dataLayout(dataDir).store;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const root = open({
     path: file,
     maxDbs: 16,
@@ -159,7 +161,12 @@ export function openKitStore(dataDir: string): KitStore {
     mapSize: 64 * 1024 * 1024,
     // readers in other processes (sync, status) must see commits without reopening
     cache: false,
+    // lmdb-js creates the data and lock files 0664 unless told (not in its typings)
+    ...({ permissionsMode: PRIVATE_FILE } as object),
   });
+  // a store created before this rule keeps its old modes until tightened here
+  makePrivateFile(file);
+  makePrivateFile(`${file}-lock`);
   return {
     root,
     file,
