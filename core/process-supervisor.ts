@@ -1,12 +1,11 @@
 // Keeps the kit's processes running inside `popkit up` (on balena the supervisor does this per container):
 // restarts a child that exits, with growing backoff that resets after a healthy run, and restarts one on
-// request (kitd's watchdog asks over the local bus). Each child's output goes to <logDir>/<name>.log.
+// request (kitd's watchdog asks over the local bus). Each child's stdout and stderr come through pipes
+// into <logDir>/<name>.log, rotated by size (core/rotating-log.ts), one log per name across restarts.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
-import path from 'node:path';
 import { Backoff } from './backoff.ts';
-import { ensurePrivateDir, makePrivateFile, PRIVATE_FILE } from './file-modes.ts';
+import { DEFAULT_LOG_ROTATION, type LogRotation, RotatingLog } from './rotating-log.ts';
 
 export interface ChildSpec {
   name: string;
@@ -25,6 +24,8 @@ interface ChildState {
   startedAt: number;
   timer: NodeJS.Timeout | null;
   lastExit: { code: number | null; signal: string | null; at: string } | null;
+  /** settles once the current process's pipes are read to their end (its 'close') */
+  drained: Promise<void>;
 }
 
 export interface SupervisorView {
@@ -37,11 +38,12 @@ export interface SupervisorView {
 
 export class ProcessSupervisor extends EventEmitter {
   private readonly children = new Map<string, ChildState>();
+  private readonly logs = new Map<string, RotatingLog>();
   private stopping = false;
 
   constructor(
     private readonly logDir: string,
-    private readonly opts: { minBackoffMs?: number; maxBackoffMs?: number } = {},
+    private readonly opts: { minBackoffMs?: number; maxBackoffMs?: number; log?: LogRotation } = {},
   ) {
     super();
   }
@@ -58,6 +60,7 @@ export class ProcessSupervisor extends EventEmitter {
       startedAt: 0,
       timer: null,
       lastExit: null,
+      drained: Promise.resolve(),
     };
     this.children.set(spec.name, state);
     this.launch(state);
@@ -65,15 +68,18 @@ export class ProcessSupervisor extends EventEmitter {
 
   private launch(state: ChildState): void {
     if (this.stopping) return;
-    ensurePrivateDir(this.logDir);
-    const file = path.join(this.logDir, `${state.spec.name}.log`);
-    const out = fs.openSync(file, 'a', PRIVATE_FILE);
-    makePrivateFile(file);
+    let log = this.logs.get(state.spec.name);
+    if (!log) {
+      log = new RotatingLog(this.logDir, state.spec.name, this.opts.log ?? DEFAULT_LOG_ROTATION);
+      this.logs.set(state.spec.name, log);
+    }
     const proc = spawn(state.spec.command, state.spec.args, {
       env: state.spec.env,
-      stdio: ['ignore', out, out],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    fs.closeSync(out);
+    log.follow(proc.stdout);
+    log.follow(proc.stderr);
+    state.drained = new Promise<void>((resolve) => proc.once('close', () => resolve()));
     state.proc = proc;
     state.startedAt = Date.now();
     this.emit('start', state.spec.name, proc.pid);
@@ -131,5 +137,16 @@ export class ProcessSupervisor extends EventEmitter {
       );
     }
     await Promise.all(waits);
+    // what the children wrote before they exited is still in the pipes: read it into the logs first
+    // (bounded: a grandchild still holding a pipe open must not hold the stop forever)
+    let cap: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...this.children.values()].map((s) => s.drained)),
+      new Promise<void>((resolve) => {
+        cap = setTimeout(resolve, graceMs);
+      }),
+    ]);
+    clearTimeout(cap);
+    await Promise.all([...this.logs.values()].map((l) => l.close()));
   }
 }

@@ -21,6 +21,7 @@ import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-d
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { ensurePrivateDir } from '../../core/file-modes.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
+import type { LogRotation } from '../../core/rotating-log.ts';
 import { loadOrCreateToken } from '../../core/secrets.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
@@ -46,7 +47,25 @@ export const UpOwnConfig = Type.Object({
     default: 8090,
     description: "the embedded hub's HTTP API",
   }),
+  POPKIT_LOG_MAX_MB: Type.Number({
+    minimum: 0.01,
+    maximum: 4096,
+    default: 10,
+    description:
+      'each service log in the data dir (logs/) rotates when it reaches this size (MB; fractions allowed)',
+  }),
+  POPKIT_LOG_FILES: Type.Integer({
+    minimum: 1,
+    maximum: 100,
+    default: 5,
+    description: 'rotated files kept per service log (service.log.1 is the newest); older ones are removed',
+  }),
 });
+
+/** The size rotation of the service logs `popkit up` writes. */
+export function logRotationFrom(cfg: { POPKIT_LOG_MAX_MB: number; POPKIT_LOG_FILES: number }): LogRotation {
+  return { maxBytes: Math.round(cfg.POPKIT_LOG_MAX_MB * 1024 * 1024), files: cfg.POPKIT_LOG_FILES };
+}
 // BaseConfig carries the local bus prefix every process reads: the supervisor listens where kitd's
 // watchdog publishes
 const UpConfig = composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig);
@@ -149,7 +168,7 @@ async function prepare(argv: string[]): Promise<Up> {
     admin: adminToken(layout, cfg.POPKIT_ADMIN_TOKEN),
     noMedia: Boolean(values['no-media']),
     brokers: [],
-    sup: new ProcessSupervisor(layout.logs),
+    sup: new ProcessSupervisor(layout.logs, { log: logRotationFrom(cfg) }),
   };
 }
 
