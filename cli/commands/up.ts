@@ -48,7 +48,7 @@ export const UpOwnConfig = Type.Object({
     description: "the embedded hub's HTTP API",
   }),
   POPKIT_LOG_MAX_MB: Type.Number({
-    minimum: 0.01,
+    minimum: 0.001,
     maximum: 4096,
     default: 10,
     description:
