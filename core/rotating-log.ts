@@ -21,6 +21,8 @@ export const DEFAULT_LOG_ROTATION: LogRotation = { maxBytes: 10 * 1024 * 1024, f
 export class RotatingLog {
   private readonly stream: RotatingFileStream;
   private readonly ended: Promise<void>;
+  /** sources paused until the file stream drains */
+  private readonly paused = new Set<Readable>();
 
   constructor(dir: string, name: string, rotation: LogRotation) {
     ensurePrivateDir(dir);
@@ -41,8 +43,11 @@ export class RotatingLog {
       this.stream.once('close', () => resolve());
     });
     this.stream.on('error', (err) => {
-      // nothing more can be written; say so where the parent's own output goes
+      // nothing more can be written: say so where the parent's own output goes, and let the children
+      // write on (into nothing) rather than block on a full pipe forever
       process.stderr.write(`popkit: log ${name}: ${err.message}\n`);
+      for (const source of this.paused) source.resume();
+      this.paused.clear();
     });
   }
 
@@ -52,9 +57,13 @@ export class RotatingLog {
     source.setEncoding('utf8');
     const write = (text: string) => {
       if (!text || this.stream.destroyed || this.stream.writableEnded) return;
-      if (!this.stream.write(text)) {
+      if (!this.stream.write(text) && !this.paused.has(source)) {
         source.pause();
-        this.stream.once('drain', () => source.resume());
+        this.paused.add(source);
+        this.stream.once('drain', () => {
+          this.paused.delete(source);
+          source.resume();
+        });
       }
     };
     source.on('data', (chunk: string) => {

@@ -105,11 +105,12 @@ export class TokenVault {
   reanchor(sealed: SealedToken): SealedToken | null {
     const anchor = sealed.anchor;
     if (!anchor || anchor.boot !== this.clock.bootId()) return null;
-    const token = this.decrypt(sealed);
     const age = this.clock.mono() - anchor.mono;
     if (age > anchor.ttlMs) return null;
     const trueExpiry = this.clock.wall() - age + anchor.ttlMs;
     if (Math.abs(trueExpiry - sealed.expiresAt) <= REANCHOR_TOLERANCE_MS) return null;
+    // authenticated (anchor and expiry included) before anything is rewritten from it
+    const token = this.decrypt(sealed);
     return this.encrypt(token, trueExpiry, anchor);
   }
 

@@ -137,6 +137,17 @@ describe('token expiry and clock correction (no RTC, then NTP)', () => {
     assert.equal(vault.reanchor(fixed), null);
   });
 
+  test('a tampered seal is never re-anchored into a valid one', () => {
+    const t = fakeClock(REAL_NOW - DAY);
+    const vault = new TokenVault(key(), t.clock);
+    const sealed = vault.seal('tok_live_tamper_0006', HOUR, t.clock.wall());
+    assert.ok(sealed.anchor);
+    t.setWall(REAL_NOW);
+    // a younger anchor would buy the token hours of life: refused, not rewritten
+    const forged = { ...sealed, anchor: { ...sealed.anchor, mono: sealed.anchor.mono + 3 * HOUR } };
+    assert.throws(() => vault.reanchor(forged), { code: 'TOKEN_INVALID' });
+  });
+
   test('reanchorSealedTokens rewrites the stored seals of this boot and nothing else', async (t) => {
     const c = fakeClock(REAL_NOW - DAY);
     const vault = new TokenVault(key(), c.clock);
