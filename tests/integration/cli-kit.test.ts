@@ -87,6 +87,14 @@ describe('popkit catalog load and popkit status', () => {
     assert.match(missing.stderr, /cannot read \/nonexistent.json/);
   });
 
+  test('status without any token: the kit refuses (401) and the command says how to fix it', async () => {
+    const env = { ...kitEnv(tempDir('popkit-cli-notoken-')), POPKIT_ADMIN_TOKEN: '' };
+    const r = await popkit(['status', '--url', url], env);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /answered 401: set POPKIT_ADMIN_TOKEN/);
+    assert.equal(r.stdout, '', 'nothing of the kit shown');
+  });
+
   test('no kit answering: status says so and exits non-zero', async () => {
     const r = await popkit(['status', '--url', 'http://127.0.0.1:9'], kitEnv(kit.dataDir));
     assert.notEqual(r.code, 0);
