@@ -22,7 +22,8 @@ export function kitApi(url?: string, env: NodeJS.ProcessEnv = process.env) {
       method: string,
       p: string,
       body?: unknown,
-      opts: { admin?: boolean } = {},
+      /** `admin`: the admin token is required; `'if-known'`: sent when there is one */
+      opts: { admin?: boolean | 'if-known' } = {},
     ): Promise<KitResponse> {
       const res = await client.raw(method, p, body, opts.admin ?? false);
       const text = await res.text();

@@ -25,6 +25,7 @@ const LOADERS: Record<CommandName, () => Promise<{ run: CommandMain }>> = {
   status: () => import('./commands/status.ts'),
   media: () => import('./commands/media.ts'),
   catalog: () => import('./commands/catalog.ts'),
+  terminal: () => import('./commands/terminal.ts'),
 };
 
 export const COMMANDS: Record<string, CommandEntry> = Object.fromEntries(

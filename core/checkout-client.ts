@@ -1,6 +1,7 @@
 // The one HTTP client of a kit's checkout API, for the processes on the same kit that drive it (kitd,
 // `popkit preflight`, the CLI): status (parsed with the /v1/status contract), event start/stop with
-// the admin token, the catalog, and raw requests. Errors come back as coded KitErrors.
+// the admin token, the catalog, and raw requests. Errors come back as coded KitErrors. /v1/status and
+// /metrics need a credential: these processes run on the kit and send its admin token.
 import { type KitStatusViewT, kitStatusView } from './contracts/kit-status.ts';
 import { dataLayout } from './data-dir.ts';
 import { KitError, toErrorCode } from './errors.ts';
@@ -20,7 +21,7 @@ export class CheckoutClient {
 
   /** GET /v1/status; an answer of another shape is an INTERNAL error (the contract is broken), never a silent cast. */
   async status(): Promise<KitStatusViewT> {
-    const body = await this.json('GET', '/v1/status');
+    const body = await this.json('GET', '/v1/status', undefined, true);
     if (!kitStatusView.check(body)) {
       throw new KitError(
         'INTERNAL',
@@ -30,8 +31,9 @@ export class CheckoutClient {
     return body;
   }
 
+  /** GET /healthz; with the admin token when there is one, so a 503 names its problems. */
   async healthz(): Promise<{ ok: boolean; status: number; body: unknown }> {
-    const res = await this.raw('GET', '/healthz');
+    const res = await this.raw('GET', '/healthz', undefined, 'if-known');
     return { ok: res.status === 200, status: res.status, body: await res.json().catch(() => null) };
   }
 
@@ -51,14 +53,20 @@ export class CheckoutClient {
     return this.json('POST', '/v1/event/stop', undefined, true);
   }
 
-  async raw(method: string, p: string, body?: unknown, admin = false): Promise<Response> {
+  /** `admin`: send the admin token (UNAUTHORIZED here when there is none); `'if-known'`: when there is one. */
+  async raw(
+    method: string,
+    p: string,
+    body?: unknown,
+    admin: boolean | 'if-known' = false,
+  ): Promise<Response> {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (admin) {
       const token = this.adminToken();
-      if (!token)
+      if (token) headers['authorization'] = `Bearer ${token}`;
+      else if (admin === true)
         throw new KitError('UNAUTHORIZED', 'no admin token (POPKIT_ADMIN_TOKEN or keys/admin.token)');
-      headers['authorization'] = `Bearer ${token}`;
     }
     try {
       return await fetch(this.baseUrl + p, {

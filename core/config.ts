@@ -99,6 +99,22 @@ export const CheckoutConfig = Type.Object({
   POPKIT_RISK_MAX_UNSYNCED_CENTS: Type.Integer({ minimum: 0, default: 500_000 }),
   POPKIT_RISK_MAX_UNSYNCED_ORDERS: Type.Integer({ minimum: 0, default: 2_000 }),
   POPKIT_RISK_MAX_UNSYNCED_AGE_S: Type.Integer({ minimum: 0, default: 6 * 3600 }),
+  POPKIT_BUYER_RATE_PER_MIN: Type.Integer({
+    minimum: 1,
+    default: 60,
+    description:
+      'orders per minute per client address without credentials (buyers share the venue NAT: keep it generous)',
+  }),
+  POPKIT_BUYER_MAX_ORDER_CENTS: Type.Integer({
+    minimum: 0,
+    default: 20_000,
+    description: 'largest order a buyer without credentials may place (card only)',
+  }),
+  POPKIT_CASH_MAX_ORDER_CENTS: Type.Integer({
+    minimum: 0,
+    default: 100_000,
+    description: 'largest cash order (any role)',
+  }),
   POPKIT_STORE_RESERVE_MB: Type.Integer({
     minimum: 0,
     default: 16,

@@ -141,10 +141,11 @@ async function checkEdge(c: Ctx): Promise<Outcome> {
   c.status = status;
   const state = status.state;
   if (!h.ok) {
-    const why = (h.body as { error?: { message?: string } } | null)?.error?.message;
+    // the public /healthz says only {ok}; with the admin token it names its problems
+    const why = (h.body as { problems?: unknown } | null)?.problems;
     return {
       ok: false,
-      detail: `checkout not ready (/healthz ${h.status}${why ? `: ${why}` : ''})`,
+      detail: `checkout not ready (/healthz ${h.status}${Array.isArray(why) ? `: ${why.join('; ')}` : ''})`,
       data: { state },
     };
   }

@@ -13,6 +13,7 @@ export const COMMANDS = {
   status: { summary: 'one screen: state, LEDs, power, health, backlog, stream' },
   media: { summary: 'the media service alone (HLS, ladder, watchdog)' },
   catalog: { summary: 'catalog load FILE: load a catalog JSON into a running kit' },
+  terminal: { summary: 'terminal pair|list|revoke: staff terminals paired by the admin (code + QR)' },
 } as const satisfies Record<string, { summary: string }>;
 
 export type CommandName = keyof typeof COMMANDS;

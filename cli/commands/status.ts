@@ -59,7 +59,14 @@ export async function run(argv: string[]): Promise<number> {
     args: argv,
     options: { json: { type: 'boolean', default: false }, url: { type: 'string' } },
   });
-  const res = await kitApi(values.url).request('GET', '/v1/status');
+  // /v1/status needs a credential: the kit's admin token (environment or data dir)
+  const res = await kitApi(values.url).request('GET', '/v1/status', undefined, { admin: 'if-known' });
+  if (res.status === 401 || res.status === 403) {
+    process.stderr.write(
+      `popkit status: the kit answered ${res.status}: set POPKIT_ADMIN_TOKEN or run on the kit (keys/admin.token)\n`,
+    );
+    return 1;
+  }
   if (res.status !== 200) {
     process.stderr.write(`popkit status: kit answered ${res.status}\n`);
     return 1;

@@ -12,4 +12,5 @@ export * from './open.ts';
 export * from './orders.ts';
 export * from './outbox.ts';
 export * from './risk.ts';
+export * from './terminals.ts';
 export * from './tokens.ts';

@@ -113,6 +113,28 @@ export interface DeclineNotice {
   at: string;
 }
 
+/** A staff terminal paired by the admin (core/store/terminals.ts): its bearer token is kept hashed. */
+export interface TerminalRecord {
+  id: string;
+  name: string;
+  /** sha256 of the terminal's bearer token, base64url */
+  tokenHash: string;
+  createdAt: string;
+  revokedAt?: string;
+}
+
+/** A pairing code the admin asked for, waiting to be redeemed once (kept hashed, with its expiry). */
+export interface PairingRecord {
+  id: string;
+  name: string;
+  codeHash: string;
+  /** ms since the epoch */
+  expiresAt: number;
+  /** wrong codes tried while this one waits; it is dropped when none are left */
+  attemptsLeft: number;
+  createdAt: string;
+}
+
 /** What identifies the stored catalog version (written with it, read cheaply on every order). */
 export interface CatalogStamp {
   eventId: string;
@@ -131,6 +153,10 @@ export interface KitStore {
   /** token orders still unsynced, keyed by order id (sorted by time): the oldest is the first key */
   riskq: Database<{ cents: number; at: number }, string>;
   meta: Database<unknown, string>;
+  /** paired staff terminals by id */
+  terminals: Database<TerminalRecord, string>;
+  /** pending pairing codes by pairing id */
+  pairings: Database<PairingRecord, string>;
   /** the LMDB data file (lmdb-js keeps its lock file beside it) */
   file: string;
   close(): Promise<void>;
@@ -178,6 +204,8 @@ export function openKitStore(dataDir: string): KitStore {
     tokens: root.openDB<SealedToken, string>({ name: 'tokens' }),
     riskq: root.openDB<{ cents: number; at: number }, string>({ name: 'riskq' }),
     meta: root.openDB<unknown, string>({ name: 'meta' }),
+    terminals: root.openDB<TerminalRecord, string>({ name: 'terminals' }),
+    pairings: root.openDB<PairingRecord, string>({ name: 'pairings' }),
     close: () => root.close(),
   };
 }

@@ -1,8 +1,10 @@
 // The checkout HTTP app, composed from its route plugins (routes/) and listened to elsewhere (main.ts),
 // so tests use app.inject() against the same thing that serves the kit.
+import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyRequest, LogController } from 'fastify';
 import { dataLayout } from '../../core/data-dir.ts';
+import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
@@ -12,13 +14,20 @@ import { openApiPlugin } from './routes/docs.ts';
 import { eventRoutes } from './routes/event.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
+import { terminalRoutes } from './routes/terminals.ts';
 import type { StatusDeps } from './status.ts';
 
 export interface CheckoutDeps extends StatusDeps {
   adminToken: string;
+  /** orders per minute per client address without credentials (POPKIT_BUYER_RATE_PER_MIN) */
+  buyerRatePerMin: number;
   logger: Logger;
 }
+
+/** pairing-code redemptions per minute per client address: a few honest retries, no guessing */
+const REDEEM_PER_MIN = 10;
 
 export async function buildApp(deps: CheckoutDeps) {
   const { store, orders, guard, adminToken } = deps;
@@ -42,10 +51,25 @@ export async function buildApp(deps: CheckoutDeps) {
     },
     quiet5xx: ['STORE_FULL', 'NOT_READY'],
   });
-  await app.register(statusRoutes, { status: deps, orders, guard, metrics });
-  await app.register(catalogRoutes, { store, orders, guard, adminToken });
-  await app.register(orderRoutes, { orders, guard, metrics });
-  await app.register(eventRoutes, { store, orders, guard, adminToken });
+  // per-route limits only (orders without credentials, pairing redemptions), keyed by client address
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, ctx) =>
+      new KitError(
+        'TOO_MANY_REQUESTS',
+        `over ${ctx.max} requests per minute from this address: retry in ${ctx.after}`,
+        {
+          max: ctx.max,
+          retryAfterS: Math.ceil(ctx.ttl / 1000),
+        },
+      ),
+  });
+  const creds = new Credentials(adminToken, store);
+  await app.register(statusRoutes, { status: deps, orders, guard, metrics, creds });
+  await app.register(catalogRoutes, { store, orders, guard, creds });
+  await app.register(orderRoutes, { orders, guard, metrics, creds, buyerRatePerMin: deps.buyerRatePerMin });
+  await app.register(eventRoutes, { store, orders, guard, creds });
+  await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
   await app.register(dashboardRoutes);
   return app;

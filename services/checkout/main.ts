@@ -58,6 +58,10 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
       maxUnsyncedOrders: cfg.POPKIT_RISK_MAX_UNSYNCED_ORDERS,
       maxUnsyncedAgeS: cfg.POPKIT_RISK_MAX_UNSYNCED_AGE_S,
     },
+    caps: {
+      cashMaxOrderCents: cfg.POPKIT_CASH_MAX_ORDER_CENTS,
+      buyerMaxOrderCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
+    },
   });
   const app = await buildApp({
     store,
@@ -67,6 +71,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     board,
     dataDir,
     adminToken: admin.value,
+    buyerRatePerMin: cfg.POPKIT_BUYER_RATE_PER_MIN,
     logger,
   });
   return {

@@ -86,6 +86,24 @@ function assertOrderLimit(limits: RiskLimits, isToken: boolean, totalCents: numb
   );
 }
 
+/** Caps on a single order by who places it: cash (any role) and buyers without credentials. */
+export interface OrderCaps {
+  cashMaxOrderCents: number;
+  buyerMaxOrderCents: number;
+}
+
+/** VALIDATION (with the cap in details) when a single order is over the cap for its payment or caller. */
+function assertOrderCaps(caps: OrderCaps, isCash: boolean, isBuyer: boolean, totalCents: number): void {
+  const over = (limit: keyof OrderCaps, what: string) =>
+    new KitError('VALIDATION', `${what} orders above ${caps[limit]} cents are refused`, {
+      limit,
+      totalCents,
+      [limit]: caps[limit],
+    });
+  if (isCash && totalCents > caps.cashMaxOrderCents) throw over('cashMaxOrderCents', 'cash');
+  if (isBuyer && totalCents > caps.buyerMaxOrderCents) throw over('buyerMaxOrderCents', 'self-service');
+}
+
 /** A refused commit as the error the API answers with. */
 function refusal(outcome: Exclude<CommitOutcome, { kind: 'created' | 'replay' }>): KitError {
   if (outcome.kind === 'soldout') {
@@ -119,7 +137,14 @@ export class OrderService {
     private readonly store: KitStore,
     private readonly ids: MonotonicIds,
     private readonly vault: TokenVault,
-    private readonly opts: { kitId: string; limits: RiskLimits; tokenTtlMs: number; clock?: () => number },
+    private readonly opts: {
+      kitId: string;
+      limits: RiskLimits;
+      tokenTtlMs: number;
+      /** the HTTP caps (main.ts sets them from the config); absent: none, for code placing orders itself */
+      caps?: OrderCaps;
+      clock?: () => number;
+    },
   ) {
     this.accepted = new RateWindow(5, () => this.now());
   }
@@ -145,7 +170,8 @@ export class OrderService {
     return riskView(this.store, this.opts.limits, counters, now);
   }
 
-  async create(body: OrderBodyT, idempotencyKey: string | undefined): Promise<CreateResult> {
+  /** `buyer`: placed without credentials (card only, checked by the route; the buyer cap applies). */
+  async create(body: OrderBodyT, idempotencyKey: string | undefined, buyer = false): Promise<CreateResult> {
     const bodyHash = idempotencyKey ? canonicalHash(body) : '';
     if (idempotencyKey) {
       const early = this.replay(idempotencyKey, bodyHash);
@@ -154,6 +180,7 @@ export class OrderService {
     const cat = this.catalog();
     if (!cat) throw new KitError('NOT_READY', 'no catalog loaded yet');
     const { lines, totalCents } = priceLines(cat, body);
+    if (this.opts.caps) assertOrderCaps(this.opts.caps, body.payment.method === 'cash', buyer, totalCents);
     assertOrderLimit(this.opts.limits, body.payment.method === 'token', totalCents);
 
     const now = this.now();

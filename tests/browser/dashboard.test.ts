@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { applyOrderAck } from '../../core/store/index.ts';
+import { applyOrderAck, listTerminals } from '../../core/store/index.ts';
 import { launchChromium } from '../support/browser.ts';
-import { auth, DEMO_CATALOG, startCheckout } from '../support/checkout.ts';
+import { ADMIN, auth, DEMO_CATALOG, startCheckout } from '../support/checkout.ts';
 
-test('dashboard shows the catalog and status, and a host sale updates stock', {
+test('dashboard pairs itself once with the admin token, shows the catalog and status, and a host sale updates stock', {
   timeout: 120_000,
 }, async () => {
   const kit = await startCheckout();
@@ -20,7 +20,18 @@ test('dashboard shows the catalog and status, and a host sale updates stock', {
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`http://127.0.0.1:${port}/`);
+    // unpaired: it asks for the admin token once, pairs itself and keeps only its terminal token
+    await page.waitForSelector('#pair:not([hidden])');
+    await page.fill('#admintoken', ADMIN);
+    await page.click('#pairbtn');
     await page.waitForSelector('tr[data-sku="HERO-DROP-01"]');
+    const stored = await page.evaluate(() => ({ ...localStorage }));
+    assert.match(stored['popkit.terminalToken'] ?? '', /^pkt_[0-9a-f]{12}_/);
+    assert.ok(!JSON.stringify(stored).includes(ADMIN), 'the admin token is not kept in the browser');
+    assert.deepEqual(
+      listTerminals(kit.kit.store).map((t) => t.name),
+      ['dashboard'],
+    );
     assert.equal(await page.locator('#items tr').count(), DEMO_CATALOG.items.length);
     assert.match((await page.locator('tr[data-sku="HERO-DROP-01"]').getAttribute('class')) ?? '', /hero/);
     assert.equal(await page.locator('tr[data-sku="TEE-BLK-M"] .stock').textContent(), '60');
@@ -39,6 +50,7 @@ test('dashboard shows the catalog and status, and a host sale updates stock', {
       await kit.app.inject({
         method: 'POST',
         url: '/v1/orders',
+        headers: auth,
         payload: {
           lines: [{ sku: 'CAP-BLK', qty: 1 }],
           payment: { method: 'token', token: 'tok_sandbox_decline_9' },
@@ -55,6 +67,16 @@ test('dashboard shows the catalog and status, and a host sale updates stock', {
       },
     );
     await page.screenshot({ path: path.join(os.tmpdir(), 'popkit-dashboard.png') });
+    // reloaded, it is still paired: no second pairing
+    await page.reload();
+    await page.waitForSelector('tr[data-sku="HERO-DROP-01"]');
+    assert.equal(await page.locator('#pair').isHidden(), true);
+    assert.equal(listTerminals(kit.kit.store).length, 1);
+    // revoked, it stops showing the kit and asks to pair again
+    const id = listTerminals(kit.kit.store)[0]?.id;
+    await kit.app.inject({ method: 'DELETE', url: `/v1/terminals/${id}`, headers: auth });
+    await page.waitForSelector('#pair:not([hidden])', { timeout: 10_000 });
+    assert.match((await page.locator('#pairmsg').textContent()) ?? '', /pair it again/);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

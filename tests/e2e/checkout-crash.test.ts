@@ -2,7 +2,7 @@
 // order that got a 201 is there exactly once and stock + sold = initial stock.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { inspectStore, kitEnv, smallCatalog, spawnCheckout, tempDir } from '../support/checkout.ts';
+import { ADMIN, inspectStore, kitEnv, smallCatalog, spawnCheckout, tempDir } from '../support/checkout.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 
 const INITIAL = { A: 100_000, B: 100_000, HERO: 300 };
@@ -55,7 +55,7 @@ test('SIGKILL under load loses no acknowledged order and duplicates none', { tim
         try {
           const r = await fetch(`${base}/v1/orders`, {
             method: 'POST',
-            headers: { 'content-type': 'application/json' },
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
             body: JSON.stringify({
               lines: [{ sku, qty }],
               payment: w % 2 ? { method: 'cash' } : { method: 'token', token: SECRET },

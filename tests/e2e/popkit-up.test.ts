@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { readAdminToken } from '../../core/checkout-client.ts';
 import { kitStatusView } from '../../core/contracts/kit-status.ts';
 import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { ROOT, tempDir } from '../support/checkout.ts';
@@ -99,7 +100,11 @@ test('popkit up: kit sells, the order reaches the embedded hub, SIGTERM stops ev
       ledger.orders.some((o) => o.id === order.id),
       'the order is in the hub ledger',
     );
-    const status: unknown = await (await fetch(`${base}/v1/status`)).json();
+    // /v1/status needs a credential: the admin token checkout generated on first boot
+    const admin = readAdminToken(dataDir);
+    const status: unknown = await (
+      await fetch(`${base}/v1/status`, { headers: { authorization: `Bearer ${admin}` } })
+    ).json();
     assert.ok(kitStatusView.check(status), kitStatusView.errors(status).join('; '));
     assert.equal(status.sync.link, 'up');
     assert.equal(status.sync.backlog['orders'], 0);

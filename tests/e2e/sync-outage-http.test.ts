@@ -29,7 +29,7 @@ const kitId = kitEnv(dataDir)['POPKIT_KIT_ID'] as string;
 const order = (i: number) =>
   fetch(`${base}/v1/orders`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
     body: JSON.stringify({
       lines: [{ sku: i % 2 ? 'A' : 'B', qty: 1 }],
       payment: i % 3 === 0 ? { method: 'token', token: `tok_sandbox_outage_${i}` } : { method: 'cash' },
@@ -37,7 +37,9 @@ const order = (i: number) =>
   });
 
 async function status(): Promise<{ sync: { link?: string; backlog: Record<string, number> } }> {
-  return (await (await fetch(`${base}/v1/status`)).json()) as never;
+  return (await (
+    await fetch(`${base}/v1/status`, { headers: { authorization: `Bearer ${ADMIN}` } })
+  ).json()) as never;
 }
 
 before(async () => {

@@ -11,6 +11,7 @@ import {
   tokenCount,
 } from '../../core/store/index.ts';
 import {
+  asStaff,
   auth,
   inspectStore,
   smallCatalog,
@@ -28,8 +29,8 @@ const card = (lines: Array<{ sku: string; qty: number }>, token = 'tok_sandbox_a
 
 async function snapshot(kit: Kit) {
   const [cat, status] = await Promise.all([
-    kit.app.inject({ method: 'GET', url: '/v1/catalog' }),
-    kit.app.inject({ method: 'GET', url: '/v1/status' }),
+    asStaff(kit.app)({ method: 'GET', url: '/v1/catalog' }),
+    asStaff(kit.app)({ method: 'GET', url: '/v1/status' }),
   ]);
   return {
     stock: (cat.json().items as Array<{ sku: string; stock: number }>)
@@ -44,7 +45,7 @@ describe('kit API', () => {
   let kit: Kit;
   before(async () => {
     kit = await startCheckout();
-    const res = await kit.app.inject({
+    const res = await asStaff(kit.app)({
       method: 'PUT',
       url: '/v1/catalog',
       headers: auth,
@@ -55,8 +56,8 @@ describe('kit API', () => {
   after(async () => kit.kit.close());
 
   test('healthz, catalog with stock, openapi', async () => {
-    assert.deepEqual((await kit.app.inject({ method: 'GET', url: '/healthz' })).json(), { status: 'ok' });
-    const cat = (await kit.app.inject({ method: 'GET', url: '/v1/catalog' })).json();
+    assert.deepEqual((await kit.app.inject({ method: 'GET', url: '/healthz' })).json(), { ok: true });
+    const cat = (await asStaff(kit.app)({ method: 'GET', url: '/v1/catalog' })).json();
     assert.equal(cat.version, 1);
     assert.equal(cat.eventId, 'ev-test');
     assert.deepEqual(
@@ -67,13 +68,13 @@ describe('kit API', () => {
         ['C', 0],
       ],
     );
-    const oas = (await kit.app.inject({ method: 'GET', url: '/docs/openapi.json' })).json();
+    const oas = (await asStaff(kit.app)({ method: 'GET', url: '/docs/openapi.json' })).json();
     assert.ok(oas.paths['/v1/orders'].post, 'POST /v1/orders documented');
     assert.ok(oas.paths['/v1/catalog'].put);
   });
 
   test('an order is 201 with its total, readable by id, and in the outbox', async () => {
-    const res = await kit.app.inject({
+    const res = await asStaff(kit.app)({
       method: 'POST',
       url: '/v1/orders',
       payload: cash([
@@ -86,19 +87,19 @@ describe('kit API', () => {
     assert.equal(order.totalCents, 2 * 1000 + 1100);
     assert.equal(order.status, 'accepted');
     assert.equal(order.syncState, 'pending');
-    const got = await kit.app.inject({ method: 'GET', url: `/v1/orders/${order.id}` });
+    const got = await asStaff(kit.app)({ method: 'GET', url: `/v1/orders/${order.id}` });
     assert.equal(got.statusCode, 200);
     assert.equal(got.json().id, order.id);
-    const st = (await kit.app.inject({ method: 'GET', url: '/v1/status' })).json();
+    const st = (await asStaff(kit.app)({ method: 'GET', url: '/v1/status' })).json();
     assert.ok(st.sync.backlog.orders >= 1);
-    const missing = await kit.app.inject({ method: 'GET', url: '/v1/orders/01M8JTQTBZ17E48ZFGAY3A9Q5J' });
+    const missing = await asStaff(kit.app)({ method: 'GET', url: '/v1/orders/01M8JTQTBZ17E48ZFGAY3A9Q5J' });
     assert.equal(missing.statusCode, 404);
     assert.equal(missing.json().error.code, 'NOT_FOUND');
   });
 
   test('sold out is 409 SOLD_OUT and changes nothing', async () => {
     const before = await snapshot(kit);
-    const res = await kit.app.inject({
+    const res = await asStaff(kit.app)({
       method: 'POST',
       url: '/v1/orders',
       payload: cash([
@@ -213,7 +214,7 @@ describe('kit API', () => {
       },
     ];
     for (const c of cases) {
-      const res = await kit.app.inject({
+      const res = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         ...(c.payload !== undefined ? { payload: c.payload as string } : {}),
@@ -224,9 +225,9 @@ describe('kit API', () => {
       assert.equal(typeof res.json().error.message, 'string', c.name);
     }
     assert.deepEqual(await snapshot(kit), before);
-    const badId = await kit.app.inject({ method: 'GET', url: '/v1/orders/..%2F..%2Fetc' });
+    const badId = await asStaff(kit.app)({ method: 'GET', url: '/v1/orders/..%2F..%2Fetc' });
     assert.equal(badId.statusCode, 400);
-    const bogusRoute = await kit.app.inject({ method: 'DELETE', url: '/v1/orders' });
+    const bogusRoute = await asStaff(kit.app)({ method: 'DELETE', url: '/v1/orders' });
     assert.equal(bogusRoute.statusCode, 404);
     assert.equal(bogusRoute.json().error.code, 'NOT_FOUND');
   });
@@ -238,7 +239,7 @@ describe('kit API', () => {
       const store = fz.kit.store;
       // the whole observable state: catalog, stock of every SKU, orders, outbox, sealed tokens, event
       const state = async () => {
-        const status = (await fz.app.inject({ method: 'GET', url: '/v1/status' })).json();
+        const status = (await asStaff(fz.app)({ method: 'GET', url: '/v1/status' })).json();
         return {
           catalog: JSON.stringify(readStoredCatalog(store)),
           stock: readAllStock(store),
@@ -250,7 +251,7 @@ describe('kit API', () => {
       };
       // self-check: the snapshot sees a change when there is one
       const s0 = await state();
-      const sold = await fz.app.inject({
+      const sold = await asStaff(fz.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: cash([{ sku: 'A', qty: 1 }]),
@@ -359,7 +360,7 @@ describe('kit API', () => {
       await fc.assert(
         fc.asyncProperty(request, async (r) => {
           const before = await state();
-          const res = await fz.app.inject({
+          const res = await asStaff(fz.app)({
             method: r.method,
             url: r.url,
             payload: r.payload,
@@ -414,7 +415,7 @@ describe('kit API', () => {
 
   test('event ids are topic levels: a wildcard, a slash, NUL or 65 characters get VALIDATION', async () => {
     for (const eventId of ['a/+/#', 'a/b', '+', '#', 'ev\u0000', 'x'.repeat(65), '-lead', '']) {
-      const res = await kit.app.inject({
+      const res = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/event/start',
         headers: auth,
@@ -423,12 +424,12 @@ describe('kit API', () => {
       assert.equal(res.statusCode, 400, `${JSON.stringify(eventId)}: ${res.body}`);
       assert.equal(res.json().error.code, 'VALIDATION');
     }
-    const status = (await kit.app.inject({ method: 'GET', url: '/v1/status' })).json();
+    const status = (await asStaff(kit.app)({ method: 'GET', url: '/v1/status' })).json();
     assert.notEqual(status.state, 'live');
   });
 
   test('event start/stop is a state machine', async () => {
-    const start = await kit.app.inject({
+    const start = await asStaff(kit.app)({
       method: 'POST',
       url: '/v1/event/start',
       headers: auth,
@@ -438,13 +439,13 @@ describe('kit API', () => {
     assert.equal(start.json().live, true);
     assert.equal(start.json().eventId, 'ev-test');
     assert.equal(
-      (await kit.app.inject({ method: 'POST', url: '/v1/event/start', headers: auth, payload: {} })).json()
+      (await asStaff(kit.app)({ method: 'POST', url: '/v1/event/start', headers: auth, payload: {} })).json()
         .error.code,
       'EVENT_STATE',
     );
-    const status = (await kit.app.inject({ method: 'GET', url: '/v1/status' })).json();
+    const status = (await asStaff(kit.app)({ method: 'GET', url: '/v1/status' })).json();
     assert.equal(status.state, 'live');
-    const stop = await kit.app.inject({ method: 'POST', url: '/v1/event/stop', headers: auth });
+    const stop = await asStaff(kit.app)({ method: 'POST', url: '/v1/event/stop', headers: auth });
     assert.equal(stop.json().live, false);
     assert.ok(stop.json().stoppedAt);
   });
@@ -452,18 +453,18 @@ describe('kit API', () => {
   test('catalog rules: validation, a newer version keeps what sold', async () => {
     // a sale of its own, so "what sold" is not left to earlier tests
     assert.equal(
-      (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'A', qty: 1 }]) }))
+      (await asStaff(kit.app)({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'A', qty: 1 }]) }))
         .statusCode,
       201,
     );
-    const bad = await kit.app.inject({
+    const bad = await asStaff(kit.app)({
       method: 'PUT',
       url: '/v1/catalog',
       headers: auth,
       payload: { version: 2, eventId: 'ev-test', items: [{ sku: 'A', name: 'A', priceCents: -1, stock: 1 }] },
     });
     assert.equal(bad.statusCode, 400);
-    const dup = await kit.app.inject({
+    const dup = await asStaff(kit.app)({
       method: 'PUT',
       url: '/v1/catalog',
       headers: auth,
@@ -478,11 +479,11 @@ describe('kit API', () => {
     });
     assert.equal(dup.statusCode, 400);
     assert.equal(dup.json().error.code, 'VALIDATION');
-    const before = (await kit.app.inject({ method: 'GET', url: '/v1/catalog' })).json();
+    const before = (await asStaff(kit.app)({ method: 'GET', url: '/v1/catalog' })).json();
     const soldA = 10 - before.items.find((i: { sku: string }) => i.sku === 'A').stock;
     assert.ok(soldA > 0);
     // raise A's starting stock by 5: what sold stays sold
-    const next = await kit.app.inject({
+    const next = await asStaff(kit.app)({
       method: 'PUT',
       url: '/v1/catalog',
       headers: auth,
@@ -495,16 +496,16 @@ describe('kit API', () => {
   test('metrics expose orders, rejections, latency and LMDB size', async () => {
     // an order and a sold-out refusal of its own (C has no stock), not left to earlier tests
     assert.equal(
-      (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'A', qty: 1 }]) }))
+      (await asStaff(kit.app)({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'A', qty: 1 }]) }))
         .statusCode,
       201,
     );
     assert.equal(
-      (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'C', qty: 1 }]) }))
+      (await asStaff(kit.app)({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'C', qty: 1 }]) }))
         .statusCode,
       409,
     );
-    const res = await kit.app.inject({ method: 'GET', url: '/metrics' });
+    const res = await asStaff(kit.app)({ method: 'GET', url: '/metrics' });
     assert.equal(res.statusCode, 200);
     assert.match(res.body, /popkit_orders_total\{payment="cash"\} [1-9]/);
     assert.match(res.body, /popkit_order_rejections_total\{code="SOLD_OUT"\} [1-9]/);
@@ -519,14 +520,14 @@ describe('idempotency', () => {
     const kit = await startCheckoutWithCatalog({ A: 10 });
     try {
       const body = cash([{ sku: 'A', qty: 1 }]);
-      const first = await kit.app.inject({
+      const first = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: body,
         headers: { 'idempotency-key': 'k-1' },
       });
       assert.equal(first.statusCode, 201);
-      const again = await kit.app.inject({
+      const again = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: body,
@@ -536,7 +537,7 @@ describe('idempotency', () => {
       assert.equal(again.json().id, first.json().id);
       assert.equal(again.headers['idempotent-replayed'], 'true');
       // the same body with its keys in another order is the same request (canonical JSON is hashed)
-      const reordered = await kit.app.inject({
+      const reordered = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         headers: { 'idempotency-key': 'k-1', 'content-type': 'application/json' },
@@ -544,7 +545,7 @@ describe('idempotency', () => {
       });
       assert.equal(reordered.statusCode, 200, reordered.body);
       assert.equal(reordered.json().id, first.json().id);
-      const other = await kit.app.inject({
+      const other = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: cash([{ sku: 'A', qty: 2 }]),
@@ -552,7 +553,7 @@ describe('idempotency', () => {
       });
       assert.equal(other.statusCode, 409);
       assert.equal(other.json().error.code, 'IDEMPOTENCY_MISMATCH');
-      const cat = (await kit.app.inject({ method: 'GET', url: '/v1/catalog' })).json();
+      const cat = (await asStaff(kit.app)({ method: 'GET', url: '/v1/catalog' })).json();
       assert.equal(cat.items[0].stock, 9);
     } finally {
       await kit.kit.close();
@@ -565,7 +566,7 @@ describe('idempotency', () => {
       const body = cash([{ sku: 'A', qty: 3 }]);
       const results = await Promise.all(
         Array.from({ length: 40 }, () =>
-          kit.app.inject({
+          asStaff(kit.app)({
             method: 'POST',
             url: '/v1/orders',
             payload: body,
@@ -577,7 +578,7 @@ describe('idempotency', () => {
       assert.equal(ids.size, 1);
       assert.equal(results.filter((r) => r.statusCode === 201).length, 1);
       assert.equal(results.filter((r) => r.statusCode === 200).length, 39);
-      const cat = (await kit.app.inject({ method: 'GET', url: '/v1/catalog' })).json();
+      const cat = (await asStaff(kit.app)({ method: 'GET', url: '/v1/catalog' })).json();
       assert.equal(cat.items[0].stock, 97);
     } finally {
       await kit.kit.close();
@@ -600,7 +601,7 @@ describe('offline risk limits', () => {
     );
     try {
       // A costs 1000. Per-order max: 6 x 1000 > 5000
-      const big = await kit.app.inject({
+      const big = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: card([{ sku: 'A', qty: 6 }]),
@@ -610,11 +611,11 @@ describe('offline risk limits', () => {
       assert.equal(big.json().error.details.limit, 'maxOrderCents');
       // total unsynced: 3000 then +2000 would exceed 4000
       assert.equal(
-        (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: card([{ sku: 'A', qty: 3 }]) }))
+        (await asStaff(kit.app)({ method: 'POST', url: '/v1/orders', payload: card([{ sku: 'A', qty: 3 }]) }))
           .statusCode,
         201,
       );
-      const over = await kit.app.inject({
+      const over = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: card([{ sku: 'A', qty: 2 }]),
@@ -623,21 +624,21 @@ describe('offline risk limits', () => {
       assert.equal(over.json().error.details.limit, 'maxUnsyncedCents');
       // cash still works past the limits
       assert.equal(
-        (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'A', qty: 9 }]) }))
+        (await asStaff(kit.app)({ method: 'POST', url: '/v1/orders', payload: cash([{ sku: 'A', qty: 9 }]) }))
           .statusCode,
         201,
       );
       // count limit: two more small card orders reach 3
       assert.equal(
-        (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: card([{ sku: 'A', qty: 1 }]) }))
+        (await asStaff(kit.app)({ method: 'POST', url: '/v1/orders', payload: card([{ sku: 'A', qty: 1 }]) }))
           .statusCode,
         201,
       );
-      const st1 = (await kit.app.inject({ method: 'GET', url: '/v1/status' })).json();
+      const st1 = (await asStaff(kit.app)({ method: 'GET', url: '/v1/status' })).json();
       assert.deepEqual(st1.risk.blocking, ['maxUnsyncedCents']);
       assert.equal(st1.risk.usage.unsyncedOrders, 2);
       assert.equal(st1.risk.ratio.unsyncedOrders, 2 / 3);
-      const stock = (await kit.app.inject({ method: 'GET', url: '/v1/catalog' })).json().items[0].stock;
+      const stock = (await asStaff(kit.app)({ method: 'GET', url: '/v1/catalog' })).json().items[0].stock;
       assert.equal(stock, 100 - 3 - 9 - 1);
     } finally {
       await kit.kit.close();
@@ -653,7 +654,7 @@ describe('offline risk limits', () => {
     );
     try {
       const order = (payload: ReturnType<typeof card> | ReturnType<typeof cash>) =>
-        counted.app.inject({ method: 'POST', url: '/v1/orders', payload });
+        asStaff(counted.app)({ method: 'POST', url: '/v1/orders', payload });
       for (let i = 0; i < 3; i++) assert.equal((await order(card([{ sku: 'A', qty: 1 }]))).statusCode, 201);
       const look = () => ({
         orders: [...allOrders(counted.kit.store)],
@@ -667,7 +668,7 @@ describe('offline risk limits', () => {
       const after = look();
       assert.equal(after.orders.length, before.orders.length, 'a refused card order is not stored');
       assert.equal(after.stock['A'], before.stock['A'], 'a refused card order holds no stock');
-      const st = (await counted.app.inject({ method: 'GET', url: '/v1/status' })).json();
+      const st = (await asStaff(counted.app)({ method: 'GET', url: '/v1/status' })).json();
       assert.deepEqual(st.risk.blocking, ['maxUnsyncedOrders']);
       assert.equal(st.risk.usage.unsyncedOrders, 3);
       assert.equal(st.risk.ratio.unsyncedOrders, 1);
@@ -683,12 +684,12 @@ describe('offline risk limits', () => {
     const kit = await startCheckoutWithCatalog({ A: 100 }, { POPKIT_RISK_MAX_UNSYNCED_AGE_S: '1' });
     try {
       assert.equal(
-        (await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: card([{ sku: 'A', qty: 1 }]) }))
+        (await asStaff(kit.app)({ method: 'POST', url: '/v1/orders', payload: card([{ sku: 'A', qty: 1 }]) }))
           .statusCode,
         201,
       );
       await new Promise((r) => setTimeout(r, 1100));
-      const res = await kit.app.inject({
+      const res = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: card([{ sku: 'A', qty: 1 }]),
@@ -705,7 +706,7 @@ describe('declines reach the host', () => {
   test('a hub decline shows in the order, once in /v1/status, and frees the risk budget', async () => {
     const kit = await startCheckoutWithCatalog({ A: 10 });
     try {
-      const res = await kit.app.inject({
+      const res = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: card([{ sku: 'A', qty: 2 }], 'tok_sandbox_decline_01'),
@@ -716,10 +717,10 @@ describe('declines reach the host', () => {
       for (let i = 0; i < 2; i++) {
         await applyOrderAck(store, id, { state: 'declined', reason: 'do_not_honor' });
       }
-      const order = (await kit.app.inject({ method: 'GET', url: `/v1/orders/${id}` })).json();
+      const order = (await asStaff(kit.app)({ method: 'GET', url: `/v1/orders/${id}` })).json();
       assert.equal(order.syncState, 'declined');
       assert.equal(order.declineReason, 'do_not_honor');
-      const status = (await kit.app.inject({ method: 'GET', url: '/v1/status' })).json();
+      const status = (await asStaff(kit.app)({ method: 'GET', url: '/v1/status' })).json();
       assert.equal(status.declines.length, 1);
       assert.deepEqual(
         {

@@ -2,7 +2,7 @@
 // carry over); a new version for the same event keeps what has sold. Through the real API on LMDB.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { auth, smallCatalog, startCheckoutWithCatalog } from '../support/checkout.ts';
+import { asStaff, auth, smallCatalog, startCheckoutWithCatalog } from '../support/checkout.ts';
 
 type Kit = Awaited<ReturnType<typeof startCheckoutWithCatalog>>;
 let kit: Kit;
@@ -13,14 +13,14 @@ before(async () => {
 after(() => kit.kit.close());
 
 async function stock(): Promise<Record<string, number>> {
-  const res = await kit.app.inject({ method: 'GET', url: '/v1/catalog' });
+  const res = await asStaff(kit.app)({ method: 'GET', url: '/v1/catalog' });
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json() as { eventId: string; items: Array<{ sku: string; stock: number }> };
   return Object.fromEntries(body.items.map((i) => [i.sku, i.stock]));
 }
 
 async function sell(sku: string, qty: number) {
-  const res = await kit.app.inject({
+  const res = await asStaff(kit.app)({
     method: 'POST',
     url: '/v1/orders',
     payload: { lines: [{ sku, qty }], payment: { method: 'cash' } },
@@ -29,7 +29,7 @@ async function sell(sku: string, qty: number) {
 }
 
 async function load(catalog: ReturnType<typeof smallCatalog>) {
-  const res = await kit.app.inject({ method: 'PUT', url: '/v1/catalog', headers: auth, payload: catalog });
+  const res = await asStaff(kit.app)({ method: 'PUT', url: '/v1/catalog', headers: auth, payload: catalog });
   assert.equal(res.statusCode, 200, res.body);
 }
 
@@ -60,7 +60,7 @@ test('SKUs named like Object.prototype members keep real stock across versions, 
   assert.deepEqual(await stock(), Object.fromEntries(names.map((s) => [s, 4])));
   // dropped (no stock, cannot be sold) and re-added: the starting stock minus nothing known sold
   await load(of(6, 3, ['toString']));
-  const dropped = await kit.app.inject({
+  const dropped = await asStaff(kit.app)({
     method: 'POST',
     url: '/v1/orders',
     payload: { lines: [{ sku: 'constructor', qty: 1 }], payment: { method: 'cash' } },

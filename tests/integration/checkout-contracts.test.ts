@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { kitStatusView } from '../../core/contracts/kit-status.ts';
 import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.ts';
-import { auth, smallCatalog, startCheckoutWithCatalog, syncRunStatus } from '../support/checkout.ts';
+import { asStaff, auth, smallCatalog, startCheckoutWithCatalog, syncRunStatus } from '../support/checkout.ts';
 
 type Kit = Awaited<ReturnType<typeof startCheckoutWithCatalog>>;
 
@@ -15,8 +15,8 @@ const json = { 'content-type': 'application/json' };
 /** What a hostile request must not change: the catalog with its stock, and the sync backlog. */
 async function state(kit: Kit) {
   const [cat, status] = await Promise.all([
-    kit.app.inject({ method: 'GET', url: '/v1/catalog' }),
-    kit.app.inject({ method: 'GET', url: '/v1/status' }),
+    asStaff(kit.app)({ method: 'GET', url: '/v1/catalog' }),
+    asStaff(kit.app)({ method: 'GET', url: '/v1/status' }),
   ]);
   return { catalog: cat.json(), backlog: status.json().sync.backlog };
 }
@@ -30,7 +30,7 @@ describe('checkout contracts', () => {
 
   test('/v1/status is a KitStatusView, with and without the other services’ run status', async () => {
     const check = async () => {
-      const res = await kit.app.inject({ method: 'GET', url: '/v1/status' });
+      const res = await asStaff(kit.app)({ method: 'GET', url: '/v1/status' });
       assert.equal(res.statusCode, 200);
       const body = res.json();
       assert.ok(kitStatusView.check(body), kitStatusView.errors(body).join('; '));
@@ -49,7 +49,7 @@ describe('checkout contracts', () => {
     assert.ok(before, 'run/checkout.json is of its contract');
     assert.equal(before.ordersPerSec, 0);
     for (let i = 0; i < 5; i++) {
-      const res = await kit.app.inject({ method: 'POST', url: '/v1/orders', payload: order });
+      const res = await asStaff(kit.app)({ method: 'POST', url: '/v1/orders', payload: order });
       assert.equal(res.statusCode, 201, res.body);
     }
     kit.kit.writeStatus();
@@ -113,7 +113,7 @@ describe('checkout contracts', () => {
   for (const [name, payload, status, code] of hostileCatalogs) {
     test(`PUT /v1/catalog with ${name}: ${status} ${code}, nothing changes`, async () => {
       const before = await state(kit);
-      const res = await kit.app.inject({
+      const res = await asStaff(kit.app)({
         method: 'PUT',
         url: '/v1/catalog',
         headers: { ...auth, ...json },
@@ -202,7 +202,7 @@ describe('checkout contracts', () => {
   for (const [name, payload, headers, status, code] of hostileOrders) {
     test(`POST /v1/orders with ${name}: ${status} ${code}, nothing changes`, async () => {
       const before = await state(kit);
-      const res = await kit.app.inject({
+      const res = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         headers: { ...json, ...headers },

@@ -12,10 +12,11 @@ async function listen(kit: Awaited<ReturnType<typeof startCheckout>>): Promise<s
   return `http://127.0.0.1:${addr.port}`;
 }
 
+// as a paired terminal would (the admin token): cash needs one
 const post = (base: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(`${base}/v1/orders`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}`, ...headers },
     body: JSON.stringify(body),
   });
 

@@ -476,7 +476,7 @@ async function traceCheckout(
 async function order(base: string): Promise<string> {
   const res = await fetch(`${base}/v1/orders`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN}` },
     body: JSON.stringify({ lines: [{ sku: 'A', qty: 1 }], payment: { method: 'cash' } }),
   });
   assert.equal(res.status, 201);

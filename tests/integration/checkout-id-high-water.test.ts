@@ -10,7 +10,7 @@ import { openKitStore, readIdHighWater, replaceCatalog } from '../../core/store/
 import { TokenVault } from '../../core/token-vault.ts';
 import { createCheckout } from '../../services/checkout/main.ts';
 import { OrderService } from '../../services/checkout/orders.ts';
-import { kitEnv, smallCatalog, tempDir } from '../support/checkout.ts';
+import { asStaff, kitEnv, smallCatalog, tempDir } from '../support/checkout.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
@@ -46,7 +46,7 @@ test('after a restart with the clock set back, the next id still sorts after the
   // second boot: the real (earlier) clock; checkout must start from the stored mark
   const kit = await createCheckout(kitEnv(dataDir));
   cleanups.push(() => kit.close());
-  const res = await kit.app.inject({
+  const res = await asStaff(kit.app)({
     method: 'POST',
     url: '/v1/orders',
     payload: { lines: [{ sku: 'A', qty: 1 }], payment: { method: 'cash' } },

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { auth, inspectStore, smallCatalog, startCheckout, tempDir } from '../support/checkout.ts';
+import { asStaff, auth, inspectStore, smallCatalog, startCheckout, tempDir } from '../support/checkout.ts';
 
 function tryMount(dir: string): string | null {
   if (process.getuid?.() !== 0) return 'needs root to mount a tmpfs';
@@ -40,7 +40,7 @@ for (const reserveMb of ['1', '0']) {
     try {
       assert.equal(
         (
-          await kit.app.inject({
+          await asStaff(kit.app)({
             method: 'PUT',
             url: '/v1/catalog',
             headers: auth,
@@ -57,7 +57,7 @@ for (const reserveMb of ['1', '0']) {
       let accepted = 0;
       let full = 0;
       for (let i = 0; i < 4000 && full < 2; i++) {
-        const res = await kit.app.inject({
+        const res = await asStaff(kit.app)({
           method: 'POST',
           url: '/v1/orders',
           payload: {
@@ -76,12 +76,12 @@ for (const reserveMb of ['1', '0']) {
       }
       assert.ok(full >= 1, 'the volume never filled');
       assert.ok(accepted > 0);
-      const health = await kit.app.inject({ method: 'GET', url: '/healthz' });
+      const health = await asStaff(kit.app)({ method: 'GET', url: '/healthz' });
       assert.equal(health.statusCode, 503);
       // space returns
       fs.rmSync(ballast);
       await new Promise((r) => setTimeout(r, 1100));
-      const again = await kit.app.inject({
+      const again = await asStaff(kit.app)({
         method: 'POST',
         url: '/v1/orders',
         payload: { lines: [{ sku: 'A', qty: 1 }], payment: { method: 'cash' } },

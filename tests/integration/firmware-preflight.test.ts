@@ -23,6 +23,7 @@ import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
   ADMIN,
+  auth,
   BIN,
   DEMO_CATALOG,
   kitEnv,
@@ -120,7 +121,9 @@ describe('pre-flight against a running kit', () => {
     assert.equal(put.statusCode, 200, put.body);
     const vault = new TokenVault(loadOrCreateKey(dataLayout(kit.dataDir).tokenKey).value);
     const kitId = String(kitEnv(kit.dataDir, {})['POPKIT_KIT_ID']);
-    const status = (await (await fetch(`${baseUrl}/v1/status`)).json()) as { kitId: string };
+    const status = (await (await fetch(`${baseUrl}/v1/status`, { headers: auth })).json()) as {
+      kitId: string;
+    };
     const testKit = {
       kitId: status.kitId ?? kitId,
       dataDir: kit.dataDir,
@@ -131,7 +134,7 @@ describe('pre-flight against a running kit', () => {
     kitd = await startKitd(kit.dataDir, baseUrl, 85);
     await waitFor(
       async () => {
-        const s = (await (await fetch(`${baseUrl}/v1/status`)).json()) as {
+        const s = (await (await fetch(`${baseUrl}/v1/status`, { headers: auth })).json()) as {
           sync: { link: string };
           power: unknown[] | null;
         };
@@ -245,7 +248,7 @@ describe('pre-flight against a running kit', () => {
     battery.setSocPct(25);
     await waitFor(
       async () => {
-        const s = (await (await fetch(`${baseUrl}/v1/status`)).json()) as {
+        const s = (await (await fetch(`${baseUrl}/v1/status`, { headers: auth })).json()) as {
           kitd: { powerPolicy: { battery: { socPct?: number } } };
         };
         return (s.kitd?.powerPolicy?.battery?.socPct ?? 100) < 30;
@@ -260,7 +263,7 @@ describe('pre-flight against a running kit', () => {
     battery.setLoadW(400);
     await waitFor(
       async () => {
-        const s = (await (await fetch(`${baseUrl}/v1/status`)).json()) as {
+        const s = (await (await fetch(`${baseUrl}/v1/status`, { headers: auth })).json()) as {
           kitd: { powerPolicy: { battery: { socPct?: number; ttgMin?: number } } };
         };
         const b = s.kitd?.powerPolicy?.battery;
@@ -298,7 +301,7 @@ describe('pre-flight against a bare kit (no sync, no kitd, no catalog)', () => {
   test('no catalog (not ready to sell), a cold cache, no sync and no power readings each fail', async () => {
     const c = byId(await runPreflight(opts()));
     assert.equal(c['edge']?.ok, false);
-    assert.match(c['edge']?.detail ?? '', /not ready \(\/healthz 503/);
+    assert.match(c['edge']?.detail ?? '', /not ready \(\/healthz 503: no catalog loaded\)/);
     assert.equal(c['cache']?.ok, false);
     assert.match(c['cache']?.detail ?? '', /no catalog/);
     assert.equal(c['queue']?.ok, false);

@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { allOrders, openKitStore, readAllStock, scanOutbox, tokenCount } from '../../core/store/index.ts';
 import { createCheckout } from '../../services/checkout/main.ts';
 import { makeTempDir } from './tmp.ts';
@@ -69,6 +70,16 @@ export async function startCheckout(extra: Record<string, string> = {}, dataDir 
 }
 
 export const auth = { authorization: `Bearer ${ADMIN}` };
+
+/**
+ * `app.inject` as staff (the admin token may do all a paired terminal may): orders of any payment,
+ * /v1/status, /metrics. A request that names its own `authorization` keeps it.
+ */
+export function asStaff(app: {
+  inject(o: InjectOptions): Promise<LightMyRequestResponse>;
+}): (o: InjectOptions) => Promise<LightMyRequestResponse> {
+  return (o) => app.inject({ ...o, headers: { ...auth, ...(o.headers ?? {}) } });
+}
 
 /** A checkout that already sells `stock` (see smallCatalog: SKU A costs 1000, B 1100, …). */
 export async function startCheckoutWithCatalog(

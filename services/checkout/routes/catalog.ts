@@ -15,13 +15,13 @@ import {
 import type { OrderService } from '../orders.ts';
 import { ErrorEnvelope, errorResponses } from '../schemas.ts';
 import type { StoreGuard } from '../store-guard.ts';
-import { staffOnly, staffSecurity } from './staff.ts';
+import { adminSecurity, type Credentials } from './staff.ts';
 
 export interface CatalogRoutesOptions {
   store: KitStore;
   orders: OrderService;
   guard: StoreGuard;
-  adminToken: string;
+  creds: Credentials;
 }
 
 function serializer(schema: TSchema): (v: unknown) => string {
@@ -71,11 +71,11 @@ export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = as
   app.put(
     '/v1/catalog',
     {
-      onRequest: staffOnly(opts.adminToken),
+      onRequest: opts.creds.require('admin'),
       schema: {
         body: CatalogInput,
         response: { 200: CatalogOut, ...errorResponses },
-        security: staffSecurity,
+        security: adminSecurity,
       },
     },
     async (req) => {

@@ -9,7 +9,22 @@ export const openApiPlugin = fp(
     await app.register(swagger, {
       openapi: {
         info: { title: 'Popkit kit API', version: '1' },
-        components: { securitySchemes: { admin: { type: 'http', scheme: 'bearer' } } },
+        components: {
+          securitySchemes: {
+            admin: {
+              type: 'http',
+              scheme: 'bearer',
+              description:
+                'POPKIT_ADMIN_TOKEN (or keys/admin.token): catalog, event, pairing, and all a terminal may',
+            },
+            terminal: {
+              type: 'http',
+              scheme: 'bearer',
+              description:
+                'a paired staff terminal (popkit terminal pair): cash and card orders, status, metrics',
+            },
+          },
+        },
       },
     });
     app.get('/docs/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -5,18 +5,18 @@ import { type EventState, type KitStore, setEventState } from '../../../core/sto
 import type { OrderService } from '../orders.ts';
 import { EventStartBody, errorResponses } from '../schemas.ts';
 import type { StoreGuard } from '../store-guard.ts';
-import { staffOnly, staffSecurity } from './staff.ts';
+import { adminSecurity, type Credentials } from './staff.ts';
 
 export interface EventRoutesOptions {
   store: KitStore;
   orders: OrderService;
   guard: StoreGuard;
-  adminToken: string;
+  creds: Credentials;
 }
 
 export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async (app, opts) => {
   const { store, orders, guard } = opts;
-  const staff = staffOnly(opts.adminToken);
+  const staff = opts.creds.require('admin');
   const setEvent = async (live: boolean, eventId?: string): Promise<EventState> => {
     guard.assertWritable();
     return setEventState(store, live, eventId, orders.catalog()?.catalog.eventId ?? null);
@@ -25,10 +25,10 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
 
   app.post(
     '/v1/event/start',
-    { onRequest: staff, schema: { body: EventStartBody, response, security: staffSecurity } },
+    { onRequest: staff, schema: { body: EventStartBody, response, security: adminSecurity } },
     async (req) => setEvent(true, req.body?.eventId),
   );
-  app.post('/v1/event/stop', { onRequest: staff, schema: { response, security: staffSecurity } }, async () =>
+  app.post('/v1/event/stop', { onRequest: staff, schema: { response, security: adminSecurity } }, async () =>
     setEvent(false),
   );
 };

@@ -13,11 +13,15 @@ import {
   OrderOut,
 } from '../schemas.ts';
 import type { StoreGuard } from '../store-guard.ts';
+import { type Credentials, optionalSecurity } from './staff.ts';
 
 export interface OrderRoutesOptions {
   orders: OrderService;
   guard: StoreGuard;
   metrics: CheckoutMetrics;
+  creds: Credentials;
+  /** orders per minute per client address for callers without credentials */
+  buyerRatePerMin: number;
 }
 
 function publicOrder(o: StoredOrder) {
@@ -26,24 +30,50 @@ function publicOrder(o: StoredOrder) {
 }
 
 export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async (app, opts) => {
-  const { orders, guard, metrics } = opts;
+  const { orders, guard, metrics, creds } = opts;
+  // staff are not rate limited; a credential that is not valid is refused by the handler, so it
+  // counts against the buyer limit meanwhile
+  const staff = (req: Parameters<Credentials['role']>[0]) => {
+    try {
+      return creds.role(req) !== 'buyer';
+    } catch {
+      return false;
+    }
+  };
   const seconds = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
 
   app.post(
     '/v1/orders',
     {
+      config: { rateLimit: { max: opts.buyerRatePerMin, timeWindow: 60_000, allowList: staff } },
       schema: {
         body: OrderBody,
         headers: IdempotencyHeaders,
-        response: { 200: OrderOut, 201: OrderOut, ...errorResponses, 422: ErrorEnvelope, 507: ErrorEnvelope },
+        response: {
+          200: OrderOut,
+          201: OrderOut,
+          ...errorResponses,
+          403: ErrorEnvelope,
+          422: ErrorEnvelope,
+          429: ErrorEnvelope,
+          507: ErrorEnvelope,
+        },
+        security: optionalSecurity,
       },
     },
     async (req, reply) => {
       const started = process.hrtime.bigint();
+      const buyer = creds.role(req) === 'buyer';
+      if (buyer && req.body.payment.method === 'cash') {
+        throw new KitError('FORBIDDEN', 'cash orders need a paired staff terminal (popkit terminal pair)', {
+          required: 'terminal',
+          payment: 'cash',
+        });
+      }
       guard.assertWritable();
       let result: CreateResult;
       try {
-        result = await orders.create(req.body, req.headers['idempotency-key']);
+        result = await orders.create(req.body, req.headers['idempotency-key'], buyer);
       } catch (err) {
         metrics.latency.observe({ outcome: 'rejected' }, seconds(started));
         throw err;

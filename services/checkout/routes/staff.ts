@@ -1,18 +1,74 @@
-// Staff endpoints' one credential: the admin bearer token, compared in constant time.
+// Who is asking (docs/security.md#roles-and-credentials): the admin bearer token (catalog and event
+// control, pairing, and everything a terminal may), a paired staff terminal's token (cash and card
+// orders, status, metrics) or nobody (a buyer: card orders only, rate limited and capped). A credential
+// that is sent but not valid (wrong, revoked) is refused, never taken for a buyer.
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { KitError } from '../../../core/errors.ts';
+import { type KitStore, terminalForToken } from '../../../core/store/index.ts';
 
-/** An onRequest hook refusing (UNAUTHORIZED) a request without `Authorization: Bearer <admin token>`. */
-export function staffOnly(adminToken: string): (req: FastifyRequest) => Promise<void> {
-  const tokenBuf = Buffer.from(adminToken);
-  return async (req) => {
-    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    const given = Buffer.from(m?.[1] ?? '');
-    if (!m || given.length !== tokenBuf.length || !timingSafeEqual(given, tokenBuf)) {
-      throw new KitError('UNAUTHORIZED', 'staff endpoint: send Authorization: Bearer <POPKIT_ADMIN_TOKEN>');
+export type Role = 'admin' | 'terminal' | 'buyer';
+
+const RANK: Record<Role, number> = { buyer: 0, terminal: 1, admin: 2 };
+
+export class Credentials {
+  private readonly adminBuf: Buffer;
+  private readonly seen = new WeakMap<FastifyRequest, Role>();
+
+  constructor(
+    adminToken: string,
+    private readonly store: KitStore,
+  ) {
+    this.adminBuf = Buffer.from(adminToken);
+  }
+
+  /** The caller's role; UNAUTHORIZED for a credential that is malformed, unknown or revoked. */
+  role(req: FastifyRequest): Role {
+    const cached = this.seen.get(req);
+    if (cached) return cached;
+    const role = this.resolve(req.headers.authorization);
+    this.seen.set(req, role);
+    return role;
+  }
+
+  private resolve(header: string | undefined): Role {
+    if (header === undefined) return 'buyer';
+    const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
+    if (!m?.[1]) {
+      throw new KitError('UNAUTHORIZED', 'send Authorization: Bearer <admin or terminal token>');
     }
-  };
+    const given = Buffer.from(m[1]);
+    if (given.length === this.adminBuf.length && timingSafeEqual(given, this.adminBuf)) return 'admin';
+    if (terminalForToken(this.store, m[1])) return 'terminal';
+    throw new KitError(
+      'UNAUTHORIZED',
+      'unknown or revoked token: pair this terminal again (popkit terminal pair)',
+    );
+  }
+
+  /** An onRequest hook: UNAUTHORIZED without a valid credential, FORBIDDEN when the role is below `min`. */
+  require(min: 'admin' | 'terminal'): (req: FastifyRequest) => Promise<void> {
+    return async (req) => {
+      const role = this.role(req);
+      if (role === 'buyer') {
+        throw new KitError(
+          'UNAUTHORIZED',
+          min === 'admin'
+            ? 'staff endpoint: send Authorization: Bearer <POPKIT_ADMIN_TOKEN>'
+            : 'send Authorization: Bearer <terminal or admin token> (popkit terminal pair)',
+          { required: min },
+        );
+      }
+      if (RANK[role] < RANK[min]) {
+        throw new KitError('FORBIDDEN', `this endpoint needs the ${min} token`, { required: min, role });
+      }
+    };
+  }
 }
 
-export const staffSecurity = [{ admin: [] }];
+/** OpenAPI security requirements per route (components.securitySchemes in routes/docs.ts). */
+type Security = Array<Record<string, string[]>>;
+export const adminSecurity: Security = [{ admin: [] }];
+export const terminalSecurity: Security = [{ terminal: [] }, { admin: [] }];
+/** no credential needed (a buyer), or either token for more */
+export const optionalSecurity: Security = [{}, { terminal: [] }, { admin: [] }];
