@@ -1,6 +1,7 @@
 // The shipped hub broker config (deploy/hub/mosquitto.conf + acl + add-kit.sh) on a real Mosquitto:
-// a kit may publish only under its own topics and read only its acks and its events' catalogs; the
-// whole kit → hub → kit flow works through it with per-kit credentials.
+// a kit may publish only under its own topics and read only its acks and its events' catalogs; its
+// client id is its login, so its credentials cannot disconnect another kit or a hub worker; the whole
+// kit → hub → kit flow works through it with per-kit credentials.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
   dropSchema,
+  freePort,
   ledgerOrderIds,
   type Mosquitto,
   makeKit,
@@ -32,22 +34,30 @@ const kitB = uniqueId('kitb');
 const eventA = uniqueId('eva');
 const hubPass = 'hub-secret-password';
 let broker: Mosquitto;
+/** the kits' listener (8883 in the shipped file); broker.url is the workers' one (1883) */
+let kitUrl = '';
 let passA = '';
+let passB = '';
 const schema = uniqueId('t_acl').replace(/-/g, '_');
 
 describe('hub broker ACL (deploy/hub)', () => {
   before(async () => {
     // the shipped files, with only the paths and the port moved for the test
     fs.copyFileSync(path.join(deploy, 'acl'), path.join(dir, 'acl'));
-    execFileSync('mosquitto_passwd', ['-c', '-b', path.join(dir, 'passwd'), 'popkit-hub', hubPass]);
+    execFileSync('mosquitto_passwd', ['-c', '-b', path.join(dir, 'hub-passwd'), 'popkit-hub', hubPass]);
     passA = execFileSync(path.join(deploy, 'add-kit.sh'), [dir, kitA, eventA], { encoding: 'utf8' }).trim();
-    execFileSync(path.join(deploy, 'add-kit.sh'), [dir, kitB, 'other-event'], { encoding: 'utf8' });
+    passB = execFileSync(path.join(deploy, 'add-kit.sh'), [dir, kitB, 'other-event'], {
+      encoding: 'utf8',
+    }).trim();
+    const kitPort = await freePort();
+    kitUrl = `mqtt://127.0.0.1:${kitPort}`;
     const conf = (port: number) =>
       fs
         .readFileSync(path.join(deploy, 'mosquitto.conf'), 'utf8')
         .replaceAll('/mosquitto/config/', `${dir}/`)
         .replaceAll('/mosquitto/data/', `${dir}/`)
-        .replace(/^listener 1883$/m, `listener ${port} 127.0.0.1`);
+        .replace(/^listener 1883$/m, `listener ${port} 127.0.0.1`)
+        .replace(/^listener 8883$/m, `listener ${kitPort} 127.0.0.1`);
     broker = await mosquitto({ rawConf: conf });
   });
 
@@ -56,9 +66,10 @@ describe('hub broker ACL (deploy/hub)', () => {
     await dropSchema(schema);
   });
 
-  const connect = (username: string, password: string) =>
-    mqtt.connectAsync(broker.url, {
-      clientId: uniqueId(username),
+  /** a kit on the kits' listener; `hub` logs in on the workers' listener */
+  const connect = (username: string, password: string, clientId = uniqueId(username)) =>
+    mqtt.connectAsync(username === 'popkit-hub' ? broker.url : kitUrl, {
+      clientId,
       username,
       password,
       protocolVersion: 5,
@@ -66,10 +77,74 @@ describe('hub broker ACL (deploy/hub)', () => {
     });
 
   test('no credentials or a wrong password: refused', async () => {
-    await assert.rejects(
-      mqtt.connectAsync(broker.url, { clientId: uniqueId('anon'), reconnectPeriod: 0, protocolVersion: 5 }),
-    );
+    for (const url of [broker.url, kitUrl]) {
+      await assert.rejects(
+        mqtt.connectAsync(url, { clientId: uniqueId('anon'), reconnectPeriod: 0, protocolVersion: 5 }),
+      );
+    }
     await assert.rejects(connect(kitA, 'wrong-password'));
+  });
+
+  test("a kit's credentials open only the kits' listener, and the hub's only the workers' one", async () => {
+    const opts = { reconnectPeriod: 0, protocolVersion: 5 as const };
+    await assert.rejects(
+      mqtt.connectAsync(broker.url, { ...opts, clientId: uniqueId('a'), username: kitA, password: passA }),
+    );
+    await assert.rejects(
+      mqtt.connectAsync(kitUrl, {
+        ...opts,
+        clientId: uniqueId('h'),
+        username: 'popkit-hub',
+        password: hubPass,
+      }),
+    );
+  });
+
+  test("kit A's credentials with kit B's or a hub worker's client id disconnect neither", async () => {
+    const workerId = 'popkit-hub-w1';
+    const worker = await connect('popkit-hub', hubPass, workerId);
+    // kit B as sync connects it (client id popkit-sync-<kit>, a persistent session)
+    const b = await mqtt.connectAsync(kitUrl, {
+      clientId: `popkit-sync-${kitB}`,
+      username: kitB,
+      password: passB,
+      protocolVersion: 5,
+      reconnectPeriod: 0,
+      clean: false,
+      properties: { sessionExpiryInterval: 600 },
+    });
+    const dropped: string[] = [];
+    worker.on('close', () => dropped.push('worker'));
+    b.on('close', () => dropped.push('kit B'));
+    try {
+      // every client id kit B or the worker could have, and B's login name itself
+      for (const clientId of [`popkit-sync-${kitB}`, kitB, workerId, 'popkit-hub']) {
+        const intruder = await connect(kitA, passA, clientId);
+        await intruder.endAsync(true);
+      }
+      // both still deliver and receive: a message to each arrives on the connection that was there
+      const gotB: string[] = [];
+      const gotWorker: string[] = [];
+      b.on('message', (t) => gotB.push(t));
+      worker.on('message', (t) => gotWorker.push(t));
+      // not awaited: a client that was taken over would never settle them (no reconnects here)
+      let subscribed = 0;
+      b.subscribe({ [topics.acks(kitB)]: { qos: 1 } }, () => subscribed++);
+      worker.subscribe({ [topics.orders(kitB)]: { qos: 1 } }, () => subscribed++);
+      await waitFor(() => subscribed === 2 || dropped.length > 0, 10_000, 'subscriptions');
+      worker.publish(topics.acks(kitB), 'an ack', { qos: 1 });
+      b.publish(topics.orders(kitB), '{"ok":true}', { qos: 1 });
+      await waitFor(
+        () => (gotB.length > 0 && gotWorker.length > 0) || dropped.length > 0,
+        10_000,
+        'traffic of kit B and the worker',
+      );
+      assert.deepEqual(dropped, [], 'a connection was taken over');
+      assert.equal(b.connected && worker.connected, true);
+    } finally {
+      await b.endAsync(true);
+      await worker.endAsync(true);
+    }
   });
 
   test("a kit cannot publish under another kit's id nor read its acks or other events' catalogs", async () => {
@@ -117,7 +192,7 @@ describe('hub broker ACL (deploy/hub)', () => {
       env: { POPKIT_HUB_BROKER_USERNAME: 'popkit-hub', POPKIT_HUB_BROKER_PASSWORD: hubPass },
     });
     const kit = await makeKit(kitA);
-    const sync: SyncService = startSync(kit, broker.url, { POPKIT_HUB_PASSWORD: passA });
+    const sync: SyncService = startSync(kit, kitUrl, { POPKIT_HUB_PASSWORD: passA });
     try {
       const ids: string[] = [];
       for (let i = 0; i < 10; i++) ids.push(await kit.place());
