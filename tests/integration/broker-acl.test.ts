@@ -1,7 +1,8 @@
 // The shipped hub broker config (deploy/hub/mosquitto.conf + acl + add-kit.sh) on a real Mosquitto:
 // a kit may publish only under its own topics and read only its acks and its events' catalogs; its
 // client id is its login, so its credentials cannot disconnect another kit or a hub worker; the whole
-// kit → hub → kit flow works through it with per-kit credentials.
+// kit → hub → kit flow works through it with per-kit credentials. The kits' listener is TLS only, with
+// certificates made by deploy/hub/make-certs.sh: the CA connects, no CA or plain MQTT does not.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -34,8 +35,12 @@ const kitB = uniqueId('kitb');
 const eventA = uniqueId('eva');
 const hubPass = 'hub-secret-password';
 let broker: Mosquitto;
-/** the kits' listener (8883 in the shipped file); broker.url is the workers' one (1883) */
+/** the kits' listener (8883 in the shipped file, TLS); broker.url is the workers' one (1883) */
 let kitUrl = '';
+const certs = path.join(dir, 'certs');
+const caFile = path.join(certs, 'ca.crt');
+/** what every client of the kits' listener needs: the private CA */
+const tls = (url: string) => (url === kitUrl ? { ca: fs.readFileSync(caFile) } : {});
 let passA = '';
 let passB = '';
 const schema = uniqueId('t_acl').replace(/-/g, '_');
@@ -49,12 +54,16 @@ describe('hub broker ACL (deploy/hub)', () => {
     passB = execFileSync(path.join(deploy, 'add-kit.sh'), [dir, kitB, 'other-event'], {
       encoding: 'utf8',
     }).trim();
+    execFileSync(path.join(deploy, 'make-certs.sh'), [certs, '127.0.0.1', 'localhost'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const kitPort = await freePort();
-    kitUrl = `mqtt://127.0.0.1:${kitPort}`;
+    kitUrl = `mqtts://127.0.0.1:${kitPort}`;
     const conf = (port: number) =>
       fs
         .readFileSync(path.join(deploy, 'mosquitto.conf'), 'utf8')
         .replaceAll('/mosquitto/config/', `${dir}/`)
+        .replaceAll('/mosquitto/certs/', `${certs}/`)
         .replaceAll('/mosquitto/data/', `${dir}/`)
         .replace(/^listener 1883$/m, `listener ${port} 127.0.0.1`)
         .replace(/^listener 8883$/m, `listener ${kitPort} 127.0.0.1`);
@@ -67,19 +76,28 @@ describe('hub broker ACL (deploy/hub)', () => {
   });
 
   /** a kit on the kits' listener; `hub` logs in on the workers' listener */
-  const connect = (username: string, password: string, clientId = uniqueId(username)) =>
-    mqtt.connectAsync(username === 'popkit-hub' ? broker.url : kitUrl, {
+  const connect = (username: string, password: string, clientId = uniqueId(username)) => {
+    const url = username === 'popkit-hub' ? broker.url : kitUrl;
+    return mqtt.connectAsync(url, {
       clientId,
       username,
       password,
       protocolVersion: 5,
       reconnectPeriod: 0,
+      ...tls(url),
     });
+  };
 
   test('no credentials or a wrong password: refused', async () => {
     for (const url of [broker.url, kitUrl]) {
       await assert.rejects(
-        mqtt.connectAsync(url, { clientId: uniqueId('anon'), reconnectPeriod: 0, protocolVersion: 5 }),
+        mqtt.connectAsync(url, {
+          clientId: uniqueId('anon'),
+          reconnectPeriod: 0,
+          protocolVersion: 5,
+          ...tls(url),
+        }),
+        /not authori[sz]ed|bad user name or password/i,
       );
     }
     await assert.rejects(connect(kitA, 'wrong-password'));
@@ -89,6 +107,7 @@ describe('hub broker ACL (deploy/hub)', () => {
     const opts = { reconnectPeriod: 0, protocolVersion: 5 as const };
     await assert.rejects(
       mqtt.connectAsync(broker.url, { ...opts, clientId: uniqueId('a'), username: kitA, password: passA }),
+      /not authori[sz]ed|bad user name or password/i,
     );
     await assert.rejects(
       mqtt.connectAsync(kitUrl, {
@@ -96,7 +115,9 @@ describe('hub broker ACL (deploy/hub)', () => {
         clientId: uniqueId('h'),
         username: 'popkit-hub',
         password: hubPass,
+        ...tls(kitUrl),
       }),
+      /not authori[sz]ed|bad user name or password/i,
     );
   });
 
@@ -105,6 +126,7 @@ describe('hub broker ACL (deploy/hub)', () => {
     const worker = await connect('popkit-hub', hubPass, workerId);
     // kit B as sync connects it (client id popkit-sync-<kit>, a persistent session)
     const b = await mqtt.connectAsync(kitUrl, {
+      ...tls(kitUrl),
       clientId: `popkit-sync-${kitB}`,
       username: kitB,
       password: passB,
@@ -192,7 +214,10 @@ describe('hub broker ACL (deploy/hub)', () => {
       env: { POPKIT_HUB_BROKER_USERNAME: 'popkit-hub', POPKIT_HUB_BROKER_PASSWORD: hubPass },
     });
     const kit = await makeKit(kitA);
-    const sync: SyncService = startSync(kit, kitUrl, { POPKIT_HUB_PASSWORD: passA });
+    const sync: SyncService = startSync(kit, kitUrl, {
+      POPKIT_HUB_PASSWORD: passA,
+      POPKIT_HUB_CA_FILE: caFile,
+    });
     try {
       const ids: string[] = [];
       for (let i = 0; i < 10; i++) ids.push(await kit.place());
@@ -212,6 +237,45 @@ describe('hub broker ACL (deploy/hub)', () => {
       await sync.stop();
       await hub.stop();
       await kit.close();
+    }
+  });
+
+  test("the kits' listener is TLS only: without the CA, or in plain MQTT, a kit gets no session", async () => {
+    const base = {
+      clientId: uniqueId('k'),
+      username: kitA,
+      password: passA,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    };
+    // with the CA it connects (the certificate from make-certs.sh names 127.0.0.1)
+    const ok = await mqtt.connectAsync(kitUrl, { ...base, protocolVersion: 5, ...tls(kitUrl) });
+    await ok.endAsync(true);
+    await assert.rejects(mqtt.connectAsync(kitUrl, { ...base, protocolVersion: 5 }), /certificate/i);
+    const plain = mqtt.connect(kitUrl.replace('mqtts:', 'mqtt:'), { ...base, protocolVersion: 5 });
+    const outcome = await new Promise<string>((resolve) => {
+      plain.once('connect', () => resolve('connected'));
+      plain.once('error', () => resolve('error'));
+      plain.once('close', () => resolve('closed'));
+    });
+    plain.end(true);
+    assert.notEqual(outcome, 'connected');
+  });
+
+  test('make-certs.sh: the files docker-compose mounts, keys 0600, a CA kept across runs', () => {
+    for (const f of ['ca.crt', 'ca.key', 'server.crt', 'server.key'])
+      assert.ok(fs.existsSync(path.join(certs, f)), f);
+    for (const f of ['ca.key', 'server.key'])
+      assert.equal(fs.statSync(path.join(certs, f)).mode & 0o077, 0, `${f} is private`);
+    const ca = fs.readFileSync(caFile, 'utf8');
+    execFileSync(path.join(deploy, 'make-certs.sh'), [certs, '127.0.0.1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    assert.equal(fs.readFileSync(caFile, 'utf8'), ca, 'the CA kits trust is kept');
+    execFileSync('openssl', ['verify', '-CAfile', caFile, path.join(certs, 'server.crt')], { stdio: 'pipe' });
+    // hostile names are refused, nothing is written for them
+    for (const bad of ['a b', '-subj', 'x/../y', '']) {
+      assert.throws(() => execFileSync(path.join(deploy, 'make-certs.sh'), [certs, bad], { stdio: 'pipe' }));
     }
   });
 });
