@@ -278,4 +278,35 @@ describe('hub broker ACL (deploy/hub)', () => {
       assert.throws(() => execFileSync(path.join(deploy, 'make-certs.sh'), [certs, bad], { stdio: 'pipe' }));
     }
   });
+
+  test("add-kit.sh refuses the hub's names and an existing kit, and changes nothing for them", () => {
+    execFileSync('mosquitto_passwd', ['-b', path.join(dir, 'hub-passwd'), 'ops-worker-2', 'another-secret']);
+    const before = ['passwd', 'acl', 'hub-passwd'].map((f) => fs.readFileSync(path.join(dir, f)));
+    for (const id of [
+      'popkit-hub',
+      'popkit-hub-w1',
+      'Popkit-Hub',
+      'POPKIT',
+      'popkit-sync-x',
+      'ops-worker-2',
+      'OPS-WORKER-2',
+      kitA,
+    ]) {
+      let stderr = '';
+      assert.throws(() => {
+        try {
+          execFileSync(path.join(deploy, 'add-kit.sh'), [dir, id, 'ev1'], {
+            encoding: 'utf8',
+            stdio: 'pipe',
+          });
+        } catch (err) {
+          stderr = String((err as { stderr?: string }).stderr);
+          throw err;
+        }
+      }, `${id} was accepted`);
+      assert.match(stderr, /reserved kit id|exists already/, id);
+    }
+    const afterwards = ['passwd', 'acl', 'hub-passwd'].map((f) => fs.readFileSync(path.join(dir, f)));
+    assert.deepEqual(afterwards, before);
+  });
 });
