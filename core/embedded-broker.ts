@@ -8,6 +8,13 @@ import net from 'node:net';
 import path from 'node:path';
 import { KitError } from './errors.ts';
 
+/**
+ * The largest MQTT packet a Popkit broker takes (deploy/hub/mosquitto.conf says the same): a kit's
+ * batch is at most 256 Ki characters (≤ 768 KiB of UTF-8) or one entry alone, and the hub refuses a
+ * catalog whose signed message would not fit. A bigger packet disconnects its sender; nothing else.
+ */
+export const BROKER_MAX_PACKET_BYTES = 2 * 1024 * 1024;
+
 export interface EmbeddedBroker {
   url: string;
   port: number;
@@ -64,6 +71,7 @@ export function mosquittoConfig(o: { host: string; port: number; dir: string; ex
     // Mosquitto's default of 1000 silently drops QoS 1 messages to a subscriber that falls behind
     'max_queued_messages 0',
     'max_inflight_messages 100',
+    `max_packet_size ${BROKER_MAX_PACKET_BYTES}`,
     'persistence true',
     `persistence_location ${o.dir}/`,
     'autosave_interval 30',

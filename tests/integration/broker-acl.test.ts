@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import { LANES } from '../../core/contracts/lanes.ts';
+import { BROKER_MAX_PACKET_BYTES } from '../../core/embedded-broker.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
@@ -233,6 +234,26 @@ describe('hub broker ACL (deploy/hub)', () => {
         5000,
         'retained status seen by the hub',
       );
+      // a catalog whose signed message the broker would refuse is refused by the hub, and not stored
+      const latest = await hub.ledger!.latestCatalogVersion(eventA);
+      const item = (i: number) => ({
+        sku: `S${i}`,
+        name: `Item ${i}`,
+        description: 'x'.repeat(2000),
+        priceCents: 100,
+        currency: 'EUR',
+        stock: 1,
+      });
+      const res = await fetch(`${hub.httpUrl}/v1/events/${eventA}/catalog`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${hub.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ currency: 'EUR', items: Array.from({ length: 1100 }, (_, i) => item(i)) }),
+      });
+      assert.equal(res.status, 413);
+      const refused = (await res.json()) as { error: { code: string; details?: { max?: number } } };
+      assert.equal(refused.error.code, 'BODY_TOO_LARGE');
+      assert.equal(refused.error.details?.max, BROKER_MAX_PACKET_BYTES);
+      assert.equal(await hub.ledger!.latestCatalogVersion(eventA), latest);
     } finally {
       await sync.stop();
       await hub.stop();
@@ -308,5 +329,53 @@ describe('hub broker ACL (deploy/hub)', () => {
     }
     const afterwards = ['passwd', 'acl', 'hub-passwd'].map((f) => fs.readFileSync(path.join(dir, f)));
     assert.deepEqual(afterwards, before);
+  });
+
+  test('a packet over the limit disconnects its sender only; its next connection and other kits work', async () => {
+    const worker = await connect('popkit-hub', hubPass, 'popkit-hub-limits');
+    const got: Buffer[] = [];
+    worker.on('message', (_t, p) => got.push(p));
+    await worker.subscribeAsync({ 'popkit/v1/kits/+/orders': { qos: 1 } });
+    const b = await connect(kitB, passB);
+    let bDropped = false;
+    b.on('close', () => {
+      bDropped = true;
+    });
+    const a = mqtt.connect(kitUrl, {
+      clientId: kitA,
+      username: kitA,
+      password: passA,
+      protocolVersion: 5,
+      reconnectPeriod: 0,
+      ...tls(kitUrl),
+    });
+    try {
+      const connack = await new Promise<{ properties?: { maximumPacketSize?: number } }>(
+        (resolve, reject) => {
+          a.once('connect', resolve);
+          a.once('error', reject);
+        },
+      );
+      assert.equal(connack.properties?.maximumPacketSize, BROKER_MAX_PACKET_BYTES, 'the limit is advertised');
+      const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
+      a.on('error', () => {});
+      a.publish(topics.orders(kitA), Buffer.alloc(BROKER_MAX_PACKET_BYTES, 0x61), { qos: 1 });
+      await Promise.race([
+        closed,
+        new Promise((_, rej) => setTimeout(() => rej(new Error('not disconnected')), 15_000)),
+      ]);
+      // the same kit again, a normal batch: delivered; kit B never noticed
+      const again = await connect(kitA, passA);
+      await again.publishAsync(topics.orders(kitA), '{"small":true}', { qos: 1 });
+      await b.publishAsync(topics.orders(kitB), '{"b":true}', { qos: 1 });
+      await waitFor(() => got.length >= 2, 10_000, 'the small batches');
+      await again.endAsync(true);
+      assert.deepEqual(got.map((p) => p.toString()).sort(), ['{"b":true}', '{"small":true}']);
+      assert.equal(bDropped, false);
+    } finally {
+      a.end(true);
+      await b.endAsync(true);
+      await worker.endAsync(true);
+    }
   });
 });

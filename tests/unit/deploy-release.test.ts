@@ -10,6 +10,7 @@ import { normalize, parse as parseComposition } from '@balena/compose/dist/parse
 import { parse as parseYaml } from 'yaml';
 import { COMMANDS } from '../../cli/popkit.ts';
 import { BaseConfig, CheckoutConfig } from '../../core/config.ts';
+import { BROKER_MAX_PACKET_BYTES } from '../../core/embedded-broker.ts';
 import { KitdConfig } from '../../firmware/config.ts';
 import { deviceNodesFor } from '../../firmware/device-nodes.ts';
 import { BOARD_IDS, boardFromDeviceType, getBoardProfile } from '../../hardware/boards/index.ts';
@@ -184,6 +185,9 @@ describe('deploy/hub (the regional hub)', () => {
     ])
       assert.match(kits, line);
     assert.match(conf, /^per_listener_settings true$/m);
+    // the packet limit is the one the hub's catalog check and the embedded broker use; queues bounded in bytes
+    assert.match(conf, new RegExp(`^max_packet_size ${BROKER_MAX_PACKET_BYTES}$`, 'm'));
+    assert.match(conf, /^max_queued_bytes [1-9]\d*$/m);
     assert.equal(hubCompose.services['hub']?.environment?.['POPKIT_HUB_BROKER_URL'], 'mqtt://mosquitto:1883');
   });
 
