@@ -1,7 +1,7 @@
 // kitd's own environment: thresholds of the power policy, button mapping, watchdog and update-lock
 // settings. Composed with BaseConfig (core/config.ts) at start; a bad value stops kitd with one line each.
 import { type Static, Type } from '@sinclair/typebox';
-import { BaseConfig, composeConfig } from '../core/config.ts';
+import { BaseConfig, composeConfig, SECRET } from '../core/config.ts';
 
 const Pct = (def: number, description: string) =>
   Type.Number({ minimum: 0, maximum: 100, default: def, description });
@@ -17,6 +17,14 @@ export const KitdOwnConfig = Type.Object({
     default: 'http://127.0.0.1:8090',
     description: "the hub's HTTP API, for jitter/loss probes and the gateway check",
   }),
+  POPKIT_HUB_ADMIN_TOKEN: Type.Optional(
+    Type.String({
+      ...SECRET,
+      minLength: 16,
+      description:
+        "the hub's admin token, for popkit preflight's payment check (GET /v1/gateway); give it to that run, do not store it on kits",
+    }),
+  ),
   POPKIT_POWER_LOW_SOC: Pct(30, 'SOC % below which media steps down'),
   POPKIT_POWER_CRITICAL_SOC: Pct(8, 'SOC % at which the kit flushes and shuts down'),
   POPKIT_POWER_CRITICAL_TTG_MIN: Type.Number({

@@ -52,6 +52,8 @@ export interface PreflightReport {
 export interface PreflightOptions {
   checkout: CheckoutClient;
   hubHttpUrl: string;
+  /** the hub's admin token: GET /v1/gateway needs it */
+  hubAdminToken?: string | undefined;
   dataDir: string;
   plannedEventMin: number;
   lowSocPct: number;
@@ -197,10 +199,18 @@ async function checkCache({ o }: Ctx): Promise<Outcome> {
 async function checkPayment({ o }: Ctx): Promise<Outcome> {
   let res: Response;
   try {
-    res = await fetch(`${o.hubHttpUrl}/v1/gateway`, { signal: AbortSignal.timeout(5000) });
+    res = await fetch(`${o.hubHttpUrl}/v1/gateway`, {
+      signal: AbortSignal.timeout(5000),
+      ...(o.hubAdminToken ? { headers: { authorization: `Bearer ${o.hubAdminToken}` } } : {}),
+    });
   } catch (err) {
     return { ok: false, detail: `hub ${o.hubHttpUrl} unreachable: ${(err as Error).message}` };
   }
+  if (res.status === 401)
+    return {
+      ok: false,
+      detail: `hub /v1/gateway answered 401: run preflight with the hub's admin token (POPKIT_HUB_ADMIN_TOKEN)`,
+    };
   if (!res.ok) return { ok: false, detail: `hub /v1/gateway answered ${res.status}` };
   const g = (await res.json()) as {
     name?: string;

@@ -49,6 +49,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
   const report = await runPreflight({
     checkout,
     hubHttpUrl: cfg.POPKIT_HUB_HTTP_URL.replace(/\/+$/, ''),
+    hubAdminToken: cfg.POPKIT_HUB_ADMIN_TOKEN,
     dataDir,
     plannedEventMin: cfg.POPKIT_EVENT_PLANNED_MIN,
     lowSocPct: cfg.POPKIT_POWER_LOW_SOC,

@@ -25,6 +25,8 @@ import type { LogRotation } from '../../core/rotating-log.ts';
 import { loadOrCreateToken } from '../../core/secrets.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
+import { SyncConfig } from '../../services/sync/config.ts';
+import { refusePlaintextHub } from '../../services/sync/link.ts';
 import { COMMANDS } from './registry.ts';
 
 /** What `popkit up` reads beyond checkout's variables. */
@@ -155,6 +157,9 @@ async function prepare(argv: string[]): Promise<Up> {
   const { values } = parseArgs({ args: argv, options: { 'no-media': { type: 'boolean', default: false } } });
   const env = { ...process.env };
   const cfg = loadConfig(UpConfig, env);
+  // sync would refuse it at every restart: say so once, before anything starts
+  if (cfg.POPKIT_HUB_URL)
+    refusePlaintextHub(cfg.POPKIT_HUB_URL, loadConfig(SyncConfig, env).POPKIT_HUB_ALLOW_PLAINTEXT);
   const dataDir = resolveDataDir(cfg);
   ensurePrivateDir(dataDir);
   await seedDemoCatalog(dataDir);

@@ -20,6 +20,8 @@ export interface HubAppDeps {
   gateway: PaymentGateway;
   adminToken: string;
   signingKey: KeyObject;
+  /** GET /v1/gateway's cache (default 30 s) */
+  gatewayCheckCacheMs?: number;
   logger?: boolean;
 }
 
@@ -32,8 +34,12 @@ export function buildHubApp(deps: HubAppDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>();
   const { ledger, ingest, adminToken } = deps;
   app.register(errorEnvelopePlugin);
-  app.register(healthRoutes, { ledger, ingest });
-  app.register(gatewayRoutes, { gateway: deps.gateway });
+  app.register(healthRoutes, { ledger, ingest, adminToken });
+  app.register(gatewayRoutes, {
+    gateway: deps.gateway,
+    adminToken,
+    ...(deps.gatewayCheckCacheMs !== undefined ? { cacheMs: deps.gatewayCheckCacheMs } : {}),
+  });
   app.register(kitRoutes, { ledger, adminToken });
   app.register(orderRoutes, { ledger, adminToken });
   app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });

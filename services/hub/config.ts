@@ -55,6 +55,12 @@ export const HubConfig = Type.Object({
     description: 'payment gateway adapter',
   }),
   POPKIT_HUB_GATEWAY_RETRY_S: Type.Integer({ minimum: 1, default: 30 }),
+  POPKIT_HUB_GATEWAY_CHECK_CACHE_S: Type.Integer({
+    minimum: 0,
+    maximum: 3600,
+    default: 30,
+    description: 'GET /v1/gateway reuses one answer of the gateway this long (0: ask every time)',
+  }),
   POPKIT_GATEWAY_SANDBOX_JOURNAL: Type.Optional(
     Type.String({
       minLength: 1,

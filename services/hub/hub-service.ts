@@ -78,6 +78,7 @@ export class HubService {
       gateway: this.gateway,
       adminToken: this.adminToken,
       signingKey: signing.privateKey,
+      gatewayCheckCacheMs: cfg.POPKIT_HUB_GATEWAY_CHECK_CACHE_S * 1000,
       logger: this.opts.httpLogger ?? false,
     });
     const addr = await this.app.listen({ port: cfg.POPKIT_HUB_HTTP_PORT, host: cfg.POPKIT_HUB_HTTP_HOST });

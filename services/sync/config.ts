@@ -14,6 +14,11 @@ export const SyncConfig = Type.Object({
     Type.String({ ...SECRET, minLength: 1, description: "the kit's broker password" }),
   ),
   POPKIT_HUB_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: 'CA bundle for mqtts://' })),
+  POPKIT_HUB_ALLOW_PLAINTEXT: Type.Boolean({
+    default: false,
+    description:
+      'accept a plaintext hub URL (mqtt://, ws://, tcp://) to another machine; card tokens then cross the network in the clear',
+  }),
   POPKIT_HUB_PUBLIC_KEY: Type.Optional(
     Type.String({ minLength: 40, description: "the hub's ed25519 catalog key: PEM or base64 SPKI DER" }),
   ),

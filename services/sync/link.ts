@@ -7,13 +7,45 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { Backoff } from '../../core/backoff.ts';
 import { type KitStatusT, topics } from '../../core/contracts/hub-wire.ts';
 import type { LinkState } from '../../core/contracts/run-status.ts';
+import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 
 const log = moduleLogger('sync');
 
+/** URL schemes whose traffic is encrypted (mqtt.js: ssl/tls are mqtts) */
+const ENCRYPTED = new Set(['mqtts:', 'wss:', 'ssl:', 'tls:']);
+
+function isLoopback(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * Card tokens travel in the batches: a hub URL that is not encrypted (mqtt://, ws://, tcp://) is refused
+ * unless it points at this machine (the embedded hub) or POPKIT_HUB_ALLOW_PLAINTEXT=1 says so.
+ */
+export function refusePlaintextHub(hubUrl: string, allowPlaintext: boolean | undefined): void {
+  let url: URL;
+  try {
+    url = new URL(hubUrl);
+  } catch {
+    throw new KitError('CONFIG_INVALID', `POPKIT_HUB_URL is not a URL: ${redactUrl(hubUrl)}`);
+  }
+  if (ENCRYPTED.has(url.protocol) || allowPlaintext || isLoopback(url.hostname)) return;
+  throw new KitError(
+    'CONFIG_INVALID',
+    `POPKIT_HUB_URL ${redactUrl(hubUrl)} is plaintext (${url.protocol}//) to another machine: card tokens ` +
+      'would cross the network in the clear. Use mqtts:// (TLS, POPKIT_HUB_CA_FILE for a private CA), ' +
+      'or set POPKIT_HUB_ALLOW_PLAINTEXT=1 on a network you trust.',
+    { hubUrl: redactUrl(hubUrl), protocol: url.protocol },
+  );
+}
+
 export interface HubLinkOptions {
   kitId: string;
   hubUrl: string;
+  /** POPKIT_HUB_ALLOW_PLAINTEXT: a plaintext hub URL to another machine is accepted */
+  allowPlaintext?: boolean | undefined;
   username?: string | undefined;
   password?: string | undefined;
   ca?: Buffer | undefined;
@@ -43,6 +75,7 @@ export class HubLink {
     private readonly opts: HubLinkOptions,
     private readonly on: HubLinkEvents,
   ) {
+    refusePlaintextHub(opts.hubUrl, opts.allowPlaintext);
     this.backoff = new Backoff({
       initialMs: opts.backoffMinMs,
       maxMs: opts.backoffMaxMs,

@@ -32,6 +32,7 @@ export function syncOptionsFrom(
     kitId,
     dataDir,
     hubUrl: cfg.POPKIT_HUB_URL ?? DEFAULT_HUB_URL,
+    allowPlaintext: cfg.POPKIT_HUB_ALLOW_PLAINTEXT,
     username: cfg.POPKIT_HUB_USERNAME,
     password: cfg.POPKIT_HUB_PASSWORD,
     ca: cfg.POPKIT_HUB_CA_FILE ? fs.readFileSync(cfg.POPKIT_HUB_CA_FILE) : undefined,

@@ -25,6 +25,8 @@ export interface SyncOptions {
   kitId: string;
   dataDir: string;
   hubUrl: string;
+  /** POPKIT_HUB_ALLOW_PLAINTEXT (link.ts refuses a plaintext hub URL to another machine otherwise) */
+  allowPlaintext?: boolean | undefined;
   username?: string | undefined;
   password?: string | undefined;
   ca?: Buffer | undefined;

@@ -59,6 +59,7 @@ function options(over: Partial<PreflightOptions> = {}): PreflightOptions {
   return {
     checkout: new CheckoutClient(baseUrl, () => ADMIN),
     hubHttpUrl: hub.httpUrl,
+    hubAdminToken: hub.adminToken,
     dataDir: kit.dataDir,
     plannedEventMin: 240,
     lowSocPct: 30,
@@ -109,7 +110,13 @@ describe('pre-flight against a running kit', () => {
   before(async () => {
     gateway = new SandboxGateway();
     broker = await mosquitto();
-    hub = await startHub({ schema, gateway, brokerUrl: broker.url });
+    // the gateway goes down between checks below: no cached answer of GET /v1/gateway
+    hub = await startHub({
+      schema,
+      gateway,
+      brokerUrl: broker.url,
+      env: { POPKIT_HUB_GATEWAY_CHECK_CACHE_S: '0' },
+    });
     kit = await startCheckout({ POPKIT_KIT_ID: uniqueId('pf') });
     baseUrl = (await kit.app.listen({ port: 0, host: '127.0.0.1' })).replace('0.0.0.0', '127.0.0.1');
     const put = await kit.app.inject({
@@ -179,6 +186,7 @@ describe('pre-flight against a running kit', () => {
             ...kitEnv(kit.dataDir),
             POPKIT_CHECKOUT_URL: baseUrl,
             POPKIT_HUB_HTTP_URL: hub.httpUrl,
+            POPKIT_HUB_ADMIN_TOKEN: hub.adminToken,
             POPKIT_EVENT_PLANNED_MIN: '60',
           },
         });
@@ -203,6 +211,12 @@ describe('pre-flight against a running kit', () => {
     );
     const bad = await run(['--min-free-mb', 'lots']);
     assert.equal(bad.code, 2);
+  });
+
+  test("payment fails without the hub's admin token, and says which", async () => {
+    const c = byId(await runPreflight(options({ hubAdminToken: undefined, queueWaitMs: 3000 })));
+    assert.equal(c['payment']?.ok, false);
+    assert.match(c['payment']?.detail ?? '', /401.*POPKIT_HUB_ADMIN_TOKEN/);
   });
 
   test('payment fails when the gateway cannot exchange the test token', async () => {

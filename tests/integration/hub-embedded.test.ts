@@ -1,7 +1,10 @@
 // The embedded default of `popkit up`: the hub on PGlite (same SQL as PostgreSQL) behind the embedded
 // broker `popkit up` starts (core/embedded-broker.ts), with the hub probing for shared subscriptions.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
+import mqtt from 'mqtt';
 import { LANES } from '../../core/contracts/lanes.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
@@ -63,5 +66,44 @@ test('orders reach a hub on PGlite behind the embedded broker, and survive the h
   } finally {
     await sync?.stop();
     await hub.stop();
+  }
+});
+
+test("with logins, the embedded broker binds a client id to its login: kit A's credentials cannot disconnect kit B", async () => {
+  const dir = tmpDir('hub-broker-logins');
+  const passwd = path.join(dir, 'passwd');
+  execFileSync('mosquitto_passwd', ['-c', '-b', passwd, 'kit-a', 'pass-a']);
+  execFileSync('mosquitto_passwd', ['-b', passwd, 'kit-b', 'pass-b']);
+  const b2 = await startEmbeddedBroker({
+    port: 0,
+    dir,
+    extraConf: `allow_anonymous false\npassword_file ${passwd}`,
+  });
+  const opts = { protocolVersion: 5 as const, reconnectPeriod: 0 };
+  let kitB: mqtt.MqttClient | undefined;
+  try {
+    kitB = await mqtt.connectAsync(b2.url, {
+      ...opts,
+      clientId: 'popkit-sync-kit-b',
+      username: 'kit-b',
+      password: 'pass-b',
+    });
+    let dropped = false;
+    kitB.on('close', () => {
+      dropped = true;
+    });
+    for (const clientId of ['popkit-sync-kit-b', 'kit-b']) {
+      const a = await mqtt.connectAsync(b2.url, { ...opts, clientId, username: 'kit-a', password: 'pass-a' });
+      await a.endAsync(true);
+    }
+    // kit B still has its connection: a message to itself arrives on it
+    const got: string[] = [];
+    kitB.on('message', (t) => got.push(t));
+    kitB.subscribe('x/kit-b', { qos: 1 }, () => kitB?.publish('x/kit-b', 'ping', { qos: 1 }));
+    await waitFor(() => got.length > 0 || dropped, 10_000, "kit B's own message");
+    assert.equal(dropped, false, "kit A's login took kit B's connection");
+  } finally {
+    await kitB?.endAsync(true);
+    await b2.close();
   }
 });

@@ -347,7 +347,8 @@ describe('sync ⇄ hub over Mosquitto and PostgreSQL', () => {
     });
     assert.equal(badCatalog.status, 400);
     assert.equal(badCatalog.body.error?.code, 'VALIDATION');
-    const gw = await api('/v1/gateway', { auth: false });
+    assert.equal((await api('/v1/gateway', { auth: false })).status, 401);
+    const gw = await api('/v1/gateway');
     assert.equal(gw.status, 200);
     assert.equal(gw.body['name'], 'sandbox');
     assert.equal(gw.body['sandbox'], true);

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import mqtt from 'mqtt';
 import pg from 'pg';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
 import { type MosquittoBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
@@ -223,6 +224,21 @@ export async function ledgerOrderIds(
 }
 
 // ---------------------------------------------------------------- mosquitto
+
+/** How one MQTT connection attempt ends (no reconnects): a TLS port spoken to in plain MQTT must not connect. */
+export async function connectOutcome(
+  url: string,
+  opts: mqtt.IClientOptions = {},
+): Promise<'connected' | 'error' | 'closed'> {
+  const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+  const outcome = await new Promise<'connected' | 'error' | 'closed'>((resolve) => {
+    c.once('connect', () => resolve('connected'));
+    c.once('error', () => resolve('error'));
+    c.once('close', () => resolve('closed'));
+  });
+  c.end(true);
+  return outcome;
+}
 
 export type Mosquitto = MosquittoBroker;
 

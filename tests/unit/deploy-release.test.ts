@@ -10,6 +10,7 @@ import { normalize, parse as parseComposition } from '@balena/compose/dist/parse
 import { parse as parseYaml } from 'yaml';
 import { COMMANDS } from '../../cli/popkit.ts';
 import { BaseConfig, CheckoutConfig } from '../../core/config.ts';
+import { BROKER_MAX_PACKET_BYTES } from '../../core/embedded-broker.ts';
 import { KitdConfig } from '../../firmware/config.ts';
 import { deviceNodesFor } from '../../firmware/device-nodes.ts';
 import { BOARD_IDS, boardFromDeviceType, getBoardProfile } from '../../hardware/boards/index.ts';
@@ -154,5 +155,50 @@ describe('balena.yml', () => {
     });
     for (const id of BOARD_IDS.filter((b) => b !== 'sim'))
       assert.ok(boards.includes(id), `${id} has no device type`);
+  });
+});
+
+describe('deploy/hub (the regional hub)', () => {
+  const hubCompose = parseYaml(read('deploy/hub/docker-compose.yml')) as {
+    services: Record<string, { ports?: string[]; volumes?: string[]; environment?: Record<string, string> }>;
+  };
+  const conf = read('deploy/hub/mosquitto.conf');
+  const mosq = hubCompose.services['mosquitto']!;
+  const mounted = new Map((mosq.volumes ?? []).map((v) => [v.split(':')[1], v.split(':')[0]]));
+
+  test('kits reach only the TLS listener; the workers use the internal plain one', () => {
+    assert.deepEqual(
+      (mosq.ports ?? []).map((p) => p.split(':').at(-1)),
+      ['8883'],
+      'only 8883 is published',
+    );
+    const kits = conf.split(/^listener /m).find((block) => block.startsWith('8883'));
+    assert.ok(kits, 'a listener 8883 block');
+    for (const line of [
+      /^certfile \S+/m,
+      /^keyfile \S+/m,
+      /^tls_version tlsv1\.2$/m,
+      /^use_username_as_clientid true$/m,
+      /^allow_anonymous false$/m,
+      /^password_file \S+/m,
+      /^acl_file \S+/m,
+    ])
+      assert.match(kits, line);
+    assert.match(conf, /^per_listener_settings true$/m);
+    // the packet limit is the one the hub's catalog check and the embedded broker use; queues bounded in bytes
+    assert.match(conf, new RegExp(`^max_packet_size ${BROKER_MAX_PACKET_BYTES}$`, 'm'));
+    assert.match(conf, /^max_queued_bytes [1-9]\d*$/m);
+    assert.equal(hubCompose.services['hub']?.environment?.['POPKIT_HUB_BROKER_URL'], 'mqtt://mosquitto:1883');
+  });
+
+  test("every file mosquitto.conf reads is mounted, and the CA's key is not", () => {
+    const files = [...conf.matchAll(/^(?:password_file|acl_file|certfile|keyfile|cafile) (\S+)$/gm)].map(
+      (m) => m[1]!,
+    );
+    assert.ok(files.length >= 6);
+    for (const f of files) assert.ok(mounted.has(f), `${f} is mounted`);
+    assert.equal(mounted.get('/mosquitto/certs/server.crt'), './certs/server.crt');
+    assert.equal(mounted.get('/mosquitto/certs/server.key'), './certs/server.key');
+    for (const [, host] of mounted) assert.doesNotMatch(host ?? '', /ca\.key|^\.\/certs$/, `${host} mounted`);
   });
 });

@@ -6,6 +6,7 @@ import { Type } from '@sinclair/typebox';
 import { signCatalog } from '../../../core/catalog-signing.ts';
 import { HubCatalogBody } from '../../../core/contracts/catalog.ts';
 import { CATALOG_VERSION_MAX, ID_LEVEL } from '../../../core/contracts/common.ts';
+import { BROKER_MAX_PACKET_BYTES } from '../../../core/embedded-broker.ts';
 import { KitError } from '../../../core/errors.ts';
 import type { HubIngest } from '../ingest.ts';
 import type { Ledger } from '../ledger.ts';
@@ -39,6 +40,18 @@ export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = as
         });
       }
       const signed = signCatalog(signingKey, { ...body, eventId, version });
+      // the broker disconnects a publisher over its packet limit: such a catalog could never reach a kit
+      const bytes = Buffer.byteLength(JSON.stringify(signed)) + 1024;
+      if (bytes > BROKER_MAX_PACKET_BYTES) {
+        throw new KitError(
+          'BODY_TOO_LARGE',
+          'the signed catalog is larger than the broker takes in one message',
+          {
+            bytes,
+            max: BROKER_MAX_PACKET_BYTES,
+          },
+        );
+      }
       await ledger.storeCatalog(eventId, version, signed);
       let published = true;
       try {

@@ -1,12 +1,16 @@
-// GET /healthz (database and broker) and GET /metrics (Prometheus) of a hub worker.
+// GET /healthz (database and broker) and GET /metrics (Prometheus) of a hub worker. /healthz is public
+// and minimal (`{ok}` and the status code: load balancers and kits' network probes); what is down and
+// why (a database error's text) only with the admin token.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { HubIngest } from '../ingest.ts';
 import type { Ledger } from '../ledger.ts';
+import { adminGuard } from './admin.ts';
 
 export interface HealthRoutesOptions {
   ledger: Pick<Ledger, 'ping' | 'counters'>;
   ingest: Pick<HubIngest, 'connected' | 'stats'>;
+  adminToken: string;
 }
 
 function hubMetrics({ ledger, ingest }: HealthRoutesOptions): Registry {
@@ -56,7 +60,11 @@ function hubMetrics({ ledger, ingest }: HealthRoutesOptions): Registry {
 export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (app, opts) => {
   const registry = hubMetrics(opts);
 
-  app.get('/healthz', async (_req, reply) => {
+  const isAdmin = adminGuard(opts.adminToken);
+  app.get('/healthz', async (req, reply) => {
+    // a wrong token is refused rather than answered as if none was sent
+    const details = req.headers.authorization !== undefined;
+    if (details) await isAdmin(req);
     let db = 'ok';
     try {
       await opts.ledger.ping();
@@ -65,7 +73,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
     }
     const broker = opts.ingest.connected ? 'ok' : 'down';
     const ok = db === 'ok' && broker === 'ok';
-    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', db, broker });
+    reply.status(ok ? 200 : 503);
+    return details ? { ok, status: ok ? 'ok' : 'degraded', db, broker } : { ok };
   });
 
   app.get('/metrics', async (_req, reply) => {
