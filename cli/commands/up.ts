@@ -20,7 +20,7 @@ import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
-import { loadOrCreateToken } from '../../core/secrets.ts';
+import { loadOrCreateToken, onBalena } from '../../core/secrets.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { COMMANDS } from './registry.ts';
@@ -278,7 +278,8 @@ function banner(up: Up, o: { ready: boolean; hubLine: string; localBusUrl: strin
       .view()
       .map((v) => v.name)
       .join(', ')}`,
-    up.admin.created
+    // never printed under balena: its cloud keeps this log (core/secrets.ts onBalena)
+    up.admin.created && !onBalena(up.env)
       ? `  admin token (shown once)  ${up.admin.token}`
       : `  admin token               in ${layout.adminToken}`,
     '',
