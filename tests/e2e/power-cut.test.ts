@@ -7,10 +7,10 @@
 // card sales on) and the admin token it printed. A failing run prints its seed and moment; replay
 // with POPKIT_POWERCUT_SEED=<seed>.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import fc from 'fast-check';
 import { dataLayout } from '../../core/data-dir.ts';
 import { openKitStore, readSealedToken } from '../../core/store/index.ts';
@@ -27,6 +27,13 @@ interface Moment {
   /** ms after the phase began */
   atMs: number;
 }
+
+// a run that failed half-way may leave its mount: detached when the file ends, so nothing hangs
+const mountPoints: string[] = [];
+after(() => {
+  const mounts = fs.readFileSync('/proc/self/mounts', 'utf8');
+  for (const m of mountPoints) if (mounts.includes(` ${m} fuse`)) spawnSync('fusermount', ['-uz', m]);
+});
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const headers = (token: string) => ({ 'content-type': 'application/json', authorization: `Bearer ${token}` });
@@ -58,6 +65,7 @@ async function oneCut(m: Moment): Promise<void> {
   const root = tempDir('popkit-powercut-');
   const backing = path.join(root, 'backing');
   const mnt = path.join(root, 'mnt');
+  mountPoints.push(mnt);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   // first boot generates the admin token into the data dir; later phases get it from the environment
