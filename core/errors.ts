@@ -24,6 +24,9 @@ export const ERROR_STATUS = {
   NOT_READY: 503,
   STORE_FULL: 507,
   CONFIG_INVALID: 500,
+  // secrets on disk (core/secrets.ts): a key file others may read; card sales without the token key
+  SECRET_INSECURE: 500,
+  CARD_UNAVAILABLE: 503,
   INTERNAL: 500,
   // hardware faults: never HTTP-facing as 500s, surfaced as status
   HW_I2C_NACK: 502,

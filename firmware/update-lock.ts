@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { UpdateLockViewT } from '../core/contracts/run-status.ts';
+import { writeFileDurable } from '../core/durable-file.ts';
 import { HOST_PATHS, hostPath } from '../core/host-paths.ts';
 import { moduleLogger } from '../core/logger.ts';
 
@@ -123,13 +124,8 @@ export class UpdateLock {
     };
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
-      // 'wx' is O_CREAT | O_EXCL | O_WRONLY: fails when anyone else holds the lock
-      const fd = fs.openSync(this.file, 'wx', 0o644);
-      try {
-        fs.writeSync(fd, JSON.stringify(content));
-      } finally {
-        fs.closeSync(fd);
-      }
+      // created whole and durable, and only when nobody else holds the lock (an exclusive link)
+      if (!writeFileDurable(this.file, JSON.stringify(content), { mode: 0o644, exclusive: true })) return;
       this.held = content;
       this.log.info({ reason }, 'update lock taken');
     } catch (err) {
@@ -143,7 +139,7 @@ export class UpdateLock {
 
   private writeOver(content: LockContent): void {
     try {
-      fs.writeFileSync(this.file, JSON.stringify(content));
+      writeFileDurable(this.file, JSON.stringify(content), { mode: 0o644 });
     } catch (err) {
       this.log.error({ err }, 'cannot update lock content');
     }

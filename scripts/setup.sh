@@ -17,11 +17,13 @@ fi
 # What the kit and its tests use from Debian: GStreamer (headers for the binding, plugins, tools),
 # socat (pty pairs for serial tests), Mosquitto (broker), PostgreSQL (hub ledger in tests),
 # Chromium (dashboard browser tests), ffmpeg (ffprobe checks segments), strace (the test that a 201
-# follows the fsync of its commit). gstreamer1.0-x carries the pango plugin (clockoverlay, textoverlay),
-# which --no-install-recommends does not bring.
+# follows the fsync of its commit), fuse3 + python3-fusepy (the power-cut tests mount the data dir on
+# tests/support/pcfs.py, a FUSE filesystem that forgets unsynced writes). gstreamer1.0-x carries
+# the pango plugin (clockoverlay, textoverlay), which --no-install-recommends does not bring.
 PKGS=(build-essential python3 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-tools gstreamer1.0-x socat mosquitto mosquitto-clients chromium ffmpeg strace)
+  gstreamer1.0-tools gstreamer1.0-x socat mosquitto mosquitto-clients chromium ffmpeg strace
+  fuse3 python3-fusepy)
 [ "$want_services" = 1 ] && PKGS+=(postgresql)
 
 missing=()

@@ -48,6 +48,8 @@ export function renderStatus(s: KitStatusViewT): string {
   );
   const declined = declinesLine(s.declines);
   if (declined) lines.push(declined);
+  if (s.tokenKey && !s.tokenKey.cardSales)
+    lines.push(`CARD SALES REFUSED: ${s.tokenKey.message ?? `token key ${s.tokenKey.state}`}`);
   lines.push(
     `stream: ${media ? `${media.state} ${media.fps} fps ${media.bitrateKbps} kb/s` : 'not running'}`,
   );

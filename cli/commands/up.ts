@@ -22,7 +22,7 @@ import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-br
 import { ensurePrivateDir } from '../../core/file-modes.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import type { LogRotation } from '../../core/rotating-log.ts';
-import { loadOrCreateToken } from '../../core/secrets.ts';
+import { loadOrCreateToken, onBalena } from '../../core/secrets.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { SyncConfig } from '../../services/sync/config.ts';
@@ -303,7 +303,8 @@ function banner(up: Up, o: { ready: boolean; hubLine: string; localBusUrl: strin
       .view()
       .map((v) => v.name)
       .join(', ')}`,
-    up.admin.created
+    // never printed under balena: its cloud keeps this log (core/secrets.ts onBalena)
+    up.admin.created && !onBalena(up.env)
       ? `  admin token (shown once)  ${up.admin.token}`
       : `  admin token               in ${layout.adminToken}`,
     '',

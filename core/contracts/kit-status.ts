@@ -43,6 +43,19 @@ export const DeclineNoticeSchema = Type.Object({
   at: IsoTime,
 });
 
+/** The device token key as checkout found it at start (core/token-key.ts); card sales need it whole. */
+export const TokenKeyStatusSchema = Type.Object({
+  state: Type.Union([
+    Type.Literal('ok'),
+    Type.Literal('missing'),
+    Type.Literal('empty'),
+    Type.Literal('torn'),
+  ]),
+  cardSales: Type.Boolean(),
+  message: Type.Optional(Type.String()),
+});
+export type TokenKeyStatusT = Static<typeof TokenKeyStatusSchema>;
+
 export const KitStatusView = Type.Object({
   kitId: Type.String(),
   board: Type.String(),
@@ -77,6 +90,7 @@ export const KitStatusView = Type.Object({
     reserveBytes: Type.Number({ minimum: 0 }),
     full: Type.Boolean(),
   }),
+  tokenKey: Type.Optional(TokenKeyStatusSchema),
 });
 export type KitStatusViewT = Static<typeof KitStatusView>;
 

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { dataLayout } from '../data-dir.ts';
+import { mkdirDurable, writeFileDurable } from '../durable-file.ts';
 import { KitError } from '../errors.ts';
 import { type Contract, contract, IsoTime, Nullable } from './common.ts';
 import { MediaStatsSchema } from './media.ts';
@@ -205,11 +206,9 @@ export function writeRunStatus<S extends RunService>(
       `run/${service}.json does not match its contract: ${checkers[service].errors(full).join('; ')}`,
     );
   }
-  fs.mkdirSync(layout.run, { recursive: true });
-  const file = layout.runStatus(service);
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(full));
-  fs.renameSync(tmp, file);
+  mkdirDurable(layout.run);
+  // whole or the previous one after a power cut (a torn file would read as "never wrote one")
+  writeFileDurable(layout.runStatus(service), JSON.stringify(full), { mode: 0o600 });
 }
 
 /** `service`'s last status, or undefined when it never wrote one, or the file is unreadable or of the wrong shape. */

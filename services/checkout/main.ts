@@ -13,9 +13,15 @@ import { dataLayout } from '../../core/data-dir.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { pollLoop } from '../../core/poll-loop.ts';
-import { loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
-import { commitWatch, type KitStore, openKitStore, readIdHighWater } from '../../core/store/index.ts';
-import { TokenVault } from '../../core/token-vault.ts';
+import { announceAdminToken, loadOrCreateToken } from '../../core/secrets.ts';
+import {
+  commitWatch,
+  type KitStore,
+  openKitStore,
+  readIdHighWater,
+  tokenCount,
+} from '../../core/store/index.ts';
+import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import { OrderService } from './orders.ts';
@@ -29,6 +35,8 @@ export interface Checkout {
   dataDir: string;
   adminToken: string;
   adminTokenCreated: boolean;
+  /** the device token key as found at start (card sales are refused while it is lost) */
+  tokenKey: TokenKeyStatus;
   port: number;
   host: string;
   /** write checkout's run status (the heartbeat; media reads its ordersPerSec) */
@@ -45,7 +53,10 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const board = detectBoard(env).id;
   const store = openKitStore(dataDir);
   const layout = dataLayout(dataDir);
-  const vault = new TokenVault(loadOrCreateKey(layout.tokenKey, cfg.POPKIT_TOKEN_KEY).value);
+  // a missing, empty or torn key is never replaced while sealed tokens depend on it (core/token-key.ts)
+  const tokenKey = openTokenVault(layout.tokenKey, cfg.POPKIT_TOKEN_KEY, () => tokenCount(store) > 0);
+  if (tokenKey.status.message) logger.error({ tokenKey: tokenKey.status }, tokenKey.status.message);
+  const vault = tokenKey.vault;
   const ids = new MonotonicIds(readIdHighWater(store));
   const admin = loadOrCreateToken(layout.adminToken, cfg.POPKIT_ADMIN_TOKEN);
   const guard = new StoreGuard(commitWatch(store), dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
@@ -72,6 +83,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     dataDir,
     adminToken: admin.value,
     buyerRatePerMin: cfg.POPKIT_BUYER_RATE_PER_MIN,
+    tokenKey: tokenKey.status,
     logger,
   });
   return {
@@ -80,6 +92,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     dataDir,
     adminToken: admin.value,
     adminTokenCreated: admin.created,
+    tokenKey: tokenKey.status,
     port: cfg.POPKIT_HTTP_PORT,
     host: cfg.POPKIT_HTTP_HOST,
     writeStatus: () =>
@@ -108,11 +121,10 @@ export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise
     process.exit(1);
   });
   const kit = await createCheckout(env);
-  if (kit.adminTokenCreated) {
+  if (kit.adminTokenCreated)
     process.stdout.write(
-      `popkit checkout: admin token (shown once, kept in ${dataLayout(kit.dataDir).adminToken}): ${kit.adminToken}\n`,
+      `popkit checkout: ${announceAdminToken(kit.adminToken, dataLayout(kit.dataDir).adminToken, env)}\n`,
     );
-  }
   await kit.app.listen({ port: kit.port, host: kit.host });
   log.info({ port: kit.port }, 'checkout listening');
   process.stdout.write(`popkit checkout: listening on http://${kit.host}:${kit.port}\n`);

@@ -4,6 +4,7 @@
 import type { KitStatusViewT } from '../../core/contracts/kit-status.ts';
 import { readRunStatus, statusAgeMs } from '../../core/contracts/run-status.ts';
 import { type KitStore, outboxCounts, readRecentDeclines } from '../../core/store/index.ts';
+import type { TokenKeyStatus } from '../../core/token-key.ts';
 import type { OrderService } from './orders.ts';
 import type { StoreGuard } from './store-guard.ts';
 
@@ -16,6 +17,8 @@ export interface StatusDeps {
   kitId: string;
   board: string;
   dataDir: string;
+  /** the device token key as found at start; absent in tests that build the app without one */
+  tokenKey?: TokenKeyStatus;
 }
 
 const fresh = <T extends { updatedAt: string }>(s: T | undefined): T | undefined =>
@@ -51,5 +54,6 @@ export function statusView(deps: StatusDeps): KitStatusViewT {
     risk: orders.riskView(),
     declines: readRecentDeclines(store),
     store: deps.guard.status(),
+    ...(deps.tokenKey ? { tokenKey: deps.tokenKey } : {}),
   };
 }

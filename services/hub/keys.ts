@@ -7,13 +7,18 @@ import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import fs from 'node:fs';
 import { parsePrivateKey } from '../../core/catalog-signing.ts';
 import { hubDataLayout } from '../../core/data-dir.ts';
+import { writeFileDurable } from '../../core/durable-file.ts';
+import { KitError } from '../../core/errors.ts';
 import { loadOrCreateSecretFile } from '../../core/secrets.ts';
 
-function writeAtomic(file: string, data: string, mode: number): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, data, { mode });
-  fs.renameSync(tmp, file);
-}
+const isSigningKey = (pem: Buffer): boolean => {
+  try {
+    parsePrivateKey(pem.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /**
  * The signing key, generated on first start (mode 0600; a worker that loses the creation race to
@@ -26,11 +31,22 @@ export function loadOrCreateSigningKey(dataDir: string): {
   pubFile: string;
 } {
   const layout = hubDataLayout(dataDir);
-  const pem = loadOrCreateSecretFile(layout.signingKey, () =>
-    Buffer.from(generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' })),
+  // kits trust the public half: once it was published, a lost private key is never silently replaced
+  if (!fs.existsSync(layout.signingKey) && fs.existsSync(layout.signingPub)) {
+    throw new KitError(
+      'CONFIG_INVALID',
+      `${layout.signingKey} is missing but ${layout.signingPub} exists: kits trust that key, so a new one is not generated; restore the key from a backup (docs/security.md#secrets-and-keys-on-disk)`,
+      { file: layout.signingKey, state: 'missing' },
+    );
+  }
+  // an empty or torn key throws (CONFIG_INVALID, naming the file)
+  const pem = loadOrCreateSecretFile(
+    layout.signingKey,
+    () => Buffer.from(generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' })),
+    { check: isSigningKey, damaged: 'throw' },
   );
   const privateKey = parsePrivateKey(pem.value.toString('utf8'));
   const publicPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }) as string;
-  writeAtomic(layout.signingPub, publicPem, 0o644);
+  writeFileDurable(layout.signingPub, publicPem, { mode: 0o644 });
   return { privateKey, publicPem, pubFile: layout.signingPub };
 }

@@ -1,5 +1,7 @@
 // `popkit hub`: one hub worker, until SIGINT/SIGTERM.
 import { BaseConfig, composeConfig, loadConfig, resolveDataDir } from '../../core/config.ts';
+import { hubDataLayout } from '../../core/data-dir.ts';
+import { announceAdminToken } from '../../core/secrets.ts';
 import { HubConfig } from './config.ts';
 import { HubService } from './hub-service.ts';
 
@@ -9,9 +11,8 @@ export async function runHub(env: NodeJS.ProcessEnv = process.env): Promise<numb
   await hub.start();
   process.stdout.write(`popkit hub: API on ${hub.httpUrl}, signing key ${hub.publicKeyFile}\n`);
   if (hub.adminTokenGenerated) {
-    process.stdout.write(
-      `popkit hub: admin token (shown once, kept in keys/hub-admin.token): ${hub.adminToken}\n`,
-    );
+    const file = hubDataLayout(hub.dataDir).adminToken;
+    process.stdout.write(`popkit hub: ${announceAdminToken(hub.adminToken, file, env)}\n`);
   }
   if (hub.gateway?.sandbox)
     process.stdout.write('popkit hub: payment gateway is the SANDBOX (no money moves)\n');

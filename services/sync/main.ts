@@ -6,9 +6,9 @@ import { BaseConfig, composeConfig, loadConfig, resolveDataDir, resolveKitId } f
 import { localTopics, syncCommand } from '../../core/contracts/local-bus.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
-import { loadOrCreateKey } from '../../core/secrets.ts';
-import { openKitStore } from '../../core/store/index.ts';
-import { TokenVault } from '../../core/token-vault.ts';
+import { moduleLogger } from '../../core/logger.ts';
+import { openKitStore, tokenCount } from '../../core/store/index.ts';
+import { openTokenVault } from '../../core/token-key.ts';
 import { SyncConfig, type SyncConfigT } from './config.ts';
 import { LaneKeeper } from './lanes.ts';
 import { SyncService } from './sync-service.ts';
@@ -71,7 +71,14 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
   const kitId = resolveKitId(cfg);
   const opts = syncOptionsFrom(cfg, kitId, dataDir);
   const store = openKitStore(dataDir);
-  const vault = new TokenVault(loadOrCreateKey(dataLayout(dataDir).tokenKey, cfg.POPKIT_TOKEN_KEY).value);
+  const tokenKey = openTokenVault(
+    dataLayout(dataDir).tokenKey,
+    cfg.POPKIT_TOKEN_KEY,
+    () => tokenCount(store) > 0,
+  );
+  if (tokenKey.status.message)
+    moduleLogger('sync').error({ tokenKey: tokenKey.status }, tokenKey.status.message);
+  const vault = tokenKey.vault;
   const lanes = new LaneKeeper(store, laneLimitsFrom(cfg));
   const sync = new SyncService(store, vault, lanes, opts);
   sync.start();

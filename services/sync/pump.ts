@@ -179,6 +179,8 @@ export class OutboxPump {
               // the only place a plaintext token exists on the kit: in memory, on its way to the hub
               out.token = this.vault.open(sealed);
             } catch (err) {
+              // the token key is lost (core/token-key.ts): keep the order until the key is restored
+              if (isKitError(err) && err.code === 'CARD_UNAVAILABLE') return undefined;
               out.tokenError = isKitError(err) && err.code === 'TOKEN_EXPIRED' ? 'expired' : 'invalid';
             }
           }

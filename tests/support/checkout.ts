@@ -35,18 +35,27 @@ export function kitEnv(dataDir: string, extra: Record<string, string> = {}): Nod
   };
 }
 
-/** A `popkit checkout` process on `port` logging at `logLevel`; `output()` is everything it printed. */
+/**
+ * A `popkit checkout` process on `port` logging at `logLevel`; `output()` is everything it printed.
+ * `env` adds variables; an undefined value removes one of kitEnv's.
+ */
 export function spawnCheckout(
   dataDir: string,
   port: number,
   logLevel: string,
+  env: Record<string, string | undefined> = {},
 ): { proc: ChildProcess; output: () => string } {
+  const full = kitEnv(dataDir, {
+    POPKIT_HTTP_PORT: String(port),
+    POPKIT_HTTP_HOST: '127.0.0.1',
+    POPKIT_LOG_LEVEL: logLevel,
+  });
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) delete full[k];
+    else full[k] = v;
+  }
   const proc = spawn(process.execPath, [BIN, 'checkout'], {
-    env: kitEnv(dataDir, {
-      POPKIT_HTTP_PORT: String(port),
-      POPKIT_HTTP_HOST: '127.0.0.1',
-      POPKIT_LOG_LEVEL: logLevel,
-    }),
+    env: full,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return { proc, output: captureOutput(proc) };

@@ -25,7 +25,13 @@ import { dataLayout, hubDataLayout } from '../../core/data-dir.ts';
 import { ERROR_STATUS, isErrorCode, KitError, toErrorCode } from '../../core/errors.ts';
 import { errorEnvelopePlugin, mapError } from '../../core/http-errors.ts';
 import { pollLoop } from '../../core/poll-loop.ts';
-import { loadOrCreateKey, loadOrCreateToken, readToken } from '../../core/secrets.ts';
+import {
+  announceAdminToken,
+  loadDependentKey,
+  loadOrCreateKey,
+  loadOrCreateToken,
+  readToken,
+} from '../../core/secrets.ts';
 import { makeTempDir } from '../support/tmp.ts';
 
 const tmp = () => makeTempDir('popkit-contracts-');
@@ -539,20 +545,92 @@ describe('secrets', () => {
     assert.deepEqual(loadOrCreateKey(layout.tokenKey).value, k.value);
   });
 
-  test('a damaged secret file is a coded error, not a silent new secret', () => {
+  test('a damaged key is a coded error naming the file; a damaged admin token is replaced, loudly', () => {
     const dir = tmp();
     const layout = dataLayout(dir);
-    fs.mkdirSync(layout.keys, { recursive: true });
-    fs.writeFileSync(layout.tokenKey, Buffer.alloc(7));
+    fs.mkdirSync(layout.keys, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(layout.tokenKey, Buffer.alloc(7, 1), { mode: 0o600 });
     assert.throws(
       () => loadOrCreateKey(layout.tokenKey),
-      (e: unknown) => e instanceof KitError && e.code === 'CONFIG_INVALID',
+      (e: unknown) =>
+        e instanceof KitError &&
+        e.code === 'CONFIG_INVALID' &&
+        e.message.includes(layout.tokenKey) &&
+        /torn/.test(e.message),
     );
-    fs.writeFileSync(layout.adminToken, '\n');
+    assert.equal(fs.readFileSync(layout.tokenKey).length, 7, 'the damaged key is left as it was');
+    fs.writeFileSync(layout.adminToken, '', { mode: 0o600 });
+    const t = loadOrCreateToken(layout.adminToken);
+    assert.equal(t.created, true);
+    assert.equal(t.replaced, 'empty');
+    assert.equal(readToken(layout.adminToken), t.value);
+    assert.equal(
+      fs.readdirSync(layout.keys).filter((f) => f.startsWith('admin.token.damaged-')).length,
+      1,
+      'the damaged file is kept beside it',
+    );
+  });
+
+  test('a secret file group or others may read is refused (SECRET_INSECURE), and left as it is', () => {
+    const dir = tmp();
+    const layout = dataLayout(dir);
+    const k = loadOrCreateKey(layout.tokenKey);
+    for (const mode of [0o640, 0o604, 0o620]) {
+      fs.chmodSync(layout.tokenKey, mode);
+      assert.throws(
+        () => loadOrCreateKey(layout.tokenKey),
+        (e: unknown) =>
+          e instanceof KitError && e.code === 'SECRET_INSECURE' && e.message.includes('chmod 600'),
+      );
+      assert.throws(
+        () => loadDependentKey(layout.tokenKey, undefined, () => false),
+        (e: unknown) => e instanceof KitError && e.code === 'SECRET_INSECURE',
+      );
+    }
+    assert.deepEqual(fs.readFileSync(layout.tokenKey), k.value);
+    loadOrCreateToken(layout.adminToken);
+    fs.chmodSync(layout.adminToken, 0o644);
     assert.throws(
       () => loadOrCreateToken(layout.adminToken),
-      (e: unknown) => e instanceof KitError && e.code === 'CONFIG_INVALID',
+      (e: unknown) => e instanceof KitError && e.code === 'SECRET_INSECURE',
     );
+  });
+
+  test('a key sealed tokens depend on is never replaced: missing, empty or torn is reported', () => {
+    const dir = tmp();
+    const layout = dataLayout(dir);
+    const first = loadDependentKey(layout.tokenKey, undefined, () => false);
+    assert.equal(first.state, 'ok');
+    const cases: Array<[string, () => void]> = [
+      ['missing', () => {}],
+      ['empty', () => fs.writeFileSync(layout.tokenKey, '', { mode: 0o600 })],
+      ['empty', () => fs.writeFileSync(layout.tokenKey, Buffer.alloc(32), { mode: 0o600 })],
+      ['torn', () => fs.writeFileSync(layout.tokenKey, Buffer.alloc(16, 7), { mode: 0o600 })],
+      ['torn', () => fs.writeFileSync(layout.tokenKey, Buffer.alloc(33, 7), { mode: 0o600 })],
+    ];
+    for (const [state, damage] of cases) {
+      fs.rmSync(layout.tokenKey, { force: true });
+      damage();
+      const before = fs.existsSync(layout.tokenKey) ? fs.readFileSync(layout.tokenKey) : undefined;
+      const got = loadDependentKey(layout.tokenKey, undefined, () => true);
+      assert.equal(got.state, state);
+      assert.ok(got.state !== 'ok' && got.message.includes(layout.tokenKey));
+      const after = fs.existsSync(layout.tokenKey) ? fs.readFileSync(layout.tokenKey) : undefined;
+      assert.deepEqual(after, before, `${state}: the file is untouched`);
+      // with nothing depending on it, the key is made anew (and says so)
+      const fresh = loadDependentKey(layout.tokenKey, undefined, () => false);
+      assert.ok(fresh.state === 'ok' && fresh.value.length === 32);
+      if (state !== 'missing') assert.equal(fresh.state === 'ok' && fresh.replaced, state);
+    }
+  });
+
+  test('a generated admin token is announced by path only under balena', () => {
+    const line = announceAdminToken('tok-0123456789abcdef', '/data/keys/admin.token', {});
+    assert.ok(line.includes('tok-0123456789abcdef'));
+    for (const env of [{ BALENA: '1' }, { BALENA_DEVICE_UUID: 'abc' }]) {
+      const b = announceAdminToken('tok-0123456789abcdef', '/data/keys/admin.token', env);
+      assert.ok(!b.includes('tok-0123456789abcdef') && b.includes('/data/keys/admin.token'), b);
+    }
   });
 });
 
