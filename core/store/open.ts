@@ -110,6 +110,8 @@ export interface DeclineNotice {
   currency: string;
   reason: string | null;
   at: string;
+  /** 'rejected': the hub could not store the order (dead letter); absent in notices of older kits */
+  state?: 'declined' | 'rejected';
 }
 
 /** What identifies the stored catalog version (written with it, read cheaply on every order). */

@@ -5,17 +5,22 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { retryWithBackoff } from '../../core/backoff.ts';
+import { isSafeText } from '../../core/contracts/common.ts';
 import {
   type AckT,
+  type BatchEntryT,
+  entryProblems,
   kitIdFromTopic,
   type SignedCatalogT,
+  safeReason,
   topics,
   wire,
 } from '../../core/contracts/hub-wire.ts';
+import { LANE_NAMES, type LaneName } from '../../core/contracts/lanes.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
-import type { Ledger } from './ledger.ts';
+import type { DeadLetter, Ledger } from './ledger.ts';
 
 const log = moduleLogger('hub-ingest');
 
@@ -182,13 +187,22 @@ export class HubIngest {
     if (!batch) return this.refuse('malformed', topic, batchProblems(payload));
     // the broker's ACL binds a kit to its own topics; the hub checks the claim inside matches too
     if (batch.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: batch.kitId });
-    for (const e of batch.entries) {
-      if (e.lane === 'orders' && (e.order.kitId !== t.kitId || e.order.id !== e.id)) {
-        return this.refuse('kit_mismatch', topic, { orderId: e.id, claimed: e.order.kitId });
+    // each entry on its own: a bad one is dead-lettered and acked 'rejected', the rest go on
+    const entries: BatchEntryT[] = [];
+    const rejects: DeadLetter[] = [];
+    for (const raw of batch.entries) {
+      const problems = entryProblems(raw, t.kitId);
+      if (problems.length === 0) {
+        entries.push(raw as BatchEntryT);
+        continue;
       }
+      const reason = safeReason(problems);
+      if (problems.some((p) => p.includes('kit_mismatch'))) this.refuse('kit_mismatch', topic, reason);
+      this.refuse('dead_letter', topic, reason);
+      rejects.push({ ...entryKey(raw), reason, raw: Buffer.from(JSON.stringify(raw) ?? 'null') });
     }
     const t0 = performance.now();
-    const acks = await this.withDbRetry(() => this.ledger.recordBatch(t.kitId, batch.entries));
+    const acks = await this.withDbRetry(() => this.ledger.recordBatch(t.kitId, entries, rejects));
     if (log.isLevelEnabled('debug')) {
       log.debug(
         {
@@ -258,6 +272,15 @@ export class HubIngest {
       });
     }
   }
+}
+
+/** The lane and id of an entry the hub refused, when they can be read (to ack it). */
+function entryKey(raw: unknown): { lane: LaneName | undefined; id: string | undefined } {
+  const e = (raw && typeof raw === 'object' ? raw : {}) as { lane?: unknown; id?: unknown };
+  const lane = LANE_NAMES.find((l) => l === e.lane);
+  const id =
+    typeof e.id === 'string' && e.id.length >= 1 && e.id.length <= 64 && isSafeText(e.id) ? e.id : undefined;
+  return { lane, id };
 }
 
 /** What was wrong with a batch the hub refused, for the log line. */

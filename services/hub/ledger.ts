@@ -9,6 +9,7 @@ import type {
   SignedCatalogT,
   WireOrderT,
 } from '../../core/contracts/hub-wire.ts';
+import type { LaneName } from '../../core/contracts/lanes.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
@@ -37,12 +38,23 @@ interface OrderRow {
 
 type NewOrderRow = Omit<OrderRow, 'total_cents'> & { total_cents: number };
 
+/** An entry the hub cannot store: it goes to the dead letters, the kit is acked 'rejected'. */
+export interface DeadLetter {
+  /** the entry's lane and id when they are readable (else the kit cannot be acked for it) */
+  lane: LaneName | undefined;
+  id: string | undefined;
+  reason: string;
+  /** the entry as sent, JSON bytes */
+  raw: Buffer;
+}
+
 export interface LedgerCounters {
   ordersNew: number;
   ordersDuplicate: number;
   exchanges: number;
   declined: number;
   exchangeDeferred: number;
+  deadLetters: number;
 }
 
 // a held token waits for the gateway at most this long in the hub, then the order is declined
@@ -55,6 +67,7 @@ export class Ledger {
     exchanges: 0,
     declined: 0,
     exchangeDeferred: 0,
+    deadLetters: 0,
   };
 
   constructor(
@@ -73,7 +86,7 @@ export class Ledger {
    * Token exchange happens before the insert, keyed by kit and order id at the gateway, so a crash
    * between the two is repaired by the kit's redelivery without a second charge.
    */
-  async recordBatch(kitId: string, entries: BatchEntryT[]): Promise<AckItem[]> {
+  async recordBatch(kitId: string, entries: BatchEntryT[], rejects: DeadLetter[] = []): Promise<AckItem[]> {
     const orders = entries.filter((e): e is OrderEntryT => e.lane === 'orders');
     const others = entries.filter((e) => e.lane !== 'orders');
     const orderIds = [...new Set(orders.map((e) => e.id))];
@@ -120,6 +133,14 @@ export class Ledger {
           states.set(r.order_id, { state: r.state, reason: r.decline_reason ?? undefined });
         this.counters.ordersNew += res.rows.length;
       }
+      for (const d of rejects) {
+        const res = await tx.query(
+          `INSERT INTO dead_letters (kit_id, lane, entry_id, reason, raw) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (kit_id, lane, entry_id) WHERE entry_id IS NOT NULL DO NOTHING RETURNING id`,
+          [kitId, d.lane ?? null, d.id ?? null, d.reason, d.raw],
+        );
+        this.counters.deadLetters += res.rows.length;
+      }
       for (const e of others) {
         if (e.lane === 'stock') {
           await tx.query(
@@ -154,6 +175,19 @@ export class Ledger {
       acks.push({ lane: 'orders', id, state: st.state, ...(st.reason ? { reason: st.reason } : {}) });
     }
     for (const e of others) acks.push({ lane: e.lane, id: e.id, state: 'stored' });
+    const rejectedOrders = rejects.filter((d) => d.lane === 'orders' && d.id).map((d) => d.id!);
+    // a bad copy of an order the ledger already holds: the ledger's verdict stands
+    const held =
+      rejectedOrders.length > 0 ? await this.orderStates(this.db, kitId, rejectedOrders) : new Map();
+    for (const d of rejects) {
+      if (!d.lane || !d.id) continue;
+      const st = d.lane === 'orders' ? held.get(d.id) : undefined;
+      acks.push(
+        st
+          ? { lane: 'orders', id: d.id, state: st.state, ...(st.reason ? { reason: st.reason } : {}) }
+          : { lane: d.lane, id: d.id, state: 'rejected', reason: d.reason },
+      );
+    }
     return acks;
   }
 
@@ -293,6 +327,33 @@ export class Ledger {
       }
       return out;
     });
+  }
+
+  /** The dead letters, newest first (admin API): the entry as sent is shown as escaped JSON text. */
+  async deadLetters(opts: { kitId?: string; limit: number }) {
+    const res = await this.db.query<{
+      id: string | number;
+      kit_id: string;
+      lane: string | null;
+      entry_id: string | null;
+      reason: string;
+      raw: Buffer;
+      received_at: Date | string;
+    }>(
+      `SELECT id, kit_id, lane, entry_id, reason, raw, received_at FROM dead_letters
+       WHERE ($1::text IS NULL OR kit_id = $1) ORDER BY id DESC LIMIT $2`,
+      [opts.kitId ?? null, opts.limit],
+    );
+    return res.rows.map((r) => ({
+      id: Number(r.id),
+      kitId: r.kit_id,
+      lane: r.lane,
+      entryId: r.entry_id,
+      reason: r.reason,
+      // stored as JSON.stringify wrote it, which escapes control characters and lone surrogates
+      raw: Buffer.from(r.raw).toString('utf8'),
+      receivedAt: new Date(r.received_at).toISOString(),
+    }));
   }
 
   async recordStatus(s: KitStatusT): Promise<void> {

@@ -60,6 +60,24 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'dead letters',
+    sql: `
+      -- entries the hub cannot store (shape, text, arithmetic): kept with the reason and the entry as sent,
+      -- as bytes (jsonb cannot hold \\u0000); the kit is acked 'rejected' so it stops resending
+      CREATE TABLE dead_letters (
+        id bigserial PRIMARY KEY,
+        kit_id text NOT NULL,
+        lane text,
+        entry_id text,
+        reason text NOT NULL,
+        raw bytea NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE UNIQUE INDEX dead_letters_entry ON dead_letters (kit_id, lane, entry_id) WHERE entry_id IS NOT NULL;
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {

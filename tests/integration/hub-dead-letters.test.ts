@@ -1,0 +1,144 @@
+// One bad order never blocks a kit: orders an older kit stored with text or arithmetic the hub cannot
+// store (NUL, escape sequences, `__proto__` SKUs, a wrong total) travel in the same batches as good
+// ones; the good ones land in the ledger, the bad ones in the hub's dead letters with a reason, and the
+// kit hears 'rejected': the outbox empties, the risk budget and the token are released, and the host
+// sees the rejection with the declines.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { isSafeText } from '../../core/contracts/common.ts';
+import {
+  getOrder,
+  LANES,
+  readRecentDeclines,
+  readRiskCounters,
+  readSealedToken,
+  type StoredOrder,
+} from '../../core/store/index.ts';
+import { SandboxGateway } from '../../services/hub/gateway.ts';
+import type { HubService } from '../../services/hub/hub-service.ts';
+import type { SyncService } from '../../services/sync/sync-service.ts';
+import {
+  dropSchema,
+  ledgerOrderIds,
+  type Mosquitto,
+  makeKit,
+  mosquitto,
+  PG_URL,
+  startHub,
+  startSync,
+  type TestKit,
+  uniqueId,
+  waitFor,
+} from '../support/hub-link.ts';
+
+const schema = uniqueId('t_deadletter').replace(/-/g, '_');
+let broker: Mosquitto;
+let hub: HubService;
+let kit: TestKit;
+let sync: SyncService | undefined;
+
+before(async () => {
+  broker = await mosquitto();
+  hub = await startHub({ schema, gateway: new SandboxGateway(), brokerUrl: broker.url });
+  kit = await makeKit(uniqueId('kit'));
+});
+
+after(async () => {
+  await sync?.stop();
+  await hub?.stop();
+  await broker?.stop();
+  await kit?.close();
+  await dropSchema(schema);
+});
+
+function outboxOrders(k: TestKit): number {
+  return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
+}
+
+/** rewrite a stored order as an older kit version could have stored it (straight into LMDB) */
+async function corrupt(id: string, change: (o: StoredOrder) => StoredOrder): Promise<void> {
+  const o = getOrder(kit.store, id)!;
+  await kit.store.orders.put(id, change(o));
+}
+
+test('bad orders go to dead letters and are acked rejected; good ones in the same batch land', {
+  timeout: 60_000,
+}, async () => {
+  const good = [await kit.place(), await kit.place({ method: 'token', token: 'tok_ok_1' })];
+  const bad: Record<string, string> = {};
+  const nul = await kit.place({ method: 'token', token: 'tok_nul' });
+  await corrupt(nul, (o) => ({ ...o, lines: o.lines.map((l) => ({ ...l, name: 'Tee\u0000' })) }));
+  bad[nul] = 'name';
+  const total = await kit.place();
+  await corrupt(total, (o) => ({ ...o, totalCents: o.totalCents + 1 }));
+  bad[total] = 'totalCents';
+  const proto = await kit.place();
+  await corrupt(proto, (o) => ({ ...o, lines: o.lines.map((l) => ({ ...l, sku: '__proto__' })) }));
+  bad[proto] = 'sku';
+  // (LMDB itself stores a lone surrogate as U+FFFD: an older kit could not have kept one)
+  const esc = await kit.place();
+  await corrupt(esc, (o) => ({ ...o, lines: o.lines.map((l) => ({ ...l, name: '\u001b[2J' })) }));
+  bad[esc] = 'name';
+  const when = await kit.place();
+  await corrupt(when, (o) => ({ ...o, createdAt: 'yesterday' }));
+  bad[when] = 'createdAt';
+  const line = await kit.place();
+  await corrupt(line, (o) => ({
+    ...o,
+    lines: o.lines.map((l) => ({ ...l, lineCents: l.lineCents + 1 })),
+    totalCents: o.totalCents + o.lines.length,
+  }));
+  bad[line] = 'lineCents';
+  good.push(await kit.place());
+  assert.ok(readSealedToken(kit.store, nul), 'the bad card order holds a token before sync');
+  assert.ok(readRiskCounters(kit.store).unsyncedTokenOrders >= 2);
+
+  sync = startSync(kit, broker.url);
+  await waitFor(() => outboxOrders(kit) === 0, 30_000, 'the outbox to empty');
+
+  assert.deepEqual((await ledgerOrderIds(schema, kit.kitId)).ids, [...good].sort());
+  for (const id of good) assert.ok(['settled', 'declined'].includes(getOrder(kit.store, id)!.syncState));
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    const dl = await c.query<{ entry_id: string; reason: string; raw: Buffer }>(
+      `SELECT entry_id, reason, raw FROM "${schema}".dead_letters WHERE kit_id = $1`,
+      [kit.kitId],
+    );
+    assert.deepEqual(dl.rows.map((r) => r.entry_id).sort(), Object.keys(bad).sort());
+    for (const r of dl.rows) {
+      assert.match(r.reason, new RegExp(bad[r.entry_id]!), `reason of ${r.entry_id}: ${r.reason}`);
+      // the entry as sent, NUL and lone surrogate included (escaped JSON), nothing dropped
+      const raw = JSON.parse(r.raw.toString('utf8')) as { id: string; order: { id: string } };
+      assert.equal(raw.order.id, r.entry_id);
+    }
+    const nulRaw = dl.rows.find((r) => r.entry_id === nul)!.raw.toString('utf8');
+    assert.ok(nulRaw.includes('Tee\\u0000'));
+  } finally {
+    await c.end();
+  }
+  // the kit: rejected, token dropped, risk released, shown with the declines as a rejection
+  for (const id of Object.keys(bad)) {
+    const o = getOrder(kit.store, id)!;
+    assert.equal(o.syncState, 'rejected', id);
+    assert.ok(o.declineReason && o.declineReason.length > 0);
+  }
+  assert.equal(readSealedToken(kit.store, nul), undefined, 'the rejected order token is dropped');
+  assert.equal(readRiskCounters(kit.store).unsyncedTokenOrders, 0, 'the risk budget is released');
+  const notices = readRecentDeclines(kit.store).filter((d) => d.state === 'rejected');
+  assert.deepEqual(notices.map((d) => d.orderId).sort(), Object.keys(bad).sort());
+
+  // the hub API (admin) and the metric
+  const unauth = await fetch(`${hub.httpUrl}/v1/dead-letters`);
+  assert.equal(unauth.status, 401);
+  const res = await fetch(`${hub.httpUrl}/v1/dead-letters?kitId=${kit.kitId}`, {
+    headers: { authorization: `Bearer ${hub.adminToken}` },
+  });
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as { deadLetters: Array<{ entryId: string; reason: string; raw: string }> };
+  assert.equal(body.deadLetters.length, Object.keys(bad).length);
+  assert.ok(body.deadLetters.every((d) => d.reason.length > 0 && isSafeText(d.raw)));
+  const metrics = await fetch(`${hub.httpUrl}/metrics`).then((r) => r.text());
+  assert.match(metrics, new RegExp(`popkit_hub_dead_letters_total ${Object.keys(bad).length}\\b`));
+});
