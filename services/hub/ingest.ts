@@ -20,6 +20,7 @@ import { LANE_NAMES, type LaneName } from '../../core/contracts/lanes.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
+import { isTransientDbError } from './failures.ts';
 import type { DeadLetter, Ledger } from './ledger.ts';
 
 const log = moduleLogger('hub-ingest');
@@ -290,14 +291,4 @@ function batchProblems(payload: Buffer): string | string[] {
   } catch {
     return 'not JSON';
   }
-}
-
-/**
- * Connection trouble is worth waiting out; a statement the database refuses (SQLSTATE classes 22 data
- * exception, 23 constraint, 42 syntax or access) would fail the same way forever.
- */
-function isTransientDbError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && /^(22|23|42)/.test(code)) return false;
-  return true;
 }

@@ -9,11 +9,13 @@ import type {
   SignedCatalogT,
   WireOrderT,
 } from '../../core/contracts/hub-wire.ts';
+import { safeReason } from '../../core/contracts/hub-wire.ts';
 import type { LaneName } from '../../core/contracts/lanes.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
-import type { SqlDb } from './db.ts';
+import type { Queryable, SqlDb } from './db.ts';
+import { isDataError } from './failures.ts';
 import type { PaymentGateway } from './gateway.ts';
 
 const log = moduleLogger('hub-ledger');
@@ -106,34 +108,49 @@ export class Ledger {
     );
 
     const states = new Map<string, { state: AckItem['state']; reason: string | undefined }>();
+    const byId = new Map(orders.map((e) => [e.id, e]));
+    let dead: DeadLetter[] = [];
+    let stored: BatchEntryT[] = [];
     await this.db.transaction(async (tx) => {
+      // a retried transaction starts over
+      dead = [...rejects];
+      stored = [];
       await tx.query(
         `INSERT INTO kits (kit_id) VALUES ($1) ON CONFLICT (kit_id) DO UPDATE SET last_seen = now()`,
         [kitId],
       );
       if (fresh.size > 0) {
-        const res = await tx.query<{
-          order_id: string;
-          state: AckItem['state'];
-          decline_reason: string | null;
-        }>(
-          `INSERT INTO orders (kit_id, order_id, event_id, kit_created_at, total_cents, currency, payment_method,
-             token_hint, state, decline_reason, gateway_ref, sealed_token, body, settled_at)
-           SELECT $1, x.order_id, x.event_id, x.kit_created_at, x.total_cents, x.currency, x.payment_method,
-             x.token_hint, x.state, x.decline_reason, x.gateway_ref, x.sealed_token, x.body,
-             CASE WHEN x.state = 'forwarded' THEN NULL ELSE now() END
-           FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, event_id text, kit_created_at text,
-             total_cents bigint, currency text, payment_method text, token_hint text, state text,
-             decline_reason text, gateway_ref text, sealed_token jsonb, body jsonb)
-           ON CONFLICT (kit_id, order_id) DO NOTHING
-           RETURNING order_id, state, decline_reason`,
-          [kitId, JSON.stringify([...fresh.values()])],
-        );
-        for (const r of res.rows)
+        const rows = [...fresh.values()];
+        let inserted: InsertedRow[];
+        try {
+          inserted = await inSavepoint(tx, () => insertOrders(tx, kitId, rows));
+        } catch (err) {
+          if (!isDataError(err)) throw err;
+          // defence behind the contract: a value the database still refuses kills only its own order
+          inserted = [];
+          for (const row of rows) {
+            try {
+              inserted.push(...(await inSavepoint(tx, () => insertOrders(tx, kitId, [row]))));
+            } catch (e) {
+              if (!isDataError(e)) throw e;
+              dead.push(dbDeadLetter('orders', row.order_id, e, byId.get(row.order_id)));
+            }
+          }
+        }
+        for (const r of inserted)
           states.set(r.order_id, { state: r.state, reason: r.decline_reason ?? undefined });
-        this.counters.ordersNew += res.rows.length;
+        this.counters.ordersNew += inserted.length;
       }
-      for (const d of rejects) {
+      for (const e of others) {
+        try {
+          await inSavepoint(tx, () => recordOther(tx, kitId, e));
+          stored.push(e);
+        } catch (err) {
+          if (!isDataError(err)) throw err;
+          dead.push(dbDeadLetter(e.lane, e.id, err, e));
+        }
+      }
+      for (const d of dead) {
         const res = await tx.query(
           `INSERT INTO dead_letters (kit_id, lane, entry_id, reason, raw) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (kit_id, lane, entry_id) WHERE entry_id IS NOT NULL DO NOTHING RETURNING id`,
@@ -141,30 +158,11 @@ export class Ledger {
         );
         this.counters.deadLetters += res.rows.length;
       }
-      for (const e of others) {
-        if (e.lane === 'stock') {
-          await tx.query(
-            `UPDATE kits SET stock = $2::jsonb, stock_at = $3 WHERE kit_id = $1 AND (stock_at IS NULL OR stock_at < $3)`,
-            [kitId, JSON.stringify(e.stock), e.at],
-          );
-        } else {
-          if (e.lane === 'health') {
-            await tx.query(
-              `UPDATE kits SET health = $2::jsonb, health_at = $3 WHERE kit_id = $1 AND (health_at IS NULL OR health_at < $3)`,
-              [kitId, JSON.stringify(e.body), e.at],
-            );
-          }
-          await tx.query(
-            `INSERT INTO kit_telemetry (kit_id, entry_id, lane, at, body) VALUES ($1, $2, $3, $4, $5::jsonb)
-             ON CONFLICT (kit_id, entry_id) DO NOTHING`,
-            [kitId, e.id, e.lane, e.at, JSON.stringify(e.body)],
-          );
-        }
-      }
     });
 
     // orders the ledger already had (a redelivery, or another worker was quicker): their committed state
-    const seen = orderIds.filter((id) => !states.has(id));
+    const deadOrders = new Set(dead.filter((d) => d.lane === 'orders').map((d) => d.id));
+    const seen = orderIds.filter((id) => !states.has(id) && !deadOrders.has(id));
     this.counters.ordersDuplicate += seen.length;
     if (seen.length > 0)
       for (const [id, st] of await this.orderStates(this.db, kitId, seen)) states.set(id, st);
@@ -174,12 +172,12 @@ export class Ledger {
       if (!st) continue;
       acks.push({ lane: 'orders', id, state: st.state, ...(st.reason ? { reason: st.reason } : {}) });
     }
-    for (const e of others) acks.push({ lane: e.lane, id: e.id, state: 'stored' });
-    const rejectedOrders = rejects.filter((d) => d.lane === 'orders' && d.id).map((d) => d.id!);
+    for (const e of stored) acks.push({ lane: e.lane, id: e.id, state: 'stored' });
+    const rejectedOrders = dead.filter((d) => d.lane === 'orders' && d.id).map((d) => d.id!);
     // a bad copy of an order the ledger already holds: the ledger's verdict stands
     const held =
       rejectedOrders.length > 0 ? await this.orderStates(this.db, kitId, rejectedOrders) : new Map();
-    for (const d of rejects) {
+    for (const d of dead) {
       if (!d.lane || !d.id) continue;
       const st = d.lane === 'orders' ? held.get(d.id) : undefined;
       acks.push(
@@ -463,4 +461,73 @@ export class Ledger {
     );
     return res.rows.map((r) => ({ eventId: r.event_id, signed: r.signed }));
   }
+}
+
+interface InsertedRow {
+  order_id: string;
+  state: AckItem['state'];
+  decline_reason: string | null;
+}
+
+/** `fn` inside a savepoint: rolled back to it alone when it throws, so the transaction goes on. */
+async function inSavepoint<T>(tx: Queryable, fn: () => Promise<T>): Promise<T> {
+  await tx.query('SAVEPOINT entry');
+  try {
+    const out = await fn();
+    await tx.query('RELEASE SAVEPOINT entry');
+    return out;
+  } catch (err) {
+    await tx.query('ROLLBACK TO SAVEPOINT entry');
+    throw err;
+  }
+}
+
+async function insertOrders(tx: Queryable, kitId: string, rows: NewOrderRow[]): Promise<InsertedRow[]> {
+  const res = await tx.query<InsertedRow>(
+    `INSERT INTO orders (kit_id, order_id, event_id, kit_created_at, total_cents, currency, payment_method,
+       token_hint, state, decline_reason, gateway_ref, sealed_token, body, settled_at)
+     SELECT $1, x.order_id, x.event_id, x.kit_created_at, x.total_cents, x.currency, x.payment_method,
+       x.token_hint, x.state, x.decline_reason, x.gateway_ref, x.sealed_token, x.body,
+       CASE WHEN x.state = 'forwarded' THEN NULL ELSE now() END
+     FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, event_id text, kit_created_at text,
+       total_cents bigint, currency text, payment_method text, token_hint text, state text,
+       decline_reason text, gateway_ref text, sealed_token jsonb, body jsonb)
+     ON CONFLICT (kit_id, order_id) DO NOTHING
+     RETURNING order_id, state, decline_reason`,
+    [kitId, JSON.stringify(rows)],
+  );
+  return res.rows;
+}
+
+/** A stock snapshot, a health report or a telemetry entry. */
+async function recordOther(tx: Queryable, kitId: string, e: Exclude<BatchEntryT, { lane: 'orders' }>) {
+  if (e.lane === 'stock') {
+    await tx.query(
+      `UPDATE kits SET stock = $2::jsonb, stock_at = $3 WHERE kit_id = $1 AND (stock_at IS NULL OR stock_at < $3)`,
+      [kitId, JSON.stringify(e.stock), e.at],
+    );
+    return;
+  }
+  if (e.lane === 'health') {
+    await tx.query(
+      `UPDATE kits SET health = $2::jsonb, health_at = $3 WHERE kit_id = $1 AND (health_at IS NULL OR health_at < $3)`,
+      [kitId, JSON.stringify(e.body), e.at],
+    );
+  }
+  await tx.query(
+    `INSERT INTO kit_telemetry (kit_id, entry_id, lane, at, body) VALUES ($1, $2, $3, $4, $5::jsonb)
+     ON CONFLICT (kit_id, entry_id) DO NOTHING`,
+    [kitId, e.id, e.lane, e.at, JSON.stringify(e.body)],
+  );
+}
+
+/** A dead letter for an entry the database refused (its SQLSTATE and message are the reason). */
+function dbDeadLetter(lane: LaneName, id: string, err: unknown, entry: unknown): DeadLetter {
+  const e = err as { code?: string; message?: string };
+  return {
+    lane,
+    id,
+    reason: safeReason([`database refused it (${e.code ?? '?'}): ${e.message ?? ''}`]),
+    raw: Buffer.from(JSON.stringify(entry ?? null)),
+  };
 }

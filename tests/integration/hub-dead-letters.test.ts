@@ -142,3 +142,34 @@ test('bad orders go to dead letters and are acked rejected; good ones in the sam
   const metrics = await fetch(`${hub.httpUrl}/metrics`).then((r) => r.text());
   assert.match(metrics, new RegExp(`popkit_hub_dead_letters_total ${Object.keys(bad).length}\\b`));
 });
+
+test('an order the database itself refuses dies alone: the rest of its batch lands (savepoints)', {
+  timeout: 60_000,
+}, async () => {
+  await sync?.stop();
+  sync = undefined;
+  // a rule the contract does not know, standing for any value PostgreSQL refuses (a data error)
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    await c.query(`ALTER TABLE "${schema}".orders ADD CONSTRAINT no_poison CHECK (event_id <> 'poison-ev')`);
+    const before = (await ledgerOrderIds(schema, kit.kitId)).ids;
+    const a = await kit.place({ method: 'token', token: 'tok_ok_2' });
+    const poison = await kit.place({ method: 'token', token: 'tok_poison' });
+    await corrupt(poison, (o) => ({ ...o, eventId: 'poison-ev' }));
+    const b = await kit.place();
+    sync = startSync(kit, broker.url);
+    await waitFor(() => outboxOrders(kit) === 0, 30_000, 'the outbox to empty');
+    assert.deepEqual((await ledgerOrderIds(schema, kit.kitId)).ids, [...before, a, b].sort());
+    const dl = await c.query<{ reason: string }>(
+      `SELECT reason FROM "${schema}".dead_letters WHERE kit_id = $1 AND entry_id = $2`,
+      [kit.kitId, poison],
+    );
+    assert.match(dl.rows[0]?.reason ?? '', /23514/);
+    assert.equal(getOrder(kit.store, poison)!.syncState, 'rejected');
+    assert.equal(readSealedToken(kit.store, poison), undefined);
+    assert.equal(getOrder(kit.store, a)!.syncState, 'settled');
+  } finally {
+    await c.end();
+  }
+});
