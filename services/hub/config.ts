@@ -55,6 +55,12 @@ export const HubConfig = Type.Object({
     description: 'payment gateway adapter',
   }),
   POPKIT_HUB_GATEWAY_RETRY_S: Type.Integer({ minimum: 1, default: 30 }),
+  POPKIT_HUB_GATEWAY_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 256,
+    default: 8,
+    description: 'token exchanges a hub worker has under way at the gateway at most',
+  }),
   POPKIT_GATEWAY_SANDBOX_JOURNAL: Type.Optional(
     Type.String({
       minLength: 1,

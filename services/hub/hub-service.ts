@@ -60,7 +60,7 @@ export class HubService {
       });
     // tokens the hub must hold while the gateway is unreachable are sealed with the hub's own key
     const vault = new TokenVault(loadOrCreateKey(layout.heldTokenKey).value);
-    this.ledger = new Ledger(this.db, this.gateway, vault);
+    this.ledger = new Ledger(this.db, this.gateway, vault, cfg.POPKIT_HUB_GATEWAY_CONCURRENCY);
     this.ingest = new HubIngest(this.ledger, {
       brokerUrl: cfg.POPKIT_HUB_BROKER_URL,
       username: cfg.POPKIT_HUB_BROKER_USERNAME,

@@ -16,7 +16,7 @@ import { moduleLogger } from '../../core/logger.ts';
 import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
 import type { Queryable, SqlDb } from './db.ts';
 import { isDataError } from './failures.ts';
-import type { PaymentGateway } from './gateway.ts';
+import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
 
 const log = moduleLogger('hub-ledger');
 
@@ -72,12 +72,20 @@ export class Ledger {
     deadLetters: 0,
   };
 
+  /** exchanges this worker has under way (the retry loop leaves them alone) */
+  private readonly exchanging = new Set<string>();
+  private readonly gatewaySlots: Slots;
+
   constructor(
     private readonly db: SqlDb,
     private readonly gateway: PaymentGateway,
-    /** seals tokens the hub must hold while the gateway is unreachable */
+    /** seals the tokens of card orders between their insert and their exchange (or the gateway's return) */
     private readonly vault: TokenVault,
-  ) {}
+    /** gateway calls under way at most, per worker (POPKIT_HUB_GATEWAY_CONCURRENCY) */
+    gatewayConcurrency = 8,
+  ) {
+    this.gatewaySlots = new Slots(gatewayConcurrency);
+  }
 
   async ping(): Promise<void> {
     await this.db.query('SELECT 1');
@@ -85,27 +93,19 @@ export class Ledger {
 
   /**
    * Record one batch of a kit's entries and return the acks for it (every entry, new or seen before).
-   * Token exchange happens before the insert, keyed by kit and order id at the gateway, so a crash
-   * between the two is repaired by the kit's redelivery without a second charge.
+   * Write first, then charge: the batch commits (card orders 'forwarded', token sealed), then the new
+   * card orders are exchanged and updated; a crash between the two is finished by retryDeferred (or the
+   * kit's redelivery) under the same idempotency key `kitId:orderId`, so never a second charge.
+   * `rejects` (and any entry the database refuses) go to the dead letters and are acked 'rejected'.
    */
   async recordBatch(kitId: string, entries: BatchEntryT[], rejects: DeadLetter[] = []): Promise<AckItem[]> {
     const orders = entries.filter((e): e is OrderEntryT => e.lane === 'orders');
     const others = entries.filter((e) => e.lane !== 'orders');
     const orderIds = [...new Set(orders.map((e) => e.id))];
-    // only card orders need to know beforehand whether they are new (no second trip to the gateway);
-    // the gateway's idempotency key makes even a racing second exchange harmless
-    const cardIds = orders.filter((e) => e.order.payment.method === 'token').map((e) => e.id);
-    const known = cardIds.length > 0 ? await this.orderStates(this.db, kitId, cardIds) : new Map();
-
+    // write first, then charge: a card order is inserted 'forwarded' with its token sealed by the hub's
+    // vault, and exchanged only after the commit, so no charge exists for an order the ledger lacks
     const fresh = new Map<string, NewOrderRow>();
-    await Promise.all(
-      orders
-        .filter((e) => !known.has(e.id))
-        .map(async (e) => {
-          if (fresh.has(e.id)) return;
-          fresh.set(e.id, await this.rowFor(kitId, e));
-        }),
-    );
+    for (const e of orders) if (!fresh.has(e.id)) fresh.set(e.id, this.rowFor(e));
 
     const states = new Map<string, { state: AckItem['state']; reason: string | undefined }>();
     const byId = new Map(orders.map((e) => [e.id, e]));
@@ -166,6 +166,16 @@ export class Ledger {
     this.counters.ordersDuplicate += seen.length;
     if (seen.length > 0)
       for (const [id, st] of await this.orderStates(this.db, kitId, seen)) states.set(id, st);
+    // card orders committed 'forwarded' (inserted now, or redelivered after a crash or an outage):
+    // exchanged now, a bounded number at a time, each under its unchanged idempotency key
+    const toCharge = [...states].filter(([id, st]) => st.state === 'forwarded' && byId.get(id)?.token);
+    await Promise.all(
+      toCharge.map(async ([id]) => {
+        const e = byId.get(id)!;
+        const st = await this.exchangeAndRecord(kitId, e.order, e.token!);
+        if (st) states.set(id, st);
+      }),
+    );
     const acks: AckItem[] = [];
     for (const id of orderIds) {
       const st = states.get(id);
@@ -200,30 +210,21 @@ export class Ledger {
     );
   }
 
-  private async rowFor(kitId: string, e: OrderEntryT): Promise<NewOrderRow> {
+  private rowFor(e: OrderEntryT): NewOrderRow {
     const o = e.order;
     let state: OrderRow['state'] = 'settled';
     let reason: string | null = null;
-    let ref: string | null = null;
     let sealed: SealedToken | null = null;
     if (o.payment.method === 'token') {
       if (!e.token) {
         state = 'declined';
         reason = `token_${e.tokenError ?? 'missing'}`;
+        this.counters.declined++;
       } else {
-        const verdict = await this.exchange(kitId, o, e.token);
-        if (verdict === 'deferred') {
-          state = 'forwarded';
-          sealed = this.vault.seal(e.token, HELD_TOKEN_TTL_MS);
-        } else if (verdict.outcome === 'approved') {
-          ref = verdict.ref;
-        } else {
-          state = 'declined';
-          reason = verdict.reason;
-        }
+        state = 'forwarded';
+        sealed = this.vault.seal(e.token, HELD_TOKEN_TTL_MS);
       }
     }
-    if (state === 'declined') this.counters.declined++;
     return {
       order_id: e.id,
       event_id: o.eventId,
@@ -234,25 +235,55 @@ export class Ledger {
       token_hint: o.payment.method === 'token' ? o.payment.tokenHint : null,
       state,
       decline_reason: reason,
-      gateway_ref: ref,
+      gateway_ref: null,
       sealed_token: sealed,
       body: o,
     };
   }
 
-  private async exchange(kitId: string, o: WireOrderT, token: string) {
+  /**
+   * Exchange a committed 'forwarded' order's token and record the verdict. Undefined when the gateway
+   * is unreachable (the order stays 'forwarded'; the deferred-retry loop finishes it with the same
+   * idempotency key, as it does after a crash between the insert and this call).
+   */
+  private async exchangeAndRecord(
+    kitId: string,
+    o: WireOrderT,
+    token: string,
+  ): Promise<{ state: AckItem['state']; reason: string | undefined } | undefined> {
+    const key = `${kitId}:${o.id}`;
+    this.exchanging.add(key);
     try {
-      this.counters.exchanges++;
-      return await this.gateway.exchange({
-        idempotencyKey: `${kitId}:${o.id}`,
-        token,
-        amountCents: o.totalCents,
-        currency: o.currency,
-      });
-    } catch (err) {
-      this.counters.exchangeDeferred++;
-      log.warn({ err: (err as Error).message, orderId: o.id }, 'token exchange deferred');
-      return 'deferred' as const;
+      let verdict: ExchangeResult;
+      try {
+        this.counters.exchanges++;
+        verdict = await this.gatewaySlots.run(() =>
+          this.gateway.exchange({
+            idempotencyKey: key,
+            token,
+            amountCents: o.totalCents,
+            currency: o.currency,
+          }),
+        );
+      } catch (err) {
+        this.counters.exchangeDeferred++;
+        log.warn({ err: (err as Error).message, orderId: o.id }, 'token exchange deferred');
+        return undefined;
+      }
+      if (verdict.outcome === 'declined') this.counters.declined++;
+      const state = verdict.outcome === 'approved' ? 'settled' : 'declined';
+      const reason = verdict.outcome === 'declined' ? verdict.reason : null;
+      const res = await this.db.query<{ state: AckItem['state']; decline_reason: string | null }>(
+        `UPDATE orders SET state = $3, decline_reason = $4, gateway_ref = $5, sealed_token = NULL, settled_at = now()
+         WHERE kit_id = $1 AND order_id = $2 AND state = 'forwarded'
+         RETURNING state, decline_reason`,
+        [kitId, o.id, state, reason, verdict.outcome === 'approved' ? verdict.ref : null],
+      );
+      if (res.rows.length > 0) return { state, reason: reason ?? undefined };
+      // another worker's retry loop recorded it first: its verdict is the ledger's
+      return (await this.orderStates(this.db, kitId, [o.id])).get(o.id);
+    } finally {
+      this.exchanging.delete(key);
     }
   }
 
@@ -270,8 +301,9 @@ export class Ledger {
         sealed_token: SealedToken | null;
       }>(
         `SELECT kit_id, order_id, total_cents, currency, sealed_token FROM orders
-         WHERE state = 'forwarded' ORDER BY received_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [limit],
+         WHERE state = 'forwarded' AND NOT (kit_id || ':' || order_id = ANY($2::text[]))
+         ORDER BY received_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit, [...this.exchanging]],
       );
       const out: { kitId: string; ack: AckItem }[] = [];
       for (const r of res.rows) {
@@ -289,12 +321,14 @@ export class Ledger {
           }
           if (token) {
             try {
-              verdict = await this.gateway.exchange({
-                idempotencyKey: `${r.kit_id}:${r.order_id}`,
-                token,
-                amountCents: Number(r.total_cents),
-                currency: r.currency,
-              });
+              verdict = await this.gatewaySlots.run(() =>
+                this.gateway.exchange({
+                  idempotencyKey: `${r.kit_id}:${r.order_id}`,
+                  token,
+                  amountCents: Number(r.total_cents),
+                  currency: r.currency,
+                }),
+              );
             } catch {
               break; // still unreachable: try the rest next time
             }
