@@ -55,6 +55,12 @@ export const HubConfig = Type.Object({
     description: 'payment gateway adapter',
   }),
   POPKIT_HUB_GATEWAY_RETRY_S: Type.Integer({ minimum: 1, default: 30 }),
+  POPKIT_HUB_VERDICT_RESEND_S: Type.Integer({
+    minimum: 1,
+    default: 60,
+    description:
+      'resend a confirmed verdict (settled/declined after forwarded) not yet receipted by its kit this often',
+  }),
   POPKIT_HUB_GATEWAY_CONCURRENCY: Type.Integer({
     minimum: 1,
     maximum: 256,

@@ -70,6 +70,7 @@ export class HubService {
       shared: cfg.POPKIT_HUB_SHARED_SUBSCRIPTION,
       shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
       retryDeferredMs: cfg.POPKIT_HUB_GATEWAY_RETRY_S * 1000,
+      verdictResendMs: cfg.POPKIT_HUB_VERDICT_RESEND_S * 1000,
     });
     await this.ingest.start();
     this.app = buildHubApp({

@@ -34,6 +34,8 @@ export interface HubIngestOptions {
   shareGroup: string;
   shared: 'auto' | 'on' | 'off';
   retryDeferredMs: number;
+  /** resend confirmed verdicts not receipted for this long */
+  verdictResendMs: number;
 }
 
 export interface IngestStats {
@@ -42,6 +44,10 @@ export interface IngestStats {
   refused: Record<string, number>;
   acksSent: number;
   dbRetries: number;
+  /** confirmed verdicts sent again (kit back online, or not receipted in time) */
+  verdictsResent: number;
+  /** confirmed verdicts the kits receipted */
+  receipts: number;
 }
 
 const ACKS_PER_MESSAGE = 2000;
@@ -52,9 +58,18 @@ export class HubIngest {
   private client: MqttClient | undefined;
   private stopping = false;
   private retryLoop: PollLoop | undefined;
+  private resendLoop: PollLoop | undefined;
   private retrying = false;
   sharedSubscription: boolean | undefined;
-  readonly stats: IngestStats = { batches: 0, entries: 0, refused: {}, acksSent: 0, dbRetries: 0 };
+  readonly stats: IngestStats = {
+    batches: 0,
+    entries: 0,
+    refused: {},
+    acksSent: 0,
+    dbRetries: 0,
+    verdictsResent: 0,
+    receipts: 0,
+  };
 
   constructor(
     private readonly ledger: Ledger,
@@ -115,6 +130,7 @@ export class HubIngest {
     await client.subscribeAsync({
       [share(topics.allOrders)]: { qos: 1 },
       [share(topics.allTelemetry)]: { qos: 1 },
+      [share(topics.allReceipts)]: { qos: 1 },
       [topics.allStatus]: { qos: 1 },
     });
     client.on('connect', () => {
@@ -126,6 +142,14 @@ export class HubIngest {
       unref: true,
       onError: (err) => log.warn({ err: (err as Error).message }, 'deferred retry'),
     });
+    this.resendLoop = pollLoop(
+      this.opts.verdictResendMs,
+      () => this.resendVerdicts({ staleMs: this.opts.verdictResendMs }),
+      {
+        unref: true,
+        onError: (err) => log.warn({ err: (err as Error).message }, 'verdict resend'),
+      },
+    );
     log.info(
       { broker: redactUrl(this.opts.brokerUrl), shared: this.sharedSubscription },
       'hub ingest started',
@@ -135,6 +159,7 @@ export class HubIngest {
   async stop(): Promise<void> {
     this.stopping = true;
     this.retryLoop?.stop();
+    this.resendLoop?.stop();
     await this.client?.endAsync();
   }
 
@@ -181,6 +206,15 @@ export class HubIngest {
       if (!s) return this.refuse('malformed', topic);
       if (s.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: s.kitId });
       await this.withDbRetry(() => this.ledger.recordStatus(s));
+      // back online: whatever verdicts it has not confirmed yet, now
+      if (s.online) await this.resendVerdicts({ kitId: s.kitId });
+      return;
+    }
+    if (t.leaf === 'receipts') {
+      const r = wire.receipt.parse(payload);
+      if (!r) return this.refuse('malformed', topic);
+      if (r.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: r.kitId });
+      this.stats.receipts += await this.withDbRetry(() => this.ledger.confirmReceipt(t.kitId, r.orders));
       return;
     }
     if (t.leaf !== 'orders' && t.leaf !== 'telemetry') return;
@@ -242,6 +276,15 @@ export class HubIngest {
         log.warn({ err: (err as Error).message, retryInMs }, 'ledger write failed, retrying');
       },
     });
+  }
+
+  private async resendVerdicts(opts: { kitId?: string; staleMs?: number }): Promise<void> {
+    if (!this.connected) return;
+    const pending = await this.withDbRetry(() => this.ledger.pendingVerdicts(opts));
+    const byKit = new Map<string, AckT['acks']>();
+    for (const d of pending) byKit.set(d.kitId, [...(byKit.get(d.kitId) ?? []), d.ack]);
+    for (const [kitId, acks] of byKit) this.sendAcks(kitId, acks);
+    this.stats.verdictsResent += pending.length;
   }
 
   private async retryDeferred(): Promise<void> {

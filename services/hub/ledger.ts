@@ -347,6 +347,13 @@ export class Ledger {
             verdict.outcome === 'approved' ? verdict.ref : null,
           ],
         );
+        // the kit was acked 'forwarded' and no longer resends the order: the hub keeps this verdict and
+        // resends it until the kit names it in a receipt
+        await tx.query(
+          `INSERT INTO pending_verdicts (kit_id, order_id, state, reason) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (kit_id, order_id) DO UPDATE SET state = $3, reason = $4`,
+          [r.kit_id, r.order_id, state, verdict.outcome === 'declined' ? verdict.reason : null],
+        );
         out.push({
           kitId: r.kit_id,
           ack: {
@@ -354,6 +361,7 @@ export class Ledger {
             id: r.order_id,
             state,
             ...(verdict.outcome === 'declined' ? { reason: verdict.reason } : {}),
+            confirm: true,
           },
         });
       }
@@ -386,6 +394,48 @@ export class Ledger {
       raw: Buffer.from(r.raw).toString('utf8'),
       receivedAt: new Date(r.received_at).toISOString(),
     }));
+  }
+
+  /**
+   * Verdicts waiting for the kit's receipt, to (re)send with `confirm`: one kit's all (it came online),
+   * or every kit's not sent for `staleMs` (the periodic resend). Marked sent as they are returned.
+   */
+  async pendingVerdicts(opts: { kitId?: string; staleMs?: number; limit?: number }) {
+    const res = await this.db.query<{
+      kit_id: string;
+      order_id: string;
+      state: AckItem['state'];
+      reason: string | null;
+    }>(
+      `UPDATE pending_verdicts SET last_sent_at = now(), sends = sends + 1
+       WHERE (kit_id, order_id) IN (
+         SELECT kit_id, order_id FROM pending_verdicts
+         WHERE ($1::text IS NULL OR kit_id = $1)
+           AND ($2::bigint IS NULL OR last_sent_at < now() - make_interval(secs => $2::bigint / 1000.0))
+         ORDER BY kit_id, order_id LIMIT $3)
+       RETURNING kit_id, order_id, state, reason`,
+      [opts.kitId ?? null, opts.staleMs ?? null, opts.limit ?? 5000],
+    );
+    return res.rows.map((r) => ({
+      kitId: r.kit_id,
+      ack: {
+        lane: 'orders',
+        id: r.order_id,
+        state: r.state,
+        ...(r.reason ? { reason: r.reason } : {}),
+        confirm: true,
+      } satisfies AckItem,
+    }));
+  }
+
+  /** The kit applied these confirmed verdicts: stop resending them. Returns how many were pending. */
+  async confirmReceipt(kitId: string, orderIds: string[]): Promise<number> {
+    const res = await this.db.query(
+      `DELETE FROM pending_verdicts WHERE kit_id = $1 AND order_id IN (SELECT jsonb_array_elements_text($2::jsonb))
+       RETURNING order_id`,
+      [kitId, JSON.stringify(orderIds)],
+    );
+    return res.rows.length;
   }
 
   async recordStatus(s: KitStatusT): Promise<void> {

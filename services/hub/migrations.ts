@@ -78,6 +78,24 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE UNIQUE INDEX dead_letters_entry ON dead_letters (kit_id, lane, entry_id) WHERE entry_id IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'pending verdicts',
+    sql: `
+      -- verdicts reached after the kit was acked 'forwarded' (it no longer resends the order): kept and
+      -- resent with confirm until the kit names them in a receipt, however long it stays offline
+      CREATE TABLE pending_verdicts (
+        kit_id text NOT NULL,
+        order_id text NOT NULL,
+        state text NOT NULL CHECK (state IN ('settled', 'declined', 'rejected')),
+        reason text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        last_sent_at timestamptz NOT NULL DEFAULT now(),
+        sends integer NOT NULL DEFAULT 1,
+        PRIMARY KEY (kit_id, order_id)
+      );
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {
