@@ -57,6 +57,8 @@ export interface LedgerCounters {
   declined: number;
   exchangeDeferred: number;
   deadLetters: number;
+  /** resent orders whose content differed from the ledger's (each delivery counts) */
+  orderConflicts: number;
 }
 
 // a held token waits for the gateway at most this long in the hub, then the order is declined
@@ -70,6 +72,7 @@ export class Ledger {
     declined: 0,
     exchangeDeferred: 0,
     deadLetters: 0,
+    orderConflicts: 0,
   };
 
   /** exchanges this worker has under way (the retry loop leaves them alone) */
@@ -164,8 +167,13 @@ export class Ledger {
     const deadOrders = new Set(dead.filter((d) => d.lane === 'orders').map((d) => d.id));
     const seen = orderIds.filter((id) => !states.has(id) && !deadOrders.has(id));
     this.counters.ordersDuplicate += seen.length;
-    if (seen.length > 0)
+    if (seen.length > 0) {
       for (const [id, st] of await this.orderStates(this.db, kitId, seen)) states.set(id, st);
+      await this.recordConflicts(
+        kitId,
+        seen.map((id) => byId.get(id)!),
+      );
+    }
     // card orders committed 'forwarded' (inserted now, or redelivered after a crash or an outage):
     // exchanged now, a bounded number at a time, each under its unchanged idempotency key
     const toCharge = [...states].filter(([id, st]) => st.state === 'forwarded' && byId.get(id)?.token);
@@ -197,6 +205,28 @@ export class Ledger {
       );
     }
     return acks;
+  }
+
+  /** Resent orders whose content differs from the ledger's row: counted, and the other copy kept. */
+  private async recordConflicts(kitId: string, resent: OrderEntryT[]): Promise<void> {
+    const res = await this.db.query<{ order_id: string; body: WireOrderT }>(
+      `SELECT x.order_id, x.body FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, body jsonb)
+       JOIN orders o ON o.kit_id = $1 AND o.order_id = x.order_id
+       WHERE o.body <> x.body`,
+      [kitId, JSON.stringify(resent.map((e) => ({ order_id: e.id, body: e.order })))],
+    );
+    if (res.rows.length === 0) return;
+    this.counters.orderConflicts += res.rows.length;
+    log.warn(
+      { kitId, orders: res.rows.map((r) => r.order_id) },
+      'order resent with other content than the ledger',
+    );
+    await this.db.query(
+      `INSERT INTO order_conflicts (kit_id, order_id, body)
+       SELECT $1, x.order_id, x.body FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, body jsonb)
+       ON CONFLICT (kit_id, order_id, md5(body::text)) DO NOTHING`,
+      [kitId, JSON.stringify(res.rows)],
+    );
   }
 
   private async orderStates(db: SqlDb, kitId: string, ids: string[]) {

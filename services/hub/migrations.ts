@@ -96,6 +96,22 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'order conflicts',
+    sql: `
+      -- an order resent with other content than the ledger's: the ledger's row stands, the other copy is
+      -- kept here (once per distinct content) for someone to look at
+      CREATE TABLE order_conflicts (
+        id bigserial PRIMARY KEY,
+        kit_id text NOT NULL,
+        order_id text NOT NULL,
+        body jsonb NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE UNIQUE INDEX order_conflicts_copy ON order_conflicts (kit_id, order_id, md5(body::text));
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {

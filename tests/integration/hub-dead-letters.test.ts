@@ -5,8 +5,10 @@
 // sees the rejection with the declines.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import mqtt from 'mqtt';
 import pg from 'pg';
 import { isSafeText } from '../../core/contracts/common.ts';
+import { type AckT, topics, type WireOrderT } from '../../core/contracts/hub-wire.ts';
 import {
   getOrder,
   LANES,
@@ -172,4 +174,55 @@ test('an order the database itself refuses dies alone: the rest of its batch lan
   } finally {
     await c.end();
   }
+});
+
+test("an order resent with other content: the ledger's row and verdict stand, the copy is kept and counted", {
+  timeout: 30_000,
+}, async (t) => {
+  const id = (await ledgerOrderIds(schema, kit.kitId)).ids[0]!;
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  const client = await mqtt.connectAsync(broker.url, { clientId: uniqueId('resender') });
+  t.after(async () => {
+    await client.endAsync(true);
+    await c.end();
+  });
+  const row = await c.query<{ body: WireOrderT; state: string }>(
+    `SELECT body, state FROM "${schema}".orders WHERE kit_id = $1 AND order_id = $2`,
+    [kit.kitId, id],
+  );
+  const original = row.rows[0]!;
+  const line = original.body.lines[0]!;
+  const other: WireOrderT = {
+    ...original.body,
+    lines: [{ ...line, qty: line.qty + 1, lineCents: (line.qty + 1) * line.unitPriceCents }],
+    totalCents: (line.qty + 1) * line.unitPriceCents,
+  };
+  const acks: AckT[] = [];
+  await client.subscribeAsync(topics.acks(kit.kitId), { qos: 1 });
+  client.on('message', (_t, p) => acks.push(JSON.parse(p.toString()) as AckT));
+  const batch = {
+    v: 1,
+    kitId: kit.kitId,
+    sentAt: Date.now(),
+    entries: [{ lane: 'orders', id, order: other }],
+  };
+  await client.publishAsync(topics.orders(kit.kitId), JSON.stringify(batch), { qos: 1 });
+  await client.publishAsync(topics.orders(kit.kitId), JSON.stringify(batch), { qos: 1 });
+  const mine = () => acks.flatMap((a) => a.acks).filter((a) => a.id === id);
+  await waitFor(() => mine().length >= 2, 15_000, 'the acks of the resent order');
+  for (const ack of mine()) assert.equal(ack.state, original.state);
+  const after = await c.query<{ body: WireOrderT }>(
+    `SELECT body FROM "${schema}".orders WHERE order_id = $1`,
+    [id],
+  );
+  assert.deepEqual(after.rows[0]!.body, original.body, "the ledger's row is unchanged");
+  const kept = await c.query<{ body: WireOrderT }>(
+    `SELECT body FROM "${schema}".order_conflicts WHERE order_id = $1`,
+    [id],
+  );
+  assert.equal(kept.rows.length, 1, 'the other copy kept once');
+  assert.equal(kept.rows[0]!.body.totalCents, other.totalCents);
+  const metrics = await fetch(`${hub.httpUrl}/metrics`).then((r) => r.text());
+  assert.match(metrics, /popkit_hub_order_conflicts_total 2\b/);
 });
