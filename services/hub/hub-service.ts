@@ -71,6 +71,11 @@ export class HubService {
       shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
       retryDeferredMs: cfg.POPKIT_HUB_GATEWAY_RETRY_S * 1000,
       verdictResendMs: cfg.POPKIT_HUB_VERDICT_RESEND_S * 1000,
+      kitQuota: {
+        batchMax: cfg.POPKIT_HUB_KIT_BATCH_MAX,
+        ratePerS: cfg.POPKIT_HUB_KIT_RATE_PER_S,
+        burst: cfg.POPKIT_HUB_KIT_BURST,
+      },
     });
     await this.ingest.start();
     this.app = buildHubApp({

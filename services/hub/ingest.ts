@@ -36,6 +36,8 @@ export interface HubIngestOptions {
   retryDeferredMs: number;
   /** resend confirmed verdicts not receipted for this long */
   verdictResendMs: number;
+  /** per-kit limits: entries per batch, messages per second and burst (a token bucket per kit) */
+  kitQuota?: { batchMax: number; ratePerS: number; burst: number };
 }
 
 export interface IngestStats {
@@ -61,6 +63,8 @@ export class HubIngest {
   private resendLoop: PollLoop | undefined;
   private retrying = false;
   sharedSubscription: boolean | undefined;
+  private readonly buckets: KitBuckets;
+  private readonly batchMax: number;
   readonly stats: IngestStats = {
     batches: 0,
     entries: 0,
@@ -74,7 +78,11 @@ export class HubIngest {
   constructor(
     private readonly ledger: Ledger,
     private readonly opts: HubIngestOptions,
-  ) {}
+  ) {
+    const q = opts.kitQuota ?? { batchMax: 5000, ratePerS: 20, burst: 60 };
+    this.buckets = new KitBuckets(q.ratePerS, q.burst);
+    this.batchMax = q.batchMax;
+  }
 
   get connected(): boolean {
     return this.client?.connected ?? false;
@@ -200,6 +208,9 @@ export class HubIngest {
     if (topic.startsWith('popkit/v1/hub-probe/')) return;
     const t = kitIdFromTopic(topic);
     if (!t) return this.refuse('topic', topic);
+    // over its quota a kit's message is dropped before any parsing or database work, and not acked:
+    // the kit's ack timeout makes it back off and resend, and other kits are not held up behind it
+    if (!this.buckets.take(t.kitId)) return this.refuse('quota_rate', topic);
     if (t.leaf === 'status') {
       if (payload.length === 0) return; // a cleared retained status
       const s = wire.kitStatus.parse(payload);
@@ -222,6 +233,8 @@ export class HubIngest {
     if (!batch) return this.refuse('malformed', topic, batchProblems(payload));
     // the broker's ACL binds a kit to its own topics; the hub checks the claim inside matches too
     if (batch.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: batch.kitId });
+    if (batch.entries.length > this.batchMax)
+      return this.refuse('quota_entries', topic, { entries: batch.entries.length });
     // each entry on its own: a bad one is dead-lettered and acked 'rejected', the rest go on
     const entries: BatchEntryT[] = [];
     const rejects: DeadLetter[] = [];
@@ -315,6 +328,38 @@ export class HubIngest {
         retain: true,
       });
     }
+  }
+}
+
+/** A token bucket per kit: `burst` messages at once, refilled at `ratePerS`. */
+export class KitBuckets {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly ratePerS: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** true when `kitId` may send one more message now (and takes its token) */
+  take(kitId: string): boolean {
+    const now = this.now();
+    const b = this.buckets.get(kitId) ?? { tokens: this.burst, at: now };
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.ratePerS);
+    b.at = now;
+    if (!this.buckets.has(kitId)) {
+      // bounded memory: full buckets carry no state worth keeping
+      if (this.buckets.size >= 10_000) this.sweep(now);
+      this.buckets.set(kitId, b);
+    }
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  private sweep(now: number): void {
+    for (const [k, b] of this.buckets)
+      if (b.tokens + ((now - b.at) / 1000) * this.ratePerS >= this.burst) this.buckets.delete(k);
   }
 }
 
