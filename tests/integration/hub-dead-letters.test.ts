@@ -226,3 +226,35 @@ test("an order resent with other content: the ledger's row and verdict stand, th
   const metrics = await fetch(`${hub.httpUrl}/metrics`).then((r) => r.text());
   assert.match(metrics, /popkit_hub_order_conflicts_total 2\b/);
 });
+
+test('SKUs named like Object members are plain keys on the hub: stock snapshot in, fleet view out', {
+  timeout: 30_000,
+}, async (t) => {
+  const client = await mqtt.connectAsync(broker.url, { clientId: uniqueId('stock') });
+  t.after(() => client.endAsync(true));
+  const kitId = uniqueId('protokit');
+  const acks: AckT[] = [];
+  await client.subscribeAsync(topics.acks(kitId), { qos: 1 });
+  client.on('message', (_t, p) => acks.push(JSON.parse(p.toString()) as AckT));
+  // raw text: `__proto__` as an own key, as JSON.parse makes it
+  const stock = '{"__proto__":3,"constructor":4,"valueOf":5,"toString":6,"hasOwnProperty":7}';
+  await client.publishAsync(
+    topics.orders(kitId),
+    `{"v":1,"kitId":"${kitId}","sentAt":1,"entries":[{"lane":"stock","id":"s1","at":5,"stock":${stock}}]}`,
+    { qos: 1 },
+  );
+  await waitFor(
+    () => acks.some((a) => a.acks.some((x) => x.id === 's1' && x.state === 'stored')),
+    15_000,
+    'the ack',
+  );
+  const res = await fetch(`${hub.httpUrl}/v1/kits`, {
+    headers: { authorization: `Bearer ${hub.adminToken}` },
+  });
+  const text = await res.text();
+  const kits = (JSON.parse(text) as { kits: Array<{ kitId: string; stock: Record<string, number> }> }).kits;
+  const mine = kits.find((k) => k.kitId === kitId)!;
+  assert.deepEqual(Object.entries(mine.stock).sort(), Object.entries(JSON.parse(stock) as object).sort());
+  assert.equal(Object.getOwnPropertyDescriptor(mine.stock, '__proto__')?.value, 3);
+  assert.equal(({} as Record<string, unknown>)['polluted'], undefined);
+});
