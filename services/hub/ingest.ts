@@ -216,9 +216,10 @@ export class HubIngest {
       const s = wire.kitStatus.parse(payload);
       if (!s) return this.refuse('malformed', topic);
       if (s.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: s.kitId });
-      await this.withDbRetry(() => this.ledger.recordStatus(s));
-      // back online: whatever verdicts it has not confirmed yet, now
-      if (s.online) await this.resendVerdicts({ kitId: s.kitId });
+      const cameOnline = await this.withDbRetry(() => this.ledger.recordStatus(s));
+      // back online: whatever verdicts it has not confirmed yet, now (the periodic resend covers a
+      // last will the broker never delivered)
+      if (cameOnline) await this.resendVerdicts({ kitId: s.kitId });
       return;
     }
     if (t.leaf === 'receipts') {

@@ -468,12 +468,16 @@ export class Ledger {
     return res.rows.length;
   }
 
-  async recordStatus(s: KitStatusT): Promise<void> {
-    await this.db.query(
-      `INSERT INTO kits (kit_id, online, status) VALUES ($1, $2, $3::jsonb)
-       ON CONFLICT (kit_id) DO UPDATE SET online = $2, status = $3::jsonb, last_seen = now()`,
+  /** Record a kit's status; true when it just came online (it was offline or unknown before). */
+  async recordStatus(s: KitStatusT): Promise<boolean> {
+    const res = await this.db.query<{ was: boolean | null }>(
+      `WITH prev AS (SELECT online FROM kits WHERE kit_id = $1)
+       INSERT INTO kits (kit_id, online, status) VALUES ($1, $2, $3::jsonb)
+       ON CONFLICT (kit_id) DO UPDATE SET online = $2, status = $3::jsonb, last_seen = now()
+       RETURNING (SELECT online FROM prev) AS was`,
       [s.kitId, s.online, JSON.stringify(s)],
     );
+    return s.online && res.rows[0]?.was !== true;
   }
 
   async listKits() {
