@@ -258,3 +258,42 @@ test('SKUs named like Object members are plain keys on the hub: stock snapshot i
   assert.equal(Object.getOwnPropertyDescriptor(mine.stock, '__proto__')?.value, 3);
   assert.equal(({} as Record<string, unknown>)['polluted'], undefined);
 });
+
+test('a rejected entry sent again is acked rejected again and kept once', { timeout: 30_000 }, async (t) => {
+  const client = await mqtt.connectAsync(broker.url, { clientId: uniqueId('again') });
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  t.after(async () => {
+    await client.endAsync(true);
+    await c.end();
+  });
+  const kitId = uniqueId('againkit');
+  const acks: AckT[] = [];
+  await client.subscribeAsync(topics.acks(kitId), { qos: 1 });
+  client.on('message', (_t, p) => acks.push(JSON.parse(p.toString()) as AckT));
+  const order = {
+    id: 'o-again',
+    kitId,
+    eventId: 'default',
+    catalogVersion: 1,
+    totalCents: 100,
+    currency: 'EUR',
+    lines: [{ sku: 'TEE', name: 'Tee\u0000', qty: 1, unitPriceCents: 100, lineCents: 100 }],
+    payment: { method: 'cash' },
+    createdAt: new Date().toISOString(),
+  };
+  const batch = JSON.stringify({
+    v: 1,
+    kitId,
+    sentAt: 1,
+    entries: [{ lane: 'orders', id: order.id, order }],
+  });
+  await client.publishAsync(topics.orders(kitId), batch, { qos: 1 });
+  await client.publishAsync(topics.orders(kitId), batch, { qos: 1 });
+  const mine = () => acks.flatMap((a) => a.acks).filter((a) => a.id === order.id);
+  await waitFor(() => mine().length >= 2, 15_000, 'two acks');
+  assert.ok(mine().every((a) => a.state === 'rejected' && /name/.test(a.reason ?? '')));
+  const rows = await c.query(`SELECT 1 FROM "${schema}".dead_letters WHERE kit_id = $1`, [kitId]);
+  assert.equal(rows.rowCount, 1);
+  assert.deepEqual((await ledgerOrderIds(schema, kitId)).ids, []);
+});
