@@ -108,6 +108,8 @@ export class HubIngest {
     client.on('offline', () => log.warn('broker offline'));
     // PUBACK only after the ledger committed: mqtt.js sends it when this callback runs
     client.handleMessage = (packet, done) => {
+      // stopping: what is still queued is not processed nor acked (the kits resend it to a live worker)
+      if (this.stopping) return;
       this.onMessage(packet.topic, packet.payload as Buffer).then(
         () => done(),
         (err) => {
@@ -168,7 +170,8 @@ export class HubIngest {
     this.stopping = true;
     this.retryLoop?.stop();
     this.resendLoop?.stop();
-    await this.client?.endAsync();
+    // forced: a backlog of incoming messages (a flood) must not hold the stop up; nothing unacked is lost
+    await this.client?.endAsync(true);
   }
 
   /** Does the broker deliver `$share/…` subscriptions? (Mosquitto, EMQX, HiveMQ do; aedes 1.x does not.) */
@@ -200,8 +203,11 @@ export class HubIngest {
   }
 
   private refuse(reason: string, topic: string, detail?: unknown): void {
-    this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
-    log.warn({ topic, reason, detail }, 'kit message refused');
+    const n = (this.stats.refused[reason] ?? 0) + 1;
+    this.stats.refused[reason] = n;
+    // a flood must not become a flood of log lines: quota refusals are logged at the 1st, 2nd, 4th, 8th…
+    if (reason.startsWith('quota_') && (n & (n - 1)) !== 0) return;
+    log.warn({ topic, reason, detail, count: n }, 'kit message refused');
   }
 
   private async onMessage(topic: string, payload: Buffer): Promise<void> {

@@ -43,7 +43,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (flooder && flooder.exitCode === null) {
+  if (flooder && flooder.exitCode === null && flooder.signalCode === null) {
     const gone = new Promise((r) => flooder!.once('exit', r));
     flooder.kill('SIGKILL');
     await gone;
@@ -66,10 +66,10 @@ test('the token bucket: a burst, then the rate; kits apart', () => {
   assert.deepEqual([b.take('a'), b.take('a'), b.take('a'), b.take('a')], [true, true, true, false]);
 });
 
-/** honest kit: ten cash orders one after the other, each until the hub's verdict is on the kit */
+/** honest kit: five cash orders one after the other, each until the hub's verdict is on the kit */
 async function honestLatencies(): Promise<number[]> {
   const out: number[] = [];
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
     const id = await kit.place();
     await waitFor(() => getOrder(kit.store, id)?.syncState === 'settled', 30_000, `honest order ${i}`);
@@ -133,5 +133,5 @@ test('a flooding kit does not keep an honest kit from being acked', { timeout: 1
   assert.equal(refused['quota_entries'], 1, 'the batch over the entries cap was dropped');
   assert.ok(!(await ledgerOrderIds(schema, floodKit)).ids.some((id) => id.startsWith('B')));
   assert.ok(floodRows < sentDuring, 'most of the flood was dropped before the ledger');
-  assert.equal((await ledgerOrderIds(schema, kit.kitId)).rows, 20, 'every honest order is in the ledger');
+  assert.equal((await ledgerOrderIds(schema, kit.kitId)).rows, 10, 'every honest order is in the ledger');
 });
