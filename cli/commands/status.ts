@@ -26,7 +26,9 @@ function declinesLine(declines: KitStatusViewT['declines']): string | undefined 
   const latest = declines[0];
   if (!latest) return undefined;
   const amount = (latest.totalCents / 100).toFixed(2);
-  return `declined cards: ${declines.length} recent; latest order …${latest.orderId.slice(-6)} ${amount} ${latest.currency} (${latest.reason ?? 'declined'}): collect another way`;
+  const rejected = declines.filter((d) => d.state === 'rejected').length;
+  const why = `${latest.state === 'rejected' ? 'rejected by the hub: ' : ''}${latest.reason ?? 'declined'}`;
+  return `declined cards: ${declines.length} recent${rejected ? ` (${rejected} rejected by the hub)` : ''}; latest order …${latest.orderId.slice(-6)} ${amount} ${latest.currency} (${why}): collect another way`;
 }
 
 export function renderStatus(s: KitStatusViewT): string {

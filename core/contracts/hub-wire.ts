@@ -1,9 +1,21 @@
 // The hub link's MQTT topics and payloads, defined once for the kit (sync) and the hub. Every payload
 // is JSON with `v: 1`; a reader validates with the contracts of `wire` below and ignores unknown fields,
 // so fields can be added without breaking older peers (docs/contracts.md#hub-link-mqtt).
-import { type Static, Type } from '@sinclair/typebox';
-import { CatalogInput } from './catalog.ts';
-import { CATALOG_VERSION_MAX, contract, ID_LEVEL, IdLevel } from './common.ts';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { CATALOG_LIMITS, CatalogInput } from './catalog.ts';
+import {
+  CATALOG_VERSION_MAX,
+  Cents,
+  type Contract,
+  Currency,
+  contract,
+  ID_LEVEL,
+  IdLevel,
+  IsoTime,
+  isSafeText,
+  SafeText,
+  Sku,
+} from './common.ts';
 import { LANE_NAMES } from './lanes.ts';
 import { BatterySummaryWire } from './power.ts';
 
@@ -38,28 +50,37 @@ export function kitIdFromTopic(topic: string): { kitId: string; leaf: string } |
 const KitId = IdLevel;
 const EntryId = Type.String({ minLength: 1, maxLength: 64 });
 
+/** Bounds of an order on the wire: what a kit can sell, with room; beyond them the hub dead-letters it. */
+export const WIRE_ORDER_LIMITS = {
+  lines: 1000,
+  qty: CATALOG_LIMITS.stock,
+  /** whole cents the hub's bigint and a JS number both hold exactly */
+  cents: Number.MAX_SAFE_INTEGER,
+} as const;
+const BigCents = Type.Integer({ minimum: 0, maximum: WIRE_ORDER_LIMITS.cents });
+
 export const WireOrderLine = Type.Object({
-  sku: Type.String({ minLength: 1 }),
-  name: Type.String(),
-  qty: Type.Integer({ minimum: 1 }),
-  unitPriceCents: Type.Integer({ minimum: 0 }),
-  lineCents: Type.Integer({ minimum: 0 }),
+  sku: Sku,
+  name: SafeText({ minLength: 1, maxLength: CATALOG_LIMITS.nameLength }),
+  qty: Type.Integer({ minimum: 1, maximum: WIRE_ORDER_LIMITS.qty }),
+  unitPriceCents: Cents,
+  lineCents: BigCents,
 });
 
 /** The order as the hub receives it: the kit's stored order without local-only fields. */
 export const WireOrder = Type.Object({
   id: EntryId,
   kitId: KitId,
-  eventId: Type.String(),
-  catalogVersion: Type.Integer({ minimum: 0 }),
-  totalCents: Type.Integer({ minimum: 0 }),
-  currency: Type.String({ minLength: 3, maxLength: 3 }),
-  lines: Type.Array(WireOrderLine),
+  eventId: IdLevel,
+  catalogVersion: Type.Integer({ minimum: 0, maximum: CATALOG_VERSION_MAX }),
+  totalCents: BigCents,
+  currency: Currency,
+  lines: Type.Array(WireOrderLine, { minItems: 1, maxItems: WIRE_ORDER_LIMITS.lines }),
   payment: Type.Union([
     Type.Object({ method: Type.Literal('cash') }),
-    Type.Object({ method: Type.Literal('token'), tokenHint: Type.String() }),
+    Type.Object({ method: Type.Literal('token'), tokenHint: SafeText({ maxLength: 64 }) }),
   ]),
-  createdAt: Type.String(),
+  createdAt: IsoTime,
 });
 export type WireOrderT = Static<typeof WireOrder>;
 
@@ -100,14 +121,63 @@ export const TelemetryEntry = Type.Object({
 export const BatchEntry = Type.Union([OrderEntry, StockEntry, HealthEntry, TelemetryEntry]);
 export type BatchEntryT = Static<typeof BatchEntry>;
 
-/** Kit → hub on `kits/{kitId}/orders` (lanes orders, stock) and `kits/{kitId}/telemetry` (health, telemetry). */
+/**
+ * Kit → hub on `kits/{kitId}/orders` (lanes orders, stock) and `kits/{kitId}/telemetry` (health,
+ * telemetry). The envelope is checked as a whole; each entry on its own (`entryProblems`), so one bad
+ * entry is dead-lettered by the hub instead of failing the batch and blocking the kit behind it.
+ */
 export const Batch = Type.Object({
   v: Type.Literal(1),
   kitId: KitId,
   sentAt: Type.Integer({ minimum: 0 }),
-  entries: Type.Array(BatchEntry, { minItems: 1, maxItems: 5000 }),
+  entries: Type.Array(Type.Unknown(), { minItems: 1, maxItems: 5000 }),
 });
 export type BatchT = Static<typeof Batch>;
+
+const batchEntry = contract(BatchEntry);
+/** per lane, so that a refusal names the field at fault rather than "Expected union value" */
+const entryByLane: Record<string, Contract<TSchema>> = {
+  orders: contract(OrderEntry),
+  stock: contract(StockEntry),
+  health: contract(HealthEntry),
+  telemetry: contract(TelemetryEntry),
+};
+
+/**
+ * What is wrong with one batch entry sent on `kitId`'s topic: its shape (BatchEntry), and for an order
+ * what a schema cannot say: it names the same kit and id as its entry, `lineCents = qty × unitPriceCents`,
+ * the total is the sum of its lines, `createdAt` is a real ISO time. Empty when the entry is sound.
+ */
+export function entryProblems(entry: unknown, kitId: string): string[] {
+  if (!batchEntry.check(entry)) {
+    const lane = (entry as { lane?: unknown } | null)?.lane;
+    const byLane =
+      typeof lane === 'string' && Object.hasOwn(entryByLane, lane) ? entryByLane[lane] : undefined;
+    return (byLane ?? batchEntry).errors(entry, 3);
+  }
+  if (entry.lane !== 'orders') return [];
+  const o = entry.order;
+  const out: string[] = [];
+  if (o.kitId !== kitId) out.push(`/order/kitId: kit_mismatch (sent on ${kitId}'s topic)`);
+  if (o.id !== entry.id) out.push('/order/id: differs from the entry id');
+  let sum = 0;
+  o.lines.forEach((l, i) => {
+    if (l.lineCents !== l.qty * l.unitPriceCents)
+      out.push(`/order/lines/${i}/lineCents: not qty × unitPriceCents`);
+    sum += l.lineCents;
+  });
+  if (sum !== o.totalCents) out.push('/order/totalCents: not the sum of its lines');
+  const t = Date.parse(o.createdAt);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(o.createdAt) || Number.isNaN(t))
+    out.push('/order/createdAt: not an ISO time');
+  return out;
+}
+
+/** A reason fit for an ack and a log line: safe text, at most 300 characters. */
+export function safeReason(parts: string[]): string {
+  const text = parts.join('; ').slice(0, 300);
+  return [...text].map((c) => (isSafeText(c) ? c : '?')).join('');
+}
 
 export const AckState = Type.Union([
   Type.Literal('forwarded'),
@@ -191,6 +261,7 @@ export type CatalogPayloadT = Static<typeof CatalogPayload>;
 /** The checkers both ends use: `wire.batch.parse(bytes)`, `wire.signedCatalog.errors(value)` (common.ts). */
 export const wire = {
   batch: contract(Batch),
+  batchEntry,
   ack: contract(Ack),
   receipt: contract(Receipt),
   kitStatus: contract(KitStatus),

@@ -41,6 +41,8 @@ export const DeclineNoticeSchema = Type.Object({
   currency: Type.String(),
   reason: Nullable(Type.String()),
   at: IsoTime,
+  /** 'rejected': the hub could not store the order (its dead letters); else a gateway decline */
+  state: Type.Optional(Type.Union([Type.Literal('declined'), Type.Literal('rejected')])),
 });
 
 /** The device token key as checkout found it at start (core/token-key.ts); card sales need it whole. */

@@ -111,6 +111,8 @@ export interface DeclineNotice {
   currency: string;
   reason: string | null;
   at: string;
+  /** 'rejected': the hub could not store the order (dead letter); absent in notices of older kits */
+  state?: 'declined' | 'rejected';
 }
 
 /** A staff terminal paired by the admin (core/store/terminals.ts): its bearer token is kept hashed. */

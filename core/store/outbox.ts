@@ -102,6 +102,7 @@ export function applyOrderAckInTxn(store: KitStore, orderId: string, verdict: Or
     const next: StoredOrder = { ...order, syncState: verdict.state, forwardedAt: order.forwardedAt ?? at };
     if (verdict.state === 'settled') next.settledAt = at;
     const refused = verdict.state === 'declined' || verdict.state === 'rejected';
+    // a rejected order was never charged: shown with the declines, collect another way
     if (refused && verdict.reason) next.declineReason = verdict.reason;
     if (refused && order.syncState !== verdict.state) {
       // the host hears of it on the dashboard and in /v1/status (newest first)
@@ -111,6 +112,7 @@ export function applyOrderAckInTxn(store: KitStore, orderId: string, verdict: Or
         currency: order.currency,
         reason: verdict.reason ?? null,
         at,
+        state: verdict.state === 'rejected' ? 'rejected' : 'declined',
       });
     }
     if (order.syncState !== next.syncState || !order.forwardedAt) void store.orders.put(orderId, next);

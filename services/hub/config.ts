@@ -61,6 +61,36 @@ export const HubConfig = Type.Object({
     default: 30,
     description: 'GET /v1/gateway reuses one answer of the gateway this long (0: ask every time)',
   }),
+  POPKIT_HUB_VERDICT_RESEND_S: Type.Integer({
+    minimum: 1,
+    default: 60,
+    description:
+      'resend a confirmed verdict (settled/declined after forwarded) not yet receipted by its kit this often',
+  }),
+  POPKIT_HUB_KIT_BATCH_MAX: Type.Integer({
+    minimum: 1,
+    maximum: 5000,
+    default: 5000,
+    description:
+      'entries a kit may send in one batch; a bigger batch is dropped unacked (counted quota_entries)',
+  }),
+  POPKIT_HUB_KIT_RATE_PER_S: Type.Number({
+    minimum: 0.1,
+    default: 20,
+    description: 'messages per second one kit may send a hub worker, sustained (token bucket)',
+  }),
+  POPKIT_HUB_KIT_BURST: Type.Integer({
+    minimum: 1,
+    default: 60,
+    description:
+      'messages one kit may send a hub worker in a burst above its rate; over it they are dropped unacked (quota_rate)',
+  }),
+  POPKIT_HUB_GATEWAY_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 256,
+    default: 8,
+    description: 'token exchanges a hub worker has under way at the gateway at most',
+  }),
   POPKIT_GATEWAY_SANDBOX_JOURNAL: Type.Optional(
     Type.String({
       minLength: 1,

@@ -126,3 +126,26 @@ export function createGateway(name: 'sandbox', opts: { sandboxJournal?: string }
       return new SandboxGateway(opts.sandboxJournal);
   }
 }
+
+/** At most `size` calls of `run` under way at once; the rest wait their turn, first come first served. */
+export class Slots {
+  private busy = 0;
+  private readonly waiting: (() => void)[] = [];
+  /** the most ever under way at once (tests, metrics) */
+  peak = 0;
+
+  constructor(private readonly size: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.busy >= this.size) await new Promise<void>((r) => this.waiting.push(r));
+    else this.busy++;
+    this.peak = Math.max(this.peak, this.busy);
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.busy--;
+    }
+  }
+}

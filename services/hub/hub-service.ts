@@ -60,7 +60,7 @@ export class HubService {
       });
     // tokens the hub must hold while the gateway is unreachable are sealed with the hub's own key
     const vault = new TokenVault(loadOrCreateKey(layout.heldTokenKey).value);
-    this.ledger = new Ledger(this.db, this.gateway, vault);
+    this.ledger = new Ledger(this.db, this.gateway, vault, cfg.POPKIT_HUB_GATEWAY_CONCURRENCY);
     this.ingest = new HubIngest(this.ledger, {
       brokerUrl: cfg.POPKIT_HUB_BROKER_URL,
       username: cfg.POPKIT_HUB_BROKER_USERNAME,
@@ -70,6 +70,12 @@ export class HubService {
       shared: cfg.POPKIT_HUB_SHARED_SUBSCRIPTION,
       shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
       retryDeferredMs: cfg.POPKIT_HUB_GATEWAY_RETRY_S * 1000,
+      verdictResendMs: cfg.POPKIT_HUB_VERDICT_RESEND_S * 1000,
+      kitQuota: {
+        batchMax: cfg.POPKIT_HUB_KIT_BATCH_MAX,
+        ratePerS: cfg.POPKIT_HUB_KIT_RATE_PER_S,
+        burst: cfg.POPKIT_HUB_KIT_BURST,
+      },
     });
     await this.ingest.start();
     this.app = buildHubApp({

@@ -5,17 +5,23 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { retryWithBackoff } from '../../core/backoff.ts';
+import { isSafeText } from '../../core/contracts/common.ts';
 import {
   type AckT,
+  type BatchEntryT,
+  entryProblems,
   kitIdFromTopic,
   type SignedCatalogT,
+  safeReason,
   topics,
   wire,
 } from '../../core/contracts/hub-wire.ts';
+import { LANE_NAMES, type LaneName } from '../../core/contracts/lanes.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
-import type { Ledger } from './ledger.ts';
+import { isTransientDbError } from './failures.ts';
+import type { DeadLetter, Ledger } from './ledger.ts';
 
 const log = moduleLogger('hub-ingest');
 
@@ -28,6 +34,10 @@ export interface HubIngestOptions {
   shareGroup: string;
   shared: 'auto' | 'on' | 'off';
   retryDeferredMs: number;
+  /** resend confirmed verdicts not receipted for this long */
+  verdictResendMs: number;
+  /** per-kit limits: entries per batch, messages per second and burst (a token bucket per kit) */
+  kitQuota?: { batchMax: number; ratePerS: number; burst: number };
 }
 
 export interface IngestStats {
@@ -36,6 +46,10 @@ export interface IngestStats {
   refused: Record<string, number>;
   acksSent: number;
   dbRetries: number;
+  /** confirmed verdicts sent again (kit back online, or not receipted in time) */
+  verdictsResent: number;
+  /** confirmed verdicts the kits receipted */
+  receipts: number;
 }
 
 const ACKS_PER_MESSAGE = 2000;
@@ -46,14 +60,29 @@ export class HubIngest {
   private client: MqttClient | undefined;
   private stopping = false;
   private retryLoop: PollLoop | undefined;
+  private resendLoop: PollLoop | undefined;
   private retrying = false;
   sharedSubscription: boolean | undefined;
-  readonly stats: IngestStats = { batches: 0, entries: 0, refused: {}, acksSent: 0, dbRetries: 0 };
+  private readonly buckets: KitBuckets;
+  private readonly batchMax: number;
+  readonly stats: IngestStats = {
+    batches: 0,
+    entries: 0,
+    refused: {},
+    acksSent: 0,
+    dbRetries: 0,
+    verdictsResent: 0,
+    receipts: 0,
+  };
 
   constructor(
     private readonly ledger: Ledger,
     private readonly opts: HubIngestOptions,
-  ) {}
+  ) {
+    const q = opts.kitQuota ?? { batchMax: 5000, ratePerS: 20, burst: 60 };
+    this.buckets = new KitBuckets(q.ratePerS, q.burst);
+    this.batchMax = q.batchMax;
+  }
 
   get connected(): boolean {
     return this.client?.connected ?? false;
@@ -79,6 +108,8 @@ export class HubIngest {
     client.on('offline', () => log.warn('broker offline'));
     // PUBACK only after the ledger committed: mqtt.js sends it when this callback runs
     client.handleMessage = (packet, done) => {
+      // stopping: what is still queued is not processed nor acked (the kits resend it to a live worker)
+      if (this.stopping) return;
       this.onMessage(packet.topic, packet.payload as Buffer).then(
         () => done(),
         (err) => {
@@ -109,6 +140,7 @@ export class HubIngest {
     await client.subscribeAsync({
       [share(topics.allOrders)]: { qos: 1 },
       [share(topics.allTelemetry)]: { qos: 1 },
+      [share(topics.allReceipts)]: { qos: 1 },
       [topics.allStatus]: { qos: 1 },
     });
     client.on('connect', () => {
@@ -120,6 +152,14 @@ export class HubIngest {
       unref: true,
       onError: (err) => log.warn({ err: (err as Error).message }, 'deferred retry'),
     });
+    this.resendLoop = pollLoop(
+      this.opts.verdictResendMs,
+      () => this.resendVerdicts({ staleMs: this.opts.verdictResendMs }),
+      {
+        unref: true,
+        onError: (err) => log.warn({ err: (err as Error).message }, 'verdict resend'),
+      },
+    );
     log.info(
       { broker: redactUrl(this.opts.brokerUrl), shared: this.sharedSubscription },
       'hub ingest started',
@@ -129,7 +169,9 @@ export class HubIngest {
   async stop(): Promise<void> {
     this.stopping = true;
     this.retryLoop?.stop();
-    await this.client?.endAsync();
+    this.resendLoop?.stop();
+    // forced: a backlog of incoming messages (a flood) must not hold the stop up; nothing unacked is lost
+    await this.client?.endAsync(true);
   }
 
   /** Does the broker deliver `$share/…` subscriptions? (Mosquitto, EMQX, HiveMQ do; aedes 1.x does not.) */
@@ -161,20 +203,36 @@ export class HubIngest {
   }
 
   private refuse(reason: string, topic: string, detail?: unknown): void {
-    this.stats.refused[reason] = (this.stats.refused[reason] ?? 0) + 1;
-    log.warn({ topic, reason, detail }, 'kit message refused');
+    const n = (this.stats.refused[reason] ?? 0) + 1;
+    this.stats.refused[reason] = n;
+    // a flood must not become a flood of log lines: quota refusals are logged at the 1st, 2nd, 4th, 8th…
+    if (reason.startsWith('quota_') && (n & (n - 1)) !== 0) return;
+    log.warn({ topic, reason, detail, count: n }, 'kit message refused');
   }
 
   private async onMessage(topic: string, payload: Buffer): Promise<void> {
     if (topic.startsWith('popkit/v1/hub-probe/')) return;
     const t = kitIdFromTopic(topic);
     if (!t) return this.refuse('topic', topic);
+    // over its quota a kit's message is dropped before any parsing or database work, and not acked:
+    // the kit's ack timeout makes it back off and resend, and other kits are not held up behind it
+    if (!this.buckets.take(t.kitId)) return this.refuse('quota_rate', topic);
     if (t.leaf === 'status') {
       if (payload.length === 0) return; // a cleared retained status
       const s = wire.kitStatus.parse(payload);
       if (!s) return this.refuse('malformed', topic);
       if (s.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: s.kitId });
-      await this.withDbRetry(() => this.ledger.recordStatus(s));
+      const cameOnline = await this.withDbRetry(() => this.ledger.recordStatus(s));
+      // back online: whatever verdicts it has not confirmed yet, now (the periodic resend covers a
+      // last will the broker never delivered)
+      if (cameOnline) await this.resendVerdicts({ kitId: s.kitId });
+      return;
+    }
+    if (t.leaf === 'receipts') {
+      const r = wire.receipt.parse(payload);
+      if (!r) return this.refuse('malformed', topic);
+      if (r.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: r.kitId });
+      this.stats.receipts += await this.withDbRetry(() => this.ledger.confirmReceipt(t.kitId, r.orders));
       return;
     }
     if (t.leaf !== 'orders' && t.leaf !== 'telemetry') return;
@@ -182,13 +240,24 @@ export class HubIngest {
     if (!batch) return this.refuse('malformed', topic, batchProblems(payload));
     // the broker's ACL binds a kit to its own topics; the hub checks the claim inside matches too
     if (batch.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: batch.kitId });
-    for (const e of batch.entries) {
-      if (e.lane === 'orders' && (e.order.kitId !== t.kitId || e.order.id !== e.id)) {
-        return this.refuse('kit_mismatch', topic, { orderId: e.id, claimed: e.order.kitId });
+    if (batch.entries.length > this.batchMax)
+      return this.refuse('quota_entries', topic, { entries: batch.entries.length });
+    // each entry on its own: a bad one is dead-lettered and acked 'rejected', the rest go on
+    const entries: BatchEntryT[] = [];
+    const rejects: DeadLetter[] = [];
+    for (const raw of batch.entries) {
+      const problems = entryProblems(raw, t.kitId);
+      if (problems.length === 0) {
+        entries.push(raw as BatchEntryT);
+        continue;
       }
+      const reason = safeReason(problems);
+      if (problems.some((p) => p.includes('kit_mismatch'))) this.refuse('kit_mismatch', topic, reason);
+      this.refuse('dead_letter', topic, reason);
+      rejects.push({ ...entryKey(raw), reason, raw: Buffer.from(JSON.stringify(raw) ?? 'null') });
     }
     const t0 = performance.now();
-    const acks = await this.withDbRetry(() => this.ledger.recordBatch(t.kitId, batch.entries));
+    const acks = await this.withDbRetry(() => this.ledger.recordBatch(t.kitId, entries, rejects));
     if (log.isLevelEnabled('debug')) {
       log.debug(
         {
@@ -229,6 +298,15 @@ export class HubIngest {
     });
   }
 
+  private async resendVerdicts(opts: { kitId?: string; staleMs?: number }): Promise<void> {
+    if (!this.connected) return;
+    const pending = await this.withDbRetry(() => this.ledger.pendingVerdicts(opts));
+    const byKit = new Map<string, AckT['acks']>();
+    for (const d of pending) byKit.set(d.kitId, [...(byKit.get(d.kitId) ?? []), d.ack]);
+    for (const [kitId, acks] of byKit) this.sendAcks(kitId, acks);
+    this.stats.verdictsResent += pending.length;
+  }
+
   private async retryDeferred(): Promise<void> {
     if (this.retrying || !this.connected) return;
     this.retrying = true;
@@ -260,6 +338,47 @@ export class HubIngest {
   }
 }
 
+/** A token bucket per kit: `burst` messages at once, refilled at `ratePerS`. */
+export class KitBuckets {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly ratePerS: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** true when `kitId` may send one more message now (and takes its token) */
+  take(kitId: string): boolean {
+    const now = this.now();
+    const b = this.buckets.get(kitId) ?? { tokens: this.burst, at: now };
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.ratePerS);
+    b.at = now;
+    if (!this.buckets.has(kitId)) {
+      // bounded memory: full buckets carry no state worth keeping
+      if (this.buckets.size >= 10_000) this.sweep(now);
+      this.buckets.set(kitId, b);
+    }
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  private sweep(now: number): void {
+    for (const [k, b] of this.buckets)
+      if (b.tokens + ((now - b.at) / 1000) * this.ratePerS >= this.burst) this.buckets.delete(k);
+  }
+}
+
+/** The lane and id of an entry the hub refused, when they can be read (to ack it). */
+function entryKey(raw: unknown): { lane: LaneName | undefined; id: string | undefined } {
+  const e = (raw && typeof raw === 'object' ? raw : {}) as { lane?: unknown; id?: unknown };
+  const lane = LANE_NAMES.find((l) => l === e.lane);
+  const id =
+    typeof e.id === 'string' && e.id.length >= 1 && e.id.length <= 64 && isSafeText(e.id) ? e.id : undefined;
+  return { lane, id };
+}
+
 /** What was wrong with a batch the hub refused, for the log line. */
 function batchProblems(payload: Buffer): string | string[] {
   try {
@@ -267,14 +386,4 @@ function batchProblems(payload: Buffer): string | string[] {
   } catch {
     return 'not JSON';
   }
-}
-
-/**
- * Connection trouble is worth waiting out; a statement the database refuses (SQLSTATE classes 22 data
- * exception, 23 constraint, 42 syntax or access) would fail the same way forever.
- */
-function isTransientDbError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && /^(22|23|42)/.test(code)) return false;
-  return true;
 }

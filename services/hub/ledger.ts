@@ -9,11 +9,14 @@ import type {
   SignedCatalogT,
   WireOrderT,
 } from '../../core/contracts/hub-wire.ts';
+import { safeReason } from '../../core/contracts/hub-wire.ts';
+import type { LaneName } from '../../core/contracts/lanes.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
-import type { SqlDb } from './db.ts';
-import type { PaymentGateway } from './gateway.ts';
+import type { Queryable, SqlDb } from './db.ts';
+import { isDataError } from './failures.ts';
+import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
 
 const log = moduleLogger('hub-ledger');
 
@@ -37,12 +40,25 @@ interface OrderRow {
 
 type NewOrderRow = Omit<OrderRow, 'total_cents'> & { total_cents: number };
 
+/** An entry the hub cannot store: it goes to the dead letters, the kit is acked 'rejected'. */
+export interface DeadLetter {
+  /** the entry's lane and id when they are readable (else the kit cannot be acked for it) */
+  lane: LaneName | undefined;
+  id: string | undefined;
+  reason: string;
+  /** the entry as sent, JSON bytes */
+  raw: Buffer;
+}
+
 export interface LedgerCounters {
   ordersNew: number;
   ordersDuplicate: number;
   exchanges: number;
   declined: number;
   exchangeDeferred: number;
+  deadLetters: number;
+  /** resent orders whose content differed from the ledger's (each delivery counts) */
+  orderConflicts: number;
 }
 
 // a held token waits for the gateway at most this long in the hub, then the order is declined
@@ -55,14 +71,24 @@ export class Ledger {
     exchanges: 0,
     declined: 0,
     exchangeDeferred: 0,
+    deadLetters: 0,
+    orderConflicts: 0,
   };
+
+  /** exchanges this worker has under way (the retry loop leaves them alone) */
+  private readonly exchanging = new Set<string>();
+  private readonly gatewaySlots: Slots;
 
   constructor(
     private readonly db: SqlDb,
     private readonly gateway: PaymentGateway,
-    /** seals tokens the hub must hold while the gateway is unreachable */
+    /** seals the tokens of card orders between their insert and their exchange (or the gateway's return) */
     private readonly vault: TokenVault,
-  ) {}
+    /** gateway calls under way at most, per worker (POPKIT_HUB_GATEWAY_CONCURRENCY) */
+    gatewayConcurrency = 8,
+  ) {
+    this.gatewaySlots = new Slots(gatewayConcurrency);
+  }
 
   async ping(): Promise<void> {
     await this.db.query('SELECT 1');
@@ -70,91 +96,137 @@ export class Ledger {
 
   /**
    * Record one batch of a kit's entries and return the acks for it (every entry, new or seen before).
-   * Token exchange happens before the insert, keyed by kit and order id at the gateway, so a crash
-   * between the two is repaired by the kit's redelivery without a second charge.
+   * Write first, then charge: the batch commits (card orders 'forwarded', token sealed), then the new
+   * card orders are exchanged and updated; a crash between the two is finished by retryDeferred (or the
+   * kit's redelivery) under the same idempotency key `kitId:orderId`, so never a second charge.
+   * `rejects` (and any entry the database refuses) go to the dead letters and are acked 'rejected'.
    */
-  async recordBatch(kitId: string, entries: BatchEntryT[]): Promise<AckItem[]> {
+  async recordBatch(kitId: string, entries: BatchEntryT[], rejects: DeadLetter[] = []): Promise<AckItem[]> {
     const orders = entries.filter((e): e is OrderEntryT => e.lane === 'orders');
     const others = entries.filter((e) => e.lane !== 'orders');
     const orderIds = [...new Set(orders.map((e) => e.id))];
-    // only card orders need to know beforehand whether they are new (no second trip to the gateway);
-    // the gateway's idempotency key makes even a racing second exchange harmless
-    const cardIds = orders.filter((e) => e.order.payment.method === 'token').map((e) => e.id);
-    const known = cardIds.length > 0 ? await this.orderStates(this.db, kitId, cardIds) : new Map();
-
+    // write first, then charge: a card order is inserted 'forwarded' with its token sealed by the hub's
+    // vault, and exchanged only after the commit, so no charge exists for an order the ledger lacks
     const fresh = new Map<string, NewOrderRow>();
-    await Promise.all(
-      orders
-        .filter((e) => !known.has(e.id))
-        .map(async (e) => {
-          if (fresh.has(e.id)) return;
-          fresh.set(e.id, await this.rowFor(kitId, e));
-        }),
-    );
+    for (const e of orders) if (!fresh.has(e.id)) fresh.set(e.id, this.rowFor(e));
 
     const states = new Map<string, { state: AckItem['state']; reason: string | undefined }>();
+    const byId = new Map(orders.map((e) => [e.id, e]));
+    let dead: DeadLetter[] = [];
+    let stored: BatchEntryT[] = [];
     await this.db.transaction(async (tx) => {
+      // a retried transaction starts over
+      dead = [...rejects];
+      stored = [];
       await tx.query(
         `INSERT INTO kits (kit_id) VALUES ($1) ON CONFLICT (kit_id) DO UPDATE SET last_seen = now()`,
         [kitId],
       );
       if (fresh.size > 0) {
-        const res = await tx.query<{
-          order_id: string;
-          state: AckItem['state'];
-          decline_reason: string | null;
-        }>(
-          `INSERT INTO orders (kit_id, order_id, event_id, kit_created_at, total_cents, currency, payment_method,
-             token_hint, state, decline_reason, gateway_ref, sealed_token, body, settled_at)
-           SELECT $1, x.order_id, x.event_id, x.kit_created_at, x.total_cents, x.currency, x.payment_method,
-             x.token_hint, x.state, x.decline_reason, x.gateway_ref, x.sealed_token, x.body,
-             CASE WHEN x.state = 'forwarded' THEN NULL ELSE now() END
-           FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, event_id text, kit_created_at text,
-             total_cents bigint, currency text, payment_method text, token_hint text, state text,
-             decline_reason text, gateway_ref text, sealed_token jsonb, body jsonb)
-           ON CONFLICT (kit_id, order_id) DO NOTHING
-           RETURNING order_id, state, decline_reason`,
-          [kitId, JSON.stringify([...fresh.values()])],
-        );
-        for (const r of res.rows)
+        const rows = [...fresh.values()];
+        let inserted: InsertedRow[];
+        try {
+          inserted = await inSavepoint(tx, () => insertOrders(tx, kitId, rows));
+        } catch (err) {
+          if (!isDataError(err)) throw err;
+          // defence behind the contract: a value the database still refuses kills only its own order
+          inserted = [];
+          for (const row of rows) {
+            try {
+              inserted.push(...(await inSavepoint(tx, () => insertOrders(tx, kitId, [row]))));
+            } catch (e) {
+              if (!isDataError(e)) throw e;
+              dead.push(dbDeadLetter('orders', row.order_id, e, byId.get(row.order_id)));
+            }
+          }
+        }
+        for (const r of inserted)
           states.set(r.order_id, { state: r.state, reason: r.decline_reason ?? undefined });
-        this.counters.ordersNew += res.rows.length;
+        this.counters.ordersNew += inserted.length;
       }
       for (const e of others) {
-        if (e.lane === 'stock') {
-          await tx.query(
-            `UPDATE kits SET stock = $2::jsonb, stock_at = $3 WHERE kit_id = $1 AND (stock_at IS NULL OR stock_at < $3)`,
-            [kitId, JSON.stringify(e.stock), e.at],
-          );
-        } else {
-          if (e.lane === 'health') {
-            await tx.query(
-              `UPDATE kits SET health = $2::jsonb, health_at = $3 WHERE kit_id = $1 AND (health_at IS NULL OR health_at < $3)`,
-              [kitId, JSON.stringify(e.body), e.at],
-            );
-          }
-          await tx.query(
-            `INSERT INTO kit_telemetry (kit_id, entry_id, lane, at, body) VALUES ($1, $2, $3, $4, $5::jsonb)
-             ON CONFLICT (kit_id, entry_id) DO NOTHING`,
-            [kitId, e.id, e.lane, e.at, JSON.stringify(e.body)],
-          );
+        try {
+          await inSavepoint(tx, () => recordOther(tx, kitId, e));
+          stored.push(e);
+        } catch (err) {
+          if (!isDataError(err)) throw err;
+          dead.push(dbDeadLetter(e.lane, e.id, err, e));
         }
+      }
+      for (const d of dead) {
+        const res = await tx.query(
+          `INSERT INTO dead_letters (kit_id, lane, entry_id, reason, raw) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (kit_id, lane, entry_id) WHERE entry_id IS NOT NULL DO NOTHING RETURNING id`,
+          [kitId, d.lane ?? null, d.id ?? null, d.reason, d.raw],
+        );
+        this.counters.deadLetters += res.rows.length;
       }
     });
 
     // orders the ledger already had (a redelivery, or another worker was quicker): their committed state
-    const seen = orderIds.filter((id) => !states.has(id));
+    const deadOrders = new Set(dead.filter((d) => d.lane === 'orders').map((d) => d.id));
+    const seen = orderIds.filter((id) => !states.has(id) && !deadOrders.has(id));
     this.counters.ordersDuplicate += seen.length;
-    if (seen.length > 0)
+    if (seen.length > 0) {
       for (const [id, st] of await this.orderStates(this.db, kitId, seen)) states.set(id, st);
+      await this.recordConflicts(
+        kitId,
+        seen.map((id) => byId.get(id)!),
+      );
+    }
+    // card orders committed 'forwarded' (inserted now, or redelivered after a crash or an outage):
+    // exchanged now, a bounded number at a time, each under its unchanged idempotency key
+    const toCharge = [...states].filter(([id, st]) => st.state === 'forwarded' && byId.get(id)?.token);
+    await Promise.all(
+      toCharge.map(async ([id]) => {
+        const e = byId.get(id)!;
+        const st = await this.exchangeAndRecord(kitId, e.order, e.token!);
+        if (st) states.set(id, st);
+      }),
+    );
     const acks: AckItem[] = [];
     for (const id of orderIds) {
       const st = states.get(id);
       if (!st) continue;
       acks.push({ lane: 'orders', id, state: st.state, ...(st.reason ? { reason: st.reason } : {}) });
     }
-    for (const e of others) acks.push({ lane: e.lane, id: e.id, state: 'stored' });
+    for (const e of stored) acks.push({ lane: e.lane, id: e.id, state: 'stored' });
+    const rejectedOrders = dead.filter((d) => d.lane === 'orders' && d.id).map((d) => d.id!);
+    // a bad copy of an order the ledger already holds: the ledger's verdict stands
+    const held =
+      rejectedOrders.length > 0 ? await this.orderStates(this.db, kitId, rejectedOrders) : new Map();
+    for (const d of dead) {
+      if (!d.lane || !d.id) continue;
+      const st = d.lane === 'orders' ? held.get(d.id) : undefined;
+      acks.push(
+        st
+          ? { lane: 'orders', id: d.id, state: st.state, ...(st.reason ? { reason: st.reason } : {}) }
+          : { lane: d.lane, id: d.id, state: 'rejected', reason: d.reason },
+      );
+    }
     return acks;
+  }
+
+  /** Resent orders whose content differs from the ledger's row: counted, and the other copy kept. */
+  private async recordConflicts(kitId: string, resent: OrderEntryT[]): Promise<void> {
+    const res = await this.db.query<{ order_id: string; body: WireOrderT }>(
+      `SELECT x.order_id, x.body FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, body jsonb)
+       JOIN orders o ON o.kit_id = $1 AND o.order_id = x.order_id
+       WHERE o.body <> x.body`,
+      [kitId, JSON.stringify(resent.map((e) => ({ order_id: e.id, body: e.order })))],
+    );
+    if (res.rows.length === 0) return;
+    this.counters.orderConflicts += res.rows.length;
+    log.warn(
+      { kitId, orders: res.rows.map((r) => r.order_id) },
+      'order resent with other content than the ledger',
+    );
+    await this.db.query(
+      `INSERT INTO order_conflicts (kit_id, order_id, body)
+       SELECT $1, x.order_id, x.body FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, body jsonb)
+       ON CONFLICT (kit_id, order_id, md5(body::text)) DO NOTHING`,
+      [kitId, JSON.stringify(res.rows)],
+    );
   }
 
   private async orderStates(db: SqlDb, kitId: string, ids: string[]) {
@@ -168,30 +240,21 @@ export class Ledger {
     );
   }
 
-  private async rowFor(kitId: string, e: OrderEntryT): Promise<NewOrderRow> {
+  private rowFor(e: OrderEntryT): NewOrderRow {
     const o = e.order;
     let state: OrderRow['state'] = 'settled';
     let reason: string | null = null;
-    let ref: string | null = null;
     let sealed: SealedToken | null = null;
     if (o.payment.method === 'token') {
       if (!e.token) {
         state = 'declined';
         reason = `token_${e.tokenError ?? 'missing'}`;
+        this.counters.declined++;
       } else {
-        const verdict = await this.exchange(kitId, o, e.token);
-        if (verdict === 'deferred') {
-          state = 'forwarded';
-          sealed = this.vault.seal(e.token, HELD_TOKEN_TTL_MS);
-        } else if (verdict.outcome === 'approved') {
-          ref = verdict.ref;
-        } else {
-          state = 'declined';
-          reason = verdict.reason;
-        }
+        state = 'forwarded';
+        sealed = this.vault.seal(e.token, HELD_TOKEN_TTL_MS);
       }
     }
-    if (state === 'declined') this.counters.declined++;
     return {
       order_id: e.id,
       event_id: o.eventId,
@@ -202,25 +265,55 @@ export class Ledger {
       token_hint: o.payment.method === 'token' ? o.payment.tokenHint : null,
       state,
       decline_reason: reason,
-      gateway_ref: ref,
+      gateway_ref: null,
       sealed_token: sealed,
       body: o,
     };
   }
 
-  private async exchange(kitId: string, o: WireOrderT, token: string) {
+  /**
+   * Exchange a committed 'forwarded' order's token and record the verdict. Undefined when the gateway
+   * is unreachable (the order stays 'forwarded'; the deferred-retry loop finishes it with the same
+   * idempotency key, as it does after a crash between the insert and this call).
+   */
+  private async exchangeAndRecord(
+    kitId: string,
+    o: WireOrderT,
+    token: string,
+  ): Promise<{ state: AckItem['state']; reason: string | undefined } | undefined> {
+    const key = `${kitId}:${o.id}`;
+    this.exchanging.add(key);
     try {
-      this.counters.exchanges++;
-      return await this.gateway.exchange({
-        idempotencyKey: `${kitId}:${o.id}`,
-        token,
-        amountCents: o.totalCents,
-        currency: o.currency,
-      });
-    } catch (err) {
-      this.counters.exchangeDeferred++;
-      log.warn({ err: (err as Error).message, orderId: o.id }, 'token exchange deferred');
-      return 'deferred' as const;
+      let verdict: ExchangeResult;
+      try {
+        this.counters.exchanges++;
+        verdict = await this.gatewaySlots.run(() =>
+          this.gateway.exchange({
+            idempotencyKey: key,
+            token,
+            amountCents: o.totalCents,
+            currency: o.currency,
+          }),
+        );
+      } catch (err) {
+        this.counters.exchangeDeferred++;
+        log.warn({ err: (err as Error).message, orderId: o.id }, 'token exchange deferred');
+        return undefined;
+      }
+      if (verdict.outcome === 'declined') this.counters.declined++;
+      const state = verdict.outcome === 'approved' ? 'settled' : 'declined';
+      const reason = verdict.outcome === 'declined' ? verdict.reason : null;
+      const res = await this.db.query<{ state: AckItem['state']; decline_reason: string | null }>(
+        `UPDATE orders SET state = $3, decline_reason = $4, gateway_ref = $5, sealed_token = NULL, settled_at = now()
+         WHERE kit_id = $1 AND order_id = $2 AND state = 'forwarded'
+         RETURNING state, decline_reason`,
+        [kitId, o.id, state, reason, verdict.outcome === 'approved' ? verdict.ref : null],
+      );
+      if (res.rows.length > 0) return { state, reason: reason ?? undefined };
+      // another worker's retry loop recorded it first: its verdict is the ledger's
+      return (await this.orderStates(this.db, kitId, [o.id])).get(o.id);
+    } finally {
+      this.exchanging.delete(key);
     }
   }
 
@@ -238,8 +331,9 @@ export class Ledger {
         sealed_token: SealedToken | null;
       }>(
         `SELECT kit_id, order_id, total_cents, currency, sealed_token FROM orders
-         WHERE state = 'forwarded' ORDER BY received_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [limit],
+         WHERE state = 'forwarded' AND NOT (kit_id || ':' || order_id = ANY($2::text[]))
+         ORDER BY received_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit, [...this.exchanging]],
       );
       const out: { kitId: string; ack: AckItem }[] = [];
       for (const r of res.rows) {
@@ -257,12 +351,14 @@ export class Ledger {
           }
           if (token) {
             try {
-              verdict = await this.gateway.exchange({
-                idempotencyKey: `${r.kit_id}:${r.order_id}`,
-                token,
-                amountCents: Number(r.total_cents),
-                currency: r.currency,
-              });
+              verdict = await this.gatewaySlots.run(() =>
+                this.gateway.exchange({
+                  idempotencyKey: `${r.kit_id}:${r.order_id}`,
+                  token,
+                  amountCents: Number(r.total_cents),
+                  currency: r.currency,
+                }),
+              );
             } catch {
               break; // still unreachable: try the rest next time
             }
@@ -281,6 +377,13 @@ export class Ledger {
             verdict.outcome === 'approved' ? verdict.ref : null,
           ],
         );
+        // the kit was acked 'forwarded' and no longer resends the order: the hub keeps this verdict and
+        // resends it until the kit names it in a receipt
+        await tx.query(
+          `INSERT INTO pending_verdicts (kit_id, order_id, state, reason) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (kit_id, order_id) DO UPDATE SET state = $3, reason = $4`,
+          [r.kit_id, r.order_id, state, verdict.outcome === 'declined' ? verdict.reason : null],
+        );
         out.push({
           kitId: r.kit_id,
           ack: {
@@ -288,6 +391,7 @@ export class Ledger {
             id: r.order_id,
             state,
             ...(verdict.outcome === 'declined' ? { reason: verdict.reason } : {}),
+            confirm: true,
           },
         });
       }
@@ -295,12 +399,85 @@ export class Ledger {
     });
   }
 
-  async recordStatus(s: KitStatusT): Promise<void> {
-    await this.db.query(
-      `INSERT INTO kits (kit_id, online, status) VALUES ($1, $2, $3::jsonb)
-       ON CONFLICT (kit_id) DO UPDATE SET online = $2, status = $3::jsonb, last_seen = now()`,
+  /** The dead letters, newest first (admin API): the entry as sent is shown as escaped JSON text. */
+  async deadLetters(opts: { kitId?: string; limit: number }) {
+    const res = await this.db.query<{
+      id: string | number;
+      kit_id: string;
+      lane: string | null;
+      entry_id: string | null;
+      reason: string;
+      raw: Buffer;
+      received_at: Date | string;
+    }>(
+      `SELECT id, kit_id, lane, entry_id, reason, raw, received_at FROM dead_letters
+       WHERE ($1::text IS NULL OR kit_id = $1) ORDER BY id DESC LIMIT $2`,
+      [opts.kitId ?? null, opts.limit],
+    );
+    return res.rows.map((r) => ({
+      id: Number(r.id),
+      kitId: r.kit_id,
+      lane: r.lane,
+      entryId: r.entry_id,
+      reason: r.reason,
+      // stored as JSON.stringify wrote it, which escapes control characters and lone surrogates
+      raw: Buffer.from(r.raw).toString('utf8'),
+      receivedAt: new Date(r.received_at).toISOString(),
+    }));
+  }
+
+  /**
+   * Verdicts waiting for the kit's receipt, to (re)send with `confirm`: one kit's all (it came online),
+   * or every kit's not sent for `staleMs` (the periodic resend). Marked sent as they are returned.
+   */
+  async pendingVerdicts(opts: { kitId?: string; staleMs?: number; limit?: number }) {
+    const res = await this.db.query<{
+      kit_id: string;
+      order_id: string;
+      state: AckItem['state'];
+      reason: string | null;
+    }>(
+      `UPDATE pending_verdicts SET last_sent_at = now(), sends = sends + 1
+       WHERE (kit_id, order_id) IN (
+         SELECT kit_id, order_id FROM pending_verdicts
+         WHERE ($1::text IS NULL OR kit_id = $1)
+           AND ($2::bigint IS NULL OR last_sent_at < now() - make_interval(secs => $2::bigint / 1000.0))
+         ORDER BY kit_id, order_id LIMIT $3)
+       RETURNING kit_id, order_id, state, reason`,
+      [opts.kitId ?? null, opts.staleMs ?? null, opts.limit ?? 5000],
+    );
+    return res.rows.map((r) => ({
+      kitId: r.kit_id,
+      ack: {
+        lane: 'orders',
+        id: r.order_id,
+        state: r.state,
+        ...(r.reason ? { reason: r.reason } : {}),
+        confirm: true,
+      } satisfies AckItem,
+    }));
+  }
+
+  /** The kit applied these confirmed verdicts: stop resending them. Returns how many were pending. */
+  async confirmReceipt(kitId: string, orderIds: string[]): Promise<number> {
+    const res = await this.db.query(
+      `DELETE FROM pending_verdicts WHERE kit_id = $1 AND order_id IN (SELECT jsonb_array_elements_text($2::jsonb))
+       RETURNING order_id`,
+      [kitId, JSON.stringify(orderIds)],
+    );
+    return res.rows.length;
+  }
+
+  /** Record a kit's status; true when it just came online (it was offline or unknown before). */
+  async recordStatus(s: KitStatusT): Promise<boolean> {
+    const res = await this.db.query<{ was: boolean | null }>(
+      `WITH prev AS (SELECT online FROM kits WHERE kit_id = $1)
+       INSERT INTO kits (kit_id, online, status) VALUES ($1, $2, $3::jsonb)
+       ON CONFLICT (kit_id) DO UPDATE SET online = $2, status = $3::jsonb, last_seen = now()
+       RETURNING (SELECT online FROM prev) AS was`,
       [s.kitId, s.online, JSON.stringify(s)],
     );
+    return s.online && res.rows[0]?.was !== true;
   }
 
   async listKits() {
@@ -402,4 +579,73 @@ export class Ledger {
     );
     return res.rows.map((r) => ({ eventId: r.event_id, signed: r.signed }));
   }
+}
+
+interface InsertedRow {
+  order_id: string;
+  state: AckItem['state'];
+  decline_reason: string | null;
+}
+
+/** `fn` inside a savepoint: rolled back to it alone when it throws, so the transaction goes on. */
+async function inSavepoint<T>(tx: Queryable, fn: () => Promise<T>): Promise<T> {
+  await tx.query('SAVEPOINT entry');
+  try {
+    const out = await fn();
+    await tx.query('RELEASE SAVEPOINT entry');
+    return out;
+  } catch (err) {
+    await tx.query('ROLLBACK TO SAVEPOINT entry');
+    throw err;
+  }
+}
+
+async function insertOrders(tx: Queryable, kitId: string, rows: NewOrderRow[]): Promise<InsertedRow[]> {
+  const res = await tx.query<InsertedRow>(
+    `INSERT INTO orders (kit_id, order_id, event_id, kit_created_at, total_cents, currency, payment_method,
+       token_hint, state, decline_reason, gateway_ref, sealed_token, body, settled_at)
+     SELECT $1, x.order_id, x.event_id, x.kit_created_at, x.total_cents, x.currency, x.payment_method,
+       x.token_hint, x.state, x.decline_reason, x.gateway_ref, x.sealed_token, x.body,
+       CASE WHEN x.state = 'forwarded' THEN NULL ELSE now() END
+     FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, event_id text, kit_created_at text,
+       total_cents bigint, currency text, payment_method text, token_hint text, state text,
+       decline_reason text, gateway_ref text, sealed_token jsonb, body jsonb)
+     ON CONFLICT (kit_id, order_id) DO NOTHING
+     RETURNING order_id, state, decline_reason`,
+    [kitId, JSON.stringify(rows)],
+  );
+  return res.rows;
+}
+
+/** A stock snapshot, a health report or a telemetry entry. */
+async function recordOther(tx: Queryable, kitId: string, e: Exclude<BatchEntryT, { lane: 'orders' }>) {
+  if (e.lane === 'stock') {
+    await tx.query(
+      `UPDATE kits SET stock = $2::jsonb, stock_at = $3 WHERE kit_id = $1 AND (stock_at IS NULL OR stock_at < $3)`,
+      [kitId, JSON.stringify(e.stock), e.at],
+    );
+    return;
+  }
+  if (e.lane === 'health') {
+    await tx.query(
+      `UPDATE kits SET health = $2::jsonb, health_at = $3 WHERE kit_id = $1 AND (health_at IS NULL OR health_at < $3)`,
+      [kitId, JSON.stringify(e.body), e.at],
+    );
+  }
+  await tx.query(
+    `INSERT INTO kit_telemetry (kit_id, entry_id, lane, at, body) VALUES ($1, $2, $3, $4, $5::jsonb)
+     ON CONFLICT (kit_id, entry_id) DO NOTHING`,
+    [kitId, e.id, e.lane, e.at, JSON.stringify(e.body)],
+  );
+}
+
+/** A dead letter for an entry the database refused (its SQLSTATE and message are the reason). */
+function dbDeadLetter(lane: LaneName, id: string, err: unknown, entry: unknown): DeadLetter {
+  const e = err as { code?: string; message?: string };
+  return {
+    lane,
+    id,
+    reason: safeReason([`database refused it (${e.code ?? '?'}): ${e.message ?? ''}`]),
+    raw: Buffer.from(JSON.stringify(entry ?? null)),
+  };
 }

@@ -60,6 +60,58 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'dead letters',
+    sql: `
+      -- entries the hub cannot store (shape, text, arithmetic): kept with the reason and the entry as sent,
+      -- as bytes (jsonb cannot hold \\u0000); the kit is acked 'rejected' so it stops resending
+      CREATE TABLE dead_letters (
+        id bigserial PRIMARY KEY,
+        kit_id text NOT NULL,
+        lane text,
+        entry_id text,
+        reason text NOT NULL,
+        raw bytea NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE UNIQUE INDEX dead_letters_entry ON dead_letters (kit_id, lane, entry_id) WHERE entry_id IS NOT NULL;
+    `,
+  },
+  {
+    version: 3,
+    name: 'pending verdicts',
+    sql: `
+      -- verdicts reached after the kit was acked 'forwarded' (it no longer resends the order): kept and
+      -- resent with confirm until the kit names them in a receipt, however long it stays offline
+      CREATE TABLE pending_verdicts (
+        kit_id text NOT NULL,
+        order_id text NOT NULL,
+        state text NOT NULL CHECK (state IN ('settled', 'declined', 'rejected')),
+        reason text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        last_sent_at timestamptz NOT NULL DEFAULT now(),
+        sends integer NOT NULL DEFAULT 1,
+        PRIMARY KEY (kit_id, order_id)
+      );
+    `,
+  },
+  {
+    version: 4,
+    name: 'order conflicts',
+    sql: `
+      -- an order resent with other content than the ledger's: the ledger's row stands, the other copy is
+      -- kept here (once per distinct content) for someone to look at
+      CREATE TABLE order_conflicts (
+        id bigserial PRIMARY KEY,
+        kit_id text NOT NULL,
+        order_id text NOT NULL,
+        body jsonb NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE UNIQUE INDEX order_conflicts_copy ON order_conflicts (kit_id, order_id, md5(body::text));
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {

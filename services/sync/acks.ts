@@ -10,19 +10,23 @@ import { applyHubAcks, type HubAck, type KitStore } from '../../core/store/index
 const log = moduleLogger('sync');
 
 /**
- * Apply one ack message addressed to `kitId`; the acked entries as outbox keys (lane number, id), or
- * undefined when the message was malformed or for another kit (ignored).
+ * Apply one ack message addressed to `kitId`; the acked entries as outbox keys (lane number, id) and
+ * the order ids of the verdicts the hub wants confirmed (committed here, so sync may now send the
+ * receipt for them), or undefined when the message was malformed or for another kit (ignored).
  */
 export async function applyAckMessage(
   store: KitStore,
   kitId: string,
   payload: Buffer,
-): Promise<{ lane: number; id: string }[] | undefined> {
+): Promise<{ acked: { lane: number; id: string }[]; confirmed: string[] } | undefined> {
   const ack = wire.ack.parse(payload);
   if (!ack || ack.kitId !== kitId) {
     log.warn('malformed ack ignored');
     return undefined;
   }
   await applyHubAcks(store, ack.acks);
-  return ack.acks.map((a: HubAck) => ({ lane: LANES[a.lane], id: a.id }));
+  return {
+    acked: ack.acks.map((a: HubAck) => ({ lane: LANES[a.lane], id: a.id })),
+    confirmed: ack.acks.filter((a) => a.confirm && a.lane === 'orders').map((a) => a.id),
+  };
 }

@@ -5,7 +5,7 @@
 // (link.ts), the outbox pump (pump.ts), acks (acks.ts), catalogs from the hub (catalog-intake.ts),
 // its lanes (lanes.ts) and what it reports (sync-status.ts, reports.ts).
 import type { KeyObject } from 'node:crypto';
-import { type KitStatusT, topics } from '../../core/contracts/hub-wire.ts';
+import { type KitStatusT, type ReceiptT, topics } from '../../core/contracts/hub-wire.ts';
 import { type LinkState, readRunStatus } from '../../core/contracts/run-status.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
@@ -51,6 +51,8 @@ const HUB_STATUS_EVERY = 10;
 const TRIM_EVERY_MS = 30_000;
 const REANCHOR_EVERY_MS = 60_000;
 
+/** order ids per receipt message (the Receipt contract's bound) */
+const RECEIPT_MAX = 5000;
 export class SyncService {
   private readonly hubLink: HubLink;
   private readonly batches: OutboxPump;
@@ -216,8 +218,14 @@ export class SyncService {
   }
 
   private async onAck(payload: Buffer): Promise<void> {
-    const acked = await applyAckMessage(this.store, this.opts.kitId, payload);
-    if (!acked) return;
+    const applied = await applyAckMessage(this.store, this.opts.kitId, payload);
+    if (!applied) return;
+    const { acked, confirmed } = applied;
+    // after the LMDB commit: the hub stops resending these verdicts (a lost receipt means one more resend)
+    for (let i = 0; i < confirmed.length; i += RECEIPT_MAX) {
+      const receipt: ReceiptT = { v: 1, kitId: this.opts.kitId, orders: confirmed.slice(i, i + RECEIPT_MAX) };
+      this.hubLink.publish(topics.receipts(this.opts.kitId), JSON.stringify(receipt));
+    }
     this.batches.settle(acked);
     this.drained += acked.length;
     this.lastAckAt = Date.now();

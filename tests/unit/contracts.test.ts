@@ -15,7 +15,7 @@ import {
   validateCatalog,
 } from '../../core/contracts/catalog.ts';
 import { CATALOG_VERSION_MAX, contract, isSafeText } from '../../core/contracts/common.ts';
-import { topics, WireCatalog, wire } from '../../core/contracts/hub-wire.ts';
+import { entryProblems, topics, WireCatalog, wire } from '../../core/contracts/hub-wire.ts';
 import { LANE_NAMES, LANES, laneOfPriority } from '../../core/contracts/lanes.ts';
 import { kitdCommand, localTopics, supervisorCommand, syncCommand } from '../../core/contracts/local-bus.ts';
 import { parseMediaCommand } from '../../core/contracts/media.ts';
@@ -203,12 +203,18 @@ describe('hub wire', () => {
     currency: 'EUR',
     lines: [{ sku: 'A', name: 'a', qty: 1, unitPriceCents: 100, lineCents: 100 }],
     payment: { method: 'cash' },
-    createdAt: 'now',
+    createdAt: '2026-11-30T12:00:00.000Z',
   };
   const batch = (entries: unknown[], kitId = 'kit-1') => ({ v: 1, kitId, sentAt: 1, entries });
 
   test('a batch from a kit is checked entry by entry', () => {
     assert.ok(wire.batch.check(batch([{ lane: 'orders', id: order.id, order }])));
+    assert.deepEqual(entryProblems({ lane: 'orders', id: order.id, order }, 'kit-1'), []);
+    // the envelope as a whole, then each entry on its own (the hub dead-letters a bad entry alone)
+    const sound = (value: unknown) => {
+      const b = value as { kitId: string; entries: unknown[] };
+      return wire.batch.check(value) && b.entries.every((e) => entryProblems(e, b.kitId).length === 0);
+    };
     const bad: Array<[string, unknown]> = [
       ['kit id with a wildcard', batch([{ lane: 'orders', id: order.id, order }], 'kit/+')],
       ['no entries', batch([])],
@@ -222,8 +228,49 @@ describe('hub wire', () => {
       ['string amount', batch([{ lane: 'orders', id: order.id, order: { ...order, totalCents: '100' } }])],
       ['wrong version', { ...batch([{ lane: 'orders', id: order.id, order }]), v: 2 }],
       ['oversized token', batch([{ lane: 'orders', id: order.id, order, token: 'x'.repeat(5000) }])],
+      [
+        'NUL in a name',
+        batch([
+          {
+            lane: 'orders',
+            id: order.id,
+            order: { ...order, lines: [{ ...order.lines[0], name: 'a\u0000' }] },
+          },
+        ]),
+      ],
+      [
+        '__proto__ sku',
+        batch([
+          {
+            lane: 'orders',
+            id: order.id,
+            order: { ...order, lines: [{ ...order.lines[0], sku: '__proto__' }] },
+          },
+        ]),
+      ],
+      [
+        'line not qty × price',
+        batch([
+          {
+            lane: 'orders',
+            id: order.id,
+            order: { ...order, lines: [{ ...order.lines[0], lineCents: 99 }], totalCents: 99 },
+          },
+        ]),
+      ],
+      ['total not the sum', batch([{ lane: 'orders', id: order.id, order: { ...order, totalCents: 101 } }])],
+      ['another kit inside', batch([{ lane: 'orders', id: order.id, order: { ...order, kitId: 'kit-2' } }])],
+      ['not a time', batch([{ lane: 'orders', id: order.id, order: { ...order, createdAt: 'now' } }])],
+      [
+        'lower-case currency',
+        batch([{ lane: 'orders', id: order.id, order: { ...order, currency: 'eur' } }]),
+      ],
     ];
-    for (const [name, value] of bad) assert.equal(wire.batch.check(value), false, name);
+    for (const [name, value] of bad) assert.equal(sound(value), false, name);
+    // one bad entry does not make the envelope bad
+    assert.ok(
+      wire.batch.check(batch([{ lane: 'orders', id: order.id, order: { ...order, totalCents: 101 } }])),
+    );
     assert.equal(wire.batch.parse('{"v":1,'), undefined, 'torn JSON');
     const huge = batch(
       Array.from({ length: 5001 }, (_, i) => ({ lane: 'stock', id: `s${i}`, at: 1, stock: {} })),

@@ -118,3 +118,18 @@ test('a /v1/status answer of another shape is refused by the contract', () => {
   assert.equal(kitStatusView.check(noRisk), false);
   assert.equal(kitStatusView.check({ ...statusView(), media: { state: 'degraded', fps: 15 } }), false);
 });
+
+test('an order the hub rejected reads as a rejection in popkit status', () => {
+  const notice = { orderId: '01M8JXP62B4ZV5JE1M60REJECT', totalCents: 1200, currency: 'EUR', at };
+  const view = statusView({
+    declines: [
+      { ...notice, reason: '/order/lines/0/name: Expected string to match', state: 'rejected' },
+      { ...notice, orderId: '01M8JXP62B4ZV5JE1M60DECLIN', reason: 'do_not_honor', state: 'declined' },
+    ],
+  });
+  assert.ok(kitStatusView.check(view));
+  assert.match(
+    renderStatus(view),
+    /declined cards: 2 recent \(1 rejected by the hub\); latest order …REJECT 12\.00 EUR \(rejected by the hub: \/order\/lines\/0\/name/,
+  );
+});

@@ -45,6 +45,24 @@ function hubMetrics({ ledger, ingest }: HealthRoutesOptions): Registry {
     },
   });
   new Counter({
+    name: 'popkit_hub_dead_letters_total',
+    help: 'entries the hub could not store, kept in its dead letters and acked rejected',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(ledger.counters.deadLetters);
+    },
+  });
+  new Counter({
+    name: 'popkit_hub_order_conflicts_total',
+    help: "orders resent with other content than the ledger's (the ledger's row stands; the copy is kept)",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(ledger.counters.orderConflicts);
+    },
+  });
+  new Counter({
     name: 'popkit_hub_refused_total',
     help: 'kit messages refused, by reason',
     labelNames: ['reason'],
