@@ -111,7 +111,13 @@ const schema = uniqueId('bench_sync').replace(/-/g, '_');
 const broker = await mosquitto({ dir: tmpDir('bench-mosq') });
 const hubDir = tmpDir('bench-hub');
 const hubPort = await freePort();
-const hub = popkit('hub', hubProcessEnv({ dataDir: hubDir, brokerUrl: broker.url, schema, port: hubPort }));
+// the per-kit quota is lifted: this measures the link and the ledger, and the one-order-per-message
+// baseline keeps 500 messages in flight from one kit, far above a kit's default message rate
+const hub = popkit('hub', {
+  ...hubProcessEnv({ dataDir: hubDir, brokerUrl: broker.url, schema, port: hubPort }),
+  POPKIT_HUB_KIT_RATE_PER_S: '100000',
+  POPKIT_HUB_KIT_BURST: '100000',
+});
 try {
   await waitFor(() => fetch(`http://127.0.0.1:${hubPort}/healthz`).then((r) => r.ok), 30_000, 'hub healthz');
   process.stdout.write(
