@@ -177,13 +177,12 @@ export class Ledger {
     // card orders committed 'forwarded' (inserted now, or redelivered after a crash or an outage):
     // exchanged now, a bounded number at a time, each under its unchanged idempotency key
     const toCharge = [...states].filter(([id, st]) => st.state === 'forwarded' && byId.get(id)?.token);
-    await Promise.all(
-      toCharge.map(async ([id]) => {
-        const e = byId.get(id)!;
-        const st = await this.exchangeAndRecord(kitId, e.order, e.token!);
-        if (st) states.set(id, st);
-      }),
-    );
+    for (const [id, st] of await this.exchangeAndRecord(
+      kitId,
+      toCharge.map(([id]) => byId.get(id)!),
+    )) {
+      states.set(id, st);
+    }
     const acks: AckItem[] = [];
     for (const id of orderIds) {
       const st = states.get(id);
@@ -272,48 +271,72 @@ export class Ledger {
   }
 
   /**
-   * Exchange a committed 'forwarded' order's token and record the verdict. Undefined when the gateway
-   * is unreachable (the order stays 'forwarded'; the deferred-retry loop finishes it with the same
-   * idempotency key, as it does after a crash between the insert and this call).
+   * Exchange the tokens of committed 'forwarded' orders (at most `POPKIT_HUB_GATEWAY_CONCURRENCY` at
+   * once) and record their verdicts in one statement: one commit per batch, not one per card order.
+   * An order whose gateway is unreachable is left out (it stays 'forwarded'; the deferred-retry loop
+   * finishes it with the same idempotency key, as it does after a crash between charge and record).
    */
   private async exchangeAndRecord(
     kitId: string,
-    o: WireOrderT,
-    token: string,
-  ): Promise<{ state: AckItem['state']; reason: string | undefined } | undefined> {
-    const key = `${kitId}:${o.id}`;
-    this.exchanging.add(key);
+    entries: OrderEntryT[],
+  ): Promise<Map<string, { state: AckItem['state']; reason: string | undefined }>> {
+    const out = new Map<string, { state: AckItem['state']; reason: string | undefined }>();
+    if (entries.length === 0) return out;
+    const keys = entries.map((e) => `${kitId}:${e.order.id}`);
+    for (const key of keys) this.exchanging.add(key);
     try {
-      let verdict: ExchangeResult;
-      try {
-        this.counters.exchanges++;
-        verdict = await this.gatewaySlots.run(() =>
-          this.gateway.exchange({
-            idempotencyKey: key,
-            token,
-            amountCents: o.totalCents,
-            currency: o.currency,
+      const decided = (
+        await Promise.all(
+          entries.map(async (e) => {
+            const o = e.order;
+            try {
+              this.counters.exchanges++;
+              const verdict = await this.gatewaySlots.run(() =>
+                this.gateway.exchange({
+                  idempotencyKey: `${kitId}:${o.id}`,
+                  token: e.token!,
+                  amountCents: o.totalCents,
+                  currency: o.currency,
+                }),
+              );
+              if (verdict.outcome === 'declined') this.counters.declined++;
+              return { id: o.id, verdict };
+            } catch (err) {
+              this.counters.exchangeDeferred++;
+              log.warn({ err: (err as Error).message, orderId: o.id }, 'token exchange deferred');
+              return undefined;
+            }
           }),
-        );
-      } catch (err) {
-        this.counters.exchangeDeferred++;
-        log.warn({ err: (err as Error).message, orderId: o.id }, 'token exchange deferred');
-        return undefined;
-      }
-      if (verdict.outcome === 'declined') this.counters.declined++;
-      const state = verdict.outcome === 'approved' ? 'settled' : 'declined';
-      const reason = verdict.outcome === 'declined' ? verdict.reason : null;
-      const res = await this.db.query<{ state: AckItem['state']; decline_reason: string | null }>(
-        `UPDATE orders SET state = $3, decline_reason = $4, gateway_ref = $5, sealed_token = NULL, settled_at = now()
-         WHERE kit_id = $1 AND order_id = $2 AND state = 'forwarded'
-         RETURNING state, decline_reason`,
-        [kitId, o.id, state, reason, verdict.outcome === 'approved' ? verdict.ref : null],
+        )
+      ).filter((d): d is { id: string; verdict: ExchangeResult } => d !== undefined);
+      if (decided.length === 0) return out;
+      const rows = decided.map(({ id, verdict }) => ({
+        order_id: id,
+        state: verdict.outcome === 'approved' ? 'settled' : 'declined',
+        decline_reason: verdict.outcome === 'declined' ? verdict.reason : null,
+        gateway_ref: verdict.outcome === 'approved' ? verdict.ref : null,
+      }));
+      const res = await this.db.query<{
+        order_id: string;
+        state: AckItem['state'];
+        decline_reason: string | null;
+      }>(
+        `UPDATE orders o SET state = x.state, decline_reason = x.decline_reason, gateway_ref = x.gateway_ref,
+           sealed_token = NULL, settled_at = now()
+         FROM jsonb_to_recordset($2::jsonb) AS x(order_id text, state text, decline_reason text, gateway_ref text)
+         WHERE o.kit_id = $1 AND o.order_id = x.order_id AND o.state = 'forwarded'
+         RETURNING o.order_id, o.state, o.decline_reason`,
+        [kitId, JSON.stringify(rows)],
       );
-      if (res.rows.length > 0) return { state, reason: reason ?? undefined };
-      // another worker's retry loop recorded it first: its verdict is the ledger's
-      return (await this.orderStates(this.db, kitId, [o.id])).get(o.id);
+      for (const r of res.rows)
+        out.set(r.order_id, { state: r.state, reason: r.decline_reason ?? undefined });
+      // another worker's retry loop recorded some first: its verdict is the ledger's
+      const lost = decided.map((d) => d.id).filter((id) => !out.has(id));
+      if (lost.length > 0)
+        for (const [id, st] of await this.orderStates(this.db, kitId, lost)) out.set(id, st);
+      return out;
     } finally {
-      this.exchanging.delete(key);
+      for (const key of keys) this.exchanging.delete(key);
     }
   }
 
