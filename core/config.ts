@@ -7,6 +7,7 @@ import { Value } from '@sinclair/typebox/value';
 import { ID_LEVEL } from './contracts/common.ts';
 import { DEFAULT_LOCAL_BUS_PREFIX, LOCAL_BUS_PREFIX_PATTERN } from './contracts/local-bus.ts';
 import { KitError } from './errors.ts';
+import { onBalena } from './secrets.ts';
 
 export const BOARDS = [
   'auto',
@@ -167,6 +168,6 @@ export function resolveKitId(cfg: BaseConfigT): string {
 /** `/data` on a board (balena mounts the data volume there), `./.popkit` in a checkout. */
 export function resolveDataDir(cfg: BaseConfigT, cwd = process.cwd()): string {
   if (cfg.POPKIT_DATA_DIR) return path.resolve(cwd, cfg.POPKIT_DATA_DIR);
-  if (process.env['BALENA_DEVICE_UUID'] || process.env['BALENA']) return '/data';
+  if (onBalena()) return '/data';
   return path.resolve(cwd, '.popkit');
 }

@@ -24,10 +24,10 @@ export function fsyncDir(dir: string): void {
 }
 
 /**
- * Create `dir` (and parents) with `mode` and make each new entry durable. An existing directory is
- * left as it is, except that `tighten` narrows its mode to `mode` when it is looser.
+ * Create `dir` (and parents) with `mode` and make each new entry durable; an existing directory is left
+ * as it is (core/file-modes.ts ensurePrivateDir narrows one that is too open).
  */
-export function mkdirDurable(dir: string, mode = 0o755, tighten = false): void {
+export function mkdirDurable(dir: string, mode = 0o755): void {
   const abs = path.resolve(dir);
   const missing: string[] = [];
   for (let d = abs; !fs.existsSync(d); d = path.dirname(d)) missing.unshift(d);
@@ -39,7 +39,6 @@ export function mkdirDurable(dir: string, mode = 0o755, tighten = false): void {
     }
     fsyncDir(path.dirname(d));
   }
-  if (tighten && (fs.statSync(abs).mode & 0o777 & ~mode) !== 0) fs.chmodSync(abs, mode);
 }
 
 /**

@@ -4,6 +4,7 @@
 // or a shared one with the sticky bit (/tmp), is never chmodded: POPKIT_DATA_DIR pointing there is
 // left as it is (docs/security.md#files-logs-clocks-and-replays).
 import fs from 'node:fs';
+import { mkdirDurable } from './durable-file.ts';
 
 export const PRIVATE_DIR = 0o700;
 export const PRIVATE_FILE = 0o600;
@@ -12,9 +13,9 @@ function ownedByUs(st: fs.Stats): boolean {
   return typeof process.getuid !== 'function' || st.uid === process.getuid();
 }
 
-/** Create `dir` (and parents) and make it 0700 when it is ours; returns its mode. */
+/** Create `dir` (and parents, durably) and make it 0700 when it is ours; returns its mode. */
 export function ensurePrivateDir(dir: string): number {
-  fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR });
+  mkdirDurable(dir, PRIVATE_DIR);
   const st = fs.statSync(dir);
   const sticky = (st.mode & 0o1000) !== 0;
   if ((st.mode & 0o077) !== 0 && !sticky && ownedByUs(st)) fs.chmodSync(dir, PRIVATE_DIR);

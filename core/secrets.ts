@@ -9,8 +9,9 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { mkdirDurable, writeFileDurable } from './durable-file.ts';
+import { writeFileDurable } from './durable-file.ts';
 import { KitError } from './errors.ts';
+import { ensurePrivateDir } from './file-modes.ts';
 
 export type SecretState = 'ok' | 'missing' | 'empty' | 'torn';
 
@@ -89,8 +90,9 @@ function moveAside(file: string, check: SecretCheck): void {
     throw err;
   }
   // a concurrent process may have replaced it between our look and our rename: put a whole one back
-  if (stateOf(fs.readFileSync(aside), check) === 'ok') {
-    writeFileDurable(file, fs.readFileSync(aside), { mode: 0o600, exclusive: true });
+  const moved = fs.readFileSync(aside);
+  if (stateOf(moved, check) === 'ok') {
+    writeFileDurable(file, moved, { mode: 0o600, exclusive: true });
     fs.rmSync(aside, { force: true });
   }
 }
@@ -107,7 +109,7 @@ export function loadOrCreateSecretFile(
   make: () => Buffer,
   opts: CreateOptions = { check: (b) => b.length > 0, damaged: 'throw' },
 ): LoadedSecret<Buffer> {
-  mkdirDurable(path.dirname(file), 0o700, true);
+  ensurePrivateDir(path.dirname(file));
   let replaced: LoadedSecret<Buffer>['replaced'];
   for (let attempt = 0; attempt < 5; attempt++) {
     const seen = inspectSecret(file, opts.check);

@@ -37,7 +37,7 @@ export interface HubIngestOptions {
   /** resend confirmed verdicts not receipted for this long */
   verdictResendMs: number;
   /** per-kit limits: entries per batch, messages per second and burst (a token bucket per kit) */
-  kitQuota?: { batchMax: number; ratePerS: number; burst: number };
+  kitQuota: { batchMax: number; ratePerS: number; burst: number };
 }
 
 export interface IngestStats {
@@ -79,9 +79,8 @@ export class HubIngest {
     private readonly ledger: Ledger,
     private readonly opts: HubIngestOptions,
   ) {
-    const q = opts.kitQuota ?? { batchMax: 5000, ratePerS: 20, burst: 60 };
-    this.buckets = new KitBuckets(q.ratePerS, q.burst);
-    this.batchMax = q.batchMax;
+    this.buckets = new KitBuckets(opts.kitQuota.ratePerS, opts.kitQuota.burst);
+    this.batchMax = opts.kitQuota.batchMax;
   }
 
   get connected(): boolean {
@@ -301,20 +300,26 @@ export class HubIngest {
   private async resendVerdicts(opts: { kitId?: string; staleMs?: number }): Promise<void> {
     if (!this.connected) return;
     const pending = await this.withDbRetry(() => this.ledger.pendingVerdicts(opts));
-    const byKit = new Map<string, AckT['acks']>();
-    for (const d of pending) byKit.set(d.kitId, [...(byKit.get(d.kitId) ?? []), d.ack]);
-    for (const [kitId, acks] of byKit) this.sendAcks(kitId, acks);
+    this.sendAcksByKit(pending);
     this.stats.verdictsResent += pending.length;
+  }
+
+  /** Acks for several kits, one message (or a few) per kit. */
+  private sendAcksByKit(items: { kitId: string; ack: AckT['acks'][number] }[]): void {
+    const byKit = new Map<string, AckT['acks']>();
+    for (const d of items) {
+      const acks = byKit.get(d.kitId);
+      if (acks) acks.push(d.ack);
+      else byKit.set(d.kitId, [d.ack]);
+    }
+    for (const [kitId, acks] of byKit) this.sendAcks(kitId, acks);
   }
 
   private async retryDeferred(): Promise<void> {
     if (this.retrying || !this.connected) return;
     this.retrying = true;
     try {
-      const done = await this.ledger.retryDeferred();
-      const byKit = new Map<string, AckT['acks']>();
-      for (const d of done) byKit.set(d.kitId, [...(byKit.get(d.kitId) ?? []), d.ack]);
-      for (const [kitId, acks] of byKit) this.sendAcks(kitId, acks);
+      this.sendAcksByKit(await this.ledger.retryDeferred());
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'deferred exchange retry failed');
     } finally {

@@ -40,6 +40,22 @@ const card = (sku: string, qty = 1) => ({
 });
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
+type Call = readonly [method: 'GET' | 'POST' | 'PUT', url: string, payload: object | undefined];
+
+/** Every call, with `token` as the bearer, is answered `status` with error `code`. */
+async function expectRefused(kit: Kit, token: string, calls: readonly Call[], status: number, code: string) {
+  for (const [method, url, payload] of calls) {
+    const res = await kit.app.inject({
+      method,
+      url,
+      headers: bearer(token),
+      ...(payload ? { payload } : {}),
+    });
+    assert.equal(res.statusCode, status, `${method} ${url}: ${res.body}`);
+    assert.equal(res.json().error.code, code);
+  }
+}
+
 /** A terminal paired through the API: the admin asks for a code, the terminal redeems it. */
 async function pair(kit: Kit, name = 'till 1'): Promise<{ id: string; token: string; code: string }> {
   const p = await kit.app.inject({
@@ -220,21 +236,18 @@ describe('staff terminals', () => {
       );
     }
     // a terminal is not the admin
-    for (const [method, url, payload] of [
-      ['PUT', '/v1/catalog', smallCatalog({ A: 1 }, 2)],
-      ['POST', '/v1/event/start', {}],
-      ['POST', '/v1/terminals/pairings', {}],
-      ['GET', '/v1/terminals', undefined],
-    ] as const) {
-      const res = await kit.app.inject({
-        method,
-        url,
-        headers: bearer(t.token),
-        ...(payload ? { payload } : {}),
-      });
-      assert.equal(res.statusCode, 403, `${method} ${url}: ${res.body}`);
-      assert.equal(res.json().error.code, 'FORBIDDEN');
-    }
+    await expectRefused(
+      kit,
+      t.token,
+      [
+        ['PUT', '/v1/catalog', smallCatalog({ A: 1 }, 2)],
+        ['POST', '/v1/event/start', {}],
+        ['POST', '/v1/terminals/pairings', {}],
+        ['GET', '/v1/terminals', undefined],
+      ],
+      403,
+      'FORBIDDEN',
+    );
 
     const list = (await kit.app.inject({ method: 'GET', url: '/v1/terminals', headers: auth })).json();
     assert.deepEqual(
@@ -245,21 +258,18 @@ describe('staff terminals', () => {
     assert.equal(revoked.statusCode, 200, revoked.body);
     assert.ok(revoked.json().revokedAt);
     const before = await inspectStore(kit.dataDir);
-    for (const [method, url, payload] of [
-      ['POST', '/v1/orders', cash('A')],
-      ['POST', '/v1/orders', card('A')],
-      ['GET', '/v1/status', undefined],
-      ['GET', '/metrics', undefined],
-    ] as const) {
-      const res = await kit.app.inject({
-        method,
-        url,
-        headers: bearer(t.token),
-        ...(payload ? { payload } : {}),
-      });
-      assert.equal(res.statusCode, 401, `${method} ${url}: ${res.body}`);
-      assert.equal(res.json().error.code, 'UNAUTHORIZED');
-    }
+    await expectRefused(
+      kit,
+      t.token,
+      [
+        ['POST', '/v1/orders', cash('A')],
+        ['POST', '/v1/orders', card('A')],
+        ['GET', '/v1/status', undefined],
+        ['GET', '/metrics', undefined],
+      ],
+      401,
+      'UNAUTHORIZED',
+    );
     const after = await inspectStore(kit.dataDir);
     assert.deepEqual(after.stock, before.stock);
     assert.equal(after.orders.length, before.orders.length);
