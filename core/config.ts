@@ -116,6 +116,12 @@ export const CheckoutConfig = Type.Object({
     default: 100_000,
     description: 'largest cash order (any role)',
   }),
+  // -- drops: admission and sale windows (docs/drops.md) --
+  // -- drops: trusted time --
+  // -- drops: reservations --
+  // -- drops: pickup --
+  // -- drops: loyalty --
+  // -- drain-proofing: devices, online authorization, offline allowance (docs/security.md) --
   POPKIT_STORE_RESERVE_MB: Type.Integer({
     minimum: 0,
     default: 16,

@@ -2,7 +2,7 @@
 // is JSON with `v: 1`; a reader validates with the contracts of `wire` below and ignores unknown fields,
 // so fields can be added without breaking older peers (docs/contracts.md#hub-link-mqtt).
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
-import { CATALOG_LIMITS, CatalogInput } from './catalog.ts';
+import { CATALOG_LIMITS, CatalogInput, parseIsoTime } from './catalog.ts';
 import {
   CATALOG_VERSION_MAX,
   Cents,
@@ -28,12 +28,17 @@ export const topics = {
   acks: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/acks`,
   /** kit → hub: the verdicts (acks with `confirm`) the kit has applied, so the hub stops resending them */
   receipts: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/receipts`,
+  /** kit → hub: authorize a card token before answering (scarce items online, AuthorizeRequest) */
+  authorize: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/authorize`,
+  /** hub → kit: the answers to its AuthorizeRequests (AuthorizeResponse) */
+  authorizations: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/authorizations`,
   catalog: (eventId: string) => `${TOPIC_ROOT}/events/${eventId}/catalog`,
   /** the filters a hub worker consumes (orders and telemetry shared, status seen by every worker) */
   allOrders: `${TOPIC_ROOT}/kits/+/orders`,
   allTelemetry: `${TOPIC_ROOT}/kits/+/telemetry`,
   allStatus: `${TOPIC_ROOT}/kits/+/status`,
   allReceipts: `${TOPIC_ROOT}/kits/+/receipts`,
+  allAuthorize: `${TOPIC_ROOT}/kits/+/authorize`,
 } as const;
 
 /** `popkit/v1/kits/{kitId}/{leaf}` → kitId, or undefined when the topic is not of that shape. */
@@ -65,6 +70,13 @@ export const WireOrderLine = Type.Object({
   qty: Type.Integer({ minimum: 1, maximum: WIRE_ORDER_LIMITS.qty }),
   unitPriceCents: Cents,
   lineCents: BigCents,
+  /** a bundle line (`sku` is the bundle's id): what one bundle holds */
+  components: Type.Optional(
+    Type.Array(
+      Type.Object({ sku: Sku, qty: Type.Integer({ minimum: 1, maximum: CATALOG_LIMITS.maxPerOrder }) }),
+      { minItems: 1, maxItems: CATALOG_LIMITS.skusPerBundle },
+    ),
+  ),
 });
 
 /** The order as the hub receives it: the kit's stored order without local-only fields. */
@@ -78,9 +90,35 @@ export const WireOrder = Type.Object({
   lines: Type.Array(WireOrderLine, { minItems: 1, maxItems: WIRE_ORDER_LIMITS.lines }),
   payment: Type.Union([
     Type.Object({ method: Type.Literal('cash') }),
-    Type.Object({ method: Type.Literal('token'), tokenHint: SafeText({ maxLength: 64 }) }),
+    Type.Object({
+      method: Type.Literal('token'),
+      tokenHint: SafeText({ maxLength: 64 }),
+      /** the hub authorized this token before the kit answered (AuthorizeResponse.ref): capture, do not charge again */
+      authRef: Type.Optional(SafeText({ minLength: 1, maxLength: 128 })),
+    }),
   ]),
   createdAt: IsoTime,
+  /** absent: `accepted` (older kits); `held`: not paid in a way the kit trusts yet (docs/security.md) */
+  status: Type.Optional(
+    Type.Union([Type.Literal('accepted'), Type.Literal('held'), Type.Literal('released')]),
+  ),
+  /** with a discount: the sum of the lines, and `totalCents` = subtotal − discount.cents */
+  subtotalCents: Type.Optional(BigCents),
+  discount: Type.Optional(
+    Type.Object({
+      passId: SafeText({ minLength: 1, maxLength: 64 }),
+      holder: SafeText({ minLength: 1, maxLength: 64 }),
+      cents: BigCents,
+    }),
+  ),
+  reservationId: Type.Optional(EntryId),
+  pickup: Type.Optional(
+    Type.Object({
+      slotId: SafeText({ minLength: 1, maxLength: 64 }),
+      code: SafeText({ minLength: 1, maxLength: 16 }),
+    }),
+  ),
+  deviceId: Type.Optional(SafeText({ minLength: 1, maxLength: 64 })),
 });
 export type WireOrderT = Static<typeof WireOrder>;
 
@@ -94,6 +132,23 @@ export const OrderEntry = Type.Object({
   tokenError: Type.Optional(
     Type.Union([Type.Literal('expired'), Type.Literal('invalid'), Type.Literal('missing')]),
   ),
+});
+
+/** What happened to an order after it was taken (the kit's OrderEventBody, core/store/outbox.ts). */
+export const OrderEvent = Type.Object({
+  type: Type.Union([Type.Literal('picked_up'), Type.Literal('confirmed'), Type.Literal('released')]),
+  orderId: EntryId,
+  at: IsoTime,
+  by: Type.Optional(SafeText({ maxLength: 64 })),
+  reason: Type.Optional(SafeText({ maxLength: 300 })),
+});
+export type OrderEventT = Static<typeof OrderEvent>;
+
+/** On the orders lane, behind its order: entry id `<orderId>~<type>`. */
+export const OrderEventEntry = Type.Object({
+  lane: Type.Literal('orders'),
+  id: EntryId,
+  event: OrderEvent,
 });
 
 export const StockEntry = Type.Object({
@@ -118,7 +173,7 @@ export const TelemetryEntry = Type.Object({
   body: Type.Record(Type.String(), Type.Unknown()),
 });
 
-export const BatchEntry = Type.Union([OrderEntry, StockEntry, HealthEntry, TelemetryEntry]);
+export const BatchEntry = Type.Union([OrderEntry, OrderEventEntry, StockEntry, HealthEntry, TelemetryEntry]);
 export type BatchEntryT = Static<typeof BatchEntry>;
 
 /**
@@ -136,6 +191,7 @@ export type BatchT = Static<typeof Batch>;
 
 const batchEntry = contract(BatchEntry);
 /** per lane, so that a refusal names the field at fault rather than "Expected union value" */
+const orderEventEntry = contract(OrderEventEntry);
 const entryByLane: Record<string, Contract<TSchema>> = {
   orders: contract(OrderEntry),
   stock: contract(StockEntry),
@@ -151,11 +207,22 @@ const entryByLane: Record<string, Contract<TSchema>> = {
 export function entryProblems(entry: unknown, kitId: string): string[] {
   if (!batchEntry.check(entry)) {
     const lane = (entry as { lane?: unknown } | null)?.lane;
-    const byLane =
-      typeof lane === 'string' && Object.hasOwn(entryByLane, lane) ? entryByLane[lane] : undefined;
+    const isEvent = lane === 'orders' && typeof entry === 'object' && entry !== null && 'event' in entry;
+    const byLane = isEvent
+      ? orderEventEntry
+      : typeof lane === 'string' && Object.hasOwn(entryByLane, lane)
+        ? entryByLane[lane]
+        : undefined;
     return (byLane ?? batchEntry).errors(entry, 3);
   }
   if (entry.lane !== 'orders') return [];
+  if ('event' in entry) {
+    const e = entry.event;
+    const out: string[] = [];
+    if (entry.id !== `${e.orderId}~${e.type}`) out.push('/id: not <orderId>~<type>');
+    if (Number.isNaN(parseIsoTime(e.at))) out.push('/event/at: not an ISO time');
+    return out;
+  }
   const o = entry.order;
   const out: string[] = [];
   if (o.kitId !== kitId) out.push(`/order/kitId: kit_mismatch (sent on ${kitId}'s topic)`);
@@ -166,7 +233,11 @@ export function entryProblems(entry: unknown, kitId: string): string[] {
       out.push(`/order/lines/${i}/lineCents: not qty × unitPriceCents`);
     sum += l.lineCents;
   });
-  if (sum !== o.totalCents) out.push('/order/totalCents: not the sum of its lines');
+  if (o.discount || o.subtotalCents !== undefined) {
+    if (o.subtotalCents !== sum) out.push('/order/subtotalCents: not the sum of its lines');
+    if (o.totalCents !== sum - (o.discount?.cents ?? 0))
+      out.push('/order/totalCents: not subtotalCents less the discount');
+  } else if (sum !== o.totalCents) out.push('/order/totalCents: not the sum of its lines');
   const t = Date.parse(o.createdAt);
   if (!/^\d{4}-\d{2}-\d{2}T/.test(o.createdAt) || Number.isNaN(t))
     out.push('/order/createdAt: not an ISO time');
@@ -258,6 +329,36 @@ export const CatalogPayload = Type.Object({
 });
 export type CatalogPayloadT = Static<typeof CatalogPayload>;
 
+/**
+ * Kit → hub on `kits/{kitId}/authorize` (MQTT 5 request/response: the kit sets the response topic
+ * `kits/{kitId}/authorizations` and correlation data). The hub authorizes the token through its
+ * gateway and answers within the kit's budget or not at all; the kit falls back to its offline rule.
+ */
+export const AuthorizeRequest = Type.Object({
+  v: Type.Literal(1),
+  kitId: KitId,
+  /** unique per request; the answer carries it back */
+  requestId: Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL }),
+  /** the order id the kit will store if approved (the hub captures against it when the order arrives) */
+  orderId: EntryId,
+  token: Type.String({ minLength: 1, maxLength: 4096 }),
+  amountCents: BigCents,
+  currency: Currency,
+  /** epoch ms after which the kit no longer waits: the hub drops a request it sees too late */
+  deadline: Type.Integer({ minimum: 0 }),
+});
+export type AuthorizeRequestT = Static<typeof AuthorizeRequest>;
+
+export const AuthorizeResponse = Type.Object({
+  v: Type.Literal(1),
+  requestId: Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL }),
+  verdict: Type.Union([Type.Literal('approved'), Type.Literal('declined'), Type.Literal('unavailable')]),
+  /** the gateway's reference for an approved authorization */
+  ref: Type.Optional(SafeText({ minLength: 1, maxLength: 128 })),
+  reason: Type.Optional(SafeText({ maxLength: 300 })),
+});
+export type AuthorizeResponseT = Static<typeof AuthorizeResponse>;
+
 /** The checkers both ends use: `wire.batch.parse(bytes)`, `wire.signedCatalog.errors(value)` (common.ts). */
 export const wire = {
   batch: contract(Batch),
@@ -267,4 +368,6 @@ export const wire = {
   kitStatus: contract(KitStatus),
   signedCatalog: contract(SignedCatalog),
   catalogPayload: contract(CatalogPayload),
+  authorizeRequest: contract(AuthorizeRequest),
+  authorizeResponse: contract(AuthorizeResponse),
 };

@@ -3,9 +3,10 @@
 // starting figures; a newer version of the same event keeps what was sold and adds the change in
 // starting stock (raising a SKU from 50 to 60 adds 10 units, whatever has sold). SKUs that leave the
 // catalog keep no stock. Stock goes down only in orders.ts, in the order's own transaction.
-import { validateCatalog } from '../contracts/catalog.ts';
+import { bundleComponents, validateCatalog } from '../contracts/catalog.ts';
 import { KitError } from '../errors.ts';
-import { type CatalogStamp, type KitStore, META, type StoredCatalog } from './open.ts';
+import { type SaleState, saleStateAt } from '../sale-window.ts';
+import { type CatalogBundle, type CatalogStamp, type KitStore, META, type StoredCatalog } from './open.ts';
 
 const CATALOG_KEY = 'current';
 
@@ -32,7 +33,11 @@ export async function replaceCatalog(
       ...item,
       currency: item.currency ?? currency,
     })),
-    bundles: input.bundles ?? [],
+    bundles: (input.bundles ?? []).map(({ skus, components, ...b }) => ({
+      ...b,
+      components: bundleComponents({ ...(skus ? { skus } : {}), ...(components ? { components } : {}) }),
+    })),
+    pickupSlots: input.pickupSlots ?? [],
     source: opts.source,
     updatedAt: new Date().toISOString(),
     startStock: Object.fromEntries(input.items.map((i) => [i.sku, i.stock])),
@@ -73,7 +78,16 @@ export async function replaceCatalog(
 }
 
 export function readStoredCatalog(store: KitStore): StoredCatalog | undefined {
-  return store.catalog.get(CATALOG_KEY);
+  const c = store.catalog.get(CATALOG_KEY);
+  if (!c) return undefined;
+  // a catalog stored by an older kit: bundles named `skus` (one of each) and there were no pickup slots
+  const bundles = c.bundles.map((b) => {
+    const old = b as CatalogBundle & { skus?: string[] };
+    if (old.components) return b;
+    const { skus, ...rest } = old;
+    return { ...rest, components: bundleComponents({ skus: skus ?? [] }) };
+  });
+  return { ...c, bundles, pickupSlots: c.pickupSlots ?? [] };
 }
 
 /** The stored catalog's identity, cheap to read (a small meta record): undefined before the first catalog. */
@@ -96,4 +110,46 @@ export function readAllStock(store: KitStore): Record<string, number> {
 /** A catalog's items with their live stock, as GET /v1/catalog answers them. */
 export function itemsWithStock(store: KitStore, catalog: StoredCatalog) {
   return catalog.items.map((i) => ({ ...i, stock: readStock(store, i.sku) }));
+}
+
+/** Whole bundles the live stock of its components makes. */
+export function bundleAvailable(store: KitStore, b: CatalogBundle): number {
+  let n = Number.POSITIVE_INFINITY;
+  for (const c of b.components) n = Math.min(n, Math.floor(readStock(store, c.sku) / c.qty));
+  return Number.isFinite(n) ? n : 0;
+}
+
+/** Orders a pickup slot can still take. */
+export function slotRemaining(store: KitStore, slot: { id: string; capacity: number }): number {
+  return Math.max(0, slot.capacity - (store.slotCounts.get(slot.id) ?? 0));
+}
+
+/** How a catalog answer states sale windows: the instant and whether the clock is trusted. */
+export interface SaleClock {
+  now: number;
+  trusted: boolean;
+}
+
+/**
+ * The stored catalog as the API answers it (GET /v1/catalog, the dashboard, the buyer page): live
+ * stock, bundle availability, each window's state by the trusted clock, slots with what is left.
+ */
+export function catalogView(store: KitStore, c: StoredCatalog, clock: SaleClock) {
+  const state = (w: StoredCatalog['items'][number]['saleWindow']): { saleState?: SaleState } =>
+    w ? { saleState: saleStateAt(w, clock.now, clock.trusted) } : {};
+  return {
+    version: c.version,
+    eventId: c.eventId,
+    currency: c.currency,
+    source: c.source,
+    updatedAt: c.updatedAt,
+    items: c.items.map((i) => ({ ...i, stock: readStock(store, i.sku), ...state(i.saleWindow) })),
+    bundles: c.bundles.map((b) => ({
+      ...b,
+      skus: b.components.map((x) => x.sku),
+      available: bundleAvailable(store, b),
+      ...state(b.saleWindow),
+    })),
+    pickupSlots: c.pickupSlots.map((s) => ({ ...s, remaining: slotRemaining(store, s) })),
+  };
 }

@@ -26,13 +26,36 @@ export interface CatalogItem {
   maxPerOrder?: number;
   description?: string;
   imageUrl?: string;
+  saleWindow?: SaleWindow;
+  /** sold to buyers without credentials only against verified payment (docs/security.md#drain-proofing) */
+  scarce?: boolean;
 }
 
+/** ISO 8601 instants; sales are open from startsAt (inclusive) to endsAt (exclusive). */
+export interface SaleWindow {
+  startsAt: string;
+  endsAt: string;
+}
+
+/** A bundle as stored: its components always with quantities (the catalog's `skus` form is converted). */
 export interface CatalogBundle {
   id: string;
   name: string;
-  skus: string[];
+  components: Array<{ sku: string; qty: number }>;
   priceCents: number;
+  saleWindow?: SaleWindow;
+  maxPerOrder?: number;
+  hero?: boolean;
+  scarce?: boolean;
+  description?: string;
+}
+
+export interface PickupSlot {
+  id: string;
+  startsAt: string;
+  endsAt: string;
+  capacity: number;
+  label?: string;
 }
 
 /** The catalog as stored (stock lives apart, in the stock sub-db). */
@@ -42,6 +65,7 @@ export interface StoredCatalog {
   currency: string;
   items: CatalogItem[];
   bundles: CatalogBundle[];
+  pickupSlots: PickupSlot[];
   /** where it came from: a staff PUT, `popkit catalog load`, or the hub (signed) */
   source: 'local' | 'hub';
   updatedAt: string;
@@ -53,20 +77,32 @@ export interface StoredCatalog {
 export type SyncState = 'pending' | 'forwarded' | 'settled' | 'declined' | 'rejected';
 
 export interface OrderLine {
+  /** a SKU, or a bundle's id when `components` is set */
   sku: string;
   name: string;
   qty: number;
   unitPriceCents: number;
   lineCents: number;
+  /** a bundle line: what ONE bundle holds (stock moves by qty × each component) */
+  components?: Array<{ sku: string; qty: number }>;
 }
+
+/**
+ * `accepted`: sold. `held`: units taken but not yet paid for in a way the kit can trust (a scarce item
+ * bought offline without credentials, docs/security.md#drain-proofing); confirmed (→ accepted) by a
+ * settled payment or by staff at pickup, or released. `released`: a held order let go (declined,
+ * expired or cancelled); its units went back to stock in the same transaction.
+ */
+export type OrderStatus = 'accepted' | 'held' | 'released';
 
 export interface StoredOrder {
   id: string;
   kitId: string;
   eventId: string;
   catalogVersion: number;
-  status: 'accepted';
+  status: OrderStatus;
   syncState: SyncState;
+  /** what the buyer pays: the sum of the lines less `discount` */
   totalCents: number;
   currency: string;
   lines: OrderLine[];
@@ -77,13 +113,28 @@ export interface StoredOrder {
   forwardedAt?: string;
   settledAt?: string;
   declineReason?: string;
+  /** the sum of the lines before a discount (set only when there is a discount) */
+  subtotalCents?: number;
+  /** a loyalty pass applied in the order's own transaction */
+  discount?: { passId: string; holder: string; cents: number };
+  /** the reservation this order converted */
+  reservationId?: string;
+  /** a pickup slot taken with the order, and its short code */
+  pickup?: { slotId: string; code: string; pickedUpAt?: string; pickedUpBy?: string };
+  /** why and until when the order is held (status `held`), or why it was released */
+  hold?: { reason: string; until?: string; releasedAt?: string; releaseReason?: string };
+  /** the buyer device (signed device token's id) that placed it, for per-device shares */
+  deviceId?: string;
+  /** the hub authorized the card token before the answer (online path for scarce items) */
+  authRef?: string;
 }
 
 /** Lanes drain highest priority first (lowest number); within a lane, oldest first (key order). */
 export type OutboxKey = [lane: number, id: string];
 
 export interface OutboxEntry {
-  kind: 'order' | 'stock' | 'status' | 'health' | 'telemetry';
+  /** 'orderEvent': something that happened to an order after it was taken (body: OrderEventBody) */
+  kind: 'order' | 'orderEvent' | 'stock' | 'status' | 'health' | 'telemetry';
   /** for kind 'order': the order id; sync reads the order and its sealed token when it publishes */
   ref?: string;
   body?: Record<string, unknown>;
@@ -137,6 +188,39 @@ export interface PairingRecord {
   createdAt: string;
 }
 
+/** A cart hold (core/store/reservations.ts): units taken from stock until converted or expired. */
+export interface ReservationRecord {
+  id: string;
+  eventId: string;
+  /** the priced lines as held (bundle lines carry their components) */
+  lines: OrderLine[];
+  createdAt: string;
+  /** ms since the epoch */
+  expiresAt: number;
+  status: 'held' | 'converted' | 'expired' | 'released';
+  orderId?: string;
+  endedAt?: string;
+  deviceId?: string;
+}
+
+/** A loyalty pass's uses on this kit (core/store/loyalty.ts), by pass id. */
+export interface LoyaltyUseRecord {
+  passId: string;
+  uses: number;
+  orderIds: string[];
+  lastAt: string;
+}
+
+/** A buyer device known to this kit (a signed device token's id), for per-device shares. */
+export interface DeviceRecord {
+  id: string;
+  issuedAt: string;
+  /** units bought per SKU or bundle id (held and accepted), for one-share-per-device limits */
+  units: Record<string, number>;
+  /** held orders placed offline by this device, counted against its allowance */
+  heldOrders: number;
+}
+
 /** What identifies the stored catalog version (written with it, read cheaply on every order). */
 export interface CatalogStamp {
   eventId: string;
@@ -159,6 +243,18 @@ export interface KitStore {
   terminals: Database<TerminalRecord, string>;
   /** pending pairing codes by pairing id */
   pairings: Database<PairingRecord, string>;
+  /** cart holds by id (core/store/reservations.ts) */
+  reservations: Database<ReservationRecord, string>;
+  /** expiry index: [expiresAt, reservation or held-order id] → kind, swept in key order */
+  expiries: Database<'reservation' | 'hold', [number, string]>;
+  /** orders taken per pickup slot id (core/store/pickup.ts) */
+  slotCounts: Database<number, string>;
+  /** pickup code → order id */
+  pickupCodes: Database<string, string>;
+  /** loyalty pass uses on this kit by pass id (core/store/loyalty.ts) */
+  loyaltyUses: Database<LoyaltyUseRecord, string>;
+  /** buyer devices by device id (core/store/devices.ts) */
+  devices: Database<DeviceRecord, string>;
   /** the LMDB data file (lmdb-js keeps its lock file beside it) */
   file: string;
   close(): Promise<void>;
@@ -183,7 +279,7 @@ export function openKitStore(dataDir: string): KitStore {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const root = open({
     path: file,
-    maxDbs: 16,
+    maxDbs: 32,
     overlappingSync: false,
     // lmdb-js grows the map on demand; start where a busy event day fits without remapping
     mapSize: 64 * 1024 * 1024,
@@ -208,6 +304,12 @@ export function openKitStore(dataDir: string): KitStore {
     meta: root.openDB<unknown, string>({ name: 'meta' }),
     terminals: root.openDB<TerminalRecord, string>({ name: 'terminals' }),
     pairings: root.openDB<PairingRecord, string>({ name: 'pairings' }),
+    reservations: root.openDB<ReservationRecord, string>({ name: 'reservations' }),
+    expiries: root.openDB<'reservation' | 'hold', [number, string]>({ name: 'expiries' }),
+    slotCounts: root.openDB<number, string>({ name: 'slotCounts' }),
+    pickupCodes: root.openDB<string, string>({ name: 'pickupCodes' }),
+    loyaltyUses: root.openDB<LoyaltyUseRecord, string>({ name: 'loyaltyUses' }),
+    devices: root.openDB<DeviceRecord, string>({ name: 'devices' }),
     close: () => root.close(),
   };
 }

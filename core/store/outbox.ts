@@ -11,6 +11,26 @@ import { dropTokenInTxn } from './tokens.ts';
 // fresh option objects each call: lmdb-js marks the ones it is given (getKeysCount sets onlyCount)
 const laneRange = (lane: number) => ({ start: [lane, ''] as OutboxKey, end: [lane + 1, ''] as OutboxKey });
 
+/** Something that happened to an order after it was taken, on its way to the hub (hub-wire OrderEvent). */
+export interface OrderEventBody {
+  type: 'picked_up' | 'confirmed' | 'released';
+  orderId: string;
+  /** ISO 8601 */
+  at: string;
+  /** who did it: a terminal id, `admin`, `hub` (a verdict) or `expiry` */
+  by?: string;
+  reason?: string;
+}
+
+/**
+ * Inside the transaction that changes the order: queue the event on the orders lane, right behind its
+ * order (key `<orderId>~<type>`: each type happens at most once to an order).
+ */
+export function enqueueOrderEventInTxn(store: KitStore, event: OrderEventBody, now: number): void {
+  const key: OutboxKey = [LANES.orders, `${event.orderId}~${event.type}`];
+  void store.outbox.put(key, { kind: 'orderEvent', body: { ...event }, createdAt: now });
+}
+
 /** Write one entry (its own commit). */
 export async function enqueueOutbox(store: KitStore, key: OutboxKey, entry: OutboxEntry): Promise<void> {
   await store.outbox.put(key, entry);

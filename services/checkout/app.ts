@@ -24,6 +24,11 @@ export interface CheckoutDeps extends StatusDeps {
   /** orders per minute per client address without credentials (POPKIT_BUYER_RATE_PER_MIN) */
   buyerRatePerMin: number;
   logger: Logger;
+  // -- deps: sale windows, trusted time, admission --
+  // -- deps: reservations --
+  // -- deps: loyalty --
+  // -- deps: drain-proofing --
+  // -- deps: pickup --
 }
 
 /** pairing-code redemptions per minute per client address: a few honest retries, no guessing */
@@ -72,6 +77,11 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
   await app.register(dashboardRoutes);
+  // -- routes: sale windows, trusted time, admission --
+  // -- routes: reservations --
+  // -- routes: loyalty --
+  // -- routes: drain-proofing --
+  // -- routes: pickup --
   return app;
 }
 

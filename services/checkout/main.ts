@@ -24,6 +24,7 @@ import {
 import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
+import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
@@ -60,6 +61,14 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const ids = new MonotonicIds(readIdHighWater(store));
   const admin = loadOrCreateToken(layout.adminToken, cfg.POPKIT_ADMIN_TOKEN);
   const guard = new StoreGuard(commitWatch(store), dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
+  // the order pipeline's features, in pipeline order (order-features.ts), and what closes with checkout
+  const features: OrderFeature[] = [];
+  const closers: Array<() => void | Promise<void>> = [];
+  // -- feature: sale windows, trusted time, admission --
+  // -- feature: reservations --
+  // -- feature: loyalty --
+  // -- feature: drain-proofing --
+  // -- feature: pickup --
   const orders = new OrderService(store, ids, vault, {
     kitId,
     tokenTtlMs: cfg.POPKIT_TOKEN_TTL_S * 1000,
@@ -73,6 +82,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
       cashMaxOrderCents: cfg.POPKIT_CASH_MAX_ORDER_CENTS,
       buyerMaxOrderCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     },
+    features,
   });
   const app = await buildApp({
     store,
@@ -85,6 +95,11 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     buyerRatePerMin: cfg.POPKIT_BUYER_RATE_PER_MIN,
     tokenKey: tokenKey.status,
     logger,
+    // -- app deps: sale windows, trusted time, admission --
+    // -- app deps: reservations --
+    // -- app deps: loyalty --
+    // -- app deps: drain-proofing --
+    // -- app deps: pickup --
   });
   return {
     app,
@@ -103,6 +118,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
       }),
     close: async () => {
       await app.close();
+      for (const close of closers) await close();
       await store.close();
     },
   };

@@ -5,7 +5,9 @@ import { createHash } from 'node:crypto';
 import canonicalizeCjs from 'canonicalize';
 import { KitError } from '../../core/errors.ts';
 import type { MonotonicIds } from '../../core/ids.ts';
+import type { SaleClock } from '../../core/store/catalog.ts';
 import {
+  type CatalogBundle,
   type CatalogItem,
   type CommitOutcome,
   commitOrder,
@@ -23,18 +25,13 @@ import {
   type StoredOrder,
 } from '../../core/store/index.ts';
 import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
+import type { Caller, CatalogView, OrderDraft, OrderFeature } from './order-features.ts';
 import { RateWindow } from './rate.ts';
-import type { OrderBodyT } from './schemas.ts';
+import type { OrderBodyT, OrderLineInT } from './schemas.ts';
 
 export type { RiskLimits, RiskView } from '../../core/store/index.ts';
 
 export type CreateResult = { order: StoredOrder; replayed: boolean };
-
-interface CatalogView {
-  stamp: string;
-  catalog: StoredCatalog;
-  bySku: Map<string, CatalogItem>;
-}
 
 // a CommonJS module whose typings declare an ES default export: at run time the import is the function
 const canonicalize = canonicalizeCjs as unknown as (value: unknown) => string | undefined;
@@ -46,27 +43,44 @@ function canonicalHash(body: unknown): string {
     .digest('base64url');
 }
 
-/** The order's lines priced from the catalog version it is taken against, and its total. */
+/** The order's lines priced from the catalog version it is taken against (SKUs and bundles), and their sum. */
 export function priceLines(
   cat: CatalogView,
-  body: OrderBodyT,
+  input: readonly OrderLineInT[],
 ): { lines: StoredOrder['lines']; totalCents: number } {
-  const qtyBySku = new Map<string, number>();
-  for (const line of body.lines) qtyBySku.set(line.sku, (qtyBySku.get(line.sku) ?? 0) + line.qty);
+  // the same SKU or bundle on two lines is one line of their sum
+  const qtyById = new Map<string, { qty: number; bundle: boolean }>();
+  for (const line of input) {
+    const bundle = 'bundle' in line;
+    const id = bundle ? line.bundle : line.sku;
+    const prev = qtyById.get(id);
+    qtyById.set(id, { qty: (prev?.qty ?? 0) + line.qty, bundle });
+  }
   const lines: StoredOrder['lines'] = [];
   let total = 0;
-  for (const [sku, qty] of qtyBySku) {
-    const item = cat.bySku.get(sku);
-    if (!item) throw new KitError('UNKNOWN_SKU', `unknown sku ${sku}`, { sku });
+  for (const [id, { qty, bundle }] of qtyById) {
+    const item: CatalogItem | CatalogBundle | undefined = bundle ? cat.byBundle.get(id) : cat.bySku.get(id);
+    if (!item) {
+      throw bundle
+        ? new KitError('UNKNOWN_SKU', `unknown bundle ${id}`, { bundle: id })
+        : new KitError('UNKNOWN_SKU', `unknown sku ${id}`, { sku: id });
+    }
     if (item.maxPerOrder !== undefined && qty > item.maxPerOrder) {
-      throw new KitError('VALIDATION', `at most ${item.maxPerOrder} of ${sku} per order`, {
-        sku,
+      throw new KitError('VALIDATION', `at most ${item.maxPerOrder} of ${id} per order`, {
+        [bundle ? 'bundle' : 'sku']: id,
         maxPerOrder: item.maxPerOrder,
       });
     }
     const lineCents = item.priceCents * qty;
     total += lineCents;
-    lines.push({ sku, name: item.name, qty, unitPriceCents: item.priceCents, lineCents });
+    lines.push({
+      sku: id,
+      name: item.name,
+      qty,
+      unitPriceCents: item.priceCents,
+      lineCents,
+      ...('components' in item ? { components: item.components.map((c) => ({ ...c })) } : {}),
+    });
   }
   if (!Number.isSafeInteger(total)) throw new KitError('VALIDATION', 'order total out of range');
   return { lines, totalCents: total };
@@ -106,6 +120,7 @@ function assertOrderCaps(caps: OrderCaps, isCash: boolean, isBuyer: boolean, tot
 
 /** A refused commit as the error the API answers with. */
 function refusal(outcome: Exclude<CommitOutcome, { kind: 'created' | 'replay' }>): KitError {
+  if (outcome.kind === 'refused') return outcome.error;
   if (outcome.kind === 'soldout') {
     return new KitError('SOLD_OUT', `${outcome.sku} is sold out`, {
       sku: outcome.sku,
@@ -144,6 +159,10 @@ export class OrderService {
       /** the HTTP caps (main.ts sets them from the config); absent: none, for code placing orders itself */
       caps?: OrderCaps;
       clock?: () => number;
+      /** the features of the order pipeline, in order (order-features.ts) */
+      features?: OrderFeature[];
+      /** the instant and whether the clock is trusted, for sale windows (absent: the clock, trusted) */
+      saleClock?: () => SaleClock;
     },
   ) {
     this.accepted = new RateWindow(5, () => this.now());
@@ -151,6 +170,15 @@ export class OrderService {
 
   private now(): number {
     return this.opts.clock ? this.opts.clock() : Date.now();
+  }
+
+  /** What sale windows are judged by: the trusted clock (docs/drops.md#trusted-time). */
+  saleClock(): SaleClock {
+    return this.opts.saleClock ? this.opts.saleClock() : { now: this.now(), trusted: true };
+  }
+
+  get features(): readonly OrderFeature[] {
+    return this.opts.features ?? [];
   }
 
   /** The current catalog, decoded once per version (another process may replace it at any time). */
@@ -161,7 +189,12 @@ export class OrderService {
     if (this.catalogCache?.stamp !== stamp) {
       const catalog = readStoredCatalog(this.store);
       if (!catalog) return undefined;
-      this.catalogCache = { stamp, catalog, bySku: new Map(catalog.items.map((i) => [i.sku, i])) };
+      this.catalogCache = {
+        stamp,
+        catalog,
+        bySku: new Map(catalog.items.map((i) => [i.sku, i])),
+        byBundle: new Map(catalog.bundles.map((b) => [b.id, b])),
+      };
     }
     return this.catalogCache;
   }
@@ -170,8 +203,16 @@ export class OrderService {
     return riskView(this.store, this.opts.limits, counters, now);
   }
 
-  /** `buyer`: placed without credentials (card only, checked by the route; the buyer cap applies). */
-  async create(body: OrderBodyT, idempotencyKey: string | undefined, buyer = false): Promise<CreateResult> {
+  /**
+   * Take an order (order-features.ts has the pipeline). `caller` defaults to staff (admin): code that
+   * places orders itself, and tests of the pricing path.
+   */
+  async create(
+    body: OrderBodyT,
+    idempotencyKey: string | undefined,
+    caller: Caller = { role: 'admin', ip: '' },
+  ): Promise<CreateResult> {
+    const buyer = caller.role === 'buyer';
     const bodyHash = idempotencyKey ? canonicalHash(body) : '';
     if (idempotencyKey) {
       const early = this.replay(idempotencyKey, bodyHash);
@@ -179,14 +220,42 @@ export class OrderService {
     }
     const cat = this.catalog();
     if (!cat) throw new KitError('NOT_READY', 'no catalog loaded yet');
-    const { lines, totalCents } = priceLines(cat, body);
-    if (this.opts.caps) assertOrderCaps(this.opts.caps, body.payment.method === 'cash', buyer, totalCents);
-    assertOrderLimit(this.opts.limits, body.payment.method === 'token', totalCents);
+    const draft: OrderDraft = {
+      body,
+      caller,
+      cat,
+      now: this.now(),
+      lines: [],
+      subtotalCents: 0,
+      totalCents: 0,
+      extra: {},
+      stockHeld: false,
+      riskBudget: true,
+    };
+    for (const f of this.features) await f.admit?.(draft);
+    const priced = priceLines(cat, body.lines);
+    draft.lines = priced.lines;
+    draft.subtotalCents = priced.totalCents;
+    draft.totalCents = priced.totalCents;
+    for (const f of this.features) await f.adjust?.(draft);
+    if (this.opts.caps)
+      assertOrderCaps(this.opts.caps, body.payment.method === 'cash', buyer, draft.totalCents);
+    for (const f of this.features) await f.settle?.(draft);
+    if (draft.riskBudget)
+      assertOrderLimit(this.opts.limits, body.payment.method === 'token', draft.totalCents);
 
-    const now = this.now();
+    const now = draft.now;
     const sealed =
       body.payment.method === 'token' ? this.vault.seal(body.payment.token, this.opts.tokenTtlMs, now) : null;
-    const order = this.newOrder(cat.catalog, lines, totalCents, sealed, now, idempotencyKey);
+    const order: StoredOrder = {
+      ...this.newOrder(cat.catalog, draft.lines, draft.totalCents, sealed, now, idempotencyKey),
+      ...draft.extra,
+    };
+    const steps = [];
+    for (const f of this.features) {
+      const step = f.commit?.(draft);
+      if (step) steps.push(step);
+    }
     const outcome = await commitOrder(this.store, {
       order,
       sealed,
@@ -194,11 +263,15 @@ export class OrderService {
       ...(idempotencyKey ? { idempotency: { key: idempotencyKey, bodyHash } } : {}),
       idHighWater: this.ids.highWater,
       now,
+      stockHeld: draft.stockHeld,
+      riskBudget: draft.riskBudget,
+      steps,
     });
     switch (outcome.kind) {
       case 'created':
         this.stockEpoch++;
         this.accepted.add();
+        for (const f of this.features) f.committed?.(order, draft);
         return { order, replayed: false };
       case 'replay': {
         const again = this.replay(idempotencyKey as string, bodyHash);

@@ -2,7 +2,7 @@
 // schema per shape, giving both the route validation and the TypeScript types. The catalog's shapes
 // are the one declaration in core/contracts/catalog.ts.
 import { type Static, Type } from '@sinclair/typebox';
-import { IdLevel, Sku } from '../../core/contracts/common.ts';
+import { ID_LEVEL, IdLevel, Sku } from '../../core/contracts/common.ts';
 import { ID_PATTERN } from '../../core/ids.ts';
 
 export const ErrorEnvelope = Type.Object({
@@ -21,10 +21,19 @@ export const errorResponses = {
   409: ErrorEnvelope,
 };
 
-export const OrderLineIn = Type.Object(
-  { sku: Sku, qty: Type.Integer({ minimum: 1, maximum: 1000 }) },
-  { additionalProperties: false },
-);
+const LineQty = Type.Integer({ minimum: 1, maximum: 1000 });
+/** An order or reservation line: a SKU, or a bundle of the catalog by its id. */
+export const OrderLineIn = Type.Union([
+  Type.Object({ sku: Sku, qty: LineQty }, { additionalProperties: false }),
+  Type.Object({ bundle: Sku, qty: LineQty }, { additionalProperties: false }),
+]);
+export type OrderLineInT = Static<typeof OrderLineIn>;
+export const OrderLines = Type.Array(OrderLineIn, { minItems: 1, maxItems: 100 });
+
+/** A reservation id (the same shape as an order id). */
+export const ReservationId = Type.String({ pattern: ID_PATTERN });
+/** A loyalty pass as a phone shows it (core/contracts/loyalty.ts): `pk1.<payload>.<signature>`, base64url. */
+export const LoyaltyPassText = Type.String({ minLength: 8, maxLength: 1024, pattern: '^[A-Za-z0-9_.-]+$' });
 
 export const PaymentIn = Type.Union([
   Type.Object({ method: Type.Literal('cash') }, { additionalProperties: false }),
@@ -39,8 +48,14 @@ export const PaymentIn = Type.Union([
 
 export const OrderBody = Type.Object(
   {
-    lines: Type.Array(OrderLineIn, { minItems: 1, maxItems: 100 }),
+    lines: OrderLines,
     payment: PaymentIn,
+    /** converts this reservation: the lines must be the reservation's (docs/drops.md#reservations) */
+    reservationId: Type.Optional(ReservationId),
+    /** takes a place in this pickup slot of the catalog (docs/drops.md#pickup) */
+    pickupSlotId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL })),
+    /** a loyalty pass to apply (docs/drops.md#loyalty) */
+    loyaltyPass: Type.Optional(LoyaltyPassText),
   },
   { additionalProperties: false },
 );
@@ -49,6 +64,10 @@ export type OrderBodyT = Static<typeof OrderBody>;
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
     Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$' }),
+  ),
+  /** the buyer page's signed device token (docs/security.md#drain-proofing) */
+  'x-popkit-device': Type.Optional(
+    Type.String({ minLength: 1, maxLength: 512, pattern: '^[\\x21-\\x7e]+$' }),
   ),
 });
 
@@ -67,6 +86,8 @@ export const OrderOut = Type.Object({
       qty: Type.Integer(),
       unitPriceCents: Type.Integer(),
       lineCents: Type.Integer(),
+      /** a bundle line: what one bundle holds */
+      components: Type.Optional(Type.Array(Type.Object({ sku: Type.String(), qty: Type.Integer() }))),
     }),
   ),
   payment: Type.Object({
@@ -78,6 +99,28 @@ export const OrderOut = Type.Object({
   forwardedAt: Type.Optional(Type.String()),
   settledAt: Type.Optional(Type.String()),
   declineReason: Type.Optional(Type.String()),
+  subtotalCents: Type.Optional(Type.Integer()),
+  discount: Type.Optional(
+    Type.Object({ passId: Type.String(), holder: Type.String(), cents: Type.Integer() }),
+  ),
+  reservationId: Type.Optional(Type.String()),
+  pickup: Type.Optional(
+    Type.Object({
+      slotId: Type.String(),
+      code: Type.String(),
+      pickedUpAt: Type.Optional(Type.String()),
+      startsAt: Type.Optional(Type.String()),
+      endsAt: Type.Optional(Type.String()),
+    }),
+  ),
+  hold: Type.Optional(
+    Type.Object({
+      reason: Type.String(),
+      until: Type.Optional(Type.String()),
+      releasedAt: Type.Optional(Type.String()),
+      releaseReason: Type.Optional(Type.String()),
+    }),
+  ),
 });
 
 export const OrderIdParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN }) });
@@ -85,3 +128,13 @@ export const OrderIdParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN
 export const EventStartBody = Type.Optional(
   Type.Object({ eventId: Type.Optional(IdLevel) }, { additionalProperties: false }),
 );
+
+// ---- reservations (docs/drops.md#reservations) ----
+
+// ---- pickup (docs/drops.md#pickup) ----
+
+// ---- loyalty (docs/drops.md#loyalty) ----
+
+// ---- buyer devices and drain-proofing (docs/security.md#drain-proofing) ----
+
+// ---- trusted time (docs/drops.md#trusted-time) ----

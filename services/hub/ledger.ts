@@ -21,7 +21,9 @@ import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
 const log = moduleLogger('hub-ledger');
 
 type AckItem = AckT['acks'][number];
-type OrderEntryT = Extract<BatchEntryT, { lane: 'orders' }>;
+type OrderEntryT = Extract<BatchEntryT, { order: unknown }>;
+/** what is not an order: order events, stock snapshots, health and telemetry */
+type OtherEntryT = Exclude<BatchEntryT, OrderEntryT>;
 
 interface OrderRow {
   order_id: string;
@@ -102,8 +104,8 @@ export class Ledger {
    * `rejects` (and any entry the database refuses) go to the dead letters and are acked 'rejected'.
    */
   async recordBatch(kitId: string, entries: BatchEntryT[], rejects: DeadLetter[] = []): Promise<AckItem[]> {
-    const orders = entries.filter((e): e is OrderEntryT => e.lane === 'orders');
-    const others = entries.filter((e) => e.lane !== 'orders');
+    const orders = entries.filter((e): e is OrderEntryT => 'order' in e);
+    const others = entries.filter((e): e is OtherEntryT => !('order' in e));
     const orderIds = [...new Set(orders.map((e) => e.id))];
     // write first, then charge: a card order is inserted 'forwarded' with its token sealed by the hub's
     // vault, and exchanged only after the commit, so no charge exists for an order the ledger lacks
@@ -640,8 +642,20 @@ async function insertOrders(tx: Queryable, kitId: string, rows: NewOrderRow[]): 
   return res.rows;
 }
 
-/** A stock snapshot, a health report or a telemetry entry. */
-async function recordOther(tx: Queryable, kitId: string, e: Exclude<BatchEntryT, { lane: 'orders' }>) {
+/**
+ * An order event, a stock snapshot, a health report or a telemetry entry. An order event is kept as
+ * it came, whether its order arrived yet or not: the `order_status` view reads the order's state from
+ * the events there are (migration 5), so their order of arrival does not matter.
+ */
+async function recordOther(tx: Queryable, kitId: string, e: OtherEntryT) {
+  if ('event' in e) {
+    await tx.query(
+      `INSERT INTO order_events (kit_id, entry_id, order_id, type, at, by, reason)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kit_id, entry_id) DO NOTHING`,
+      [kitId, e.id, e.event.orderId, e.event.type, e.event.at, e.event.by ?? null, e.event.reason ?? null],
+    );
+    return;
+  }
   if (e.lane === 'stock') {
     await tx.query(
       `UPDATE kits SET stock = $2::jsonb, stock_at = $3 WHERE kit_id = $1 AND (stock_at IS NULL OR stock_at < $3)`,

@@ -112,6 +112,40 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE UNIQUE INDEX order_conflicts_copy ON order_conflicts (kit_id, order_id, md5(body::text));
     `,
   },
+  {
+    version: 5,
+    name: 'order events',
+    sql: `
+      -- what happened to an order after the kit took it (picked up, a hold confirmed or released), as
+      -- the kit sent it; kept even when it arrives before its order
+      CREATE TABLE order_events (
+        kit_id text NOT NULL,
+        entry_id text NOT NULL,
+        order_id text NOT NULL,
+        type text NOT NULL CHECK (type IN ('picked_up', 'confirmed', 'released')),
+        at text NOT NULL,
+        by text,
+        reason text,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (kit_id, entry_id)
+      );
+      CREATE INDEX order_events_order ON order_events (kit_id, order_id);
+      -- an order's state on its kit: as it was taken (body.status, 'accepted' for older kits), then
+      -- released or confirmed by its events; and when it was picked up
+      CREATE VIEW order_status AS
+        SELECT o.kit_id, o.order_id, o.event_id, o.state,
+          CASE
+            WHEN EXISTS (SELECT 1 FROM order_events e WHERE e.kit_id = o.kit_id AND e.order_id = o.order_id
+                           AND e.type = 'released') THEN 'released'
+            WHEN EXISTS (SELECT 1 FROM order_events e WHERE e.kit_id = o.kit_id AND e.order_id = o.order_id
+                           AND e.type = 'confirmed') THEN 'accepted'
+            ELSE COALESCE(o.body->>'status', 'accepted')
+          END AS kit_status,
+          (SELECT e.at FROM order_events e WHERE e.kit_id = o.kit_id AND e.order_id = o.order_id
+             AND e.type = 'picked_up') AS picked_up_at
+        FROM orders o;
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {

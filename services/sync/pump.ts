@@ -2,7 +2,12 @@
 // batchMax entries / batchBytes, keeps at most `window` batches awaiting their ack, and sends back to
 // the scan whatever was not acked within the ack timeout. Entries are only read here; one leaves the
 // outbox only when its ack is applied (acks.ts).
-import { type BatchEntryT, topics, type WireOrderT } from '../../core/contracts/hub-wire.ts';
+import {
+  type BatchEntryT,
+  type OrderEventT,
+  topics,
+  type WireOrderT,
+} from '../../core/contracts/hub-wire.ts';
 import { hubTopicLeaf, type LaneName, laneOfPriority } from '../../core/contracts/lanes.ts';
 import { isKitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
@@ -168,6 +173,9 @@ export class OutboxPump {
   private toWire(lane: LaneName, id: string, entry: OutboxEntry): BatchEntryT | undefined {
     switch (lane) {
       case 'orders': {
+        if (entry.kind === 'orderEvent') {
+          return { lane: 'orders', id, event: entry.body as unknown as OrderEventT };
+        }
         const order = getOrder(this.store, entry.ref ?? id);
         if (!order) return undefined;
         const out: BatchEntryT = { lane: 'orders', id, order: toWireOrder(order) };
@@ -227,9 +235,18 @@ export function toWireOrder(o: StoredOrder): WireOrderT {
       qty: l.qty,
       unitPriceCents: l.unitPriceCents,
       lineCents: l.lineCents,
+      ...(l.components ? { components: l.components } : {}),
     })),
     payment:
-      o.payment.method === 'token' ? { method: 'token', tokenHint: o.payment.tokenHint } : { method: 'cash' },
+      o.payment.method === 'token'
+        ? { method: 'token', tokenHint: o.payment.tokenHint, ...(o.authRef ? { authRef: o.authRef } : {}) }
+        : { method: 'cash' },
     createdAt: o.createdAt,
+    ...(o.status !== 'accepted' ? { status: o.status } : {}),
+    ...(o.subtotalCents !== undefined ? { subtotalCents: o.subtotalCents } : {}),
+    ...(o.discount ? { discount: o.discount } : {}),
+    ...(o.reservationId ? { reservationId: o.reservationId } : {}),
+    ...(o.pickup ? { pickup: { slotId: o.pickup.slotId, code: o.pickup.code } } : {}),
+    ...(o.deviceId ? { deviceId: o.deviceId } : {}),
   };
 }

@@ -6,7 +6,7 @@ import fastJson from 'fast-json-stringify';
 import { CatalogInput, CatalogOut } from '../../../core/contracts/catalog.ts';
 import { KitError } from '../../../core/errors.ts';
 import {
-  itemsWithStock,
+  catalogView,
   type KitStore,
   readStoredCatalog,
   replaceCatalog,
@@ -29,16 +29,8 @@ function serializer(schema: TSchema): (v: unknown) => string {
 }
 
 /** The stored catalog as the API answers it: live stock, no starting stock. */
-function catalogOut(store: KitStore, c: StoredCatalog) {
-  return {
-    version: c.version,
-    eventId: c.eventId,
-    currency: c.currency,
-    source: c.source,
-    updatedAt: c.updatedAt,
-    items: itemsWithStock(store, c),
-    bundles: c.bundles,
-  };
+function catalogOut(store: KitStore, c: StoredCatalog, orders: OrderService) {
+  return catalogView(store, c, orders.saleClock());
 }
 
 export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = async (app, opts) => {
@@ -60,7 +52,7 @@ export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = as
         );
       const key = `${cat.stamp}#${orders.stockEpoch}`;
       if (catalogBody?.key !== key)
-        catalogBody = { key, json: serializeCatalog(catalogOut(store, cat.catalog)) };
+        catalogBody = { key, json: serializeCatalog(catalogOut(store, cat.catalog, orders)) };
       return reply
         .header('content-type', 'application/json; charset=utf-8')
         .serializer((p: string) => p)
@@ -83,7 +75,7 @@ export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = as
       await replaceCatalog(store, req.body, { source: 'local' });
       const c = readStoredCatalog(store);
       if (!c) throw new KitError('INTERNAL', 'catalog vanished after write');
-      return { ...c, items: itemsWithStock(store, c) };
+      return catalogOut(store, c, orders);
     },
   );
 };

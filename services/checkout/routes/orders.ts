@@ -63,7 +63,8 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
     },
     async (req, reply) => {
       const started = process.hrtime.bigint();
-      const buyer = creds.role(req) === 'buyer';
+      const role = creds.role(req);
+      const buyer = role === 'buyer';
       if (buyer && req.body.payment.method === 'cash') {
         throw new KitError('FORBIDDEN', 'cash orders need a paired staff terminal (popkit terminal pair)', {
           required: 'terminal',
@@ -73,7 +74,12 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
       guard.assertWritable();
       let result: CreateResult;
       try {
-        result = await orders.create(req.body, req.headers['idempotency-key'], buyer);
+        const device = req.headers['x-popkit-device'];
+        result = await orders.create(req.body, req.headers['idempotency-key'], {
+          role,
+          ip: req.ip,
+          ...(device ? { deviceToken: device } : {}),
+        });
       } catch (err) {
         metrics.latency.observe({ outcome: 'rejected' }, seconds(started));
         throw err;
