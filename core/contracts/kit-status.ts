@@ -58,6 +58,18 @@ export const TokenKeyStatusSchema = Type.Object({
 });
 export type TokenKeyStatusT = Static<typeof TokenKeyStatusSchema>;
 
+/**
+ * What the drop features report (docs/drops.md): one optional field per feature, each declared by the
+ * feature beside its code and named here.
+ */
+export const DropsStatus = Type.Object({
+  // -- drops status: sale windows, trusted time, admission --
+  // -- drops status: reservations --
+  // -- drops status: loyalty --
+  // -- drops status: drain-proofing --
+  // -- drops status: pickup --
+});
+
 export const KitStatusView = Type.Object({
   kitId: Type.String(),
   board: Type.String(),
@@ -93,6 +105,7 @@ export const KitStatusView = Type.Object({
     full: Type.Boolean(),
   }),
   tokenKey: Type.Optional(TokenKeyStatusSchema),
+  drops: Type.Optional(DropsStatus),
 });
 export type KitStatusViewT = Static<typeof KitStatusView>;
 

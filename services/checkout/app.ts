@@ -46,6 +46,7 @@ export async function buildApp(deps: CheckoutDeps) {
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
   const metrics: CheckoutMetrics = createMetrics(store, deps.dataDir);
+  for (const f of orders.features) f.metrics?.(metrics.registry);
 
   await app.register(openApiPlugin);
   await app.register(errorEnvelopePlugin, {

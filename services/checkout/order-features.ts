@@ -6,6 +6,7 @@
 // every feature's `commit` step check and write together, and, once that commit is durable, each
 // feature's `committed`. A feature refuses by throwing a KitError (before the transaction) or by
 // returning one from its step's `check` (inside it); either way nothing is written.
+import type { Registry } from 'prom-client';
 import type { KitError } from '../../core/errors.ts';
 import type {
   CatalogBundle,
@@ -64,6 +65,10 @@ export interface OrderFeature {
   settle?(d: OrderDraft): void | Promise<void>;
   commit?(d: OrderDraft): InTxnStep | undefined;
   committed?(order: StoredOrder, d: OrderDraft): void;
+  /** its part of `/v1/status.drops` (declared in core/contracts/kit-status.ts DropsStatus) */
+  status?(): Record<string, unknown>;
+  /** registers its own metrics (prom-client) on checkout's registry */
+  metrics?(registry: Registry): void;
 }
 
 export type { InTxnStep, KitError };

@@ -55,5 +55,6 @@ export function statusView(deps: StatusDeps): KitStatusViewT {
     declines: readRecentDeclines(store),
     store: deps.guard.status(),
     ...(deps.tokenKey ? { tokenKey: deps.tokenKey } : {}),
+    drops: Object.assign({}, ...orders.features.map((f) => f.status?.() ?? {})),
   };
 }
