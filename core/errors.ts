@@ -46,6 +46,26 @@ export const ERROR_STATUS = {
   CATALOG_UNVERIFIABLE: 400,
   // a signed catalog of an event the kit left, or not above one it already accepted (a replay)
   CATALOG_REPLAY: 409,
+  // drops (docs/drops.md): sale windows and trusted time, admission, reservations, pickup, loyalty
+  NOT_ON_SALE_YET: 409,
+  SALE_ENDED: 410,
+  CLOCK_UNTRUSTED: 503,
+  ADMISSION_FULL: 503,
+  RESERVATION_EXPIRED: 410,
+  RESERVATION_MISMATCH: 409,
+  RESERVATION_USED: 409,
+  SLOT_FULL: 409,
+  ALREADY_PICKED_UP: 409,
+  NOT_PAID: 409,
+  PASS_INVALID: 400,
+  PASS_FORGED: 400,
+  PASS_EXPIRED: 422,
+  PASS_OUT_OF_SCOPE: 422,
+  PASS_USED: 409,
+  // drain-proofing (docs/security.md#drain-proofing): buyer devices and card checks before the answer
+  DEVICE_INVALID: 400,
+  DEVICE_SHARE_TAKEN: 409,
+  PAYMENT_DECLINED: 402,
   // kitd (firmware/)
   LIFECYCLE_TRANSITION: 409,
   SUPERVISOR_UNAVAILABLE: 503,
