@@ -41,6 +41,8 @@ export interface OrderDraft {
   readonly cat: CatalogView;
   /** the instant the order is taken at (the service's clock) */
   readonly now: number;
+  /** the id the order will have (drawn first, so an authorization can name it; a refusal leaves a gap) */
+  readonly orderId: string;
   /** priced lines (after pricing) */
   lines: OrderLine[];
   /** the sum of the lines */

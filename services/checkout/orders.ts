@@ -225,6 +225,7 @@ export class OrderService {
       caller,
       cat,
       now: this.now(),
+      orderId: this.ids.next(),
       lines: [],
       subtotalCents: 0,
       totalCents: 0,
@@ -248,7 +249,15 @@ export class OrderService {
     const sealed =
       body.payment.method === 'token' ? this.vault.seal(body.payment.token, this.opts.tokenTtlMs, now) : null;
     const order: StoredOrder = {
-      ...this.newOrder(cat.catalog, draft.lines, draft.totalCents, sealed, now, idempotencyKey),
+      ...this.newOrder(
+        draft.orderId,
+        cat.catalog,
+        draft.lines,
+        draft.totalCents,
+        sealed,
+        now,
+        idempotencyKey,
+      ),
       ...draft.extra,
     };
     const steps = [];
@@ -284,6 +293,7 @@ export class OrderService {
   }
 
   private newOrder(
+    id: string,
     catalog: StoredCatalog,
     lines: StoredOrder['lines'],
     totalCents: number,
@@ -292,7 +302,7 @@ export class OrderService {
     idempotencyKey: string | undefined,
   ): StoredOrder {
     return {
-      id: this.ids.next(),
+      id,
       kitId: this.opts.kitId,
       eventId: catalog.eventId,
       catalogVersion: catalog.version,
