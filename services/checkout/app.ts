@@ -7,11 +7,13 @@ import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
 import { eventRoutes } from './routes/event.ts';
+import { loyaltyRoutes } from './routes/loyalty.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { Credentials } from './routes/staff.ts';
@@ -27,6 +29,9 @@ export interface CheckoutDeps extends StatusDeps {
   // -- deps: sale windows, trusted time, admission --
   // -- deps: reservations --
   // -- deps: loyalty --
+  /** the loyalty feature (main.ts) and its preview's rate per client address */
+  loyalty?: LoyaltyFeature;
+  loyaltyCheckRatePerMin?: number;
   // -- deps: drain-proofing --
   // -- deps: pickup --
 }
@@ -81,6 +86,13 @@ export async function buildApp(deps: CheckoutDeps) {
   // -- routes: sale windows, trusted time, admission --
   // -- routes: reservations --
   // -- routes: loyalty --
+  if (deps.loyalty)
+    await app.register(loyaltyRoutes, {
+      orders,
+      loyalty: deps.loyalty,
+      creds,
+      checkRatePerMin: deps.loyaltyCheckRatePerMin ?? 30,
+    });
   // -- routes: drain-proofing --
   // -- routes: pickup --
   return app;

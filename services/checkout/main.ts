@@ -24,6 +24,7 @@ import {
 import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
+import { hubKeySource, LoyaltyFeature } from './loyalty.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
@@ -67,6 +68,11 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // -- feature: sale windows, trusted time, admission --
   // -- feature: reservations --
   // -- feature: loyalty --
+  const loyalty = new LoyaltyFeature(store, {
+    hubKey: hubKeySource({ ...cfg, dataDir }),
+    kitUsesMax: cfg.POPKIT_LOYALTY_KIT_USES_MAX,
+  });
+  features.push(loyalty);
   // -- feature: drain-proofing --
   // -- feature: pickup --
   const orders = new OrderService(store, ids, vault, {
@@ -98,6 +104,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     // -- app deps: sale windows, trusted time, admission --
     // -- app deps: reservations --
     // -- app deps: loyalty --
+    loyalty,
+    loyaltyCheckRatePerMin: cfg.POPKIT_LOYALTY_CHECK_RATE_PER_MIN,
     // -- app deps: drain-proofing --
     // -- app deps: pickup --
   });

@@ -12,6 +12,7 @@ import { catalogRoutes } from './routes/catalogs.ts';
 import { gatewayRoutes } from './routes/gateway.ts';
 import { healthRoutes } from './routes/health.ts';
 import { kitRoutes } from './routes/kits.ts';
+import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
 
 export interface HubAppDeps {
@@ -43,6 +44,7 @@ export function buildHubApp(deps: HubAppDeps) {
   app.register(kitRoutes, { ledger, adminToken });
   app.register(orderRoutes, { ledger, adminToken });
   app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });
+  app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   return app;
 }
 
