@@ -72,6 +72,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     hubKey: hubKeySource({ ...cfg, dataDir }),
     kitUsesMax: cfg.POPKIT_LOYALTY_KIT_USES_MAX,
   });
+  // a key that is set but unreadable or not ed25519 stops checkout at start, as it stops sync
+  loyalty.publicKey();
   features.push(loyalty);
   // -- feature: drain-proofing --
   // -- feature: pickup --

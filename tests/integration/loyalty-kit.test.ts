@@ -294,6 +294,17 @@ describe('per-kit bounds and configuration', () => {
     }
   });
 
+  test('a hub key that is not an ed25519 key stops checkout at start', async () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({
+      type: 'spki',
+      format: 'pem',
+    });
+    await assert.rejects(startCheckout({ POPKIT_HUB_PUBLIC_KEY: String(rsa) }), { code: 'CONFIG_INVALID' });
+    await assert.rejects(startCheckout({ POPKIT_HUB_PUBLIC_KEY_FILE: '/nonexistent/hub.pub' }), {
+      code: 'CONFIG_INVALID',
+    });
+  });
+
   test('a kit without the hub key refuses passes (NOT_READY) and still sells without one', async () => {
     const k = await kitWith({});
     try {
