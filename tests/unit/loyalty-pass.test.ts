@@ -297,3 +297,48 @@ describe('discount rules', () => {
     );
   });
 });
+
+describe('popkit loyalty issue: the body it sends', () => {
+  test('one of --percent or --fixed, a cap, a scope and an expiry; the rest as given', async () => {
+    const { issueBody } = await import('../../cli/commands/loyalty.ts');
+    const now = Date.UTC(2026, 0, 1);
+    assert.deepEqual(
+      issueBody(
+        {
+          holder: 'M-1',
+          tier: 'gold',
+          fixed: '300',
+          cap: '900',
+          skus: 'TEE, CAP',
+          event: ['ev-1'],
+          uses: '3',
+          days: '2',
+        },
+        now,
+      ),
+      {
+        holder: 'M-1',
+        tier: 'gold',
+        rule: { kind: 'fixed', cents: 300, capCents: 900, skus: ['TEE', 'CAP'] },
+        scope: { eventIds: ['ev-1'] },
+        uses: 3,
+        expiresAt: '2026-01-03T00:00:00.000Z',
+      },
+    );
+    const base = {
+      holder: 'M-1',
+      tier: 'gold',
+      cap: '900',
+      creator: 'anna',
+      expires: '2026-02-01T00:00:00Z',
+    };
+    assert.throws(
+      () => issueBody({ ...base, percent: '10', fixed: '100' }),
+      /exactly one of --percent or --fixed/,
+    );
+    assert.throws(() => issueBody({ ...base, percent: '-10' }), /whole number/);
+    assert.throws(() => issueBody({ ...base, percent: '10', cap: undefined }), /--cap/);
+    assert.throws(() => issueBody({ ...base, percent: '10', creator: undefined }), /scope/);
+    assert.throws(() => issueBody({ ...base, percent: '10', expires: undefined }), /--expires/);
+  });
+});
