@@ -32,6 +32,9 @@ const CATALOG = {
     { sku: 'ED', name: 'Edition', priceCents: 4000, stock: 10, scarce: true, maxPerOrder: 3 },
     { sku: 'TEE', name: 'Tee', priceCents: 2000, stock: 100 },
   ],
+  pickupSlots: [
+    { id: 'late', startsAt: '2099-01-01T21:00:00.000Z', endsAt: '2099-01-01T21:15:00.000Z', capacity: 50 },
+  ],
 };
 
 /** An Authorizer by the sandbox's rule, recording what it was asked. */
@@ -201,5 +204,55 @@ describe('drain-proofing settle against an Authorizer', () => {
     const [ed] = dropReport(store, cat, ['ED']);
     assert.equal(ed?.refundDue, 1);
     assert.equal(ed?.balanced, true);
+  });
+
+  test('a hold with a pickup slot lasts to the end of the slot', async () => {
+    authorizer.up = false;
+    const d = await devices.issue(Date.now());
+    const { order } = await orders.create(
+      {
+        lines: [{ sku: 'ED', qty: 1 }],
+        payment: { method: 'token', token: 'tok_slot_1' },
+        pickupSlotId: 'late',
+      },
+      undefined,
+      { role: 'buyer', ip: '127.0.0.5', deviceToken: d.token },
+    );
+    authorizer.up = true;
+    assert.equal(order.status, 'held');
+    assert.equal(order.hold?.until, '2099-01-01T21:15:00.000Z');
+  });
+
+  test('the background sweeper releases a hold once its clock passes the end', async () => {
+    let now = Date.now();
+    const swept = new DrainFeature({
+      store,
+      devices,
+      authorizer,
+      authBudgetMs: 250,
+      allowance: 0,
+      holdTtlMs: 600_000,
+      deviceOrdersPerMin: 100,
+      sweepMs: 20,
+      clock: () => now,
+    });
+    authorizer.up = false;
+    const { order } = await (await buyer('tok_sweep_1')).place();
+    authorizer.up = true;
+    const stop = swept.start();
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(store.orders.get(order.id)?.status, 'held', 'not before its end');
+      now = Date.parse(order.hold?.until ?? '') + 1;
+      const deadline = Date.now() + 10_000;
+      while (store.orders.get(order.id)?.status !== 'released' && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(store.orders.get(order.id)?.status, 'released');
+      assert.equal(store.orders.get(order.id)?.hold?.releaseReason, 'expired');
+      assert.ok((swept.status()['drain'] as { outcomes: { expired: number } }).outcomes.expired >= 1);
+    } finally {
+      await stop();
+    }
   });
 });
