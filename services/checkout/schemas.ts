@@ -137,6 +137,9 @@ export const EventStartBody = Type.Optional(
 
 // ---- buyer devices and drain-proofing (docs/security.md#drain-proofing) ----
 
+/** `POST /v1/devices` takes `{}`: a device token says nothing about its phone (no fingerprinting). */
+export const DeviceIn = Type.Object({}, { additionalProperties: false });
+
 /** A buyer device token as issued (services/checkout/devices.ts DEVICE_TOKEN_PATTERN). */
 export const DeviceOut = Type.Object({
   /** the token the buyer page keeps and sends in `x-popkit-device` */

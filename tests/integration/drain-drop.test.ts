@@ -86,7 +86,7 @@ function order(ip: string, token: string, device?: string): Promise<Answer> {
 }
 
 async function device(ip: string): Promise<string | undefined> {
-  const res = await kit.app.inject({ method: 'POST', url: '/v1/devices', remoteAddress: ip });
+  const res = await kit.app.inject({ method: 'POST', url: '/v1/devices', remoteAddress: ip, payload: {} });
   return res.statusCode === 201 ? (res.json().device as string) : undefined;
 }
 

@@ -10,6 +10,7 @@ import { scarceSkus } from '../drain.ts';
 import type { OrderService } from '../orders.ts';
 import {
   ConfirmHeldBody,
+  DeviceIn,
   DeviceOut,
   DropReportOut,
   ErrorEnvelope,
@@ -52,7 +53,10 @@ export const drainRoutes: FastifyPluginAsyncTypebox<DrainRoutesOptions> = async 
     {
       // a script could mint devices to multiply its shares: few per address (docs/security.md)
       config: { rateLimit: { max: opts.deviceIssuePerMin, timeWindow: 60_000 } },
-      schema: { response: { 201: DeviceOut, ...errorResponses, 429: ErrorEnvelope, 507: ErrorEnvelope } },
+      schema: {
+        body: DeviceIn,
+        response: { 201: DeviceOut, ...errorResponses, 429: ErrorEnvelope, 507: ErrorEnvelope },
+      },
     },
     async (_req, reply) => {
       guard.assertWritable();
