@@ -110,6 +110,8 @@ export interface DropSkuReport {
   remaining: number;
   /** units in accepted orders */
   sold: number;
+  /** of `sold`, units whose card the hub declined or could not take: the host collects another way */
+  unpaid: number;
   /** units in held orders (taken, waiting for payment) */
   held: number;
   /** units in cart reservations still holding */
@@ -146,6 +148,7 @@ export function dropReport(
       startStock: catalog.startStock[sku] ?? 0,
       remaining: store.stock.get(sku) ?? 0,
       sold: 0,
+      unpaid: 0,
       held: 0,
       reserved: 0,
       released: 0,
@@ -166,7 +169,10 @@ export function dropReport(
         continue;
       }
       if (o.status === 'held') r.held += n;
-      else r.sold += n;
+      else {
+        r.sold += n;
+        if (o.syncState === 'declined' || o.syncState === 'rejected') r.unpaid += n;
+      }
       if (o.deviceId) r.perDevice.set(o.deviceId, (r.perDevice.get(o.deviceId) ?? 0) + n);
       else r.devices.withoutDevice += n;
     }

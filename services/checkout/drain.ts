@@ -203,7 +203,6 @@ export class DrainFeature implements OrderFeature {
         if (out.ref) d.extra.authRef = out.ref;
         d.riskBudget = false;
         this.plans.set(d, { deviceId, shares, mode: 'authorized' });
-        this.count('authorized');
         return;
       }
       if (out.verdict === 'declined') {
@@ -285,8 +284,8 @@ export class DrainFeature implements OrderFeature {
 
   committed(order: StoredOrder, d: OrderDraft): void {
     const plan = this.plans.get(d);
-    if (!plan || plan.mode === 'authorized') return;
-    this.count(order.status === 'held' ? 'held' : 'allowance');
+    if (!plan) return;
+    this.count(plan.mode === 'authorized' ? 'authorized' : order.status === 'held' ? 'held' : 'allowance');
   }
 
   status(): Record<string, unknown> {

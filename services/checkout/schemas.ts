@@ -170,6 +170,7 @@ const DropSkuOut = Type.Object({
   startStock: Type.Integer(),
   remaining: Type.Integer(),
   sold: Type.Integer(),
+  unpaid: Type.Integer(),
   held: Type.Integer(),
   reserved: Type.Integer(),
   released: Type.Integer(),

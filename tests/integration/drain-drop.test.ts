@@ -248,6 +248,7 @@ describe('a script drains a 50-unit drop offline with made-up tokens', () => {
     assert.equal(ed.held, 0);
     const fans = honest.length - waiting.length + got;
     assert.equal(ed.sold, fans + allowanceIds.length);
+    assert.equal(ed.unpaid, allowanceIds.length, 'the allowance orders the hub declined');
     assert.equal(ed.startStock, ed.remaining + ed.sold + ed.held + ed.reserved);
     assert.equal(readAllStock(store)['EDITION'], ed.remaining);
     assert.equal(fans, Math.min(HONEST, STOCK - allowanceIds.length), 'honest buyers got the rest');
