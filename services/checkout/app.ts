@@ -7,11 +7,13 @@ import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { DeviceTokens } from './devices.ts';
 import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
+import { drainRoutes } from './routes/drain.ts';
 import { eventRoutes } from './routes/event.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { mediaRoutes } from './routes/media.ts';
@@ -33,6 +35,10 @@ export interface CheckoutDeps extends StatusDeps {
   loyalty?: LoyaltyFeature;
   loyaltyCheckRatePerMin?: number;
   // -- deps: drain-proofing --
+  /** buyer device tokens (services/checkout/devices.ts) */
+  devices: DeviceTokens;
+  /** device tokens per minute per client address (POPKIT_DEVICE_ISSUE_PER_MIN) */
+  deviceIssuePerMin: number;
   // -- deps: pickup --
 }
 
@@ -94,6 +100,14 @@ export async function buildApp(deps: CheckoutDeps) {
       checkRatePerMin: deps.loyaltyCheckRatePerMin ?? 30,
     });
   // -- routes: drain-proofing --
+  await app.register(drainRoutes, {
+    store,
+    orders,
+    guard,
+    creds,
+    devices: deps.devices,
+    deviceIssuePerMin: deps.deviceIssuePerMin,
+  });
   // -- routes: pickup --
   return app;
 }
