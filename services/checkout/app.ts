@@ -8,12 +8,14 @@ import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
+import type { PickupFeature } from './pickup.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
 import { eventRoutes } from './routes/event.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { pickupRoutes } from './routes/pickup.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
@@ -29,6 +31,8 @@ export interface CheckoutDeps extends StatusDeps {
   // -- deps: loyalty --
   // -- deps: drain-proofing --
   // -- deps: pickup --
+  /** the pickup feature (also in `orders.features`): its routes are served when it is there */
+  pickup?: PickupFeature;
 }
 
 /** pairing-code redemptions per minute per client address: a few honest retries, no guessing */
@@ -83,6 +87,7 @@ export async function buildApp(deps: CheckoutDeps) {
   // -- routes: loyalty --
   // -- routes: drain-proofing --
   // -- routes: pickup --
+  if (deps.pickup) await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds });
   return app;
 }
 

@@ -26,6 +26,7 @@ import { detectBoard } from '../../hardware/boards/index.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
+import { PickupFeature } from './pickup.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
 export const CheckoutProcessConfig = composeConfig(BaseConfig, CheckoutConfig);
@@ -69,6 +70,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // -- feature: loyalty --
   // -- feature: drain-proofing --
   // -- feature: pickup --
+  const pickup = new PickupFeature(store);
+  features.push(pickup);
   const orders = new OrderService(store, ids, vault, {
     kitId,
     tokenTtlMs: cfg.POPKIT_TOKEN_TTL_S * 1000,
@@ -100,6 +103,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     // -- app deps: loyalty --
     // -- app deps: drain-proofing --
     // -- app deps: pickup --
+    pickup,
   });
   return {
     app,
