@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
 import QRCode from 'qrcode';
 import { kitStatusView } from '../../core/contracts/kit-status.ts';
 import { MonotonicIds } from '../../core/ids.ts';
@@ -17,7 +18,7 @@ import {
   readAllStock,
   scanOutbox,
 } from '../../core/store/index.ts';
-import { normalisePickupCode, slotPickedUp, slotTaken } from '../../core/store/pickup.ts';
+import { normalisePickupCode, releaseSlotInTxn, slotPickedUp, slotTaken } from '../../core/store/pickup.ts';
 import { TokenVault } from '../../core/token-vault.ts';
 import { buildApp } from '../../services/checkout/app.ts';
 import type { OrderFeature } from '../../services/checkout/order-features.ts';
@@ -637,5 +638,63 @@ describe('pickup windows', () => {
     } finally {
       await r.close();
     }
+  });
+  test('releasing a held order gives its place back; its code then says released', async () => {
+    const r = await rig();
+    try {
+      const orders = [];
+      for (let i = 0; i < 3; i++)
+        orders.push(
+          (
+            await r.order({ ...cash('s1'), payment: { method: 'token', token: 'tok_hold_me_please' } })
+          ).json(),
+        );
+      assert.equal((await r.order(cash('s1'))).json().error.code, 'SLOT_FULL');
+      // what the holds feature does when it lets a held order go, in its own transaction
+      const held = r.store.orders.get(orders[0].id)!;
+      await r.store.root.transaction(() => {
+        void r.store.orders.put(held.id, { ...held, status: 'released' });
+        releaseSlotInTxn(r.store, held);
+      });
+      const cat = (await r.app.inject({ method: 'GET', url: '/v1/catalog' })).json();
+      assert.equal(cat.pickupSlots[0].remaining, 1);
+      assert.equal((await r.order(cash('s1'))).statusCode, 201);
+      const res = await r.pick(orders[0].pickup.code);
+      assert.equal(res.statusCode, 409);
+      assert.equal(res.json().error.code, 'CONFLICT');
+      assert.equal(res.json().error.details.status, 'released');
+    } finally {
+      await r.close();
+    }
+  });
+
+  test('codes: only Crockford characters, and any typing of a code reads back as it', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }), (s) => {
+        const n = normalisePickupCode(s);
+        return n === undefined || CODE_RE.test(n);
+      }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...'0123456789ABCDEFGHJKMNPQRSTVWXYZ'), { minLength: 6, maxLength: 6 }),
+        fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }),
+        (chars, lower) => {
+          const code = chars.join('');
+          const typed = chars
+            .map((c, i) =>
+              c === '0' ? 'O' : c === '1' ? (lower[i] ? 'l' : 'I') : lower[i] ? c.toLowerCase() : c,
+            )
+            .join(' ');
+          return (
+            normalisePickupCode(typed) === code &&
+            normalisePickupCode(`${code.slice(0, 3)}-${code.slice(3)}`) === code
+          );
+        },
+      ),
+    );
+    assert.equal(normalisePickupCode('UUUUUU'), undefined);
+    assert.equal(normalisePickupCode('ABCDE'), undefined);
+    assert.equal(normalisePickupCode('ABCDEFG'), undefined);
   });
 });
