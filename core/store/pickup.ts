@@ -6,7 +6,9 @@
 // Counts live in `slotCounts`, keyed per event so that a slot id reused by the next event starts
 // empty: `<eventId>/<slotId>` → orders holding a place, `picked/<eventId>/<slotId>` → orders handed
 // over (ids cannot hold `/`, so the two never collide). `pickupCodes`: code → order id, for every
-// pickup order this kit ever took (a code stays unique among the kit's orders, across events).
+// pickup order this kit ever took (a code stays unique among the kit's orders, across events), and
+// the queue's index `e/<eventId>/<slotId>/<orderId>` → `w` (waiting), `p` (picked up) or `r`
+// (released), so reading the queue does not decode every order (a code has no `/`).
 import { randomInt } from 'node:crypto';
 import { KitError } from '../errors.ts';
 import type { KitStore, StoredOrder } from './open.ts';
@@ -21,6 +23,10 @@ const CODE_TRIES = 16;
 
 const takenKey = (eventId: string, slotId: string) => `${eventId}/${slotId}`;
 const pickedKey = (eventId: string, slotId: string) => `picked/${eventId}/${slotId}`;
+const queueKey = (eventId: string, slotId: string, orderId: string) => `e/${eventId}/${slotId}/${orderId}`;
+
+/** An order's place in the queue index. */
+export type QueueMark = 'w' | 'p' | 'r';
 
 /**
  * A code as staff typed or scanned it, in canonical form: upper case, spaces and dashes dropped, the
@@ -83,6 +89,7 @@ export function pickupSlotStep(
       const key = takenKey(order.eventId, slot.id);
       void store.slotCounts.put(key, (store.slotCounts.get(key) ?? 0) + 1);
       void store.pickupCodes.put(order.pickup.code, order.id);
+      void store.pickupCodes.put(queueKey(order.eventId, slot.id, order.id), 'w' satisfies QueueMark);
     },
   };
 }
@@ -96,6 +103,7 @@ export function releaseSlotInTxn(store: KitStore, order: StoredOrder): void {
   const key = takenKey(order.eventId, order.pickup.slotId);
   const n = store.slotCounts.get(key) ?? 0;
   if (n > 0) void store.slotCounts.put(key, n - 1);
+  void store.pickupCodes.put(queueKey(order.eventId, order.pickup.slotId, order.id), 'r' satisfies QueueMark);
 }
 
 export type PickupOutcome =
@@ -128,6 +136,10 @@ export function pickUp(
     void store.orders.put(order.id, next);
     const key = pickedKey(order.eventId, order.pickup.slotId);
     void store.slotCounts.put(key, (store.slotCounts.get(key) ?? 0) + 1);
+    void store.pickupCodes.put(
+      queueKey(order.eventId, order.pickup.slotId, order.id),
+      'p' satisfies QueueMark,
+    );
     enqueueOrderEventInTxn(store, { type: 'picked_up', orderId: order.id, at, by: p.by }, p.now);
     return { kind: 'picked', order: next };
   });
@@ -139,10 +151,26 @@ export function orderForPickupCode(store: KitStore, code: string): StoredOrder |
   return id === undefined ? undefined : store.orders.get(id);
 }
 
-/** Every pickup order of an event, in code order (the queue is sorted by the caller). */
-export function* pickupOrders(store: KitStore, eventId: string): Generator<StoredOrder> {
-  for (const { value } of store.pickupCodes.getRange()) {
-    const order = store.orders.get(value);
-    if (order?.pickup && order.eventId === eventId) yield order;
+/**
+ * The queue index of an event (or one slot of it): every pickup order's slot, id and mark, in slot id
+ * then order id order, without reading the orders.
+ */
+export function* pickupQueueIndex(
+  store: KitStore,
+  eventId: string,
+  slotId?: string,
+): Generator<{ slotId: string; orderId: string; mark: QueueMark }> {
+  const prefix = slotId === undefined ? `e/${eventId}/` : `e/${eventId}/${slotId}/`;
+  // ids hold no '/' (0x2f): every key under the prefix sorts before the prefix with '0' (0x30) for '/'
+  const end = `${prefix.slice(0, -1)}0`;
+  for (const { key, value } of store.pickupCodes.getRange({ start: prefix, end })) {
+    const [slot, orderId] = key.slice(`e/${eventId}/`.length).split('/');
+    if (slot !== undefined && orderId !== undefined)
+      yield { slotId: slot, orderId, mark: value as QueueMark };
   }
+}
+
+/** One order by id (the queue reads only the rows it answers with). */
+export function pickupOrder(store: KitStore, orderId: string): StoredOrder | undefined {
+  return store.orders.get(orderId);
 }

@@ -5,13 +5,14 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { parseIsoTime } from '../../core/contracts/catalog.ts';
 import { KitError } from '../../core/errors.ts';
-import type { KitStore, PickupSlot, StoredCatalog, StoredOrder } from '../../core/store/index.ts';
+import type { KitStore, StoredCatalog, StoredOrder } from '../../core/store/index.ts';
 import { readStoredCatalog } from '../../core/store/index.ts';
 import {
   normalisePickupCode,
   type PickupOutcome,
   pickUp,
-  pickupOrders,
+  pickupOrder,
+  pickupQueueIndex,
   pickupSlotStep,
   slotPickedUp,
   slotTaken,
@@ -205,15 +206,6 @@ export class PickupFeature implements OrderFeature {
     this.metricPickups?.inc({ outcome });
   }
 
-  /** An order's pickup state now (undefined for one without a slot, or released). */
-  stateOf(order: StoredOrder, slot: PickupSlot | undefined, now = this.clock()): PickupState | undefined {
-    if (!order.pickup || order.status === 'released') return undefined;
-    if (order.pickup.pickedUpAt) return 'picked_up';
-    // the slot's window now, else (it left the catalog) the window the order was sold with
-    const endsAt = slot?.endsAt ?? order.pickup.endsAt;
-    return endsAt !== undefined && now >= parseIsoTime(endsAt) ? 'overdue' : 'waiting';
-  }
-
   /** The current catalog's slots with their counts (O(slots): counts are kept in the store). */
   summary(catalog: StoredCatalog | undefined = readStoredCatalog(this.store)): SlotSummary[] {
     if (!catalog) return [];
@@ -237,37 +229,57 @@ export class PickupFeature implements OrderFeature {
     });
   }
 
-  /** The queue: the current event's pickup orders, by slot start then order id, filtered. */
+  /**
+   * The queue: the current event's pickup orders, by slot start then order id, filtered. States come
+   * from the store's queue index and the slot windows; only the orders answered with are read.
+   */
   queue(filter: { slot?: string; state?: PickupState; limit: number }) {
     const catalog = readStoredCatalog(this.store);
     if (!catalog) return { eventId: null, slots: [], orders: [], truncated: false };
     const now = this.clock();
-    const slots = new Map(catalog.pickupSlots.map((s) => [s.id, s]));
-    const rows = [];
-    for (const o of pickupOrders(this.store, catalog.eventId)) {
-      if (filter.slot !== undefined && o.pickup?.slotId !== filter.slot) continue;
-      const slot = slots.get(o.pickup?.slotId ?? '');
-      const state = this.stateOf(o, slot, now);
-      if (!state || (filter.state !== undefined && state !== filter.state)) continue;
-      rows.push({ o, slot, state });
+    const windows = new Map(
+      catalog.pickupSlots.map((s) => [
+        s.id,
+        { start: parseIsoTime(s.startsAt), end: parseIsoTime(s.endsAt) },
+      ]),
+    );
+    const rows: Array<{ orderId: string; state: PickupState; start: number }> = [];
+    for (const { slotId, orderId, mark } of pickupQueueIndex(this.store, catalog.eventId, filter.slot)) {
+      if (mark === 'r') continue;
+      const w = windows.get(slotId);
+      let state: PickupState = 'picked_up';
+      if (mark === 'w') {
+        // a slot that left the catalog: the window the order was sold with
+        const end = w?.end ?? parseIsoTime(pickupOrder(this.store, orderId)?.pickup?.endsAt ?? '');
+        state = now >= end ? 'overdue' : 'waiting';
+      }
+      if (filter.state !== undefined && state !== filter.state) continue;
+      rows.push({ orderId, state, start: w?.start ?? Number.POSITIVE_INFINITY });
     }
-    const start = (s: PickupSlot | undefined) => (s ? parseIsoTime(s.startsAt) : Number.POSITIVE_INFINITY);
-    rows.sort((a, b) => start(a.slot) - start(b.slot) || (a.o.id < b.o.id ? -1 : a.o.id > b.o.id ? 1 : 0));
-    return {
-      eventId: catalog.eventId,
-      slots: this.summary(catalog).filter((s) => filter.slot === undefined || s.slotId === filter.slot),
-      orders: rows.slice(0, filter.limit).map(({ o, slot, state }) => ({
+    rows.sort((a, b) => a.start - b.start || (a.orderId < b.orderId ? -1 : a.orderId > b.orderId ? 1 : 0));
+    const orders = [];
+    for (const { orderId, state } of rows.slice(0, filter.limit)) {
+      const o = pickupOrder(this.store, orderId);
+      if (!o?.pickup || o.status === 'released') continue;
+      const slot = catalog.pickupSlots.find((s) => s.id === o.pickup?.slotId);
+      const endsAt = slot?.endsAt ?? o.pickup.endsAt;
+      orders.push({
         orderId: o.id,
-        code: o.pickup?.code ?? '',
-        slotId: o.pickup?.slotId ?? '',
+        code: o.pickup.code,
+        slotId: o.pickup.slotId,
         state,
         status: o.status,
         createdAt: o.createdAt,
         lines: o.lines.map((l) => ({ sku: l.sku, name: l.name, qty: l.qty })),
-        ...((slot?.endsAt ?? o.pickup?.endsAt) ? { endsAt: slot?.endsAt ?? o.pickup?.endsAt } : {}),
-        ...(o.pickup?.pickedUpAt ? { pickedUpAt: o.pickup.pickedUpAt } : {}),
-        ...(o.pickup?.pickedUpBy ? { pickedUpBy: o.pickup.pickedUpBy } : {}),
-      })),
+        ...(endsAt !== undefined ? { endsAt } : {}),
+        ...(o.pickup.pickedUpAt ? { pickedUpAt: o.pickup.pickedUpAt } : {}),
+        ...(o.pickup.pickedUpBy ? { pickedUpBy: o.pickup.pickedUpBy } : {}),
+      });
+    }
+    return {
+      eventId: catalog.eventId,
+      slots: this.summary(catalog).filter((s) => filter.slot === undefined || s.slotId === filter.slot),
+      orders,
       truncated: rows.length > filter.limit,
     };
   }
