@@ -7,6 +7,7 @@
 import { closeDeviceHoldInTxn } from './devices.ts';
 import type { KitStore, StoredOrder } from './open.ts';
 import { returnStockInTxn, stockNeeds } from './orders.ts';
+import { releaseSlotInTxn } from './pickup.ts';
 import { dropTokenInTxn } from './tokens.ts';
 
 /** The expiry index key of a held order ([until, id]), or undefined without an `until`. */
@@ -29,7 +30,7 @@ function closeHoldInTxn(store: KitStore, order: StoredOrder): void {
 }
 
 /**
- * A held order let go: its units back to stock, its hold closed. Before the hub has the order
+ * A held order let go: its units back to stock, its pickup slot place freed, its hold closed. Before the hub has the order
  * (`pending`) its sealed token is dropped too, so a released order's card is never charged (sync
  * sends it as `tokenError: missing`). Returns the order to write.
  */
@@ -39,6 +40,8 @@ export function releaseHeldInTxn(
   how: { reason: string; at: string },
 ): StoredOrder {
   returnStockInTxn(store, stockNeeds(order.lines));
+  // its place in a pickup slot goes back too
+  releaseSlotInTxn(store, order);
   closeHoldInTxn(store, order);
   if (order.syncState === 'pending') dropTokenInTxn(store, order.id);
   return {

@@ -10,6 +10,8 @@ import type { Logger } from '../../core/logger.ts';
 import type { DeviceTokens } from './devices.ts';
 import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
+import { PickupCodeAccess } from './order-view.ts';
+import type { PickupFeature } from './pickup.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
@@ -18,6 +20,7 @@ import { eventRoutes } from './routes/event.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { pickupRoutes } from './routes/pickup.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
@@ -40,6 +43,8 @@ export interface CheckoutDeps extends StatusDeps {
   /** device tokens per minute per client address (POPKIT_DEVICE_ISSUE_PER_MIN) */
   deviceIssuePerMin: number;
   // -- deps: pickup --
+  /** the pickup feature (also in `orders.features`): its routes are served when it is there */
+  pickup?: PickupFeature;
 }
 
 /** pairing-code redemptions per minute per client address: a few honest retries, no guessing */
@@ -84,7 +89,15 @@ export async function buildApp(deps: CheckoutDeps) {
   const creds = new Credentials(adminToken, store);
   await app.register(statusRoutes, { status: deps, orders, guard, metrics, creds });
   await app.register(catalogRoutes, { store, orders, guard, creds });
-  await app.register(orderRoutes, { orders, guard, metrics, creds, buyerRatePerMin: deps.buyerRatePerMin });
+  const pickupCodes = new PickupCodeAccess(creds, deps.devices);
+  await app.register(orderRoutes, {
+    orders,
+    guard,
+    metrics,
+    creds,
+    buyerRatePerMin: deps.buyerRatePerMin,
+    pickupCodes,
+  });
   await app.register(eventRoutes, { store, orders, guard, creds });
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
@@ -109,6 +122,8 @@ export async function buildApp(deps: CheckoutDeps) {
     deviceIssuePerMin: deps.deviceIssuePerMin,
   });
   // -- routes: pickup --
+  if (deps.pickup)
+    await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds, pickupCodes });
   return app;
 }
 

@@ -30,6 +30,7 @@ import { DrainFeature, offlineAuthorizer } from './drain.ts';
 import { hubKeySource, LoyaltyFeature } from './loyalty.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
+import { PickupFeature } from './pickup.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
 export const CheckoutProcessConfig = composeConfig(BaseConfig, CheckoutConfig);
@@ -93,6 +94,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   features.push(drain);
   closers.push(drain.start());
   // -- feature: pickup --
+  const pickup = new PickupFeature(store);
+  features.push(pickup);
   const orders = new OrderService(store, ids, vault, {
     kitId,
     tokenTtlMs: cfg.POPKIT_TOKEN_TTL_S * 1000,
@@ -128,6 +131,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     devices,
     deviceIssuePerMin: cfg.POPKIT_DEVICE_ISSUE_PER_MIN,
     // -- app deps: pickup --
+    pickup,
   });
   return {
     app,

@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController } from 'fastify';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { rootLogger } from '../../core/logger.ts';
+import type { Queryable } from './db.ts';
 import type { PaymentGateway } from './gateway.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
@@ -14,6 +15,7 @@ import { healthRoutes } from './routes/health.ts';
 import { kitRoutes } from './routes/kits.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { pickupRoutes } from './routes/pickups.ts';
 
 export interface HubAppDeps {
   ledger: Ledger;
@@ -21,6 +23,8 @@ export interface HubAppDeps {
   gateway: PaymentGateway;
   adminToken: string;
   signingKey: KeyObject;
+  /** the ledger's database, for the drop features' read-only reports (routes/pickups.ts) */
+  db?: Queryable;
   /** GET /v1/gateway's cache (default 30 s) */
   gatewayCheckCacheMs?: number;
   logger?: boolean;
@@ -45,6 +49,7 @@ export function buildHubApp(deps: HubAppDeps) {
   app.register(orderRoutes, { ledger, adminToken });
   app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });
   app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
+  if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
   return app;
 }
 

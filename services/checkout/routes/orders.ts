@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { KitError } from '../../../core/errors.ts';
 import type { StoredOrder } from '../../../core/store/index.ts';
 import type { CheckoutMetrics } from '../metrics.ts';
+import type { PickupCodeAccess, PublicOrder } from '../order-view.ts';
 import type { CreateResult, OrderService } from '../orders.ts';
 import {
   ErrorEnvelope,
@@ -22,9 +23,11 @@ export interface OrderRoutesOptions {
   creds: Credentials;
   /** orders per minute per client address for callers without credentials */
   buyerRatePerMin: number;
+  /** who may read a pickup code (absent: everyone, for apps built without devices) */
+  pickupCodes?: PickupCodeAccess;
 }
 
-function publicOrder(o: StoredOrder) {
+function publicOrder(o: PublicOrder) {
   const { kitId: _k, idempotencyKey: _i, ...rest } = o;
   return rest;
 }
@@ -98,7 +101,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
     async (req) => {
       const order = orders.get(req.params.id);
       if (!order) throw new KitError('NOT_FOUND', `no order ${req.params.id}`);
-      return publicOrder(order);
+      return publicOrder(opts.pickupCodes ? opts.pickupCodes.view(req, order) : order);
     },
   );
 };
