@@ -8,12 +8,14 @@ import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
+import type { ReservationService } from './reservations.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
 import { eventRoutes } from './routes/event.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { reservationRoutes } from './routes/reservations.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
@@ -26,6 +28,8 @@ export interface CheckoutDeps extends StatusDeps {
   logger: Logger;
   // -- deps: sale windows, trusted time, admission --
   // -- deps: reservations --
+  /** cart holds (absent: no /v1/reservations routes) */
+  reservations?: ReservationService;
   // -- deps: loyalty --
   // -- deps: drain-proofing --
   // -- deps: pickup --
@@ -80,6 +84,13 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(dashboardRoutes);
   // -- routes: sale windows, trusted time, admission --
   // -- routes: reservations --
+  if (deps.reservations)
+    await app.register(reservationRoutes, {
+      reservations: deps.reservations,
+      guard,
+      creds,
+      buyerRatePerMin: deps.buyerRatePerMin,
+    });
   // -- routes: loyalty --
   // -- routes: drain-proofing --
   // -- routes: pickup --

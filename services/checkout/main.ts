@@ -26,6 +26,7 @@ import { detectBoard } from '../../hardware/boards/index.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
+import { RESERVATION_SWEEP_MS, ReservationService } from './reservations.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
 export const CheckoutProcessConfig = composeConfig(BaseConfig, CheckoutConfig);
@@ -66,6 +67,13 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const closers: Array<() => void | Promise<void>> = [];
   // -- feature: sale windows, trusted time, admission --
   // -- feature: reservations --
+  const reservations = new ReservationService(store, {
+    ttlMs: cfg.POPKIT_RESERVATION_TTL_S * 1000,
+    maxPerAddress: cfg.POPKIT_RESERVATION_MAX_PER_ADDRESS,
+    orders: () => orders,
+  });
+  features.push(reservations);
+  closers.push(reservations.startSweeper(RESERVATION_SWEEP_MS));
   // -- feature: loyalty --
   // -- feature: drain-proofing --
   // -- feature: pickup --
@@ -97,6 +105,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     logger,
     // -- app deps: sale windows, trusted time, admission --
     // -- app deps: reservations --
+    reservations,
     // -- app deps: loyalty --
     // -- app deps: drain-proofing --
     // -- app deps: pickup --
