@@ -105,7 +105,7 @@ export type CreateOutcome =
  */
 export function createReservation(
   store: KitStore,
-  rec: ReservationRecord & { address?: string },
+  rec: ReservationRecord,
   opts: { maxPerAddress?: number; telemetryId: string; now: number },
 ): Promise<CreateOutcome> {
   return store.root.transaction((): CreateOutcome => {
@@ -196,7 +196,7 @@ export function convertInTxn(
   now: number,
   telemetryId: string,
 ): void {
-  const rec = store.reservations.get(id) as ReservationRecord & { address?: string };
+  const rec = store.reservations.get(id) as ReservationRecord;
   void store.reservations.put(id, {
     ...rec,
     status: 'converted',
@@ -217,7 +217,7 @@ export type EndOutcome =
 
 function endInTxn(
   store: KitStore,
-  rec: ReservationRecord & { address?: string },
+  rec: ReservationRecord,
   how: 'expired' | 'released',
   now: number,
 ): ReservationRecord {

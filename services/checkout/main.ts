@@ -70,6 +70,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const reservations = new ReservationService(store, {
     ttlMs: cfg.POPKIT_RESERVATION_TTL_S * 1000,
     maxPerAddress: cfg.POPKIT_RESERVATION_MAX_PER_ADDRESS,
+    buyerMaxCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     orders: () => orders,
   });
   features.push(reservations);

@@ -4,6 +4,7 @@
 // converted, so two conversions cannot both win); expiry gives the units back, swept in the
 // background and checked lazily whenever a hold is read or converted. All state is in LMDB
 // (core/store/reservations.ts), so holds survive a restart and the next sweep ends what expired meanwhile.
+import { randomBytes } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { KitError } from '../../core/errors.ts';
 import { MonotonicIds } from '../../core/ids.ts';
@@ -28,6 +29,8 @@ import type { OrderLineInT } from './schemas.ts';
 
 const log = moduleLogger('reservations');
 
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
 /** how often the background sweep looks for expired holds (reads also expire them lazily) */
 export const RESERVATION_SWEEP_MS = 1000;
 
@@ -42,6 +45,8 @@ export interface ReservationOptions {
   ttlMs: number;
   /** holds one client address may have open at once, buyers only (POPKIT_RESERVATION_MAX_PER_ADDRESS) */
   maxPerAddress?: number;
+  /** the largest hold a buyer without credentials may take, as for an order (POPKIT_BUYER_MAX_ORDER_CENTS) */
+  buyerMaxCents?: number;
   /** the order service: its catalog, and its stock epoch (the catalog answer changes with holds) */
   orders: () => OrderService;
   clock?: () => number;
@@ -98,6 +103,19 @@ export class ReservationService implements OrderFeature {
     return this.opts.clock ? this.opts.clock() : Date.now();
   }
 
+  /**
+   * A hold's id: the id layout (time first), its 80 other bits drawn afresh each time. The id is the
+   * only key to read, release or convert a hold, so unlike order ids it never counts up from the
+   * previous one (a buyer could otherwise name the next buyer's hold).
+   */
+  private newId(): string {
+    const t = this.ids.next().slice(0, 10);
+    const r = randomBytes(16);
+    let tail = '';
+    for (const b of r) tail += CROCKFORD[b & 31];
+    return t + tail;
+  }
+
   private catalog(): CatalogView {
     const cat = this.opts.orders().catalog();
     if (!cat) throw new KitError('NOT_READY', 'no catalog loaded yet');
@@ -111,12 +129,24 @@ export class ReservationService implements OrderFeature {
   /** Hold the lines' units for the TTL: 201 with the hold, or SOLD_OUT / TOO_MANY_REQUESTS, nothing held. */
   async reserve(input: readonly OrderLineInT[], caller: Caller): Promise<ReservationView> {
     const cat = this.catalog();
-    const { lines } = priceLines(cat, input);
+    const { lines, totalCents } = priceLines(cat, input);
+    const buyer = caller.role === 'buyer';
+    // a hold no order of this buyer could convert would only keep units from others
+    if (buyer && this.opts.buyerMaxCents !== undefined && totalCents > this.opts.buyerMaxCents) {
+      throw new KitError(
+        'VALIDATION',
+        `self-service reservations above ${this.opts.buyerMaxCents} cents are refused`,
+        {
+          limit: 'buyerMaxOrderCents',
+          totalCents,
+          buyerMaxOrderCents: this.opts.buyerMaxCents,
+        },
+      );
+    }
     this.opts.assertOnSale?.(cat, lines, caller);
     const now = this.now();
-    const buyer = caller.role === 'buyer';
-    const rec: ReservationRecord & { address?: string } = {
-      id: this.ids.next(),
+    const rec: ReservationRecord = {
+      id: this.newId(),
       eventId: cat.catalog.eventId,
       lines,
       createdAt: new Date(now).toISOString(),

@@ -312,6 +312,20 @@ describe('reservations over HTTP', () => {
     assert.equal(other.statusCode, 201, other.body);
   });
 
+  test("a buyer's hold is capped like a buyer's order (POPKIT_BUYER_MAX_ORDER_CENTS); staff are not", async () => {
+    const { app, kit } = await kitWith({ POPKIT_BUYER_MAX_ORDER_CENTS: '5000' });
+    const two = { lines: [{ sku: 'TEE', qty: 2 }] };
+    const res = await app.inject({ method: 'POST', url: '/v1/reservations', payload: two });
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(res.json().error.code, 'VALIDATION');
+    assert.equal(res.json().error.details.limit, 'buyerMaxOrderCents');
+    assert.deepEqual(readAllStock(kit.store), { TEE: 10, CAP: 4 });
+    assert.equal(
+      (await asStaff(app)({ method: 'POST', url: '/v1/reservations', payload: two })).statusCode,
+      201,
+    );
+  });
+
   test('expired holds return their units after a restart: swept at start, counted as abandoned, queued for the hub', async () => {
     const first = await kitWith({ POPKIT_RESERVATION_TTL_S: '10' });
     const r = (
