@@ -217,6 +217,23 @@ describe('reservations over HTTP', () => {
         assert.equal(res.json().error.code, 'VALIDATION');
       }
     }
+    for (const reservationId of [
+      123,
+      '__proto__',
+      `${unknown.slice(0, 25)}\u0000`,
+      unknown.toLowerCase(),
+      'X'.repeat(10_000),
+      null,
+      [unknown],
+    ]) {
+      const res = await staff({
+        method: 'POST',
+        url: '/v1/orders',
+        payload: { lines: [{ sku: 'TEE', qty: 1 }], payment: cash, reservationId },
+      });
+      assert.equal(res.statusCode, 400, res.body);
+      assert.equal(res.json().error.code, 'VALIDATION');
+    }
     assert.deepEqual(readAllStock(kit.store), { TEE: 10, CAP: 4 });
     assert.equal([...allReservations(kit.store)].length, 0);
   });
