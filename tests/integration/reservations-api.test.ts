@@ -329,6 +329,33 @@ describe('reservations over HTTP', () => {
     assert.equal(other.statusCode, 201, other.body);
   });
 
+  test("a new event's catalog: an old hold neither converts nor gives units to the new event's stock", async () => {
+    const { app, kit } = await kitWith();
+    const staff = asStaff(app);
+    const r = (
+      await app.inject({
+        method: 'POST',
+        url: '/v1/reservations',
+        payload: { lines: [{ sku: 'TEE', qty: 3 }] },
+      })
+    ).json();
+    const next = { ...bundleCatalog(20, 4), eventId: 'ev-next' };
+    assert.equal((await staff({ method: 'PUT', url: '/v1/catalog', payload: next })).statusCode, 200);
+    assert.deepEqual(readAllStock(kit.store), { TEE: 20, CAP: 4 });
+    const conv = await staff({
+      method: 'POST',
+      url: '/v1/orders',
+      payload: { lines: [{ sku: 'TEE', qty: 3 }], payment: cash, reservationId: r.id },
+    });
+    assert.equal(conv.statusCode, 409, conv.body);
+    assert.equal(conv.json().error.code, 'RESERVATION_MISMATCH');
+    assert.equal((await app.inject({ method: 'DELETE', url: `/v1/reservations/${r.id}` })).statusCode, 200);
+    assert.deepEqual(readAllStock(kit.store), { TEE: 20, CAP: 4 }, "the old event's units stay out");
+    const status = (await staff({ method: 'GET', url: '/v1/status' })).json();
+    assert.equal(status.drops.reservations.eventId, 'ev-next');
+    assert.equal(status.drops.reservations.created, 0);
+  });
+
   test("a buyer's hold is capped like a buyer's order (POPKIT_BUYER_MAX_ORDER_CENTS); staff are not", async () => {
     const { app, kit } = await kitWith({ POPKIT_BUYER_MAX_ORDER_CENTS: '5000' });
     const two = { lines: [{ sku: 'TEE', qty: 2 }] };
