@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test';
 import { LANES, readAllStock, scanOutbox } from '../../core/store/index.ts';
 import { allReservations } from '../../core/store/reservations.ts';
 import { asStaff, auth, startCheckout } from '../support/checkout.ts';
+import { rewindReservationForTest } from '../support/reservations.ts';
 
 type Kit = Awaited<ReturnType<typeof startCheckout>>;
 const open: Kit[] = [];
@@ -329,6 +330,28 @@ describe('reservations over HTTP', () => {
     assert.equal(other.statusCode, 201, other.body);
   });
 
+  test("the background sweep returns an expired hold's units with nobody reading it", async () => {
+    const { app, kit } = await kitWith();
+    const r = (
+      await app.inject({
+        method: 'POST',
+        url: '/v1/reservations',
+        payload: { lines: [{ bundle: 'PACK', qty: 2 }] },
+      })
+    ).json();
+    assert.deepEqual(readAllStock(kit.store), { TEE: 6, CAP: 2 });
+    // time passes: the hold's expiry is moved into the past (checkout runs on the system clock)
+    await rewindReservationForTest(kit.store, r.id, 61_000);
+    const deadline = Date.now() + 15_000;
+    while (readAllStock(kit.store)['TEE'] !== 10 && Date.now() < deadline)
+      await new Promise((f) => setTimeout(f, 20));
+    assert.deepEqual(readAllStock(kit.store), { TEE: 10, CAP: 4 });
+    const rec = [...allReservations(kit.store)][0];
+    assert.equal(rec?.status, 'expired');
+    const cat = (await app.inject({ method: 'GET', url: '/v1/catalog' })).json();
+    assert.equal(cat.bundles[0].available, 4, 'the catalog answer moved with the sweep');
+  });
+
   test("a new event's catalog: an old hold neither converts nor gives units to the new event's stock", async () => {
     const { app, kit } = await kitWith();
     const staff = asStaff(app);
@@ -392,7 +415,6 @@ describe('reservations over HTTP', () => {
     // the restart happens "later": the kit's clock is the system's, so the hold's expiry is moved back
     // through a store of its own (the test's stand-in for time passing while the kit was down)
     const { openKitStore } = await import('../../core/store/index.ts');
-    const { rewindReservationForTest } = await import('../support/reservations.ts');
     const s = openKitStore(first.dataDir);
     await rewindReservationForTest(s, r.id, 11_000);
     await s.close();
