@@ -12,6 +12,7 @@ import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import { PickupCodeAccess } from './order-view.ts';
 import type { PickupFeature } from './pickup.ts';
+import type { ReservationService } from './reservations.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
@@ -21,6 +22,7 @@ import { loyaltyRoutes } from './routes/loyalty.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickup.ts';
+import { reservationRoutes } from './routes/reservations.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
@@ -33,15 +35,17 @@ export interface CheckoutDeps extends StatusDeps {
   logger: Logger;
   // -- deps: sale windows, trusted time, admission --
   // -- deps: reservations --
+  /** cart holds (absent: no /v1/reservations routes) */
+  reservations?: ReservationService;
   // -- deps: loyalty --
   /** the loyalty feature (main.ts) and its preview's rate per client address */
   loyalty?: LoyaltyFeature;
   loyaltyCheckRatePerMin?: number;
   // -- deps: drain-proofing --
-  /** buyer device tokens (services/checkout/devices.ts) */
-  devices: DeviceTokens;
+  /** buyer device tokens (services/checkout/devices.ts); absent: no device or drop-report routes */
+  devices?: DeviceTokens;
   /** device tokens per minute per client address (POPKIT_DEVICE_ISSUE_PER_MIN) */
-  deviceIssuePerMin: number;
+  deviceIssuePerMin?: number;
   // -- deps: pickup --
   /** the pickup feature (also in `orders.features`): its routes are served when it is there */
   pickup?: PickupFeature;
@@ -104,6 +108,13 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(dashboardRoutes);
   // -- routes: sale windows, trusted time, admission --
   // -- routes: reservations --
+  if (deps.reservations)
+    await app.register(reservationRoutes, {
+      reservations: deps.reservations,
+      guard,
+      creds,
+      buyerRatePerMin: deps.buyerRatePerMin,
+    });
   // -- routes: loyalty --
   if (deps.loyalty)
     await app.register(loyaltyRoutes, {
@@ -113,14 +124,15 @@ export async function buildApp(deps: CheckoutDeps) {
       checkRatePerMin: deps.loyaltyCheckRatePerMin ?? 30,
     });
   // -- routes: drain-proofing --
-  await app.register(drainRoutes, {
-    store,
-    orders,
-    guard,
-    creds,
-    devices: deps.devices,
-    deviceIssuePerMin: deps.deviceIssuePerMin,
-  });
+  if (deps.devices)
+    await app.register(drainRoutes, {
+      store,
+      orders,
+      guard,
+      creds,
+      devices: deps.devices,
+      deviceIssuePerMin: deps.deviceIssuePerMin ?? 6,
+    });
   // -- routes: pickup --
   if (deps.pickup)
     await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds, pickupCodes });

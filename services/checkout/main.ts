@@ -31,6 +31,7 @@ import { hubKeySource, LoyaltyFeature } from './loyalty.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
 import { PickupFeature } from './pickup.ts';
+import { RESERVATION_SWEEP_MS, ReservationService } from './reservations.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
 export const CheckoutProcessConfig = composeConfig(BaseConfig, CheckoutConfig);
@@ -71,6 +72,14 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const closers: Array<() => void | Promise<void>> = [];
   // -- feature: sale windows, trusted time, admission --
   // -- feature: reservations --
+  const reservations = new ReservationService(store, {
+    ttlMs: cfg.POPKIT_RESERVATION_TTL_S * 1000,
+    maxPerAddress: cfg.POPKIT_RESERVATION_MAX_PER_ADDRESS,
+    buyerMaxCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
+    orders: () => orders,
+  });
+  features.push(reservations);
+  closers.push(reservations.startSweeper(RESERVATION_SWEEP_MS));
   // -- feature: loyalty --
   const loyalty = new LoyaltyFeature(store, {
     hubKey: hubKeySource({ ...cfg, dataDir }),
@@ -124,6 +133,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     logger,
     // -- app deps: sale windows, trusted time, admission --
     // -- app deps: reservations --
+    reservations,
     // -- app deps: loyalty --
     loyalty,
     loyaltyCheckRatePerMin: cfg.POPKIT_LOYALTY_CHECK_RATE_PER_MIN,
