@@ -1,7 +1,6 @@
 // Orders: POST /v1/orders (201 new, 200 idempotent replay) and GET /v1/orders/:id.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { KitError } from '../../../core/errors.ts';
-import type { StoredOrder } from '../../../core/store/index.ts';
 import type { CheckoutMetrics } from '../metrics.ts';
 import type { PickupCodeAccess, PublicOrder } from '../order-view.ts';
 import type { CreateResult, OrderService } from '../orders.ts';
