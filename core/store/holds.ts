@@ -7,7 +7,7 @@
 import { closeDeviceHoldInTxn } from './devices.ts';
 import type { KitStore, StoredOrder } from './open.ts';
 import { returnStockInTxn, stockNeeds } from './orders.ts';
-import { releaseSlotInTxn } from './pickup.ts';
+import { releaseSlotInTxn } from './pickup-slots.ts';
 import { dropTokenInTxn } from './tokens.ts';
 
 /** The expiry index key of a held order ([until, id]), or undefined without an `until`. */

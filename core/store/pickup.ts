@@ -14,19 +14,23 @@ import { KitError } from '../errors.ts';
 import type { KitStore, StoredOrder } from './open.ts';
 import type { InTxnStep } from './orders.ts';
 import { enqueueOrderEventInTxn } from './outbox.ts';
+import {
+  pickedKey,
+  type QueueMark,
+  queueKey,
+  releaseSlotInTxn,
+  slotPickedUp,
+  slotTaken,
+  takenKey,
+} from './pickup-slots.ts';
+
+export { type QueueMark, releaseSlotInTxn, slotPickedUp, slotTaken };
 
 /** Crockford base32: no I, L, O, U; typed O, I and L read as 0, 1, 1 (normalisePickupCode). */
 export const CODE_ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 export const CODE_LENGTH = 6;
 /** fresh codes tried in one transaction before giving up (32^6 ≈ 10^9 codes: a miss is rare) */
 const CODE_TRIES = 16;
-
-const takenKey = (eventId: string, slotId: string) => `${eventId}/${slotId}`;
-const pickedKey = (eventId: string, slotId: string) => `picked/${eventId}/${slotId}`;
-const queueKey = (eventId: string, slotId: string, orderId: string) => `e/${eventId}/${slotId}/${orderId}`;
-
-/** An order's place in the queue index. */
-export type QueueMark = 'w' | 'p' | 'r';
 
 /**
  * A code as staff typed or scanned it, in canonical form: upper case, spaces and dashes dropped, the
@@ -44,16 +48,6 @@ export function newPickupCode(): string {
   let out = '';
   for (let i = 0; i < CODE_LENGTH; i++) out += CODE_ALPHABET[randomInt(CODE_ALPHABET.length)];
   return out;
-}
-
-/** Orders holding a place in a slot of an event. */
-export function slotTaken(store: KitStore, eventId: string, slotId: string): number {
-  return store.slotCounts.get(takenKey(eventId, slotId)) ?? 0;
-}
-
-/** Orders of a slot already handed over. */
-export function slotPickedUp(store: KitStore, eventId: string, slotId: string): number {
-  return store.slotCounts.get(pickedKey(eventId, slotId)) ?? 0;
 }
 
 /**
@@ -92,18 +86,6 @@ export function pickupSlotStep(
       void store.pickupCodes.put(queueKey(order.eventId, slot.id, order.id), 'w' satisfies QueueMark);
     },
   };
-}
-
-/**
- * Inside the transaction that releases an order (a held order let go): its place in the slot is free
- * again. Its code keeps pointing at it, so entering it says "released" rather than "unknown".
- */
-export function releaseSlotInTxn(store: KitStore, order: StoredOrder): void {
-  if (!order.pickup || order.pickup.pickedUpAt) return;
-  const key = takenKey(order.eventId, order.pickup.slotId);
-  const n = store.slotCounts.get(key) ?? 0;
-  if (n > 0) void store.slotCounts.put(key, n - 1);
-  void store.pickupCodes.put(queueKey(order.eventId, order.pickup.slotId, order.id), 'r' satisfies QueueMark);
 }
 
 export type PickupOutcome =
