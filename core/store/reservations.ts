@@ -53,6 +53,18 @@ export function* allReservations(store: KitStore): Generator<ReservationRecord> 
   for (const { value } of store.reservations.getRange()) yield value;
 }
 
+/** meta key prefix: + buyer device id → open holds of scarce units that device has (at most one) */
+const BY_DEVICE_PREFIX = 'reservations.byDevice/';
+
+/** Inside a transaction: a hold of a device's scarce units ended (converted, expired, released). */
+function deviceDownInTxn(store: KitStore, deviceId: string | undefined): void {
+  if (deviceId === undefined) return;
+  const key = BY_DEVICE_PREFIX + deviceId;
+  const n = (store.meta.get(key) as number | undefined) ?? 0;
+  if (n <= 1) void store.meta.remove(key);
+  else void store.meta.put(key, n - 1);
+}
+
 /** Holds an address has open (its cap is checked when it reserves). */
 export function heldByAddress(store: KitStore, address: string): number {
   return (store.meta.get(BY_ADDRESS_PREFIX + address) as number | undefined) ?? 0;
@@ -97,7 +109,9 @@ function queueTelemetryInTxn(
 export type CreateOutcome =
   | { kind: 'created' }
   | { kind: 'soldout'; sku: string; available: number }
-  | { kind: 'capped'; held: number };
+  | { kind: 'capped'; held: number }
+  /** the hold's device already has an open hold of scarce units */
+  | { kind: 'device-held' };
 
 /**
  * Take the hold's units and write it, or nothing: SOLD_OUT when a SKU is short, `capped` when its
@@ -115,9 +129,14 @@ export function createReservation(
       const held = (store.meta.get(addrKey) as number | undefined) ?? 0;
       if (held >= opts.maxPerAddress) return { kind: 'capped', held };
     }
+    // a buyer device holds scarce units in one hold at a time (rec.deviceId is set only for those)
+    const devKey = rec.deviceId !== undefined ? BY_DEVICE_PREFIX + rec.deviceId : undefined;
+    if (devKey !== undefined && ((store.meta.get(devKey) as number | undefined) ?? 0) >= 1)
+      return { kind: 'device-held' };
     const taken = takeStockInTxn(store, stockNeeds(rec.lines));
     if (!taken.ok) return { kind: 'soldout', sku: taken.sku, available: taken.available };
     void store.reservations.put(rec.id, rec);
+    if (devKey !== undefined) void store.meta.put(devKey, 1);
     void store.expiries.put([rec.expiresAt, rec.id], 'reservation');
     if (addrKey !== undefined) void store.meta.put(addrKey, ((store.meta.get(addrKey) as number) ?? 0) + 1);
     const c = bumpInTxn(store, rec.eventId, 'created');
@@ -205,6 +224,7 @@ export function convertInTxn(
   });
   void store.expiries.remove([rec.expiresAt, id]);
   addressDownInTxn(store, rec.address);
+  deviceDownInTxn(store, rec.deviceId);
   const c = bumpInTxn(store, rec.eventId, 'converted');
   queueTelemetryInTxn(store, telemetryId, rec.eventId, c, now);
 }
@@ -228,6 +248,7 @@ function endInTxn(
   void store.reservations.put(rec.id, ended);
   void store.expiries.remove([rec.expiresAt, rec.id]);
   addressDownInTxn(store, rec.address);
+  deviceDownInTxn(store, rec.deviceId);
   return ended;
 }
 

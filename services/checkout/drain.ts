@@ -13,7 +13,7 @@ import { heldCount, putHoldExpiryInTxn } from '../../core/store/holds.ts';
 import type { CatalogBundle, CatalogItem, KitStore, OrderLine, StoredOrder } from '../../core/store/index.ts';
 import type { Authorizer } from './authorizer.ts';
 import type { DeviceTokens } from './devices.ts';
-import type { CatalogView, InTxnStep, OrderDraft, OrderFeature } from './order-features.ts';
+import type { Caller, CatalogView, InTxnStep, OrderDraft, OrderFeature } from './order-features.ts';
 
 /** THE scarcity rule: time-boxed, hero, or flagged scarce (an item or a bundle). */
 export function isScarce(entry: CatalogItem | CatalogBundle): boolean {
@@ -175,6 +175,32 @@ export class DrainFeature implements OrderFeature {
         for (const [k, v] of this.rate) if (now - v[0] >= 60_000) this.rate.delete(k);
       this.rate.set(id, win);
     }
+  }
+
+  /**
+   * A buyer's cart hold of scarce units (the reservations' `scarceHold`): it needs a valid device token
+   * and fits the device's share with what the device already has, like an order; the store then lets
+   * a device hold scarce units in one hold at a time. Returns the device id, or undefined when the
+   * hold has no scarce unit or the caller is staff. Without this a script could hold a whole drop in
+   * unpaid carts, over and over.
+   */
+  guardHold(cat: CatalogView, lines: readonly OrderLine[], caller: Caller): string | undefined {
+    if (caller.role !== 'buyer') return undefined;
+    const shares = scarceShares(cat, lines);
+    if (shares.size === 0) return undefined;
+    if (caller.deviceToken === undefined) {
+      throw new KitError(
+        'DEVICE_INVALID',
+        'scarce items are held for a buyer device: send x-popkit-device (POST /v1/devices)',
+        { required: 'x-popkit-device' },
+      );
+    }
+    const id = this.opts.devices.verify(caller.deviceToken);
+    const rec = readDevice(this.opts.store, id);
+    const have = rec ? deviceCounts(rec, cat.catalog.eventId).units : new Map<string, number>();
+    const taken = shareTaken(have, shares);
+    if (taken) throw taken;
+    return id;
   }
 
   async settle(d: OrderDraft): Promise<void> {

@@ -77,6 +77,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     maxPerAddress: cfg.POPKIT_RESERVATION_MAX_PER_ADDRESS,
     buyerMaxCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     orders: () => orders,
+    // drain-proofing: a buyer's hold of scarce units belongs to a device and fits its share
+    scarceHold: (cat, lines, caller) => drain.guardHold(cat, lines, caller),
   });
   features.push(reservations);
   closers.push(reservations.startSweeper(RESERVATION_SWEEP_MS));

@@ -52,6 +52,11 @@ export interface ReservationOptions {
   clock?: () => number;
   /** sale windows (absent: reservations are not checked against windows) */
   assertOnSale?: OnSaleCheck;
+  /**
+   * Drain-proofing for holds (services/checkout/drain.ts guardHold): the buyer device a hold of scarce
+   * units belongs to (it throws DEVICE_INVALID or DEVICE_SHARE_TAKEN), undefined when none is needed.
+   */
+  scarceHold?: (cat: CatalogView, lines: readonly OrderLine[], caller: Caller) => string | undefined;
   /** holds expired per sweep transaction at most */
   sweepBatch?: number;
 }
@@ -144,6 +149,7 @@ export class ReservationService implements OrderFeature {
       );
     }
     this.opts.assertOnSale?.(cat, lines, caller);
+    const deviceId = this.opts.scarceHold?.(cat, lines, caller);
     const now = this.now();
     const rec: ReservationRecord = {
       id: this.newId(),
@@ -154,6 +160,7 @@ export class ReservationService implements OrderFeature {
       status: 'held',
       // only buyers' holds count against their address (staff are trusted with their own)
       ...(buyer ? { address: caller.ip } : {}),
+      ...(deviceId !== undefined ? { deviceId } : {}),
     };
     const out = await createReservation(this.store, rec, {
       ...(buyer && this.opts.maxPerAddress !== undefined ? { maxPerAddress: this.opts.maxPerAddress } : {}),
@@ -162,6 +169,13 @@ export class ReservationService implements OrderFeature {
     });
     if (out.kind === 'soldout') {
       throw new KitError('SOLD_OUT', `${out.sku} is sold out`, { sku: out.sku, available: out.available });
+    }
+    if (out.kind === 'device-held') {
+      throw new KitError(
+        'DEVICE_SHARE_TAKEN',
+        'this device already holds scarce items: convert or release that hold first',
+        { held: 1 },
+      );
     }
     if (out.kind === 'capped') {
       throw new KitError(

@@ -238,6 +238,13 @@ export const LoyaltyCheckOut = Type.Object({
 
 // ---- buyer devices and drain-proofing (docs/security.md#drain-proofing) ----
 
+/** The buyer device header alone (a cart hold of scarce units needs it). */
+export const DeviceHeaders = Type.Object({
+  'x-popkit-device': Type.Optional(
+    Type.String({ minLength: 1, maxLength: 512, pattern: '^[\\x21-\\x7e]+$' }),
+  ),
+});
+
 /** `POST /v1/devices` takes `{}`: a device token says nothing about its phone (no fingerprinting). */
 export const DeviceIn = Type.Object({}, { additionalProperties: false });
 

@@ -5,6 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { KitError } from '../../../core/errors.ts';
 import { type ReservationService, reservationView } from '../reservations.ts';
 import {
+  DeviceHeaders,
   ErrorEnvelope,
   errorResponses,
   ReservationBody,
@@ -39,6 +40,7 @@ export const reservationRoutes: FastifyPluginAsyncTypebox<ReservationRoutesOptio
       config: { rateLimit: { max: opts.buyerRatePerMin, timeWindow: 60_000, allowList: staff } },
       schema: {
         body: ReservationBody,
+        headers: DeviceHeaders,
         response: {
           201: ReservationOut,
           ...errorResponses,
@@ -53,7 +55,12 @@ export const reservationRoutes: FastifyPluginAsyncTypebox<ReservationRoutesOptio
     async (req, reply) => {
       const role = creds.role(req);
       guard.assertWritable();
-      const view = await reservations.reserve(req.body.lines, { role, ip: req.ip });
+      const device = req.headers['x-popkit-device'];
+      const view = await reservations.reserve(req.body.lines, {
+        role,
+        ip: req.ip,
+        ...(device ? { deviceToken: device } : {}),
+      });
       reply.header('location', `/v1/reservations/${view.id}`);
       return reply.status(201).send(view);
     },
