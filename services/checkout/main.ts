@@ -23,9 +23,11 @@ import {
 } from '../../core/store/index.ts';
 import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
+import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
+import { clockTrustFromConfig, saleWindowFeature } from './sale-windows.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
 export const CheckoutProcessConfig = composeConfig(BaseConfig, CheckoutConfig);
@@ -65,6 +67,16 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const features: OrderFeature[] = [];
   const closers: Array<() => void | Promise<void>> = [];
   // -- feature: sale windows, trusted time, admission --
+  const clockTrust = clockTrustFromConfig(store, cfg, env);
+  clockTrust.start();
+  closers.push(() => clockTrust.stop());
+  const saleClock = () => clockTrust.saleClock();
+  const admissionLine = new Admission({
+    concurrency: cfg.POPKIT_ADMISSION_CONCURRENCY,
+    queueMax: cfg.POPKIT_ADMISSION_QUEUE_MAX,
+    maxWaitMs: cfg.POPKIT_ADMISSION_MAX_WAIT_MS,
+  });
+  features.push(saleWindowFeature({ saleClock, trust: clockTrust }), admissionFeature(admissionLine));
   // -- feature: reservations --
   // -- feature: loyalty --
   // -- feature: drain-proofing --
@@ -83,6 +95,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
       buyerMaxOrderCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     },
     features,
+    saleClock,
   });
   const app = await buildApp({
     store,
@@ -96,6 +109,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     tokenKey: tokenKey.status,
     logger,
     // -- app deps: sale windows, trusted time, admission --
+    clockTrust,
+    admission: new AdmissionGate(admissionLine, store, orders),
     // -- app deps: reservations --
     // -- app deps: loyalty --
     // -- app deps: drain-proofing --
