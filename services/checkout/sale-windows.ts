@@ -113,14 +113,10 @@ export function saleWindowFeature(opts: { saleClock: () => SaleClock; trust?: Cl
 
 // ---- POST /v1/clock/trust: staff vouch for the clock (this boot only) ----
 
-export const ClockTrustBody = Type.Optional(
-  Type.Object(
-    {
-      /** what the staff member's own reference (phone, watch) reads: refused when it is far off */
-      expectNow: Type.Optional(Type.String({ minLength: 1, maxLength: 40 })),
-    },
-    { additionalProperties: false },
-  ),
+/** `{}`, or `{"expectNow": ISO}`: what the staff member's own reference (phone, watch) reads */
+export const ClockTrustBody = Type.Object(
+  { expectNow: Type.Optional(Type.String({ minLength: 1, maxLength: 40 })) },
+  { additionalProperties: false },
 );
 export type ClockTrustBodyT = Static<typeof ClockTrustBody>;
 
@@ -168,7 +164,7 @@ export const clockRoutes: FastifyPluginAsyncTypebox<ClockRoutesOptions> = async 
       },
     },
     async (req) => {
-      const expect = req.body?.expectNow;
+      const expect = req.body.expectNow;
       if (expect !== undefined) {
         const t = parseIsoTime(expect);
         if (Number.isNaN(t))
