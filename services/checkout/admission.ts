@@ -163,7 +163,6 @@ export class Admission {
           reject(this.full(position, 'wait', Math.round(this.now() - at)));
         }, this.opts.maxWaitMs),
       };
-      w.timer.unref();
       this.line.push(w);
       this.waitingCount++;
     });

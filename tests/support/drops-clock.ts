@@ -13,6 +13,7 @@ import {
   admissionFeature,
 } from '../../services/checkout/admission.ts';
 import { buildApp } from '../../services/checkout/app.ts';
+import type { OrderFeature } from '../../services/checkout/order-features.ts';
 import { OrderService } from '../../services/checkout/orders.ts';
 import { saleWindowFeature } from '../../services/checkout/sale-windows.ts';
 import { StoreGuard } from '../../services/checkout/store-guard.ts';
@@ -55,7 +56,7 @@ export const CLOCK_OPTS: ClockTrustOptions = {
 /** A checkout app with an injected clock; close() closes app and store. */
 export async function clockedCheckout(
   clock: FakeClock,
-  opts: { admission?: AdmissionOptions; dataDir?: string } = {},
+  opts: { admission?: AdmissionOptions; dataDir?: string; features?: OrderFeature[] } = {},
 ) {
   const dataDir = opts.dataDir ?? tempDir('popkit-windows-');
   const store = openKitStore(dataDir);
@@ -75,7 +76,7 @@ export async function clockedCheckout(
     },
     caps: { cashMaxOrderCents: 100_000, buyerMaxOrderCents: 20_000 },
     clock: () => clock.wallMs,
-    features: [saleWindowFeature({ saleClock, trust }), admissionFeature(line)],
+    features: [saleWindowFeature({ saleClock, trust }), admissionFeature(line), ...(opts.features ?? [])],
     saleClock,
   });
   const guard = new StoreGuard(null, dataDir, 0);
