@@ -117,17 +117,24 @@ export const CheckoutConfig = Type.Object({
     description: 'largest cash order (any role)',
   }),
   // -- drops: admission and sale windows (docs/drops.md) --
+  POPKIT_HTTP_BACKLOG: Type.Integer({
+    minimum: 16,
+    maximum: 65_535,
+    default: 4096,
+    description:
+      'connections the kernel queues for checkout before it accepts them (capped by net.core.somaxconn): a drop opens thousands in a second',
+  }),
   POPKIT_ADMISSION_CONCURRENCY: Type.Integer({
     minimum: 0,
     maximum: 10_000,
-    default: 16,
+    default: 64,
     description:
       'orders and reservations processed at once; the rest wait in arrival order (0: admission off, every request goes straight in)',
   }),
   POPKIT_ADMISSION_QUEUE_MAX: Type.Integer({
     minimum: 0,
     maximum: 1_000_000,
-    default: 2_000,
+    default: 10_000,
     description: 'requests waiting for admission at most; one more gets 503 ADMISSION_FULL with Retry-After',
   }),
   POPKIT_ADMISSION_MAX_WAIT_MS: Type.Integer({

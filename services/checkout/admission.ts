@@ -39,13 +39,16 @@ export interface Ticket {
   release(): void;
 }
 
-interface Waiter {
+interface Waiter<N> {
   arrival: number;
   position: number;
   at: number;
   timer: NodeJS.Timeout;
   done: boolean;
+  /** what the request needs (the gate's stock needs): a sweep answers it without its turn */
+  needs: N | undefined;
   resolve(t: Ticket): void;
+  reject(e: unknown): void;
 }
 
 /** Headers an answer carries (the bench checks arrival order with them). */
@@ -55,10 +58,10 @@ export const ADMISSION_HEADERS = {
   position: 'x-popkit-queue-position',
 } as const;
 
-export class Admission {
+export class Admission<N = Map<string, number>> {
   private inFlight = 0;
   /** FIFO with a head index: shift() on a long array is O(n) */
-  private line: Waiter[] = [];
+  private line: Waiter<N>[] = [];
   private head = 0;
   private waitingCount = 0;
   private arrivals = 0;
@@ -136,7 +139,7 @@ export class Admission {
    * Take a place: resolves when admitted (release the ticket when answered), rejects with
    * ADMISSION_FULL over a bound. The arrival number is drawn synchronously, on the call.
    */
-  enter(): Promise<Ticket> {
+  enter(needs?: N): Promise<Ticket> {
     const arrival = ++this.arrivals;
     const at = this.now();
     if (!this.enabled) {
@@ -150,12 +153,14 @@ export class Admission {
     const position = this.waitingCount + 1;
     if (this.waitingCount >= this.opts.queueMax) return Promise.reject(this.full(position, 'queue'));
     return new Promise<Ticket>((resolve, reject) => {
-      const w: Waiter = {
+      const w: Waiter<N> = {
         arrival,
         position,
         at,
         done: false,
+        needs,
         resolve,
+        reject,
         timer: setTimeout(() => {
           if (w.done) return;
           w.done = true;
@@ -170,7 +175,7 @@ export class Admission {
 
   private dispatch(): void {
     while (this.inFlight < this.opts.concurrency && this.head < this.line.length) {
-      const w = this.line[this.head++] as Waiter;
+      const w = this.line[this.head++] as Waiter<N>;
       if (w.done) continue;
       w.done = true;
       clearTimeout(w.timer);
@@ -183,6 +188,27 @@ export class Admission {
       this.line = this.line.slice(this.head);
       this.head = 0;
     }
+  }
+
+  /**
+   * Answer now every waiter `refuse` names an error for (e.g. SOLD_OUT once the stock it needs is
+   * gone): it leaves the line without its turn; the others keep their order. Returns how many left.
+   */
+  sweep(refuse: (needs: N) => unknown): number {
+    let n = 0;
+    for (let i = this.head; i < this.line.length; i++) {
+      const w = this.line[i] as Waiter<N>;
+      if (w.done || w.needs === undefined) continue;
+      const err = refuse(w.needs);
+      if (err === undefined) continue;
+      w.done = true;
+      clearTimeout(w.timer);
+      this.waitingCount--;
+      this.shortCount++;
+      n++;
+      w.reject(err);
+    }
+    return n;
   }
 
   status() {
@@ -226,6 +252,20 @@ export class Admission {
   }
 }
 
+/**
+ * The pipeline's SOLD_OUT, for answers from a read. Built without a stack trace: in a drop's first
+ * second thousands are thrown and capturing each one's stack is a good part of their cost.
+ */
+function soldOut(sku: string, available: number): KitError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new KitError('SOLD_OUT', `${sku} is sold out`, { sku, available });
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 /** The line's status and metrics as an order feature (it has no pipeline step: the routes gate). */
 export function admissionFeature(line: Admission): OrderFeature {
   return { name: 'admission', status: () => line.status(), metrics: (r) => line.metrics(r) };
@@ -236,28 +276,60 @@ export function admissionFeature(line: Admission): OrderFeature {
  * take a place in the line. `lines` are the request's lines; `holdsStock`: the request converts a
  * reservation that already holds its units (stock may read 0 and the order still succeed).
  */
+/** Units per SKU a request takes (bundle lines counted by component). */
+type Needs = Map<string, number>;
+
 export class AdmissionGate {
+  /** the stock epoch (orders.stockEpoch) at the last sweep */
+  private sweptAt = -1;
+
   constructor(
-    readonly line: Admission,
+    readonly line: Admission<Needs>,
     private readonly store: KitStore,
     private readonly orders: OrderService,
   ) {}
 
   /**
+   * After an order left the line: if stock moved, answer the waiters whose units are gone (SOLD_OUT)
+   * at once instead of at their turn. One stock read per SKU, one pass over the line.
+   */
+  private sweep(): void {
+    if (this.line.waiting === 0 || this.orders.stockEpoch === this.sweptAt) return;
+    this.sweptAt = this.orders.stockEpoch;
+    const stock = new Map<string, number>();
+    const left = (sku: string) => {
+      let n = stock.get(sku);
+      if (n === undefined) {
+        n = readStock(this.store, sku);
+        stock.set(sku, n);
+      }
+      return n;
+    };
+    this.line.sweep((needs) => {
+      for (const [sku, qty] of needs) {
+        const available = left(sku);
+        if (available < qty) return soldOut(sku, available);
+      }
+      return undefined;
+    });
+  }
+
+  /**
    * Throws the answer a read already knows (NOT_ON_SALE_YET, SALE_ENDED, CLOCK_UNTRUSTED, SOLD_OUT,
    * UNKNOWN_SKU, VALIDATION): nothing is written and no place is taken.
    */
-  precheck(lines: readonly OrderLineInT[], holdsStock: boolean): void {
+  precheck(lines: readonly OrderLineInT[], holdsStock: boolean): Needs | undefined {
     const cat = this.orders.catalog();
-    if (!cat) return; // the pipeline answers NOT_READY
+    if (!cat) return undefined; // the pipeline answers NOT_READY
     try {
       assertOnSale(cat, lines, this.orders.saleClock());
-      if (holdsStock) return;
-      const priced = priceLines(cat, lines);
-      for (const [sku, qty] of stockNeeds(priced.lines)) {
+      if (holdsStock) return undefined;
+      const needs = stockNeeds(priceLines(cat, lines).lines);
+      for (const [sku, qty] of needs) {
         const available = readStock(this.store, sku);
-        if (available < qty) throw new KitError('SOLD_OUT', `${sku} is sold out`, { sku, available });
+        if (available < qty) throw soldOut(sku, available);
       }
+      return needs;
     } catch (err) {
       this.line.shortCircuited();
       throw err;
@@ -271,7 +343,14 @@ export class AdmissionGate {
 
   /** precheck, then a place in the line. */
   async admit(lines: readonly OrderLineInT[], holdsStock: boolean): Promise<Ticket> {
-    this.precheck(lines, holdsStock);
-    return this.line.enter();
+    const needs = this.precheck(lines, holdsStock);
+    const t = await this.line.enter(needs);
+    return {
+      ...t,
+      release: () => {
+        t.release();
+        this.sweep();
+      },
+    };
   }
 }

@@ -62,7 +62,7 @@ export async function buildApp(deps: CheckoutDeps) {
       if (req.routeOptions.url === '/v1/orders' && req.method === 'POST')
         metrics.rejections.inc({ code: mapped.code });
     },
-    quiet5xx: ['STORE_FULL', 'NOT_READY'],
+    quiet5xx: ['STORE_FULL', 'NOT_READY', 'ADMISSION_FULL', 'CLOCK_UNTRUSTED'],
   });
   // per-route limits only (orders without credentials, pairing redemptions), keyed by client address
   await app.register(rateLimit, {

@@ -42,6 +42,8 @@ export interface Checkout {
   tokenKey: TokenKeyStatus;
   port: number;
   host: string;
+  /** the listen backlog: a drop opens thousands of connections in a second (POPKIT_HTTP_BACKLOG) */
+  backlog: number;
   /** write checkout's run status (the heartbeat; media reads its ordersPerSec) */
   writeStatus(): void;
   close(): Promise<void>;
@@ -125,6 +127,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     tokenKey: tokenKey.status,
     port: cfg.POPKIT_HTTP_PORT,
     host: cfg.POPKIT_HTTP_HOST,
+    backlog: cfg.POPKIT_HTTP_BACKLOG,
     writeStatus: () =>
       writeRunStatus(dataDir, 'checkout', {
         state: 'up',
@@ -156,7 +159,7 @@ export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise
     process.stdout.write(
       `popkit checkout: ${announceAdminToken(kit.adminToken, dataLayout(kit.dataDir).adminToken, env)}\n`,
     );
-  await kit.app.listen({ port: kit.port, host: kit.host });
+  await kit.app.listen({ port: kit.port, host: kit.host, backlog: kit.backlog });
   log.info({ port: kit.port }, 'checkout listening');
   process.stdout.write(`popkit checkout: listening on http://${kit.host}:${kit.port}\n`);
   kit.writeStatus();

@@ -84,8 +84,9 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
       try {
         const key = req.headers['idempotency-key'];
         const gate = opts.admission;
-        // a replay answers the first order whatever the stock says now: it needs no place
-        if (gate && buyer && !(key && gate.replays(key))) {
+        // a replay answers the first order whatever the stock says now: it needs no place; with
+        // admission off (concurrency 0) orders take the flat path, as before the line existed
+        if (gate?.line.enabled && buyer && !(key && gate.replays(key))) {
           const holds = req.body.reservationId !== undefined;
           try {
             ticket = await gate.admit(req.body.lines, holds);
