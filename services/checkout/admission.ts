@@ -348,8 +348,9 @@ export class AdmissionGate {
     return {
       ...t,
       release: () => {
-        t.release();
+        // answer the waiters whose units are gone before the freed place goes to the next one
         this.sweep();
+        t.release();
       },
     };
   }

@@ -251,6 +251,28 @@ describe('POST /v1/orders through the line', () => {
     assert.equal(over.json().error.code, 'SOLD_OUT');
   });
 
+  test('once the units are gone the waiters get SOLD_OUT at once, not at their turn', async () => {
+    const gate = gateFeature();
+    const kit = await kitWith(2, { concurrency: 1, queueMax: 100, maxWaitMs: 60_000 }, [gate.feature]);
+    const first = buyer(kit, 1);
+    await until(() => gate.entered() === 1, 'one in flight');
+    const waiters = Array.from({ length: 6 }, (_, i) => buyer(kit, 10 + i));
+    await until(() => kit.line.waiting === 6, 'six waiting');
+    gate.open();
+    const [a, ...rest] = await Promise.all([first, ...waiters]);
+    assert.equal(a?.statusCode, 201);
+    assert.deepEqual(
+      rest.map((r) => r.statusCode),
+      [201, 409, 409, 409, 409, 409],
+      'the next in line buys the last unit; the rest are answered',
+    );
+    const st = kit.line.status().admission;
+    assert.equal(st.admitted, 2, 'only the two that could buy were let in');
+    assert.equal(st.shortCircuited, 5);
+    assert.equal(st.waiting, 0);
+    assert.equal(readAllStock(kit.store)['ED-1'], 0);
+  });
+
   test('admission off (concurrency 0): the flat path, every request straight into the pipeline', async () => {
     const kit = await kitWith(3, { concurrency: 0, queueMax: 0, maxWaitMs: 1 });
     const res = await Promise.all(Array.from({ length: 10 }, (_, i) => buyer(kit, i)));
