@@ -9,9 +9,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { signCatalog } from '../../core/catalog-signing.ts';
+import { CheckoutClient } from '../../core/checkout-client.ts';
 import { kitStatusView } from '../../core/contracts/kit-status.ts';
 import { readClockTrust, readHubTimeFloor } from '../../core/store/clock.ts';
 import { allOrders, readAllStock } from '../../core/store/index.ts';
+import { runPreflight } from '../../firmware/preflight.ts';
 import { assertOnSale } from '../../services/checkout/sale-windows.ts';
 import { CatalogIntake } from '../../services/sync/catalog-intake.ts';
 import { ADMIN, auth, startCheckout, tempDir } from '../support/checkout.ts';
@@ -407,4 +409,36 @@ describe('trusted time in the real wiring (createCheckout)', () => {
       }
     });
   }
+});
+
+describe('popkit preflight says whether time-boxed sales can run', () => {
+  test('untrusted with time-boxed SKUs fails the check; staff vouching passes it', async (t) => {
+    const clock = new FakeClock();
+    const kit = await kitAt(clock);
+    const addr = await kit.app.listen({ port: 0, host: '127.0.0.1' });
+    t.after(() => kit.app.server.close());
+    const run = async () => {
+      const r = await runPreflight({
+        checkout: new CheckoutClient(addr, () => ADMIN),
+        hubHttpUrl: 'http://127.0.0.1:9',
+        dataDir: kit.dataDir,
+        plannedEventMin: 60,
+        lowSocPct: 30,
+        minFreeMb: 1,
+        queueWaitMs: 10,
+        catalogMaxMs: 60_000,
+        maxClockSkewS: 5,
+        clockFloor: 0,
+      });
+      return r.checks.find((c) => c.id === 'saleClock');
+    };
+    const before = await run();
+    assert.equal(before?.ok, false);
+    assert.match(before?.detail ?? '', /not trusted: no NTP, RTC or hub time this boot; 2 time-boxed/);
+    const ok = await kit.app.inject({ method: 'POST', url: '/v1/clock/trust', headers: auth, payload: {} });
+    assert.equal(ok.statusCode, 200);
+    const afterTrust = await run();
+    assert.equal(afterTrust?.ok, true, afterTrust?.detail);
+    assert.match(afterTrust?.detail ?? '', /trusted \(override\)/);
+  });
 });
