@@ -189,6 +189,9 @@ describe('POST /v1/orders through the line', () => {
     const ids = rows.map((r) => r.id);
     assert.deepEqual(ids, [...ids].sort(), 'order ids are drawn in admission order');
     assert.equal(readAllStock(kit.store)['ED-1'], 76);
+    const metrics = await kit.app.inject({ method: 'GET', url: '/metrics', headers: auth });
+    assert.match(metrics.body, /popkit_admission_wait_seconds_count 24/);
+    assert.match(metrics.body, /popkit_admission_waiting 0/);
   });
 
   test('over the queue bound: 503 ADMISSION_FULL with Retry-After and the position, nothing written', async () => {
