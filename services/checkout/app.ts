@@ -3,10 +3,12 @@
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyRequest, LogController } from 'fastify';
+import type { ClockTrust } from '../../core/clock-trust.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { AdmissionGate } from './admission.ts';
 import type { DeviceTokens } from './devices.ts';
 import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
@@ -26,6 +28,7 @@ import { reservationRoutes } from './routes/reservations.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
+import { clockRoutes } from './sale-windows.ts';
 import type { StatusDeps } from './status.ts';
 
 export interface CheckoutDeps extends StatusDeps {
@@ -34,6 +37,10 @@ export interface CheckoutDeps extends StatusDeps {
   buyerRatePerMin: number;
   logger: Logger;
   // -- deps: sale windows, trusted time, admission --
+  /** the clock trust (POST /v1/clock/trust); absent: no clock routes */
+  clockTrust?: ClockTrust;
+  /** the admission line for buyers' orders (and reservations) */
+  admission?: AdmissionGate;
   // -- deps: reservations --
   /** cart holds (absent: no /v1/reservations routes) */
   reservations?: ReservationService;
@@ -75,7 +82,7 @@ export async function buildApp(deps: CheckoutDeps) {
       if (req.routeOptions.url === '/v1/orders' && req.method === 'POST')
         metrics.rejections.inc({ code: mapped.code });
     },
-    quiet5xx: ['STORE_FULL', 'NOT_READY'],
+    quiet5xx: ['STORE_FULL', 'NOT_READY', 'ADMISSION_FULL', 'CLOCK_UNTRUSTED'],
   });
   // per-route limits only (orders without credentials, pairing redemptions), keyed by client address
   await app.register(rateLimit, {
@@ -101,12 +108,14 @@ export async function buildApp(deps: CheckoutDeps) {
     creds,
     buyerRatePerMin: deps.buyerRatePerMin,
     pickupCodes,
+    ...(deps.admission ? { admission: deps.admission } : {}),
   });
   await app.register(eventRoutes, { store, orders, guard, creds });
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
   await app.register(dashboardRoutes);
   // -- routes: sale windows, trusted time, admission --
+  if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
   // -- routes: reservations --
   if (deps.reservations)
     await app.register(reservationRoutes, {
@@ -114,6 +123,7 @@ export async function buildApp(deps: CheckoutDeps) {
       guard,
       creds,
       buyerRatePerMin: deps.buyerRatePerMin,
+      ...(deps.admission ? { admission: deps.admission } : {}),
     });
   // -- routes: loyalty --
   if (deps.loyalty)

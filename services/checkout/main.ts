@@ -24,6 +24,7 @@ import {
 } from '../../core/store/index.ts';
 import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
+import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import { DeviceTokens } from './devices.ts';
 import { DrainFeature, offlineAuthorizer } from './drain.ts';
@@ -32,6 +33,7 @@ import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
 import { PickupFeature } from './pickup.ts';
 import { RESERVATION_SWEEP_MS, ReservationService } from './reservations.ts';
+import { assertOnSale, clockTrustFromConfig, saleWindowFeature } from './sale-windows.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
 export const CheckoutProcessConfig = composeConfig(BaseConfig, CheckoutConfig);
@@ -46,6 +48,8 @@ export interface Checkout {
   tokenKey: TokenKeyStatus;
   port: number;
   host: string;
+  /** the listen backlog: a drop opens thousands of connections in a second (POPKIT_HTTP_BACKLOG) */
+  backlog: number;
   /** write checkout's run status (the heartbeat; media reads its ordersPerSec) */
   writeStatus(): void;
   close(): Promise<void>;
@@ -71,12 +75,24 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const features: OrderFeature[] = [];
   const closers: Array<() => void | Promise<void>> = [];
   // -- feature: sale windows, trusted time, admission --
+  const clockTrust = clockTrustFromConfig(store, cfg, env);
+  clockTrust.start();
+  closers.push(() => clockTrust.stop());
+  const saleClock = () => clockTrust.saleClock();
+  const admissionLine = new Admission({
+    concurrency: cfg.POPKIT_ADMISSION_CONCURRENCY,
+    queueMax: cfg.POPKIT_ADMISSION_QUEUE_MAX,
+    maxWaitMs: cfg.POPKIT_ADMISSION_MAX_WAIT_MS,
+  });
+  features.push(saleWindowFeature({ saleClock, trust: clockTrust }), admissionFeature(admissionLine));
   // -- feature: reservations --
   const reservations = new ReservationService(store, {
     ttlMs: cfg.POPKIT_RESERVATION_TTL_S * 1000,
     maxPerAddress: cfg.POPKIT_RESERVATION_MAX_PER_ADDRESS,
     buyerMaxCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     orders: () => orders,
+    // a hold is a sale window's business too: not before it opens, not after it ends
+    assertOnSale: (cat, lines) => assertOnSale(cat, lines, saleClock()),
     // drain-proofing: a buyer's hold of scarce units belongs to a device and fits its share
     scarceHold: (cat, lines, caller) => drain.guardHold(cat, lines, caller),
   });
@@ -121,6 +137,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
       buyerMaxOrderCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     },
     features,
+    saleClock,
   });
   const app = await buildApp({
     store,
@@ -134,6 +151,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     tokenKey: tokenKey.status,
     logger,
     // -- app deps: sale windows, trusted time, admission --
+    clockTrust,
+    admission: new AdmissionGate(admissionLine, store, orders),
     // -- app deps: reservations --
     reservations,
     // -- app deps: loyalty --
@@ -154,6 +173,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     tokenKey: tokenKey.status,
     port: cfg.POPKIT_HTTP_PORT,
     host: cfg.POPKIT_HTTP_HOST,
+    backlog: cfg.POPKIT_HTTP_BACKLOG,
     writeStatus: () =>
       writeRunStatus(dataDir, 'checkout', {
         state: 'up',
@@ -185,7 +205,7 @@ export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise
     process.stdout.write(
       `popkit checkout: ${announceAdminToken(kit.adminToken, dataLayout(kit.dataDir).adminToken, env)}\n`,
     );
-  await kit.app.listen({ port: kit.port, host: kit.host });
+  await kit.app.listen({ port: kit.port, host: kit.host, backlog: kit.backlog });
   log.info({ port: kit.port }, 'checkout listening');
   process.stdout.write(`popkit checkout: listening on http://${kit.host}:${kit.port}\n`);
   kit.writeStatus();

@@ -3,6 +3,7 @@
 // rate limited per client address like orders; a hold's id is its only key (128 bits, unguessable).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { KitError } from '../../../core/errors.ts';
+import { ADMISSION_HEADERS, type AdmissionGate, type Ticket } from '../admission.ts';
 import { type ReservationService, reservationView } from '../reservations.ts';
 import {
   DeviceHeaders,
@@ -21,6 +22,8 @@ export interface ReservationRoutesOptions {
   creds: Credentials;
   /** reservations per minute per client address for callers without credentials */
   buyerRatePerMin: number;
+  /** the fair admission line buyers' orders use (absent: none) */
+  admission?: AdmissionGate;
 }
 
 export const reservationRoutes: FastifyPluginAsyncTypebox<ReservationRoutesOptions> = async (app, opts) => {
@@ -56,11 +59,30 @@ export const reservationRoutes: FastifyPluginAsyncTypebox<ReservationRoutesOptio
       const role = creds.role(req);
       guard.assertWritable();
       const device = req.headers['x-popkit-device'];
-      const view = await reservations.reserve(req.body.lines, {
-        role,
-        ip: req.ip,
-        ...(device ? { deviceToken: device } : {}),
-      });
+      // buyers' holds at a drop's opening take a place in the same fair line as their orders
+      const gate = opts.admission;
+      let ticket: Ticket | undefined;
+      let view: Awaited<ReturnType<ReservationService['reserve']>>;
+      try {
+        if (gate?.line.enabled && role === 'buyer') {
+          try {
+            ticket = await gate.admit(req.body.lines, false);
+          } catch (err) {
+            const d = (err as KitError).details;
+            if ((err as KitError).code === 'ADMISSION_FULL' && d)
+              reply.header('retry-after', String(d['retryAfterS']));
+            throw err;
+          }
+          reply.header(ADMISSION_HEADERS.position, String(ticket.position));
+        }
+        view = await reservations.reserve(req.body.lines, {
+          role,
+          ip: req.ip,
+          ...(device ? { deviceToken: device } : {}),
+        });
+      } finally {
+        ticket?.release();
+      }
       reply.header('location', `/v1/reservations/${view.id}`);
       return reply.status(201).send(view);
     },
