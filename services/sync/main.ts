@@ -48,6 +48,16 @@ export function syncOptionsFrom(
     stockIntervalMs: cfg.POPKIT_SYNC_STOCK_INTERVAL_MS,
     healthIntervalMs: cfg.POPKIT_SYNC_HEALTH_INTERVAL_MS,
     telemetryIntervalMs: cfg.POPKIT_SYNC_TELEMETRY_INTERVAL_MS,
+    busy:
+      cfg.POPKIT_SYNC_BUSY_HOLD_MS > 0
+        ? {
+            holdMs: cfg.POPKIT_SYNC_BUSY_HOLD_MS,
+            batchMax: cfg.POPKIT_SYNC_BUSY_BATCH_MAX,
+            window: cfg.POPKIT_SYNC_BUSY_WINDOW,
+            ackTxnMax: cfg.POPKIT_SYNC_BUSY_ACK_TXN,
+            yieldMs: cfg.POPKIT_SYNC_BUSY_YIELD_MS,
+          }
+        : undefined,
   };
 }
 

@@ -15,6 +15,7 @@ import { applyAckMessage } from './acks.ts';
 import { CatalogIntake } from './catalog-intake.ts';
 import type { LaneKeeper } from './lanes.ts';
 import { HubLink } from './link.ts';
+import { type BusyLimits, CheckoutLoad, type LoadSignal } from './load.ts';
 import { OutboxPump } from './pump.ts';
 import { healthBody, telemetryBody } from './reports.ts';
 import { kitStatusPayload, type SyncRunStatusT, writeSyncStatus } from './sync-status.ts';
@@ -44,6 +45,9 @@ export interface SyncOptions {
   healthIntervalMs: number;
   telemetryIntervalMs: number;
   statusIntervalMs?: number;
+  /** checkout first (load.ts): the limits while orders arrive and how long "arriving" lasts after the
+   *  last one; undefined: sync always drains at full size */
+  busy?: (BusyLimits & { holdMs: number }) | undefined;
 }
 
 /** the retained kit status goes to the hub every this many status ticks */
@@ -59,6 +63,11 @@ export class SyncService {
   private readonly catalogs: CatalogIntake;
   private loops: PollLoop[] = [];
   private statusTick = 0;
+  /** acks are applied one message after the other, in arrival order, even while one is paced */
+  private ackChain: Promise<void> = Promise.resolve();
+  private readonly load: LoadSignal | undefined;
+  /** ack transactions committed (a paced message takes several) */
+  ackTxns = 0;
   drained = 0;
   lastAckAt: number | null = null;
 
@@ -67,7 +76,9 @@ export class SyncService {
     private readonly vault: TokenVault,
     private readonly lanes: LaneKeeper,
     private readonly opts: SyncOptions,
+    load?: LoadSignal,
   ) {
+    this.load = opts.busy ? (load ?? new CheckoutLoad(store, opts.busy.holdMs)) : undefined;
     this.hubLink = new HubLink(opts, {
       up: () => this.onLinkUp(),
       down: () => this.batches.reset(),
@@ -85,6 +96,7 @@ export class SyncService {
           ),
       },
       opts,
+      this.load,
     );
     this.catalogs = new CatalogIntake(store, opts);
   }
@@ -103,6 +115,11 @@ export class SyncService {
 
   get published(): number {
     return this.batches.published;
+  }
+
+  /** batches sent while checkout was busy, and at full size */
+  get batchesBy(): Readonly<{ busy: number; idle: number }> {
+    return this.batches.batchesBy;
   }
 
   get resent(): number {
@@ -151,6 +168,8 @@ export class SyncService {
   async stop(): Promise<void> {
     for (const l of this.loops) l.stop();
     this.loops = [];
+    // a paced ack still applying finishes before the store closes (its receipts still go out)
+    await this.ackChain;
     const bye: KitStatusT = { ...this.kitStatus(), online: false };
     await this.hubLink.close({ topic: topics.status(this.opts.kitId), payload: JSON.stringify(bye) });
     this.writeStatus();
@@ -209,7 +228,9 @@ export class SyncService {
 
   private onMessage(topic: string, payload: Buffer): void {
     if (topic === topics.acks(this.opts.kitId)) {
-      this.onAck(payload).catch((err) => log.error({ err: (err as Error).message }, 'ack not applied'));
+      this.ackChain = this.ackChain
+        .then(() => this.onAck(payload))
+        .catch((err) => log.error({ err: (err as Error).message }, 'ack not applied'));
     } else if (topic.endsWith('/catalog')) {
       this.catalogs
         .receive(topic, payload)
@@ -218,9 +239,11 @@ export class SyncService {
   }
 
   private async onAck(payload: Buffer): Promise<void> {
-    const applied = await applyAckMessage(this.store, this.opts.kitId, payload);
+    const pacing = this.load && this.opts.busy ? { load: this.load, limits: this.opts.busy } : undefined;
+    const applied = await applyAckMessage(this.store, this.opts.kitId, payload, pacing);
     if (!applied) return;
     const { acked, confirmed } = applied;
+    this.ackTxns += applied.txns;
     // after the LMDB commit: the hub stops resending these verdicts (a lost receipt means one more resend)
     for (let i = 0; i < confirmed.length; i += RECEIPT_MAX) {
       const receipt: ReceiptT = { v: 1, kitId: this.opts.kitId, orders: confirmed.slice(i, i + RECEIPT_MAX) };
