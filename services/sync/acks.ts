@@ -34,8 +34,7 @@ export async function applyAcksPaced(
   for (let i = 0; i < acks.length || txns === 0; ) {
     // a transaction that left acks over was a short one: let checkout's writers in before the next
     if (txns > 0 && pacing) await (pacing.pause ?? pause)(pacing.limits.yieldMs);
-    const busy = pacing !== undefined && pacing.load.busy();
-    const n = busy ? Math.max(1, pacing.limits.ackTxnMax) : acks.length - i;
+    const n = pacing?.load.busy() ? Math.max(1, pacing.limits.ackTxnMax) : acks.length - i;
     await applyHubAcks(store, acks.slice(i, i + n));
     i += n;
     txns++;
