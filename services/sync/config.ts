@@ -1,6 +1,6 @@
 // Sync's environment (popkit sync). Composed with BaseConfig (POPKIT_KIT_ID, POPKIT_DATA_DIR, POPKIT_HUB_URL).
 import { type Static, type TInteger, Type } from '@sinclair/typebox';
-import { SECRET } from '../../core/config.ts';
+import { CheckoutConfig, SECRET } from '../../core/config.ts';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
@@ -60,6 +60,8 @@ export const SyncConfig = Type.Object({
   POPKIT_SYNC_BUSY_WINDOW: Int(2, 1, 'messages awaiting their ack at once while checkout is busy'),
   POPKIT_SYNC_BUSY_ACK_TXN: Int(25, 1, 'acks applied per LMDB transaction at most while checkout is busy'),
   POPKIT_SYNC_BUSY_YIELD_MS: Int(2, 0, 'pause between two ack transactions while checkout is busy'),
+  // the same variable as checkout's (one definition): sync's lanes give way above it (core/priorities.ts)
+  POPKIT_STORE_RESERVE_MB: CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
   POPKIT_SYNC_TTL_STOCK_S: Int(7 * 24 * 3600, 1, 'stock snapshots older than this are dropped'),
   POPKIT_SYNC_TTL_HEALTH_S: Int(3600, 1, 'health entries older than this are dropped'),
   POPKIT_SYNC_TTL_TELEMETRY_S: Int(24 * 3600, 1, 'telemetry older than this is dropped'),
