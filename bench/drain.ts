@@ -1,8 +1,9 @@
 // bench:drain — a drop right after reconnection (docs/scaling.md#checkout-first): a kit whose outbox holds
 // a big backlog, and a burst of buyers at once. Checkout's orders/s and p99 while sync drains that
 // backlog to a real hub, against the same with sync idle (its hub unreachable, retrying), in the same
-// run; then the same drain with sync's checkout-first pacing off (POPKIT_SYNC_BUSY_HOLD_MS=0: sync as
-// it was before #19) for comparison.
+// run; then the same drain as sync ran before #19 (no pacing: POPKIT_SYNC_BUSY_HOLD_MS=0, and at
+// checkout's own nice value) for comparison. Sync runs at its nice value from core/priorities.ts, as
+// `popkit up` starts it (on balena: cpu_shares).
 //
 // Placement (taskset): the kit's two processes (checkout, sync) on --kit-cpus; this bench (the load
 // generator), the hub, its Mosquitto and PostgreSQL on --other-cpus, so that the figure is the kit's
@@ -19,6 +20,7 @@ import autocannon from 'autocannon';
 import { LANES } from '../core/contracts/lanes.ts';
 import { readRunStatus } from '../core/contracts/run-status.ts';
 import { dataLayout } from '../core/data-dir.ts';
+import { CPU_PRIORITY } from '../core/priorities.ts';
 import { openKitStore } from '../core/store/index.ts';
 import {
   dropSchema,
@@ -107,9 +109,11 @@ function unpinPostgres(): void {
   }
 }
 
-function popkit(cmd: string, env: Record<string, string>, cpus?: string): ChildProcess {
+/** `popkit <cmd>`, on `cpus` when given, at `nice` as `popkit up` starts it (core/priorities.ts) */
+function popkit(cmd: string, env: Record<string, string>, cpus?: string, nice = 0): ChildProcess {
   const node = [process.execPath, path.join(REPO, 'bin/popkit.js'), cmd];
-  const [bin, ...args] = cpus ? ['taskset', '-c', cpus, ...node] : node;
+  const niced = nice ? ['nice', '-n', String(nice), ...node] : node;
+  const [bin, ...args] = cpus ? ['taskset', '-c', cpus, ...niced] : niced;
   return spawn(bin!, args, {
     env: {
       ...process.env,
@@ -264,11 +268,16 @@ try {
   });
   const linkUp = () => waitFor(() => readRunStatus(kitDir, 'sync')?.link === 'up', 30_000, 'sync link up');
 
-  const phase = async (label: string, hubUrl: string, extra: Record<string, string> = {}) => {
+  const phase = async (
+    label: string,
+    hubUrl: string,
+    extra: Record<string, string> = {},
+    nice: number = CPU_PRIORITY.sync.nice,
+  ) => {
     await stop(sync);
     // the last sync's status must not pass for this one's
     fs.rmSync(dataLayout(kitDir).runStatus('sync'), { force: true });
-    sync = popkit('sync', syncEnv(hubUrl, extra), KIT_CPUS);
+    sync = popkit('sync', syncEnv(hubUrl, extra), KIT_CPUS, nice);
     if (hubUrl === deadUrl) await waitFor(() => readRunStatus(kitDir, 'sync'), 30_000, 'sync status');
     else await linkUp();
     const r = await burst(kitUrl, backlog);
@@ -283,9 +292,13 @@ try {
 
   const idle = await phase('sync idle (hub unreachable, retrying)', deadUrl);
   const draining = await phase('sync draining, checkout first (#19)', broker.url);
-  const before = await phase('sync draining, pacing off (HOLD_MS=0)', broker.url, {
-    POPKIT_SYNC_BUSY_HOLD_MS: '0',
-  });
+  // as before #19: no pacing, and sync at checkout's own priority
+  const before = await phase(
+    'sync draining as before #19 (no pacing, nice 0)',
+    broker.url,
+    { POPKIT_SYNC_BUSY_HOLD_MS: '0' },
+    0,
+  );
   await stop(sync);
   sync = undefined;
   await store.close();
@@ -297,7 +310,7 @@ try {
   process.stdout.write(
     `\nresult (checkout first): p99 draining/idle ${pRatio.toFixed(2)} (goal ≤ 1.5), orders/s draining/idle ${rRatio.toFixed(2)} (goal ≥ 0.8), ` +
       `backlog draining at ${Math.round(draining.drainRate)} orders/s: ${met ? 'met' : 'NOT met'}\n` +
-      `pacing off, same run: p99 ${ratio(before.p99, idle.p99).toFixed(2)}, orders/s ${ratio(before.rps, idle.rps).toFixed(2)}, ` +
+      `as before #19, same run: p99 ${ratio(before.p99, idle.p99).toFixed(2)}, orders/s ${ratio(before.rps, idle.rps).toFixed(2)}, ` +
       `backlog draining at ${Math.round(before.drainRate)} orders/s\n`,
   );
   if (idle.non2xx + draining.non2xx + before.non2xx + idle.errors + draining.errors + before.errors > 0) {

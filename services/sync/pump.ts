@@ -65,6 +65,8 @@ export class OutboxPump {
   resent = 0;
   /** batches sent while checkout was busy, and at full size (for status and tests) */
   readonly batchesBy = { busy: 0, idle: 0 };
+  /** the most entries one batch held, by mode */
+  readonly largestBatch = { busy: 0, idle: 0 };
 
   constructor(
     private readonly store: KitStore,
@@ -92,7 +94,9 @@ export class OutboxPump {
         const batch = this.nextBatch(batchMax);
         if (!batch) break;
         this.publishBatch(batch.leaf, batch.parts, batch.keys);
-        this.batchesBy[busy ? 'busy' : 'idle']++;
+        const mode = busy ? 'busy' : 'idle';
+        this.batchesBy[mode]++;
+        this.largestBatch[mode] = Math.max(this.largestBatch[mode], batch.keys.length);
       }
     } finally {
       this.pumping = false;

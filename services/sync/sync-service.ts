@@ -15,7 +15,7 @@ import { applyAckMessage } from './acks.ts';
 import { CatalogIntake } from './catalog-intake.ts';
 import type { LaneKeeper } from './lanes.ts';
 import { HubLink } from './link.ts';
-import { type BusyLimits, CheckoutLoad, type LoadSignal } from './load.ts';
+import { type BusyLimits, CheckoutLoad, type LoadSignal, pause } from './load.ts';
 import { OutboxPump } from './pump.ts';
 import { healthBody, telemetryBody } from './reports.ts';
 import { kitStatusPayload, type SyncRunStatusT, writeSyncStatus } from './sync-status.ts';
@@ -65,6 +65,7 @@ export class SyncService {
   private statusTick = 0;
   /** acks are applied one message after the other, in arrival order, even while one is paced */
   private ackChain: Promise<void> = Promise.resolve();
+  private stopping = false;
   private readonly load: LoadSignal | undefined;
   /** ack transactions committed (a paced message takes several) */
   ackTxns = 0;
@@ -122,6 +123,11 @@ export class SyncService {
     return this.batches.batchesBy;
   }
 
+  /** the most entries one batch held, while checkout was busy and while idle */
+  get largestBatch(): Readonly<{ busy: number; idle: number }> {
+    return this.batches.largestBatch;
+  }
+
   get resent(): number {
     return this.batches.resent;
   }
@@ -169,9 +175,12 @@ export class SyncService {
     for (const l of this.loops) l.stop();
     this.loops = [];
     // a paced ack still applying finishes before the store closes (its receipts still go out)
+    this.stopping = true;
     await this.ackChain;
     const bye: KitStatusT = { ...this.kitStatus(), online: false };
     await this.hubLink.close({ topic: topics.status(this.opts.kitId), payload: JSON.stringify(bye) });
+    // and any that came in while the link closed
+    await this.ackChain;
     this.writeStatus();
   }
 
@@ -228,13 +237,22 @@ export class SyncService {
 
   private onMessage(topic: string, payload: Buffer): void {
     if (topic === topics.acks(this.opts.kitId)) {
-      this.ackChain = this.ackChain
-        .then(() => this.onAck(payload))
-        .catch((err) => log.error({ err: (err as Error).message }, 'ack not applied'));
+      this.ackChain = this.ackChain.then(() => this.ackInTurn(payload));
     } else if (topic.endsWith('/catalog')) {
       this.catalogs
         .receive(topic, payload)
         .catch((err) => log.error({ err: (err as Error).message }, 'catalog handling failed'));
+    }
+  }
+
+  /** One ack message after the other; while checkout is busy, the pause between two ack transactions
+   *  holds across messages too. */
+  private async ackInTurn(payload: Buffer): Promise<void> {
+    try {
+      await this.onAck(payload);
+      if (!this.stopping && this.opts.busy && this.load?.busy()) await pause(this.opts.busy.yieldMs);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'ack not applied');
     }
   }
 
