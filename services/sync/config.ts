@@ -59,7 +59,7 @@ export const SyncConfig = Type.Object({
   POPKIT_SYNC_BUSY_BATCH_MAX: Int(100, 1, 'entries per MQTT message at most while checkout is busy'),
   POPKIT_SYNC_BUSY_WINDOW: Int(2, 1, 'messages awaiting their ack at once while checkout is busy'),
   POPKIT_SYNC_BUSY_ACK_TXN: Int(100, 1, 'acks applied per LMDB transaction at most while checkout is busy'),
-  POPKIT_SYNC_BUSY_YIELD_MS: Int(50, 0, 'pause between two ack transactions while checkout is busy'),
+  POPKIT_SYNC_BUSY_YIELD_MS: Int(100, 0, 'pause between two ack transactions while checkout is busy'),
   // the same variable as checkout's (one definition): sync's lanes give way above it (core/priorities.ts)
   POPKIT_STORE_RESERVE_MB: CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
   POPKIT_SYNC_TTL_STOCK_S: Int(7 * 24 * 3600, 1, 'stock snapshots older than this are dropped'),
