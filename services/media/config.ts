@@ -25,7 +25,10 @@ export const MediaConfig = Type.Object({
   POPKIT_MEDIA_STALL_MS: Int(500, 60_000, 3000, 'no new frame for this long restarts the pipeline'),
   POPKIT_MEDIA_MAX_RESTARTS: Int(1, 10_000, 20, 'consecutive failed restarts before the process exits 1'),
   // checkout's variable (one definition): media gives way above it (core/priorities.ts DISK_GIVE_WAY)
-  POPKIT_STORE_RESERVE_MB: CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
+  POPKIT_STORE_RESERVE_MB: {
+    ...CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
+    description: "checkout's reserve (same default); the stream stops below 3× it (core/priorities.ts)",
+  },
   POPKIT_MEDIA_ORDERS_HIGH: Type.Number({
     minimum: 0,
     default: 20,

@@ -61,7 +61,11 @@ export const SyncConfig = Type.Object({
   POPKIT_SYNC_BUSY_ACK_TXN: Int(100, 1, 'acks applied per LMDB transaction at most while checkout is busy'),
   POPKIT_SYNC_BUSY_YIELD_MS: Int(100, 0, 'pause between two ack transactions while checkout is busy'),
   // the same variable as checkout's (one definition): sync's lanes give way above it (core/priorities.ts)
-  POPKIT_STORE_RESERVE_MB: CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
+  POPKIT_STORE_RESERVE_MB: {
+    ...CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
+    description:
+      "checkout's reserve (same default); telemetry stops below 4×, health and stock below 2× it (core/priorities.ts)",
+  },
   POPKIT_SYNC_TTL_STOCK_S: Int(7 * 24 * 3600, 1, 'stock snapshots older than this are dropped'),
   POPKIT_SYNC_TTL_HEALTH_S: Int(3600, 1, 'health entries older than this are dropped'),
   POPKIT_SYNC_TTL_TELEMETRY_S: Int(24 * 3600, 1, 'telemetry older than this is dropped'),

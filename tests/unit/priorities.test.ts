@@ -20,6 +20,7 @@ import {
 } from '../../core/priorities.ts';
 import { nicedCommand } from '../../core/process-supervisor.ts';
 import { StoreGuard } from '../../services/checkout/store-guard.ts';
+import { MediaConfig } from '../../services/media/config.ts';
 import { applyAcksPaced } from '../../services/sync/acks.ts';
 import { SyncConfig } from '../../services/sync/config.ts';
 import { LaneKeeper } from '../../services/sync/lanes.ts';
@@ -82,11 +83,12 @@ describe('disk: the order of giving way', () => {
       );
     }
     assert.equal(giveWayBelow('orders', reserve), reserve);
-    // sync reads the very variable checkout reads
-    assert.equal(
-      SyncConfig.properties.POPKIT_STORE_RESERVE_MB,
-      CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
-    );
+    // sync and media read the very variable checkout reads, with its default and bounds
+    for (const schema of [SyncConfig, MediaConfig]) {
+      const { description: _d, ...rest } = schema.properties.POPKIT_STORE_RESERVE_MB;
+      const { description: _c, ...want } = CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB;
+      assert.deepEqual(rest, want);
+    }
   });
 
   test("orders give way exactly where checkout's StoreGuard refuses them", () => {
