@@ -4,6 +4,8 @@
 // into <logDir>/<name>.log, rotated by size (core/rotating-log.ts), one log per name across restarts.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
 import { Backoff } from './backoff.ts';
 import { DEFAULT_LOG_ROTATION, type LogRotation, RotatingLog } from './rotating-log.ts';
 
@@ -14,6 +16,28 @@ export interface ChildSpec {
   env: NodeJS.ProcessEnv;
   /** a run this long counts as healthy and resets the backoff */
   healthyAfterMs?: number;
+  /** start the process at this nice value (core/priorities.ts CPU_PRIORITY); every thread it makes inherits it */
+  nice?: number;
+}
+
+/** coreutils' nice: the child starts niced, before node makes its first thread */
+const NICE_BIN = ['/usr/bin/nice', '/bin/nice'].find((p) => fs.existsSync(p));
+
+/** The command line that starts `spec` at its nice value. */
+export function nicedCommand(spec: Pick<ChildSpec, 'command' | 'args' | 'nice'>): {
+  command: string;
+  args: string[];
+  setAfter: boolean;
+} {
+  if (!spec.nice) return { command: spec.command, args: spec.args, setAfter: false };
+  if (NICE_BIN)
+    return {
+      command: NICE_BIN,
+      args: ['-n', String(spec.nice), spec.command, ...spec.args],
+      setAfter: false,
+    };
+  // no nice binary: the main thread is reniced right after the spawn (threads made before keep 0)
+  return { command: spec.command, args: spec.args, setAfter: true };
 }
 
 interface ChildState {
@@ -73,10 +97,18 @@ export class ProcessSupervisor extends EventEmitter {
       log = new RotatingLog(this.logDir, state.spec.name, this.opts.log ?? DEFAULT_LOG_ROTATION);
       this.logs.set(state.spec.name, log);
     }
-    const proc = spawn(state.spec.command, state.spec.args, {
+    const cmd = nicedCommand(state.spec);
+    const proc = spawn(cmd.command, cmd.args, {
       env: state.spec.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    if (cmd.setAfter && proc.pid !== undefined) {
+      try {
+        os.setPriority(proc.pid, state.spec.nice ?? 0);
+      } catch {
+        // the process already exited; its exit handler restarts it
+      }
+    }
     log.follow(proc.stdout);
     log.follow(proc.stderr);
     state.drained = new Promise<void>((resolve) => proc.once('close', () => resolve()));

@@ -20,6 +20,7 @@ import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { ensurePrivateDir } from '../../core/file-modes.ts';
+import { CPU_PRIORITY } from '../../core/priorities.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import type { LogRotation } from '../../core/rotating-log.ts';
 import { loadOrCreateToken, onBalena } from '../../core/secrets.ts';
@@ -233,6 +234,7 @@ async function startEmbeddedHub(up: Up, childEnv: NodeJS.ProcessEnv): Promise<st
     name: 'hub',
     command: process.execPath,
     args: [BIN, 'hub'],
+    nice: CPU_PRIORITY.hub.nice,
     env: {
       ...childEnv,
       POPKIT_DATA_DIR: layout.hub,
@@ -257,7 +259,14 @@ async function startEmbeddedHub(up: Up, childEnv: NodeJS.ProcessEnv): Promise<st
 
 function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
   const node = process.execPath;
-  up.sup.add({ name: 'checkout', command: node, args: [BIN, 'checkout'], env: childEnv });
+  // checkout first: the others start niced (core/priorities.ts CPU_PRIORITY, as cpu_shares on balena)
+  up.sup.add({
+    name: 'checkout',
+    command: node,
+    args: [BIN, 'checkout'],
+    env: childEnv,
+    nice: CPU_PRIORITY.checkout.nice,
+  });
   for (const svc of ['sync', 'kitd', 'media'] as const) {
     if (svc === 'media' && up.noMedia) continue;
     if (has(svc))
@@ -266,6 +275,7 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
         command: node,
         args: [BIN, svc],
         env: { ...childEnv, UV_THREADPOOL_SIZE: '8' },
+        nice: CPU_PRIORITY[svc].nice,
       });
   }
 }

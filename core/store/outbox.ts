@@ -210,3 +210,14 @@ export async function applyHubAcks(store: KitStore, acks: readonly HubAck[]): Pr
     }
   });
 }
+
+/**
+ * The newest key on the orders lane (its order id, or `<id>~<event>`), undefined when the lane is
+ * empty: one reverse lookup, no write. Sync watches it change to know orders are arriving
+ * (services/sync/load.ts) without asking checkout.
+ */
+export function newestOrderEntry(store: KitStore): string | undefined {
+  const range = { start: [LANES.orders + 1, ''] as OutboxKey, end: [LANES.orders, ''] as OutboxKey };
+  for (const key of store.outbox.getKeys({ ...range, reverse: true, limit: 1 })) return key[1];
+  return undefined;
+}

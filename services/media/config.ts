@@ -1,5 +1,6 @@
 // What `popkit media` reads from the environment, composed with BaseConfig (core/config.ts).
 import { type Static, Type } from '@sinclair/typebox';
+import { CheckoutConfig } from '../../core/config.ts';
 
 const Int = (min: number, max: number, def: number, description: string) =>
   Type.Integer({ minimum: min, maximum: max, default: def, description });
@@ -23,6 +24,11 @@ export const MediaConfig = Type.Object({
   }),
   POPKIT_MEDIA_STALL_MS: Int(500, 60_000, 3000, 'no new frame for this long restarts the pipeline'),
   POPKIT_MEDIA_MAX_RESTARTS: Int(1, 10_000, 20, 'consecutive failed restarts before the process exits 1'),
+  // checkout's variable (one definition): media gives way above it (core/priorities.ts DISK_GIVE_WAY)
+  POPKIT_STORE_RESERVE_MB: {
+    ...CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
+    description: "checkout's reserve (same default); the stream stops below 3× it (core/priorities.ts)",
+  },
   POPKIT_MEDIA_ORDERS_HIGH: Type.Number({
     minimum: 0,
     default: 20,

@@ -7,6 +7,7 @@
 import { BaseConfig, composeConfig, loadConfig, resolveDataDir } from '../../core/config.ts';
 import { localTopics } from '../../core/contracts/local-bus.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import { DiskWatch } from '../../core/priorities.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { MediaConfig } from './config.ts';
 import { type GstLoader, loadGst } from './gst-loader.ts';
@@ -46,6 +47,7 @@ export async function runMedia(
     dataDir,
     bus,
     log,
+    disk: new DiskWatch(dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024),
     settings: {
       top: ladderTopFor(board.video, {
         width: cfg.POPKIT_MEDIA_WIDTH,

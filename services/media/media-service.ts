@@ -56,6 +56,8 @@ export interface MediaServiceDeps {
   cpu?: { sample(): CpuSample };
   /** Called when media cannot go on in this process; the CLI exits non-zero so the supervisor restarts it. */
   onFatal?: (reason: string) => void;
+  /** the data volume's free space (core/priorities.ts DiskWatch): media gives way to orders when low */
+  disk?: { givesWay(who: 'media'): boolean } | undefined;
 }
 
 interface MeterReading {
@@ -96,6 +98,8 @@ export class MediaService {
   private readonly loopError = (err: unknown) =>
     this.log.error({ err: (err as Error).message }, 'media: periodic task failed');
   private stoppedForGood = false;
+  /** stopped because the data volume is low (core/priorities.ts DISK_GIVE_WAY) */
+  private diskHeld = false;
 
   // Counters: cumulative over the process, per-run parts folded in when a run ends.
   private restarts = 0;
@@ -204,7 +208,7 @@ export class MediaService {
     const step = this.ladder.current;
     this.activeStep = step;
     // Unavailable stays unavailable in this process: a missing plugin does not appear by retrying.
-    if (this.stoppedForGood || !this.deps.gst.ok || this.state === 'unavailable') return;
+    if (this.stoppedForGood || !this.deps.gst.ok || this.state === 'unavailable' || this.diskHeld) return;
     if (step.paused) {
       this.state = 'paused';
       return;
@@ -424,7 +428,29 @@ export class MediaService {
     if (verdict.restart) this.scheduleRestart(verdict.reason);
   }
 
+  /** Stop the stream and free its segments while the volume is low; play again when space returns. */
+  private giveWayOnDisk(): void {
+    if (this.state === 'unavailable' || this.stoppedForGood) return;
+    const low = this.deps.disk?.givesWay('media') ?? false;
+    if (low && !this.diskHeld) {
+      this.diskHeld = true;
+      clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+      this.stopPipeline();
+      resetHlsDir(this.hlsDir);
+      this.state = 'paused';
+      this.reason = 'data volume low: the stream gives way to orders';
+      this.log.warn('media: data volume low, stream stopped and its segments removed');
+    } else if (!low && this.diskHeld) {
+      this.diskHeld = false;
+      this.reason = undefined;
+      this.log.info('media: space returned, stream resumes');
+      this.startPipeline();
+    }
+  }
+
   private statusTick(): void {
+    this.giveWayOnDisk();
     const now = this.now();
     this.lastCpu = this.cpu.sample();
     if (this.pipeline) {

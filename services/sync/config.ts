@@ -1,6 +1,6 @@
 // Sync's environment (popkit sync). Composed with BaseConfig (POPKIT_KIT_ID, POPKIT_DATA_DIR, POPKIT_HUB_URL).
 import { type Static, type TInteger, Type } from '@sinclair/typebox';
-import { SECRET } from '../../core/config.ts';
+import { CheckoutConfig, SECRET } from '../../core/config.ts';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
@@ -49,6 +49,23 @@ export const SyncConfig = Type.Object({
   POPKIT_SYNC_STOCK_INTERVAL_MS: Int(5_000, 100, 'how often stock is compared and a snapshot queued'),
   POPKIT_SYNC_HEALTH_INTERVAL_MS: Int(30_000, 100, 'how often a health entry is queued'),
   POPKIT_SYNC_TELEMETRY_INTERVAL_MS: Int(60_000, 100, 'how often a telemetry entry is queued'),
+  // checkout first (docs/scaling.md#checkout-first): while orders arrive, sync keeps its LMDB
+  // transactions and batches small
+  POPKIT_SYNC_BUSY_HOLD_MS: Int(
+    500,
+    0,
+    'checkout counts as busy for this long after its last order (0: sync never yields to checkout)',
+  ),
+  POPKIT_SYNC_BUSY_BATCH_MAX: Int(100, 1, 'entries per MQTT message at most while checkout is busy'),
+  POPKIT_SYNC_BUSY_WINDOW: Int(2, 1, 'messages awaiting their ack at once while checkout is busy'),
+  POPKIT_SYNC_BUSY_ACK_TXN: Int(100, 1, 'acks applied per LMDB transaction at most while checkout is busy'),
+  POPKIT_SYNC_BUSY_YIELD_MS: Int(100, 0, 'pause between two ack transactions while checkout is busy'),
+  // the same variable as checkout's (one definition): sync's lanes give way above it (core/priorities.ts)
+  POPKIT_STORE_RESERVE_MB: {
+    ...CheckoutConfig.properties.POPKIT_STORE_RESERVE_MB,
+    description:
+      "checkout's reserve (same default); telemetry stops below 4×, health and stock below 2× it (core/priorities.ts)",
+  },
   POPKIT_SYNC_TTL_STOCK_S: Int(7 * 24 * 3600, 1, 'stock snapshots older than this are dropped'),
   POPKIT_SYNC_TTL_HEALTH_S: Int(3600, 1, 'health entries older than this are dropped'),
   POPKIT_SYNC_TTL_TELEMETRY_S: Int(24 * 3600, 1, 'telemetry older than this is dropped'),

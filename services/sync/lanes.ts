@@ -1,10 +1,12 @@
 // The outbox lanes sync fills itself (stock, health, telemetry) and their limits: each has a TTL and a
 // disk quota; past either, its oldest entries go first. The orders lane is checkout's and is never
-// expired or trimmed here, whatever its size.
+// expired or trimmed here, whatever its size. As the data volume fills, these lanes stop queueing
+// before orders do, in core/priorities.ts's order (telemetry first, then health and stock).
 
 import { LANES, type LaneName } from '../../core/contracts/lanes.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import type { DiskWriter } from '../../core/priorities.ts';
 import {
   enqueueOutbox,
   type KitStore,
@@ -38,19 +40,31 @@ export class LaneKeeper {
   private readonly ids = new MonotonicIds();
   /** entries dropped by TTL or quota, per lane, since start (for telemetry and tests) */
   readonly dropped: Record<TrimmedLane, number> = { stock: 0, health: 0, telemetry: 0 };
+  /** entries not queued because the volume is low (core/priorities.ts DISK_GIVE_WAY), per lane */
+  readonly heldBack: Record<TrimmedLane, number> = { stock: 0, health: 0, telemetry: 0 };
 
   constructor(
     private readonly store: KitStore,
     private readonly limits: Record<TrimmedLane, LaneLimits>,
     private readonly now: () => number = Date.now,
+    /** the data volume's free space (core/priorities.ts DiskWatch); without it, nothing is held back */
+    private readonly disk?: { givesWay(who: DiskWriter): boolean },
   ) {}
 
-  /** Queue an entry on a sync-owned lane, then trim that lane to its limits. */
+  /** True when the volume is too low for this lane: the entry is counted and not written. */
+  private holdsBack(lane: TrimmedLane): boolean {
+    if (!this.disk?.givesWay(lane === 'telemetry' ? 'telemetry' : 'sync')) return false;
+    if (this.heldBack[lane]++ === 0) log.warn({ lane }, 'data volume low: lane gives way to orders');
+    return true;
+  }
+
+  /** Queue an entry on a sync-owned lane, then trim that lane to its limits; undefined when held back. */
   async enqueue(
     lane: TrimmedLane,
     kind: OutboxEntry['kind'],
     body: Record<string, unknown>,
-  ): Promise<string> {
+  ): Promise<string | undefined> {
+    if (this.holdsBack(lane)) return undefined;
     const id = this.ids.next();
     const createdAt = this.now();
     await enqueueOutbox(this.store, [LANES[lane], id], { kind, body, createdAt });
@@ -63,6 +77,7 @@ export class LaneKeeper {
    * older one still waiting, so they are coalesced into it: the hub only ever needs the latest.
    */
   async snapshotStock(): Promise<boolean> {
+    if (this.holdsBack('stock')) return false;
     const stock = readAllStock(this.store);
     const text = JSON.stringify(stock);
     if (lastStockSnapshot(this.store) === text) return false;

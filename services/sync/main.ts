@@ -7,6 +7,7 @@ import { localTopics, syncCommand } from '../../core/contracts/local-bus.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import { DiskWatch } from '../../core/priorities.ts';
 import { openKitStore, tokenCount } from '../../core/store/index.ts';
 import { openTokenVault } from '../../core/token-key.ts';
 import { SyncConfig, type SyncConfigT } from './config.ts';
@@ -48,6 +49,16 @@ export function syncOptionsFrom(
     stockIntervalMs: cfg.POPKIT_SYNC_STOCK_INTERVAL_MS,
     healthIntervalMs: cfg.POPKIT_SYNC_HEALTH_INTERVAL_MS,
     telemetryIntervalMs: cfg.POPKIT_SYNC_TELEMETRY_INTERVAL_MS,
+    busy:
+      cfg.POPKIT_SYNC_BUSY_HOLD_MS > 0
+        ? {
+            holdMs: cfg.POPKIT_SYNC_BUSY_HOLD_MS,
+            batchMax: cfg.POPKIT_SYNC_BUSY_BATCH_MAX,
+            window: cfg.POPKIT_SYNC_BUSY_WINDOW,
+            ackTxnMax: cfg.POPKIT_SYNC_BUSY_ACK_TXN,
+            yieldMs: cfg.POPKIT_SYNC_BUSY_YIELD_MS,
+          }
+        : undefined,
   };
 }
 
@@ -79,7 +90,8 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
   if (tokenKey.status.message)
     moduleLogger('sync').error({ tokenKey: tokenKey.status }, tokenKey.status.message);
   const vault = tokenKey.vault;
-  const lanes = new LaneKeeper(store, laneLimitsFrom(cfg));
+  const disk = new DiskWatch(dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
+  const lanes = new LaneKeeper(store, laneLimitsFrom(cfg), Date.now, disk);
   const sync = new SyncService(store, vault, lanes, opts);
   sync.start();
   // kitd asks for a flush over the kit's local bus (critical power, safe shutdown)

@@ -21,6 +21,7 @@ import {
   scanOutbox,
 } from '../../core/store/index.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
+import { ALWAYS_IDLE, type BusyLimits, type LoadSignal } from './load.ts';
 
 const log = moduleLogger('sync');
 
@@ -30,6 +31,8 @@ export interface PumpOptions {
   batchBytes: number;
   window: number;
   ackTimeoutMs: number;
+  /** smaller batches and window while checkout is busy (load.ts); undefined: always full size */
+  busy?: BusyLimits | undefined;
 }
 
 /** Where batches go: the hub link's QoS 1 publish, while it is up. */
@@ -60,12 +63,17 @@ export class OutboxPump {
   private readonly unpublishable = new Set<string>();
   published = 0;
   resent = 0;
+  /** batches sent while checkout was busy, and at full size (for status and tests) */
+  readonly batchesBy = { busy: 0, idle: 0 };
+  /** the most entries one batch held, by mode */
+  readonly largestBatch = { busy: 0, idle: 0 };
 
   constructor(
     private readonly store: KitStore,
     private readonly vault: TokenVault,
     private readonly sink: BatchSink,
     private readonly opts: PumpOptions,
+    private readonly load: LoadSignal = ALWAYS_IDLE,
   ) {}
 
   get inflightCount(): number {
@@ -77,10 +85,18 @@ export class OutboxPump {
     if (this.pumping || !this.sink.ready()) return;
     this.pumping = true;
     try {
-      while (this.batches.size < this.opts.window) {
-        const batch = this.nextBatch();
+      // checkout's commits come first: while orders arrive, fewer and smaller batches in flight, so
+      // that the acks coming back are small too (acks.ts paces their transactions)
+      const busy = this.opts.busy && this.load.busy() ? this.opts.busy : undefined;
+      const window = busy ? Math.min(busy.window, this.opts.window) : this.opts.window;
+      const batchMax = busy ? Math.min(busy.batchMax, this.opts.batchMax) : this.opts.batchMax;
+      while (this.batches.size < window) {
+        const batch = this.nextBatch(batchMax);
         if (!batch) break;
         this.publishBatch(batch.leaf, batch.parts, batch.keys);
+        const mode = busy ? 'busy' : 'idle';
+        this.batchesBy[mode]++;
+        this.largestBatch[mode] = Math.max(this.largestBatch[mode], batch.keys.length);
       }
     } finally {
       this.pumping = false;
@@ -124,7 +140,7 @@ export class OutboxPump {
     return expired;
   }
 
-  private nextBatch(): { leaf: Leaf; parts: string[]; keys: string[] } | undefined {
+  private nextBatch(batchMax: number): { leaf: Leaf; parts: string[]; keys: string[] } | undefined {
     let wrapped = false;
     for (;;) {
       let leaf: Leaf | undefined;
@@ -148,7 +164,7 @@ export class OutboxPump {
         const text = JSON.stringify(entry);
         if (
           parts.length > 0 &&
-          (parts.length >= this.opts.batchMax || bytes + text.length + 1 > this.opts.batchBytes)
+          (parts.length >= batchMax || bytes + text.length + 1 > this.opts.batchBytes)
         ) {
           break;
         }

@@ -15,6 +15,7 @@ import { applyAckMessage } from './acks.ts';
 import { CatalogIntake } from './catalog-intake.ts';
 import type { LaneKeeper } from './lanes.ts';
 import { HubLink } from './link.ts';
+import { type BusyLimits, CheckoutLoad, type LoadSignal, pause } from './load.ts';
 import { OutboxPump } from './pump.ts';
 import { healthBody, telemetryBody } from './reports.ts';
 import { kitStatusPayload, type SyncRunStatusT, writeSyncStatus } from './sync-status.ts';
@@ -44,6 +45,9 @@ export interface SyncOptions {
   healthIntervalMs: number;
   telemetryIntervalMs: number;
   statusIntervalMs?: number;
+  /** checkout first (load.ts): the limits while orders arrive and how long "arriving" lasts after the
+   *  last one; undefined: sync always drains at full size */
+  busy?: (BusyLimits & { holdMs: number }) | undefined;
 }
 
 /** the retained kit status goes to the hub every this many status ticks */
@@ -59,6 +63,12 @@ export class SyncService {
   private readonly catalogs: CatalogIntake;
   private loops: PollLoop[] = [];
   private statusTick = 0;
+  /** acks are applied one message after the other, in arrival order, even while one is paced */
+  private ackChain: Promise<void> = Promise.resolve();
+  private stopping = false;
+  private readonly load: LoadSignal | undefined;
+  /** ack transactions committed (a paced message takes several) */
+  ackTxns = 0;
   drained = 0;
   lastAckAt: number | null = null;
 
@@ -67,7 +77,9 @@ export class SyncService {
     private readonly vault: TokenVault,
     private readonly lanes: LaneKeeper,
     private readonly opts: SyncOptions,
+    load?: LoadSignal,
   ) {
+    this.load = opts.busy ? (load ?? new CheckoutLoad(store, opts.busy.holdMs)) : undefined;
     this.hubLink = new HubLink(opts, {
       up: () => this.onLinkUp(),
       down: () => this.batches.reset(),
@@ -85,6 +97,7 @@ export class SyncService {
           ),
       },
       opts,
+      this.load,
     );
     this.catalogs = new CatalogIntake(store, opts);
   }
@@ -103,6 +116,16 @@ export class SyncService {
 
   get published(): number {
     return this.batches.published;
+  }
+
+  /** batches sent while checkout was busy, and at full size */
+  get batchesBy(): Readonly<{ busy: number; idle: number }> {
+    return this.batches.batchesBy;
+  }
+
+  /** the most entries one batch held, while checkout was busy and while idle */
+  get largestBatch(): Readonly<{ busy: number; idle: number }> {
+    return this.batches.largestBatch;
   }
 
   get resent(): number {
@@ -151,8 +174,13 @@ export class SyncService {
   async stop(): Promise<void> {
     for (const l of this.loops) l.stop();
     this.loops = [];
+    // a paced ack still applying finishes before the store closes (its receipts still go out)
+    this.stopping = true;
+    await this.ackChain;
     const bye: KitStatusT = { ...this.kitStatus(), online: false };
     await this.hubLink.close({ topic: topics.status(this.opts.kitId), payload: JSON.stringify(bye) });
+    // and any that came in while the link closed
+    await this.ackChain;
     this.writeStatus();
   }
 
@@ -209,7 +237,7 @@ export class SyncService {
 
   private onMessage(topic: string, payload: Buffer): void {
     if (topic === topics.acks(this.opts.kitId)) {
-      this.onAck(payload).catch((err) => log.error({ err: (err as Error).message }, 'ack not applied'));
+      this.ackChain = this.ackChain.then(() => this.ackInTurn(payload));
     } else if (topic.endsWith('/catalog')) {
       this.catalogs
         .receive(topic, payload)
@@ -217,10 +245,23 @@ export class SyncService {
     }
   }
 
+  /** One ack message after the other; while checkout is busy, the pause between two ack transactions
+   *  holds across messages too. */
+  private async ackInTurn(payload: Buffer): Promise<void> {
+    try {
+      await this.onAck(payload);
+      if (!this.stopping && this.opts.busy && this.load?.busy()) await pause(this.opts.busy.yieldMs);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'ack not applied');
+    }
+  }
+
   private async onAck(payload: Buffer): Promise<void> {
-    const applied = await applyAckMessage(this.store, this.opts.kitId, payload);
+    const pacing = this.load && this.opts.busy ? { load: this.load, limits: this.opts.busy } : undefined;
+    const applied = await applyAckMessage(this.store, this.opts.kitId, payload, pacing);
     if (!applied) return;
     const { acked, confirmed } = applied;
+    this.ackTxns += applied.txns;
     // after the LMDB commit: the hub stops resending these verdicts (a lost receipt means one more resend)
     for (let i = 0; i < confirmed.length; i += RECEIPT_MAX) {
       const receipt: ReceiptT = { v: 1, kitId: this.opts.kitId, orders: confirmed.slice(i, i + RECEIPT_MAX) };
