@@ -92,7 +92,13 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     buyerMaxCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     orders: () => orders,
     // a hold is a sale window's business too: not before it opens, not after it ends
-    assertOnSale: (cat, lines) => assertOnSale(cat, lines, saleClock()),
+    // (priced lines name a bundle by its id with its components: back to the request's form)
+    assertOnSale: (cat, lines) =>
+      assertOnSale(
+        cat,
+        lines.map((l) => (l.components ? { bundle: l.sku, qty: l.qty } : { sku: l.sku, qty: l.qty })),
+        saleClock(),
+      ),
     // drain-proofing: a buyer's hold of scarce units belongs to a device and fits its share
     scarceHold: (cat, lines, caller) => drain.guardHold(cat, lines, caller),
   });
