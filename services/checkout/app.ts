@@ -8,6 +8,7 @@ import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
+import { buyerRoutes } from './routes/buyer.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
@@ -78,6 +79,7 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
   await app.register(dashboardRoutes);
+  await app.register(buyerRoutes, { orders });
   // -- routes: sale windows, trusted time, admission --
   // -- routes: reservations --
   // -- routes: loyalty --

@@ -1,0 +1,339 @@
+// The buyer's page (GET /buy) in real headless Chromium at phone size against a real checkout: the kit's
+// clock counts a drop down, a purchase reaches a receipt once however flaky the Wi-Fi, a sold-out drop,
+// every coded drop error as a sentence, and nothing requested from anywhere but the kit.
+// Screenshots are kept as artifacts under POPKIT_ARTIFACTS_DIR (default tmp/artifacts/buyer).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { type TestContext, test } from 'node:test';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { ERROR_STATUS } from '../../core/errors.ts';
+import { allOrders } from '../../core/store/index.ts';
+import { launchChromium } from '../support/browser.ts';
+import { auth, ROOT, startCheckout } from '../support/checkout.ts';
+
+const SHOTS = process.env['POPKIT_ARTIFACTS_DIR']
+  ? path.join(process.env['POPKIT_ARTIFACTS_DIR'], 'buyer')
+  : path.join(ROOT, 'tmp', 'artifacts', 'buyer');
+
+type Kit = Awaited<ReturnType<typeof startCheckout>>;
+
+/** A drop catalog: a numbered edition (optionally time-boxed), a tee, a sold-out poster and a bundle. */
+function dropCatalog(
+  opts: { dropStock?: number; window?: { startsAt: string; endsAt: string }; version?: number } = {},
+) {
+  return {
+    version: opts.version ?? 1,
+    eventId: 'ev-drop',
+    currency: 'USD',
+    items: [
+      {
+        sku: 'ED-01',
+        name: 'Numbered edition #1',
+        priceCents: 4500,
+        stock: opts.dropStock ?? 5,
+        hero: true,
+        maxPerOrder: 1,
+        ...(opts.window ? { saleWindow: opts.window } : {}),
+      },
+      { sku: 'TEE-M', name: 'Tour tee M', priceCents: 2500, stock: 20 },
+      { sku: 'POSTER', name: 'Signed poster', priceCents: 1500, stock: 0 },
+    ],
+    bundles: [{ id: 'FAN-PACK', name: 'Fan pack', components: [{ sku: 'TEE-M', qty: 2 }], priceCents: 4000 }],
+  };
+}
+
+interface Phone {
+  browser: Browser;
+  context: BrowserContext;
+  page: Page;
+  origin: string;
+  /** every URL the page asked for */
+  requests: string[];
+  /** uncaught page errors and console errors of the page's script */
+  errors: string[];
+  shot(name: string): Promise<void>;
+}
+
+/** A phone-sized Chromium on the kit's buyer page; anything off the kit is refused and recorded. */
+async function openPhone(t: TestContext, kit: Kit, catalog: object, phoneTime?: number): Promise<Phone> {
+  const res = await kit.app.inject({ method: 'PUT', url: '/v1/catalog', headers: auth, payload: catalog });
+  assert.equal(res.statusCode, 200, res.body);
+  await kit.app.listen({ port: 0, host: '127.0.0.1' });
+  const origin = `http://127.0.0.1:${(kit.app.server.address() as { port: number }).port}`;
+  const browser = await launchChromium();
+  const context = await browser.newContext({
+    viewport: { width: 390, height: 844 },
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+    userAgent:
+      'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36',
+  });
+  const requests: string[] = [];
+  const errors: string[] = [];
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    requests.push(url);
+    return new URL(url).origin === origin ? route.fallback() : route.abort('blockedbyclient');
+  });
+  if (phoneTime !== undefined) await context.clock.install({ time: phoneTime });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    // Chromium logs every coded refusal and lost answer as a failed load: those are the page's to show
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(m.text());
+  });
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const slug = t.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 40);
+  let n = 0;
+  const shot = async (name: string) => {
+    const file = path.join(SHOTS, `${slug}-${++n}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    t.diagnostic(`screenshot ${path.relative(ROOT, file)}`);
+  };
+  return { browser, context, page, origin, requests, errors, shot };
+}
+
+function assertOnlyKit(p: Phone) {
+  assert.ok(p.requests.length > 0);
+  const off = p.requests.filter((u) => new URL(u).origin !== p.origin);
+  assert.deepEqual(off, [], 'the page requests nothing off the kit');
+}
+
+test('the page is served with a policy that forbids anything external, and every drop error code reads as a sentence', {
+  timeout: 120_000,
+}, async (t) => {
+  const kit = await startCheckout();
+  let phone: Phone | undefined;
+  try {
+    phone = await openPhone(t, kit, dropCatalog());
+    const { page } = phone;
+    const res = await page.goto(`${phone.origin}/buy`);
+    const csp = res?.headers()['content-security-policy'] ?? '';
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'sha256-[A-Za-z0-9+/=]+'(;|$)/, 'only the page own script runs');
+    assert.match(csp, /connect-src 'self'/);
+    assert.doesNotMatch(csp, /https?:|\*|unsafe-inline/);
+    await page.waitForSelector('article.card[data-id="ED-01"]');
+    // the page's script ran under its own policy: its hash matches what is served
+    assert.equal(
+      await page.evaluate(() => typeof (window as never as { popkitBuyer?: unknown }).popkitBuyer),
+      'object',
+    );
+    const codes = Object.keys(ERROR_STATUS);
+    const drops = codes.slice(codes.indexOf('NOT_ON_SALE_YET'), codes.indexOf('PAYMENT_DECLINED') + 1);
+    assert.ok(drops.length >= 18, `drop codes: ${drops.join(',')}`);
+    const others = [
+      'SOLD_OUT',
+      'RISK_LIMIT',
+      'TOO_MANY_REQUESTS',
+      'TOKEN_INVALID',
+      'UNKNOWN_SKU',
+      'NOT_READY',
+    ];
+    const sentences = await page.evaluate(
+      (all) =>
+        all.map((code) =>
+          (window as never as { popkitBuyer: { sentence(e: unknown): string } }).popkitBuyer.sentence({
+            code,
+            message: 'raw message',
+            details: { secondsToGo: 42, retryAfterS: 3, sku: 'ED-01' },
+          }),
+        ),
+      [...drops, ...others],
+    );
+    for (const [i, s] of sentences.entries()) {
+      const code = [...drops, ...others][i] as string;
+      assert.doesNotMatch(s, /could not do that|raw message/, `${code} has its own sentence: ${s}`);
+      assert.ok(!s.includes(code), `${code}: no code shown to a buyer`);
+    }
+    assert.match(sentences[drops.indexOf('NOT_ON_SALE_YET')] ?? '', /42 s/);
+    assert.match(sentences[drops.length]?.toString() ?? '', /Numbered edition #1 just sold out/);
+    // an unknown code still reads as a sentence with the kit's message
+    assert.match(
+      await page.evaluate(() =>
+        (window as never as { popkitBuyer: { sentence(e: unknown): string } }).popkitBuyer.sentence({
+          code: 'SOMETHING_NEW',
+          message: 'it broke',
+        }),
+      ),
+      /could not do that: it broke/,
+    );
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
+
+test('a drop counts down by the kit clock (the phone is hours off) and turns into Buy at the instant', {
+  timeout: 120_000,
+}, async (t) => {
+  const kit = await startCheckout();
+  let phone: Phone | undefined;
+  try {
+    // the kit's clock is the process clock; the window opens a few seconds from now by it
+    const opensAt = Date.now() + 8_000;
+    const window = {
+      startsAt: new Date(opensAt).toISOString(),
+      endsAt: new Date(opensAt + 3_600_000).toISOString(),
+    };
+    // the phone's clock is three hours behind the kit: a page that trusted it would count 3 h down
+    phone = await openPhone(t, kit, dropCatalog({ window }), Date.now() - 3 * 3_600_000);
+    const { page } = phone;
+    await page.goto(`${phone.origin}/buy`);
+    const card = page.locator('article.card[data-id="ED-01"]');
+    await card.locator('.countdown').waitFor();
+    assert.equal(await card.getAttribute('data-state'), 'upcoming');
+    assert.equal(await card.locator('button.buy').count(), 0, 'no buy button before the instant');
+    const shown = (await card.locator('.countdown').textContent()) ?? '';
+    assert.match(shown, /^Opens in 0:0\d$/, `counted down by the kit's clock: ${shown}`);
+    await phone.shot('countdown');
+    // the other items are on sale meanwhile
+    assert.equal(await page.locator('article.card[data-id="TEE-M"] button.buy').count(), 1);
+    await card.locator('button.buy').waitFor({ timeout: 60_000 });
+    assert.equal(await card.getAttribute('data-state'), 'open');
+    await phone.shot('buy');
+    // and it sells: buy, pay, receipt
+    await card.locator('button.buy').tap();
+    await page.locator('#checkout').waitFor();
+    await page.locator('#paybtn').tap();
+    await page.locator('#receipt').waitFor();
+    await page.waitForFunction(() => document.getElementById('rtotal')?.textContent?.includes('45'));
+    const orders = [...allOrders(kit.kit.store)];
+    assert.equal(orders.length, 1);
+    assert.deepEqual(
+      orders[0]?.lines.map((l) => [l.sku, l.qty]),
+      [['ED-01', 1]],
+    );
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
+
+test('a purchase on flaky Wi-Fi: the answer is lost, the page retries with the same Idempotency-Key, one order and its receipt', {
+  timeout: 120_000,
+}, async (t) => {
+  const kit = await startCheckout();
+  let phone: Phone | undefined;
+  try {
+    phone = await openPhone(t, kit, dropCatalog());
+    const { page } = phone;
+    const keys: string[] = [];
+    let lost = 0;
+    await page.route('**/v1/orders', async (route) => {
+      if (route.request().method() !== 'POST') return route.fallback();
+      keys.push(route.request().headers()['idempotency-key'] ?? '');
+      if (lost === 0) {
+        lost++;
+        // the kit takes the order, the venue Wi-Fi drops the answer
+        const res = await route.fetch();
+        assert.equal(res.status(), 201);
+        return route.abort('connectionreset');
+      }
+      return route.fallback();
+    });
+    await page.goto(`${phone.origin}/buy`);
+    await page.locator('article.card[data-id="FAN-PACK"] button.buy').waitFor();
+    // the bundle shows its components and how many whole bundles the stock makes
+    assert.match(
+      (await page.locator('article.card[data-id="FAN-PACK"]').textContent()) ?? '',
+      /2 × Tour tee M/,
+    );
+    assert.match(
+      (await page.locator('article.card[data-id="FAN-PACK"] .state').textContent()) ?? '',
+      /10 left/,
+    );
+    await phone.shot('shop');
+    await page.locator('article.card[data-id="ED-01"] button.buy').tap();
+    await page.locator('#checkout').waitFor();
+    assert.match((await page.locator('fieldset.sandbox legend').textContent()) ?? '', /SANDBOX/);
+    await page.fill('#card', 'tok_sandbox_visa_4242');
+    await phone.shot('checkout');
+    await page.locator('#paybtn').tap();
+    await page.locator('#receipt').waitFor({ timeout: 30_000 });
+    await page.waitForFunction(() =>
+      document.getElementById('rstate')?.textContent?.includes('Order confirmed'),
+    );
+    assert.equal(keys.length, 2, 'one retry');
+    assert.equal(keys[0], keys[1], 'the retry carries the same key');
+    assert.match(keys[0] ?? '', /^buy-[0-9a-f]{32}$/);
+    const orders = [...allOrders(kit.kit.store)];
+    assert.equal(orders.length, 1, 'bought once');
+    assert.equal(orders[0]?.idempotencyKey, keys[0]);
+    assert.match((await page.locator('#rid').textContent()) ?? '', new RegExp(orders[0]?.id ?? 'x'));
+    assert.match((await page.locator('#rpay').textContent()) ?? '', /Sandbox card ••••4242/);
+    assert.equal(await page.evaluate(() => localStorage.getItem('popkit.buyer.attempt')), null);
+    await phone.shot('receipt');
+    // a reload shows the same receipt from the kit
+    await page.reload();
+    await page.waitForFunction(() => document.getElementById('rid')?.textContent?.startsWith('Order '));
+    assert.equal([...allOrders(kit.kit.store)].length, 1);
+    // a second purchase is a new attempt with a new key
+    await page.locator('.toshop').last().tap();
+    await page.locator('article.card[data-id="TEE-M"] button.buy').tap();
+    await page.locator('#paybtn').tap();
+    await page.waitForFunction(() => document.getElementById('rtotal')?.textContent?.includes('25'));
+    assert.equal(keys.length, 3);
+    assert.notEqual(keys[2], keys[0]);
+    assert.equal([...allOrders(kit.kit.store)].length, 2);
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
+
+test('a sold-out drop: sold out on arrival, and the last unit taken by someone else while this buyer pays', {
+  timeout: 120_000,
+}, async (t) => {
+  const kit = await startCheckout();
+  let phone: Phone | undefined;
+  try {
+    phone = await openPhone(t, kit, dropCatalog({ dropStock: 1 }), Date.now());
+    const { page } = phone;
+    await page.goto(`${phone.origin}/buy`);
+    const poster = page.locator('article.card[data-id="POSTER"]');
+    await poster.waitFor();
+    assert.equal(await poster.getAttribute('data-state'), 'soldout');
+    assert.equal(await poster.locator('.state').textContent(), 'Sold out');
+    assert.equal(await poster.locator('button.buy').count(), 0);
+    const drop = page.locator('article.card[data-id="ED-01"]');
+    assert.equal(await drop.locator('.state').textContent(), '1 left');
+    // the phone's timers stand still from here: the page does not poll the catalog again before the tap
+    await page.clock.pauseAt(Date.now() + 1_000);
+    // someone at the counter takes the last one while this buyer looks at "1 left"
+    const other = await kit.app.inject({
+      method: 'POST',
+      url: '/v1/orders',
+      headers: auth,
+      payload: { lines: [{ sku: 'ED-01', qty: 1 }], payment: { method: 'cash' } },
+    });
+    assert.equal(other.statusCode, 201);
+    await drop.locator('button.buy').tap();
+    // a kit that holds carts refuses the hold; one that does not refuses the payment
+    await page.waitForFunction(
+      () =>
+        !document.getElementById('checkout')?.hidden ||
+        document.getElementById('msg')?.textContent?.includes('sold out'),
+    );
+    if (await page.locator('#checkout').isVisible()) await page.locator('#paybtn').tap();
+    await page.waitForFunction(() => document.getElementById('msg')?.textContent?.includes('just sold out'));
+    assert.equal(await page.locator('#msg').textContent(), 'Sorry, Numbered edition #1 just sold out.');
+    await page.waitForSelector('article.card[data-id="ED-01"][data-state="soldout"]');
+    assert.equal(await page.locator('#shop').isVisible(), true);
+    await phone.shot('sold-out');
+    assert.equal([...allOrders(kit.kit.store)].length, 1, 'the counter sale only');
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
