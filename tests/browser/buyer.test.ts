@@ -337,3 +337,50 @@ test('a sold-out drop: sold out on arrival, and the last unit taken by someone e
     await kit.kit.close();
   }
 });
+
+test('no answer at all: the page offers Try again, and a reopened page finishes the same purchase, once', {
+  timeout: 120_000,
+}, async (t) => {
+  const kit = await startCheckout();
+  let phone: Phone | undefined;
+  try {
+    phone = await openPhone(t, kit, dropCatalog());
+    const { page } = phone;
+    const keys: string[] = [];
+    // the kit takes every attempt; the Wi-Fi loses every answer
+    await page.route('**/v1/orders', async (route) => {
+      if (route.request().method() !== 'POST') return route.fallback();
+      keys.push(route.request().headers()['idempotency-key'] ?? '');
+      await route.fetch();
+      return route.abort('connectionreset');
+    });
+    await page.goto(`${phone.origin}/buy`);
+    await page.locator('article.card[data-id="TEE-M"] button.buy').tap();
+    await page.locator('#paybtn').tap();
+    await page.locator('#retrybtn').waitFor({ timeout: 30_000 });
+    assert.equal(
+      await page.locator('#msg').textContent(),
+      'No answer from the kit (venue Wi-Fi?). Nothing was charged twice: try again.',
+    );
+    assert.equal(keys.length, 4, 'the first send and three retries');
+    assert.equal(new Set(keys).size, 1, 'all with one key');
+    assert.equal([...allOrders(kit.kit.store)].length, 1, 'taken once');
+    await phone.shot('no-answer');
+    // the buyer closes the page; reopened on a better network, it finishes the attempt with its key
+    await page.unroute('**/v1/orders');
+    const resent = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/v1/orders'));
+    await page.goto(`${phone.origin}/buy`);
+    assert.equal((await resent).headers()['idempotency-key'], keys[0]);
+    await page.locator('#receipt').waitFor({ timeout: 30_000 });
+    await page.waitForFunction(() => document.getElementById('rid')?.textContent?.startsWith('Order '));
+    const orders = [...allOrders(kit.kit.store)];
+    assert.equal(orders.length, 1, 'still one order');
+    assert.equal(await page.locator('#rid').textContent(), `Order ${orders[0]?.id}`);
+    assert.equal(await page.evaluate(() => localStorage.getItem('popkit.buyer.attempt')), null);
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
