@@ -117,7 +117,57 @@ export const CheckoutConfig = Type.Object({
     description: 'largest cash order (any role)',
   }),
   // -- drops: admission and sale windows (docs/drops.md) --
+  POPKIT_HTTP_BACKLOG: Type.Integer({
+    minimum: 16,
+    maximum: 65_535,
+    default: 4096,
+    description:
+      'connections the kernel queues for checkout before it accepts them (capped by net.core.somaxconn): a drop opens thousands in a second',
+  }),
+  POPKIT_ADMISSION_CONCURRENCY: Type.Integer({
+    minimum: 0,
+    maximum: 10_000,
+    default: 64,
+    description:
+      'orders and reservations processed at once; the rest wait in arrival order (0: admission off, every request goes straight in)',
+  }),
+  POPKIT_ADMISSION_QUEUE_MAX: Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    default: 10_000,
+    description: 'requests waiting for admission at most; one more gets 503 ADMISSION_FULL with Retry-After',
+  }),
+  POPKIT_ADMISSION_MAX_WAIT_MS: Type.Integer({
+    minimum: 1,
+    maximum: 600_000,
+    default: 5_000,
+    description: 'longest wait in the admission line before 503 ADMISSION_FULL (nothing written)',
+  }),
   // -- drops: trusted time --
+  POPKIT_CLOCK_TRUST: Type.Union([Type.Literal('sources'), Type.Literal('assume')], {
+    default: 'sources',
+    description:
+      'sources: time-boxed sales need a clock NTP, an RTC, the hub or staff vouched for this boot; assume: trust the wall clock as is (development and CI only)',
+  }),
+  POPKIT_CLOCK_JUMP_TOLERANCE_MS: Type.Integer({
+    minimum: 100,
+    maximum: 3_600_000,
+    default: 2_000,
+    description: 'a wall-clock move against the monotonic clock beyond this drops the clock trust',
+  }),
+  POPKIT_CLOCK_HUB_AGREE_S: Type.Integer({
+    minimum: 1,
+    maximum: 86_400,
+    default: 120,
+    description:
+      "a hub catalog whose signed issue time is within this of its arrival vouches for the kit's clock",
+  }),
+  POPKIT_CLOCK_NTP_POLL_S: Type.Integer({
+    minimum: 1,
+    maximum: 3_600,
+    default: 15,
+    description: "how often checkout reads the host's NTP sync state",
+  }),
   // -- drops: reservations --
   // -- drops: pickup --
   // -- drops: loyalty --

@@ -30,6 +30,7 @@ export const PREFLIGHT_CHECKS = [
   'power',
   'storage',
   'clock',
+  'saleClock',
 ] as const;
 export type PreflightCheckId = (typeof PREFLIGHT_CHECKS)[number];
 
@@ -79,6 +80,7 @@ const TITLES: Record<PreflightCheckId, string> = {
   power: 'power plan covers the event',
   storage: 'free storage',
   clock: 'clock sane',
+  saleClock: 'clock trusted for time-boxed sales',
 };
 
 type Outcome = { ok: boolean; detail: string; data?: Record<string, unknown> };
@@ -102,6 +104,7 @@ const CHECKS: Record<PreflightCheckId, (c: Ctx) => Promise<Outcome>> = {
   power: checkPower,
   storage: checkStorage,
   clock: checkClock,
+  saleClock: checkSaleClock,
 };
 
 export async function runPreflight(o: PreflightOptions): Promise<PreflightReport> {
@@ -337,6 +340,36 @@ async function checkClock({ o, now, hubDate }: Ctx): Promise<Outcome> {
   if (Math.abs(skewS) > o.maxClockSkewS)
     return { ok: false, detail: `clock is ${skewS} s off the hub's`, data };
   return { ok: true, detail: `within ${Math.max(1, Math.abs(skewS))} s of the hub`, data };
+}
+
+/**
+ * Time-boxed SKUs sell only on a clock NTP, an RTC, the hub or staff vouched for this boot
+ * (docs/drops.md#trusted-time): checkout's /v1/status.drops.clock says whether it is and why.
+ */
+async function checkSaleClock({ o, status }: Ctx): Promise<Outcome> {
+  const clock = status?.drops?.clock;
+  if (!clock) return { ok: false, detail: 'checkout does not report its clock trust (an older checkout?)' };
+  const cat = await o.checkout.catalog().catch(() => undefined);
+  const boxed = [
+    ...(cat?.items ?? []),
+    ...((cat?.['bundles'] as Array<Record<string, unknown>>) ?? []),
+  ].filter((i) => i['saleWindow'] !== undefined).length;
+  const data = { trusted: clock.trusted, source: clock.source, reason: clock.reason, timeBoxed: boxed };
+  if (clock.trusted)
+    return { ok: true, detail: `trusted (${clock.source}) since ${clock.since ?? '?'}`, data };
+  const why =
+    clock.reason === 'below_hub_floor'
+      ? `the clock reads before the hub's signed time ${clock.hubFloor}: set it`
+      : clock.reason === 'clock_jumped'
+        ? `the wall clock jumped ${Math.round((clock.jumpMs ?? 0) / 1000)} s since it was trusted`
+        : 'no NTP, RTC or hub time this boot';
+  if (boxed === 0)
+    return { ok: true, detail: `not trusted (${why}), but the catalog has no time-boxed SKUs`, data };
+  return {
+    ok: false,
+    detail: `not trusted: ${why}; ${boxed} time-boxed SKUs/bundles refuse CLOCK_UNTRUSTED (staff: POST /v1/clock/trust)`,
+    data,
+  };
 }
 
 /** One line per check, the way a person reads a checklist. */

@@ -64,6 +64,38 @@ export type TokenKeyStatusT = Static<typeof TokenKeyStatusSchema>;
  */
 export const DropsStatus = Type.Object({
   // -- drops status: sale windows, trusted time, admission --
+  /** core/clock-trust.ts ClockTrustView: is the clock trusted for time-boxed sales, and why */
+  clock: Type.Optional(
+    Type.Object({
+      trusted: Type.Boolean(),
+      source: Nullable(Type.String()),
+      reason: Nullable(Type.String()),
+      now: IsoTime,
+      since: Nullable(IsoTime),
+      hubFloor: Nullable(IsoTime),
+      jumpMs: Type.Optional(Type.Number()),
+      sources: Type.Object({
+        ntp: Nullable(Type.Boolean()),
+        rtc: Type.Boolean(),
+        hub: Type.Boolean(),
+        override: Type.Boolean(),
+      }),
+    }),
+  ),
+  /** services/checkout/admission.ts: the line for orders and reservations */
+  admission: Type.Optional(
+    Type.Object({
+      enabled: Type.Boolean(),
+      inFlight: Type.Integer({ minimum: 0 }),
+      waiting: Type.Integer({ minimum: 0 }),
+      concurrency: Type.Integer({ minimum: 0 }),
+      queueMax: Type.Integer({ minimum: 0 }),
+      maxWaitMs: Type.Integer({ minimum: 0 }),
+      admitted: Type.Integer({ minimum: 0 }),
+      refused: Type.Integer({ minimum: 0 }),
+      shortCircuited: Type.Integer({ minimum: 0 }),
+    }),
+  ),
   // -- drops status: reservations --
   // -- drops status: loyalty --
   // -- drops status: drain-proofing --

@@ -270,6 +270,10 @@ export const META = {
   stockSnapshot: 'sync.stock.lastSnapshot',
   /** prefix: + event id, the highest hub catalog version accepted for it (catalog-epoch.ts) */
   hubCatalogHigh: 'catalog.hubHigh/',
+  /** the newest signed hub catalog's issue time and when it arrived (core/store/clock.ts): the time floor */
+  hubTimeFloor: 'clock.hubFloor',
+  /** what made this boot's clock trusted, and its wall-to-monotonic offset then (core/store/clock.ts) */
+  clockTrust: 'clock.trust',
 } as const;
 
 export function openKitStore(dataDir: string): KitStore {

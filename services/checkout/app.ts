@@ -3,10 +3,12 @@
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyRequest, LogController } from 'fastify';
+import type { ClockTrust } from '../../core/clock-trust.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { AdmissionGate } from './admission.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import { buyerRoutes } from './routes/buyer.ts';
 import { catalogRoutes } from './routes/catalog.ts';
@@ -18,6 +20,7 @@ import { orderRoutes } from './routes/orders.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
+import { clockRoutes } from './sale-windows.ts';
 import type { StatusDeps } from './status.ts';
 
 export interface CheckoutDeps extends StatusDeps {
@@ -26,6 +29,10 @@ export interface CheckoutDeps extends StatusDeps {
   buyerRatePerMin: number;
   logger: Logger;
   // -- deps: sale windows, trusted time, admission --
+  /** the clock trust (POST /v1/clock/trust); absent: no clock routes */
+  clockTrust?: ClockTrust;
+  /** the admission line for buyers' orders (and reservations) */
+  admission?: AdmissionGate;
   // -- deps: reservations --
   // -- deps: loyalty --
   // -- deps: drain-proofing --
@@ -56,7 +63,7 @@ export async function buildApp(deps: CheckoutDeps) {
       if (req.routeOptions.url === '/v1/orders' && req.method === 'POST')
         metrics.rejections.inc({ code: mapped.code });
     },
-    quiet5xx: ['STORE_FULL', 'NOT_READY'],
+    quiet5xx: ['STORE_FULL', 'NOT_READY', 'ADMISSION_FULL', 'CLOCK_UNTRUSTED'],
   });
   // per-route limits only (orders without credentials, pairing redemptions), keyed by client address
   await app.register(rateLimit, {
@@ -74,13 +81,21 @@ export async function buildApp(deps: CheckoutDeps) {
   const creds = new Credentials(adminToken, store);
   await app.register(statusRoutes, { status: deps, orders, guard, metrics, creds });
   await app.register(catalogRoutes, { store, orders, guard, creds });
-  await app.register(orderRoutes, { orders, guard, metrics, creds, buyerRatePerMin: deps.buyerRatePerMin });
+  await app.register(orderRoutes, {
+    orders,
+    guard,
+    metrics,
+    creds,
+    buyerRatePerMin: deps.buyerRatePerMin,
+    ...(deps.admission ? { admission: deps.admission } : {}),
+  });
   await app.register(eventRoutes, { store, orders, guard, creds });
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
   await app.register(dashboardRoutes);
   await app.register(buyerRoutes, { orders });
   // -- routes: sale windows, trusted time, admission --
+  if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
   // -- routes: reservations --
   // -- routes: loyalty --
   // -- routes: drain-proofing --

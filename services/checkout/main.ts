@@ -23,9 +23,11 @@ import {
 } from '../../core/store/index.ts';
 import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
+import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
+import { clockTrustFromConfig, saleWindowFeature } from './sale-windows.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
 export const CheckoutProcessConfig = composeConfig(BaseConfig, CheckoutConfig);
@@ -40,6 +42,8 @@ export interface Checkout {
   tokenKey: TokenKeyStatus;
   port: number;
   host: string;
+  /** the listen backlog: a drop opens thousands of connections in a second (POPKIT_HTTP_BACKLOG) */
+  backlog: number;
   /** write checkout's run status (the heartbeat; media reads its ordersPerSec) */
   writeStatus(): void;
   close(): Promise<void>;
@@ -65,6 +69,16 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const features: OrderFeature[] = [];
   const closers: Array<() => void | Promise<void>> = [];
   // -- feature: sale windows, trusted time, admission --
+  const clockTrust = clockTrustFromConfig(store, cfg, env);
+  clockTrust.start();
+  closers.push(() => clockTrust.stop());
+  const saleClock = () => clockTrust.saleClock();
+  const admissionLine = new Admission({
+    concurrency: cfg.POPKIT_ADMISSION_CONCURRENCY,
+    queueMax: cfg.POPKIT_ADMISSION_QUEUE_MAX,
+    maxWaitMs: cfg.POPKIT_ADMISSION_MAX_WAIT_MS,
+  });
+  features.push(saleWindowFeature({ saleClock, trust: clockTrust }), admissionFeature(admissionLine));
   // -- feature: reservations --
   // -- feature: loyalty --
   // -- feature: drain-proofing --
@@ -83,6 +97,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
       buyerMaxOrderCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     },
     features,
+    saleClock,
   });
   const app = await buildApp({
     store,
@@ -96,6 +111,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     tokenKey: tokenKey.status,
     logger,
     // -- app deps: sale windows, trusted time, admission --
+    clockTrust,
+    admission: new AdmissionGate(admissionLine, store, orders),
     // -- app deps: reservations --
     // -- app deps: loyalty --
     // -- app deps: drain-proofing --
@@ -110,6 +127,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     tokenKey: tokenKey.status,
     port: cfg.POPKIT_HTTP_PORT,
     host: cfg.POPKIT_HTTP_HOST,
+    backlog: cfg.POPKIT_HTTP_BACKLOG,
     writeStatus: () =>
       writeRunStatus(dataDir, 'checkout', {
         state: 'up',
@@ -141,7 +159,7 @@ export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise
     process.stdout.write(
       `popkit checkout: ${announceAdminToken(kit.adminToken, dataLayout(kit.dataDir).adminToken, env)}\n`,
     );
-  await kit.app.listen({ port: kit.port, host: kit.host });
+  await kit.app.listen({ port: kit.port, host: kit.host, backlog: kit.backlog });
   log.info({ port: kit.port }, 'checkout listening');
   process.stdout.write(`popkit checkout: listening on http://${kit.host}:${kit.port}\n`);
   kit.writeStatus();

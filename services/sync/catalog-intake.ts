@@ -5,13 +5,17 @@
 // that moment and above every version it ever accepted for that event (core/store/catalog-epoch.ts),
 // so an old signed catalog replayed after an event switch is refused with CATALOG_REPLAY.
 // A refused catalog leaves the current one in place and is kept, with its code, for /v1/status, and
-// counted per code.
+// counted per code. An accepted catalog's signed issue time raises the kit's time floor, in the same
+// transaction (docs/drops.md#trusted-time): a wall clock below it is wrong.
 import type { KeyObject } from 'node:crypto';
 import { verifySignedCatalog } from '../../core/catalog-signing.ts';
+import { type ClockSources, systemClockSources } from '../../core/clock-trust.ts';
+import { parseIsoTime } from '../../core/contracts/catalog.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import type { ErrorCode } from '../../core/errors.ts';
 import { isKitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import { recordHubTimeInTxn } from '../../core/store/clock.ts';
 import {
   admitHubCatalogInTxn,
   type KitStore,
@@ -44,10 +48,19 @@ export class CatalogIntake {
   /** every refusal since start, per code */
   readonly refusedCount: Record<string, number> = Object.create(null);
 
+  private readonly clock: Pick<ClockSources, 'wall' | 'mono' | 'bootId'>;
+
   constructor(
     private readonly store: KitStore,
-    private readonly opts: { hubPublicKey?: KeyObject | undefined; eventId?: string | undefined },
-  ) {}
+    private readonly opts: {
+      hubPublicKey?: KeyObject | undefined;
+      eventId?: string | undefined;
+      /** the kit's clocks when a catalog arrives (the time floor); tests inject them */
+      clock?: Pick<ClockSources, 'wall' | 'mono' | 'bootId'>;
+    },
+  ) {
+    this.clock = opts.clock ?? systemClockSources();
+  }
 
   /** The live event wins, then the configured one, then the event of the catalog the kit already sells. */
   activeEventId(): string {
@@ -92,12 +105,18 @@ export class CatalogIntake {
     if (cur && cur.eventId === verified.eventId && cur.version === verified.version && cur.source === 'hub') {
       return; // the retained copy, delivered again on reconnect
     }
+    // the signature covers issuedAt; a value that is not an ISO time with a zone raises no floor
+    const issuedAt = parseIsoTime(verified.issuedAt);
+    const arrived = { receivedAt: this.clock.wall(), mono: this.clock.mono(), bootId: this.clock.bootId() };
     try {
       await replaceCatalog(this.store, verified.catalog, {
         source: 'hub',
         requireNewer: true,
         // the event is read again inside the transaction: a switch since the message arrived counts
-        inTxn: () => admitHubCatalogInTxn(this.store, verified, this.activeEventId()),
+        inTxn: () => {
+          admitHubCatalogInTxn(this.store, verified, this.activeEventId());
+          if (Number.isFinite(issuedAt)) recordHubTimeInTxn(this.store, { issuedAt, ...arrived });
+        },
       });
     } catch (err) {
       this.refuse(refusalCode(err), (err as Error).message);

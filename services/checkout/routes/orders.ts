@@ -1,7 +1,10 @@
-// Orders: POST /v1/orders (201 new, 200 idempotent replay) and GET /v1/orders/:id.
+// Orders: POST /v1/orders (201 new, 200 idempotent replay) and GET /v1/orders/:id. Buyers without
+// credentials go through fair admission (admission.ts, docs/drops.md#fair-admission): an answer a cheap
+// read knows comes at once, the rest take a place in one FIFO line; staff terminals skip the line.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { KitError } from '../../../core/errors.ts';
 import type { StoredOrder } from '../../../core/store/index.ts';
+import { ADMISSION_HEADERS, type AdmissionGate, type Ticket } from '../admission.ts';
 import type { CheckoutMetrics } from '../metrics.ts';
 import type { CreateResult, OrderService } from '../orders.ts';
 import {
@@ -22,6 +25,8 @@ export interface OrderRoutesOptions {
   creds: Credentials;
   /** orders per minute per client address for callers without credentials */
   buyerRatePerMin: number;
+  /** the admission line for buyers (absent: none) */
+  admission?: AdmissionGate;
 }
 
 function publicOrder(o: StoredOrder) {
@@ -54,8 +59,10 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
           201: OrderOut,
           ...errorResponses,
           403: ErrorEnvelope,
+          410: ErrorEnvelope,
           422: ErrorEnvelope,
           429: ErrorEnvelope,
+          503: ErrorEnvelope,
           507: ErrorEnvelope,
         },
         security: optionalSecurity,
@@ -73,9 +80,32 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
       }
       guard.assertWritable();
       let result: CreateResult;
+      let ticket: Ticket | undefined;
       try {
+        const key = req.headers['idempotency-key'];
+        const gate = opts.admission;
+        // a replay answers the first order whatever the stock says now: it needs no place; with
+        // admission off (concurrency 0) orders take the flat path, as before the line existed
+        if (gate?.line.enabled && buyer && !(key && gate.replays(key))) {
+          const holds = req.body.reservationId !== undefined;
+          try {
+            ticket = await gate.admit(req.body.lines, holds);
+          } catch (err) {
+            const d = (err as KitError).details;
+            if ((err as KitError).code === 'ADMISSION_FULL' && d) {
+              reply.header('retry-after', String(d['retryAfterS']));
+              reply.header(ADMISSION_HEADERS.position, String(d['position']));
+            }
+            throw err;
+          }
+          reply.header(ADMISSION_HEADERS.arrival, String(ticket.arrival));
+          reply.header(ADMISSION_HEADERS.admitted, String(ticket.admitted));
+          reply.header(ADMISSION_HEADERS.position, String(ticket.position));
+          // what sold out while this one waited is answered from the read, not a write transaction
+          if (ticket.position > 0) gate.precheck(req.body.lines, holds);
+        }
         const device = req.headers['x-popkit-device'];
-        result = await orders.create(req.body, req.headers['idempotency-key'], {
+        result = await orders.create(req.body, key, {
           role,
           ip: req.ip,
           ...(device ? { deviceToken: device } : {}),
@@ -83,6 +113,8 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
       } catch (err) {
         metrics.latency.observe({ outcome: 'rejected' }, seconds(started));
         throw err;
+      } finally {
+        ticket?.release();
       }
       metrics.latency.observe({ outcome: 'accepted' }, seconds(started));
       if (!result.replayed) metrics.orders.inc({ payment: result.order.payment.method });
