@@ -10,7 +10,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { ERROR_STATUS } from '../../core/errors.ts';
 import { allOrders } from '../../core/store/index.ts';
 import { launchChromium } from '../support/browser.ts';
-import { auth, ROOT, startCheckout } from '../support/checkout.ts';
+import { auth, ROOT, startCheckout, tempDir } from '../support/checkout.ts';
 
 const SHOTS = process.env['POPKIT_ARTIFACTS_DIR']
   ? path.join(process.env['POPKIT_ARTIFACTS_DIR'], 'buyer')
@@ -168,14 +168,18 @@ test('the page is served with a policy that forbids anything external, and every
   }
 });
 
-test('a drop counts down by the kit clock (the phone is hours off) and turns into Buy at the instant', {
+test('a drop waits for a trusted kit clock, counts down by it (the phone is hours off) and turns into Buy at the instant', {
   timeout: 120_000,
 }, async (t) => {
-  const kit = await startCheckout();
+  // an empty host tree: no NTP flag, no RTC: the kit does not trust its clock until staff vouch
+  const kit = await startCheckout({
+    POPKIT_HOST_ROOT: tempDir('popkit-host-'),
+    POPKIT_CLOCK_NTP_POLL_S: '3600',
+  });
   let phone: Phone | undefined;
   try {
-    // the kit's clock is the process clock; the window opens a few seconds from now by it
-    const opensAt = Date.now() + 8_000;
+    // the window opens twenty seconds from now by the kit's clock (the process clock)
+    const opensAt = Date.now() + 20_000;
     const window = {
       startsAt: new Date(opensAt).toISOString(),
       endsAt: new Date(opensAt + 3_600_000).toISOString(),
@@ -185,18 +189,32 @@ test('a drop counts down by the kit clock (the phone is hours off) and turns int
     const { page } = phone;
     await page.goto(`${phone.origin}/buy`);
     const card = page.locator('article.card[data-id="ED-01"]');
-    await card.locator('.countdown').waitFor();
+    await page.waitForSelector('article.card[data-id="ED-01"][data-state="untrusted"]');
+    assert.equal(await card.locator('.state').textContent(), 'Waiting for the kit clock');
+    await page.locator('#clockwarn').waitFor();
+    assert.equal(await card.locator('button.buy').count(), 0);
+    await phone.shot('clock-untrusted');
+    const vouch = await kit.app.inject({
+      method: 'POST',
+      url: '/v1/clock/trust',
+      headers: auth,
+      payload: {},
+    });
+    assert.equal(vouch.statusCode, 200, vouch.body);
+    // the page's next catalog read shows the window; the banner goes
+    await card.locator('.countdown').waitFor({ timeout: 20_000 });
+    await page.locator('#clockwarn').waitFor({ state: 'hidden', timeout: 20_000 });
     assert.equal(await card.getAttribute('data-state'), 'upcoming');
     assert.equal(await card.locator('button.buy').count(), 0, 'no buy button before the instant');
     const shown = (await card.locator('.countdown').textContent()) ?? '';
-    assert.match(shown, /^Opens in 0:0\d$/, `counted down by the kit's clock: ${shown}`);
+    assert.match(shown, /^Opens in 0:[01]\d$/, `counted down by the kit's clock: ${shown}`);
     await phone.shot('countdown');
     // the other items are on sale meanwhile
     assert.equal(await page.locator('article.card[data-id="TEE-M"] button.buy').count(), 1);
     await card.locator('button.buy').waitFor({ timeout: 60_000 });
     assert.equal(await card.getAttribute('data-state'), 'open');
     await phone.shot('buy');
-    // and it sells: buy, pay, receipt
+    // and the kit sells it: buy, pay, receipt
     await card.locator('button.buy').tap();
     await page.locator('#checkout').waitFor();
     await page.locator('#paybtn').tap();
