@@ -169,6 +169,18 @@ export const CheckoutConfig = Type.Object({
     description: "how often checkout reads the host's NTP sync state",
   }),
   // -- drops: reservations --
+  POPKIT_RESERVATION_TTL_S: Type.Integer({
+    minimum: 10,
+    maximum: 3600,
+    default: 120,
+    description: 'how long a reservation (cart hold) keeps its units before they return to stock',
+  }),
+  POPKIT_RESERVATION_MAX_PER_ADDRESS: Type.Integer({
+    minimum: 1,
+    default: 50,
+    description:
+      'reservations one client address without credentials may hold at once (the venue NAT is shared: keep it generous)',
+  }),
   // -- drops: pickup --
   // -- drops: loyalty --
   // -- drain-proofing: devices, online authorization, offline allowance (docs/security.md) --

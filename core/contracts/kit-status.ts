@@ -97,6 +97,21 @@ export const DropsStatus = Type.Object({
     }),
   ),
   // -- drops status: reservations --
+  reservations: Type.Optional(
+    Type.Object({
+      /** the current catalog's event (the counters are per event) */
+      eventId: Nullable(Type.String()),
+      created: Type.Integer({ minimum: 0 }),
+      converted: Type.Integer({ minimum: 0 }),
+      /** abandoned: ran out without an order */
+      expired: Type.Integer({ minimum: 0 }),
+      /** abandoned: released early by the buyer */
+      released: Type.Integer({ minimum: 0 }),
+      abandoned: Type.Integer({ minimum: 0 }),
+      held: Type.Integer({ minimum: 0 }),
+      ttlS: Type.Integer({ minimum: 0 }),
+    }),
+  ),
   // -- drops status: loyalty --
   // -- drops status: drain-proofing --
   // -- drops status: pickup --

@@ -201,6 +201,8 @@ export interface ReservationRecord {
   orderId?: string;
   endedAt?: string;
   deviceId?: string;
+  /** the client address of a buyer's hold (its open holds are capped per address); staff holds have none */
+  address?: string;
 }
 
 /** A loyalty pass's uses on this kit (core/store/loyalty.ts), by pass id. */

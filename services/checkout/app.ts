@@ -10,6 +10,7 @@ import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts
 import type { Logger } from '../../core/logger.ts';
 import type { AdmissionGate } from './admission.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
+import type { ReservationService } from './reservations.ts';
 import { buyerRoutes } from './routes/buyer.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
@@ -17,6 +18,7 @@ import { openApiPlugin } from './routes/docs.ts';
 import { eventRoutes } from './routes/event.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { reservationRoutes } from './routes/reservations.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
@@ -34,6 +36,8 @@ export interface CheckoutDeps extends StatusDeps {
   /** the admission line for buyers' orders (and reservations) */
   admission?: AdmissionGate;
   // -- deps: reservations --
+  /** cart holds (absent: no /v1/reservations routes) */
+  reservations?: ReservationService;
   // -- deps: loyalty --
   // -- deps: drain-proofing --
   // -- deps: pickup --
@@ -97,6 +101,13 @@ export async function buildApp(deps: CheckoutDeps) {
   // -- routes: sale windows, trusted time, admission --
   if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
   // -- routes: reservations --
+  if (deps.reservations)
+    await app.register(reservationRoutes, {
+      reservations: deps.reservations,
+      guard,
+      creds,
+      buyerRatePerMin: deps.buyerRatePerMin,
+    });
   // -- routes: loyalty --
   // -- routes: drain-proofing --
   // -- routes: pickup --

@@ -27,6 +27,7 @@ import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
+import { RESERVATION_SWEEP_MS, ReservationService } from './reservations.ts';
 import { clockTrustFromConfig, saleWindowFeature } from './sale-windows.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
 
@@ -80,6 +81,14 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   });
   features.push(saleWindowFeature({ saleClock, trust: clockTrust }), admissionFeature(admissionLine));
   // -- feature: reservations --
+  const reservations = new ReservationService(store, {
+    ttlMs: cfg.POPKIT_RESERVATION_TTL_S * 1000,
+    maxPerAddress: cfg.POPKIT_RESERVATION_MAX_PER_ADDRESS,
+    buyerMaxCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
+    orders: () => orders,
+  });
+  features.push(reservations);
+  closers.push(reservations.startSweeper(RESERVATION_SWEEP_MS));
   // -- feature: loyalty --
   // -- feature: drain-proofing --
   // -- feature: pickup --
@@ -114,6 +123,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     clockTrust,
     admission: new AdmissionGate(admissionLine, store, orders),
     // -- app deps: reservations --
+    reservations,
     // -- app deps: loyalty --
     // -- app deps: drain-proofing --
     // -- app deps: pickup --

@@ -130,6 +130,21 @@ export const EventStartBody = Type.Optional(
 );
 
 // ---- reservations (docs/drops.md#reservations) ----
+export const ReservationBody = Type.Object({ lines: OrderLines }, { additionalProperties: false });
+export type ReservationBodyT = Static<typeof ReservationBody>;
+export const ReservationIdParams = Type.Object({ id: ReservationId });
+export const ReservationOut = Type.Object({
+  id: Type.String(),
+  /** held, converted, expired or released */
+  status: Type.String(),
+  eventId: Type.String(),
+  lines: OrderOut.properties.lines,
+  totalCents: Type.Integer(),
+  createdAt: Type.String(),
+  expiresAt: Type.String(),
+  endedAt: Type.Optional(Type.String()),
+  orderId: Type.Optional(Type.String()),
+});
 
 // ---- pickup (docs/drops.md#pickup) ----
 

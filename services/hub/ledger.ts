@@ -17,6 +17,7 @@ import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
 import type { Queryable, SqlDb } from './db.ts';
 import { isDataError } from './failures.ts';
 import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
+import { ORDER_LINES_FROM } from './migrations.ts';
 
 const log = moduleLogger('hub-ledger');
 
@@ -569,6 +570,37 @@ export class Ledger {
     };
   }
 
+  /**
+   * Units sold per SKU for an event across its kits (order_lines, migration 6): a SKU's own lines plus
+   * what bundles took of it; and bundles sold. Orders released on their kit (a hold let go) gave their
+   * units back and are left out; declined card orders are counted (their goods left the kit: the host
+   * collects another way).
+   */
+  async unitsSold(eventId: string) {
+    const res = await this.db.query<{ sku: string; kind: string; units: string | number }>(
+      `SELECT ol.sku, ol.kind, sum(ol.qty) AS units
+       FROM order_lines ol
+       JOIN order_status os ON os.kit_id = ol.kit_id AND os.order_id = ol.order_id
+       WHERE os.event_id = $1 AND os.kit_status <> 'released'
+       GROUP BY ol.sku, ol.kind ORDER BY ol.sku, ol.kind`,
+      [eventId],
+    );
+    const skus = new Map<string, { sku: string; units: number; inBundles: number }>();
+    const bundles: { bundleId: string; units: number }[] = [];
+    for (const r of res.rows) {
+      const n = Number(r.units);
+      if (r.kind === 'bundle') {
+        bundles.push({ bundleId: r.sku, units: n });
+        continue;
+      }
+      const row = skus.get(r.sku) ?? { sku: r.sku, units: 0, inBundles: 0 };
+      row.units += n;
+      if (r.kind === 'component') row.inBundles += n;
+      skus.set(r.sku, row);
+    }
+    return { eventId, skus: [...skus.values()], bundles };
+  }
+
   async latestCatalogVersion(eventId: string): Promise<number> {
     const res = await this.db.query<{ v: number | null }>(
       'SELECT max(version) AS v FROM catalogs WHERE event_id = $1',
@@ -625,9 +657,13 @@ async function inSavepoint<T>(tx: Queryable, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Insert the orders not in the ledger yet and, in the same statement, their order_lines rows (a line
+ * per order line, plus one per bundle component: migration 6); a redelivered order adds neither.
+ */
 async function insertOrders(tx: Queryable, kitId: string, rows: NewOrderRow[]): Promise<InsertedRow[]> {
   const res = await tx.query<InsertedRow>(
-    `INSERT INTO orders (kit_id, order_id, event_id, kit_created_at, total_cents, currency, payment_method,
+    `WITH ins AS (INSERT INTO orders (kit_id, order_id, event_id, kit_created_at, total_cents, currency, payment_method,
        token_hint, state, decline_reason, gateway_ref, sealed_token, body, settled_at)
      SELECT $1, x.order_id, x.event_id, x.kit_created_at, x.total_cents, x.currency, x.payment_method,
        x.token_hint, x.state, x.decline_reason, x.gateway_ref, x.sealed_token, x.body,
@@ -636,7 +672,9 @@ async function insertOrders(tx: Queryable, kitId: string, rows: NewOrderRow[]): 
        total_cents bigint, currency text, payment_method text, token_hint text, state text,
        decline_reason text, gateway_ref text, sealed_token jsonb, body jsonb)
      ON CONFLICT (kit_id, order_id) DO NOTHING
-     RETURNING order_id, state, decline_reason`,
+     RETURNING kit_id, order_id, state, decline_reason, body),
+     lines AS (${ORDER_LINES_FROM('ins')} RETURNING 1)
+     SELECT order_id, state, decline_reason FROM ins`,
     [kitId, JSON.stringify(rows)],
   );
   return res.rows;

@@ -5,6 +5,29 @@ import type { SqlDb } from './db.ts';
 
 const log = moduleLogger('hub-migrations');
 
+/**
+ * INSERT of the order_lines rows of every order in \`source\` (a relation with kit_id, order_id and
+ * the wire order in body): migration 6's backfill, and what insertOrders runs on the orders it inserts.
+ */
+export function ORDER_LINES_FROM(source: string): string {
+  return `WITH line AS (
+        SELECT s.kit_id, s.order_id, l.value AS l, l.n
+        FROM ${source} s, jsonb_array_elements(s.body->'lines') WITH ORDINALITY AS l(value, n)
+      )
+      INSERT INTO order_lines (kit_id, order_id, line_no, kind, sku, bundle_id, qty, unit_price_cents, line_cents)
+      SELECT kit_id, order_id, (n * 100)::integer,
+        CASE WHEN jsonb_typeof(l->'components') = 'array' THEN 'bundle' ELSE 'item' END,
+        l->>'sku',
+        CASE WHEN jsonb_typeof(l->'components') = 'array' THEN l->>'sku' END,
+        (l->>'qty')::bigint, (l->>'unitPriceCents')::bigint, (l->>'lineCents')::bigint
+      FROM line
+      UNION ALL
+      SELECT line.kit_id, line.order_id, (line.n * 100 + c.m)::integer, 'component', c.value->>'sku', line.l->>'sku',
+        (c.value->>'qty')::bigint * (line.l->>'qty')::bigint, 0, 0
+      FROM line, jsonb_array_elements(CASE WHEN jsonb_typeof(line.l->'components') = 'array'
+        THEN line.l->'components' ELSE '[]'::jsonb END) WITH ORDINALITY AS c(value, m)`;
+}
+
 export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
   {
     version: 1,
@@ -144,6 +167,35 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
           (SELECT e.at FROM order_events e WHERE e.kit_id = o.kit_id AND e.order_id = o.order_id
              AND e.type = 'picked_up') AS picked_up_at
         FROM orders o;
+    `,
+  },
+  {
+    version: 6,
+    name: 'order lines',
+    sql: `
+      -- every order's lines as rows (services/hub/ledger.ts insertOrders fills them with the order, in
+      -- its statement): kind 'item' (a SKU; bundle_id NULL), 'bundle' (the bundle as sold: sku and
+      -- bundle_id are its id, with its price), 'component' (what the bundle took of a SKU: qty is
+      -- bundles x component qty, price 0, since the bundle row carries the money). Units sold per SKU
+      -- are the sum of item and component rows (docs/drops.md#bundles).
+      CREATE TABLE order_lines (
+        kit_id text NOT NULL,
+        order_id text NOT NULL,
+        -- line n of the order is n*100; its components n*100+1, n*100+2, ... (at most 50 per bundle)
+        line_no integer NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('item', 'bundle', 'component')),
+        sku text NOT NULL,
+        bundle_id text,
+        qty bigint NOT NULL CHECK (qty > 0),
+        unit_price_cents bigint NOT NULL,
+        line_cents bigint NOT NULL,
+        PRIMARY KEY (kit_id, order_id, line_no),
+        FOREIGN KEY (kit_id, order_id) REFERENCES orders (kit_id, order_id) ON DELETE CASCADE,
+        CHECK ((kind = 'item') = (bundle_id IS NULL))
+      );
+      CREATE INDEX order_lines_sku ON order_lines (sku);
+      -- the orders already in the ledger
+      ${ORDER_LINES_FROM('orders')}
     `,
   },
 ];
