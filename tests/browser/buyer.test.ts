@@ -284,6 +284,7 @@ test('a purchase on flaky Wi-Fi: the answer is lost, the page retries with the s
     const orders = [...allOrders(kit.kit.store)];
     assert.equal(orders.length, 1, 'bought once');
     assert.equal(orders[0]?.idempotencyKey, keys[0]);
+    assert.ok(orders[0]?.reservationId, 'paid through the hold Buy took');
     assert.match((await page.locator('#rid').textContent()) ?? '', new RegExp(orders[0]?.id ?? 'x'));
     assert.match((await page.locator('#rpay').textContent()) ?? '', /Sandbox card ••••4242/);
     assert.equal(await page.evaluate(() => localStorage.getItem('popkit.buyer.attempt')), null);
@@ -395,6 +396,56 @@ test('no answer at all: the page offers Try again, and a reopened page finishes 
     assert.equal(orders.length, 1, 'still one order');
     assert.equal(await page.locator('#rid').textContent(), `Order ${orders[0]?.id}`);
     assert.equal(await page.evaluate(() => localStorage.getItem('popkit.buyer.attempt')), null);
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
+
+test('a cart hold counts down on the phone and runs out: the unit goes back on sale, and holding again sells it', {
+  timeout: 120_000,
+}, async (t) => {
+  // the shortest hold the kit allows
+  const kit = await startCheckout({ POPKIT_RESERVATION_TTL_S: '10' });
+  let phone: Phone | undefined;
+  try {
+    phone = await openPhone(t, kit, dropCatalog({ dropStock: 1 }));
+    const { page } = phone;
+    const stock = async () =>
+      (await kit.app.inject({ method: 'GET', url: '/v1/catalog' }))
+        .json()
+        .items.find((i: { sku: string }) => i.sku === 'ED-01').stock;
+    await page.goto(`${phone.origin}/buy`);
+    await page.locator('article.card[data-id="ED-01"] button.buy').tap();
+    await page.locator('#checkout').waitFor();
+    await page.locator('#hold').waitFor();
+    assert.match((await page.locator('#holdtimer').textContent()) ?? '', /^0:(10|0\d)$/);
+    assert.equal(await stock(), 0, 'the hold has the unit');
+    const held = await page.evaluate(() => JSON.parse(localStorage.getItem('popkit.buyer.hold') ?? 'null'));
+    assert.ok(held?.id, 'the page keeps its hold');
+    await phone.shot('hold');
+    // nobody pays: at the kit's instant the page says the hold ran out
+    await page.locator('#expired').waitFor({ timeout: 60_000 });
+    assert.match((await page.locator('#expired').textContent()) ?? '', /went back on sale/);
+    await phone.shot('hold-expired');
+    const res = await kit.app.inject({ method: 'GET', url: `/v1/reservations/${held.id}` });
+    assert.ok(
+      res.statusCode === 410 || ['expired', 'released'].includes(res.json().status),
+      `the hold is over on the kit: ${res.body}`,
+    );
+    assert.equal(await stock(), 1, 'the unit is back on sale');
+    // hold it again and pay: the order converts the new hold
+    await page.locator('#againbtn').tap();
+    await page.locator('#hold').waitFor();
+    await page.locator('#paybtn').tap();
+    await page.locator('#receipt').waitFor();
+    await page.waitForFunction(() => document.getElementById('rid')?.textContent?.startsWith('Order '));
+    const orders = [...allOrders(kit.kit.store)];
+    assert.equal(orders.length, 1);
+    assert.ok(orders[0]?.reservationId && orders[0].reservationId !== held.id, 'converted the new hold');
+    assert.equal(await stock(), 0);
     assertOnlyKit(phone);
     assert.deepEqual(phone.errors, []);
   } finally {
