@@ -115,6 +115,24 @@ export const DropsStatus = Type.Object({
   // -- drops status: loyalty --
   // -- drops status: drain-proofing --
   // -- drops status: pickup --
+  /** per slot of the current catalog: places taken of capacity, handed over, waiting, overdue */
+  pickup: Type.Optional(
+    Type.Object({
+      slots: Type.Array(
+        Type.Object({
+          slotId: Type.String(),
+          label: Type.Optional(Type.String()),
+          startsAt: Type.String(),
+          endsAt: Type.String(),
+          capacity: Type.Integer({ minimum: 0 }),
+          taken: Type.Integer({ minimum: 0 }),
+          pickedUp: Type.Integer({ minimum: 0 }),
+          waiting: Type.Integer({ minimum: 0 }),
+          overdue: Type.Integer({ minimum: 0 }),
+        }),
+      ),
+    }),
+  ),
 });
 
 export const KitStatusView = Type.Object({

@@ -7,6 +7,7 @@ import { bundleComponents, validateCatalog } from '../contracts/catalog.ts';
 import { KitError } from '../errors.ts';
 import { type SaleState, saleStateAt } from '../sale-window.ts';
 import { type CatalogBundle, type CatalogStamp, type KitStore, META, type StoredCatalog } from './open.ts';
+import { slotTaken } from './pickup.ts';
 
 const CATALOG_KEY = 'current';
 
@@ -119,9 +120,13 @@ export function bundleAvailable(store: KitStore, b: CatalogBundle): number {
   return Number.isFinite(n) ? n : 0;
 }
 
-/** Orders a pickup slot can still take. */
-export function slotRemaining(store: KitStore, slot: { id: string; capacity: number }): number {
-  return Math.max(0, slot.capacity - (store.slotCounts.get(slot.id) ?? 0));
+/** Orders a pickup slot of an event can still take (counts are per event: pickup.ts). */
+export function slotRemaining(
+  store: KitStore,
+  slot: { id: string; capacity: number },
+  eventId: string,
+): number {
+  return Math.max(0, slot.capacity - slotTaken(store, eventId, slot.id));
 }
 
 /** How a catalog answer states sale windows: the instant and whether the clock is trusted. */
@@ -150,6 +155,6 @@ export function catalogView(store: KitStore, c: StoredCatalog, clock: SaleClock)
       available: bundleAvailable(store, b),
       ...state(b.saleWindow),
     })),
-    pickupSlots: c.pickupSlots.map((s) => ({ ...s, remaining: slotRemaining(store, s) })),
+    pickupSlots: c.pickupSlots.map((s) => ({ ...s, remaining: slotRemaining(store, s, c.eventId) })),
   };
 }

@@ -119,8 +119,18 @@ export interface StoredOrder {
   discount?: { passId: string; holder: string; cents: number };
   /** the reservation this order converted */
   reservationId?: string;
-  /** a pickup slot taken with the order, and its short code */
-  pickup?: { slotId: string; code: string; pickedUpAt?: string; pickedUpBy?: string };
+  /**
+   * a pickup slot taken with the order, its short code, the slot's window as sold (the receipt shows
+   * it) and, once handed over, when and by whom (a terminal id or `admin`): core/store/pickup.ts
+   */
+  pickup?: {
+    slotId: string;
+    code: string;
+    startsAt?: string;
+    endsAt?: string;
+    pickedUpAt?: string;
+    pickedUpBy?: string;
+  };
   /** why and until when the order is held (status `held`), or why it was released */
   hold?: { reason: string; until?: string; releasedAt?: string; releaseReason?: string };
   /** the buyer device (signed device token's id) that placed it, for per-device shares */

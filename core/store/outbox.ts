@@ -158,9 +158,9 @@ export function isTerminal(state: StoredOrder['syncState']): state is 'settled' 
 }
 
 /**
- * A batch of hub acks in one transaction. Sync-owned lanes: the entry goes. Orders: 'stored' keeps the
- * entry (the hub holds it for its gateway); a verdict applies; a late duplicate 'forwarded' never
- * undoes a verdict that already arrived.
+ * A batch of hub acks in one transaction. Sync-owned lanes: the entry goes. Orders: 'stored' keeps an
+ * order's entry (the hub holds it for its gateway) and removes an order event's (the hub stored it);
+ * a verdict applies; a late duplicate 'forwarded' never undoes a verdict that already arrived.
  */
 export async function applyHubAcks(store: KitStore, acks: readonly HubAck[]): Promise<void> {
   await store.root.transaction(() => {
@@ -169,7 +169,12 @@ export async function applyHubAcks(store: KitStore, acks: readonly HubAck[]): Pr
         void store.outbox.remove([LANES[a.lane], a.id]);
         continue;
       }
-      if (a.state === 'stored') continue;
+      if (a.state === 'stored') {
+        // an order event (`<orderId>~<type>`) is done once the hub stored it; an order waits for its verdict
+        const key: OutboxKey = [LANES.orders, a.id];
+        if (store.outbox.get(key)?.kind === 'orderEvent') void store.outbox.remove(key);
+        continue;
+      }
       let state = a.state;
       const cur = store.orders.get(a.id);
       if (state === 'forwarded' && cur && isTerminal(cur.syncState)) state = cur.syncState;

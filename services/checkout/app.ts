@@ -10,6 +10,7 @@ import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts
 import type { Logger } from '../../core/logger.ts';
 import type { AdmissionGate } from './admission.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
+import type { PickupFeature } from './pickup.ts';
 import type { ReservationService } from './reservations.ts';
 import { buyerRoutes } from './routes/buyer.ts';
 import { catalogRoutes } from './routes/catalog.ts';
@@ -18,6 +19,7 @@ import { openApiPlugin } from './routes/docs.ts';
 import { eventRoutes } from './routes/event.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { pickupRoutes } from './routes/pickup.ts';
 import { reservationRoutes } from './routes/reservations.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
@@ -41,6 +43,8 @@ export interface CheckoutDeps extends StatusDeps {
   // -- deps: loyalty --
   // -- deps: drain-proofing --
   // -- deps: pickup --
+  /** the pickup feature (also in `orders.features`): its routes are served when it is there */
+  pickup?: PickupFeature;
 }
 
 /** pairing-code redemptions per minute per client address: a few honest retries, no guessing */
@@ -111,6 +115,7 @@ export async function buildApp(deps: CheckoutDeps) {
   // -- routes: loyalty --
   // -- routes: drain-proofing --
   // -- routes: pickup --
+  if (deps.pickup) await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds });
   return app;
 }
 

@@ -27,6 +27,7 @@ import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
+import { PickupFeature } from './pickup.ts';
 import { RESERVATION_SWEEP_MS, ReservationService } from './reservations.ts';
 import { clockTrustFromConfig, saleWindowFeature } from './sale-windows.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
@@ -92,6 +93,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // -- feature: loyalty --
   // -- feature: drain-proofing --
   // -- feature: pickup --
+  const pickup = new PickupFeature(store);
+  features.push(pickup);
   const orders = new OrderService(store, ids, vault, {
     kitId,
     tokenTtlMs: cfg.POPKIT_TOKEN_TTL_S * 1000,
@@ -127,6 +130,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     // -- app deps: loyalty --
     // -- app deps: drain-proofing --
     // -- app deps: pickup --
+    pickup,
   });
   return {
     app,

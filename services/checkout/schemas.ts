@@ -148,6 +148,71 @@ export const ReservationOut = Type.Object({
 
 // ---- pickup (docs/drops.md#pickup) ----
 
+/** A pickup code as staff type or scan it: case, spaces, dashes and O/I/L are forgiven (core/store/pickup.ts). */
+export const PickupBody = Type.Object(
+  { code: Type.String({ minLength: 1, maxLength: 32, pattern: '^[A-Za-z0-9 -]+$' }) },
+  { additionalProperties: false },
+);
+export type PickupBodyT = Static<typeof PickupBody>;
+
+const PickupLine = Type.Object({ sku: Type.String(), name: Type.String(), qty: Type.Integer() });
+
+/** `POST /v1/pickups`: the order handed over, for the terminal to show what to hand over. */
+export const PickupOut = Type.Object({
+  orderId: Type.String(),
+  code: Type.String(),
+  slotId: Type.String(),
+  pickedUpAt: Type.String(),
+  pickedUpBy: Type.String(),
+  lines: Type.Array(PickupLine),
+});
+
+/** `GET /v1/pickups` query: strings (the kit does not coerce), bounded. */
+export const PickupQueueQuery = Type.Object(
+  {
+    slot: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL })),
+    state: Type.Optional(
+      Type.Union([Type.Literal('waiting'), Type.Literal('overdue'), Type.Literal('picked_up')]),
+    ),
+    limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$' })),
+  },
+  { additionalProperties: false },
+);
+export type PickupQueueQueryT = Static<typeof PickupQueueQuery>;
+
+export const PickupSlotOut = Type.Object({
+  slotId: Type.String(),
+  label: Type.Optional(Type.String()),
+  startsAt: Type.String(),
+  endsAt: Type.String(),
+  capacity: Type.Integer(),
+  taken: Type.Integer(),
+  pickedUp: Type.Integer(),
+  waiting: Type.Integer(),
+  overdue: Type.Integer(),
+});
+
+export const PickupQueueOut = Type.Object({
+  eventId: Type.Union([Type.String(), Type.Null()]),
+  slots: Type.Array(PickupSlotOut),
+  orders: Type.Array(
+    Type.Object({
+      orderId: Type.String(),
+      code: Type.String(),
+      slotId: Type.String(),
+      state: Type.String(),
+      status: Type.String(),
+      createdAt: Type.String(),
+      lines: Type.Array(PickupLine),
+      endsAt: Type.Optional(Type.String()),
+      pickedUpAt: Type.Optional(Type.String()),
+      pickedUpBy: Type.Optional(Type.String()),
+    }),
+  ),
+  /** more orders matched than `limit` */
+  truncated: Type.Boolean(),
+});
+
 // ---- loyalty (docs/drops.md#loyalty) ----
 
 // ---- buyer devices and drain-proofing (docs/security.md#drain-proofing) ----

@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController } from 'fastify';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { rootLogger } from '../../core/logger.ts';
+import type { Queryable } from './db.ts';
 import type { PaymentGateway } from './gateway.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
@@ -13,6 +14,7 @@ import { gatewayRoutes } from './routes/gateway.ts';
 import { healthRoutes } from './routes/health.ts';
 import { kitRoutes } from './routes/kits.ts';
 import { orderRoutes } from './routes/orders.ts';
+import { pickupRoutes } from './routes/pickups.ts';
 
 export interface HubAppDeps {
   ledger: Ledger;
@@ -20,6 +22,8 @@ export interface HubAppDeps {
   gateway: PaymentGateway;
   adminToken: string;
   signingKey: KeyObject;
+  /** the ledger's database, for the drop features' read-only reports (routes/pickups.ts) */
+  db?: Queryable;
   /** GET /v1/gateway's cache (default 30 s) */
   gatewayCheckCacheMs?: number;
   logger?: boolean;
@@ -43,6 +47,7 @@ export function buildHubApp(deps: HubAppDeps) {
   app.register(kitRoutes, { ledger, adminToken });
   app.register(orderRoutes, { ledger, adminToken });
   app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });
+  if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
   return app;
 }
 

@@ -81,6 +81,7 @@ export class HubService {
     this.app = buildHubApp({
       ledger: this.ledger,
       ingest: this.ingest,
+      db: this.db,
       gateway: this.gateway,
       adminToken: this.adminToken,
       signingKey: signing.privateKey,

@@ -198,6 +198,14 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       ${ORDER_LINES_FROM('orders')}
     `,
   },
+  {
+    version: 7,
+    name: 'pickup orders by event',
+    sql: `
+      -- an event's pickups (GET /v1/events/:eventId/pickups) read its pickup orders only
+      CREATE INDEX orders_pickup_event ON orders (event_id) WHERE body ? 'pickup';
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {
