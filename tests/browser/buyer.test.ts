@@ -453,3 +453,66 @@ test('a cart hold counts down on the phone and runs out: the unit goes back on s
     await kit.kit.close();
   }
 });
+
+test('a purchase with a pickup slot: the receipt carries the pickup code and its QR from the kit', {
+  timeout: 120_000,
+}, async (t) => {
+  const kit = await startCheckout();
+  let phone: Phone | undefined;
+  try {
+    const now = Date.now();
+    const slots = [
+      {
+        id: 'early',
+        startsAt: new Date(now - 3_600_000).toISOString(),
+        endsAt: new Date(now + 3_600_000).toISOString(),
+        capacity: 1,
+        label: 'Merch tent, now',
+      },
+      {
+        id: 'late',
+        startsAt: new Date(now + 3_600_000).toISOString(),
+        endsAt: new Date(now + 7_200_000).toISOString(),
+        capacity: 50,
+        label: 'After the show',
+      },
+    ];
+    phone = await openPhone(t, kit, { ...dropCatalog(), pickupSlots: slots });
+    const { page } = phone;
+    // the early slot's one place goes to someone at the counter
+    const other = await kit.app.inject({
+      method: 'POST',
+      url: '/v1/orders',
+      headers: auth,
+      payload: { lines: [{ sku: 'TEE-M', qty: 1 }], payment: { method: 'cash' }, pickupSlotId: 'early' },
+    });
+    assert.equal(other.statusCode, 201, other.body);
+    await page.goto(`${phone.origin}/buy`);
+    await page.locator('article.card[data-id="FAN-PACK"] button.buy').tap();
+    await page.locator('#checkout').waitFor();
+    assert.equal(await page.locator('#slot option[value="early"]').getAttribute('disabled'), '');
+    assert.match((await page.locator('#slot option[value="early"]').textContent()) ?? '', /\(full\)/);
+    assert.equal(await page.locator('#slot').inputValue(), 'late');
+    await page.locator('#paybtn').tap();
+    await page.locator('#receipt').waitFor();
+    await page.locator('#pickup').waitFor();
+    const order = [...allOrders(kit.kit.store)].find((o) => o.id !== other.json().id);
+    assert.ok(order?.pickup, 'the order took a pickup place');
+    assert.equal(order.pickup.slotId, 'late');
+    assert.equal(await page.locator('#pickupcode').textContent(), order.pickup.code);
+    assert.match((await page.locator('#pickupslot').textContent()) ?? '', /After the show/);
+    // the QR is the kit's SVG, loaded and drawn
+    assert.equal(await page.locator('#qr').getAttribute('src'), `/v1/orders/${order.id}/pickup.svg`);
+    await page.waitForFunction(() => {
+      const img = document.getElementById('qr') as HTMLImageElement | null;
+      return Boolean(img?.complete && img.naturalWidth > 0);
+    });
+    assert.ok(phone.requests.includes(`${phone.origin}/v1/orders/${order.id}/pickup.svg`));
+    await phone.shot('pickup-receipt');
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
