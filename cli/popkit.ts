@@ -26,6 +26,7 @@ const LOADERS: Record<CommandName, () => Promise<{ run: CommandMain }>> = {
   media: () => import('./commands/media.ts'),
   catalog: () => import('./commands/catalog.ts'),
   terminal: () => import('./commands/terminal.ts'),
+  loyalty: () => import('./commands/loyalty.ts'),
 };
 
 export const COMMANDS: Record<string, CommandEntry> = Object.fromEntries(

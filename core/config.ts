@@ -183,6 +183,29 @@ export const CheckoutConfig = Type.Object({
   }),
   // -- drops: pickup --
   // -- drops: loyalty --
+  POPKIT_HUB_PUBLIC_KEY: Type.Optional(
+    Type.String({
+      minLength: 40,
+      description:
+        "the hub's ed25519 key (the one sync verifies catalogs with): checkout verifies loyalty passes with it",
+    }),
+  ),
+  POPKIT_HUB_PUBLIC_KEY_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: 'file holding that key' }),
+  ),
+  POPKIT_LOYALTY_KIT_USES_MAX: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 100,
+      description:
+        "uses of one loyalty pass per event on this kit at most, when lower than the pass's own (docs/drops.md#loyalty)",
+    }),
+  ),
+  POPKIT_LOYALTY_CHECK_RATE_PER_MIN: Type.Integer({
+    minimum: 1,
+    default: 30,
+    description: 'loyalty pass previews per minute per client address without credentials',
+  }),
   // -- drain-proofing: devices, online authorization, offline allowance (docs/security.md) --
   POPKIT_STORE_RESERVE_MB: Type.Integer({
     minimum: 0,

@@ -107,6 +107,8 @@ const catalogProperties = {
   items: Type.Array(CatalogItemIn, { minItems: 1, maxItems: CATALOG_LIMITS.items }),
   bundles: Type.Optional(Type.Array(BundleIn, { maxItems: CATALOG_LIMITS.bundles })),
   pickupSlots: Type.Optional(Type.Array(PickupSlotIn, { maxItems: CATALOG_LIMITS.pickupSlots })),
+  /** the creator whose event this is: loyalty passes scoped to a creator apply here (docs/drops.md#loyalty) */
+  creatorId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL })),
 };
 
 /** The catalog as it enters a kit or the hub (starting stock per SKU included). */

@@ -113,6 +113,17 @@ export const DropsStatus = Type.Object({
     }),
   ),
   // -- drops status: loyalty --
+  loyalty: Type.Optional(
+    Type.Object({
+      /** the hub's public key is known: passes can be verified */
+      verifying: Type.Boolean(),
+      /** passes used here (per event), their uses, and the discount they gave */
+      passes: Type.Integer({ minimum: 0 }),
+      redemptions: Type.Integer({ minimum: 0 }),
+      discountCents: Type.Integer({ minimum: 0 }),
+      kitUsesMax: Nullable(Type.Integer()),
+    }),
+  ),
   // -- drops status: drain-proofing --
   // -- drops status: pickup --
   /** per slot of the current catalog: places taken of capacity, handed over, waiting, overdue */

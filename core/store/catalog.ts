@@ -39,6 +39,7 @@ export async function replaceCatalog(
       components: bundleComponents({ ...(skus ? { skus } : {}), ...(components ? { components } : {}) }),
     })),
     pickupSlots: input.pickupSlots ?? [],
+    ...(input.creatorId ? { creatorId: input.creatorId } : {}),
     source: opts.source,
     updatedAt: new Date().toISOString(),
     startStock: Object.fromEntries(input.items.map((i) => [i.sku, i.stock])),

@@ -66,6 +66,8 @@ export interface StoredCatalog {
   items: CatalogItem[];
   bundles: CatalogBundle[];
   pickupSlots: PickupSlot[];
+  /** the creator whose event this is (loyalty pass scope) */
+  creatorId?: string;
   /** where it came from: a staff PUT, `popkit catalog load`, or the hub (signed) */
   source: 'local' | 'hub';
   updatedAt: string;
@@ -215,12 +217,17 @@ export interface ReservationRecord {
   address?: string;
 }
 
-/** A loyalty pass's uses on this kit (core/store/loyalty.ts), by pass id. */
+/** A loyalty pass's uses on this kit (core/store/loyalty.ts), by pass id and event. */
 export interface LoyaltyUseRecord {
   passId: string;
   uses: number;
   orderIds: string[];
   lastAt: string;
+  /** the event the uses count for (a pass allows its uses per event) */
+  eventId: string;
+  holder: string;
+  /** discount given by these uses */
+  cents: number;
 }
 
 /** A buyer device known to this kit (a signed device token's id), for per-device shares. */

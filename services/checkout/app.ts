@@ -9,6 +9,7 @@ import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { AdmissionGate } from './admission.ts';
+import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import type { PickupFeature } from './pickup.ts';
 import type { ReservationService } from './reservations.ts';
@@ -17,6 +18,7 @@ import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
 import { eventRoutes } from './routes/event.ts';
+import { loyaltyRoutes } from './routes/loyalty.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickup.ts';
@@ -41,6 +43,9 @@ export interface CheckoutDeps extends StatusDeps {
   /** cart holds (absent: no /v1/reservations routes) */
   reservations?: ReservationService;
   // -- deps: loyalty --
+  /** the loyalty feature (main.ts) and its preview's rate per client address */
+  loyalty?: LoyaltyFeature;
+  loyaltyCheckRatePerMin?: number;
   // -- deps: drain-proofing --
   // -- deps: pickup --
   /** the pickup feature (also in `orders.features`): its routes are served when it is there */
@@ -113,6 +118,13 @@ export async function buildApp(deps: CheckoutDeps) {
       buyerRatePerMin: deps.buyerRatePerMin,
     });
   // -- routes: loyalty --
+  if (deps.loyalty)
+    await app.register(loyaltyRoutes, {
+      orders,
+      loyalty: deps.loyalty,
+      creds,
+      checkRatePerMin: deps.loyaltyCheckRatePerMin ?? 30,
+    });
   // -- routes: drain-proofing --
   // -- routes: pickup --
   if (deps.pickup) await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds });

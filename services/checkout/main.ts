@@ -25,6 +25,7 @@ import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
+import { hubKeySource, LoyaltyFeature } from './loyalty.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
 import { PickupFeature } from './pickup.ts';
@@ -91,6 +92,13 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   features.push(reservations);
   closers.push(reservations.startSweeper(RESERVATION_SWEEP_MS));
   // -- feature: loyalty --
+  const loyalty = new LoyaltyFeature(store, {
+    hubKey: hubKeySource({ ...cfg, dataDir }),
+    kitUsesMax: cfg.POPKIT_LOYALTY_KIT_USES_MAX,
+  });
+  // a key that is set but unreadable or not ed25519 stops checkout at start, as it stops sync
+  loyalty.publicKey();
+  features.push(loyalty);
   // -- feature: drain-proofing --
   // -- feature: pickup --
   const pickup = new PickupFeature(store);
@@ -128,6 +136,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     // -- app deps: reservations --
     reservations,
     // -- app deps: loyalty --
+    loyalty,
+    loyaltyCheckRatePerMin: cfg.POPKIT_LOYALTY_CHECK_RATE_PER_MIN,
     // -- app deps: drain-proofing --
     // -- app deps: pickup --
     pickup,

@@ -215,6 +215,26 @@ export const PickupQueueOut = Type.Object({
 
 // ---- loyalty (docs/drops.md#loyalty) ----
 
+/** `POST /v1/loyalty/check`: what a pass would take off these lines, without ordering. */
+export const LoyaltyCheckBody = Type.Object(
+  { pass: LoyaltyPassText, lines: OrderLines },
+  { additionalProperties: false },
+);
+export type LoyaltyCheckBodyT = Static<typeof LoyaltyCheckBody>;
+export const LoyaltyCheckOut = Type.Object({
+  passId: Type.String(),
+  holder: Type.String(),
+  tier: Type.String(),
+  /** ISO 8601 */
+  expiresAt: Type.String(),
+  subtotalCents: Type.Integer(),
+  discountCents: Type.Integer(),
+  totalCents: Type.Integer(),
+  /** uses of this pass this kit allows at this event, and those left */
+  allowed: Type.Integer(),
+  usesLeft: Type.Integer(),
+});
+
 // ---- buyer devices and drain-proofing (docs/security.md#drain-proofing) ----
 
 // ---- trusted time (docs/drops.md#trusted-time) ----

@@ -13,6 +13,7 @@ import { catalogRoutes } from './routes/catalogs.ts';
 import { gatewayRoutes } from './routes/gateway.ts';
 import { healthRoutes } from './routes/health.ts';
 import { kitRoutes } from './routes/kits.ts';
+import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickups.ts';
 
@@ -48,6 +49,7 @@ export function buildHubApp(deps: HubAppDeps) {
   app.register(orderRoutes, { ledger, adminToken });
   app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });
   if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
+  app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   return app;
 }
 

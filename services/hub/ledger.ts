@@ -17,6 +17,7 @@ import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
 import type { Queryable, SqlDb } from './db.ts';
 import { isDataError } from './failures.ts';
 import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
+import { LoyaltyBook, recordRedemptions } from './loyalty.ts';
 import { ORDER_LINES_FROM } from './migrations.ts';
 
 const log = moduleLogger('hub-ledger');
@@ -91,6 +92,11 @@ export class Ledger {
     gatewayConcurrency = 8,
   ) {
     this.gatewaySlots = new Slots(gatewayConcurrency);
+  }
+
+  /** loyalty passes and their redemptions, on the ledger's database (services/hub/loyalty.ts) */
+  get loyalty(): LoyaltyBook {
+    return new LoyaltyBook(this.db);
   }
 
   async ping(): Promise<void> {
@@ -677,6 +683,8 @@ async function insertOrders(tx: Queryable, kitId: string, rows: NewOrderRow[]): 
      SELECT order_id, state, decline_reason FROM ins`,
     [kitId, JSON.stringify(rows)],
   );
+  const inserted = res.rows.map((r) => r.order_id);
+  await recordRedemptions(tx, kitId, inserted);
   return res.rows;
 }
 

@@ -206,6 +206,38 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX orders_pickup_event ON orders (event_id) WHERE body ? 'pickup';
     `,
   },
+  {
+    version: 8,
+    name: 'loyalty',
+    sql: `
+      -- loyalty passes the hub issued (services/hub/loyalty.ts): their uses per event are what a
+      -- redemption count is held against
+      CREATE TABLE loyalty_passes (
+        pass_id text PRIMARY KEY,
+        holder text NOT NULL,
+        tier text NOT NULL,
+        uses integer NOT NULL CHECK (uses >= 1),
+        expires_at timestamptz NOT NULL,
+        payload jsonb NOT NULL,
+        issued_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX loyalty_passes_holder ON loyalty_passes (holder);
+      -- one row per order that carried a discount, written with the order: kits offline from each
+      -- other can each redeem a pass, and the hub sees it here
+      CREATE TABLE loyalty_redemptions (
+        kit_id text NOT NULL,
+        order_id text NOT NULL,
+        pass_id text NOT NULL,
+        event_id text NOT NULL,
+        holder text NOT NULL,
+        cents bigint NOT NULL,
+        kit_created_at text NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (kit_id, order_id)
+      );
+      CREATE INDEX loyalty_redemptions_pass ON loyalty_redemptions (pass_id, event_id);
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {
