@@ -3,10 +3,12 @@
 // every coded drop error as a sentence, and nothing requested from anywhere but the kit.
 // Screenshots are kept as artifacts under POPKIT_ARTIFACTS_DIR (default tmp/artifacts/buyer).
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { encodePass } from '../../core/contracts/loyalty.ts';
 import { ERROR_STATUS } from '../../core/errors.ts';
 import { allOrders } from '../../core/store/index.ts';
 import { launchChromium } from '../support/browser.ts';
@@ -509,6 +511,72 @@ test('a purchase with a pickup slot: the receipt carries the pickup code and its
     });
     assert.ok(phone.requests.includes(`${phone.origin}/v1/orders/${order.id}/pickup.svg`));
     await phone.shot('pickup-receipt');
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
+
+test('a loyalty pass typed on the phone previews its discount, the order takes it, and a used pass reads as a sentence', {
+  timeout: 120_000,
+}, async (t) => {
+  const hub = generateKeyPairSync('ed25519');
+  const kit = await startCheckout({
+    POPKIT_HUB_PUBLIC_KEY: hub.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+  });
+  let phone: Phone | undefined;
+  try {
+    phone = await openPhone(t, kit, { ...dropCatalog(), creatorId: 'creator-a' });
+    const { page } = phone;
+    const nowS = Math.floor(Date.now() / 1000);
+    const pass = encodePass(hub.privateKey, {
+      v: 1,
+      id: 'pass-000001',
+      holder: 'M-77',
+      tier: 'gold',
+      rule: { kind: 'percent', percent: 20, capCents: 1000 },
+      scope: { creatorId: 'creator-a', eventIds: ['ev-drop'] },
+      uses: 1,
+      issuedAt: nowS - 60,
+      expiresAt: nowS + 3600,
+    });
+    await page.goto(`${phone.origin}/buy`);
+    await page.locator('article.card[data-id="TEE-M"] button.buy').tap();
+    await page.locator('#checkout').waitFor();
+    // pasted as a phone pastes it: with a line break in the middle
+    await page.fill('#pass', `${pass.slice(0, 40)}\n${pass.slice(40)}`);
+    await page.locator('#passbtn').tap();
+    await page.waitForFunction(() => document.getElementById('passpreview')?.textContent?.includes('save'));
+    assert.equal(
+      await page.locator('#passpreview').textContent(),
+      'Pass accepted (gold · M-77): you save $5.00.',
+    );
+    assert.equal(await page.locator('#discount').textContent(), '−$5.00');
+    assert.equal(await page.locator('#total').textContent(), '$20.00');
+    await phone.shot('loyalty-preview');
+    await page.locator('#paybtn').tap();
+    await page.locator('#receipt').waitFor();
+    await page.waitForFunction(() => document.getElementById('rdiscount')?.textContent === '−$5.00');
+    assert.equal(await page.locator('#rtotal').textContent(), '$20.00');
+    const orders = [...allOrders(kit.kit.store)];
+    assert.equal(orders.length, 1);
+    assert.equal(orders[0]?.totalCents, 2000);
+    assert.deepEqual(orders[0]?.discount, { passId: 'pass-000001', holder: 'M-77', cents: 500 });
+    await phone.shot('loyalty-receipt');
+    // the pass had one use: a second order's preview says so in words, and nothing is taken
+    await page.locator('.toshop').last().tap();
+    await page.locator('article.card[data-id="TEE-M"] button.buy').tap();
+    await page.fill('#pass', pass);
+    await page.locator('#passbtn').tap();
+    await page.waitForFunction(() => document.getElementById('passpreview')?.textContent?.includes('used'));
+    assert.equal(
+      await page.locator('#passpreview').textContent(),
+      'That loyalty pass has already been used here.',
+    );
+    assert.equal(await page.locator('#discount').count(), 0);
+    assert.equal([...allOrders(kit.kit.store)].length, 1);
     assertOnlyKit(phone);
     assert.deepEqual(phone.errors, []);
   } finally {
