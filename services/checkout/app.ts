@@ -9,6 +9,7 @@ import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { AdmissionGate } from './admission.ts';
+import type { DeviceTokens } from './devices.ts';
 import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import type { PickupFeature } from './pickup.ts';
@@ -17,6 +18,7 @@ import { buyerRoutes } from './routes/buyer.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
+import { drainRoutes } from './routes/drain.ts';
 import { eventRoutes } from './routes/event.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { mediaRoutes } from './routes/media.ts';
@@ -47,6 +49,10 @@ export interface CheckoutDeps extends StatusDeps {
   loyalty?: LoyaltyFeature;
   loyaltyCheckRatePerMin?: number;
   // -- deps: drain-proofing --
+  /** buyer device tokens (services/checkout/devices.ts); absent: no drain-proofing routes */
+  devices?: DeviceTokens;
+  /** device tokens per minute per client address (POPKIT_DEVICE_ISSUE_PER_MIN) */
+  deviceIssuePerMin?: number;
   // -- deps: pickup --
   /** the pickup feature (also in `orders.features`): its routes are served when it is there */
   pickup?: PickupFeature;
@@ -126,6 +132,15 @@ export async function buildApp(deps: CheckoutDeps) {
       checkRatePerMin: deps.loyaltyCheckRatePerMin ?? 30,
     });
   // -- routes: drain-proofing --
+  if (deps.devices)
+    await app.register(drainRoutes, {
+      store,
+      orders,
+      guard,
+      creds,
+      devices: deps.devices,
+      deviceIssuePerMin: deps.deviceIssuePerMin ?? 6,
+    });
   // -- routes: pickup --
   if (deps.pickup) await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds });
   return app;

@@ -1,5 +1,6 @@
 // Wires checkout from the environment (the composition root of `popkit checkout`) and listens.
 import fs from 'node:fs';
+import path from 'node:path';
 import {
   BaseConfig,
   CheckoutConfig,
@@ -25,6 +26,8 @@ import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
+import { DeviceTokens } from './devices.ts';
+import { DrainFeature, offlineAuthorizer } from './drain.ts';
 import { hubKeySource, LoyaltyFeature } from './loyalty.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
@@ -100,6 +103,19 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   loyalty.publicKey();
   features.push(loyalty);
   // -- feature: drain-proofing --
+  // authhop's hub Authorizer plugs in here in place of offlineAuthorizer (services/checkout/authorizer.ts)
+  const devices = DeviceTokens.open(path.join(layout.keys, 'device.key'), store);
+  const drain = new DrainFeature({
+    store,
+    devices,
+    authorizer: offlineAuthorizer,
+    authBudgetMs: cfg.POPKIT_AUTH_BUDGET_MS,
+    allowance: cfg.POPKIT_BUYER_OFFLINE_ALLOWANCE,
+    holdTtlMs: cfg.POPKIT_HOLD_TTL_S * 1000,
+    deviceOrdersPerMin: cfg.POPKIT_DEVICE_ORDERS_PER_MIN,
+  });
+  features.push(drain);
+  closers.push(drain.start());
   // -- feature: pickup --
   const pickup = new PickupFeature(store);
   features.push(pickup);
@@ -139,6 +155,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     loyalty,
     loyaltyCheckRatePerMin: cfg.POPKIT_LOYALTY_CHECK_RATE_PER_MIN,
     // -- app deps: drain-proofing --
+    devices,
+    deviceIssuePerMin: cfg.POPKIT_DEVICE_ISSUE_PER_MIN,
     // -- app deps: pickup --
     pickup,
   });
