@@ -584,3 +584,58 @@ test('a loyalty pass typed on the phone previews its discount, the order takes i
     await kit.kit.close();
   }
 });
+
+test('a scarce card order offline is held until paid at pickup, and the receipt follows staff releasing it', {
+  timeout: 120_000,
+}, async (t) => {
+  // no offline allowance: every scarce card order from a phone is held
+  const kit = await startCheckout({ POPKIT_BUYER_OFFLINE_ALLOWANCE: '0' });
+  let phone: Phone | undefined;
+  try {
+    phone = await openPhone(t, kit, dropCatalog());
+    const { page } = phone;
+    await page.goto(`${phone.origin}/buy`);
+    // the page asks the kit for its device token once and keeps it
+    await page.waitForFunction(() => localStorage.getItem('popkit.deviceToken'));
+    const device = await page.evaluate(() => localStorage.getItem('popkit.deviceToken'));
+    await page.locator('article.card[data-id="ED-01"] button.buy').tap();
+    await page.locator('#paybtn').tap();
+    await page.locator('#receipt').waitFor();
+    await page.waitForSelector('#rstate[data-status="held"]');
+    assert.match(
+      (await page.locator('#rstate').textContent()) ?? '',
+      /^Held until paid at pickup: pay at the counter by /,
+    );
+    const [order] = [...allOrders(kit.kit.store)];
+    assert.equal(order?.status, 'held');
+    assert.ok(order?.deviceId, 'the order names the device');
+    await phone.shot('held');
+    // staff release it: the receipt says so on its next look, and the unit is back on sale
+    const rel = await kit.app.inject({
+      method: 'POST',
+      url: `/v1/orders/${order?.id}/release`,
+      headers: auth,
+      payload: { reason: 'not collected' },
+    });
+    assert.equal(rel.statusCode, 200, rel.body);
+    await page.waitForSelector('#rstate[data-status="released"]', { timeout: 30_000 });
+    assert.match(
+      (await page.locator('#rstate').textContent()) ?? '',
+      /^Released \(not collected\): the items went back on sale/,
+    );
+    assert.equal(await page.locator('#pickup').isHidden(), true);
+    const cat = (await kit.app.inject({ method: 'GET', url: '/v1/catalog' })).json();
+    assert.equal(cat.items.find((i: { sku: string }) => i.sku === 'ED-01').stock, 5, 'the unit is back');
+    await phone.shot('released');
+    // a reload keeps the same device token: it was asked for once
+    await page.goto(`${phone.origin}/buy`);
+    await page.locator('article.card[data-id="ED-01"]').waitFor();
+    assert.equal(await page.evaluate(() => localStorage.getItem('popkit.deviceToken')), device);
+    assert.equal(phone.requests.filter((u) => u === `${phone?.origin}/v1/devices`).length, 1);
+    assertOnlyKit(phone);
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    await phone?.browser.close();
+    await kit.kit.close();
+  }
+});
