@@ -5,9 +5,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController } from 'fastify';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { rootLogger } from '../../core/logger.ts';
+import type { HubAuthorize } from './authorize.ts';
 import type { PaymentGateway } from './gateway.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
+import { authorizationRoutes } from './routes/authorizations.ts';
 import { catalogRoutes } from './routes/catalogs.ts';
 import { gatewayRoutes } from './routes/gateway.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -18,6 +20,9 @@ export interface HubAppDeps {
   ledger: Ledger;
   ingest: Pick<HubIngest, 'connected' | 'publishCatalog' | 'stats' | 'sharedSubscription'>;
   gateway: PaymentGateway;
+  /** the online card checks: orphans, and the sandbox card form (routes/authorizations.ts) */
+  authorize?: Pick<HubAuthorize, 'orphans'>;
+  orphanMs?: number;
   adminToken: string;
   signingKey: KeyObject;
   /** GET /v1/gateway's cache (default 30 s) */
@@ -43,6 +48,13 @@ export function buildHubApp(deps: HubAppDeps) {
   app.register(kitRoutes, { ledger, adminToken });
   app.register(orderRoutes, { ledger, adminToken });
   app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });
+  if (deps.authorize)
+    app.register(authorizationRoutes, {
+      authorize: deps.authorize,
+      gateway: deps.gateway,
+      adminToken,
+      orphanMs: deps.orphanMs ?? 900_000,
+    });
   return app;
 }
 
