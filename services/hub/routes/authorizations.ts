@@ -18,7 +18,11 @@ export interface AuthorizationRoutesOptions {
   orphanMs: number;
 }
 
-const OrphansQuery = Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) });
+const OrphansQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  /** default: POPKIT_HUB_AUTHORIZE_ORPHAN_S */
+  olderThanS: Type.Optional(Type.Integer({ minimum: 0, maximum: 366 * 24 * 3600 })),
+});
 
 /** `ok`, `decline`, `decline_<reason>` or `unavailable` (what the sandbox does with the token) */
 export const SandboxTokenBody = Type.Object(
@@ -55,7 +59,10 @@ export const authorizationRoutes: FastifyPluginAsyncTypebox<AuthorizationRoutesO
   app.get(
     '/v1/authorizations/orphans',
     { onRequest: adminGuard(opts.adminToken), schema: { querystring: OrphansQuery } },
-    async (req) => ({ orphans: await opts.authorize.orphans(opts.orphanMs, req.query.limit) }),
+    async (req) => {
+      const olderThanMs = req.query.olderThanS !== undefined ? req.query.olderThanS * 1000 : opts.orphanMs;
+      return { orphans: await opts.authorize.orphans(olderThanMs, req.query.limit) };
+    },
   );
   const gateway = opts.gateway;
   // a real provider's adapter has no card form here: its own page tokenizes cards
