@@ -5,6 +5,12 @@
 // key `kitId:orderId`: when the order arrives later (carrying `payment.authRef`) its exchange is a
 // repeat of that key, the same verdict and no second charge. A request that is not sound is refused,
 // logged and counted, and has no effect: no row, no gateway call, no answer.
+//
+// The checks have a broker connection of their own: on the ingest's, mqtt.js handles one message at a
+// time and a batch's commit (PUBACK after commit) would hold every check up behind it, during a drop
+// exactly when both flow (bench/authorize.ts measured it: docs/scaling.md#the-online-card-check).
+import fs from 'node:fs';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { isSafeText } from '../../core/contracts/common.ts';
 import {
   type AuthorizeRequestT,
@@ -14,7 +20,7 @@ import {
   topics,
   wire,
 } from '../../core/contracts/hub-wire.ts';
-import { moduleLogger } from '../../core/logger.ts';
+import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import type { SqlDb } from './db.ts';
 import { type PaymentGateway, Slots } from './gateway.ts';
 import { KitBuckets } from './ingest.ts';
@@ -37,6 +43,18 @@ export interface AuthorizeProps {
 }
 
 export type AuthorizeAnswer = (topic: string, payload: string, correlationData: Buffer) => void;
+
+export interface AuthorizeBrokerOptions {
+  brokerUrl: string;
+  username?: string | undefined;
+  password?: string | undefined;
+  caFile?: string | undefined;
+  /** the worker's id: the connection is `popkit-hub-<workerId>-authorize` */
+  workerId: string;
+  /** the ingest's finding: a shared subscription (one worker answers each check) or a plain one */
+  shared: boolean;
+  shareGroup: string;
+}
 
 export interface HubAuthorizeOptions {
   ratePerS: number;
@@ -79,6 +97,8 @@ export class HubAuthorize {
   private readonly buckets: KitBuckets;
   private readonly slots: Slots;
   private readonly now: () => number;
+  private client: MqttClient | undefined;
+  private stopping = false;
 
   constructor(
     private readonly db: SqlDb,
@@ -88,6 +108,46 @@ export class HubAuthorize {
     this.buckets = new KitBuckets(opts.ratePerS, opts.burst);
     this.slots = new Slots(opts.concurrency);
     this.now = opts.now ?? Date.now;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Connect and subscribe `kits/+/authorize` (QoS 0: a check delivered late is of no use to a kit). */
+  async start(o: AuthorizeBrokerOptions): Promise<void> {
+    const clientOpts: IClientOptions = {
+      protocolVersion: 5,
+      clientId: `popkit-hub-${o.workerId}-authorize`,
+      // nothing to keep across a reconnect: a check not answered in its budget is the kit's fallback
+      clean: true,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      ...(o.username ? { username: o.username } : {}),
+      ...(o.password ? { password: o.password } : {}),
+      ...(o.caFile ? { ca: fs.readFileSync(o.caFile) } : {}),
+    };
+    const client = mqtt.connect(o.brokerUrl, clientOpts);
+    this.client = client;
+    client.on('error', (err) => log.warn({ err: err.message }, 'authorize broker error'));
+    client.on('message', (topic, payload, packet) => {
+      if (this.stopping) return;
+      void this.handle(topic, payload, packet.properties ?? {}, (t, p, correlationData) =>
+        client.publish(t, p, { qos: 0, properties: { correlationData } }),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
+    const filter = o.shared ? `$share/${o.shareGroup}/${topics.allAuthorize}` : topics.allAuthorize;
+    await client.subscribeAsync({ [filter]: { qos: 0 } });
+    log.info({ broker: redactUrl(o.brokerUrl), shared: o.shared }, 'online card checks answered');
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.client?.endAsync(true);
   }
 
   /** One request as it came off the broker. Resolves once answered (or refused); never throws. */

@@ -77,13 +77,13 @@ export class HubService {
       burst: cfg.POPKIT_HUB_AUTHORIZE_BURST,
       concurrency: cfg.POPKIT_HUB_GATEWAY_CONCURRENCY,
     });
+    const workerId = cfg.POPKIT_HUB_WORKER_ID ?? os.hostname().replace(/[^A-Za-z0-9_.-]/g, '-');
     this.ingest = new HubIngest(this.ledger, {
-      authorize: this.authorize,
       brokerUrl: cfg.POPKIT_HUB_BROKER_URL,
       username: cfg.POPKIT_HUB_BROKER_USERNAME,
       password: cfg.POPKIT_HUB_BROKER_PASSWORD,
       caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
-      workerId: cfg.POPKIT_HUB_WORKER_ID ?? os.hostname().replace(/[^A-Za-z0-9_.-]/g, '-'),
+      workerId,
       shared: cfg.POPKIT_HUB_SHARED_SUBSCRIPTION,
       shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
       retryDeferredMs: cfg.POPKIT_HUB_GATEWAY_RETRY_S * 1000,
@@ -95,6 +95,15 @@ export class HubService {
       },
     });
     await this.ingest.start();
+    await this.authorize.start({
+      brokerUrl: cfg.POPKIT_HUB_BROKER_URL,
+      username: cfg.POPKIT_HUB_BROKER_USERNAME,
+      password: cfg.POPKIT_HUB_BROKER_PASSWORD,
+      caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
+      workerId,
+      shared: this.ingest.sharedSubscription ?? false,
+      shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
+    });
     const orphanMs = cfg.POPKIT_HUB_AUTHORIZE_ORPHAN_S * 1000;
     const authorize = this.authorize;
     this.orphanLoop = pollLoop(Math.min(60_000, orphanMs), () => authorize.reportOrphans(orphanMs), {
@@ -128,6 +137,7 @@ export class HubService {
 
   async stop(): Promise<void> {
     this.orphanLoop?.stop();
+    await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);
     await this.ingest?.stop().catch(() => undefined);
     await this.db?.close().catch(() => undefined);

@@ -38,18 +38,6 @@ export interface HubIngestOptions {
   verdictResendMs: number;
   /** per-kit limits: entries per batch, messages per second and burst (a token bucket per kit) */
   kitQuota: { batchMax: number; ratePerS: number; burst: number };
-  /** the online card checks (services/hub/authorize.ts); without it `authorize` is not subscribed */
-  authorize?: AuthorizeSink;
-}
-
-/** Where `kits/+/authorize` requests go: answered on `answer(topic, payload, correlationData)`. */
-export interface AuthorizeSink {
-  handle(
-    topic: string,
-    payload: Buffer,
-    props: { responseTopic?: string | undefined; correlationData?: Buffer | undefined },
-    answer: (topic: string, payload: string, correlationData: Buffer) => void,
-  ): Promise<void>;
 }
 
 export interface IngestStats {
@@ -121,19 +109,6 @@ export class HubIngest {
     client.handleMessage = (packet, done) => {
       // stopping: what is still queued is not processed nor acked (the kits resend it to a live worker)
       if (this.stopping) return;
-      // an online card check is answered within the kit's budget: it does not wait behind a batch
-      // commit, nor holds the next one up (nothing to redeliver: a lost one is the kit's fallback)
-      const auth = this.opts.authorize;
-      if (auth && packet.topic.endsWith('/authorize')) {
-        const props = packet.properties ?? {};
-        auth
-          .handle(packet.topic, packet.payload as Buffer, props, (topic, payload, correlationData) =>
-            this.client?.publish(topic, payload, { qos: 0, properties: { correlationData } }),
-          )
-          .catch((err) => this.refuse('unprocessable', packet.topic, (err as Error).message));
-        done();
-        return;
-      }
       this.onMessage(packet.topic, packet.payload as Buffer).then(
         () => done(),
         (err) => {
@@ -166,8 +141,6 @@ export class HubIngest {
       [share(topics.allTelemetry)]: { qos: 1 },
       [share(topics.allReceipts)]: { qos: 1 },
       [topics.allStatus]: { qos: 1 },
-      // QoS 0: a check not delivered at once is of no use to a kit that waits a budget
-      ...(this.opts.authorize ? { [share(topics.allAuthorize)]: { qos: 0 as const } } : {}),
     });
     client.on('connect', () => {
       // a broker without persistence lost the retained catalogs: put the latest back
