@@ -6,10 +6,12 @@
 // refused with no effect.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import pg from 'pg';
+import { authorizeSocketPath } from '../../core/contracts/authorize-relay.ts';
 import { type AuthorizeRequestT, topics } from '../../core/contracts/hub-wire.ts';
 import { KitError } from '../../core/errors.ts';
 import { MonotonicIds } from '../../core/ids.ts';
@@ -323,6 +325,29 @@ describe('online authorization through the hub link', () => {
       assert.equal(sandbox.exchangeCalls, calls + 1);
       assert.equal(answers.length, 1);
     });
+  });
+
+  test("sync's relay: a socket only its user can open; garbage and an endless line change nothing", async () => {
+    const sock = authorizeSocketPath(kit.dataDir);
+    assert.equal(fs.statSync(sock).mode & 0o077, 0, 'the socket is private');
+    const forwarded = sync.authorizeRelay.stats.forwarded;
+    const refused = sync.authorizeRelay.stats.refused;
+    const c = net.createConnection(sock);
+    await new Promise((r) => c.once('connect', r));
+    const closed = new Promise((r) => c.once('close', r));
+    c.on('error', () => undefined);
+    // read what sync sends (its link state): a socket never read never sees its end
+    c.resume();
+    c.write('not json\n{"v":1,"type":"authorize"}\n');
+    c.write(
+      `${JSON.stringify({ v: 1, type: 'authorize', requestId: 'r1', orderId: 'o1', token: 'tok_\u0000', amountCents: 1, currency: 'EUR', deadline: Date.now() + 5000 })}\n`,
+    );
+    await waitFor(() => sync.authorizeRelay.stats.refused === refused + 3, 10_000, 'three refusals');
+    // a line that never ends is not a peer of ours: disconnected
+    c.write('x'.repeat(64 * 1024));
+    await closed;
+    assert.equal(sync.authorizeRelay.stats.forwarded, forwarded, 'nothing reached the hub');
+    assert.equal((await ask(sandbox.issueToken())).verdict, 'approved', 'checkout goes on');
   });
 
   // last: it takes the broker away
