@@ -122,6 +122,36 @@ export const CheckoutConfig = Type.Object({
   // -- drops: pickup --
   // -- drops: loyalty --
   // -- drain-proofing: devices, online authorization, offline allowance (docs/security.md) --
+  POPKIT_DEVICE_ISSUE_PER_MIN: Type.Integer({
+    minimum: 1,
+    default: 6,
+    description:
+      'buyer device tokens issued per minute per client address (each phone needs one, once; a script minting devices multiplies its shares)',
+  }),
+  POPKIT_DEVICE_ORDERS_PER_MIN: Type.Integer({
+    minimum: 1,
+    default: 10,
+    description: 'orders per minute per buyer device (beside the per-address limit)',
+  }),
+  POPKIT_BUYER_OFFLINE_ALLOWANCE: Type.Integer({
+    minimum: 0,
+    default: 1,
+    description:
+      'scarce card orders per buyer device per event accepted offline without a hold (the rest are held until paid)',
+  }),
+  POPKIT_HOLD_TTL_S: Type.Integer({
+    minimum: 60,
+    default: 3600,
+    description:
+      'how long a held order waits for payment without a pickup slot (else: to the end of its slot)',
+  }),
+  POPKIT_AUTH_BUDGET_MS: Type.Integer({
+    minimum: 50,
+    maximum: 10_000,
+    default: 800,
+    description:
+      'latency budget of the online card authorization through the hub, before the offline rule applies',
+  }),
   POPKIT_STORE_RESERVE_MB: Type.Integer({
     minimum: 0,
     default: 16,

@@ -67,6 +67,28 @@ export const DropsStatus = Type.Object({
   // -- drops status: reservations --
   // -- drops status: loyalty --
   // -- drops status: drain-proofing --
+  drain: Type.Optional(
+    Type.Object({
+      /** whether scarce buyer card orders are authorized through the hub now */
+      authorizer: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+      /** orders held now, waiting for payment */
+      heldNow: Type.Integer({ minimum: 0 }),
+      /** buyer devices this kit issued */
+      devices: Type.Integer({ minimum: 0 }),
+      allowance: Type.Integer({ minimum: 0 }),
+      holdTtlS: Type.Integer({ minimum: 0 }),
+      authBudgetMs: Type.Integer({ minimum: 0 }),
+      /** since start: scarce buyer card orders by outcome, and holds released by expiry */
+      outcomes: Type.Object({
+        authorized: Type.Integer({ minimum: 0 }),
+        declined: Type.Integer({ minimum: 0 }),
+        unavailable: Type.Integer({ minimum: 0 }),
+        allowance: Type.Integer({ minimum: 0 }),
+        held: Type.Integer({ minimum: 0 }),
+        expired: Type.Integer({ minimum: 0 }),
+      }),
+    }),
+  ),
   // -- drops status: pickup --
 });
 

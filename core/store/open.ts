@@ -215,10 +215,19 @@ export interface LoyaltyUseRecord {
 export interface DeviceRecord {
   id: string;
   issuedAt: string;
-  /** units bought per SKU or bundle id (held and accepted), for one-share-per-device limits */
-  units: Record<string, number>;
+  /**
+   * units bought per scarce SKU or bundle id (held and accepted), for one-share-per-device limits;
+   * pairs, not an object: LMDB's msgpack turns a `__proto__` key into `__proto_`
+   */
+  units: Array<[id: string, units: number]>;
   /** held orders placed offline by this device, counted against its allowance */
   heldOrders: number;
+  /** the event the counts belong to: a device's shares and allowance start afresh at another event */
+  eventId?: string;
+  /** scarce card orders accepted offline without a hold (the allowance, POPKIT_BUYER_OFFLINE_ALLOWANCE) */
+  allowanceUsed?: number;
+  /** held orders of this device still waiting (confirmed or released ones leave this count) */
+  heldOpen?: number;
 }
 
 /** What identifies the stored catalog version (written with it, read cheaply on every order). */

@@ -4,6 +4,7 @@
 import type { AckT } from '../contracts/hub-wire.ts';
 import { LANE_NAMES, LANES, type LaneName } from '../contracts/lanes.ts';
 import { recordDeclineInTxn } from './declines.ts';
+import { confirmHeldInTxn, releaseHeldInTxn } from './holds.ts';
 import { type KitStore, META, type OutboxEntry, type OutboxKey, type StoredOrder } from './open.ts';
 import { riskDownInTxn } from './risk.ts';
 import { dropTokenInTxn } from './tokens.ts';
@@ -124,18 +125,26 @@ export function applyOrderAckInTxn(store: KitStore, orderId: string, verdict: Or
     const refused = verdict.state === 'declined' || verdict.state === 'rejected';
     // a rejected order was never charged: shown with the declines, collect another way
     if (refused && verdict.reason) next.declineReason = verdict.reason;
-    if (refused && order.syncState !== verdict.state) {
-      // the host hears of it on the dashboard and in /v1/status (newest first)
-      recordDeclineInTxn(store, {
-        orderId,
-        totalCents: order.totalCents,
-        currency: order.currency,
-        reason: verdict.reason ?? null,
-        at,
-        state: verdict.state === 'rejected' ? 'rejected' : 'declined',
-      });
+    if (order.status === 'held' && (verdict.state === 'settled' || refused)) {
+      // a held order's verdict (docs/security.md#drain-proofing): paid → confirmed; declined → its
+      // units back to stock at once. Nothing was handed over, so there is nothing to collect.
+      const held = heldVerdictInTxn(store, next, verdict.state === 'settled', verdict.reason, at);
+      void store.orders.put(orderId, held);
+    } else {
+      // a released order was never handed over: nothing to collect
+      if (refused && order.syncState !== verdict.state && order.status !== 'released') {
+        // the host hears of it on the dashboard and in /v1/status (newest first)
+        recordDeclineInTxn(store, {
+          orderId,
+          totalCents: order.totalCents,
+          currency: order.currency,
+          reason: verdict.reason ?? null,
+          at,
+          state: verdict.state === 'rejected' ? 'rejected' : 'declined',
+        });
+      }
+      if (order.syncState !== next.syncState || !order.forwardedAt) void store.orders.put(orderId, next);
     }
-    if (order.syncState !== next.syncState || !order.forwardedAt) void store.orders.put(orderId, next);
   }
   // once the hub exchanged the token (either way) the kit has no reason to keep it
   if (verdict.state !== 'forwarded') dropTokenInTxn(store, orderId);
@@ -143,6 +152,25 @@ export function applyOrderAckInTxn(store: KitStore, orderId: string, verdict: Or
   void store.outbox.remove(key);
   if (entry.riskCents !== undefined) riskDownInTxn(store, orderId, entry.riskCents);
   return true;
+}
+
+/** A held order's verdict: the order to write, with its `confirmed` or `released` event queued. */
+function heldVerdictInTxn(
+  store: KitStore,
+  order: StoredOrder,
+  paid: boolean,
+  reason: string | undefined,
+  at: string,
+): StoredOrder {
+  const now = Date.parse(at) || Date.now();
+  if (paid) {
+    enqueueOrderEventInTxn(store, { type: 'confirmed', orderId: order.id, at, by: 'hub' }, now);
+    return confirmHeldInTxn(store, order);
+  }
+  // the event's reason travels to the hub: at most 300 characters (hub-wire OrderEvent)
+  const why = `declined: ${reason ?? 'card_declined'}`.slice(0, 300);
+  enqueueOrderEventInTxn(store, { type: 'released', orderId: order.id, at, by: 'hub', reason: why }, now);
+  return releaseHeldInTxn(store, order, { reason: why, at });
 }
 
 /** One order's ack in its own transaction. */

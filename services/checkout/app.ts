@@ -7,10 +7,12 @@ import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { DeviceTokens } from './devices.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
+import { drainRoutes } from './routes/drain.ts';
 import { eventRoutes } from './routes/event.ts';
 import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
@@ -28,6 +30,10 @@ export interface CheckoutDeps extends StatusDeps {
   // -- deps: reservations --
   // -- deps: loyalty --
   // -- deps: drain-proofing --
+  /** buyer device tokens (services/checkout/devices.ts) */
+  devices: DeviceTokens;
+  /** device tokens per minute per client address (POPKIT_DEVICE_ISSUE_PER_MIN) */
+  deviceIssuePerMin: number;
   // -- deps: pickup --
 }
 
@@ -82,6 +88,14 @@ export async function buildApp(deps: CheckoutDeps) {
   // -- routes: reservations --
   // -- routes: loyalty --
   // -- routes: drain-proofing --
+  await app.register(drainRoutes, {
+    store,
+    orders,
+    guard,
+    creds,
+    devices: deps.devices,
+    deviceIssuePerMin: deps.deviceIssuePerMin,
+  });
   // -- routes: pickup --
   return app;
 }

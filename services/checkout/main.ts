@@ -1,5 +1,6 @@
 // Wires checkout from the environment (the composition root of `popkit checkout`) and listens.
 import fs from 'node:fs';
+import path from 'node:path';
 import {
   BaseConfig,
   CheckoutConfig,
@@ -24,6 +25,9 @@ import {
 import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
+import { DeviceTokens } from './devices.ts';
+import { DrainFeature } from './drain.ts';
+import { HubAuthorizer } from './hub-authorizer.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
 import { isCommitFailure, StoreGuard } from './store-guard.ts';
@@ -68,6 +72,21 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // -- feature: reservations --
   // -- feature: loyalty --
   // -- feature: drain-proofing --
+  // the online card check goes through sync's relay (hub-authorizer.ts); offline while sync or its link is down
+  const hubAuthorizer = HubAuthorizer.forDataDir(dataDir).start();
+  closers.push(() => hubAuthorizer.close());
+  const devices = DeviceTokens.open(path.join(layout.keys, 'device.key'), store);
+  const drain = new DrainFeature({
+    store,
+    devices,
+    authorizer: hubAuthorizer,
+    authBudgetMs: cfg.POPKIT_AUTH_BUDGET_MS,
+    allowance: cfg.POPKIT_BUYER_OFFLINE_ALLOWANCE,
+    holdTtlMs: cfg.POPKIT_HOLD_TTL_S * 1000,
+    deviceOrdersPerMin: cfg.POPKIT_DEVICE_ORDERS_PER_MIN,
+  });
+  features.push(drain);
+  closers.push(drain.start());
   // -- feature: pickup --
   const orders = new OrderService(store, ids, vault, {
     kitId,
@@ -99,6 +118,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     // -- app deps: reservations --
     // -- app deps: loyalty --
     // -- app deps: drain-proofing --
+    devices,
+    deviceIssuePerMin: cfg.POPKIT_DEVICE_ISSUE_PER_MIN,
     // -- app deps: pickup --
   });
   return {

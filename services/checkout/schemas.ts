@@ -2,7 +2,7 @@
 // schema per shape, giving both the route validation and the TypeScript types. The catalog's shapes
 // are the one declaration in core/contracts/catalog.ts.
 import { type Static, Type } from '@sinclair/typebox';
-import { ID_LEVEL, IdLevel, Sku } from '../../core/contracts/common.ts';
+import { ID_LEVEL, IdLevel, SafeText, Sku } from '../../core/contracts/common.ts';
 import { ID_PATTERN } from '../../core/ids.ts';
 
 export const ErrorEnvelope = Type.Object({
@@ -136,5 +136,60 @@ export const EventStartBody = Type.Optional(
 // ---- loyalty (docs/drops.md#loyalty) ----
 
 // ---- buyer devices and drain-proofing (docs/security.md#drain-proofing) ----
+
+/** `POST /v1/devices` takes `{}`: a device token says nothing about its phone (no fingerprinting). */
+export const DeviceIn = Type.Object({}, { additionalProperties: false });
+
+/** A buyer device token as issued (services/checkout/devices.ts DEVICE_TOKEN_PATTERN). */
+export const DeviceOut = Type.Object({
+  /** the token the buyer page keeps and sends in `x-popkit-device` */
+  device: Type.String(),
+  id: Type.String(),
+  issuedAt: Type.String(),
+});
+
+/** Staff confirm a held order: how it was paid (docs/security.md#drain-proofing). */
+export const ConfirmHeldBody = Type.Object(
+  {
+    /** `cash`: paid at pickup (the card token is never charged); `token`: staff vouch for the card */
+    paidWith: Type.Union([Type.Literal('cash'), Type.Literal('token')]),
+  },
+  { additionalProperties: false },
+);
+export type ConfirmHeldBodyT = Static<typeof ConfirmHeldBody>;
+
+export const ReleaseHeldBody = Type.Optional(
+  Type.Object(
+    { reason: Type.Optional(SafeText({ minLength: 1, maxLength: 200 })) },
+    { additionalProperties: false },
+  ),
+);
+
+const DropSkuOut = Type.Object({
+  sku: Type.String(),
+  startStock: Type.Integer(),
+  remaining: Type.Integer(),
+  sold: Type.Integer(),
+  unpaid: Type.Integer(),
+  held: Type.Integer(),
+  reserved: Type.Integer(),
+  released: Type.Integer(),
+  balanced: Type.Boolean(),
+  devices: Type.Object({
+    count: Type.Integer(),
+    maxUnits: Type.Integer(),
+    withoutDevice: Type.Integer(),
+  }),
+  refundDue: Type.Integer(),
+});
+
+/** `GET /v1/drops/report`: where every unit of each scarce SKU is. */
+export const DropReportOut = Type.Object({
+  eventId: Type.String(),
+  at: Type.String(),
+  balanced: Type.Boolean(),
+  skus: Type.Array(DropSkuOut),
+  devicesIssued: Type.Integer(),
+});
 
 // ---- trusted time (docs/drops.md#trusted-time) ----
