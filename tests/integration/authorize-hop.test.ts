@@ -12,13 +12,13 @@ import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import { authorizeSocketPath } from '../../core/contracts/authorize-relay.ts';
-import { type AuthorizeRequestT, topics } from '../../core/contracts/hub-wire.ts';
+import { type AuthorizeRequestT, type AuthorizeResponseT, topics } from '../../core/contracts/hub-wire.ts';
 import { KitError } from '../../core/errors.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { HubAuthorizer } from '../../services/checkout/hub-authorizer.ts';
 import type { OrderFeature } from '../../services/checkout/order-features.ts';
 import { OrderService } from '../../services/checkout/orders.ts';
-import { AUTHORIZE_MAX_BYTES } from '../../services/hub/authorize.ts';
+import { AUTHORIZE_MAX_BYTES, HubAuthorize } from '../../services/hub/authorize.ts';
 import {
   type ExchangeRequest,
   type ExchangeResult,
@@ -348,6 +348,40 @@ describe('online authorization through the hub link', () => {
     await closed;
     assert.equal(sync.authorizeRelay.stats.forwarded, forwarded, 'nothing reached the hub');
     assert.equal((await ask(sandbox.issueToken())).verdict, 'approved', 'checkout goes on');
+  });
+
+  test('a kit over its check quota is answered unavailable at once (rate_limited), with no row and no gateway call', async () => {
+    // the hub's handler on the same database and gateway, with a quota of 2 and almost no refill
+    const h = new HubAuthorize(hub.db!, gateway, { ratePerS: 0.1, burst: 2, concurrency: 2 });
+    const got: { topic: string; body: AuthorizeResponseT }[] = [];
+    const answer = (topic: string, payload: string) => got.push({ topic, body: JSON.parse(payload) });
+    const props = (id: string) => ({
+      responseTopic: topics.authorizations(kitId),
+      correlationData: Buffer.from(id),
+    });
+    const calls = sandbox.exchangeCalls;
+    const rowsBefore = (await rows()).length;
+    for (let i = 0; i < 4; i++) {
+      const req: AuthorizeRequestT = {
+        v: 1,
+        kitId,
+        requestId: uniqueId('q'),
+        orderId: uniqueId('o'),
+        token: sandbox.issueToken(),
+        amountCents: 100,
+        currency: 'EUR',
+        deadline: Date.now() + 30_000,
+      };
+      await h.handle(topics.authorize(kitId), Buffer.from(JSON.stringify(req)), props(req.requestId), answer);
+    }
+    assert.deepEqual(
+      got.map((g) => `${g.body.verdict}${g.body.reason ? `:${g.body.reason}` : ''}`),
+      ['approved', 'approved', 'unavailable:rate_limited', 'unavailable:rate_limited'],
+    );
+    assert.ok(got.every((g) => g.topic === topics.authorizations(kitId)));
+    assert.equal(sandbox.exchangeCalls, calls + 2);
+    assert.equal((await rows()).length, rowsBefore + 2);
+    assert.equal(h.stats.refused['quota_rate'], 2);
   });
 
   // last: it takes the broker away
