@@ -21,7 +21,7 @@ export interface HubAppDeps {
   ingest: Pick<HubIngest, 'connected' | 'publishCatalog' | 'stats' | 'sharedSubscription'>;
   gateway: PaymentGateway;
   /** the online card checks: orphans, and the sandbox card form (routes/authorizations.ts) */
-  authorize?: Pick<HubAuthorize, 'orphans'>;
+  authorize?: Pick<HubAuthorize, 'orphans' | 'stats'>;
   orphanMs?: number;
   adminToken: string;
   signingKey: KeyObject;
@@ -39,7 +39,7 @@ export function buildHubApp(deps: HubAppDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>();
   const { ledger, ingest, adminToken } = deps;
   app.register(errorEnvelopePlugin);
-  app.register(healthRoutes, { ledger, ingest, adminToken });
+  app.register(healthRoutes, { ledger, ingest, adminToken, authorize: deps.authorize });
   app.register(gatewayRoutes, {
     gateway: deps.gateway,
     adminToken,

@@ -324,6 +324,11 @@ describe('online authorization through the hub link', () => {
       await waitFor(() => (refused()['replay'] ?? 0) === replays + 1, 10_000, 'the replay refused');
       assert.equal(sandbox.exchangeCalls, calls + 1);
       assert.equal(answers.length, 1);
+      // what an operator sees
+      const metrics = await (await fetch(`${hub.httpUrl}/metrics`)).text();
+      for (const reason of ['kit_mismatch', 'response_topic', 'too_large', 'malformed', 'expired', 'replay'])
+        assert.match(metrics, new RegExp(`popkit_hub_authorize_refused_total\\{reason="${reason}"\\} [1-9]`));
+      assert.match(metrics, /popkit_hub_authorizations_total\{verdict="approved"\} [1-9]/);
     });
   });
 
