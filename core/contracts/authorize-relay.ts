@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
 import { dataLayout } from '../data-dir.ts';
-import { Cents, Currency, contract, ID_LEVEL, SafeText } from './common.ts';
+import { Currency, contract, ID_LEVEL, SafeText } from './common.ts';
 import { LINK_STATES } from './run-status.ts';
 
 /** `<dataDir>/run/authorize.sock` (0600: checkout and sync run as the same user) */
@@ -27,7 +27,8 @@ export const RelayAuthorize = Type.Object({
   orderId: Type.String({ minLength: 1, maxLength: 64 }),
   /** a token with a control character is no token (checked here, before it travels) */
   token: SafeText({ minLength: 1, maxLength: 4096 }),
-  amountCents: Cents,
+  /** the hub link's bound (AuthorizeRequest): any total a kit can take */
+  amountCents: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
   currency: Currency,
   /** epoch ms: the hub drops the request after it, sync answers `unavailable` at it */
   deadline: Type.Integer({ minimum: 0 }),
