@@ -15,6 +15,7 @@ import { type CheckoutMetrics, createMetrics } from './metrics.ts';
 import { PickupCodeAccess } from './order-view.ts';
 import type { PickupFeature } from './pickup.ts';
 import type { ReservationService } from './reservations.ts';
+import { buyerRoutes } from './routes/buyer.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { openApiPlugin } from './routes/docs.ts';
@@ -114,6 +115,7 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
   await app.register(dashboardRoutes);
+  await app.register(buyerRoutes, { orders });
   // -- routes: sale windows, trusted time, admission --
   if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
   // -- routes: reservations --

@@ -27,7 +27,8 @@ import { detectBoard } from '../../hardware/boards/index.ts';
 import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
 import { DeviceTokens } from './devices.ts';
-import { DrainFeature, offlineAuthorizer } from './drain.ts';
+import { DrainFeature } from './drain.ts';
+import { HubAuthorizer } from './hub-authorizer.ts';
 import { hubKeySource, LoyaltyFeature } from './loyalty.ts';
 import type { OrderFeature } from './order-features.ts';
 import { OrderService } from './orders.ts';
@@ -113,12 +114,14 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   loyalty.publicKey();
   features.push(loyalty);
   // -- feature: drain-proofing --
-  // authhop's hub Authorizer plugs in here in place of offlineAuthorizer (services/checkout/authorizer.ts)
+  // the online card check goes through sync's relay (hub-authorizer.ts); offline while sync or its link is down
+  const hubAuthorizer = HubAuthorizer.forDataDir(dataDir).start();
+  closers.push(() => hubAuthorizer.close());
   const devices = DeviceTokens.open(path.join(layout.keys, 'device.key'), store);
   const drain = new DrainFeature({
     store,
     devices,
-    authorizer: offlineAuthorizer,
+    authorizer: hubAuthorizer,
     authBudgetMs: cfg.POPKIT_AUTH_BUDGET_MS,
     allowance: cfg.POPKIT_BUYER_OFFLINE_ALLOWANCE,
     holdTtlMs: cfg.POPKIT_HOLD_TTL_S * 1000,

@@ -5,10 +5,12 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController } from 'fastify';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { rootLogger } from '../../core/logger.ts';
+import type { HubAuthorize } from './authorize.ts';
 import type { Queryable } from './db.ts';
 import type { PaymentGateway } from './gateway.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
+import { authorizationRoutes } from './routes/authorizations.ts';
 import { catalogRoutes } from './routes/catalogs.ts';
 import { gatewayRoutes } from './routes/gateway.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -21,6 +23,9 @@ export interface HubAppDeps {
   ledger: Ledger;
   ingest: Pick<HubIngest, 'connected' | 'publishCatalog' | 'stats' | 'sharedSubscription'>;
   gateway: PaymentGateway;
+  /** the online card checks: orphans, and the sandbox card form (routes/authorizations.ts) */
+  authorize?: Pick<HubAuthorize, 'orphans' | 'stats'>;
+  orphanMs?: number;
   adminToken: string;
   signingKey: KeyObject;
   /** the ledger's database, for the drop features' read-only reports (routes/pickups.ts) */
@@ -39,7 +44,7 @@ export function buildHubApp(deps: HubAppDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>();
   const { ledger, ingest, adminToken } = deps;
   app.register(errorEnvelopePlugin);
-  app.register(healthRoutes, { ledger, ingest, adminToken });
+  app.register(healthRoutes, { ledger, ingest, adminToken, authorize: deps.authorize });
   app.register(gatewayRoutes, {
     gateway: deps.gateway,
     adminToken,
@@ -48,8 +53,15 @@ export function buildHubApp(deps: HubAppDeps) {
   app.register(kitRoutes, { ledger, adminToken });
   app.register(orderRoutes, { ledger, adminToken });
   app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });
-  app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
+  app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
+  if (deps.authorize)
+    app.register(authorizationRoutes, {
+      authorize: deps.authorize,
+      gateway: deps.gateway,
+      adminToken,
+      orphanMs: deps.orphanMs ?? 900_000,
+    });
   return app;
 }
 

@@ -99,5 +99,35 @@ export const HubConfig = Type.Object({
         'sandbox gateway only: a file that keeps its charges across restarts (one JSON line per exchange)',
     }),
   ),
+  POPKIT_HUB_SANDBOX_CARDS: Type.Union([Type.Literal('any'), Type.Literal('strict')], {
+    default: 'any',
+    description:
+      'sandbox gateway only: strict approves only tokens the sandbox issued (POST /v1/sandbox/tokens), as a real provider does; any approves every token without decline/unavailable in it',
+  }),
+  POPKIT_HUB_SANDBOX_CARD_KEY: Type.Optional(
+    Type.String({
+      ...SECRET,
+      pattern: '^[0-9a-fA-F]{64}$',
+      description:
+        "sandbox gateway only: the key its issued tokens are checked with (the same on every worker); unset: one in the hub's data dir",
+    }),
+  ),
+  POPKIT_HUB_AUTHORIZE_RATE_PER_S: Type.Number({
+    minimum: 0.1,
+    default: 100,
+    description:
+      'online card checks (kits/{kitId}/authorize) one kit may ask a hub worker per second, sustained; over it the answer is unavailable (the kit falls back to its offline rule)',
+  }),
+  POPKIT_HUB_AUTHORIZE_BURST: Type.Integer({
+    minimum: 1,
+    default: 400,
+    description: 'online card checks one kit may ask in a burst above that rate (a drop opening)',
+  }),
+  POPKIT_HUB_AUTHORIZE_ORPHAN_S: Type.Integer({
+    minimum: 1,
+    default: 900,
+    description:
+      'an approved online authorization whose order has not reached the ledger after this long is reported (log, GET /v1/authorizations/orphans) for a void',
+  }),
 });
 export type HubConfigT = Static<typeof HubConfig>;

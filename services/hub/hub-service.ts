@@ -1,11 +1,14 @@
 // Composition root of one hub worker: ledger database (migrated at start), payment gateway, MQTT
 // ingest and the HTTP API.
 import os from 'node:os';
+import path from 'node:path';
 import { hubDataLayout } from '../../core/data-dir.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
+import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
 import { TokenVault } from '../../core/token-vault.ts';
 import { buildHubApp, type HubApp } from './app.ts';
+import { HubAuthorize } from './authorize.ts';
 import type { HubConfigT } from './config.ts';
 import { openPglite, openPostgres, type SqlDb } from './db.ts';
 import { createGateway, type PaymentGateway } from './gateway.ts';
@@ -30,6 +33,8 @@ export class HubService {
   ingest: HubIngest | undefined;
   app: HubApp | undefined;
   gateway: PaymentGateway | undefined;
+  authorize: HubAuthorize | undefined;
+  private orphanLoop: PollLoop | undefined;
   adminToken = '';
   adminTokenGenerated = false;
   publicKeyFile = '';
@@ -57,16 +62,28 @@ export class HubService {
       this.opts.gateway ??
       createGateway(cfg.POPKIT_HUB_GATEWAY, {
         ...(cfg.POPKIT_GATEWAY_SANDBOX_JOURNAL ? { sandboxJournal: cfg.POPKIT_GATEWAY_SANDBOX_JOURNAL } : {}),
+        sandboxCards: cfg.POPKIT_HUB_SANDBOX_CARDS,
+        // the key its issued tokens are checked with: a restarted hub still knows its buyers' cards
+        sandboxCardKey: loadOrCreateKey(
+          path.join(layout.keys, 'sandbox-cards.key'),
+          cfg.POPKIT_HUB_SANDBOX_CARD_KEY,
+        ).value,
       });
     // tokens the hub must hold while the gateway is unreachable are sealed with the hub's own key
     const vault = new TokenVault(loadOrCreateKey(layout.heldTokenKey).value);
     this.ledger = new Ledger(this.db, this.gateway, vault, cfg.POPKIT_HUB_GATEWAY_CONCURRENCY);
+    this.authorize = new HubAuthorize(this.db, this.gateway, {
+      ratePerS: cfg.POPKIT_HUB_AUTHORIZE_RATE_PER_S,
+      burst: cfg.POPKIT_HUB_AUTHORIZE_BURST,
+      concurrency: cfg.POPKIT_HUB_GATEWAY_CONCURRENCY,
+    });
+    const workerId = cfg.POPKIT_HUB_WORKER_ID ?? os.hostname().replace(/[^A-Za-z0-9_.-]/g, '-');
     this.ingest = new HubIngest(this.ledger, {
       brokerUrl: cfg.POPKIT_HUB_BROKER_URL,
       username: cfg.POPKIT_HUB_BROKER_USERNAME,
       password: cfg.POPKIT_HUB_BROKER_PASSWORD,
       caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
-      workerId: cfg.POPKIT_HUB_WORKER_ID ?? os.hostname().replace(/[^A-Za-z0-9_.-]/g, '-'),
+      workerId,
       shared: cfg.POPKIT_HUB_SHARED_SUBSCRIPTION,
       shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
       retryDeferredMs: cfg.POPKIT_HUB_GATEWAY_RETRY_S * 1000,
@@ -78,11 +95,28 @@ export class HubService {
       },
     });
     await this.ingest.start();
+    await this.authorize.start({
+      brokerUrl: cfg.POPKIT_HUB_BROKER_URL,
+      username: cfg.POPKIT_HUB_BROKER_USERNAME,
+      password: cfg.POPKIT_HUB_BROKER_PASSWORD,
+      caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
+      workerId,
+      shared: this.ingest.sharedSubscription ?? false,
+      shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
+    });
+    const orphanMs = cfg.POPKIT_HUB_AUTHORIZE_ORPHAN_S * 1000;
+    const authorize = this.authorize;
+    this.orphanLoop = pollLoop(Math.min(60_000, orphanMs), () => authorize.reportOrphans(orphanMs), {
+      unref: true,
+      onError: (err) => log.warn({ err: (err as Error).message }, 'orphan authorizations not reported'),
+    });
     this.app = buildHubApp({
       ledger: this.ledger,
       ingest: this.ingest,
       db: this.db,
       gateway: this.gateway,
+      authorize: this.authorize,
+      orphanMs,
       adminToken: this.adminToken,
       signingKey: signing.privateKey,
       gatewayCheckCacheMs: cfg.POPKIT_HUB_GATEWAY_CHECK_CACHE_S * 1000,
@@ -103,6 +137,8 @@ export class HubService {
   }
 
   async stop(): Promise<void> {
+    this.orphanLoop?.stop();
+    await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);
     await this.ingest?.stop().catch(() => undefined);
     await this.db?.close().catch(() => undefined);

@@ -238,6 +238,32 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX loyalty_redemptions_pass ON loyalty_redemptions (pass_id, event_id);
     `,
   },
+  {
+    version: 9,
+    name: 'online authorizations',
+    sql: `
+      -- the kits' online card checks (services/hub/authorize.ts): one row per request, written before the
+      -- gateway is asked (a replayed request id finds its row and is refused); no token is kept. An
+      -- approved one whose order never reaches the ledger is reported for a void (reported_at).
+      CREATE TABLE authorizations (
+        kit_id text NOT NULL,
+        request_id text NOT NULL,
+        order_id text NOT NULL,
+        amount_cents bigint NOT NULL,
+        currency text NOT NULL,
+        -- NULL while the gateway is asked (a crash leaves it NULL: reported like an approval)
+        verdict text CHECK (verdict IN ('approved', 'declined', 'unavailable')),
+        gateway_ref text,
+        reason text,
+        requested_at timestamptz NOT NULL DEFAULT now(),
+        answered_at timestamptz,
+        reported_at timestamptz,
+        PRIMARY KEY (kit_id, request_id)
+      );
+      CREATE INDEX authorizations_unreported ON authorizations (requested_at)
+        WHERE reported_at IS NULL AND (verdict IS NULL OR verdict = 'approved');
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {

@@ -3,7 +3,7 @@
 // own, with exponential backoff and equal jitter (core/backoff.ts), so a venue full of kits coming
 // back after an uplink cut does not hit the broker in lockstep. mqtt.js's in-memory queue is never
 // relied upon: what is unacked when the link drops is resent from the outbox.
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { Backoff } from '../../core/backoff.ts';
 import { type KitStatusT, topics } from '../../core/contracts/hub-wire.ts';
 import type { LinkState } from '../../core/contracts/run-status.ts';
@@ -58,7 +58,8 @@ export interface HubLinkEvents {
   up(): void;
   /** the connection closed; a reconnect is scheduled unless the link is closing */
   down(): void;
-  message(topic: string, payload: Buffer): void;
+  /** `props`: the MQTT 5 properties (correlation data of an answer to a request) */
+  message(topic: string, payload: Buffer, props: IPublishPacket['properties']): void;
   /** the link state changed in a way /v1/status should show at once */
   changed(): void;
 }
@@ -118,7 +119,7 @@ export class HubLink {
     client.on('connect', () => this.onConnect());
     client.on('close', () => this.onClose());
     client.on('error', (err) => log.warn({ err: err.message }, 'hub link error'));
-    client.on('message', (topic, payload) => this.on.message(topic, payload));
+    client.on('message', (topic, payload, packet) => this.on.message(topic, payload, packet.properties));
   }
 
   /** Publish QoS 1; a failure is logged (the outbox resends what was not acked). */
@@ -127,6 +128,17 @@ export class HubLink {
       if (err && !this.closing)
         (onError ?? ((e) => log.warn({ err: e.message, topic }, 'publish failed')))(err);
     });
+  }
+
+  /**
+   * An MQTT 5 request (QoS 0: its asker waits a budget, a late delivery is of no use): false when the
+   * link is not up, so the asker falls back at once.
+   */
+  request(topic: string, payload: string, responseTopic: string, correlationData: Buffer): boolean {
+    const client = this.client;
+    if (!client?.connected || this.closing) return false;
+    client.publish(topic, payload, { qos: 0, properties: { responseTopic, correlationData } });
+    return true;
   }
 
   subscribe(topicsToAdd: string[]): void {

@@ -5,6 +5,7 @@
 // (link.ts), the outbox pump (pump.ts), acks (acks.ts), catalogs from the hub (catalog-intake.ts),
 // its lanes (lanes.ts) and what it reports (sync-status.ts, reports.ts).
 import type { KeyObject } from 'node:crypto';
+import { authorizeSocketPath } from '../../core/contracts/authorize-relay.ts';
 import { type KitStatusT, type ReceiptT, topics } from '../../core/contracts/hub-wire.ts';
 import { type LinkState, readRunStatus } from '../../core/contracts/run-status.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
@@ -12,6 +13,7 @@ import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { type KitStore, readCatalogStamp, reanchorSealedTokens } from '../../core/store/index.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
 import { applyAckMessage } from './acks.ts';
+import { AuthorizeRelay } from './authorize-relay.ts';
 import { CatalogIntake } from './catalog-intake.ts';
 import type { LaneKeeper } from './lanes.ts';
 import { HubLink } from './link.ts';
@@ -61,6 +63,8 @@ export class SyncService {
   private readonly hubLink: HubLink;
   private readonly batches: OutboxPump;
   private readonly catalogs: CatalogIntake;
+  /** checkout's online card checks, relayed to the hub (authorize-relay.ts) */
+  readonly authorizeRelay: AuthorizeRelay;
   private loops: PollLoop[] = [];
   private statusTick = 0;
   /** acks are applied one message after the other, in arrival order, even while one is paced */
@@ -83,8 +87,16 @@ export class SyncService {
     this.hubLink = new HubLink(opts, {
       up: () => this.onLinkUp(),
       down: () => this.batches.reset(),
-      message: (topic, payload) => this.onMessage(topic, payload),
-      changed: () => this.writeStatus(),
+      message: (topic, payload, props) => this.onMessage(topic, payload, props?.correlationData),
+      changed: () => {
+        this.writeStatus();
+        this.authorizeRelay.linkChanged();
+      },
+    });
+    this.authorizeRelay = new AuthorizeRelay(opts.kitId, authorizeSocketPath(opts.dataDir), {
+      state: () => this.hubLink.state,
+      request: (topic, payload, responseTopic, correlationData) =>
+        this.hubLink.request(topic, payload, responseTopic, correlationData),
     });
     this.batches = new OutboxPump(
       store,
@@ -151,6 +163,9 @@ export class SyncService {
 
   start(): void {
     this.hubLink.open();
+    this.authorizeRelay
+      .listen()
+      .catch((err) => log.error({ err: (err as Error).message }, 'authorize relay not listening'));
     const onError = (err: unknown) => log.warn({ err: (err as Error).message }, 'periodic task');
     const every = (ms: number, task: () => unknown, immediate = false) =>
       this.loops.push(pollLoop(ms, task, { onError, immediate }));
@@ -176,6 +191,7 @@ export class SyncService {
     this.loops = [];
     // a paced ack still applying finishes before the store closes (its receipts still go out)
     this.stopping = true;
+    await this.authorizeRelay.close();
     await this.ackChain;
     const bye: KitStatusT = { ...this.kitStatus(), online: false };
     await this.hubLink.close({ topic: topics.status(this.opts.kitId), payload: JSON.stringify(bye) });
@@ -230,13 +246,19 @@ export class SyncService {
   }
 
   private onLinkUp(): void {
-    this.hubLink.subscribe([topics.acks(this.opts.kitId), this.catalogs.topicOnConnect()]);
+    this.hubLink.subscribe([
+      topics.acks(this.opts.kitId),
+      topics.authorizations(this.opts.kitId),
+      this.catalogs.topicOnConnect(),
+    ]);
     this.publishKitStatus();
     this.pump();
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
-    if (topic === topics.acks(this.opts.kitId)) {
+  private onMessage(topic: string, payload: Buffer, correlationData?: Buffer): void {
+    if (topic === topics.authorizations(this.opts.kitId)) {
+      this.authorizeRelay.onAnswer(payload, correlationData);
+    } else if (topic === topics.acks(this.opts.kitId)) {
       this.ackChain = this.ackChain.then(() => this.ackInTurn(payload));
     } else if (topic.endsWith('/catalog')) {
       this.catalogs

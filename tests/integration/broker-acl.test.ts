@@ -12,6 +12,8 @@ import mqtt from 'mqtt';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import { LANES } from '../../core/contracts/lanes.ts';
 import { BROKER_MAX_PACKET_BYTES } from '../../core/embedded-broker.ts';
+import { HubAuthorizer } from '../../services/checkout/hub-authorizer.ts';
+import { SandboxGateway } from '../../services/hub/gateway.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
@@ -256,6 +258,74 @@ describe('hub broker ACL (deploy/hub)', () => {
       assert.equal(refused.error.details?.max, BROKER_MAX_PACKET_BYTES);
       assert.equal(await hub.ledger!.latestCatalogVersion(eventA), latest);
     } finally {
+      await sync.stop();
+      await hub.stop();
+      await kit.close();
+    }
+  });
+
+  test('the online card check through the ACL: a kit asks and reads only its own answers', async () => {
+    const sandbox = new SandboxGateway(undefined, { cards: 'strict' });
+    const hub: HubService = await startHub({
+      schema,
+      brokerUrl: broker.url,
+      gateway: sandbox,
+      env: { POPKIT_HUB_BROKER_USERNAME: 'popkit-hub', POPKIT_HUB_BROKER_PASSWORD: hubPass },
+    });
+    const kit = await makeKit(kitA);
+    const sync: SyncService = startSync(kit, kitUrl, {
+      POPKIT_HUB_PASSWORD: passA,
+      POPKIT_HUB_CA_FILE: caFile,
+    });
+    const authz = HubAuthorizer.forDataDir(kit.dataDir).start();
+    // kit B listens for any answer it should not get
+    const b = await connect(kitB, passB);
+    const gotB: string[] = [];
+    b.on('message', (t) => gotB.push(t));
+    try {
+      await waitFor(() => authz.online(), 15_000, 'link up through TLS');
+      const ok = await waitFor(async () => {
+        const out = await authz.authorize(
+          { orderId: uniqueId('o'), token: sandbox.issueToken(), amountCents: 100, currency: 'EUR' },
+          3000,
+        );
+        return out.verdict === 'approved' ? out : undefined;
+      }, 20_000);
+      assert.match(ok.ref ?? '', /^sandbox_/);
+      await b.subscribeAsync({
+        [topics.authorizations(kitA)]: { qos: 0 },
+        [topics.authorizations(kitB)]: { qos: 0 },
+      });
+      // kit B may not ask as kit A (the broker refuses the publish), nor read kit A's answers
+      const forged = {
+        v: 1,
+        kitId: kitA,
+        requestId: uniqueId('r'),
+        orderId: uniqueId('o'),
+        token: sandbox.issueToken(),
+        amountCents: 100,
+        currency: 'EUR',
+        deadline: Date.now() + 30_000,
+      };
+      const calls = sandbox.exchangeCalls;
+      await assert.rejects(
+        b.publishAsync(topics.authorize(kitA), JSON.stringify(forged), {
+          qos: 1,
+          properties: { responseTopic: topics.authorizations(kitB), correlationData: Buffer.from('x') },
+        }),
+        /authori[sz]ed/i,
+      );
+      // kit A asks again: its answer reaches kit A only
+      const again = await authz.authorize(
+        { orderId: uniqueId('o'), token: sandbox.issueToken(), amountCents: 100, currency: 'EUR' },
+        3000,
+      );
+      assert.equal(again.verdict, 'approved');
+      assert.equal(sandbox.exchangeCalls, calls + 1, 'the forged request reached no gateway');
+      assert.deepEqual(gotB, []);
+    } finally {
+      await b.endAsync(true);
+      await authz.close();
       await sync.stop();
       await hub.stop();
       await kit.close();

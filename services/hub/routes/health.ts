@@ -3,6 +3,7 @@
 // why (a database error's text) only with the admin token.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { HubAuthorize } from '../authorize.ts';
 import type { HubIngest } from '../ingest.ts';
 import type { Ledger } from '../ledger.ts';
 import { adminGuard } from './admin.ts';
@@ -10,10 +11,12 @@ import { adminGuard } from './admin.ts';
 export interface HealthRoutesOptions {
   ledger: Pick<Ledger, 'ping' | 'counters'>;
   ingest: Pick<HubIngest, 'connected' | 'stats'>;
+  /** the online card checks (docs/security.md#online-authorization) */
+  authorize?: Pick<HubAuthorize, 'stats'> | undefined;
   adminToken: string;
 }
 
-function hubMetrics({ ledger, ingest }: HealthRoutesOptions): Registry {
+function hubMetrics({ ledger, ingest, authorize }: HealthRoutesOptions): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'popkit_hub_' });
   new Gauge({
@@ -72,6 +75,29 @@ function hubMetrics({ ledger, ingest }: HealthRoutesOptions): Registry {
       for (const [reason, n] of Object.entries(ingest.stats.refused)) this.inc({ reason }, n);
     },
   });
+  if (authorize) {
+    new Counter({
+      name: 'popkit_hub_authorizations_total',
+      help: "kits' online card checks answered, by verdict (unavailable: gateway down or over the kit's check quota)",
+      labelNames: ['verdict'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const verdict of ['approved', 'declined', 'unavailable'] as const)
+          this.inc({ verdict }, authorize.stats[verdict]);
+      },
+    });
+    new Counter({
+      name: 'popkit_hub_authorize_refused_total',
+      help: 'online card checks refused unanswered, by reason (malformed, kit_mismatch, response_topic, expired, replay, …)',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(authorize.stats.refused)) this.inc({ reason }, n);
+      },
+    });
+  }
   return registry;
 }
 

@@ -1,0 +1,189 @@
+// Sync's end of the online card check (docs/security.md#online-authorization): checkout asks over a
+// unix socket (core/contracts/authorize-relay.ts), sync forwards each request to the hub on its one
+// MQTT client (MQTT 5: response topic + correlation data) and routes the hub's answer back to the
+// socket that asked. It tells every connected checkout the hub link's state, so checkout knows at once
+// whether asking is worth it. Tokens stay in memory: nothing here writes one anywhere.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import {
+  RELAY_MAX_LINE,
+  type RelayAnswerT,
+  type RelayLinkT,
+  relay,
+} from '../../core/contracts/authorize-relay.ts';
+import { type AuthorizeRequestT, topics, wire } from '../../core/contracts/hub-wire.ts';
+import type { LinkState } from '../../core/contracts/run-status.ts';
+import { moduleLogger } from '../../core/logger.ts';
+
+const log = moduleLogger('sync-authorize');
+
+export interface RelayLinkPort {
+  state(): LinkState;
+  request(topic: string, payload: string, responseTopic: string, correlationData: Buffer): boolean;
+}
+
+interface Pending {
+  socket: net.Socket;
+  timer: NodeJS.Timeout;
+}
+
+export class AuthorizeRelay {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly pending = new Map<string, Pending>();
+  readonly stats = { requests: 0, forwarded: 0, answered: 0, timedOut: 0, linkDown: 0, refused: 0 };
+
+  constructor(
+    private readonly kitId: string,
+    private readonly socketPath: string,
+    private readonly link: RelayLinkPort,
+  ) {}
+
+  async listen(): Promise<void> {
+    fs.mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o700 });
+    // a socket file left by a sync that died is no server: replace it
+    fs.rmSync(this.socketPath, { force: true });
+    const server = net.createServer((s) => this.accept(s));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // created 0600 from the start: no moment at which another user could connect
+      const mask = process.umask(0o177);
+      try {
+        server.listen(this.socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        process.umask(mask);
+      }
+    });
+    server.on('error', (err) => log.warn({ err: err.message }, 'authorize relay error'));
+  }
+
+  async close(): Promise<void> {
+    for (const [id, p] of this.pending)
+      this.answer(id, p, { verdict: 'unavailable', reason: 'sync_stopping' });
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    fs.rmSync(this.socketPath, { force: true });
+  }
+
+  /** The hub link changed: every checkout hears it (and a link gone down answers what is waiting). */
+  linkChanged(): void {
+    const msg: RelayLinkT = { v: 1, type: 'link', state: this.link.state() };
+    for (const s of this.sockets) send(s, msg);
+  }
+
+  /** An answer on `kits/{kitId}/authorizations`: to the socket whose request it names. */
+  onAnswer(payload: Buffer, correlationData: Buffer | undefined): void {
+    const res = wire.authorizeResponse.parse(payload);
+    if (!res) return void log.warn('authorization answer refused: malformed');
+    // the correlation data is what the request carried: an answer naming another request is no answer
+    if (!correlationData || correlationData.toString('utf8') !== res.requestId)
+      return void log.warn({ requestId: res.requestId }, 'authorization answer refused: correlation data');
+    const p = this.pending.get(res.requestId);
+    // late (checkout already fell back) or never asked
+    if (!p) return;
+    this.stats.answered++;
+    this.answer(res.requestId, p, {
+      verdict: res.verdict,
+      ...(res.ref ? { ref: res.ref } : {}),
+      ...(res.reason ? { reason: res.reason } : {}),
+    });
+  }
+
+  private accept(s: net.Socket): void {
+    this.sockets.add(s);
+    s.on('close', () => {
+      this.sockets.delete(s);
+      for (const [id, p] of this.pending)
+        if (p.socket === s) {
+          clearTimeout(p.timer);
+          this.pending.delete(id);
+        }
+    });
+    s.on('error', () => s.destroy());
+    let buf = '';
+    s.setEncoding('utf8');
+    s.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        this.onLine(s, buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        nl = buf.indexOf('\n');
+      }
+      // not a peer of ours
+      if (buf.length > RELAY_MAX_LINE) s.destroy();
+    });
+    send(s, { v: 1, type: 'link', state: this.link.state() } satisfies RelayLinkT);
+  }
+
+  private onLine(s: net.Socket, line: string): void {
+    this.stats.requests++;
+    const m = relay.authorize.parse(line);
+    if (!m || this.pending.has(m.requestId)) {
+      this.stats.refused++;
+      return void log.warn(
+        { errors: m ? 'request id in use' : relay.authorize.errors(safeJson(line), 3) },
+        'relay request refused',
+      );
+    }
+    const reply = (r: Omit<RelayAnswerT, 'v' | 'type' | 'requestId'>) =>
+      send(s, { v: 1, type: 'answer', requestId: m.requestId, ...r } satisfies RelayAnswerT);
+    const waitMs = m.deadline - Date.now();
+    if (waitMs <= 0) {
+      reply({ verdict: 'unavailable', reason: 'deadline' });
+      return;
+    }
+    const req: AuthorizeRequestT = {
+      v: 1,
+      kitId: this.kitId,
+      requestId: m.requestId,
+      orderId: m.orderId,
+      token: m.token,
+      amountCents: m.amountCents,
+      currency: m.currency,
+      deadline: m.deadline,
+    };
+    const sent = this.link.request(
+      topics.authorize(this.kitId),
+      JSON.stringify(req),
+      topics.authorizations(this.kitId),
+      Buffer.from(m.requestId, 'utf8'),
+    );
+    if (!sent) {
+      this.stats.linkDown++;
+      reply({ verdict: 'unavailable', reason: 'link_down' });
+      return;
+    }
+    this.stats.forwarded++;
+    const timer = setTimeout(() => {
+      const p = this.pending.get(m.requestId);
+      if (!p) return;
+      this.stats.timedOut++;
+      this.answer(m.requestId, p, { verdict: 'unavailable', reason: 'timeout' });
+    }, waitMs);
+    this.pending.set(m.requestId, { socket: s, timer });
+  }
+
+  private answer(id: string, p: Pending, r: Omit<RelayAnswerT, 'v' | 'type' | 'requestId'>): void {
+    clearTimeout(p.timer);
+    this.pending.delete(id);
+    send(p.socket, { v: 1, type: 'answer', requestId: id, ...r } satisfies RelayAnswerT);
+  }
+}
+
+function send(s: net.Socket, msg: RelayAnswerT | RelayLinkT): void {
+  if (!s.destroyed) s.write(`${JSON.stringify(msg)}\n`);
+}
+
+function safeJson(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return 'not JSON';
+  }
+}
