@@ -505,8 +505,8 @@ test('a purchase with a pickup slot: the receipt carries the pickup code and its
     assert.equal(order.pickup.slotId, 'late');
     assert.equal(await page.locator('#pickupcode').textContent(), order.pickup.code);
     assert.match((await page.locator('#pickupslot').textContent()) ?? '', /After the show/);
-    // the QR is the kit's SVG, loaded and drawn
-    assert.equal(await page.locator('#qr').getAttribute('src'), `/v1/orders/${order.id}/pickup.svg`);
+    // the QR is the kit's SVG, fetched with the device's token (the kit shows it to no one else) and drawn
+    assert.equal(await page.locator('#qr').getAttribute('data-src'), `/v1/orders/${order.id}/pickup.svg`);
     await page.waitForFunction(() => {
       const img = document.getElementById('qr') as HTMLImageElement | null;
       return Boolean(img?.complete && img.naturalWidth > 0);

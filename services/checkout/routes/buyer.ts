@@ -36,7 +36,7 @@ export function buyerPagePolicy(html: string): string {
     "default-src 'none'",
     `script-src ${inline('script').join(' ')}`,
     `style-src ${inline('style').join(' ')}`,
-    "img-src 'self'",
+    "img-src 'self' blob:",
     "connect-src 'self'",
     "manifest-src 'none'",
     "base-uri 'none'",
