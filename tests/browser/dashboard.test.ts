@@ -66,6 +66,21 @@ test('dashboard pairs itself once with the admin token, shows the catalog and st
         timeout: 10_000,
       },
     );
+    // the drop panel follows /v1/status.drops: a cart hold shows as open
+    const hold = await kit.app.inject({
+      method: 'POST',
+      url: '/v1/reservations',
+      headers: auth,
+      payload: { lines: [{ sku: 'TEE-BLK-M', qty: 1 }] },
+    });
+    assert.equal(hold.statusCode, 201, hold.body);
+    await page.waitForFunction(
+      () => document.getElementById('dropholds')?.textContent?.startsWith('cart holds: 1 open'),
+      undefined,
+      { timeout: 10_000 },
+    );
+    assert.match((await page.locator('#dropline').textContent()) ?? '', /^line: 0 waiting/);
+    assert.match((await page.locator('#dropcards').textContent()) ?? '', /card check offline · 0 held/);
     await page.screenshot({ path: path.join(os.tmpdir(), 'popkit-dashboard.png') });
     // reloaded, it is still paired: no second pairing
     await page.reload();
