@@ -19,17 +19,10 @@ export interface LoyaltyRoutesOptions {
 
 export const loyaltyRoutes: FastifyPluginAsyncTypebox<LoyaltyRoutesOptions> = async (app, opts) => {
   const { orders, loyalty, creds } = opts;
-  const staff = (req: Parameters<Credentials['role']>[0]) => {
-    try {
-      return creds.role(req) !== 'buyer';
-    } catch {
-      return false;
-    }
-  };
   app.post(
     '/v1/loyalty/check',
     {
-      config: { rateLimit: { max: opts.checkRatePerMin, timeWindow: 60_000, allowList: staff } },
+      config: { rateLimit: { max: opts.checkRatePerMin, timeWindow: 60_000, allowList: creds.isStaff } },
       schema: {
         body: LoyaltyCheckBody,
         response: {

@@ -46,6 +46,18 @@ export class Credentials {
     );
   }
 
+  /**
+   * A rate limit's allowList: staff (a valid terminal or admin token) are not limited; a credential
+   * that is not valid is refused by the handler, and counts against the buyer limit meanwhile.
+   */
+  readonly isStaff = (req: FastifyRequest): boolean => {
+    try {
+      return this.role(req) !== 'buyer';
+    } catch {
+      return false;
+    }
+  };
+
   /** An onRequest hook: UNAUTHORIZED without a valid credential, FORBIDDEN when the role is below `min`. */
   require(min: 'admin' | 'terminal'): (req: FastifyRequest) => Promise<void> {
     return async (req) => {
