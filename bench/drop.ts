@@ -161,7 +161,7 @@ class Conn {
 }
 
 /** One buyer's tap: the order on its connection (a new one when cold), the answer recorded. */
-async function tap(shot: Shot, conn: Conn, cold: boolean): Promise<void> {
+async function tap(shot: Shot, conn: Conn, cold: boolean, device: string): Promise<void> {
   shot.sentAt = performance.now();
   try {
     if (cold) await conn.connect();
@@ -179,7 +179,11 @@ async function tap(shot: Shot, conn: Conn, cold: boolean): Promise<void> {
   const a = await conn.request(
     'POST',
     '/v1/orders',
-    { 'idempotency-key': `drop-${shot.i}`, ...(cold ? { connection: 'close' } : {}) },
+    {
+      'idempotency-key': `drop-${shot.i}`,
+      'x-popkit-device': device,
+      ...(cold ? { connection: 'close' } : {}),
+    },
     body,
   );
   shot.firstByteAt = a.firstByteAt;
@@ -303,6 +307,21 @@ async function runDrop(label: string, port: number, extraEnv: Record<string, str
     // no NTP or RTC on a bench machine: staff vouch for the clock, as at a venue without uplink
     const trust = await fetch(`${url}/v1/clock/trust`, { method: 'POST', headers: admin, body: '{}' });
     if (trust.status !== 200) throw new Error(`clock trust refused: ${await trust.text()}`);
+    // the drop is scarce (time-boxed, hero): each buyer's page got its device token when it opened,
+    // from the buyer's own address, well before the drop (docs/security.md#drain-proofing)
+    const devices: string[] = [];
+    for (let i = 0; i < BUYERS; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, BUYERS - i) }, async (_, k) => {
+          const c = new Conn(port, addressOf(i + k));
+          await c.connect();
+          const a = await c.request('POST', '/v1/devices', {}, '{}');
+          c.close();
+          if (a.status !== 201) throw new Error(`device token refused: ${a.status} ${a.body}`);
+          devices[i + k] = JSON.parse(a.body).device as string;
+        }),
+      );
+    }
     const opensAt = Date.now() + LEAD_MS;
     const put = await fetch(`${url}/v1/catalog`, {
       method: 'PUT',
@@ -368,7 +387,7 @@ async function runDrop(label: string, port: number, extraEnv: Record<string, str
         const now = performance.now() - startPerf;
         while (next < shots.length && (shots[next] as Shot).plannedMs <= now) {
           const s = shots[next++] as Shot;
-          pending.push(tap(s, conns[s.i] as Conn, COLD));
+          pending.push(tap(s, conns[s.i] as Conn, COLD, devices[s.i] as string));
         }
         if (next < shots.length) setImmediate(pump);
         else resolve();
