@@ -116,7 +116,7 @@ export const CheckoutConfig = Type.Object({
     default: 100_000,
     description: 'largest cash order (any role)',
   }),
-  // -- drops: admission and sale windows (docs/drops.md) --
+  // admission and sale windows (docs/drops.md)
   POPKIT_HTTP_BACKLOG: Type.Integer({
     minimum: 16,
     maximum: 65_535,
@@ -143,7 +143,7 @@ export const CheckoutConfig = Type.Object({
     default: 5_000,
     description: 'longest wait in the admission line before 503 ADMISSION_FULL (nothing written)',
   }),
-  // -- drops: trusted time --
+  // trusted time
   POPKIT_CLOCK_TRUST: Type.Union([Type.Literal('sources'), Type.Literal('assume')], {
     default: 'sources',
     description:
@@ -168,7 +168,7 @@ export const CheckoutConfig = Type.Object({
     default: 15,
     description: "how often checkout reads the host's NTP sync state",
   }),
-  // -- drops: reservations --
+  // reservations
   POPKIT_RESERVATION_TTL_S: Type.Integer({
     minimum: 10,
     maximum: 3600,
@@ -181,8 +181,7 @@ export const CheckoutConfig = Type.Object({
     description:
       'reservations one client address without credentials may hold at once (the venue NAT is shared: keep it generous)',
   }),
-  // -- drops: pickup --
-  // -- drops: loyalty --
+  // loyalty
   POPKIT_HUB_PUBLIC_KEY: Type.Optional(
     Type.String({
       minLength: 40,
@@ -206,7 +205,7 @@ export const CheckoutConfig = Type.Object({
     default: 30,
     description: 'loyalty pass previews per minute per client address without credentials',
   }),
-  // -- drain-proofing: devices, online authorization, offline allowance (docs/security.md) --
+  // drain-proofing: devices, online authorization, offline allowance (docs/security.md)
   POPKIT_DEVICE_ISSUE_PER_MIN: Type.Integer({
     minimum: 1,
     default: 6,

@@ -63,7 +63,7 @@ export type TokenKeyStatusT = Static<typeof TokenKeyStatusSchema>;
  * feature beside its code and named here.
  */
 export const DropsStatus = Type.Object({
-  // -- drops status: sale windows, trusted time, admission --
+  // sale windows, trusted time, admission
   /** core/clock-trust.ts ClockTrustView: is the clock trusted for time-boxed sales, and why */
   clock: Type.Optional(
     Type.Object({
@@ -96,7 +96,7 @@ export const DropsStatus = Type.Object({
       shortCircuited: Type.Integer({ minimum: 0 }),
     }),
   ),
-  // -- drops status: reservations --
+  // reservations
   reservations: Type.Optional(
     Type.Object({
       /** the current catalog's event (the counters are per event) */
@@ -112,7 +112,7 @@ export const DropsStatus = Type.Object({
       ttlS: Type.Integer({ minimum: 0 }),
     }),
   ),
-  // -- drops status: loyalty --
+  // loyalty
   loyalty: Type.Optional(
     Type.Object({
       /** the hub's public key is known: passes can be verified */
@@ -124,7 +124,7 @@ export const DropsStatus = Type.Object({
       kitUsesMax: Nullable(Type.Integer()),
     }),
   ),
-  // -- drops status: drain-proofing --
+  // drain-proofing
   drain: Type.Optional(
     Type.Object({
       /** whether scarce buyer card orders are authorized through the hub now */
@@ -147,7 +147,7 @@ export const DropsStatus = Type.Object({
       }),
     }),
   ),
-  // -- drops status: pickup --
+  // pickup
   /** per slot of the current catalog: places taken of capacity, handed over, waiting, overdue */
   pickup: Type.Optional(
     Type.Object({

@@ -37,24 +37,24 @@ export interface CheckoutDeps extends StatusDeps {
   /** orders per minute per client address without credentials (POPKIT_BUYER_RATE_PER_MIN) */
   buyerRatePerMin: number;
   logger: Logger;
-  // -- deps: sale windows, trusted time, admission --
+  // sale windows, trusted time, admission
   /** the clock trust (POST /v1/clock/trust); absent: no clock routes */
   clockTrust?: ClockTrust;
   /** the admission line for buyers' orders (and reservations) */
   admission?: AdmissionGate;
-  // -- deps: reservations --
+  // reservations
   /** cart holds (absent: no /v1/reservations routes) */
   reservations?: ReservationService;
-  // -- deps: loyalty --
+  // loyalty
   /** the loyalty feature (main.ts) and its preview's rate per client address */
   loyalty?: LoyaltyFeature;
   loyaltyCheckRatePerMin?: number;
-  // -- deps: drain-proofing --
+  // drain-proofing
   /** buyer device tokens (services/checkout/devices.ts); absent: no device or drop-report routes */
   devices?: DeviceTokens;
   /** device tokens per minute per client address (POPKIT_DEVICE_ISSUE_PER_MIN) */
   deviceIssuePerMin?: number;
-  // -- deps: pickup --
+  // pickup
   /** the pickup feature (also in `orders.features`): its routes are served when it is there */
   pickup?: PickupFeature;
 }
@@ -116,9 +116,9 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
   await app.register(dashboardRoutes);
   await app.register(buyerRoutes, { orders });
-  // -- routes: sale windows, trusted time, admission --
+  // sale windows, trusted time, admission
   if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
-  // -- routes: reservations --
+  // reservations
   if (deps.reservations)
     await app.register(reservationRoutes, {
       reservations: deps.reservations,
@@ -127,7 +127,7 @@ export async function buildApp(deps: CheckoutDeps) {
       buyerRatePerMin: deps.buyerRatePerMin,
       ...(deps.admission ? { admission: deps.admission } : {}),
     });
-  // -- routes: loyalty --
+  // loyalty
   if (deps.loyalty)
     await app.register(loyaltyRoutes, {
       orders,
@@ -135,7 +135,7 @@ export async function buildApp(deps: CheckoutDeps) {
       creds,
       checkRatePerMin: deps.loyaltyCheckRatePerMin ?? 30,
     });
-  // -- routes: drain-proofing --
+  // drain-proofing
   if (deps.devices)
     await app.register(drainRoutes, {
       store,
@@ -145,7 +145,7 @@ export async function buildApp(deps: CheckoutDeps) {
       devices: deps.devices,
       deviceIssuePerMin: deps.deviceIssuePerMin ?? 6,
     });
-  // -- routes: pickup --
+  // pickup
   if (deps.pickup)
     await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds, pickupCodes });
   return app;

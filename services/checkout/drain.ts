@@ -362,9 +362,3 @@ function shareTaken(have: Map<string, number>, shares: Map<string, ScarceShare>)
   }
   return undefined;
 }
-
-/** The Authorizer without a hub hop: never online, so the offline rule decides (the real offline behaviour). */
-export const offlineAuthorizer: Authorizer = {
-  online: () => false,
-  authorize: async () => ({ verdict: 'unavailable', ms: 0 }),
-};

@@ -75,7 +75,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // the order pipeline's features, in pipeline order (order-features.ts), and what closes with checkout
   const features: OrderFeature[] = [];
   const closers: Array<() => void | Promise<void>> = [];
-  // -- feature: sale windows, trusted time, admission --
+  // sale windows, trusted time, admission
   const clockTrust = clockTrustFromConfig(store, cfg, env);
   clockTrust.start();
   closers.push(() => clockTrust.stop());
@@ -86,26 +86,20 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     maxWaitMs: cfg.POPKIT_ADMISSION_MAX_WAIT_MS,
   });
   features.push(saleWindowFeature({ saleClock, trust: clockTrust }), admissionFeature(admissionLine));
-  // -- feature: reservations --
+  // reservations
   const reservations = new ReservationService(store, {
     ttlMs: cfg.POPKIT_RESERVATION_TTL_S * 1000,
     maxPerAddress: cfg.POPKIT_RESERVATION_MAX_PER_ADDRESS,
     buyerMaxCents: cfg.POPKIT_BUYER_MAX_ORDER_CENTS,
     orders: () => orders,
     // a hold is a sale window's business too: not before it opens, not after it ends
-    // (priced lines name a bundle by its id with its components: back to the request's form)
-    assertOnSale: (cat, lines) =>
-      assertOnSale(
-        cat,
-        lines.map((l) => (l.components ? { bundle: l.sku, qty: l.qty } : { sku: l.sku, qty: l.qty })),
-        saleClock(),
-      ),
+    assertOnSale: (cat, lines) => assertOnSale(cat, lines, saleClock()),
     // drain-proofing: a buyer's hold of scarce units belongs to a device and fits its share
     scarceHold: (cat, lines, caller) => drain.guardHold(cat, lines, caller),
   });
   features.push(reservations);
   closers.push(reservations.startSweeper(RESERVATION_SWEEP_MS));
-  // -- feature: loyalty --
+  // loyalty
   const loyalty = new LoyaltyFeature(store, {
     hubKey: hubKeySource({ ...cfg, dataDir }),
     kitUsesMax: cfg.POPKIT_LOYALTY_KIT_USES_MAX,
@@ -113,7 +107,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // a key that is set but unreadable or not ed25519 stops checkout at start, as it stops sync
   loyalty.publicKey();
   features.push(loyalty);
-  // -- feature: drain-proofing --
+  // drain-proofing
   // the online card check goes through sync's relay (hub-authorizer.ts); offline while sync or its link is down
   const hubAuthorizer = HubAuthorizer.forDataDir(dataDir).start();
   closers.push(() => hubAuthorizer.close());
@@ -129,7 +123,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   });
   features.push(drain);
   closers.push(drain.start());
-  // -- feature: pickup --
+  // pickup
   const pickup = new PickupFeature(store);
   features.push(pickup);
   const orders = new OrderService(store, ids, vault, {
@@ -159,18 +153,18 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     buyerRatePerMin: cfg.POPKIT_BUYER_RATE_PER_MIN,
     tokenKey: tokenKey.status,
     logger,
-    // -- app deps: sale windows, trusted time, admission --
+    // sale windows, trusted time, admission
     clockTrust,
     admission: new AdmissionGate(admissionLine, store, orders),
-    // -- app deps: reservations --
+    // reservations
     reservations,
-    // -- app deps: loyalty --
+    // loyalty
     loyalty,
     loyaltyCheckRatePerMin: cfg.POPKIT_LOYALTY_CHECK_RATE_PER_MIN,
-    // -- app deps: drain-proofing --
+    // drain-proofing
     devices,
     deviceIssuePerMin: cfg.POPKIT_DEVICE_ISSUE_PER_MIN,
-    // -- app deps: pickup --
+    // pickup
     pickup,
   });
   return {

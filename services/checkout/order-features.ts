@@ -7,7 +7,6 @@
 // feature's `committed`. A feature refuses by throwing a KitError (before the transaction) or by
 // returning one from its step's `check` (inside it); either way nothing is written.
 import type { Registry } from 'prom-client';
-import type { KitError } from '../../core/errors.ts';
 import type {
   CatalogBundle,
   CatalogItem,
@@ -73,4 +72,4 @@ export interface OrderFeature {
   metrics?(registry: Registry): void;
 }
 
-export type { InTxnStep, KitError };
+export type { InTxnStep };

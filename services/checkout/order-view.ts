@@ -36,3 +36,9 @@ export class PickupCodeAccess {
 type PublicPickup = Omit<NonNullable<StoredOrder['pickup']>, 'code'> & { code?: string };
 /** An order as a caller may read it: the pickup code may be left out. */
 export type PublicOrder = Omit<StoredOrder, 'pickup'> & { pickup?: PublicPickup };
+
+/** The order as the API answers it: without the kit id and the Idempotency-Key. */
+export function publicOrder(o: PublicOrder) {
+  const { kitId: _k, idempotencyKey: _i, ...rest } = o;
+  return rest;
+}

@@ -38,7 +38,7 @@ export const RESERVATION_SWEEP_MS = 1000;
  * The sale-window check a reservation passes before it holds anything (the sale-windows feature's
  * `assertOnSale`, wired in main.ts): throws a KitError (NOT_ON_SALE_YET, SALE_ENDED, …) to refuse.
  */
-export type OnSaleCheck = (cat: CatalogView, lines: readonly OrderLine[], caller: Caller) => void;
+export type OnSaleCheck = (cat: CatalogView, lines: readonly OrderLineInT[], caller: Caller) => void;
 
 export interface ReservationOptions {
   /** how long a hold lasts (POPKIT_RESERVATION_TTL_S) */
@@ -148,7 +148,7 @@ export class ReservationService implements OrderFeature {
         },
       );
     }
-    this.opts.assertOnSale?.(cat, lines, caller);
+    this.opts.assertOnSale?.(cat, input, caller);
     const deviceId = this.opts.scarceHold?.(cat, lines, caller);
     const now = this.now();
     const rec: ReservationRecord = {

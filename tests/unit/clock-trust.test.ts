@@ -3,39 +3,18 @@
 // drop the trust until a fresh source vouches; a trust record outlives a restart within the boot only.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { type ClockSources, ClockTrust, type ClockTrustOptions } from '../../core/clock-trust.ts';
+import { ClockTrust, type ClockTrustOptions } from '../../core/clock-trust.ts';
 import { readClockTrust, recordHubTimeInTxn, writeClockTrust } from '../../core/store/clock.ts';
 import { type KitStore, openKitStore } from '../../core/store/index.ts';
 import { tempDir } from '../support/checkout.ts';
+import { FakeClock, T0 } from '../support/drops-clock.ts';
 
-const T0 = Date.parse('2026-11-30T20:00:00Z');
 const OPTS: ClockTrustOptions = {
   jumpToleranceMs: 2000,
   hubAgreeMs: 120_000,
   ntpPollMs: 60_000,
   assume: false,
 };
-
-/** Clocks a test moves by hand: `tick` moves both, `jump` the wall clock alone. */
-class FakeClock implements ClockSources {
-  wallMs = T0;
-  monoMs = 10_000;
-  ntp: boolean | undefined = undefined;
-  rtc = false;
-  boot = 'boot-1';
-  wall = () => this.wallMs;
-  mono = () => this.monoMs;
-  bootId = () => this.boot;
-  rtcSetClock = () => this.rtc;
-  ntpSynced = async () => this.ntp;
-  tick(ms: number) {
-    this.wallMs += ms;
-    this.monoMs += ms;
-  }
-  jump(ms: number) {
-    this.wallMs += ms;
-  }
-}
 
 const stores: KitStore[] = [];
 after(async () => {

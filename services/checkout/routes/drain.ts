@@ -7,6 +7,7 @@ import { confirmHeldOrder, dropReport, releaseHeldOrder } from '../../../core/st
 import type { KitStore, StoredOrder } from '../../../core/store/index.ts';
 import type { DeviceTokens } from '../devices.ts';
 import { scarceSkus } from '../drain.ts';
+import { publicOrder } from '../order-view.ts';
 import type { OrderService } from '../orders.ts';
 import {
   ConfirmHeldBody,
@@ -31,11 +32,6 @@ export interface DrainRoutesOptions {
   /** POPKIT_DEVICE_ISSUE_PER_MIN: device tokens per minute per client address */
   deviceIssuePerMin: number;
   clock?: () => number;
-}
-
-function publicOrder(o: StoredOrder) {
-  const { kitId: _k, idempotencyKey: _i, ...rest } = o;
-  return rest;
 }
 
 export const drainRoutes: FastifyPluginAsyncTypebox<DrainRoutesOptions> = async (app, opts) => {

@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { KitError } from '../../../core/errors.ts';
 import { ADMISSION_HEADERS, type AdmissionGate, type Ticket } from '../admission.ts';
 import type { CheckoutMetrics } from '../metrics.ts';
-import type { PickupCodeAccess, PublicOrder } from '../order-view.ts';
+import { type PickupCodeAccess, publicOrder } from '../order-view.ts';
 import type { CreateResult, OrderService } from '../orders.ts';
 import {
   ErrorEnvelope,
@@ -29,11 +29,6 @@ export interface OrderRoutesOptions {
   pickupCodes?: PickupCodeAccess;
   /** the admission line for buyers (absent: none) */
   admission?: AdmissionGate;
-}
-
-function publicOrder(o: PublicOrder) {
-  const { kitId: _k, idempotencyKey: _i, ...rest } = o;
-  return rest;
 }
 
 export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async (app, opts) => {
