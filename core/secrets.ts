@@ -83,6 +83,8 @@ function describe(file: string, state: Exclude<SecretState, 'ok'>): string {
 /** Move a damaged secret aside, keeping it for inspection. */
 function moveAside(file: string, check: SecretCheck): void {
   const aside = `${file}.damaged-${Date.now()}-${process.pid}`;
+  // not fsynced on its own: the new secret's link that follows fsyncs this same directory; a cut before
+  // that finds the damaged file in place again, and it is moved aside again
   try {
     fs.renameSync(file, aside);
   } catch (err) {
