@@ -57,7 +57,9 @@ export function renderStatus(s: KitStatusViewT): string {
     if (k.file === 'keys/token.key' && k.state !== 'ok') continue;
     if (k.state !== 'ok')
       lines.push(`${k.refused?.toUpperCase() ?? k.file} REFUSED: ${k.message ?? `${k.file} ${k.state}`}`);
-    else if (k.replaced) lines.push(`key replaced: ${k.message ?? `${k.file} was ${k.replaced}`}`);
+    // a whole secret has a message only when it was found damaged and replaced
+    else if (k.replaced || k.message)
+      lines.push(`key replaced: ${k.message ?? `${k.file} was ${k.replaced}`}`);
   }
   lines.push(
     `stream: ${media ? `${media.state} ${media.fps} fps ${media.bitrateKbps} kb/s` : 'not running'}`,

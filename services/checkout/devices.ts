@@ -44,8 +44,15 @@ export class DeviceTokens {
    * issuing and checking are then refused with DEVICE_KEY_LOST and the status says why; with no
    * device recorded it is generated (or replaced, the damaged file kept beside).
    */
-  static open(file: string, store: KitStore): DeviceTokens {
-    const key = loadDependentKey(file, undefined, () => deviceCount(store) > 0, DEVICE_KEY_DEPENDENTS);
+  static open(file: string, store: KitStore, onLost: 'refuse' | 'replace' = 'refuse'): DeviceTokens {
+    const recorded = deviceCount(store);
+    // POPKIT_DEVICE_KEY_LOST=replace: the operator chose a new key over waiting for a backup
+    const key = loadDependentKey(
+      file,
+      undefined,
+      () => onLost === 'refuse' && recorded > 0,
+      DEVICE_KEY_DEPENDENTS,
+    );
     const name = 'keys/device.key';
     if (key.state !== 'ok') {
       return new DeviceTokens(undefined, store, {
@@ -55,13 +62,16 @@ export class DeviceTokens {
         message: key.message,
       });
     }
+    const replacedOver = key.created && recorded > 0;
     return new DeviceTokens(key.value, store, {
       file: name,
       state: 'ok',
-      ...(key.replaced
+      ...(key.replaced || replacedOver
         ? {
-            replaced: key.replaced,
-            message: `${file} was ${key.replaced} and no device depended on it: replaced by a new key (the damaged file is kept beside it)`,
+            ...(key.replaced ? { replaced: key.replaced } : {}),
+            message: replacedOver
+              ? `${file} was ${key.replaced ?? 'missing'} and replaced by a new key although ${recorded} buyer devices depended on it (POPKIT_DEVICE_KEY_LOST=replace): their tokens now fail, the buyer page takes new ones`
+              : `${file} was ${key.replaced} and no device depended on it: replaced by a new key (the damaged file is kept beside it)`,
           }
         : {}),
     });

@@ -122,7 +122,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // the online card check goes through sync's relay (hub-authorizer.ts); offline while sync or its link is down
   const hubAuthorizer = HubAuthorizer.forDataDir(dataDir).start();
   closers.push(() => hubAuthorizer.close());
-  const devices = DeviceTokens.open(layout.deviceKey, store);
+  const devices = DeviceTokens.open(layout.deviceKey, store, cfg.POPKIT_DEVICE_KEY_LOST);
   if (devices.status.message)
     (devices.status.state === 'ok' ? logger.warn : logger.error).call(
       logger,

@@ -181,3 +181,29 @@ test('a torn or empty admin token is replaced, and the status and `popkit status
   assert.match(renderStatus(s), /key replaced: keys\/admin\.token was torn/);
   await stop(kit);
 });
+
+test('POPKIT_DEVICE_KEY_LOST=replace: the operator takes a new device key; old tokens fail, phones take new ones', async () => {
+  const { dataDir, device } = await kitWithDevice();
+  const file = dataLayout(dataDir).deviceKey;
+  fs.rmSync(file);
+  const kit = await start(dataDir, { POPKIT_DEVICE_KEY_LOST: 'replace' });
+  assert.equal(fs.readFileSync(file).length, 32, 'a new key');
+  const s = await status(kit);
+  assert.ok(kitStatusView.check(s), kitStatusView.errors(s).join('; '));
+  const dev = secretOf(s, 'keys/device.key');
+  assert.equal(dev?.state, 'ok');
+  assert.match(dev?.message ?? '', /replaced by a new key although 1 buyer devices depended on it/);
+  assert.match(renderStatus(s), /key replaced: .*device\.key/);
+  const old = await buyerCard(kit, device);
+  assert.equal(old.statusCode, 400, old.body);
+  assert.equal(old.json().error.code, 'DEVICE_INVALID', 'the buyer page takes a new token on this code');
+  const fresh = await kit.app.inject({
+    method: 'POST',
+    url: '/v1/devices',
+    remoteAddress: '127.0.0.33',
+    payload: {},
+  });
+  assert.equal(fresh.statusCode, 201, fresh.body);
+  assert.equal((await buyerCard(kit, fresh.json().device)).statusCode, 201);
+  await stop(kit);
+});
