@@ -72,7 +72,12 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const store = openKitStore(dataDir);
   const layout = dataLayout(dataDir);
   // a missing, empty or torn key is never replaced while sealed tokens depend on it (core/token-key.ts)
-  const tokenKey = openTokenVault(layout.tokenKey, cfg.POPKIT_TOKEN_KEY, () => tokenCount(store) > 0);
+  const tokenKey = openTokenVault(
+    layout.tokenKey,
+    cfg.POPKIT_TOKEN_KEY,
+    () => tokenCount(store) > 0,
+    cfg.POPKIT_TOKEN_KEY_LOST,
+  );
   if (tokenKey.status.message) logger.error({ tokenKey: tokenKey.status }, tokenKey.status.message);
   const vault = tokenKey.vault;
   const ids = new MonotonicIds(readIdHighWater(store));

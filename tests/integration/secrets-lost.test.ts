@@ -5,6 +5,7 @@
 //   nothing changes), staff keep selling, /v1/status `secrets` and `popkit status` say so; restoring
 //   the key brings the issued tokens back.
 // - keys/admin.token: nothing is sealed with it, so a damaged one is replaced, and the status says so.
+// - the operator's way out without a backup: POPKIT_DEVICE_KEY_LOST=replace, POPKIT_TOKEN_KEY_LOST=replace.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,7 +14,10 @@ import { renderStatus } from '../../cli/commands/status.ts';
 import { kitStatusView } from '../../core/contracts/kit-status.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { deviceCount } from '../../core/store/devices.ts';
+import { tokenCount } from '../../core/store/index.ts';
+import { openTokenVault } from '../../core/token-key.ts';
 import { createCheckout } from '../../services/checkout/main.ts';
+import { OutboxPump } from '../../services/sync/pump.ts';
 import { auth, inspectStore, kitEnv, smallCatalog, tempDir } from '../support/checkout.ts';
 
 type Kit = Awaited<ReturnType<typeof createCheckout>>;
@@ -205,5 +209,69 @@ test('POPKIT_DEVICE_KEY_LOST=replace: the operator takes a new device key; old t
   });
   assert.equal(fresh.statusCode, 201, fresh.body);
   assert.equal((await buyerCard(kit, fresh.json().device)).statusCode, 201);
+  await stop(kit);
+});
+
+test('POPKIT_TOKEN_KEY_LOST=replace: card sales resume; the orders sealed under the lost key go to the hub as invalid', async () => {
+  const dataDir = tempDir('popkit-secrets-tokenkey-');
+  const first = await start(dataDir);
+  assert.equal(
+    (
+      await first.app.inject({
+        method: 'PUT',
+        url: '/v1/catalog',
+        headers: auth,
+        payload: smallCatalog({ A: 100 }),
+      })
+    ).statusCode,
+    200,
+  );
+  const card = {
+    lines: [{ sku: 'A', qty: 1 }],
+    payment: { method: 'token', token: 'tok_sandbox_approve_0001' },
+  };
+  const sealedOrder = await first.app.inject({
+    method: 'POST',
+    url: '/v1/orders',
+    headers: auth,
+    payload: card,
+  });
+  assert.equal(sealedOrder.statusCode, 201, sealedOrder.body);
+  await stop(first);
+  const file = dataLayout(dataDir).tokenKey;
+  fs.writeFileSync(file, Buffer.alloc(3, 1), { mode: 0o600 });
+
+  // the default refuses; the operator's choice replaces
+  const refusing = await start(dataDir);
+  assert.equal((await status(refusing)).tokenKey.cardSales, false);
+  await stop(refusing);
+  const kit = await start(dataDir, { POPKIT_TOKEN_KEY_LOST: 'replace' });
+  assert.equal(fs.readFileSync(file).length, 32, 'a new key');
+  const s = await status(kit);
+  assert.ok(kitStatusView.check(s), kitStatusView.errors(s).join('; '));
+  assert.equal(s.tokenKey?.cardSales, true);
+  const tk = secretOf(s, 'keys/token.key');
+  assert.equal(tk?.replaced, 'torn');
+  assert.match(tk?.message ?? '', /although sealed card tokens depended on it/);
+  assert.match(renderStatus(s), /key replaced: .*token\.key/);
+  const sold = await kit.app.inject({ method: 'POST', url: '/v1/orders', headers: auth, payload: card });
+  assert.equal(sold.statusCode, 201, sold.body);
+
+  // sync (a fresh start reads the new key): the old order's token cannot open, so it goes as invalid
+  // (the hub records it declined: collect another way); the new order's token opens
+  const { vault } = openTokenVault(file, undefined, () => tokenCount(kit.store) > 0);
+  const sent: string[] = [];
+  new OutboxPump(
+    kit.store,
+    vault,
+    { ready: () => true, send: (_topic, payload) => sent.push(payload) },
+    { kitId: 'kit-x', batchMax: 50, batchBytes: 256 * 1024, window: 4, ackTimeoutMs: 30_000 },
+  ).pump();
+  const entries = sent.flatMap(
+    (p) => JSON.parse(p).entries as Array<{ lane: string; id: string; token?: string; tokenError?: string }>,
+  );
+  const byId = new Map(entries.filter((e) => e.lane === 'orders').map((e) => [e.id, e]));
+  assert.equal(byId.get(sealedOrder.json().id)?.tokenError, 'invalid');
+  assert.equal(byId.get(sold.json().id)?.token, 'tok_sandbox_approve_0001');
   await stop(kit);
 });
