@@ -328,7 +328,7 @@ test('a power cut while sync applies acks: every acknowledged order reaches the 
     }),
     {
       seed,
-      numRuns: powercutRuns(3) + kept.length,
+      numRuns: powercutRuns(5) + kept.length,
       examples: kept.map((m) => [m] as [Moment]),
       endOnFailure: true,
     },
