@@ -84,7 +84,7 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   const admin = loadOrCreateToken(layout.adminToken, cfg.POPKIT_ADMIN_TOKEN);
   if (admin.replaced)
     logger.warn(
-      { adminToken: admin.replaced },
+      { secret: 'keys/admin.token', replaced: admin.replaced },
       `${layout.adminToken} was ${admin.replaced}: replaced by a new admin token (paired terminals keep theirs)`,
     );
   const guard = new StoreGuard(commitWatch(store), dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
