@@ -241,6 +241,17 @@ export const CheckoutConfig = Type.Object({
     default: 16,
     description: 'free space kept on the data volume; orders get 507 STORE_FULL below it',
   }),
+  // power cuts (docs/power-cuts.md)
+  POPKIT_DEVICE_KEY_LOST: Type.Union([Type.Literal('refuse'), Type.Literal('replace')], {
+    default: 'refuse',
+    description:
+      "keys/device.key missing, empty or torn while buyer devices are recorded: refuse device tokens (DEVICE_KEY_LOST) until it is restored, or replace it (phones' old tokens then fail and the buyer page takes new ones; shares bought under old tokens are not counted for the new ones)",
+  }),
+  POPKIT_TOKEN_KEY_LOST: Type.Union([Type.Literal('refuse'), Type.Literal('replace')], {
+    default: 'refuse',
+    description:
+      'keys/token.key missing, empty or torn while sealed card tokens exist: refuse card sales (CARD_UNAVAILABLE) until it is restored, or replace it (card sales resume; the card orders sealed under the lost key cannot be charged: sync sends them as invalid tokens and they show as declined, collect another way)',
+  }),
 });
 
 export type BaseConfigT = Static<typeof BaseConfig>;

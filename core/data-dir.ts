@@ -13,6 +13,8 @@ export interface KitDataLayout {
   adminToken: string;
   /** the AES-256 device key sealing payment tokens (0600) */
   tokenKey: string;
+  /** the HMAC key of buyer device tokens (drain-proofing, 0600) */
+  deviceKey: string;
   run: string;
   runStatus(service: string): string;
   hls: string;
@@ -36,6 +38,7 @@ export function dataLayout(root: string): KitDataLayout {
     keys,
     adminToken: path.join(keys, 'admin.token'),
     tokenKey: path.join(keys, 'token.key'),
+    deviceKey: path.join(keys, 'device.key'),
     run,
     runStatus: (service) => path.join(run, `${service}.json`),
     hls: path.join(root, 'hls'),

@@ -65,6 +65,8 @@ export const ERROR_STATUS = {
   // drain-proofing (docs/security.md#drain-proofing): buyer devices and card checks before the answer
   DEVICE_INVALID: 400,
   DEVICE_SHARE_TAKEN: 409,
+  // power cuts (docs/power-cuts.md): the device key is lost while buyer device tokens depend on it
+  DEVICE_KEY_LOST: 503,
   PAYMENT_DECLINED: 402,
   // kitd (firmware/)
   LIFECYCLE_TRANSITION: 409,

@@ -3,7 +3,10 @@
 // logrotate: <name>.log.1 is the newest rotated file, the oldest beyond `files` is removed). Nothing
 // is lost at a rotation: a write is never split between two files, writes queue while a rotation
 // runs, and a full stream pauses the pipe (the child then waits on its own write) instead of dropping.
-// Every file is 0600 in a 0700 dir.
+// Every file is 0600 in a 0700 dir. Deliberately not durable (no fsync per line, not core/durable-
+// file.ts): logs are appended at the rate of the children's output, and an fsync per line would cost
+// checkout's commits their disk; a power cut loses the log's last seconds, the tail the page cache
+// held (docs/power-cuts.md). Nothing the kit acknowledges is kept only in a log.
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';

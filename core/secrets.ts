@@ -83,6 +83,8 @@ function describe(file: string, state: Exclude<SecretState, 'ok'>): string {
 /** Move a damaged secret aside, keeping it for inspection. */
 function moveAside(file: string, check: SecretCheck): void {
   const aside = `${file}.damaged-${Date.now()}-${process.pid}`;
+  // not fsynced on its own: the new secret's link that follows fsyncs this same directory; a cut before
+  // that finds the damaged file in place again, and it is moved aside again
   try {
     fs.renameSync(file, aside);
   } catch (err) {
@@ -163,16 +165,30 @@ export type DependentKey =
   | { state: 'ok'; value: Buffer; created: boolean; replaced?: 'empty' | 'torn' }
   | { state: Exclude<SecretState, 'ok'>; file: string; message: string };
 
+/** What depends on a key and what the kit refuses while it is lost: the words of the damage message. */
+export interface KeyDependents {
+  /** e.g. 'sealed payment tokens' */
+  what: string;
+  /** e.g. 'card sales are refused, cash sales continue' */
+  refused: string;
+}
+
+const TOKEN_KEY_DEPENDENTS: KeyDependents = {
+  what: 'sealed payment tokens',
+  refused: 'card sales are refused, cash sales continue',
+};
+
 /**
- * A 32-byte key that sealed data may depend on (the device's token key: sealed payment tokens in
- * LMDB). Missing, empty or torn while `hasDependents()` says data depends on it: the file is left as
- * it is and the damage returned (the caller refuses what needs the key); with nothing depending on
- * it, it is generated or replaced (`created`, `replaced`).
+ * A 32-byte key that data may depend on (the device's token key: sealed payment tokens in LMDB; the
+ * buyer device key: device tokens on buyers' phones). Missing, empty or torn while `hasDependents()`
+ * says data depends on it: the file is left as it is and the damage returned (the caller refuses what
+ * needs the key); with nothing depending on it, it is generated or replaced (`created`, `replaced`).
  */
 export function loadDependentKey(
   file: string,
   hexFromEnv: string | undefined,
   hasDependents: () => boolean,
+  dependents: KeyDependents = TOKEN_KEY_DEPENDENTS,
 ): DependentKey {
   if (hexFromEnv) return { state: 'ok', value: Buffer.from(hexFromEnv, 'hex'), created: false };
   const seen = inspectSecret(file, isKey32);
@@ -181,7 +197,7 @@ export function loadDependentKey(
     return {
       state: seen.state,
       file,
-      message: `${describe(file, seen.state)} and sealed payment tokens depend on it: card sales are refused, cash sales continue; restore the key (docs/security.md#secrets-and-keys-on-disk)`,
+      message: `${describe(file, seen.state)} and ${dependents.what} depend on it: ${dependents.refused}; restore the key (docs/power-cuts.md#when-a-key-is-lost-or-torn)`,
     };
   }
   const loaded = loadOrCreateSecretFile(file, () => randomBytes(KEY_BYTES), {

@@ -27,8 +27,22 @@ export function openTokenVault(
   file: string,
   hexFromEnv: string | undefined,
   hasDependents: () => boolean,
+  /** POPKIT_TOKEN_KEY_LOST (checkout): 'replace' when the operator chose a new key over a backup */
+  onLost: 'refuse' | 'replace' = 'refuse',
 ): { vault: TokenVault; status: TokenKeyStatus; key: DependentKey } {
-  const key = loadDependentKey(file, hexFromEnv, hasDependents);
+  const dependents = onLost === 'replace' && !hexFromEnv && hasDependents();
+  const key = loadDependentKey(file, hexFromEnv, () => onLost === 'refuse' && hasDependents());
+  if (key.state === 'ok' && key.created && dependents) {
+    return {
+      vault: new TokenVault(key.value),
+      status: {
+        state: 'ok',
+        cardSales: true,
+        message: `${file} was ${key.replaced ?? 'missing'} and replaced by a new key although sealed card tokens depended on it (POPKIT_TOKEN_KEY_LOST=replace): those card orders cannot be charged; sync sends them as invalid and they show as declined: collect another way`,
+      },
+      key,
+    };
+  }
   if (key.state !== 'ok') {
     return {
       vault: new KeylessVault(key.message),

@@ -84,7 +84,11 @@ export function readLoadPerCore(env: NodeJS.ProcessEnv = process.env): number {
   return (os.loadavg()[0] ?? 0) / cores;
 }
 
-/** Time to write and fdatasync 4 KiB in the data dir, ms; the probe file is reused, not accumulated. */
+/**
+ * Time to write and fdatasync 4 KiB in the data dir, ms; the probe file is reused, not accumulated.
+ * Deliberately not core/durable-file.ts: its content means nothing (a torn probe is rewritten by the
+ * next probe), and a rename plus a directory fsync would change what is measured.
+ */
 export async function fsyncProbe(dir: string): Promise<number> {
   await fs.promises.mkdir(dir, { recursive: true });
   const file = path.join(dir, '.fsync-probe');

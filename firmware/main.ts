@@ -1,8 +1,8 @@
 // Composition root of `popkit kitd`: configuration, board, GPIO (simulated on the sim board), power
 // sources, local bus, checkout client, balena supervisor when present; runs until SIGTERM/SIGINT.
-import fs from 'node:fs';
 import { CheckoutClient, readAdminToken } from '../core/checkout-client.ts';
 import { loadConfig, resolveDataDir, resolveKitId } from '../core/config.ts';
+import { mkdirDurable } from '../core/durable-file.ts';
 import { moduleLogger } from '../core/logger.ts';
 import { detectBoard } from '../hardware/boards/index.ts';
 import { createGpioProvider } from '../hardware/factories/gpio-providers.ts';
@@ -26,7 +26,8 @@ export interface RunningKitd {
 export async function createKitd(env: NodeJS.ProcessEnv = process.env): Promise<RunningKitd> {
   const cfg = loadConfig(KitdConfig, env);
   const dataDir = resolveDataDir(cfg);
-  fs.mkdirSync(dataDir, { recursive: true });
+  // durable: kitd may be the first to create the data dir, and a lost directory loses all inside it
+  mkdirDurable(dataDir);
   const kitId = resolveKitId(cfg);
   const board = detectBoard(env);
   const sim = board.id === 'sim';

@@ -123,6 +123,8 @@ export class UpdateLock {
       expiresAt: new Date(now + this.maxMs).toISOString(),
     };
     try {
+      // /tmp/balena is the supervisor's tmpfs: a power cut empties it, and a lock that survives a
+      // crash is healed at boot (healStale), so the directory needs no fsync
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
       // created whole and durable, and only when nobody else holds the lock (an exclusive link)
       if (!writeFileDurable(this.file, JSON.stringify(content), { mode: 0o644, exclusive: true })) return;

@@ -152,6 +152,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
   const res = await hubRequest(base, token, 'POST', '/v1/loyalty/passes', body);
   if (res.status !== 201) return refused(res.status, res.body);
   const issued = res.body as { pass: string; payload: { id: string; holder: string; expiresAt: number } };
+  // an output the operator asked for, wherever they point it (a file, /dev/stdout): not kit state, and
+  // the pass itself is printed below, so a QR image lost to a power cut is made again from it
   if (values.qr) fs.writeFileSync(values.qr, await QRCode.toString(issued.pass, { type: 'svg' }));
   if (values.json) {
     process.stdout.write(`${JSON.stringify(issued)}\n`);

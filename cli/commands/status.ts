@@ -52,6 +52,15 @@ export function renderStatus(s: KitStatusViewT): string {
   if (declined) lines.push(declined);
   if (s.tokenKey && !s.tokenKey.cardSales)
     lines.push(`CARD SALES REFUSED: ${s.tokenKey.message ?? `token key ${s.tokenKey.state}`}`);
+  // every other secret found lost or replaced at start (docs/power-cuts.md); the token key's line is above
+  for (const k of s.secrets ?? []) {
+    if (k.file === 'keys/token.key' && k.state !== 'ok') continue;
+    if (k.state !== 'ok')
+      lines.push(`${k.refused?.toUpperCase() ?? k.file} REFUSED: ${k.message ?? `${k.file} ${k.state}`}`);
+    // a whole secret has a message only when it was found damaged and replaced
+    else if (k.replaced || k.message)
+      lines.push(`key replaced: ${k.message ?? `${k.file} was ${k.replaced}`}`);
+  }
   lines.push(
     `stream: ${media ? `${media.state} ${media.fps} fps ${media.bitrateKbps} kb/s` : 'not running'}`,
   );

@@ -118,7 +118,7 @@ interface Up {
   layout: KitDataLayout;
   board: ReturnType<typeof detectBoard>;
   kitId: string;
-  admin: { token: string; created: boolean };
+  admin: { token: string; created: boolean; replaced?: 'empty' | 'torn' };
   noMedia: boolean;
   brokers: EmbeddedBroker[];
   sup: ProcessSupervisor;
@@ -178,9 +178,13 @@ async function prepare(argv: string[]): Promise<Up> {
   };
 }
 
-function adminToken(layout: KitDataLayout, fromEnv: string | undefined): { token: string; created: boolean } {
+function adminToken(
+  layout: KitDataLayout,
+  fromEnv: string | undefined,
+): { token: string; created: boolean; replaced?: 'empty' | 'torn' } {
   const t = loadOrCreateToken(layout.adminToken, fromEnv);
-  return { token: t.value, created: t.created };
+  // checkout gets it from the environment and cannot see the damage: named here (docs/power-cuts.md)
+  return { token: t.value, created: t.created, ...(t.replaced ? { replaced: t.replaced } : {}) };
 }
 
 /** The demo catalog, unless one is stored (it is replaced by PUT /v1/catalog or the hub's). */
@@ -317,6 +321,11 @@ function banner(up: Up, o: { ready: boolean; hubLine: string; localBusUrl: strin
     up.admin.created && !onBalena(up.env)
       ? `  admin token (shown once)  ${up.admin.token}`
       : `  admin token               in ${layout.adminToken}`,
+    ...(up.admin.replaced
+      ? [
+          `  ! ${layout.adminToken} was ${up.admin.replaced} (a power cut?): replaced by a new admin token; paired terminals keep theirs`,
+        ]
+      : []),
     '',
     `Try:  curl -s -X POST localhost:${port}/v1/orders -H 'content-type: application/json' \\`,
     `        -d '{"lines":[{"sku":"TEE-BLK-M","qty":1}],"payment":{"method":"cash"}}'`,

@@ -59,6 +59,28 @@ export const TokenKeyStatusSchema = Type.Object({
 export type TokenKeyStatusT = Static<typeof TokenKeyStatusSchema>;
 
 /**
+ * One secret file of the kit as checkout found it at start (docs/power-cuts.md): whole, or missing,
+ * empty or torn and then NOT replaced because data depends on it (`refused` names what stops), or
+ * found damaged with nothing depending on it and replaced (`replaced`).
+ */
+export const SecretStatusSchema = Type.Object({
+  /** relative to the data dir: keys/token.key, keys/device.key, keys/admin.token */
+  file: Type.String(),
+  state: Type.Union([
+    Type.Literal('ok'),
+    Type.Literal('missing'),
+    Type.Literal('empty'),
+    Type.Literal('torn'),
+  ]),
+  /** found empty or torn at start and replaced by a new one (the damaged file kept beside it) */
+  replaced: Type.Optional(Type.Union([Type.Literal('empty'), Type.Literal('torn')])),
+  /** what the kit refuses while this secret is lost, e.g. 'card sales' */
+  refused: Type.Optional(Type.String()),
+  message: Type.Optional(Type.String()),
+});
+export type SecretStatusT = Static<typeof SecretStatusSchema>;
+
+/**
  * What the drop features report (docs/drops.md): one optional field per feature, each declared by the
  * feature beside its code and named here.
  */
@@ -203,6 +225,8 @@ export const KitStatusView = Type.Object({
     full: Type.Boolean(),
   }),
   tokenKey: Type.Optional(TokenKeyStatusSchema),
+  /** every secret file as found at start: a lost or replaced one says so (docs/power-cuts.md) */
+  secrets: Type.Optional(Type.Array(SecretStatusSchema)),
   drops: Type.Optional(DropsStatus),
 });
 export type KitStatusViewT = Static<typeof KitStatusView>;

@@ -1,6 +1,4 @@
 // Wires checkout from the environment (the composition root of `popkit checkout`) and listens.
-import fs from 'node:fs';
-import path from 'node:path';
 import {
   BaseConfig,
   CheckoutConfig,
@@ -9,12 +7,19 @@ import {
   resolveDataDir,
   resolveKitId,
 } from '../../core/config.ts';
+import type { SecretStatusT } from '../../core/contracts/kit-status.ts';
 import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout } from '../../core/data-dir.ts';
+import { mkdirDurable } from '../../core/durable-file.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { pollLoop } from '../../core/poll-loop.ts';
-import { announceAdminToken, loadOrCreateToken } from '../../core/secrets.ts';
+import {
+  announceAdminToken,
+  type DependentKey,
+  type LoadedSecret,
+  loadOrCreateToken,
+} from '../../core/secrets.ts';
 import {
   commitWatch,
   type KitStore,
@@ -59,18 +64,29 @@ export interface Checkout {
 export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Promise<Checkout> {
   const cfg = loadConfig(CheckoutProcessConfig, env);
   const dataDir = resolveDataDir(cfg);
-  fs.mkdirSync(dataDir, { recursive: true });
+  // durable: a data dir whose creation a power cut forgets takes everything written inside with it
+  mkdirDurable(dataDir);
   const logger = moduleLogger('checkout');
   const kitId = resolveKitId(cfg);
   const board = detectBoard(env).id;
   const store = openKitStore(dataDir);
   const layout = dataLayout(dataDir);
   // a missing, empty or torn key is never replaced while sealed tokens depend on it (core/token-key.ts)
-  const tokenKey = openTokenVault(layout.tokenKey, cfg.POPKIT_TOKEN_KEY, () => tokenCount(store) > 0);
+  const tokenKey = openTokenVault(
+    layout.tokenKey,
+    cfg.POPKIT_TOKEN_KEY,
+    () => tokenCount(store) > 0,
+    cfg.POPKIT_TOKEN_KEY_LOST,
+  );
   if (tokenKey.status.message) logger.error({ tokenKey: tokenKey.status }, tokenKey.status.message);
   const vault = tokenKey.vault;
   const ids = new MonotonicIds(readIdHighWater(store));
   const admin = loadOrCreateToken(layout.adminToken, cfg.POPKIT_ADMIN_TOKEN);
+  if (admin.replaced)
+    logger.warn(
+      { secret: 'keys/admin.token', replaced: admin.replaced },
+      `${layout.adminToken} was ${admin.replaced}: replaced by a new admin token (paired terminals keep theirs)`,
+    );
   const guard = new StoreGuard(commitWatch(store), dataDir, cfg.POPKIT_STORE_RESERVE_MB * 1024 * 1024);
   // the order pipeline's features, in pipeline order (order-features.ts), and what closes with checkout
   const features: OrderFeature[] = [];
@@ -111,7 +127,13 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // the online card check goes through sync's relay (hub-authorizer.ts); offline while sync or its link is down
   const hubAuthorizer = HubAuthorizer.forDataDir(dataDir).start();
   closers.push(() => hubAuthorizer.close());
-  const devices = DeviceTokens.open(path.join(layout.keys, 'device.key'), store);
+  const devices = DeviceTokens.open(layout.deviceKey, store, cfg.POPKIT_DEVICE_KEY_LOST);
+  if (devices.status.message)
+    (devices.status.state === 'ok' ? logger.warn : logger.error).call(
+      logger,
+      { deviceKey: devices.status },
+      devices.status.message,
+    );
   const drain = new DrainFeature({
     store,
     devices,
@@ -152,6 +174,11 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     adminToken: admin.value,
     buyerRatePerMin: cfg.POPKIT_BUYER_RATE_PER_MIN,
     tokenKey: tokenKey.status,
+    secrets: () => [
+      secretOfTokenKey(tokenKey.key, tokenKey.status),
+      devices.status,
+      secretOfAdminToken(admin),
+    ],
     logger,
     // sale windows, trusted time, admission
     clockTrust,
@@ -188,6 +215,38 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
       for (const close of closers) await close();
       await store.close();
     },
+  };
+}
+
+/** keys/token.key in the status's `secrets` (the `tokenKey` field says the same, kept for its readers) */
+function secretOfTokenKey(key: DependentKey, status: TokenKeyStatus): SecretStatusT {
+  const file = 'keys/token.key';
+  if (key.state !== 'ok')
+    return {
+      file,
+      state: key.state,
+      refused: 'card sales',
+      ...(status.message ? { message: status.message } : {}),
+    };
+  return {
+    file,
+    state: 'ok',
+    ...(key.replaced ? { replaced: key.replaced } : {}),
+    ...(status.message ? { message: status.message } : {}),
+  };
+}
+
+/** keys/admin.token in the status's `secrets`: nothing is sealed with it, so a damaged one was replaced */
+function secretOfAdminToken(admin: LoadedSecret<string>): SecretStatusT {
+  return {
+    file: 'keys/admin.token',
+    state: 'ok',
+    ...(admin.replaced
+      ? {
+          replaced: admin.replaced,
+          message: `keys/admin.token was ${admin.replaced} (a write lost to a power cut?): replaced by a new admin token, printed once at start; paired terminals keep theirs`,
+        }
+      : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 // GET /v1/status: checkout's own view plus what kitd, sync and media last wrote to their run-status
 // files (core/contracts/kit-status.ts). A file older than STALE_STATUS_MS is passed marked stale and
 // its fields are not used for the kit's state.
-import type { KitStatusViewT } from '../../core/contracts/kit-status.ts';
+import type { KitStatusViewT, SecretStatusT } from '../../core/contracts/kit-status.ts';
 import { readRunStatus, statusAgeMs } from '../../core/contracts/run-status.ts';
 import { type KitStore, outboxCounts, readRecentDeclines } from '../../core/store/index.ts';
 import type { TokenKeyStatus } from '../../core/token-key.ts';
@@ -19,6 +19,8 @@ export interface StatusDeps {
   dataDir: string;
   /** the device token key as found at start; absent in tests that build the app without one */
   tokenKey?: TokenKeyStatus;
+  /** every secret file as found at start (docs/power-cuts.md) */
+  secrets?: () => SecretStatusT[];
 }
 
 const fresh = <T extends { updatedAt: string }>(s: T | undefined): T | undefined =>
@@ -55,6 +57,7 @@ export function statusView(deps: StatusDeps): KitStatusViewT {
     declines: readRecentDeclines(store),
     store: deps.guard.status(),
     ...(deps.tokenKey ? { tokenKey: deps.tokenKey } : {}),
+    ...(deps.secrets ? { secrets: deps.secrets() } : {}),
     drops: Object.assign({}, ...orders.features.map((f) => f.status?.() ?? {})),
   };
 }

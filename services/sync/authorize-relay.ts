@@ -41,6 +41,7 @@ export class AuthorizeRelay {
   ) {}
 
   async listen(): Promise<void> {
+    // a socket is recreated at every start: nothing in it survives a power cut, nothing needs to
     fs.mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o700 });
     // a socket file left by a sync that died is no server: replace it
     fs.rmSync(this.socketPath, { force: true });

@@ -138,14 +138,24 @@ describe('buyer devices', () => {
     });
   });
 
-  test('a device key torn by a crash is named and not replaced (issued tokens depend on it)', async () => {
+  test('a device key torn by a crash before any device was issued is replaced and named', async () => {
+    // with devices issued it is never replaced: tests/integration/secrets-lost.test.ts
     const dir = tempDir();
     const first = await startCheckout({}, dir);
     await first.kit.close();
     const key = path.join(dir, 'keys', 'device.key');
     fs.writeFileSync(key, randomBytes(7), { mode: 0o600 });
-    await assert.rejects(startCheckout({}, dir), /device\.key is torn/);
-    assert.equal(fs.statSync(key).size, 7, 'left as found');
+    const again = await startCheckout({}, dir);
+    try {
+      assert.equal(fs.statSync(key).size, 32, 'a whole new key');
+      assert.ok(fs.readdirSync(path.dirname(key)).some((f) => f.startsWith('device.key.damaged-')));
+      const status = (await again.app.inject({ method: 'GET', url: '/v1/status', headers: auth })).json();
+      const dev = status.secrets.find((k: { file: string }) => k.file === 'keys/device.key');
+      assert.equal(dev.replaced, 'torn');
+      assert.match(dev.message, /device\.key was torn/);
+    } finally {
+      await again.kit.close();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 // core/durable-file.ts on pcfs (tests/support/pcfs.ts), a filesystem that forgets every write not made
 // durable at a "power cut": what the helper wrote is whole after the cut, and so is every secret and
-// run-status file written through it. The first test shows the hazard the helper exists for.
+// run-status file written through it, the buyer device key and kitd's update-lock lease. The first
+// test shows the hazard the helper exists for.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,6 +11,9 @@ import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.t
 import { dataLayout, hubDataLayout } from '../../core/data-dir.ts';
 import { writeFileDurable } from '../../core/durable-file.ts';
 import { loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
+import { openKitStore } from '../../core/store/index.ts';
+import { UpdateLock } from '../../firmware/update-lock.ts';
+import { DeviceTokens } from '../../services/checkout/devices.ts';
 import { loadOrCreateSigningKey } from '../../services/hub/keys.ts';
 import { tempDir } from '../support/checkout.ts';
 import { mountPcfs } from '../support/pcfs.ts';
@@ -103,4 +107,46 @@ test('secrets and run status written at first boot survive a cut right after, un
   };
   assert.deepEqual(after, before);
   assert.equal(readRunStatus(kit.root, 'checkout')?.state, 'up');
+});
+
+test('the buyer device key survives a cut right after its first write, whole and unchanged', async () => {
+  const root = tempDir('popkit-pcfs-devicekey-');
+  let key = '';
+  await onPcfs(root, async (dir) => {
+    const data = path.join(dir, 'kit');
+    const store = openKitStore(data);
+    try {
+      const devices = DeviceTokens.open(dataLayout(data).deviceKey, store);
+      assert.equal(devices.status.state, 'ok');
+      key = fs.readFileSync(dataLayout(data).deviceKey).toString('hex');
+    } finally {
+      await store.close();
+    }
+  });
+  const file = dataLayout(path.join(root, 'backing', 'kit')).deviceKey;
+  assert.equal(fs.readFileSync(file).toString('hex'), key);
+  assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+});
+
+test("kitd's update-lock lease: taken, rewritten with a new reason, then a cut: the last whole lease", async () => {
+  const root = tempDir('popkit-pcfs-lock-');
+  await onPcfs(root, (dir) => {
+    const lock = new UpdateLock(60_000, { POPKIT_HOST_ROOT: dir });
+    assert.equal(lock.reconcile('event live').held, true);
+    assert.equal(lock.reconcile('orders unsynced').reason, 'orders unsynced');
+  });
+  const content = JSON.parse(
+    fs.readFileSync(path.join(root, 'backing', 'tmp', 'balena', 'updates.lock'), 'utf8'),
+  ) as { owner: string; reason: string };
+  assert.equal(content.owner, 'popkit-kitd');
+  assert.equal(content.reason, 'orders unsynced');
+});
+
+test('self-check of the judge: the same lease written plainly is lost by the cut', async () => {
+  const root = tempDir('popkit-pcfs-lock-plain-');
+  await onPcfs(root, (dir) => {
+    fs.mkdirSync(path.join(dir, 'tmp', 'balena'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'tmp', 'balena', 'updates.lock'), '{"owner":"popkit-kitd"}');
+  });
+  assert.equal(fs.readFileSync(path.join(root, 'backing', 'tmp', 'balena', 'updates.lock'), 'utf8'), '');
 });
