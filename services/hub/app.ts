@@ -14,6 +14,7 @@ import { authorizationRoutes } from './routes/authorizations.ts';
 import { catalogRoutes } from './routes/catalogs.ts';
 import { gatewayRoutes } from './routes/gateway.ts';
 import { healthRoutes } from './routes/health.ts';
+import { imageRoutes } from './routes/images.ts';
 import { kitRoutes } from './routes/kits.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
@@ -54,6 +55,7 @@ export function buildHubApp(deps: HubAppDeps) {
   app.register(orderRoutes, { ledger, adminToken });
   app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });
   if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
+  if (deps.db) app.register(imageRoutes, { db: deps.db, adminToken });
   app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   if (deps.authorize)
     app.register(authorizationRoutes, {
