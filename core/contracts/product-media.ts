@@ -55,7 +55,10 @@ export const ImageUploadOut = Type.Object({
 });
 export type ImageUploadOutT = Static<typeof ImageUploadOut>;
 
-/** `<data>/run/product-media.json`, written by sync's image fetcher; preflight and people read it. */
+/** The fetcher's status, `<data>/product-media/status.json` (sync writes it; preflight and people read it). */
+export const PRODUCT_MEDIA_STATUS_FILE = 'status.json';
+
+/** What status.json holds. */
 export const ProductMediaStatus = Type.Object({
   v: Type.Literal(1),
   updatedAt: Type.String(),
