@@ -21,6 +21,7 @@ import {
   isSha256Hex,
   PRODUCT_MEDIA_STATUS_FILE,
   type ProductMediaStatusT,
+  productMediaStatus,
 } from '../../core/contracts/product-media.ts';
 import { fsyncDir, mkdirDurable, writeFileDurable } from '../../core/durable-file.ts';
 import { moduleLogger } from '../../core/logger.ts';
@@ -140,6 +141,9 @@ export class MediaFetcher {
       ...(lastError ? { lastError } : {}),
     };
     try {
+      // the file preflight reads: written only in the declared shape
+      if (!productMediaStatus.check(this.status))
+        throw new Error(productMediaStatus.errors(this.status).join('; '));
       writeFileDurable(
         path.join(this.opts.dir, PRODUCT_MEDIA_STATUS_FILE),
         `${JSON.stringify(this.status)}\n`,
