@@ -8,7 +8,7 @@
 // tens of KB, written once and never changed, so the database holds it as well as a file would and
 // every worker can serve every image. The embedded hub (PGlite) runs the same SQL.
 import { createHash } from 'node:crypto';
-import sharp, { type Metadata } from 'sharp';
+import type { Metadata } from 'sharp';
 import {
   IMAGE_LIMITS,
   type ImageUploadOutT,
@@ -20,8 +20,16 @@ import {
 import { KitError } from '../../core/errors.ts';
 import type { Queryable } from './db.ts';
 
-// the embedded hub shares the kit's few cores with checkout: one libvips thread renders
-sharp.concurrency(1);
+/** sharp (libvips) is loaded on the first upload: a hub that never gets one does not carry it. */
+let sharpLoaded: Promise<typeof import('sharp')> | undefined;
+async function loadSharp() {
+  sharpLoaded ??= import('sharp').then((m) => {
+    // the embedded hub shares the kit's few cores with checkout: one libvips thread renders
+    m.default.concurrency(1);
+    return m;
+  });
+  return (await sharpLoaded).default;
+}
 
 const FORMAT_OF = { 'image/jpeg': 'jpeg', 'image/png': 'png', 'image/webp': 'webp' } as const;
 
@@ -54,6 +62,7 @@ export async function renderImage(
   const type = sniffImageType(upload);
   if (!type)
     throw new KitError('UNSUPPORTED_MEDIA_TYPE', 'not a JPEG, PNG or WebP image (by its first bytes)');
+  const sharp = await loadSharp();
   // the header alone first: a small file may declare a gigapixel, refused before anything is decoded
   const options = { limitInputPixels: IMAGE_LIMITS.pixels, failOn: 'error' as const };
   let meta: Metadata;
