@@ -54,6 +54,7 @@ export class MediaFetcher {
   private status: ProductMediaStatusT;
   private mismatched = new Set<string>();
   private stopped = false;
+  private written = false;
   private current: AbortController | undefined;
 
   constructor(
@@ -127,7 +128,7 @@ export class MediaFetcher {
     }
     const warm = wanted.filter((h) => this.has(h)).length;
     if (state === 'idle' && warm < wanted.length && didNotFit.length === 0 && !lastError) state = 'fetching';
-    this.status = {
+    const next: ProductMediaStatusT = {
       v: 1,
       updatedAt: new Date().toISOString(),
       catalog: cat ? { eventId: cat.eventId, version: cat.version } : null,
@@ -140,6 +141,11 @@ export class MediaFetcher {
       state,
       ...(lastError ? { lastError } : {}),
     };
+    // written when something changed, not every pass: its fsyncs would compete with checkout's commits
+    const same =
+      JSON.stringify({ ...next, updatedAt: '' }) === JSON.stringify({ ...this.status, updatedAt: '' });
+    this.status = next;
+    if (same && this.written) return this.status;
     try {
       // the file preflight reads: written only in the declared shape
       if (!productMediaStatus.check(this.status))
@@ -148,6 +154,7 @@ export class MediaFetcher {
         path.join(this.opts.dir, PRODUCT_MEDIA_STATUS_FILE),
         `${JSON.stringify(this.status)}\n`,
       );
+      this.written = true;
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'product media status not written');
     }
