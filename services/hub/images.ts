@@ -149,3 +149,14 @@ export async function readImage(db: Queryable, hash: string): Promise<StoredImag
   const b = row.bytes;
   return { contentType: row.content_type, bytes: Buffer.from(b.buffer, b.byteOffset, b.byteLength) };
 }
+
+/** Which of `hashes` the hub holds no rendition for (a catalog must not name an image kits cannot fetch). */
+export async function missingImages(db: Queryable, hashes: string[]): Promise<string[]> {
+  if (hashes.length === 0) return [];
+  const { rows } = await db.query<{ sha256: string }>(
+    'SELECT sha256 FROM product_images WHERE sha256 = ANY($1::text[])',
+    [hashes],
+  );
+  const have = new Set(rows.map((r) => r.sha256));
+  return hashes.filter((h) => !have.has(h));
+}

@@ -127,6 +127,25 @@ describe('hub product images', () => {
     assert.equal(await codeOf(res), 'IMAGE_NOT_FOUND');
   });
 
+  test('a catalog may name only images the hub holds', async () => {
+    const put = (img: { phone: string; screen: string }) =>
+      fetch(`${hub.httpUrl}/v1/events/${uniqueId('ev')}/catalog`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${hub.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          currency: 'EUR',
+          items: [{ sku: 'TEE', name: 'Tee', priceCents: 100, stock: 1, image: img }],
+        }),
+      });
+    const unknown = { phone: image.phone, screen: '0'.repeat(64) };
+    const refused = await put(unknown);
+    assert.equal(refused.status, 404);
+    const body = (await refused.json()) as { error: { code: string; details: { missing: string[] } } };
+    assert.equal(body.error.code, 'IMAGE_NOT_FOUND');
+    assert.deepEqual(body.error.details.missing, ['0'.repeat(64)]);
+    assert.ok([200, 202].includes((await put(image)).status));
+  });
+
   test('hostile uploads are refused with a code and store nothing', async () => {
     const before = await rows();
     const jpeg = await photoJpeg(640, 480, 3);
@@ -185,6 +204,12 @@ describe('the embedded hub (PGlite) stores and serves the same way', () => {
       const got = await fetch(`${embedded.httpUrl}/v1/images/${image.phone}`);
       assert.equal(got.status, 200);
       assert.equal(sha(Buffer.from(await got.arrayBuffer())), image.phone);
+      const cat = await fetch(`${embedded.httpUrl}/v1/events/ev-embedded/catalog`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${embedded.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ items: [{ sku: 'A', name: 'A', priceCents: 1, stock: 1, image }] }),
+      });
+      assert.ok([200, 202].includes(cat.status), await cat.text());
       const part = await fetch(`${embedded.httpUrl}/v1/images/${image.phone}`, {
         headers: { range: 'bytes=5-9' },
       });
