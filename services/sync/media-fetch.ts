@@ -33,6 +33,7 @@ const log = moduleLogger('sync-media');
 
 /** A rendition is never this large (the hub renders at most 1280 px WebP): a longer answer is cut. */
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
+const RETRY_MS = 10 * 60_000;
 
 export interface MediaFetchOptions {
   /** `<data>/product-media` (core/data-dir.ts) */
@@ -46,6 +47,8 @@ export interface MediaFetchOptions {
   disk?: Pick<DiskWatch, 'givesWay'> | undefined;
   /** per request */
   timeoutMs?: number;
+  /** after a hash mismatch or an error answer for an image, wait this long before asking again */
+  retryMs?: number;
 }
 
 type State = ProductMediaStatusT['state'];
@@ -54,6 +57,8 @@ export class MediaFetcher {
   private status: ProductMediaStatusT;
   private mismatched = new Set<string>();
   private stopped = false;
+  /** hash → when to try again: a damaged copy at the hub or a 404 is not fetched again every pass */
+  private notBefore = new Map<string, number>();
   private written = false;
   private current: AbortController | undefined;
 
@@ -98,6 +103,7 @@ export class MediaFetcher {
     for (const hash of wanted) {
       if (this.stopped) break;
       if (this.has(hash)) continue;
+      if ((this.notBefore.get(hash) ?? 0) > Date.now()) continue;
       if (this.opts.load?.busy()) {
         state = 'waiting-for-checkout';
         break;
@@ -110,10 +116,13 @@ export class MediaFetcher {
         kind: 'error' as const,
         message: err.message,
       }));
-      if (outcome.kind === 'done') this.mismatched.delete(hash);
-      else if (outcome.kind === 'no-room') didNotFit.push(hash);
+      if (outcome.kind === 'done') {
+        this.mismatched.delete(hash);
+        this.notBefore.delete(hash);
+      } else if (outcome.kind === 'no-room') didNotFit.push(hash);
       else if (outcome.kind === 'mismatch') {
         this.mismatched.add(hash);
+        this.notBefore.set(hash, Date.now() + (this.opts.retryMs ?? RETRY_MS));
         lastError = `MEDIA_HASH_MISMATCH: ${hash}`;
       } else if (outcome.kind === 'busy') {
         state = 'waiting-for-checkout';
@@ -123,6 +132,8 @@ export class MediaFetcher {
         lastError = outcome.message;
         break;
       } else if ('message' in outcome) {
+        // the hub answered, but not with this image: later, not next pass
+        this.notBefore.set(hash, Date.now() + (this.opts.retryMs ?? RETRY_MS));
         lastError = outcome.message;
       }
     }
