@@ -18,6 +18,8 @@ export interface KitDataLayout {
   run: string;
   runStatus(service: string): string;
   hls: string;
+  /** product images sync fetched from the hub, `<sha256>` each, verified (docs/architecture.md#product-media) */
+  productMedia: string;
   logs: string;
   log(service: string): string;
   /** `popkit up`: the local bus broker's config and persistence */
@@ -42,6 +44,7 @@ export function dataLayout(root: string): KitDataLayout {
     run,
     runStatus: (service) => path.join(run, `${service}.json`),
     hls: path.join(root, 'hls'),
+    productMedia: path.join(root, 'product-media'),
     logs,
     log: (service) => path.join(logs, `${service}.log`),
     bus: path.join(root, 'bus'),

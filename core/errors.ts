@@ -73,6 +73,13 @@ export const ERROR_STATUS = {
   SUPERVISOR_UNAVAILABLE: 503,
   SUPERVISOR_AUTH: 502,
   SUPERVISOR_ERROR: 502,
+  // product media (docs/contracts.md#product-media): hub uploads, the kit's cache
+  IMAGE_INVALID: 422,
+  IMAGE_TOO_LARGE: 413,
+  IMAGE_NOT_FOUND: 404,
+  MEDIA_NOT_CACHED: 404,
+  MEDIA_HASH_MISMATCH: 502,
+  RANGE_NOT_SATISFIABLE: 416,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -5,10 +5,18 @@
 
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { CheckoutClient } from '../core/checkout-client.ts';
 import type { KitStatusViewT } from '../core/contracts/kit-status.ts';
 import type { BatterySummary } from '../core/contracts/power.ts';
+import {
+  isSha256Hex,
+  PRODUCT_MEDIA_STATUS_FILE,
+  productMediaStatus,
+  RENDITION_NAMES,
+} from '../core/contracts/product-media.ts';
+import { dataLayout } from '../core/data-dir.ts';
 import {
   enqueueOutbox,
   type KitStore,
@@ -24,6 +32,7 @@ import { summarizeBattery } from './power-policy.ts';
 export const PREFLIGHT_CHECKS = [
   'edge',
   'cache',
+  'images',
   'payment',
   'queue',
   'connectivity',
@@ -74,6 +83,7 @@ export interface PreflightOptions {
 const TITLES: Record<PreflightCheckId, string> = {
   edge: 'edge node booted',
   cache: 'catalog cache warm (top 20 SKUs)',
+  images: 'catalog images warm on the kit',
   payment: 'payment token exchange with the hub',
   queue: 'queue fallback',
   connectivity: 'connectivity to the hub',
@@ -98,6 +108,7 @@ interface Ctx {
 const CHECKS: Record<PreflightCheckId, (c: Ctx) => Promise<Outcome>> = {
   edge: checkEdge,
   cache: checkCache,
+  images: checkImages,
   payment: checkPayment,
   queue: checkQueue,
   connectivity: checkConnectivity,
@@ -197,6 +208,60 @@ async function checkCache({ o }: Ctx): Promise<Outcome> {
     detail: `v${cat?.version}: top ${top.length} of ${items.length} SKUs served locally in ${round1(worst)} ms`,
     data,
   };
+}
+
+/**
+ * Every rendition the catalog names (docs/contracts.md#product-media) is on the kit, verified: the buyer
+ * page and the dashboard show only local copies, so one that sync has not fetched yet shows nothing.
+ */
+async function checkImages({ o }: Ctx): Promise<Outcome> {
+  const cat = await o.checkout.catalog();
+  const dir = dataLayout(o.dataDir).productMedia;
+  const missing: Array<{ sku: string; rendition: string; sha256: string }> = [];
+  let wanted = 0;
+  for (const item of cat.items ?? []) {
+    const image = item['image'] as Record<string, unknown> | undefined;
+    if (!image) continue;
+    for (const rendition of RENDITION_NAMES) {
+      const h = image[rendition];
+      if (!isSha256Hex(h)) continue;
+      wanted++;
+      if (!fs.existsSync(path.join(dir, h))) missing.push({ sku: String(item['sku']), rendition, sha256: h });
+    }
+  }
+  let fetcher: Record<string, unknown> | undefined;
+  try {
+    const st = productMediaStatus.parse(fs.readFileSync(path.join(dir, PRODUCT_MEDIA_STATUS_FILE)));
+    if (st)
+      fetcher = {
+        state: st.state,
+        didNotFit: st.didNotFit.length,
+        mismatched: st.mismatched.length,
+        lastError: st.lastError,
+      };
+  } catch {
+    // sync has not written one yet
+  }
+  const data = {
+    wanted,
+    warm: wanted - missing.length,
+    missing: missing.slice(0, 50),
+    ...(fetcher ? { fetcher } : {}),
+  };
+  if (wanted === 0)
+    return { ok: true, detail: 'the catalog names no images (imageUrl is not shown on the kit)', data };
+  if (missing.length > 0) {
+    const skus = [...new Set(missing.map((m) => m.sku))];
+    const why = fetcher
+      ? ` (sync: ${fetcher['state']}${fetcher['lastError'] ? `, ${fetcher['lastError']}` : ''})`
+      : ' (sync has not reported)';
+    return {
+      ok: false,
+      detail: `${missing.length} of ${wanted} renditions not yet on the kit, for ${skus.slice(0, 10).join(', ')}${skus.length > 10 ? ` and ${skus.length - 10} more` : ''}${why}`,
+      data,
+    };
+  }
+  return { ok: true, detail: `all ${wanted} renditions of the catalog's images on the kit`, data };
 }
 
 async function checkPayment({ o }: Ctx): Promise<Outcome> {

@@ -14,6 +14,7 @@ import {
   SafeText,
   Sku,
 } from './common.ts';
+import { ProductImage } from './product-media.ts';
 
 export const CATALOG_LIMITS = {
   items: 5000,
@@ -69,6 +70,8 @@ export const CatalogItemIn = Type.Object(
     maxPerOrder: Type.Optional(Type.Integer({ minimum: 1, maximum: CATALOG_LIMITS.maxPerOrder })),
     description: Type.Optional(SafeMultiline({ maxLength: CATALOG_LIMITS.textLength })),
     imageUrl: Type.Optional(SafeText({ maxLength: CATALOG_LIMITS.textLength })),
+    /** renditions the hub stores by sha256 (docs/contracts.md#product-media); kits show only their local copies */
+    image: Type.Optional(ProductImage),
     saleWindow: Type.Optional(SaleWindow),
     /** scarce: a buyer without credentials cannot drain it with unverifiable payments (docs/security.md) */
     scarce: Type.Optional(Type.Boolean()),
@@ -219,6 +222,8 @@ export const CatalogItemOut = Type.Object({
   maxPerOrder: Type.Optional(Type.Integer()),
   description: Type.Optional(Type.String()),
   imageUrl: Type.Optional(Type.String()),
+  /** served by this kit at /media/<sha256> once sync has fetched it (docs/contracts.md#product-media) */
+  image: Type.Optional(Type.Object({ phone: Type.String(), screen: Type.String() })),
   saleWindow: Type.Optional(SaleWindow),
   scarce: Type.Optional(Type.Boolean()),
   /** where the sale window stands by the kit's trusted clock: `open` when there is none */

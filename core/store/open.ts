@@ -26,6 +26,8 @@ export interface CatalogItem {
   maxPerOrder?: number;
   description?: string;
   imageUrl?: string;
+  /** sha256 of each rendition (core/contracts/product-media.ts) */
+  image?: { phone: string; screen: string };
   saleWindow?: SaleWindow;
   /** sold to buyers without credentials only against verified payment (docs/security.md#drain-proofing) */
   scarce?: boolean;

@@ -23,6 +23,7 @@ import { drainRoutes } from './routes/drain.ts';
 import { eventRoutes } from './routes/event.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { mediaRoutes } from './routes/media.ts';
+import { mediaCacheRoutes } from './routes/media-cache.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickup.ts';
 import { reservationRoutes } from './routes/reservations.ts';
@@ -114,6 +115,7 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(eventRoutes, { store, orders, guard, creds });
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
+  await app.register(mediaCacheRoutes, { dir: dataLayout(deps.dataDir).productMedia });
   await app.register(dashboardRoutes);
   await app.register(buyerRoutes, { orders });
   // sale windows, trusted time, admission

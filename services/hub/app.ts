@@ -8,12 +8,14 @@ import { rootLogger } from '../../core/logger.ts';
 import type { HubAuthorize } from './authorize.ts';
 import type { Queryable } from './db.ts';
 import type { PaymentGateway } from './gateway.ts';
+import { missingImages } from './images.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
 import { authorizationRoutes } from './routes/authorizations.ts';
 import { catalogRoutes } from './routes/catalogs.ts';
 import { gatewayRoutes } from './routes/gateway.ts';
 import { healthRoutes } from './routes/health.ts';
+import { imageRoutes } from './routes/images.ts';
 import { kitRoutes } from './routes/kits.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
@@ -52,8 +54,16 @@ export function buildHubApp(deps: HubAppDeps) {
   });
   app.register(kitRoutes, { ledger, adminToken });
   app.register(orderRoutes, { ledger, adminToken });
-  app.register(catalogRoutes, { ledger, ingest, adminToken, signingKey: deps.signingKey });
+  const { db } = deps;
+  app.register(catalogRoutes, {
+    ledger,
+    ingest,
+    adminToken,
+    signingKey: deps.signingKey,
+    missingImages: db ? (hashes) => missingImages(db, hashes) : undefined,
+  });
   if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
+  if (deps.db) app.register(imageRoutes, { db: deps.db, adminToken });
   app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   if (deps.authorize)
     app.register(authorizationRoutes, {

@@ -264,6 +264,26 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
         WHERE reported_at IS NULL AND (verdict IS NULL OR verdict = 'approved');
     `,
   },
+  {
+    version: 10,
+    name: 'product images',
+    sql: `
+      -- product image renditions (services/hub/images.ts), content-addressed: the key is the sha256 of
+      -- the bytes, so a row never changes and every worker and read replica serves the same bytes
+      CREATE TABLE product_images (
+        sha256 text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+        content_type text NOT NULL,
+        width integer NOT NULL,
+        height integer NOT NULL,
+        bytes bytea NOT NULL,
+        -- the sha256 of the upload it was made from and which rendition it is (re-uploads find it)
+        source_sha256 text NOT NULL,
+        rendition text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX product_images_source ON product_images (source_sha256, rendition);
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {

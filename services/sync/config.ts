@@ -72,5 +72,22 @@ export const SyncConfig = Type.Object({
   POPKIT_SYNC_QUOTA_STOCK_KB: Int(1024, 1, 'disk quota of the stock lane'),
   POPKIT_SYNC_QUOTA_HEALTH_KB: Int(2048, 1, 'disk quota of the health lane'),
   POPKIT_SYNC_QUOTA_TELEMETRY_KB: Int(8192, 1, 'disk quota of the telemetry lane (oldest dropped first)'),
+  // product images from the hub (services/sync/media-fetch.ts, docs/architecture.md#product-media)
+  POPKIT_HUB_HTTP_URL: Type.String({
+    pattern: '^https?://',
+    default: 'http://127.0.0.1:8090',
+    description:
+      "the hub's HTTP API (the same variable kitd reads): sync fetches product images from its /v1/images",
+  }),
+  POPKIT_MEDIA_CACHE_MB: Int(
+    256,
+    0,
+    'disk budget of the product images sync keeps in <data>/product-media (0: fetch none)',
+  ),
+  POPKIT_MEDIA_FETCH_INTERVAL_MS: Int(
+    5_000,
+    100,
+    'how often sync looks for catalog images not yet on disk (one at a time, never while checkout is busy)',
+  ),
 });
 export type SyncConfigT = Static<typeof SyncConfig>;

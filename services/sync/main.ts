@@ -7,11 +7,14 @@ import { localTopics, syncCommand } from '../../core/contracts/local-bus.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import { pollLoop } from '../../core/poll-loop.ts';
 import { DiskWatch } from '../../core/priorities.ts';
-import { openKitStore, tokenCount } from '../../core/store/index.ts';
+import { type KitStore, openKitStore, tokenCount } from '../../core/store/index.ts';
 import { openTokenVault } from '../../core/token-key.ts';
 import { SyncConfig, type SyncConfigT } from './config.ts';
 import { LaneKeeper } from './lanes.ts';
+import { ALWAYS_IDLE, CheckoutLoad } from './load.ts';
+import { MediaFetcher } from './media-fetch.ts';
 import { SyncService } from './sync-service.ts';
 
 export const DEFAULT_HUB_URL = 'mqtt://127.0.0.1:1883';
@@ -76,6 +79,25 @@ export function laneLimitsFrom(cfg: SyncConfigT) {
   };
 }
 
+/** The product image fetcher of this kit, or undefined with a zero budget. */
+export function mediaFetcherFrom(
+  cfg: SyncConfigT,
+  store: KitStore,
+  dataDir: string,
+  disk?: DiskWatch,
+): MediaFetcher | undefined {
+  if (cfg.POPKIT_MEDIA_CACHE_MB === 0) return undefined;
+  return new MediaFetcher(store, {
+    dir: dataLayout(dataDir).productMedia,
+    hubHttpUrl: cfg.POPKIT_HUB_HTTP_URL.replace(/\/+$/, ''),
+    budgetBytes: cfg.POPKIT_MEDIA_CACHE_MB * 1024 * 1024,
+    // checkout first: the same signal and hold as the outbox pump's
+    load:
+      cfg.POPKIT_SYNC_BUSY_HOLD_MS > 0 ? new CheckoutLoad(store, cfg.POPKIT_SYNC_BUSY_HOLD_MS) : ALWAYS_IDLE,
+    disk,
+  });
+}
+
 export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const cfg = loadConfig(composeConfig(BaseConfig, SyncConfig), env);
   const dataDir = resolveDataDir(cfg);
@@ -94,6 +116,11 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
   const lanes = new LaneKeeper(store, laneLimitsFrom(cfg), Date.now, disk);
   const sync = new SyncService(store, vault, lanes, opts);
   sync.start();
+  const media = mediaFetcherFrom(cfg, store, dataDir, disk);
+  const mediaLoop = pollLoop(cfg.POPKIT_MEDIA_FETCH_INTERVAL_MS, () => media?.pass(), {
+    onError: (err) => moduleLogger('sync-media').warn({ err: (err as Error).message }, 'image pass'),
+    immediate: true,
+  });
   // kitd asks for a flush over the kit's local bus (critical power, safe shutdown)
   const bus = cfg.POPKIT_LOCAL_BUS_URL
     ? mqtt.connect(cfg.POPKIT_LOCAL_BUS_URL, {
@@ -117,6 +144,8 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
     process.once('SIGTERM', resolve);
   });
   await bus?.endAsync(true);
+  mediaLoop.stop();
+  media?.stop();
   await sync.stop();
   await store.close();
   return 0;

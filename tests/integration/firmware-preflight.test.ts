@@ -169,7 +169,18 @@ describe('pre-flight against a running kit', () => {
     assert.equal(r.ok, true);
     assert.deepEqual(
       r.checks.map((c) => c.id),
-      ['edge', 'cache', 'payment', 'queue', 'connectivity', 'power', 'storage', 'clock', 'saleClock'],
+      [
+        'edge',
+        'cache',
+        'images',
+        'payment',
+        'queue',
+        'connectivity',
+        'power',
+        'storage',
+        'clock',
+        'saleClock',
+      ],
     );
     const c = byId(r);
     assert.equal(c['queue']?.data?.['outcome'], 'forwarded');
@@ -199,7 +210,7 @@ describe('pre-flight against a running kit', () => {
     const human = await run(['--queue-wait-ms', '8000']);
 
     assert.equal(human.code, 0, human.out);
-    assert.equal(human.out.trim().split('\n').length, 10);
+    assert.equal(human.out.trim().split('\n').length, 11);
     assert.match(human.out, /^PASS {2}edge node booted/m);
     const json = await run(['--json', '--min-free-mb', '999999999']);
     assert.equal(json.code, 1);

@@ -6,6 +6,7 @@ import { Type } from '@sinclair/typebox';
 import { signCatalog } from '../../../core/catalog-signing.ts';
 import { HubCatalogBody } from '../../../core/contracts/catalog.ts';
 import { CATALOG_VERSION_MAX, ID_LEVEL } from '../../../core/contracts/common.ts';
+import { catalogImageHashes } from '../../../core/contracts/product-media.ts';
 import { BROKER_MAX_PACKET_BYTES } from '../../../core/embedded-broker.ts';
 import { KitError } from '../../../core/errors.ts';
 import type { HubIngest } from '../ingest.ts';
@@ -19,6 +20,8 @@ export interface CatalogRoutesOptions {
   ingest: Pick<HubIngest, 'publishCatalog'>;
   signingKey: KeyObject;
   adminToken: string;
+  /** the image hashes of `hashes` the hub does not hold (images.ts); unset: not checked */
+  missingImages?: ((hashes: string[]) => Promise<string[]>) | undefined;
 }
 
 export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = async (app, opts) => {
@@ -33,6 +36,12 @@ export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = as
       if (body.eventId !== undefined && body.eventId !== eventId) {
         throw new KitError('VALIDATION', `body eventId ${body.eventId} does not match the path's ${eventId}`);
       }
+      // a kit fetches every image the catalog names from this hub: each must be here
+      const missing = (await opts.missingImages?.(catalogImageHashes(body.items))) ?? [];
+      if (missing.length > 0)
+        throw new KitError('IMAGE_NOT_FOUND', 'the catalog names images this hub does not hold', {
+          missing: missing.slice(0, 20),
+        });
       const version = body.version ?? (await ledger.latestCatalogVersion(eventId)) + 1;
       if (version > CATALOG_VERSION_MAX) {
         throw new KitError('CATALOG_STALE', `event ${eventId} has used every catalog version`, {
