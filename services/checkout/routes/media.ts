@@ -87,7 +87,9 @@ export const mediaRoutes: FastifyPluginAsyncTypebox<MediaRoutesOptions> = async 
 
       if (playlist) {
         let snap = await readPlaylistFile(file);
-        if (!snap) throw new KitError('NOT_FOUND', 'no live stream right now');
+        // Media renames playlists into place without fsync (hls-state.ts says why): after a power cut
+        // one may be empty until media runs again. Never hand a player something that is not a playlist.
+        if (!snap?.parsed) throw new KitError('NOT_FOUND', 'no live stream right now');
         if (msn !== undefined) {
           const p = snap.parsed;
           if (!p) throw new KitError('NOT_FOUND', 'no live stream right now');
