@@ -48,7 +48,9 @@ const app = Fastify();
 await app.register(mediaRoutes, { hlsDir: dataLayout(dataDir).hls });
 app.get('/hls.js', (_req, reply) => reply.type('text/javascript').send(fs.readFileSync(hlsJs)));
 app.get('/', (_req, reply) =>
-  reply.type('text/html').send('<!doctype html><video id=v muted autoplay playsinline></video><script src=/hls.js></script>'),
+  reply
+    .type('text/html')
+    .send('<!doctype html><video id=v muted autoplay playsinline></video><script src=/hls.js></script>'),
 );
 const base = await app.listen({ port: 0, host: '127.0.0.1' });
 service.start();
@@ -107,7 +109,9 @@ const plain = await watch('index.m3u8', false);
 console.log(
   `LL-HLS latency at ${width}x${height}p30 (capture clock → frame on screen, hls.js in Chromium, ${seconds} s each, second half)`,
 );
-console.log(`   ll.m3u8 lowLatencyMode: median ${ll.median} ms, p90 ${ll.p90} ms (${ll.n} samples; target ≤ 1500 ms)`);
+console.log(
+  `   ll.m3u8 lowLatencyMode: median ${ll.median} ms, p90 ${ll.p90} ms (${ll.n} samples; target ≤ 1500 ms)`,
+);
 console.log(
   `   ll.m3u8 lowLatencyMode + maxLiveSyncPlaybackRate 1.5: median ${llCatchUp.median} ms, p90 ${llCatchUp.p90} ms`,
 );

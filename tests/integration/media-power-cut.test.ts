@@ -5,7 +5,6 @@
 // discontinuity, no ENDLIST, and no playlist a player could read was ever torn. Real GStreamer.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { dataLayout } from '../../core/data-dir.ts';
