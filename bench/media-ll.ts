@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
+import type Hls from 'hls.js';
 import { dataLayout } from '../core/data-dir.ts';
 import { getBoardProfile } from '../hardware/boards/index.ts';
 import { mediaRoutes } from '../services/checkout/routes/media.ts';
@@ -61,15 +62,15 @@ async function watch(playlist: string, lowLatencyMode: boolean, catchUp = 1) {
   await page.goto(base);
   await page.evaluate(
     ({ src, ll, rate }) => {
-      const w = window as unknown as { Hls: any; hls: any; samples: number[] };
+      const w = window as unknown as { Hls: typeof Hls; hls: Hls; samples: number[] };
       w.samples = [];
       // maxLiveSyncPlaybackRate > 1 lets hls.js play slightly fast until it is back at its target latency
       const hls = new w.Hls({ lowLatencyMode: ll, maxLiveSyncPlaybackRate: rate });
       w.hls = hls;
       hls.loadSource(src);
-      hls.attachMedia(document.getElementById('v'));
+      hls.attachMedia(document.getElementById('v') as HTMLVideoElement);
       setInterval(() => {
-        const d = hls.playingDate as Date | null;
+        const d = hls.playingDate;
         const v = document.getElementById('v') as HTMLVideoElement;
         if (d && !v.paused && v.readyState >= 3) w.samples.push(Date.now() - d.getTime());
       }, 250);
@@ -78,7 +79,7 @@ async function watch(playlist: string, lowLatencyMode: boolean, catchUp = 1) {
   );
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const out = await page.evaluate(() => {
-    const w = window as unknown as { hls: any; samples: number[] };
+    const w = window as unknown as { hls: Hls; samples: number[] };
     const v = document.getElementById('v') as HTMLVideoElement;
     const d = w.hls.latestLevelDetails ?? w.hls.levels?.[0]?.details;
     return {
