@@ -42,6 +42,7 @@ const service = new MediaService({
     playlistLength: 5,
     maxRestarts: 10,
     ladder: { dropHigh: 2, cpuHigh: 2, ordersHigh: Number.POSITIVE_INFINITY },
+    watchdog: { stallMs: 1000 },
   },
 });
 const hlsJs = path.join(path.dirname(createRequire(import.meta.url).resolve('hls.js')), 'hls.min.js');
@@ -103,6 +104,67 @@ async function watch(playlist: string, lowLatencyMode: boolean, catchUp = 1) {
   return { median: pick(0.5), p90: pick(0.9), n: s.length };
 }
 
+/**
+ * Playback across restarts: while hls.js plays ll.m3u8, the ladder rebuilds the pipeline (frame rate
+ * halves) and then the watchdog restarts a stalled one. Reports the longest time the picture stood
+ * still (video.currentTime not advancing) around each, and whether hls.js is still playing at the end.
+ */
+async function acrossRestarts() {
+  const page = await browser.newPage();
+  await page.goto(base);
+  await page.evaluate((src) => {
+    const w = window as unknown as { Hls: typeof Hls; hls: Hls; still: number[]; fatal: string[] };
+    w.still = [];
+    w.fatal = [];
+    const hls = new w.Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
+    w.hls = hls;
+    hls.on(w.Hls.Events.ERROR, (_e, d) => {
+      if (d.fatal) w.fatal.push(`${d.type}:${d.details}`);
+    });
+    hls.loadSource(src);
+    const v = document.getElementById('v') as HTMLVideoElement;
+    hls.attachMedia(v);
+    let last = -1;
+    let since = performance.now();
+    setInterval(() => {
+      const now = performance.now();
+      if (v.currentTime !== last) {
+        if (last >= 0) w.still.push(now - since);
+        last = v.currentTime;
+        since = now;
+      }
+    }, 50);
+  }, `${base}/live/ll.m3u8`);
+  const longestStill = async () =>
+    page.evaluate(() => {
+      const w = window as unknown as { still: number[] };
+      const m = Math.max(0, ...w.still);
+      w.still = [];
+      return m;
+    });
+  await new Promise((r) => setTimeout(r, 6000));
+  const steady = await longestStill();
+  service.handleCommand({ v: 1, cmd: 'set-step', step: 3 });
+  await new Promise((r) => setTimeout(r, 6000));
+  const rebuild = await longestStill();
+  service.handleCommand({ v: 1, cmd: 'sim-fault', fault: 'stall' });
+  await new Promise((r) => setTimeout(r, 8000));
+  const restart = await longestStill();
+  const end = await page.evaluate(() => {
+    const w = window as unknown as { fatal: string[] };
+    const v = document.getElementById('v') as HTMLVideoElement;
+    return { t: v.currentTime, paused: v.paused, fatal: w.fatal };
+  });
+  await new Promise((r) => setTimeout(r, 1000));
+  const advancing = await page.evaluate(
+    (t0) => (document.getElementById('v') as HTMLVideoElement).currentTime > t0,
+    end.t,
+  );
+  await page.close();
+  service.handleCommand({ v: 1, cmd: 'set-step', step: 0 });
+  return { steady, rebuild, restart, advancing, fatal: end.fatal };
+}
+
 await new Promise((r) => setTimeout(r, 3000)); // a few segments first
 const ll = await watch('ll.m3u8', true);
 const llCatchUp = await watch('ll.m3u8', true, 1.5);
@@ -119,6 +181,11 @@ console.log(
 console.log(`   index.m3u8 plain:       median ${plain.median} ms, p90 ${plain.p90} ms (${plain.n} samples)`);
 console.log(
   `   LL/plain ${(ll.median / plain.median).toFixed(2)}, LL with catch-up/plain ${(llCatchUp.median / plain.median).toFixed(2)}`,
+);
+const across = await acrossRestarts();
+console.log('Across restarts (hls.js on ll.m3u8): longest time the picture stood still');
+console.log(
+  `   steady ${Math.round(across.steady)} ms | around a ladder rebuild ${Math.round(across.rebuild)} ms | around a watchdog restart (stall detected after 1 s, then a rebuild) ${Math.round(across.restart)} ms | still playing after: ${across.advancing} | fatal errors: ${across.fatal.length ? across.fatal.join(', ') : 'none'}`,
 );
 await browser.close();
 await service.stop();
