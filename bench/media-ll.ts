@@ -106,7 +106,7 @@ async function watch(playlist: string, lowLatencyMode: boolean, catchUp = 1) {
 
 /**
  * Playback across restarts: while hls.js plays ll.m3u8, the ladder rebuilds the pipeline (frame rate
- * halves) and then the watchdog restarts a stalled one. Reports the longest time the picture stood
+ * halves), the watchdog restarts a stalled one, and a 10 s pause. Reports the longest time the picture stood
  * still (video.currentTime not advancing) around each, and whether hls.js is still playing at the end.
  */
 async function acrossRestarts() {
@@ -150,6 +150,11 @@ async function acrossRestarts() {
   service.handleCommand({ v: 1, cmd: 'sim-fault', fault: 'stall' });
   await new Promise((r) => setTimeout(r, 8000));
   const restart = await longestStill();
+  service.handleCommand({ v: 1, cmd: 'pause' }); // 10 s without a stream: the player must survive it
+  await new Promise((r) => setTimeout(r, 10_000));
+  service.handleCommand({ v: 1, cmd: 'resume' });
+  await new Promise((r) => setTimeout(r, 8000));
+  const paused = await longestStill();
   const end = await page.evaluate(() => {
     const w = window as unknown as { fatal: string[] };
     const v = document.getElementById('v') as HTMLVideoElement;
@@ -162,7 +167,7 @@ async function acrossRestarts() {
   );
   await page.close();
   service.handleCommand({ v: 1, cmd: 'set-step', step: 0 });
-  return { steady, rebuild, restart, advancing, fatal: end.fatal };
+  return { steady, rebuild, restart, paused, advancing, fatal: end.fatal };
 }
 
 await new Promise((r) => setTimeout(r, 3000)); // a few segments first
@@ -185,7 +190,7 @@ console.log(
 const across = await acrossRestarts();
 console.log('Across restarts (hls.js on ll.m3u8): longest time the picture stood still');
 console.log(
-  `   steady ${Math.round(across.steady)} ms | around a ladder rebuild ${Math.round(across.rebuild)} ms | around a watchdog restart (stall detected after 1 s, then a rebuild) ${Math.round(across.restart)} ms | still playing after: ${across.advancing} | fatal errors: ${across.fatal.length ? across.fatal.join(', ') : 'none'}`,
+  `   steady ${Math.round(across.steady)} ms | around a ladder rebuild ${Math.round(across.rebuild)} ms | around a watchdog restart (stall detected after 1 s, then a rebuild) ${Math.round(across.restart)} ms | a 10 s pause ${Math.round(across.paused)} ms | still playing after: ${across.advancing} | fatal errors: ${across.fatal.length ? across.fatal.join(', ') : 'none'}`,
 );
 await browser.close();
 await service.stop();
