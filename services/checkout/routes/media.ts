@@ -1,10 +1,8 @@
 // The live stream media writes into <data>/hls/: GET /live/:file (playlists, segments, parts; CORS open).
 // Low-latency HLS blocking reload (draft-pantos-hls-rfc8216bis §6.2.5.2): a playlist request with
 // `_HLS_msn=M[&_HLS_part=P]` is held until the playlist holds segment M (or part P of it), at most three
-// target durations; a request more than two segments ahead is refused at once. When the hold runs out
-// (the stream is paused or restarting) the answer is the playlist as it is, not the draft's 503: hls.js
-// turns a few 503s on its only playlist into a fatal error and the venue screen would go dark, while
-// an unchanged playlist makes it reload without directives until the stream moves again. A part named
+// target durations, then 503 (hls.js retries; measured: it kept playing through a 40 s pause answered
+// with 503s, bench/media-ll.ts); a request more than two segments ahead is refused at once. A part named
 // by the playlist's EXT-X-PRELOAD-HINT that is not written yet is held until it is (bounded as well).
 // Media writes every file by atomic rename, so whatever is read here is whole.
 import fs from 'node:fs';
@@ -108,9 +106,13 @@ export const mediaRoutes: FastifyPluginAsyncTypebox<MediaRoutesOptions> = async 
           }
           const deadline = Date.now() + holdMs(p);
           let stamp = '';
-          let done = false;
-          while (!(snap.parsed && (done = reached(snap.parsed, msn, part)))) {
-            if (Date.now() > deadline) break;
+          while (!(snap.parsed && reached(snap.parsed, msn, part))) {
+            if (Date.now() > deadline) {
+              throw new KitError(
+                'NOT_READY',
+                `the live playlist did not reach segment ${msn}${part === undefined ? '' : ` part ${part}`} in time`,
+              );
+            }
             if (req.raw.destroyed) return reply; // the player gave up: stop holding
             await sleep(pollMs);
             const st = await fs.promises.stat(file).catch(() => undefined);
@@ -120,12 +122,8 @@ export const mediaRoutes: FastifyPluginAsyncTypebox<MediaRoutesOptions> = async 
             const next = await readPlaylistFile(file);
             if (next?.parsed) snap = next; // never trade a whole playlist for something that is not one
           }
-          // an answer that holds what was asked is for this query only: caches may keep it (6 target
-          // durations, as the draft says); the playlist as it was when the hold ran out may not be cached
-          reply.header(
-            'cache-control',
-            done ? `max-age=${6 * Math.max(1, snap.parsed?.targetDuration ?? 1)}` : 'no-cache',
-          );
+          // a held answer is for this query only: caches may keep it (6 target durations, as the draft says)
+          reply.header('cache-control', `max-age=${6 * Math.max(1, snap.parsed.targetDuration)}`);
         } else {
           reply.header('cache-control', 'no-cache');
         }
