@@ -1,7 +1,7 @@
 // bench/media: software encoding on this machine through the media service, with baselines measured in
 // the same run: the raw GStreamer encode without our wrapper, x264 medium vs ultrafast, a Pi 4 style
 // rebuild vs a live bitrate change, and a cold start vs a watchdog restart.
-//   node --import tsx bench/media.ts [--seconds 10] [--only 2,3,4]
+//   node --import tsx bench/media.ts [--seconds 10] [--only 2,3,4,5]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +14,7 @@ import type { LadderTop } from '../services/media/ladder.ts';
 import { MediaService, type MediaSettings } from '../services/media/media-service.ts';
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '10' }, only: { type: 'string', default: '1,2,3,4' } },
+  options: { seconds: { type: 'string', default: '10' }, only: { type: 'string', default: '1,2,3,4,5' } },
 });
 const only = new Set(values.only.split(','));
 const seconds = Math.max(3, Number(values.seconds));
@@ -130,6 +130,28 @@ async function capacity(top: LadderTop, preset: string, frames: number) {
   const cores = coresSince(c);
   p.stop();
   return { fps: frames / s, cores };
+}
+
+/** Bytes at a constant quantizer for an IDR every `keyInt` frames: what an IDR per part costs in bits. */
+async function gopCost(top: LadderTop, keyInt: number, frames: number) {
+  const file = path.join(tmpRoot, `gop-${keyInt}.h264`);
+  const p = new gst.Pipeline(
+    `videotestsrc num-buffers=${frames} pattern=ball ! video/x-raw,width=${top.width},height=${top.height},framerate=${top.fps}/1` +
+      ` ! clockoverlay time-format="%H:%M:%S" ! videoconvert ! video/x-raw,format=I420` +
+      ` ! x264enc tune=zerolatency speed-preset=ultrafast pass=quant quantizer=23 key-int-max=${keyInt}` +
+      ` ! h264parse ! filesink location=${file}`,
+  );
+  let done: () => void = () => {};
+  const eos = new Promise<void>((r) => {
+    done = r;
+  });
+  p.pollBus((m) => {
+    if (m.type === 'eos' || m.type === 'error') done();
+  });
+  p.play();
+  await eos;
+  p.stop();
+  return fs.statSync(file).size;
 }
 
 // --- 2. HLS latency: a segment's / part's first frame (PDT, the capture clock) to its listing ------
@@ -296,6 +318,17 @@ if (only.has('1')) {
       `   ${name} flat out: ultrafast ${f1(fast.fps)} fps on ${f2(fast.cores)} cores | medium ${f1(medium.fps)} fps on ${f2(medium.cores)} cores | ultrafast/medium ${f2(fast.fps / medium.fps)}×`,
     );
   }
+}
+if (only.has('5')) {
+  console.log(
+    '\n5. the bit cost of an IDR per part (x264 ultrafast, constant quantizer 23, ball + clock, 720p30)',
+  );
+  const frames = Math.max(300, seconds * 30);
+  const perPart = await gopCost(p720, 10, frames);
+  const perSecond = await gopCost(p720, 30, frames);
+  console.log(
+    `   IDR every 10 frames: ${f1((perPart * 8) / (frames / 30) / 1000)} kbit/s | every 30 frames: ${f1((perSecond * 8) / (frames / 30) / 1000)} kbit/s | ratio ${f2(perPart / perSecond)}`,
+  );
 }
 if (only.has('2')) {
   console.log('\n2. HLS latency (first frame captured, by PDT → listed in ll.m3u8), 720p30');
