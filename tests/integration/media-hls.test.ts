@@ -30,7 +30,7 @@ async function waitFor<T>(what: string, probe: () => T | undefined | false, time
   }
 }
 
-function makeService(over: Partial<MediaSettings> = {}) {
+function makeService(over: Partial<MediaSettings> = {}, disk?: { givesWay(who: 'media'): boolean }) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-media-i-'));
   dirs.push(dataDir);
   const board = getBoardProfile('sim');
@@ -38,6 +38,7 @@ function makeService(over: Partial<MediaSettings> = {}) {
     gst,
     board,
     dataDir,
+    disk,
     // Machine load from other test files must not move the ladder here: these tests drive it by command.
     cpu: { sample: () => ({ machine: 0, processCores: 0 }) },
     settings: {
@@ -185,6 +186,33 @@ describe('media service on real GStreamer', {
     const last = watch.seen.get(msns[msns.length - 1]!)!;
     assert.ok(last.cc >= 3, `discontinuity number ${last.cc}`);
     assert.ok(!fs.readFileSync(path.join(hlsDir, 'll.m3u8'), 'utf8').includes('ENDLIST'), 'not even at stop');
+  });
+
+  test('a low data volume removes the stream; when space returns the numbers go on above it', async () => {
+    let low = false;
+    const { service, hlsDir, status } = makeService({}, { givesWay: () => low });
+    const watch = new PlaylistWatch(path.join(hlsDir, 'll.m3u8')).start();
+    service.start();
+    try {
+      await waitFor('three segments', () => (watch.msns().length >= 3 ? true : undefined));
+      low = true;
+      await waitFor('the stream gives way', () => (status().state === 'paused' ? true : undefined));
+      watch.sample();
+      const before = Math.max(...watch.msns());
+      assert.deepEqual(
+        fs.readdirSync(hlsDir).filter((n) => /\.(ts|m3u8)$/.test(n)),
+        [],
+        'segments and playlists removed to free space',
+      );
+      low = false;
+      await waitFor('segments again', () => (Math.max(...watch.msns()) > before + 1 ? true : undefined));
+      const again = watch.msns().filter((k) => k > before);
+      assert.equal(watch.seen.get(again[0]!)!.discontinuity, true);
+    } finally {
+      watch.stop();
+      await service.stop();
+    }
+    watch.assertContinuous();
   });
 
   for (const fault of ['stall', 'kill'] as const) {
