@@ -1,5 +1,5 @@
-// The HLS directory on disk: what the playlist lists, how fresh it is, and removal of segments that
-// no playlist references any more (hlssink2's max-files only covers its own run's files).
+// The HLS directory as the status reads it: what index.m3u8 lists, how fresh it is, the newest
+// segment's bitrate. (Writing it is hls-output.ts.)
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -47,42 +47,5 @@ export function readPlaylist(hlsDir: string): PlaylistState | undefined {
     return { entries, mtimeMs: st.mtimeMs, newestKbps };
   } catch {
     return undefined;
-  }
-}
-
-/**
- * Delete `.ts` segments that the playlist no longer lists and that belong to an earlier run, once
- * they are older than `graceMs` (a screen may still be fetching one). Returns how many went.
- */
-export function sweepSegments(hlsDir: string, currentPrefix: string, graceMs: number, nowMs: number): number {
-  let names: string[];
-  try {
-    names = fs.readdirSync(hlsDir);
-  } catch {
-    return 0;
-  }
-  const listed = new Set((readPlaylist(hlsDir)?.entries ?? []).map((e) => path.basename(e.uri)));
-  let removed = 0;
-  for (const name of names) {
-    if (!name.endsWith('.ts') || listed.has(name) || name.startsWith(`${currentPrefix}-`)) continue;
-    const file = path.join(hlsDir, name);
-    try {
-      if (nowMs - fs.statSync(file).mtimeMs < graceMs) continue;
-      fs.unlinkSync(file);
-      removed += 1;
-    } catch {
-      // gone already, or being replaced: the next sweep sees it again
-    }
-  }
-  return removed;
-}
-
-/** Empty the directory of a previous process's output at start. */
-export function resetHlsDir(hlsDir: string): void {
-  fs.mkdirSync(hlsDir, { recursive: true });
-  for (const name of fs.readdirSync(hlsDir)) {
-    if (name.endsWith('.ts') || name.endsWith('.m3u8') || name.endsWith('.tmp')) {
-      fs.rmSync(path.join(hlsDir, name), { force: true });
-    }
   }
 }

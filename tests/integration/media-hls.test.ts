@@ -11,6 +11,7 @@ import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { defaultGstLoader, type GstModule, loadGst } from '../../services/media/gst-loader.ts';
 import { type PlaylistEntry, readPlaylist } from '../../services/media/hls-files.ts';
 import { MediaService, type MediaSettings } from '../../services/media/media-service.ts';
+import { PlaylistWatch } from '../support/hls-watch.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -29,7 +30,7 @@ async function waitFor<T>(what: string, probe: () => T | undefined | false, time
   }
 }
 
-function makeService(over: Partial<MediaSettings> = {}) {
+function makeService(over: Partial<MediaSettings> = {}, disk?: { givesWay(who: 'media'): boolean }) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-media-i-'));
   dirs.push(dataDir);
   const board = getBoardProfile('sim');
@@ -37,6 +38,7 @@ function makeService(over: Partial<MediaSettings> = {}) {
     gst,
     board,
     dataDir,
+    disk,
     // Machine load from other test files must not move the ladder here: these tests drive it by command.
     cpu: { sample: () => ({ machine: 0, processCores: 0 }) },
     settings: {
@@ -146,6 +148,73 @@ describe('media service on real GStreamer', {
     }
   });
 
+  test('restarts, ladder rebuilds and a pause keep one continuous playlist, each run marked', async () => {
+    const { service, hlsDir, status } = makeService();
+    const watch = new PlaylistWatch(path.join(hlsDir, 'll.m3u8')).start();
+    const plain = new PlaylistWatch(path.join(hlsDir, 'index.m3u8')).start();
+    service.start();
+    try {
+      const segs = (n: number) => () => (watch.msns().length >= n ? true : undefined);
+      await waitFor('three segments', segs(3));
+      service.handleCommand({ v: 1, cmd: 'set-step', step: 3 }); // frame rate halves: a rebuild
+      await waitFor('segments after the rebuild', segs(6));
+      service.handleCommand({ v: 1, cmd: 'sim-fault', fault: 'stall' }); // watchdog restart
+      await waitFor('a restart', () => ((status().restarts as number) >= 1 ? true : undefined));
+      const n = watch.msns().length;
+      await waitFor('segments after the restart', segs(n + 3));
+      service.handleCommand({ v: 1, cmd: 'pause' });
+      const paused = fs.readFileSync(path.join(hlsDir, 'll.m3u8'), 'utf8');
+      assert.doesNotMatch(paused, /ENDLIST/, 'a pause is no end of the show');
+      service.handleCommand({ v: 1, cmd: 'resume' });
+      const m = watch.msns().length;
+      await waitFor('segments after the pause', segs(m + 2));
+    } finally {
+      watch.stop();
+      plain.stop();
+      await service.stop();
+    }
+    watch.assertContinuous();
+    plain.assertContinuous();
+    const msns = watch.msns();
+    assert.deepEqual(
+      msns,
+      msns.map((_, i) => msns[0]! + i),
+      'every segment number from the first, none skipped',
+    );
+    const marked = msns.filter((k) => watch.seen.get(k)!.discontinuity);
+    assert.ok(marked.length >= 3, `rebuild, restart and resume each start with a discontinuity: ${marked}`);
+    const last = watch.seen.get(msns[msns.length - 1]!)!;
+    assert.ok(last.cc >= 3, `discontinuity number ${last.cc}`);
+    assert.ok(!fs.readFileSync(path.join(hlsDir, 'll.m3u8'), 'utf8').includes('ENDLIST'), 'not even at stop');
+  });
+
+  test('a low data volume removes the stream; when space returns the numbers go on above it', async () => {
+    let low = false;
+    const { service, hlsDir, status } = makeService({}, { givesWay: () => low });
+    const watch = new PlaylistWatch(path.join(hlsDir, 'll.m3u8')).start();
+    service.start();
+    try {
+      await waitFor('three segments', () => (watch.msns().length >= 3 ? true : undefined));
+      low = true;
+      await waitFor('the stream gives way', () => (status().state === 'paused' ? true : undefined));
+      watch.sample();
+      const before = Math.max(...watch.msns());
+      assert.deepEqual(
+        fs.readdirSync(hlsDir).filter((n) => /\.(ts|m3u8)$/.test(n)),
+        [],
+        'segments and playlists removed to free space',
+      );
+      low = false;
+      await waitFor('segments again', () => (Math.max(...watch.msns()) > before + 1 ? true : undefined));
+      const again = watch.msns().filter((k) => k > before);
+      assert.equal(watch.seen.get(again[0]!)!.discontinuity, true);
+    } finally {
+      watch.stop();
+      await service.stop();
+    }
+    watch.assertContinuous();
+  });
+
   for (const fault of ['stall', 'kill'] as const) {
     test(`the watchdog restarts a ${fault === 'stall' ? 'stalled source' : 'silently killed pipeline'}`, async () => {
       const { service, hlsDir, status } = makeService();
@@ -184,6 +253,19 @@ describe('media service on real GStreamer', {
     } finally {
       await service.stop();
     }
+  });
+
+  test('why the Pi rebuilds: the binding cannot set extra-controls (a GstStructure) on an element', () => {
+    assert.ok(gst.ok);
+    // v4l2src has the same extra-controls property as v4l2h264enc and exists on this machine
+    const p = new gst.gst.Pipeline('v4l2src name=v extra-controls="c,brightness=3" ! fakesink');
+    const v = p.findChild('v');
+    assert.ok(v);
+    v['extra-controls'] = 'controls,video_bitrate=100000';
+    // unchanged: GObject refused a string for a GstStructure (ladder.ts liveBitrateSetting). If this
+    // ever changes, the Pi can change bitrate live and the profile's runtimeBitrate can be flipped.
+    assert.match(String(v['extra-controls']), /brightness=\(int\)3/);
+    assert.doesNotMatch(String(v['extra-controls']), /video_bitrate/);
   });
 
   test('Orin Nano: only x264enc descriptions ever reach GStreamer; a missing camera is a status', async () => {

@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
-import { parsePlaylist, sweepSegments } from '../../services/media/hls-files.ts';
+import { parsePlaylist } from '../../services/media/hls-files.ts';
 import { ladderTopFor } from '../../services/media/ladder.ts';
 import { MediaService } from '../../services/media/media-service.ts';
 
@@ -74,25 +74,6 @@ describe('HLS files', () => {
     assert.deepEqual(parsePlaylist(text), [
       { uri: 'a-00004.ts', durationS: 1 },
       { uri: 'a-00005.ts', durationS: 0.966 },
-    ]);
-  });
-
-  test('sweep removes unlisted segments of earlier runs once past the grace, keeps the rest', () => {
-    const dir = tmp();
-    fs.writeFileSync(path.join(dir, 'index.m3u8'), '#EXTM3U\n#EXTINF:1,\nnew-00001.ts\n');
-    for (const f of ['old-00001.ts', 'old-00002.ts', 'new-00001.ts', 'new-00000.ts', 'notes.txt']) {
-      fs.writeFileSync(path.join(dir, f), 'x');
-    }
-    const old = path.join(dir, 'old-00001.ts');
-    const t = Date.now();
-    fs.utimesSync(old, new Date(t - 60_000), new Date(t - 60_000));
-    assert.equal(sweepSegments(dir, 'new', 5000, t), 1);
-    assert.deepEqual(fs.readdirSync(dir).sort(), [
-      'index.m3u8',
-      'new-00000.ts',
-      'new-00001.ts',
-      'notes.txt',
-      'old-00002.ts',
     ]);
   });
 });
