@@ -26,6 +26,7 @@ import { mediaRoutes } from './routes/media.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickup.ts';
 import { reservationRoutes } from './routes/reservations.ts';
+import { screenRoutes } from './routes/screen.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
@@ -116,6 +117,7 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
   await app.register(dashboardRoutes);
   await app.register(buyerRoutes, { orders });
+  await app.register(screenRoutes, { store, orders });
   // sale windows, trusted time, admission
   if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
   // reservations
