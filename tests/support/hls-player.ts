@@ -3,6 +3,7 @@
 // Mosquitto for its commands, a real checkout serving /live and /screen, and headless Chromium playing
 // /live/*.m3u8 with hls.js through the kit's player script (services/checkout/screen/player.js), the
 // same code the venue screen runs. Used by tests/browser/media-player.test.ts and bench/player.ts.
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
@@ -11,8 +12,9 @@ import { localTopics } from '../../core/contracts/local-bus.ts';
 import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import { launchChromium } from './browser.ts';
-import { BIN, kitEnv, startCheckout, tempDir } from './checkout.ts';
+import { BIN, kitEnv, spawnCheckout, startCheckout, tempDir } from './checkout.ts';
 import { type Mosquitto, mosquitto } from './hub-link.ts';
+import { freePort } from './ports.ts';
 
 export interface MediaKitOptions {
   width?: number;
@@ -23,6 +25,8 @@ export interface MediaKitOptions {
   stallMs?: number;
   /** more environment for the media process */
   env?: Record<string, string>;
+  /** run checkout as its own `popkit checkout` process (so a restart is a real kill and start) */
+  checkoutProcess?: boolean;
 }
 
 export interface MediaKit {
@@ -38,8 +42,10 @@ export interface MediaKit {
   mediaRestarts(): number;
   /** `kill -9` the media process; resolves once the supervisor started a new one */
   killMedia(): Promise<number>;
-  /** stop the in-process checkout and start a new one on the same port and data (a checkout restart) */
-  restartCheckout(): Promise<void>;
+  /** `kill -9` checkout (a process) or close it (in-process); resolves once it is down */
+  stopCheckout(): Promise<void>;
+  /** start checkout again on the same port and data; resolves once it answers */
+  startCheckoutAgain(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -80,13 +86,52 @@ export async function startMediaKit(opts: MediaKitOptions = {}): Promise<MediaKi
   sup.add({ name: 'media', command: process.execPath, args: [BIN, 'media'], env, healthyAfterMs: 5000 });
   const bus = await mqtt.connectAsync(broker.url);
 
-  let checkout = await startCheckout({}, dataDir);
-  await checkout.app.listen({ port: 0, host: '127.0.0.1' });
-  const port = (checkout.app.server.address() as { port: number }).port;
+  // checkout in this process (light), or as its own process (a restart is then a real kill and start)
+  let inProcess: Awaited<ReturnType<typeof startCheckout>> | undefined;
+  let child: ChildProcess | undefined;
+  let port = 0;
+  const origin = () => `http://127.0.0.1:${port}`;
+  const startCo = async () => {
+    if (opts.checkoutProcess) {
+      port ||= await freePort();
+      const spawned = spawnCheckout(dataDir, port, 'warn');
+      child = spawned.proc;
+      await waitUntilTrue(
+        'checkout to answer',
+        () =>
+          fetch(`${origin()}/buy/clock`).then(
+            (r) => r.ok,
+            () => false,
+          ),
+        30_000,
+        100,
+      ).catch((err) => {
+        throw new Error(`${(err as Error).message}: ${spawned.output()}`);
+      });
+    } else {
+      inProcess = await startCheckout({}, dataDir);
+      await inProcess.app.listen({ port, host: '127.0.0.1' });
+      port = (inProcess.app.server.address() as { port: number }).port;
+    }
+  };
+  const stopCo = async () => {
+    if (child) {
+      const c = child;
+      child = undefined;
+      if (c.exitCode === null && c.signalCode === null) {
+        const gone = new Promise((r) => c.once('exit', r));
+        c.kill('SIGKILL');
+        await gone;
+      }
+    }
+    await inProcess?.kit.close();
+    inProcess = undefined;
+  };
+  await startCo();
   const view = () => sup.view().find((v) => v.name === 'media');
 
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: origin(),
     dataDir,
     hlsDir: path.join(dataDir, 'hls'),
     async command(cmd) {
@@ -104,14 +149,11 @@ export async function startMediaKit(opts: MediaKitOptions = {}): Promise<MediaKi
         return p && p !== pid ? p : undefined;
       });
     },
-    async restartCheckout() {
-      await checkout.kit.close();
-      checkout = await startCheckout({}, dataDir);
-      await checkout.app.listen({ port, host: '127.0.0.1' });
-    },
+    stopCheckout: stopCo,
+    startCheckoutAgain: startCo,
     async stop() {
       await sup.stop(5000);
-      await checkout.kit.close().catch(() => {});
+      await stopCo().catch(() => {});
       await bus.endAsync();
       await broker.stop();
     },
