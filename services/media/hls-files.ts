@@ -76,13 +76,3 @@ export function sweepSegments(hlsDir: string, currentPrefix: string, graceMs: nu
   }
   return removed;
 }
-
-/** Empty the directory of a previous process's output at start. */
-export function resetHlsDir(hlsDir: string): void {
-  fs.mkdirSync(hlsDir, { recursive: true });
-  for (const name of fs.readdirSync(hlsDir)) {
-    if (name.endsWith('.ts') || name.endsWith('.m3u8') || name.endsWith('.tmp')) {
-      fs.rmSync(path.join(hlsDir, name), { force: true });
-    }
-  }
-}

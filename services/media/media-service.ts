@@ -2,6 +2,7 @@
 // along the degradation ladder, restarts it when it stalls, and reports through run-status and the
 // local bus. All native work stays in this process (see docs/architecture.md: media out of process).
 import fs from 'node:fs';
+import path from 'node:path';
 import type { BusMessage, GstElementHandle, Pipeline } from 'gstreamer-superficial';
 import {
   type MediaCommand,
@@ -17,7 +18,9 @@ import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import type { BoardProfile } from '../../hardware/boards/index.ts';
 import { type CpuSample, CpuSampler } from './cpu-load.ts';
 import { type GstLoad, isMissingElement } from './gst-loader.ts';
-import { readPlaylist, resetHlsDir, sweepSegments } from './hls-files.ts';
+import { readPlaylist } from './hls-files.ts';
+import { HlsOutput } from './hls-output.ts';
+import { readBootId } from './hls-state.ts';
 import {
   buildLadder,
   DegradationLadder,
@@ -27,14 +30,15 @@ import {
   planTransition,
 } from './ladder.ts';
 import type { MediaBus } from './local-bus.ts';
-import { buildPipeline, ELEMENT } from './pipeline.ts';
+import { buildPipeline, ELEMENT, PARTS_PER_SECOND, partSeconds } from './pipeline.ts';
 import { Watchdog, type WatchdogPolicy } from './watchdog.ts';
 
 export interface MediaSettings {
   top: LadderTop;
   segmentSeconds: number;
   playlistLength: number;
-  maxFiles: number;
+  /** unused since media writes the playlist itself (hlssink2's per-run file limit) */
+  maxFiles?: number;
   upstreamUrl?: string | undefined;
   device?: string | undefined;
   simPattern?: string | undefined;
@@ -58,6 +62,8 @@ export interface MediaServiceDeps {
   onFatal?: (reason: string) => void;
   /** the data volume's free space (core/priorities.ts DiskWatch): media gives way to orders when low */
   disk?: { givesWay(who: 'media'): boolean } | undefined;
+  /** kernel boot id (hls-state.ts): a new one means a power cut or reboot happened since the last run */
+  bootId?: string;
 }
 
 interface MeterReading {
@@ -82,6 +88,7 @@ export class MediaService {
   private readonly ladder: DegradationLadder;
   private readonly watchdog: Watchdog;
   private readonly hlsDir: string;
+  private readonly hls: HlsOutput;
 
   private state: MediaState = 'starting';
   private reason: string | undefined;
@@ -119,8 +126,23 @@ export class MediaService {
     this.cpu = deps.cpu ?? new CpuSampler();
     this.ladder = new DegradationLadder(buildLadder(deps.settings.top), deps.settings.ladder);
     this.watchdog = new Watchdog(deps.settings.watchdog);
-    this.hlsDir = dataLayout(deps.dataDir).hls;
+    const layout = dataLayout(deps.dataDir);
+    this.hlsDir = layout.hls;
     this.activeStep = this.ladder.current;
+    const seg = deps.settings.segmentSeconds;
+    this.hls = new HlsOutput({
+      hlsDir: this.hlsDir,
+      stateFile: path.join(layout.run, 'media-hls.json'),
+      bootId: deps.bootId ?? readBootId(),
+      log: this.log,
+      now: this.now,
+      shape: {
+        targetS: seg,
+        partTargetS: Math.max(...this.ladder.steps.map((s) => Math.ceil(partSeconds(s.fps) * 1000) / 1000)),
+        partsPerSegment: seg * PARTS_PER_SECOND,
+        windowSegments: deps.settings.playlistLength,
+      },
+    });
   }
 
   get ladderSteps(): readonly LadderStep[] {
@@ -142,7 +164,12 @@ export class MediaService {
       this.becomeUnavailable(deps.gst.reason);
       return;
     }
-    resetHlsDir(this.hlsDir);
+    try {
+      this.hls.open();
+    } catch (err) {
+      this.becomeUnavailable(`cannot open the HLS directory: ${(err as Error).message}`);
+      return;
+    }
     this.loops.push(
       pollLoop(deps.settings.watchIntervalMs ?? 250, () => this.watchTick(), { onError: this.loopError }),
     );
@@ -214,7 +241,7 @@ export class MediaService {
       return;
     }
     this.runSeq += 1;
-    this.prefix = `s${this.runBase}-${this.runSeq}`;
+    this.prefix = `w${this.runBase}-${this.runSeq}`;
     const { board, settings } = this.deps;
     let desc: string;
     try {
@@ -225,9 +252,6 @@ export class MediaService {
         outputs: {
           hlsDir: this.hlsDir,
           segmentPrefix: this.prefix,
-          segmentSeconds: settings.segmentSeconds,
-          playlistLength: settings.playlistLength,
-          maxFiles: settings.maxFiles,
           upstreamUrl: settings.upstreamUrl,
         },
         source: { device: settings.device, simPattern: settings.simPattern, simFaults: board.id === 'sim' },
@@ -261,6 +285,12 @@ export class MediaService {
     p.pollBus((msg) => {
       if (gen === this.generation) this.onBusMessage(msg);
     });
+    try {
+      // durable before anything of the run is published: its discontinuity number (hls-state.ts)
+      this.hls.startRun(this.prefix, Date.now());
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'media: cannot record the run');
+    }
     p.play();
     this.startedAt = this.now();
     this.watchdog.started(this.startedAt);
@@ -283,6 +313,12 @@ export class MediaService {
       p.stop();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'media: pipeline stop failed');
+    }
+    try {
+      // the newest segment closes with the parts it has; no ENDLIST: the show goes on
+      this.hls.endRun();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'media: cannot close the run in the playlist');
     }
   }
 
@@ -386,6 +422,14 @@ export class MediaService {
       case 'eos':
         this.scheduleRestart('end of stream from a live source');
         return;
+      case 'element':
+        try {
+          this.hls.onMessage(msg);
+        } catch (err) {
+          // a wiped directory or a full disk: the pipeline errors too and the watchdog restarts it
+          this.log.warn({ err: (err as Error).message }, 'media: cannot publish a part');
+        }
+        return;
       case 'qos': {
         const src = msg._src_element_name ?? '?';
         const dropped = Number(msg['dropped']);
@@ -437,7 +481,7 @@ export class MediaService {
       clearTimeout(this.restartTimer);
       this.restartTimer = undefined;
       this.stopPipeline();
-      resetHlsDir(this.hlsDir);
+      this.hls.clear();
       this.state = 'paused';
       this.reason = 'data volume low: the stream gives way to orders';
       this.log.warn('media: data volume low, stream stopped and its segments removed');
@@ -471,12 +515,11 @@ export class MediaService {
       const cpuLoad = Number.isFinite(this.lastCpu.machine) ? this.lastCpu.machine : 0;
       const decision = this.ladder.sample({ dropRatio: this.dropRatio, cpuLoad, ordersPerSec: orders }, now);
       if (decision.changed) this.moveTo(decision.step, decision.reason);
-      sweepSegments(
-        this.hlsDir,
-        this.prefix,
-        this.deps.settings.segmentSeconds * this.deps.settings.playlistLength * 1000,
-        now,
-      );
+    }
+    try {
+      this.hls.sweep();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'media: cannot remove old segments');
     }
     this.writeStatus();
   }

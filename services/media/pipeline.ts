@@ -6,13 +6,10 @@ import type { BoardId, VideoProfile } from '../../hardware/boards/index.ts';
 import type { LadderStep } from './ladder.ts';
 
 export interface MediaOutputs {
-  /** Absolute directory for index.m3u8 and its segments. */
+  /** Absolute directory for the part files (hls-output.ts renames them and writes the playlists). */
   hlsDir: string;
-  /** Segment file prefix; changes per pipeline run so a rebuilt pipeline never overwrites live files. */
+  /** Part file prefix; changes per pipeline run so a rebuilt pipeline never overwrites live files. */
   segmentPrefix: string;
-  segmentSeconds: number;
-  playlistLength: number;
-  maxFiles: number;
   /** Optional upstream push: srt://… or rtmp(s)://… */
   upstreamUrl?: string | undefined;
 }
@@ -54,6 +51,19 @@ function quoted(what: string, v: string): string {
 
 const IDENT = /^[A-Za-z0-9_-]+$/;
 
+/** LL-HLS parts per second: a part is one GOP, so a GOP lasts a third of a second. */
+export const PARTS_PER_SECOND = 3;
+
+/** Frames per GOP (= per part) at a frame rate: every part starts with an IDR. */
+export function partFrames(fps: number): number {
+  return Math.max(1, Math.round(fps / PARTS_PER_SECOND));
+}
+
+/** The longest part at a frame rate, in seconds. */
+export function partSeconds(fps: number): number {
+  return partFrames(fps) / fps;
+}
+
 export function encoderElement(video: VideoProfile): VideoProfile['encoder'] {
   return video.encoder;
 }
@@ -83,9 +93,13 @@ function sourceBranch(input: PipelineInput): string {
   }
 }
 
-/** The encoder and what it needs right before and after it. IDR once a second at every rung. */
+/**
+ * The encoder and what it needs right before and after it. An IDR every part (about 1/3 s) at every
+ * rung: splitmuxsink cuts only at keyframes, and an independent part lets a low-latency player start
+ * at any part. The cost is bits: measured in bench/media.ts.
+ */
 export function encoderBranch(video: VideoProfile, step: LadderStep): string {
-  const gop = step.fps;
+  const gop = partFrames(step.fps);
   switch (video.encoder) {
     case 'x264enc':
       // I420 pinned: without it x264enc picks 4:4:4 10-bit, which browsers cannot play (docs/architecture.md#trap-x264enc-needs-i420-pinned).
@@ -128,7 +142,7 @@ function upstreamBranch(url: string): string {
 }
 
 /**
- * The whole description: source → (sim fault valve) → encoder → h264parse → tee → HLS, a metering
+ * The whole description: source → (sim fault valve) → encoder → h264parse → tee → HLS parts, a metering
  * sink that counts frames and late drops (sync + qos + max-lateness, the only way QoS gets counted),
  * and an optional upstream push. A paused rung has no pipeline.
  */
@@ -139,11 +153,12 @@ export function buildPipeline(input: PipelineInput): string {
     throw new KitError('BAD_REQUEST', `bad segment prefix '${outputs.segmentPrefix}'`);
   }
   const dir = outputs.hlsDir.replace(/\/+$/, '');
+  // One file per GOP (max-size-time below one GOP, so every keyframe starts a new file), muxed as
+  // MPEG-TS: parts concatenate byte for byte into whole segments (hls-output.ts).
+  const partNs = Math.round((partSeconds(step.fps) * 1e9) / 2);
   const hls =
-    `hlssink2 name=${ELEMENT.hls} target-duration=${outputs.segmentSeconds}` +
-    ` playlist-length=${outputs.playlistLength} max-files=${outputs.maxFiles}` +
-    ` location=${quoted('HLS directory', `${dir}/${outputs.segmentPrefix}-%05d.ts`)}` +
-    ` playlist-location=${quoted('HLS directory', `${dir}/index.m3u8`)}`;
+    `splitmuxsink name=${ELEMENT.hls} muxer-factory=mpegtsmux max-size-time=${partNs}` +
+    ` location=${quoted('HLS directory', `${dir}/${outputs.segmentPrefix}-%05d.ts`)}`;
   const meter =
     `queue leaky=downstream max-size-buffers=60 ! fakesink name=${ELEMENT.meter} sync=true qos=true` +
     ` max-lateness=${Math.round(1e9 / step.fps) * 2} async=false`;

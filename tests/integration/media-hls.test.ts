@@ -11,6 +11,7 @@ import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { defaultGstLoader, type GstModule, loadGst } from '../../services/media/gst-loader.ts';
 import { type PlaylistEntry, readPlaylist } from '../../services/media/hls-files.ts';
 import { MediaService, type MediaSettings } from '../../services/media/media-service.ts';
+import { PlaylistWatch } from '../support/hls-watch.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -144,6 +145,46 @@ describe('media service on real GStreamer', {
     } finally {
       await service.stop();
     }
+  });
+
+  test('restarts, ladder rebuilds and a pause keep one continuous playlist, each run marked', async () => {
+    const { service, hlsDir, status } = makeService();
+    const watch = new PlaylistWatch(path.join(hlsDir, 'll.m3u8')).start();
+    const plain = new PlaylistWatch(path.join(hlsDir, 'index.m3u8')).start();
+    service.start();
+    try {
+      const segs = (n: number) => () => (watch.msns().length >= n ? true : undefined);
+      await waitFor('three segments', segs(3));
+      service.handleCommand({ v: 1, cmd: 'set-step', step: 3 }); // frame rate halves: a rebuild
+      await waitFor('segments after the rebuild', segs(6));
+      service.handleCommand({ v: 1, cmd: 'sim-fault', fault: 'stall' }); // watchdog restart
+      await waitFor('a restart', () => ((status().restarts as number) >= 1 ? true : undefined));
+      const n = watch.msns().length;
+      await waitFor('segments after the restart', segs(n + 3));
+      service.handleCommand({ v: 1, cmd: 'pause' });
+      const paused = fs.readFileSync(path.join(hlsDir, 'll.m3u8'), 'utf8');
+      assert.doesNotMatch(paused, /ENDLIST/, 'a pause is no end of the show');
+      service.handleCommand({ v: 1, cmd: 'resume' });
+      const m = watch.msns().length;
+      await waitFor('segments after the pause', segs(m + 2));
+    } finally {
+      watch.stop();
+      plain.stop();
+      await service.stop();
+    }
+    watch.assertContinuous();
+    plain.assertContinuous();
+    const msns = watch.msns();
+    assert.deepEqual(
+      msns,
+      msns.map((_, i) => msns[0]! + i),
+      'every segment number from the first, none skipped',
+    );
+    const marked = msns.filter((k) => watch.seen.get(k)!.discontinuity);
+    assert.ok(marked.length >= 3, `rebuild, restart and resume each start with a discontinuity: ${marked}`);
+    const last = watch.seen.get(msns[msns.length - 1]!)!;
+    assert.ok(last.cc >= 3, `discontinuity number ${last.cc}`);
+    assert.ok(!fs.readFileSync(path.join(hlsDir, 'll.m3u8'), 'utf8').includes('ENDLIST'), 'not even at stop');
   });
 
   for (const fault of ['stall', 'kill'] as const) {

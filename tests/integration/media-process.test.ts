@@ -9,6 +9,7 @@ import { after, test } from 'node:test';
 import mqtt from 'mqtt';
 import { localTopics } from '../../core/contracts/local-bus.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
+import { PlaylistWatch } from '../support/hls-watch.ts';
 import { type Mosquitto, mosquitto } from '../support/hub-link.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -78,4 +79,64 @@ test('popkit media publishes stats on the local bus and obeys bus commands', {
     child.kill('SIGKILL');
     await client.endAsync();
   }
+});
+
+test('kill -9 of popkit media: the restarted process continues the same playlist', {
+  skip: !loadGst().ok,
+  timeout: 90_000,
+}, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-media-k9-'));
+  const start = () =>
+    spawn(process.execPath, [path.join(root, 'bin/popkit.js'), 'media'], {
+      env: {
+        ...process.env,
+        NODE_ENV: 'test',
+        POPKIT_LOG_LEVEL: 'warn',
+        POPKIT_BOARD: 'sim',
+        POPKIT_DATA_DIR: dir,
+        POPKIT_MEDIA_WIDTH: '320',
+        POPKIT_MEDIA_HEIGHT: '240',
+        POPKIT_MEDIA_BITRATE_KBPS: '500',
+      },
+      stdio: 'ignore',
+    });
+  const watch = new PlaylistWatch(path.join(dir, 'hls/ll.m3u8')).start(20);
+  const until = async (what: string, ok: () => boolean) => {
+    const deadline = Date.now() + 30_000;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  let child = start();
+  try {
+    await until('four segments', () => watch.msns().length >= 4);
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    watch.sample();
+    const before = watch.msns();
+    const lastBefore = before[before.length - 1]!;
+    child = start();
+    await until(
+      'three segments from the new process',
+      () => watch.msns().filter((k) => k > lastBefore + 1).length >= 3,
+    );
+    const exited2 = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited2;
+  } finally {
+    child.kill('SIGKILL');
+    watch.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  watch.assertContinuous();
+  const msns = watch.msns();
+  assert.deepEqual(
+    msns,
+    msns.map((_, i) => msns[0]! + i),
+    `no segment number skipped or reused across the kill: ${msns}`,
+  );
+  const marked = msns.filter((k) => watch.seen.get(k)!.discontinuity);
+  assert.ok(marked.length >= 1, 'the new process starts with a discontinuity');
 });

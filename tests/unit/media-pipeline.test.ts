@@ -8,9 +8,6 @@ import { buildPipeline, type MediaOutputs } from '../../services/media/pipeline.
 const outputs: MediaOutputs = {
   hlsDir: '/data/hls',
   segmentPrefix: 's1-1',
-  segmentSeconds: 1,
-  playlistLength: 5,
-  maxFiles: 10,
 };
 
 function describeFor(board: BoardId, step = 0, extra: Partial<MediaOutputs> = {}) {
@@ -25,12 +22,12 @@ function describeFor(board: BoardId, step = 0, extra: Partial<MediaOutputs> = {}
 }
 
 describe('pipeline per board', () => {
-  test('Pi 4: v4l2h264enc with level caps and bitrate in extra-controls, IDR every second', () => {
+  test('Pi 4: v4l2h264enc with level caps and bitrate in extra-controls, IDR every part (1/3 s)', () => {
     const d = describeFor('pi4');
     assert.match(d, /^v4l2src name=src device="\/dev\/video0"/);
     assert.match(
       d,
-      /v4l2h264enc name=enc extra-controls="controls,video_bitrate=\d+,h264_i_frame_period=30,/,
+      /v4l2h264enc name=enc extra-controls="controls,video_bitrate=\d+,h264_i_frame_period=10,/,
     );
     assert.match(d, /v4l2h264enc[^!]*! video\/x-h264,level=\(string\)4/);
     assert.doesNotMatch(d, /x264enc name|nvv4l2h264enc/);
@@ -44,7 +41,7 @@ describe('pipeline per board', () => {
     const d = describeFor('pi5');
     assert.match(d, /^libcamerasrc name=src/);
     assert.match(d, /video\/x-raw,format=I420 ! x264enc name=enc tune=zerolatency speed-preset=ultrafast/);
-    assert.match(d, /key-int-max=30/);
+    assert.match(d, /key-int-max=10/);
   });
 
   test('Orin Nano: x264enc, and no NVENC element anywhere in the description', () => {
@@ -59,7 +56,7 @@ describe('pipeline per board', () => {
       d,
       /nvvidconv ! video\/x-raw\(memory:NVMM\),format=NV12 ! nvv4l2h264enc name=enc bitrate=40000000 /,
     );
-    assert.match(d, /iframeinterval=60 idrinterval=60/); // 60 fps top rung: still one IDR a second
+    assert.match(d, /iframeinterval=20 idrinterval=20/); // 60 fps top rung: still one IDR a part
     assert.doesNotMatch(d, /videoconvert ! video\/x-raw,format=I420 ! nvvidconv/);
   });
 
@@ -70,15 +67,12 @@ describe('pipeline per board', () => {
     assert.match(d, /x264enc name=enc/);
   });
 
-  test('every board: HLS with 1 s segments, bounded files, playlist at index.m3u8, metering sink', () => {
+  test('every board: one MPEG-TS part file per GOP from splitmuxsink (no hlssink2), metering sink', () => {
     for (const b of BOARD_IDS) {
       const d = describeFor(b);
-      assert.match(d, /hlssink2 name=hls target-duration=1 playlist-length=5 max-files=10/, b);
-      assert.match(
-        d,
-        /location="\/data\/hls\/s1-1-%05d\.ts" playlist-location="\/data\/hls\/index\.m3u8"/,
-        b,
-      );
+      assert.match(d, /splitmuxsink name=hls muxer-factory=mpegtsmux max-size-time=\d+/, b);
+      assert.match(d, /location="\/data\/hls\/s1-1-%05d\.ts"/, b);
+      assert.doesNotMatch(d, /hlssink2|playlist-location/, b);
       assert.match(d, /fakesink name=meter sync=true qos=true max-lateness=\d+/, b);
     }
   });
@@ -88,7 +82,7 @@ describe('pipeline per board', () => {
     const low = describeFor('sim', 4);
     assert.match(top, /width=1280,height=720,framerate=30\/1/);
     assert.match(low, /width=640,height=360,framerate=15\/1/);
-    assert.match(low, /key-int-max=15/);
+    assert.match(low, /key-int-max=5/);
   });
 
   test('upstream push: SRT through mpegtsmux, RTMP through flvmux; other schemes refused', () => {
