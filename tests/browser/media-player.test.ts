@@ -27,7 +27,7 @@ const fmt = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(2)} s`);
 function describe(s: PlayerStats): string {
   return (
     `played ${s.played.toFixed(1)} s, stalls ${s.stalls} (longest ${s.maxStallMs} ms), waiting ${s.waiting}, ` +
-    `ended ${s.ended}, reloads ${s.reloads}, media recoveries ${s.mediaRecoveries}, timeline jumps ${s.ptsJumps}, ` +
+    `discontinuities crossed ${s.discontinuities}, ended ${s.ended}, reloads ${s.reloads}, media recoveries ${s.mediaRecoveries}, timeline jumps ${s.ptsJumps}, ` +
     `fatal [${s.fatal.join(', ')}], errors ${JSON.stringify(s.errors)}, ` +
     `latency (PDT vs wall clock) ${fmt(s.latencyS)}, behind the live edge ${fmt(s.edgeLatencyS)}`
   );
@@ -121,6 +121,12 @@ test('hls.js keeps playing the kit stream across a ladder step, a watchdog resta
     assert.equal(end.ptsJumps, 0, `the playhead went backwards\n${why}`);
     assert.deepEqual(p.errors, [], 'no page errors');
     assert.ok(kit.mediaRestarts() >= 1, 'the supervisor restarted media');
+    // each event reached the player as a new discontinuity of one continuous stream, not a new stream
+    for (const ph of phases)
+      assert.ok(
+        ph.after.discontinuities > ph.before.discontinuities,
+        `${ph.name}: the player crossed no discontinuity\n${why}`,
+      );
     t.diagnostic(
       `latency at the end: PDT vs wall clock ${fmt(end.latencyS)}, behind the live edge ${fmt(end.edgeLatencyS)}`,
     );

@@ -23,7 +23,6 @@
       played: 0,
       stalls: 0,
       maxStallMs: 0,
-      stallMs: 0,
       waiting: 0,
       ended: 0,
       reloads: 0,
@@ -44,6 +43,7 @@
     let inStall = false;
     let lastMediaRecovery = 0;
     let reloadTimer = null;
+    let lastCc = null;
 
     const note = (what) => {
       s.errors[what] = (s.errors[what] ?? 0) + 1;
@@ -90,7 +90,11 @@
         if (data.details?.endList) note('endlist');
       });
       hls.on(Hls.Events.FRAG_CHANGED, (_e, data) => {
-        if (data.frag?.tagList?.some?.((t) => t[0] === 'DIS')) s.discontinuities += 1;
+        // the discontinuity sequence of what is on screen: a restart the player played across
+        const cc = data.frag?.cc;
+        if (typeof cc !== 'number') return;
+        if (lastCc !== null && cc > lastCc) s.discontinuities += cc - lastCc;
+        lastCc = cc;
       });
       hls.on(Hls.Events.ERROR, (_e, data) => {
         note(`${data.type}:${data.details}`);
