@@ -29,6 +29,7 @@ function describe(s: PlayerStats): string {
   return (
     `played ${s.played.toFixed(1)} s, stalls ${s.stalls} (longest ${s.maxStallMs} ms), waiting ${s.waiting}, ` +
     `discontinuities crossed ${s.discontinuities}, ended ${s.ended}, reloads ${s.reloads}, media recoveries ${s.mediaRecoveries}, timeline jumps ${s.ptsJumps}, ` +
+    `skips ahead ${s.skips} (${s.skippedS.toFixed(1)} s), jumps to the live edge ${s.liveJumps}, ` +
     `fatal [${s.fatal.join(', ')}], errors ${JSON.stringify(s.errors)}, ` +
     `latency (PDT vs wall clock) ${fmt(s.latencyS)}, behind the live edge ${fmt(s.edgeLatencyS)}`
   );

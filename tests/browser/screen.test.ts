@@ -233,12 +233,36 @@ test('the venue screen plays the stream full screen with the countdown and ticke
     type Screen = {
       popkitScreen: {
         state(): { online: boolean; recovered: number; polls: number };
-        player: { stats(): { played: number; maxStallMs: number; fatal: string[]; reloads: number } };
+        player: {
+          stats(): {
+            played: number;
+            maxStallMs: number;
+            fatal: string[];
+            reloads: number;
+            skips: number;
+            liveJumps: number;
+          };
+        };
       };
     };
     const played = () =>
       page.evaluate(() => (window as unknown as Screen).popkitScreen.player.stats().played);
-    await waitUntilTrue('the screen to play 3 s', async () => (await played()) >= 3, 60_000, 200);
+    // a wait that says, when it times out, what the player and the page went through
+    const playOn = async (what: string, seconds: number) => {
+      const from = await played();
+      await waitUntilTrue(what, async () => (await played()) >= from + seconds, 60_000, 200).catch(
+        async (err) => {
+          const st = await page.evaluate(() => {
+            const w = window as unknown as Screen;
+            return { player: w.popkitScreen.player.stats(), page: w.popkitScreen.state() };
+          });
+          throw new Error(
+            `${(err as Error).message}: ${JSON.stringify(st)}; page errors ${errors.join(' | ')}`,
+          );
+        },
+      );
+    };
+    await playOn('the screen to play 3 s', 3);
 
     // the overlays are HTML over the video, not in it
     const video = await page.locator('video').boundingBox();
@@ -264,15 +288,28 @@ test('the venue screen plays the stream full screen with the countdown and ticke
     await shot(t, page, '2-checkout-down');
     await kit.startCheckoutAgain();
     await page.waitForSelector('#offline', { state: 'hidden', timeout: 20_000 });
-    const back = await played();
-    await waitUntilTrue(
-      'the screen to play 4 s more after the restart',
-      async () => (await played()) >= back + 4,
-      60_000,
-      200,
-    );
+    await playOn('the screen to play 4 s more after the restart', 4);
+    {
+      const st = await page.evaluate(() => (window as unknown as Screen).popkitScreen.player.stats());
+      t.diagnostic(
+        `after the checkout restart: longest stall ${st.maxStallMs} ms, skips ahead ${st.skips}, ` +
+          `jumps to the live edge ${st.liveJumps}, reloads ${st.reloads}`,
+      );
+    }
     const state = await page.evaluate(() => (window as unknown as Screen).popkitScreen.state());
     assert.ok(state.online && state.recovered >= 1, JSON.stringify(state));
+    // the stream unreachable for longer than hls.js retries (a fatal network error): the player makes a
+    // new hls.js by itself and plays again once the stream is back
+    const stats = () => page.evaluate(() => (window as unknown as Screen).popkitScreen.player.stats());
+    await page.route('**/live/**', (route) => route.abort('connectionrefused'));
+    await waitUntilTrue('a fatal player error', async () => (await stats()).fatal.length >= 1, 60_000, 250);
+    await page.unroute('**/live/**');
+    await playOn('the screen to play 3 s more after the fatal error', 3);
+    const afterFatal = await stats();
+    assert.ok(afterFatal.reloads >= 1, JSON.stringify(afterFatal));
+    t.diagnostic(
+      `after a fatal error: fatal [${afterFatal.fatal.join(', ')}], reloads ${afterFatal.reloads}`,
+    );
     // a sale while the screen runs reaches the ticker
     const r = await api('POST', '/v1/orders', cash([{ sku: 'TEE-M', qty: 1 }]));
     assert.equal(r.status, 201);

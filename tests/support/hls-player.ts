@@ -167,6 +167,7 @@ export interface PlayerStats {
   currentTime: number;
   played: number;
   stalls: number;
+  stalledNow: boolean;
   maxStallMs: number;
   waiting: number;
   ended: number;
@@ -177,6 +178,9 @@ export interface PlayerStats {
   discontinuities: number;
   levelsLoaded: number;
   ptsJumps: number;
+  skips: number;
+  skippedS: number;
+  liveJumps: number;
   latencyS: number | null;
   edgeLatencyS: number | null;
   latencySamples: number[];

@@ -4,6 +4,12 @@
 // JavaScript because it runs in the screen's browser as it is.
 (() => {
   const STALL_MS = 500; // no progress for this long while playing counts as a stall a viewer sees
+  // Stuck this long with the live edge ahead: jump to it. hls.js does not always do so by itself after the
+  // playlist was unreachable for longer than its window (seen: buffered to 6 s, window at 23 s, waiting
+  // forever without an error), so no fatal error would ever come to recover from.
+  const JUMP_AFTER_MS = 4000;
+  // Still stuck this long: a new hls.js.
+  const RELOAD_AFTER_MS = 12000;
   const SAMPLE_MS = 100;
 
   /**
@@ -22,16 +28,23 @@
       currentTime: 0,
       played: 0,
       stalls: 0,
+      /** a stall is going on now (the screen shows its LIVE badge waiting) */
+      stalledNow: false,
       maxStallMs: 0,
       waiting: 0,
       ended: 0,
       reloads: 0,
+      /** jumps to the live edge after being stuck (JUMP_AFTER_MS) */
+      liveJumps: 0,
       mediaRecoveries: 0,
       fatal: [],
       errors: {},
       discontinuities: 0,
       levelsLoaded: 0,
       ptsJumps: 0,
+      /** forward jumps of the playhead (hls.js skipping ahead, or a jump to the live edge) and their seconds */
+      skips: 0,
+      skippedS: 0,
       latencyS: null,
       edgeLatencyS: null,
       latencySamples: [],
@@ -44,6 +57,8 @@
     let lastMediaRecovery = 0;
     let reloadTimer = null;
     let lastCc = null;
+    let lastJumpAt = 0;
+    let lastSampleAt = performance.now();
 
     const note = (what) => {
       s.errors[what] = (s.errors[what] ?? 0) + 1;
@@ -134,21 +149,44 @@
       const now = performance.now();
       const ct = video.currentTime;
       if (ct !== lastCt) {
-        if (ct > lastCt) s.played += ct - lastCt;
+        const step = ct - lastCt;
+        // more than playback could have moved since the last sample: a jump, not playback
+        if (step > ((now - lastSampleAt) / 1000) * 2 + 0.5) {
+          s.skips += 1;
+          s.skippedS += step;
+        } else if (step > 0) s.played += step;
         else s.ptsJumps += 1; // the timeline went backwards: a reload or a broken timeline
         if (s.firstProgressAt === null) s.firstProgressAt = now;
         lastCt = ct;
         lastProgressAt = now;
         inStall = false;
+        s.stalledNow = false;
       } else if (s.firstProgressAt !== null) {
         const stuck = now - lastProgressAt;
         if (stuck >= STALL_MS && !inStall) {
           inStall = true;
+          s.stalledNow = true;
           s.stalls += 1;
         }
         if (stuck > s.maxStallMs) s.maxStallMs = Math.round(stuck);
+        const edge = hls?.liveSyncPosition;
+        if (stuck >= RELOAD_AFTER_MS) {
+          lastProgressAt = now; // one reload per stuck spell
+          reload('stuck', 0);
+        } else if (
+          stuck >= JUMP_AFTER_MS &&
+          now - lastJumpAt >= JUMP_AFTER_MS &&
+          Number.isFinite(edge) &&
+          edge > ct + 1
+        ) {
+          lastJumpAt = now;
+          s.liveJumps += 1;
+          video.currentTime = edge;
+          tryPlay();
+        }
       }
       s.currentTime = ct;
+      lastSampleAt = now;
       if (hls) {
         const pd = hls.playingDate;
         s.playingDate = pd ? pd.getTime() : null;
