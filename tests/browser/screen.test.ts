@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { allOrders } from '../../core/store/index.ts';
-import { salesSince } from '../../services/checkout/routes/screen.ts';
+import { salesSince } from '../../core/store/sales.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
 import { ADMIN, auth, ROOT, startCheckout } from '../support/checkout.ts';
 import { playlistText, startMediaKit, waitUntilTrue } from '../support/hls-player.ts';

@@ -11,6 +11,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from '@sinclair/typebox';
 import { KitError } from '../../../core/errors.ts';
 import type { KitStore } from '../../../core/store/index.ts';
+import { salesSince } from '../../../core/store/sales.ts';
 import type { OrderService } from '../orders.ts';
 import { ErrorEnvelope } from '../schemas.ts';
 
@@ -72,35 +73,6 @@ export function screenPagePolicy(html: string): string {
   ].join('; ');
 }
 
-/** Units sold per SKU in accepted orders created at or after `since`, newest orders first. */
-export function salesSince(store: KitStore, since: number, cap = SCAN_CAP) {
-  const units = new Map<string, { name: string; units: number }>();
-  let total = 0;
-  let seen = 0;
-  let partial = false;
-  // order ids begin with their creation time, so the reverse key order is newest first
-  for (const { value: o } of store.orders.getRange({ reverse: true })) {
-    if (++seen > cap) {
-      partial = true;
-      break;
-    }
-    const at = Date.parse(o.createdAt);
-    if (at < since) break;
-    if (o.status !== 'accepted') continue;
-    for (const l of o.lines) {
-      const u = units.get(l.sku) ?? { name: l.name, units: 0 };
-      u.units += l.qty;
-      units.set(l.sku, u);
-      total += l.qty;
-    }
-  }
-  const skus = [...units.entries()]
-    .map(([sku, u]) => ({ sku, name: u.name, units: u.units }))
-    .sort((a, b) => b.units - a.units || a.sku.localeCompare(b.sku))
-    .slice(0, 20);
-  return { totalUnits: total, skus, partial };
-}
-
 export const screenRoutes: FastifyPluginAsyncTypebox<ScreenRoutesOptions> = async (app, opts) => {
   // hls.js from the installed package (a dependency, in the image's node_modules too), under a path
   // that carries its version: cached for a year, replaced by an upgrade's new path
@@ -154,7 +126,7 @@ export const screenRoutes: FastifyPluginAsyncTypebox<ScreenRoutesOptions> = asyn
       const { now } = opts.orders.saleClock();
       const key = String(windowS);
       if (!cached || cached.key !== key || now - cached.at >= SALES_CACHE_MS || now < cached.at) {
-        const counted = salesSince(opts.store, now - windowS * 1000);
+        const counted = salesSince(opts.store, now - windowS * 1000, SCAN_CAP);
         cached = { key, at: now, body: { now, windowS, ...counted } };
       }
       return reply.header('cache-control', 'no-store').send(cached.body);
