@@ -1,7 +1,7 @@
 // bench/media: software encoding on this machine through the media service, with baselines measured in
 // the same run: the raw GStreamer encode without our wrapper, x264 medium vs ultrafast, a Pi 4 style
 // rebuild vs a live bitrate change, and a cold start vs a watchdog restart.
-//   node --import tsx bench/media.ts [--seconds 10]
+//   node --import tsx bench/media.ts [--seconds 10] [--only 2,3,4]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,11 +9,14 @@ import { parseArgs } from 'node:util';
 import { dataLayout } from '../core/data-dir.ts';
 import { getBoardProfile } from '../hardware/boards/index.ts';
 import { loadGst } from '../services/media/gst-loader.ts';
-import { type PlaylistEntry, readPlaylist } from '../services/media/hls-files.ts';
+import { parseMediaPlaylist } from '../services/media/hls-playlist.ts';
 import type { LadderTop } from '../services/media/ladder.ts';
 import { MediaService, type MediaSettings } from '../services/media/media-service.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '10' }, only: { type: 'string', default: '1,2,3,4' } },
+});
+const only = new Set(values.only.split(','));
 const seconds = Math.max(3, Number(values.seconds));
 const gstLoad = loadGst();
 if (!gstLoad.ok) {
@@ -63,7 +66,6 @@ function makeService(top: LadderTop, over: Partial<MediaSettings> = {}, runtimeB
       top,
       segmentSeconds: 1,
       playlistLength: 5,
-      maxFiles: 30,
       maxRestarts: 10,
       ladder: { dropHigh: 2, cpuHigh: 2, ordersHigh: Number.POSITIVE_INFINITY },
       watchdog: { stallMs: 1000 },
@@ -130,56 +132,101 @@ async function capacity(top: LadderTop, preset: string, frames: number) {
   return { fps: frames / s, cores };
 }
 
-// --- 2. HLS latency: a segment's first frame (capture clock) to its listing in the playlist -----
+// --- 2. HLS latency: a segment's / part's first frame (PDT, the capture clock) to its listing ------
 async function hlsLatency(top: LadderTop) {
   const { service, hlsDir } = makeService(top);
-  const t0 = Date.now();
   service.start();
-  const seen = new Map<string, number>();
+  const segSeen = new Map<number, { at: number; pdt: number; dur: number }>();
+  const partSeen = new Map<string, number>();
+  const partLag: number[] = [];
   const deadline = Date.now() + Math.max(8, seconds) * 1000;
+  let first = true;
   while (Date.now() < deadline) {
-    for (const e of readPlaylist(hlsDir)?.entries ?? []) if (!seen.has(e.uri)) seen.set(e.uri, Date.now());
+    const p = readLl(hlsDir);
+    const now = Date.now();
+    if (p) {
+      for (const s of p.segments) {
+        if (!segSeen.has(s.msn)) segSeen.set(s.msn, { at: now, pdt: s.pdtMs, dur: s.durationS });
+      }
+      // part start = its segment's PDT + the parts before it
+      const open = { pdt: p.openPdtMs ?? Number.NaN, parts: p.openParts };
+      const groups = [...p.segments.map((s) => ({ pdt: s.pdtMs, parts: s.parts })), open];
+      for (const g of groups) {
+        let t = g.pdt;
+        for (const part of g.parts) {
+          if (!partSeen.has(part.uri)) {
+            partSeen.set(part.uri, now);
+            // the parts listed at the first look were not seen appearing
+            if (!first) partLag.push(now - (t + part.durationS * 1000));
+          }
+          t += part.durationS * 1000;
+        }
+      }
+      first = false;
+    }
     await sleep(10);
   }
-  const entries = readPlaylist(hlsDir)?.entries ?? [];
   await service.stop();
-  // Segment k starts at running time k × duration (hlssink2 cuts on the once-a-second IDR); the
-  // running-time clock started at play(), i.e. t0, so its first frame was captured at t0 + start.
   const firstFrame: number[] = [];
   const lastFrame: number[] = [];
-  const all = [...seen.entries()].sort(([a], [b]) => a.localeCompare(b));
-  for (const [uri, listedAt] of all) {
-    const idx = Number(/-(\d+)\.ts$/.exec(uri)?.[1]);
-    const dur = entries.find((e) => e.uri === uri)?.durationS ?? 1;
-    const start = idx * dur;
-    if (idx === 0) continue; // the first segment includes pipeline start-up
-    firstFrame.push(listedAt - (t0 + start * 1000));
-    lastFrame.push(listedAt - (t0 + (start + dur) * 1000));
+  const all = [...segSeen.values()].slice(1, -1); // the first includes start-up; the last may be cut
+  for (const s of all) {
+    firstFrame.push(s.at - s.pdt);
+    lastFrame.push(s.at - (s.pdt + s.dur * 1000));
   }
   const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-  return { firstFrameMs: mean(firstFrame), lastFrameMs: mean(lastFrame), segments: firstFrame.length };
+  return {
+    firstFrameMs: mean(firstFrame),
+    lastFrameMs: mean(lastFrame),
+    segments: firstFrame.length,
+    partEndToListedMs: mean(partLag),
+    parts: partLag.length,
+  };
 }
 
-// --- 3. step-down: command to the first listed segment at the new bitrate --------------------------
+function readLl(hlsDir: string) {
+  try {
+    return parseMediaPlaylist(fs.readFileSync(path.join(hlsDir, 'll.m3u8'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Listed parts of the LL playlist with their bytes per second. */
+function partRates(hlsDir: string): { uri: string; bps: number }[] {
+  const p = readLl(hlsDir);
+  if (!p) return [];
+  const parts = [...p.segments.flatMap((s) => s.parts), ...p.openParts];
+  const out: { uri: string; bps: number }[] = [];
+  for (const part of parts) {
+    try {
+      out.push({ uri: part.uri, bps: fs.statSync(path.join(hlsDir, part.uri)).size / part.durationS });
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return out;
+}
+
+// --- 3. step-down: command to the first listed part at the new bitrate -----------------------------
 async function stepDown(runtimeBitrate: boolean) {
   const top = { width: 320, height: 240, fps: 30, bitrateKbps: 1000 };
   const { service, hlsDir } = makeService(top, { simPattern: 'snow' }, runtimeBitrate);
   service.start();
-  const size = (e: PlaylistEntry) => fs.statSync(path.join(hlsDir, e.uri)).size / e.durationS;
   const before = await waitFor(() => {
-    const p = readPlaylist(hlsDir);
-    return p && p.entries.length >= 3 ? p.entries.slice(1) : undefined;
+    const r = partRates(hlsDir);
+    return r.length >= 9 ? r.slice(3) : undefined;
   }, 20_000);
-  if (!before) throw new Error('no segments');
-  const avgBefore = before.reduce((a, e) => a + size(e), 0) / before.length;
-  const seen = new Set(before.map((e) => e.uri));
+  if (!before) throw new Error('no parts');
+  const avgBefore = before.reduce((a, e) => a + e.bps, 0) / before.length;
+  const seen = new Set(partRates(hlsDir).map((e) => e.uri));
   await sleep(300);
   const tCmd = Date.now();
   service.handleCommand({ v: 1, cmd: 'set-step', step: 2 }); // 1000 → 350 kbit/s
   const target = (350 * 1000) / 8;
   const threshold = (avgBefore + target) / 2;
   const hit = await waitFor(
-    () => readPlaylist(hlsDir)?.entries.find((e) => !seen.has(e.uri) && size(e) < threshold),
+    () => partRates(hlsDir).find((e) => !seen.has(e.uri) && e.bps < threshold),
     15_000,
   );
   const ms = hit ? Date.now() - tCmd : Number.NaN;
@@ -187,12 +234,12 @@ async function stepDown(runtimeBitrate: boolean) {
   return ms;
 }
 
-// --- 4. restart: stall to the restarted pipeline's first listed segment ----------------------------
+// --- 4. restart: stall to the restarted pipeline's first listed part -------------------------------
 async function coldStart(top: LadderTop) {
   const { service, hlsDir } = makeService(top);
   const t0 = Date.now();
   service.start();
-  const hit = await waitFor(() => readPlaylist(hlsDir)?.entries[0], 15_000);
+  const hit = await waitFor(() => readLl(hlsDir)?.segments[0] ?? readLl(hlsDir)?.openParts[0], 15_000);
   const ms = hit ? Date.now() - t0 : Number.NaN;
   await service.stop();
   return ms;
@@ -201,15 +248,17 @@ async function coldStart(top: LadderTop) {
 async function restartAfterStall(top: LadderTop, stallMs: number) {
   const { service, hlsDir } = makeService(top, { watchdog: { stallMs } });
   service.start();
-  const first = await waitFor(() => readPlaylist(hlsDir)?.entries[1], 15_000);
-  if (!first) throw new Error('no segments');
-  const run = (u: string) => u.replace(/-\d+\.ts$/, '');
+  const ready = await waitFor(() => ((readLl(hlsDir)?.segments.length ?? 0) >= 2 ? true : undefined), 15_000);
+  if (!ready) throw new Error('no segments');
   const tStall = Date.now();
   service.handleCommand({ v: 1, cmd: 'sim-fault', fault: 'stall' });
-  const hit = await waitFor(
-    () => readPlaylist(hlsDir)?.entries.find((e) => run(e.uri) !== run(first.uri)),
-    20_000,
-  );
+  // the restarted run's first part: listed after a segment or part group marked DISCONTINUITY
+  const hit = await waitFor(() => {
+    const p = readLl(hlsDir);
+    if (!p) return undefined;
+    if (p.openDiscontinuity && p.openParts.length > 0) return true;
+    return p.segments.some((s) => s.discontinuity) ? true : undefined;
+  }, 20_000);
   const ms = hit ? Date.now() - tStall : Number.NaN;
   await service.stop();
   return ms;
@@ -222,52 +271,57 @@ console.log(
   `bench/media on ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${seconds} s per live run\n`,
 );
 
-console.log(
-  '1. live encode (videotestsrc + clock overlay, x264enc ultrafast zerolatency), service vs raw pipeline',
-);
-for (const [name, top] of [
-  ['720p30', p720],
-  ['1080p30', p1080],
-] as const) {
-  const svc = await throughServiceLive(top);
-  const raw = await rawLive(top);
+if (only.has('1')) {
   console.log(
-    `   ${name}: service ${f1(svc.fps)} fps, ${f2(svc.cores)} cores, ${svc.dropped} dropped | raw ${f1(raw.fps)} fps, ${f2(raw.cores)} cores | CPU ratio service/raw ${f2(svc.cores / raw.cores)}`,
+    '1. live encode (videotestsrc + clock overlay, x264enc ultrafast zerolatency), service vs raw pipeline',
+  );
+  for (const [name, top] of [
+    ['720p30', p720],
+    ['1080p30', p1080],
+  ] as const) {
+    const svc = await throughServiceLive(top);
+    const raw = await rawLive(top);
+    console.log(
+      `   ${name}: service ${f1(svc.fps)} fps, ${f2(svc.cores)} cores, ${svc.dropped} dropped | raw ${f1(raw.fps)} fps, ${f2(raw.cores)} cores | CPU ratio service/raw ${f2(svc.cores / raw.cores)}`,
+    );
+  }
+  const capFrames = Math.max(150, seconds * 30);
+  for (const [name, top] of [
+    ['720p', p720],
+    ['1080p', p1080],
+  ] as const) {
+    const fast = await capacity(top, 'ultrafast', capFrames);
+    const medium = await capacity(top, 'medium', Math.round(capFrames / 3));
+    console.log(
+      `   ${name} flat out: ultrafast ${f1(fast.fps)} fps on ${f2(fast.cores)} cores | medium ${f1(medium.fps)} fps on ${f2(medium.cores)} cores | ultrafast/medium ${f2(fast.fps / medium.fps)}×`,
+    );
+  }
+}
+if (only.has('2')) {
+  console.log('\n2. HLS latency (first frame captured, by PDT → listed in ll.m3u8), 720p30');
+  const lat = await hlsLatency(p720);
+  console.log(
+    `   segment: first frame ${f1(lat.firstFrameMs)} ms, last frame ${f1(lat.lastFrameMs)} ms (${lat.segments} segments) | part: end → listed ${f1(lat.partEndToListedMs)} ms (${lat.parts} parts)`,
   );
 }
-const capFrames = Math.max(150, seconds * 30);
-for (const [name, top] of [
-  ['720p', p720],
-  ['1080p', p1080],
-] as const) {
-  const fast = await capacity(top, 'ultrafast', capFrames);
-  const medium = await capacity(top, 'medium', Math.round(capFrames / 3));
+if (only.has('3')) {
   console.log(
-    `   ${name} flat out: ultrafast ${f1(fast.fps)} fps on ${f2(fast.cores)} cores | medium ${f1(medium.fps)} fps on ${f2(medium.cores)} cores | ultrafast/medium ${f2(fast.fps / medium.fps)}×`,
+    '\n3. step-down (command → first listed part below the midpoint of old and new bitrate), 320x240 snow',
+  );
+  const live = await stepDown(true);
+  const rebuild = await stepDown(false);
+  console.log(
+    `   live bitrate change (x264enc): ${f1(live)} ms | Pi 4 style rebuild: ${f1(rebuild)} ms | live/rebuild ${f2(live / rebuild)} (target ≤ 2000 ms)`,
   );
 }
-
-console.log('\n2. HLS latency (segment first frame captured → segment listed in index.m3u8), 720p30');
-const lat = await hlsLatency(p720);
-console.log(
-  `   first frame of a segment: ${f1(lat.firstFrameMs)} ms, last frame: ${f1(lat.lastFrameMs)} ms (${lat.segments} segments; target ≤ 3000 ms)`,
-);
-
-console.log(
-  '\n3. step-down (command → first listed segment below the midpoint of old and new bitrate), 320x240 snow',
-);
-const live = await stepDown(true);
-const rebuild = await stepDown(false);
-console.log(
-  `   live bitrate change (x264enc): ${f1(live)} ms | Pi 4 style rebuild: ${f1(rebuild)} ms | live/rebuild ${f2(live / rebuild)} (target ≤ 2000 ms)`,
-);
-
-console.log('\n4. restart (stall → restarted pipeline lists a segment), 720p30, watchdog stallMs 1000');
-const cold = await coldStart(p720);
-const restart = await restartAfterStall(p720, 1000);
-console.log(
-  `   stall to segments again: ${f1(restart)} ms (of which 1000 ms detection) | cold start to first segment: ${f1(cold)} ms | restart/cold ${f2(restart / cold)} (target ≤ 3000 ms)`,
-);
+if (only.has('4')) {
+  console.log('\n4. restart (stall → restarted pipeline lists a part), 720p30, watchdog stallMs 1000');
+  const cold = await coldStart(p720);
+  const restart = await restartAfterStall(p720, 1000);
+  console.log(
+    `   stall to parts again: ${f1(restart)} ms (of which 1000 ms detection) | cold start to first part: ${f1(cold)} ms | restart/cold ${f2(restart / cold)} (target ≤ 3000 ms)`,
+  );
+}
 
 fs.rmSync(tmpRoot, { recursive: true, force: true });
 process.exit(0);

@@ -11,8 +11,13 @@ export const MediaConfig = Type.Object({
   POPKIT_MEDIA_FPS: Type.Optional(Int(1, 120, 30, 'top-rung frame rate (clamped to the board)')),
   POPKIT_MEDIA_BITRATE_KBPS: Type.Optional(Int(64, 100_000, 2500, 'top-rung bitrate (clamped to the board)')),
   POPKIT_MEDIA_SEGMENT_S: Int(1, 10, 1, 'HLS segment length in seconds'),
-  POPKIT_MEDIA_PLAYLIST_LENGTH: Int(3, 60, 5, 'segments listed in index.m3u8'),
-  POPKIT_MEDIA_MAX_FILES: Int(4, 600, 10, 'segments kept on disk per pipeline run'),
+  POPKIT_MEDIA_PLAYLIST_LENGTH: Int(3, 60, 5, 'segments listed in index.m3u8 and ll.m3u8'),
+  POPKIT_MEDIA_MAX_FILES: Int(
+    4,
+    600,
+    10,
+    'unused since media writes the playlist itself (kept so existing settings stay valid)',
+  ),
   POPKIT_MEDIA_UPSTREAM_URL: Type.Optional(
     Type.String({ pattern: '^(srt|rtmps?)://', description: 'optional upstream push (SRT or RTMP)' }),
   ),

@@ -12,10 +12,11 @@ import {
   type Part,
   type PlaylistShape,
   parseMediaPlaylist,
+  partUri,
   type Segment,
   segmentUri,
 } from './hls-playlist.ts';
-import { HlsStateStore, loadHlsState } from './hls-state.ts';
+import { HlsStateStore, loadHlsState, RESERVE } from './hls-state.ts';
 
 export const PLAIN_PLAYLIST = 'index.m3u8';
 export const LL_PLAYLIST = 'll.m3u8';
@@ -83,14 +84,25 @@ export class HlsOutput {
     const sameBoot = saved?.bootId === bootId;
     const prev = sameBoot ? this.readOwnPlaylist() : undefined;
     let segments: Segment[] = [];
-    let nextMsn = saved?.msnReserved ?? 0;
-    let cc = saved?.cc ?? 0;
-    let published = saved !== undefined;
+    // Without a readable state (first start, or a file that is not ours) the floor is whatever the
+    // directory shows was published, plus a reservation's worth: never a number a player has seen.
+    const floor = saved ? undefined : this.floorFromDisk();
+    let nextMsn = saved?.msnReserved ?? floor?.msn ?? 0;
+    let cc = saved?.cc ?? floor?.cc ?? 0;
+    let published = saved !== undefined || floor !== undefined;
     if (prev) {
       segments = this.restorable(prev.segments);
       nextMsn = prev.mediaSequence + prev.segments.length;
       cc = Math.max(cc, prev.segments[prev.segments.length - 1]?.cc ?? 0);
-      const open = this.finishOpen(prev, nextMsn, cc);
+      // Files of the segment in progress may exist; a file numbered beyond it means the playlist is
+      // not the last one published (not ours, or edited): continue above every number on disk instead.
+      const onDisk = this.highestSegmentFile();
+      const consistent = onDisk <= nextMsn;
+      if (!consistent) {
+        segments = [];
+        nextMsn = Math.max(nextMsn, onDisk + 1, saved?.msnReserved ?? 0);
+      }
+      const open = consistent ? this.finishOpen(prev, nextMsn, cc) : undefined;
       if (open) {
         segments.push(open);
         nextMsn += 1;
@@ -99,7 +111,7 @@ export class HlsOutput {
       published = true;
     }
     this.playlist = new LivePlaylist(shape, { nextMsn, cc, published, segments });
-    this.store = new HlsStateStore(stateFile, bootId, { msnReserved: saved?.msnReserved ?? 0, cc });
+    this.store = new HlsStateStore(stateFile, bootId, { msnReserved: saved?.msnReserved ?? nextMsn, cc });
     const keep = new Set<string>();
     for (const s of segments) {
       keep.add(s.uri);
@@ -128,6 +140,36 @@ export class HlsOutput {
     }
   }
 
+  private highestSegmentFile(): number {
+    let msn = -1;
+    for (const name of this.listDir()) {
+      const m = /^seg(\d{1,15})(?:-p\d+)?\.ts$/.exec(name);
+      if (m) msn = Math.max(msn, Number(m[1]));
+    }
+    return msn;
+  }
+
+  /** Numbers a previous run may have published, judged from the files alone. */
+  private floorFromDisk(): { msn: number; cc: number } | undefined {
+    let msn = this.highestSegmentFile();
+    let cc = -1;
+    for (const name of [LL_PLAYLIST, PLAIN_PLAYLIST]) {
+      try {
+        const p = parseMediaPlaylist(fs.readFileSync(path.join(this.dir, name), 'utf8'));
+        if (!p) continue;
+        const last = p.mediaSequence + p.segments.length + 1;
+        if (Number.isSafeInteger(last)) msn = Math.max(msn, last);
+        if (Number.isSafeInteger(p.discontinuitySequence)) {
+          cc = Math.max(cc, p.discontinuitySequence + p.segments.filter((x) => x.discontinuity).length + 1);
+        }
+      } catch {
+        // absent
+      }
+    }
+    if (msn < 0 && cc < 0) return undefined;
+    return { msn: Math.max(0, msn) + RESERVE, cc: Math.max(0, cc) };
+  }
+
   private readOwnPlaylist() {
     try {
       const p = parseMediaPlaylist(fs.readFileSync(path.join(this.dir, LL_PLAYLIST), 'utf8'));
@@ -141,10 +183,18 @@ export class HlsOutput {
     return /^seg\d+(-p\d+)?\.ts$/.test(uri) && fs.existsSync(path.join(this.dir, uri));
   }
 
-  /** The newest run of listed segments whose files are all still there. */
+  /** The newest run of listed segments that are ours, sound, and whose files are all still there. */
   private restorable(segs: Segment[]): Segment[] {
+    const sound = (s: Segment) =>
+      s.uri === segmentUri(s.msn) &&
+      Number.isFinite(s.durationS) &&
+      s.durationS > 0 &&
+      s.durationS <= 60 &&
+      Number.isFinite(s.pdtMs) &&
+      s.parts.every((p) => Number.isFinite(p.durationS) && p.durationS > 0 && p.durationS <= 60) &&
+      this.exists(s.uri);
     let from = segs.length;
-    while (from > 0 && this.exists(segs[from - 1]!.uri)) from -= 1;
+    while (from > 0 && sound(segs[from - 1]!)) from -= 1;
     return segs.slice(from).map((s) => ({ ...s, parts: s.parts.filter((p) => this.exists(p.uri)) }));
   }
 
@@ -154,7 +204,9 @@ export class HlsOutput {
     msn: number,
     lastCc: number,
   ): Segment | undefined {
-    const parts = prev.openParts.filter((p) => this.exists(p.uri));
+    const parts = prev.openParts.filter(
+      (p, i) => p.uri === partUri(msn, i) && p.durationS > 0 && p.durationS <= 60 && this.exists(p.uri),
+    );
     if (parts.length === 0 || parts.length !== prev.openParts.length) return undefined;
     const seg: Segment = {
       msn,

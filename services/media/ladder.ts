@@ -86,6 +86,35 @@ export function planTransition(video: VideoProfile, from: LadderStep, to: Ladder
     : { kind: 'rebuild', why: 'bitrate-fixed-while-playing' };
 }
 
+/**
+ * The property set on the playing encoder for a live bitrate change, or undefined where the board's
+ * encoder cannot take one and the pipeline is rebuilt instead.
+ *
+ * v4l2h264enc (Pi 4, Pi Zero 2 W) takes its bitrate only inside `extra-controls`, a GstStructure.
+ * GStreamer would apply a new structure to the open device while streaming, but gstreamer-superficial
+ * turns a JS string into a G_TYPE_STRING value (only GstCaps properties are parsed), which GObject
+ * refuses for a GstStructure property. Setting the control from outside with `v4l2-ctl -d /dev/video11
+ * --set-ctrl video_bitrate=…` does not reach the encoder either: a V4L2 mem-to-mem device keeps its
+ * controls per open file handle (bcm2835-codec creates a context per open()), so another process
+ * changes a context nobody streams on. So the Pi rebuilds: since media owns the playlist a rebuild
+ * costs a discontinuity and about 0.7 s to the first lower-rate part (bench/media.ts), not a frozen
+ * screen.
+ */
+export function liveBitrateSetting(
+  video: VideoProfile,
+  kbps: number,
+): { property: 'bitrate'; value: number } | undefined {
+  if (!video.runtimeBitrate) return undefined;
+  switch (video.encoder) {
+    case 'x264enc':
+      return { property: 'bitrate', value: kbps };
+    case 'nvv4l2h264enc':
+      return { property: 'bitrate', value: kbps * 1000 };
+    case 'v4l2h264enc':
+      return undefined;
+  }
+}
+
 export type LadderCommand =
   | { cmd: 'step-down' }
   | { cmd: 'step-up' }

@@ -27,6 +27,7 @@ import {
   type LadderPolicy,
   type LadderStep,
   type LadderTop,
+  liveBitrateSetting,
   planTransition,
 } from './ladder.ts';
 import type { MediaBus } from './local-bus.ts';
@@ -362,13 +363,12 @@ export class MediaService {
         return;
       case 'live-bitrate': {
         const enc = this.pipeline?.findChild(ELEMENT.encoder);
-        if (!enc) {
+        const setting = liveBitrateSetting(this.deps.board.video, plan.bitrateKbps);
+        if (!enc || !setting) {
           this.rebuild();
           return;
         }
-        // x264enc takes kbit/s, nvv4l2h264enc bit/s.
-        enc['bitrate'] =
-          this.deps.board.video.encoder === 'x264enc' ? plan.bitrateKbps : plan.bitrateKbps * 1000;
+        enc[setting.property] = setting.value;
         this.activeStep = step;
         this.state = step.index > 0 ? 'degraded' : 'playing';
         return;

@@ -227,6 +227,19 @@ describe('media service on real GStreamer', {
     }
   });
 
+  test('why the Pi rebuilds: the binding cannot set extra-controls (a GstStructure) on an element', () => {
+    assert.ok(gst.ok);
+    // v4l2src has the same extra-controls property as v4l2h264enc and exists on this machine
+    const p = new gst.gst.Pipeline('v4l2src name=v extra-controls="c,brightness=3" ! fakesink');
+    const v = p.findChild('v');
+    assert.ok(v);
+    v['extra-controls'] = 'controls,video_bitrate=100000';
+    // unchanged: GObject refused a string for a GstStructure (ladder.ts liveBitrateSetting). If this
+    // ever changes, the Pi can change bitrate live and the profile's runtimeBitrate can be flipped.
+    assert.match(String(v['extra-controls']), /brightness=\(int\)3/);
+    assert.doesNotMatch(String(v['extra-controls']), /video_bitrate/);
+  });
+
   test('Orin Nano: only x264enc descriptions ever reach GStreamer; a missing camera is a status', async () => {
     const built: string[] = [];
     // The real binding, with every pipeline description recorded on its way in.

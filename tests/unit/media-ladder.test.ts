@@ -8,8 +8,10 @@ import {
   DegradationLadder,
   type LadderPolicy,
   ladderTopFor,
+  liveBitrateSetting,
   planTransition,
 } from '../../services/media/ladder.ts';
+import { buildPipeline } from '../../services/media/pipeline.ts';
 
 const top = { width: 1280, height: 720, fps: 30, bitrateKbps: 2000 };
 const calm = { dropRatio: 0, cpuLoad: 0.2 };
@@ -68,6 +70,49 @@ describe('planTransition', () => {
     assert.deepEqual(planTransition(pi5, s[4]!, s[5]!), { kind: 'pause' });
     assert.deepEqual(planTransition(pi5, s[5]!, s[0]!), { kind: 'resume' });
     assert.deepEqual(planTransition(pi5, s[1]!, s[1]!), { kind: 'none' });
+  });
+});
+
+describe('live bitrate per board profile', () => {
+  const s = buildLadder(top);
+  test('x264enc takes kbit/s, nvv4l2h264enc bit/s, v4l2h264enc nothing (it rebuilds)', () => {
+    assert.deepEqual(liveBitrateSetting(getBoardProfile('pi5').video, 1500), {
+      property: 'bitrate',
+      value: 1500,
+    });
+    assert.deepEqual(liveBitrateSetting(getBoardProfile('jetson-orin-nx').video, 1500), {
+      property: 'bitrate',
+      value: 1_500_000,
+    });
+    assert.equal(liveBitrateSetting(getBoardProfile('pi4').video, 1500), undefined);
+    // even if a profile claimed it could: the binding cannot set extra-controls (see ladder.ts)
+    assert.equal(
+      liveBitrateSetting({ ...getBoardProfile('pi4').video, runtimeBitrate: true }, 1500),
+      undefined,
+    );
+  });
+  test('Pi 4 step-down: the rebuilt pipeline issues the new bitrate in extra-controls, same part GOP', () => {
+    const pi4 = getBoardProfile('pi4');
+    const desc = (i: number) =>
+      buildPipeline({
+        board: 'pi4',
+        video: pi4.video,
+        step: s[i]!,
+        outputs: { hlsDir: '/data/hls', segmentPrefix: 'w1-2' },
+      });
+    assert.match(
+      desc(0),
+      /extra-controls="controls,video_bitrate=2000000,h264_i_frame_period=10,repeat_sequence_header=1"/,
+    );
+    assert.match(
+      desc(1),
+      /extra-controls="controls,video_bitrate=1200000,h264_i_frame_period=10,repeat_sequence_header=1"/,
+    );
+    assert.match(
+      desc(3),
+      /h264_i_frame_period=5,/,
+      'half the frame rate: still a third of a second per part',
+    );
   });
 });
 
