@@ -321,6 +321,25 @@ test('the venue screen plays the stream full screen with the countdown and ticke
       },
     );
     await shot(t, page, '3-recovered');
+    // ?playlist= picks the low-latency playlist; anything but a plain file name falls back to index.m3u8
+    for (const [query, src, ll] of [
+      ['?playlist=ll.m3u8&ll=1', '/live/ll.m3u8', true],
+      ['?playlist=..%2F..%2Fkeys%2Fadmin.token', '/live/index.m3u8', false],
+      ['?playlist=x.m3u8%00.ts&ll=yes', '/live/index.m3u8', false],
+      [`?playlist=${'a'.repeat(5000)}.m3u8`, '/live/index.m3u8', false],
+    ] as const) {
+      const other = await context.newPage();
+      other.on('pageerror', (e) => errors.push(e.message));
+      await other.goto(`${kit.origin}/screen${query}`);
+      const st = await other.evaluate(() => {
+        const p = (
+          window as unknown as { popkitScreen: { player: { stats(): { src: string; lowLatency: boolean } } } }
+        ).popkitScreen.player.stats();
+        return { src: p.src, lowLatency: p.lowLatency };
+      });
+      assert.deepEqual(st, { src, lowLatency: ll }, query.slice(0, 60));
+      await other.close();
+    }
     assert.deepEqual(offKit, [], 'the screen asks nothing off the kit');
     assert.deepEqual(errors, [], 'no page errors');
   } finally {
