@@ -27,6 +27,7 @@ import { mediaCacheRoutes } from './routes/media-cache.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickup.ts';
 import { reservationRoutes } from './routes/reservations.ts';
+import { screenRoutes } from './routes/screen.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
@@ -118,6 +119,7 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(mediaCacheRoutes, { dir: dataLayout(deps.dataDir).productMedia });
   await app.register(dashboardRoutes);
   await app.register(buyerRoutes, { orders });
+  await app.register(screenRoutes, { store, orders });
   // sale windows, trusted time, admission
   if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
   // reservations
