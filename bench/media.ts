@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseMediaPlaylist } from '../core/contracts/hls-playlist.ts';
 import { dataLayout } from '../core/data-dir.ts';
 import { getBoardProfile } from '../hardware/boards/index.ts';
 import { loadGst } from '../services/media/gst-loader.ts';
-import { parseMediaPlaylist } from '../services/media/hls-playlist.ts';
 import type { LadderTop } from '../services/media/ladder.ts';
 import { MediaService, type MediaSettings } from '../services/media/media-service.ts';
 

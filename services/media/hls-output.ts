@@ -6,7 +6,6 @@
 // segments stay fetchable for the playlist's duration plus one segment (RFC 8216 §6.2.2).
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '../../core/logger.ts';
 import {
   LivePlaylist,
   type Part,
@@ -15,7 +14,8 @@ import {
   partUri,
   type Segment,
   segmentUri,
-} from './hls-playlist.ts';
+} from '../../core/contracts/hls-playlist.ts';
+import type { Logger } from '../../core/logger.ts';
 import { HlsStateStore, loadHlsState, RESERVE } from './hls-state.ts';
 
 export const PLAIN_PLAYLIST = 'index.m3u8';

@@ -1,16 +1,16 @@
 // LL-HLS through checkout's GET /live/:file: a blocking playlist reload (_HLS_msn / _HLS_part) is held
 // until the playlist advances, refused when too far ahead, answered 503 when it never comes; the part
 // the preload hint names is held until written; hostile query values are 400 and change nothing. The
-// playlists are rendered by media's own writer (services/media/hls-playlist.ts); the last test runs
+// playlists are rendered by media's own writer (core/contracts/hls-playlist.ts); the last test runs
 // the real media service (GStreamer) into the same data dir.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { LivePlaylist, parseMediaPlaylist, playlistPosition } from '../../core/contracts/hls-playlist.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
-import { LivePlaylist, parseMediaPlaylist, playlistPosition } from '../../services/media/hls-playlist.ts';
 import { MediaService } from '../../services/media/media-service.ts';
 import { startCheckout } from '../support/checkout.ts';
 

@@ -3,7 +3,7 @@
 // names the same segment, no ENDLIST, every version parses (never torn).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { type ParsedPlaylist, parseMediaPlaylist } from '../../services/media/hls-playlist.ts';
+import { type ParsedPlaylist, parseMediaPlaylist } from '../../core/contracts/hls-playlist.ts';
 
 export class PlaylistWatch {
   readonly versions: ParsedPlaylist[] = [];

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { type ParsedPlaylist, parseMediaPlaylist } from '../../core/contracts/hls-playlist.ts';
 import { HlsOutput } from '../../services/media/hls-output.ts';
-import { type ParsedPlaylist, parseMediaPlaylist } from '../../services/media/hls-playlist.ts';
 import { loadHlsState, RESERVE } from '../../services/media/hls-state.ts';
 import { tempDir } from '../support/checkout.ts';
 

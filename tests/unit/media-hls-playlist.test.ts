@@ -1,4 +1,4 @@
-// The playlist media owns (services/media/hls-playlist.ts), against the rules of RFC 8216 and its
+// The playlist media owns (core/contracts/hls-playlist.ts), against the rules of RFC 8216 and its
 // low-latency extension: numbering continuity across runs, the discontinuity sequence as tagged
 // segments roll off, PDT on every segment, target durations, part rules, never an ENDLIST.
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import {
   type PlaylistShape,
   parseMediaPlaylist,
   playlistPosition,
-} from '../../services/media/hls-playlist.ts';
+} from '../../core/contracts/hls-playlist.ts';
 
 const shape: PlaylistShape = { targetS: 1, partTargetS: 0.334, partsPerSegment: 3, windowSegments: 5 };
 const T0 = Date.UTC(2026, 10, 30, 20, 0, 0);

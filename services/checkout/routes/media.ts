@@ -9,8 +9,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import {
+  type ParsedPlaylist,
+  parseMediaPlaylist,
+  playlistPosition,
+} from '../../../core/contracts/hls-playlist.ts';
 import { KitError } from '../../../core/errors.ts';
-import { type ParsedPlaylist, parseMediaPlaylist, playlistPosition } from '../../media/hls-playlist.ts';
 
 export interface MediaRoutesOptions {
   hlsDir: string;

@@ -1,3 +1,5 @@
+// The live playlist format is the contract between media (which writes it) and checkout (which reads
+// it back to answer blocking reloads): declared here once, for both.
 // The live playlist media owns (RFC 8216 and its low-latency extension, draft-pantos-hls-rfc8216bis):
 // a pure model of the segment window and the parts of the newest segments, rendered as a plain
 // playlist (index.m3u8, for players without LL-HLS) and a low-latency one (ll.m3u8). Pure: no files,
