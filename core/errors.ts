@@ -71,6 +71,8 @@ export const ERROR_STATUS = {
   SUPERVISOR_UNAVAILABLE: 503,
   SUPERVISOR_AUTH: 502,
   SUPERVISOR_ERROR: 502,
+  // the hub's held-token key is missing, empty or torn while held tokens in the ledger depend on it
+  HELD_TOKEN_KEY_LOST: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -177,6 +177,9 @@ export async function openPglite(
   } else {
     db = await createPglite(dir, durability);
   }
+  await db.exec(
+    `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}; SET search_path TO ${quoteIdent(schema)}, public;`,
+  );
   // PGlite is one connection: transactions must not interleave, so they queue here
   let chain: Promise<unknown> = Promise.resolve();
   return {
