@@ -196,7 +196,8 @@ export class MosquittoBroker implements EmbeddedBroker {
   async stop(): Promise<void> {
     const c = this.child;
     this.child = undefined;
-    if (!c || c.exitCode !== null) return;
+    // a broker already gone (killed by a signal: exitCode stays null) has no exit left to wait for
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
     c.kill('SIGTERM');
     const t = setTimeout(() => c.kill('SIGKILL'), 5000);
