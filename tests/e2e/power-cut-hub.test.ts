@@ -174,7 +174,13 @@ test('property: the embedded hub cut at any moment keeps every order it acked, o
   );
   await fc.assert(
     fc.asyncProperty(moment, async (m) => {
-      console.log(await oneCut(m));
+      // fast-check keeps the cause out of its report: the moment and the cause are printed here
+      try {
+        console.log(await oneCut(m));
+      } catch (err) {
+        console.log(`FAILED cut ${JSON.stringify(m)}: ${(err as Error).message}`);
+        throw err;
+      }
     }),
     {
       numRuns: RUNS,

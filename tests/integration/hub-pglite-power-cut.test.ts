@@ -149,7 +149,11 @@ test('property: a cut at any moment of the first start or the commits loses no a
   );
   await fc.assert(
     fc.asyncProperty(moment, async (m) => {
-      const { acked, found, cut } = await oneCut(m, 'power-cut');
+      const { acked, found, cut } = await oneCut(m, 'power-cut').catch((err: Error) => {
+        // fast-check keeps the cause out of its report: the moment and the cause are printed here
+        console.log(`FAILED cut ${JSON.stringify(m)}: ${err.message}`);
+        throw err;
+      });
       const last = acked.length ? Math.max(...acked) : 0;
       assert.deepEqual(
         acked,
