@@ -26,7 +26,11 @@ import {
   uniqueId,
   waitFor,
 } from '../support/hub-link.ts';
+import { keepMoment, keptMoments } from '../support/kept-moments.ts';
 import { mountPcfs } from '../support/pcfs.ts';
+
+// failing moments are kept here and tried first by every later run (tests/support/kept-moments.ts)
+const KEPT = 'power-cut-hub';
 
 const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 3);
 const SEED = process.env['POPKIT_POWERCUT_SEED'];
@@ -178,12 +182,15 @@ test('property: the embedded hub cut at any moment keeps every order it acked, o
       try {
         console.log(await oneCut(m));
       } catch (err) {
-        console.log(`FAILED cut ${JSON.stringify(m)}: ${(err as Error).message}`);
+        console.log(
+          `FAILED cut ${JSON.stringify(m)} (kept in ${keepMoment(KEPT, m)}): ${(err as Error).message}`,
+        );
         throw err;
       }
     }),
     {
       numRuns: RUNS,
+      examples: keptMoments<Moment>(KEPT).map((m) => [m] as [Moment]),
       ...(SEED ? { seed: Number(SEED) } : {}),
       ...(PATH ? { path: PATH } : {}),
       endOnFailure: true,

@@ -13,8 +13,12 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
 import { BIN, captureOutput, tempDir } from '../support/checkout.ts';
+import { keepMoment, keptMoments } from '../support/kept-moments.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 import { mountPcfs } from '../support/pcfs.ts';
+
+// failing moments are kept here and tried first by every later run (tests/support/kept-moments.ts)
+const KEPT = 'power-cut-up';
 
 const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 2);
 const SEED = process.env['POPKIT_POWERCUT_SEED'];
@@ -182,12 +186,15 @@ test('property: popkit up on pcfs, cut while the embedded hub commits, keeps eve
       try {
         console.log(await oneCut(atMs));
       } catch (err) {
-        console.log(`FAILED cut after ${atMs} ms: ${(err as Error).message}`);
+        console.log(
+          `FAILED cut after ${atMs} ms (kept in ${keepMoment(KEPT, atMs)}): ${(err as Error).message}`,
+        );
         throw err;
       }
     }),
     {
       numRuns: RUNS,
+      examples: keptMoments<number>(KEPT).map((m) => [m] as [number]),
       ...(SEED ? { seed: Number(SEED) } : {}),
       ...(PATH ? { path: PATH } : {}),
       endOnFailure: true,

@@ -16,7 +16,11 @@ import { after, test } from 'node:test';
 import fc from 'fast-check';
 import type { PgliteDurability } from '../../services/hub/db.ts';
 import { tempDir } from '../support/checkout.ts';
+import { keepMoment, keptMoments } from '../support/kept-moments.ts';
 import { mountPcfs } from '../support/pcfs.ts';
+
+// failing moments are kept here and tried first by every later run (tests/support/kept-moments.ts)
+const KEPT = 'hub-pglite-power-cut';
 
 const WRITER = path.join(import.meta.dirname, '../support/pglite-writer.ts');
 const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 4);
@@ -151,7 +155,7 @@ test('property: a cut at any moment of the first start or the commits loses no a
     fc.asyncProperty(moment, async (m) => {
       const { acked, found, cut } = await oneCut(m, 'power-cut').catch((err: Error) => {
         // fast-check keeps the cause out of its report: the moment and the cause are printed here
-        console.log(`FAILED cut ${JSON.stringify(m)}: ${err.message}`);
+        console.log(`FAILED cut ${JSON.stringify(m)} (kept in ${keepMoment(KEPT, m)}): ${err.message}`);
         throw err;
       });
       const last = acked.length ? Math.max(...acked) : 0;
@@ -170,6 +174,7 @@ test('property: a cut at any moment of the first start or the commits loses no a
     }),
     {
       numRuns: RUNS,
+      examples: keptMoments<Moment>(KEPT).map((m) => [m] as [Moment]),
       ...(SEED ? { seed: Number(SEED) } : {}),
       ...(PATH ? { path: PATH } : {}),
       endOnFailure: true,
