@@ -79,3 +79,22 @@ export function writeFileDurable(
     fs.rmSync(tmp, { force: true });
   }
 }
+
+/**
+ * Append `data` to `file` (created with `mode` when missing) and fsync it before returning; a newly
+ * created file's directory entry is fsynced too. For journals whose lines must outlive a power cut
+ * once appended (the sandbox gateway's charges): a cut during the call may leave a torn last line,
+ * which the reader must skip, but never loses a line this call returned for.
+ */
+export function appendFileDurable(file: string, data: string | Uint8Array, mode = 0o644): void {
+  const created = !fs.existsSync(file);
+  const fd = fs.openSync(file, 'a', mode);
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    for (let off = 0; off < buf.length; ) off += fs.writeSync(fd, buf, off, buf.length - off);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (created) fsyncDir(path.dirname(file));
+}

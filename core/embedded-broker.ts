@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { fsyncDir } from './durable-file.ts';
 import { KitError } from './errors.ts';
 
 /**
@@ -118,7 +119,45 @@ export class MosquittoBroker implements EmbeddedBroker {
     return b;
   }
 
+  /**
+   * Start Mosquitto. Mosquitto refuses to start on a persistence file it cannot read (a torn
+   * mosquitto.db after a power cut: "Couldn't open database"), which would keep `popkit up` down at
+   * boot. Nothing acknowledged lives only there (docs/power-cuts.md#the-hub-and-the-embedded-hub:
+   * kits keep every order until the hub's ledger committed it), so such a file is moved aside (kept,
+   * `mosquitto.db.damaged-<time>`) and the broker started without it, once.
+   */
   async start(): Promise<void> {
+    const logFile = path.join(this.opts.dir, 'mosquitto.log');
+    const logFrom = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+    try {
+      await this.startOnce();
+    } catch (err) {
+      const db = path.join(this.opts.dir, 'mosquitto.db');
+      if (
+        !fs.existsSync(db) ||
+        !/database/i.test(`${(err as Error).message}\n${this.logSince(logFile, logFrom)}`)
+      )
+        throw err;
+      const aside = `${db}.damaged-${Date.now()}`;
+      fs.renameSync(db, aside);
+      fsyncDir(this.opts.dir);
+      process.stderr.write(
+        `popkit: ${this.opts.name ?? 'broker'}: Mosquitto could not read ${db} (torn by a power cut?); kept as ${aside}, started without it\n`,
+      );
+      await this.startOnce();
+    }
+  }
+
+  /** what the broker logged during this start (where Mosquitto reports a file it cannot open) */
+  private logSince(file: string, from: number): string {
+    try {
+      return fs.readFileSync(file).subarray(from).toString('utf8').slice(-4000);
+    } catch {
+      return '';
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     // another program on the port would answer the readiness probe below while Mosquitto fails to bind
     if (await canConnect(this.host, this.port)) {
       throw new KitError(
@@ -157,7 +196,8 @@ export class MosquittoBroker implements EmbeddedBroker {
   async stop(): Promise<void> {
     const c = this.child;
     this.child = undefined;
-    if (!c || c.exitCode !== null) return;
+    // a broker already gone (killed by a signal: exitCode stays null) has no exit left to wait for
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
     c.kill('SIGTERM');
     const t = setTimeout(() => c.kill('SIGKILL'), 5000);

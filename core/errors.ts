@@ -80,6 +80,8 @@ export const ERROR_STATUS = {
   MEDIA_NOT_CACHED: 404,
   MEDIA_HASH_MISMATCH: 502,
   RANGE_NOT_SATISFIABLE: 416,
+  // the hub's held-token key is missing, empty or torn while held tokens in the ledger depend on it
+  HELD_TOKEN_KEY_LOST: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

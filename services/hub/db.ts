@@ -1,7 +1,9 @@
 // The ledger's database handle: PostgreSQL through `pg` when DATABASE_URL is set, otherwise PGlite
 // (PostgreSQL compiled to WASM) in the hub's data dir, so the embedded hub runs the very same SQL.
 import fs from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
+import { fsyncDir, mkdirDurable, writeFileDurable } from '../../core/durable-file.ts';
 import { moduleLogger } from '../../core/logger.ts';
 
 const log = moduleLogger('hub-db');
@@ -72,10 +74,109 @@ export async function openPostgres(url: string, schema: string, poolSize: number
   };
 }
 
-export async function openPglite(dir: string, schema: string): Promise<SqlDb> {
-  fs.mkdirSync(dir, { recursive: true });
+/**
+ * How PGlite's files reach the disk. 'power-cut' (the hub's): PostgreSQL runs with fsync on and syncs
+ * its WAL with fsync(), which DurableNodeFS passes to the real file, so a commit PGlite reports is on
+ * the disk before the hub acks it. 'process-crash': PGlite's stock setup (PostgreSQL started with
+ * `-F`, fsync off, and its Node filesystem has no fsync at all): a killed process loses nothing, a
+ * power cut loses recent commits and can leave the directory unopenable (docs/power-cuts.md). Kept
+ * for the same-run comparison of bench/pglite-durability.ts.
+ */
+export type PgliteDurability = 'power-cut' | 'process-crash';
+
+/** written (durably) once the directory is a whole, synced database: see openPglite */
+export const PGLITE_READY_MARKER = '.popkit-pglite-ready';
+
+// Emscripten's Node filesystem (NODEFS) gives PGlite's PostgreSQL no fsync: its stream operations
+// lack one, so fsync() returns success having done nothing. This one adds it, on the real descriptor.
+async function durableNodeFs(dir: string) {
+  const { NodeFS } = await import('@electric-sql/pglite/nodefs');
+  type Init = InstanceType<typeof NodeFS>['init'];
+  class DurableNodeFS extends NodeFS {
+    override async init(...args: Parameters<Init>): ReturnType<Init> {
+      const out = await super.init(...args);
+      const patch = (mod: { NODEFS: { stream_ops: Record<string, unknown> } }) => {
+        mod.NODEFS.stream_ops['fsync'] = (stream: { nfd: number }) => {
+          fs.fsyncSync(stream.nfd);
+          return 0;
+        };
+      };
+      const preRun = [...(out.emscriptenOpts.preRun ?? []), patch as never];
+      return { emscriptenOpts: { ...out.emscriptenOpts, preRun } };
+    }
+  }
+  return new DurableNodeFS(dir);
+}
+
+/** fsync every file and directory under `dir` (what PostgreSQL's initdb wrote without any sync). */
+function syncTree(dir: string): number {
+  let n = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) n += syncTree(p);
+    else if (e.isFile()) {
+      const fd = fs.openSync(p, 'r');
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      n++;
+    }
+  }
+  fsyncDir(dir);
+  return n;
+}
+
+async function createPglite(dir: string, durability: PgliteDurability) {
   const { PGlite } = await import('@electric-sql/pglite');
-  const db = await PGlite.create(dir);
+  if (durability === 'process-crash') return PGlite.create(dir);
+  const startParams = [
+    // `-F` is PGlite's fsync=off; without it commits wait for their WAL to be synced
+    ...PGlite.defaultStartParams.filter((p) => p !== '-F'),
+    // fdatasync is a no-op in PGlite's WASM runtime; fsync reaches DurableNodeFS
+    '-c',
+    'wal_sync_method=fsync',
+  ];
+  return PGlite.create({ dataDir: dir, fs: await durableNodeFs(dir), startParams });
+}
+
+/**
+ * Open PGlite in `dir`. With 'power-cut' durability, the first start (PostgreSQL's initdb, which syncs
+ * nothing here) is made durable file by file and then marked ready (PGLITE_READY_MARKER, written
+ * durably). A directory without the marker that does not open is a first start cut short: nothing in
+ * it was ever acknowledged, so it is moved aside (kept, `<dir>.incomplete-<time>`) and created anew. A
+ * marked directory that does not open is never touched: the error propagates.
+ */
+export async function openPglite(
+  dir: string,
+  schema: string,
+  opts: { durability?: PgliteDurability } = {},
+): Promise<SqlDb> {
+  const durability = opts.durability ?? 'power-cut';
+  mkdirDurable(dir);
+  const marker = path.join(dir, PGLITE_READY_MARKER);
+  let db: Awaited<ReturnType<typeof createPglite>>;
+  if (durability === 'power-cut' && !fs.existsSync(marker)) {
+    try {
+      db = await createPglite(dir, durability);
+    } catch (err) {
+      const aside = `${dir}.incomplete-${Date.now()}`;
+      log.warn(
+        { dir, aside, err: (err as Error).message },
+        'the hub database never finished its first start (a power cut?): kept aside, created anew',
+      );
+      fs.renameSync(dir, aside);
+      fsyncDir(path.dirname(dir));
+      mkdirDurable(dir);
+      db = await createPglite(dir, durability);
+    }
+    const files = syncTree(dir);
+    writeFileDurable(marker, `${new Date().toISOString()}\n`);
+    log.info({ dir, files }, 'hub database synced to disk and marked ready');
+  } else {
+    db = await createPglite(dir, durability);
+  }
   await db.exec(
     `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}; SET search_path TO ${quoteIdent(schema)}, public;`,
   );

@@ -3,6 +3,7 @@
 // so everywhere it shows (its name, `sandbox: true` in GET /v1/gateway, the ledger's gateway refs).
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
+import { appendFileDurable } from '../../core/durable-file.ts';
 import { KitError } from '../../core/errors.ts';
 
 export interface ExchangeRequest {
@@ -72,7 +73,7 @@ export class SandboxGateway implements PaymentGateway {
     if (!journal || !fs.existsSync(journal)) return;
     const text = fs.readFileSync(journal, 'utf8');
     // a torn last line stays apart from the next one appended
-    if (text && !text.endsWith('\n')) fs.appendFileSync(journal, '\n');
+    if (text && !text.endsWith('\n')) appendFileDurable(journal, '\n');
     for (const line of text.split('\n')) {
       if (!line.trim()) continue;
       try {
@@ -154,7 +155,9 @@ export class SandboxGateway implements PaymentGateway {
       currency: req.currency,
       result,
     };
-    fs.appendFileSync(this.journal, `${JSON.stringify(line)}\n`);
+    // fsynced before the verdict is returned: a charge the hub records must still be known to the
+    // provider's records after a power cut, or a retry under the same key would charge again
+    appendFileDurable(this.journal, `${JSON.stringify(line)}\n`);
   }
 }
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { hubDataLayout } from '../../core/data-dir.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
-import { loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
+import { loadDependentKey, loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
 import { TokenVault } from '../../core/token-vault.ts';
 import { buildHubApp, type HubApp } from './app.ts';
 import { HubAuthorize } from './authorize.ts';
@@ -14,7 +14,7 @@ import { openPglite, openPostgres, type SqlDb } from './db.ts';
 import { createGateway, type PaymentGateway } from './gateway.ts';
 import { HubIngest } from './ingest.ts';
 import { loadOrCreateSigningKey } from './keys.ts';
-import { Ledger } from './ledger.ts';
+import { type HeldTokenKeyLost, Ledger } from './ledger.ts';
 import { migrate } from './migrations.ts';
 
 const log = moduleLogger('hub');
@@ -25,6 +25,34 @@ export interface HubServiceOptions {
   /** injected in tests to drive the sandbox; default: from POPKIT_HUB_GATEWAY */
   gateway?: PaymentGateway;
   httpLogger?: boolean;
+}
+
+/**
+ * The vault of held tokens. Its key is generated when nothing depends on it (a damaged one is then
+ * moved aside and replaced); while tokens sealed with it wait in the ledger, a missing, empty or torn
+ * key is never replaced: the loss is returned, named, and the ledger refuses only the card work that
+ * needs the key (HELD_TOKEN_KEY_LOST in /healthz, /v1/kits and the log) until the key is restored.
+ */
+async function heldTokenVault(db: SqlDb, file: string): Promise<TokenVault | HeldTokenKeyLost> {
+  const res = await db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM orders WHERE sealed_token IS NOT NULL',
+  );
+  const heldTokens = Number(res.rows[0]?.n ?? 0);
+  const key = loadDependentKey(file, undefined, () => heldTokens > 0);
+  if (key.state === 'ok') {
+    if (key.replaced)
+      log.warn({ file, was: key.replaced }, 'held-token key was damaged, nothing depended on it: replaced');
+    return new TokenVault(key.value);
+  }
+  const lost: HeldTokenKeyLost = {
+    code: 'HELD_TOKEN_KEY_LOST',
+    state: key.state,
+    file,
+    heldTokens,
+    message: `${file} is ${key.state} and ${heldTokens} held card token(s) in the ledger were sealed with it: it is not replaced; new card orders wait on their kits and held ones wait for it, cash orders go on; restore the key from a backup and restart the hub (docs/security.md#secrets-and-keys-on-disk)`,
+  };
+  log.error({ code: lost.code, file, state: key.state, heldTokens }, lost.message);
+  return lost;
 }
 
 export class HubService {
@@ -70,8 +98,12 @@ export class HubService {
         ).value,
       });
     // tokens the hub must hold while the gateway is unreachable are sealed with the hub's own key
-    const vault = new TokenVault(loadOrCreateKey(layout.heldTokenKey).value);
-    this.ledger = new Ledger(this.db, this.gateway, vault, cfg.POPKIT_HUB_GATEWAY_CONCURRENCY);
+    this.ledger = new Ledger(
+      this.db,
+      this.gateway,
+      await heldTokenVault(this.db, layout.heldTokenKey),
+      cfg.POPKIT_HUB_GATEWAY_CONCURRENCY,
+    );
     this.authorize = new HubAuthorize(this.db, this.gateway, {
       ratePerS: cfg.POPKIT_HUB_AUTHORIZE_RATE_PER_S,
       burst: cfg.POPKIT_HUB_AUTHORIZE_BURST,

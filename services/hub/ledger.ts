@@ -13,7 +13,7 @@ import { safeReason } from '../../core/contracts/hub-wire.ts';
 import type { LaneName } from '../../core/contracts/lanes.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
-import type { SealedToken, TokenVault } from '../../core/token-vault.ts';
+import { type SealedToken, TokenVault } from '../../core/token-vault.ts';
 import type { Queryable, SqlDb } from './db.ts';
 import { isDataError } from './failures.ts';
 import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
@@ -63,10 +63,27 @@ export interface LedgerCounters {
   deadLetters: number;
   /** resent orders whose content differed from the ledger's (each delivery counts) */
   orderConflicts: number;
+  /** card orders left to their kit because the held-token key is lost (each delivery counts) */
+  cardOrdersWaitingForKey: number;
 }
 
 // a held token waits for the gateway at most this long in the hub, then the order is declined
 const HELD_TOKEN_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * The hub's held-token key could not be loaded while tokens sealed with it wait in the ledger
+ * (hub-service.ts): it is never replaced, so they stay openable once it is restored. Meanwhile card
+ * orders the ledger does not hold yet are neither written nor acked (the kit keeps them, with their
+ * tokens, and resends), and the held ones wait; cash orders and everything else go on.
+ */
+export interface HeldTokenKeyLost {
+  code: 'HELD_TOKEN_KEY_LOST';
+  state: 'missing' | 'empty' | 'torn';
+  file: string;
+  /** sealed tokens in the ledger when the hub started */
+  heldTokens: number;
+  message: string;
+}
 
 export class Ledger {
   readonly counters: LedgerCounters = {
@@ -77,6 +94,7 @@ export class Ledger {
     exchangeDeferred: 0,
     deadLetters: 0,
     orderConflicts: 0,
+    cardOrdersWaitingForKey: 0,
   };
 
   /** exchanges this worker has under way (the retry loop leaves them alone) */
@@ -87,7 +105,7 @@ export class Ledger {
     private readonly db: SqlDb,
     private readonly gateway: PaymentGateway,
     /** seals the tokens of card orders between their insert and their exchange (or the gateway's return) */
-    private readonly vault: TokenVault,
+    private readonly vault: TokenVault | HeldTokenKeyLost,
     /** gateway calls under way at most, per worker (POPKIT_HUB_GATEWAY_CONCURRENCY) */
     gatewayConcurrency = 8,
   ) {
@@ -111,7 +129,8 @@ export class Ledger {
    * `rejects` (and any entry the database refuses) go to the dead letters and are acked 'rejected'.
    */
   async recordBatch(kitId: string, entries: BatchEntryT[], rejects: DeadLetter[] = []): Promise<AckItem[]> {
-    const orders = entries.filter((e): e is OrderEntryT => 'order' in e);
+    let orders = entries.filter((e): e is OrderEntryT => 'order' in e);
+    if (!(this.vault instanceof TokenVault)) orders = await this.withoutUnsealable(kitId, orders, this.vault);
     const others = entries.filter((e): e is OtherEntryT => !('order' in e));
     const orderIds = [...new Set(orders.map((e) => e.id))];
     // write first, then charge: a card order is inserted 'forwarded' with its token sealed by the hub's
@@ -215,6 +234,38 @@ export class Ledger {
     return acks;
   }
 
+  /** what the ledger's held tokens need: the key's state, or the loss it was found in at start */
+  get heldTokenKey(): { state: 'ok' } | HeldTokenKeyLost {
+    return this.vault instanceof TokenVault ? { state: 'ok' } : this.vault;
+  }
+
+  /**
+   * Without the held-token key: the card orders of a batch the ledger does not hold yet are left out
+   * (not written, not acked: the kit resends them until the key is back). Those it holds are answered
+   * as usual (their verdict, or an exchange with the token the kit sent again).
+   */
+  private async withoutUnsealable(
+    kitId: string,
+    orders: OrderEntryT[],
+    lost: HeldTokenKeyLost,
+  ): Promise<OrderEntryT[]> {
+    const cards = orders.filter((e) => e.order.payment.method === 'token' && e.token);
+    if (cards.length === 0) return orders;
+    const known = await this.orderStates(
+      this.db,
+      kitId,
+      cards.map((e) => e.id),
+    );
+    const waiting = new Set(cards.filter((e) => !known.has(e.id)).map((e) => e.id));
+    if (waiting.size === 0) return orders;
+    this.counters.cardOrdersWaitingForKey += waiting.size;
+    log.error(
+      { code: lost.code, kitId, orders: waiting.size, file: lost.file, state: lost.state },
+      'card orders not taken: the held-token key is lost (the kit keeps them and resends)',
+    );
+    return orders.filter((e) => !waiting.has(e.id));
+  }
+
   /** Resent orders whose content differs from the ledger's row: counted, and the other copy kept. */
   private async recordConflicts(kitId: string, resent: OrderEntryT[]): Promise<void> {
     const res = await this.db.query<{ order_id: string; body: WireOrderT }>(
@@ -260,6 +311,9 @@ export class Ledger {
         this.counters.declined++;
       } else {
         state = 'forwarded';
+        // withoutUnsealable left out every card order this would need a missing key for
+        if (!(this.vault instanceof TokenVault))
+          throw new KitError('HELD_TOKEN_KEY_LOST', this.vault.message);
         sealed = this.vault.seal(e.token, HELD_TOKEN_TTL_MS);
       }
     }
@@ -354,6 +408,9 @@ export class Ledger {
    * to publish (order now settled or declined). Rows are locked so two workers never both exchange.
    */
   async retryDeferred(limit = 100): Promise<{ kitId: string; ack: AckItem }[]> {
+    // without its key a held token cannot be opened: it waits (never declined as invalid) for the key
+    const vault = this.vault;
+    if (!(vault instanceof TokenVault)) return [];
     return this.db.transaction(async (tx) => {
       const res = await tx.query<{
         kit_id: string;
@@ -374,7 +431,7 @@ export class Ledger {
         else {
           let token: string | undefined;
           try {
-            token = this.vault.open(r.sealed_token);
+            token = vault.open(r.sealed_token);
           } catch (err) {
             verdict = {
               outcome: 'declined',

@@ -85,7 +85,7 @@ after(async () => {
 test('healthy: 200 with db and broker ok', async () => {
   const h = await health();
   assert.equal(h.status, 200, JSON.stringify(h.body));
-  assert.deepEqual(h.body, { ok: true, status: 'ok', db: 'ok', broker: 'ok' });
+  assert.deepEqual(h.body, { ok: true, status: 'ok', db: 'ok', broker: 'ok', heldTokenKey: 'ok' });
   assert.deepEqual(await publicHealth(), { status: 200, text: '{"ok":true}' });
   const wrong = await fetch(`${hub.httpUrl}/healthz`, {
     headers: { authorization: 'Bearer wrong-token-0123456789' },

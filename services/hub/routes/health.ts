@@ -9,7 +9,7 @@ import type { Ledger } from '../ledger.ts';
 import { adminGuard } from './admin.ts';
 
 export interface HealthRoutesOptions {
-  ledger: Pick<Ledger, 'ping' | 'counters'>;
+  ledger: Pick<Ledger, 'ping' | 'counters' | 'heldTokenKey'>;
   ingest: Pick<HubIngest, 'connected' | 'stats'>;
   /** the online card checks (docs/security.md#online-authorization) */
   authorize?: Pick<HubAuthorize, 'stats'> | undefined;
@@ -25,6 +25,14 @@ function hubMetrics({ ledger, ingest, authorize }: HealthRoutesOptions): Registr
     registers: [registry],
     collect() {
       this.set(ingest.connected ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'popkit_hub_held_token_key_ok',
+    help: '0 while the held-token key is missing, empty or torn and held tokens depend on it (card work waits)',
+    registers: [registry],
+    collect() {
+      this.set(ledger.heldTokenKey.state === 'ok' ? 1 : 0);
     },
   });
   new Counter({
@@ -117,8 +125,16 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
     }
     const broker = opts.ingest.connected ? 'ok' : 'down';
     const ok = db === 'ok' && broker === 'ok';
+    // a lost held-token key stops only card work: the hub still takes orders, so it stays in service
+    const key = opts.ledger.heldTokenKey;
+    const heldTokenKey =
+      key.state === 'ok'
+        ? 'ok'
+        : { code: key.code, state: key.state, file: key.file, heldTokens: key.heldTokens };
     reply.status(ok ? 200 : 503);
-    return details ? { ok, status: ok ? 'ok' : 'degraded', db, broker } : { ok };
+    return details
+      ? { ok, status: ok && key.state === 'ok' ? 'ok' : 'degraded', db, broker, heldTokenKey }
+      : { ok };
   });
 
   app.get('/metrics', async (_req, reply) => {

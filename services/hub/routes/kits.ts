@@ -7,7 +7,7 @@ import type { Ledger } from '../ledger.ts';
 import { adminGuard } from './admin.ts';
 
 export interface KitRoutesOptions {
-  ledger: Pick<Ledger, 'listKits' | 'deadLetters'>;
+  ledger: Pick<Ledger, 'listKits' | 'deadLetters' | 'heldTokenKey'>;
   adminToken: string;
 }
 
@@ -17,7 +17,18 @@ const DeadLettersQuery = Type.Object({
 });
 
 export const kitRoutes: FastifyPluginAsyncTypebox<KitRoutesOptions> = async (app, { ledger, adminToken }) => {
-  app.get('/v1/kits', { onRequest: adminGuard(adminToken) }, async () => ({ kits: await ledger.listKits() }));
+  app.get('/v1/kits', { onRequest: adminGuard(adminToken) }, async () => {
+    // the fleet view shows the hub's own trouble too: card work waiting for a lost held-token key
+    const key = ledger.heldTokenKey;
+    return {
+      kits: await ledger.listKits(),
+      ...(key.state === 'ok'
+        ? {}
+        : {
+            hubProblems: [{ code: key.code, state: key.state, file: key.file, heldTokens: key.heldTokens }],
+          }),
+    };
+  });
   app.get(
     '/v1/dead-letters',
     { onRequest: adminGuard(adminToken), schema: { querystring: DeadLettersQuery } },
