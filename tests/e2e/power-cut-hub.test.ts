@@ -26,14 +26,16 @@ import {
   uniqueId,
   waitFor,
 } from '../support/hub-link.ts';
-import { keepMoment, keptMoments } from '../support/kept-moments.ts';
 import { mountPcfs } from '../support/pcfs.ts';
+import { keepFailure, keptMoments, powercutSeed, SEEDS_FILE } from '../support/powercut-seeds.ts';
 
-// failing moments are kept here and tried first by every later run (tests/support/kept-moments.ts)
+// failing moments are kept here and tried first by every later run (tests/e2e/power-cut-seeds.json, tests/support/powercut-seeds.ts)
 const KEPT = 'power-cut-hub';
 
 const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 3);
-const SEED = process.env['POPKIT_POWERCUT_SEED'];
+// the run's seed, printed first: a failure is replayed with POPKIT_POWERCUT_SEED
+const SEED = powercutSeed();
+process.stdout.write(`# power-cut seed ${SEED} (replay: POPKIT_POWERCUT_SEED=${SEED})\n`);
 const PATH = process.env['POPKIT_POWERCUT_PATH'];
 const ADMIN = 'hub-admin-token-for-the-power-cut-test';
 
@@ -182,8 +184,9 @@ test('property: the embedded hub cut at any moment keeps every order it acked, o
       try {
         console.log(await oneCut(m));
       } catch (err) {
+        keepFailure(KEPT, SEED, m, err);
         console.log(
-          `FAILED cut ${JSON.stringify(m)} (kept in ${keepMoment(KEPT, m)}): ${(err as Error).message}`,
+          `FAILED cut ${JSON.stringify(m)} (kept in ${SEEDS_FILE} unless CI): ${(err as Error).message}`,
         );
         throw err;
       }
@@ -191,7 +194,7 @@ test('property: the embedded hub cut at any moment keeps every order it acked, o
     {
       numRuns: RUNS,
       examples: keptMoments<Moment>(KEPT).map((m) => [m] as [Moment]),
-      ...(SEED ? { seed: Number(SEED) } : {}),
+      seed: SEED,
       ...(PATH ? { path: PATH } : {}),
       endOnFailure: true,
     },

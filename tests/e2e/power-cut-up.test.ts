@@ -13,15 +13,17 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
 import { BIN, captureOutput, tempDir } from '../support/checkout.ts';
-import { keepMoment, keptMoments } from '../support/kept-moments.ts';
 import { freePort, waitUntil } from '../support/net.ts';
 import { mountPcfs } from '../support/pcfs.ts';
+import { keepFailure, keptMoments, powercutSeed, SEEDS_FILE } from '../support/powercut-seeds.ts';
 
-// failing moments are kept here and tried first by every later run (tests/support/kept-moments.ts)
+// failing moments are kept here and tried first by every later run (tests/e2e/power-cut-seeds.json, tests/support/powercut-seeds.ts)
 const KEPT = 'power-cut-up';
 
 const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 2);
-const SEED = process.env['POPKIT_POWERCUT_SEED'];
+// the run's seed, printed first: a failure is replayed with POPKIT_POWERCUT_SEED
+const SEED = powercutSeed();
+process.stdout.write(`# power-cut seed ${SEED} (replay: POPKIT_POWERCUT_SEED=${SEED})\n`);
 const PATH = process.env['POPKIT_POWERCUT_PATH'];
 const ADMIN = 'kit-admin-token-for-the-up-power-cut';
 const KIT = 'kit-up-powercut';
@@ -186,8 +188,9 @@ test('property: popkit up on pcfs, cut while the embedded hub commits, keeps eve
       try {
         console.log(await oneCut(atMs));
       } catch (err) {
+        keepFailure(KEPT, SEED, atMs, err);
         console.log(
-          `FAILED cut after ${atMs} ms (kept in ${keepMoment(KEPT, atMs)}): ${(err as Error).message}`,
+          `FAILED cut after ${atMs} ms (kept in ${SEEDS_FILE} unless CI): ${(err as Error).message}`,
         );
         throw err;
       }
@@ -195,7 +198,7 @@ test('property: popkit up on pcfs, cut while the embedded hub commits, keeps eve
     {
       numRuns: RUNS,
       examples: keptMoments<number>(KEPT).map((m) => [m] as [number]),
-      ...(SEED ? { seed: Number(SEED) } : {}),
+      seed: SEED,
       ...(PATH ? { path: PATH } : {}),
       endOnFailure: true,
     },

@@ -16,15 +16,17 @@ import { after, test } from 'node:test';
 import fc from 'fast-check';
 import type { PgliteDurability } from '../../services/hub/db.ts';
 import { tempDir } from '../support/checkout.ts';
-import { keepMoment, keptMoments } from '../support/kept-moments.ts';
 import { mountPcfs } from '../support/pcfs.ts';
+import { keepFailure, keptMoments, powercutSeed, SEEDS_FILE } from '../support/powercut-seeds.ts';
 
-// failing moments are kept here and tried first by every later run (tests/support/kept-moments.ts)
+// failing moments are kept here and tried first by every later run (tests/e2e/power-cut-seeds.json, tests/support/powercut-seeds.ts)
 const KEPT = 'hub-pglite-power-cut';
 
 const WRITER = path.join(import.meta.dirname, '../support/pglite-writer.ts');
 const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 4);
-const SEED = process.env['POPKIT_POWERCUT_SEED'];
+// the run's seed, printed first: a failure is replayed with POPKIT_POWERCUT_SEED
+const SEED = powercutSeed();
+process.stdout.write(`# power-cut seed ${SEED} (replay: POPKIT_POWERCUT_SEED=${SEED})\n`);
 const PATH = process.env['POPKIT_POWERCUT_PATH'];
 
 const mountPoints: string[] = [];
@@ -155,7 +157,8 @@ test('property: a cut at any moment of the first start or the commits loses no a
     fc.asyncProperty(moment, async (m) => {
       const { acked, found, cut } = await oneCut(m, 'power-cut').catch((err: Error) => {
         // fast-check keeps the cause out of its report: the moment and the cause are printed here
-        console.log(`FAILED cut ${JSON.stringify(m)} (kept in ${keepMoment(KEPT, m)}): ${err.message}`);
+        keepFailure(KEPT, SEED, m, err);
+        console.log(`FAILED cut ${JSON.stringify(m)} (kept in ${SEEDS_FILE} unless CI): ${err.message}`);
         throw err;
       });
       const last = acked.length ? Math.max(...acked) : 0;
@@ -175,7 +178,7 @@ test('property: a cut at any moment of the first start or the commits loses no a
     {
       numRuns: RUNS,
       examples: keptMoments<Moment>(KEPT).map((m) => [m] as [Moment]),
-      ...(SEED ? { seed: Number(SEED) } : {}),
+      seed: SEED,
       ...(PATH ? { path: PATH } : {}),
       endOnFailure: true,
     },
