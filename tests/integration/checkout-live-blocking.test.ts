@@ -9,10 +9,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LivePlaylist, parseMediaPlaylist, playlistPosition } from '../../core/contracts/hls-playlist.ts';
 import { dataLayout } from '../../core/data-dir.ts';
-import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
-import { MediaService } from '../../services/media/media-service.ts';
 import { startCheckout } from '../support/checkout.ts';
+import { quietSimMedia } from '../support/media.ts';
 
 type Kit = Awaited<ReturnType<typeof startCheckout>>;
 let kit: Kit;
@@ -166,20 +165,7 @@ test('real media service: each blocking request for the next part returns a play
   timeout: 60_000,
 }, async () => {
   const own = await startCheckout();
-  const service = new MediaService({
-    gst,
-    board: getBoardProfile('sim'),
-    dataDir: own.dataDir,
-    cpu: { sample: () => ({ machine: 0, processCores: 0 }) },
-    settings: {
-      top: { width: 320, height: 240, fps: 30, bitrateKbps: 500 },
-      segmentSeconds: 1,
-      playlistLength: 5,
-      maxRestarts: 10,
-      ladder: { dropHigh: 2, cpuHigh: 2, ordersHigh: Number.POSITIVE_INFINITY },
-      watchdog: { dropRestartRatio: 1 },
-    },
-  });
+  const service = quietSimMedia({ gst, dataDir: own.dataDir, bitrateKbps: 500 });
   service.start();
   try {
     const ll = path.join(dataLayout(own.dataDir).hls, 'll.m3u8');

@@ -9,12 +9,11 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { parseMediaPlaylist } from '../../core/contracts/hls-playlist.ts';
 import { dataLayout } from '../../core/data-dir.ts';
-import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { loadGst } from '../../services/media/gst-loader.ts';
 import { loadHlsState } from '../../services/media/hls-state.ts';
-import { MediaService } from '../../services/media/media-service.ts';
 import { BIN, startCheckout, tempDir } from '../support/checkout.ts';
 import { PlaylistWatch } from '../support/hls-watch.ts';
+import { quietSimMedia } from '../support/media.ts';
 import { mountPcfs } from '../support/pcfs.ts';
 
 const gst = loadGst();
@@ -97,20 +96,11 @@ test('power cut mid-stream: numbers never go back, the restart is marked, nothin
 
   // The reboot: media starts again on what the disk kept.
   const after = new PlaylistWatch(path.join(layout.hls, 'll.m3u8')).start(15);
-  const service = new MediaService({
+  const service = quietSimMedia({
     gst,
-    board: getBoardProfile('sim'),
     dataDir: backing,
     bootId: 'boot-after-the-power-cut',
-    cpu: { sample: () => ({ machine: 0, processCores: 0 }) },
-    settings: {
-      top: { width: 320, height: 240, fps: 30, bitrateKbps: 400 },
-      segmentSeconds: 1,
-      playlistLength: 5,
-      maxRestarts: 10,
-      ladder: { dropHigh: 2, cpuHigh: 2, ordersHigh: Number.POSITIVE_INFINITY },
-      watchdog: { dropRestartRatio: 1 },
-    },
+    bitrateKbps: 400,
   });
   service.start();
   try {
