@@ -1,6 +1,9 @@
 // TI INA219 and INA226 current/power monitors over I2C: calibration from shunt resistance and
 // maximum current, MSB-first words over SMBus, signed registers, and re-calibration after a
 // brown-out reset (the calibration register then reads 0 and current/power read 0).
+// A conversion whose current or power arithmetic overflowed has no current or power: the INA219
+// flags it in bit 0 (OVF) of the bus voltage register (TI SBOS448, "Bus Voltage Register (02h)"),
+// the INA226 in bit 2 (OVF) of the Mask/Enable register (TI SBOS547, "Mask/Enable Register (06h)").
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import type { I2cBus } from '../i2c/types.ts';
@@ -19,6 +22,12 @@ export const REG_BUS = 0x02;
 export const REG_POWER = 0x03;
 export const REG_CURRENT = 0x04;
 export const REG_CALIBRATION = 0x05;
+/** INA226 only: alert mask and flags, among them the math overflow flag. */
+export const INA226_REG_MASK_ENABLE = 0x06;
+/** INA219: bus voltage register bit 0, "Math Overflow Flag". */
+export const INA219_BUS_OVF = 0x0001;
+/** INA226: Mask/Enable bit 2, "Math Overflow Flag". */
+export const INA226_MASK_OVF = 0x0004;
 export const INA226_REG_MANUFACTURER = 0xfe;
 export const INA226_REG_DIE_ID = 0xff;
 export const INA219_DEFAULT_CONFIG = 0x399f;
@@ -80,12 +89,15 @@ export function computeCalibration(chip: InaChip, shuntOhms: number, maxCurrentA
 export interface InaMeasurement {
   busV: number;
   shuntV: number;
-  currentA: number;
-  powerW: number;
-  /** INA219 only: the math overflowed (current beyond the calibrated range). */
+  /** Absent when the chip flagged a math overflow: the register then holds no value. */
+  currentA: number | undefined;
+  /** Absent when the chip flagged a math overflow. */
+  powerW: number | undefined;
+  /** The chip's math overflow flag (current or power beyond the calibrated range). */
   overflow: boolean;
   recalibrated: boolean;
-  raw: { bus: number; shunt: number; current: number; power: number };
+  /** `maskEnable` is the INA226's register 0x06 (undefined on an INA219). */
+  raw: { bus: number; shunt: number; current: number; power: number; maskEnable?: number };
 }
 
 export class Ina2xx {
@@ -133,14 +145,22 @@ export class Ina2xx {
     const current = await readRegisterBE(this.bus, this.address, REG_CURRENT);
     const power = await readRegisterBE(this.bus, this.address, REG_POWER);
     const is219 = this.chip === 'ina219';
+    // Read after the data registers: the flag then speaks for the conversion just read (or a newer one).
+    const maskEnable = is219
+      ? undefined
+      : await readRegisterBE(this.bus, this.address, INA226_REG_MASK_ENABLE);
+    const overflow = is219 ? (busRaw & INA219_BUS_OVF) !== 0 : ((maskEnable ?? 0) & INA226_MASK_OVF) !== 0;
+    if (overflow) {
+      log.warn({ chip: this.chip, address: this.address }, 'math overflow: current and power not published');
+    }
     return {
       busV: is219 ? (busRaw >> 3) * 0.004 : busRaw * 0.00125,
       shuntV: toSigned16(shunt) * (is219 ? 10e-6 : 2.5e-6),
-      currentA: toSigned16(current) * this.cal.currentLsb,
-      powerW: power * this.cal.powerLsb,
-      overflow: is219 && (busRaw & 1) === 1,
+      currentA: overflow ? undefined : toSigned16(current) * this.cal.currentLsb,
+      powerW: overflow ? undefined : power * this.cal.powerLsb,
+      overflow,
       recalibrated,
-      raw: { bus: busRaw, shunt, current, power },
+      raw: { bus: busRaw, shunt, current, power, ...(is219 ? {} : { maskEnable }) },
     };
   }
 }
@@ -201,15 +221,17 @@ export class InaSource extends I2cPollSource {
     if (this.sameCount >= stuckAfter) {
       this.stuck(`bus voltage register stuck at 0x${m.raw.bus.toString(16)} for ${this.sameCount + 1} reads`);
     }
-    const amps = this.o.invertCurrent ? -m.currentA : m.currentA;
-    const socPct = this.soc?.update(m.busV, amps, this.clock());
+    // An overflowed conversion has no current: publish the voltage only, and leave the charge
+    // estimate out (coulomb counting cannot integrate an unknown current).
+    const amps = m.currentA === undefined ? undefined : this.o.invertCurrent ? -m.currentA : m.currentA;
+    const socPct = amps === undefined ? undefined : this.soc?.update(m.busV, amps, this.clock());
     return {
       batteryV: round(m.busV, 3),
-      batteryA: round(amps, 4),
+      batteryA: amps === undefined ? undefined : round(amps, 4),
       socPct: socPct === undefined ? undefined : round(socPct, 1),
       extras: {
         shuntMv: round(m.shuntV * 1000, 4),
-        powerW: round(m.powerW, 3),
+        ...(m.powerW === undefined ? {} : { powerW: round(m.powerW, 3) }),
         overflow: m.overflow,
         recalibrations: this.chipDriver.recalibrations,
         ...(socPct !== undefined ? { socEstimated: true } : {}),

@@ -1,5 +1,8 @@
 // Renogy Rover / Wanderer (SRNE-made) charge controllers over Modbus RTU: one bulk read of the
 // 0x0100 block per poll, sign-magnitude temperatures, address discovery (1–247 and 255), load switch.
+// The energy registers (0x0113/0x0114 today, 0x011C–0x011F cumulative, u32 high word first) count
+// watt-hours (Renogy "ROVER MODBUS" protocol document, register table 0x0100–0x0122; SolarThing's
+// RoverModbusSlaveRead divides them by 1000 for kWh): the *KWh fields are Wh / 1000.
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { alignedDelay } from '../../core/poll-loop.ts';
@@ -109,6 +112,11 @@ export interface RenogyStatus {
   faults: string[];
 }
 
+/** Register counts are whole watt-hours; three decimals of kWh keep every count. */
+export function whToKWh(wh: number): number {
+  return round(wh / 1000, 3);
+}
+
 /** Decodes the registers read from 0x0100 (at least 0x21 of them; 0x23 to include the fault words). */
 export function decodeRenogyStatus(r: ReadonlyArray<number>): RenogyStatus {
   if (r.length < 0x21)
@@ -140,16 +148,16 @@ export function decodeRenogyStatus(r: ReadonlyArray<number>): RenogyStatus {
       maxDischargeW: at(0x0110),
       chargeAh: at(0x0111),
       dischargeAh: at(0x0112),
-      generationKWh: round(at(0x0113) / 10000, 4),
-      consumptionKWh: round(at(0x0114) / 10000, 4),
+      generationKWh: whToKWh(at(0x0113)),
+      consumptionKWh: whToKWh(at(0x0114)),
     },
     operatingDays: at(0x0115),
     overDischarges: at(0x0116),
     fullCharges: at(0x0117),
     totalChargeAh: u32(0x0118),
     totalDischargeAh: u32(0x011a),
-    totalGenerationKWh: round(u32(0x011c) / 10000, 4),
-    totalConsumptionKWh: round(u32(0x011e) / 10000, 4),
+    totalGenerationKWh: whToKWh(u32(0x011c)),
+    totalConsumptionKWh: whToKWh(u32(0x011e)),
     loadOn: (stateWord & 0x8000) !== 0,
     stateCode,
     state: RENOGY_STATES[stateCode] ?? `unknown (${stateCode})`,

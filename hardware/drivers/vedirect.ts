@@ -96,6 +96,10 @@ export function alarmReasons(ar: number): string[] {
 export interface VeDirectDecoded {
   pid?: string;
   fw?: string;
+  /** `FWE`, the 24-bit firmware version as sent (newer SmartSolar, Phoenix Charger, BuckBoost). */
+  fwe?: string;
+  /** `FWE` read out: `3.16`, or `2.08-beta-01` when its last byte is not FF. */
+  firmwareVersion?: string;
   serial?: string;
   batteryV?: number;
   auxV?: number;
@@ -136,6 +140,21 @@ function int(v: string | undefined): number | undefined {
 
 const onOff = (v: string | undefined) => (v === 'ON' ? true : v === 'OFF' ? false : undefined);
 
+/**
+ * `FWE`: up to 6 hex digits, zero padding on the left optional; the first four (after padding) are
+ * the version's decimal digits, the last two `FF` for a release or the beta number (Victron
+ * "VE.Direct Protocol" 3.33, field FWE: `0208FF` or `208FF` is 2.08, `020801` is 2.08-beta-01).
+ * Anything else (NUL bytes, letters in the version digits, more than 6 digits) is no version.
+ */
+export function decodeFwe(v: string | undefined): { fwe: string; firmwareVersion: string } | undefined {
+  if (v === undefined || !/^[0-9A-Fa-f]{3,6}$/.test(v)) return undefined;
+  const p = v.padStart(6, '0');
+  if (!/^\d{4}$/.test(p.slice(0, 4))) return undefined;
+  const version = `${Number.parseInt(p.slice(0, 2), 10)}.${p.slice(2, 4)}`;
+  const tag = p.slice(4).toUpperCase();
+  return { fwe: v, firmwareVersion: tag === 'FF' ? version : `${version}-beta-${tag}` };
+}
+
 export function decodeVeDirect(f: ReadonlyMap<string, string>): VeDirectDecoded {
   const d: VeDirectDecoded = {};
   const set = <K extends keyof VeDirectDecoded>(k: K, v: VeDirectDecoded[K] | undefined) => {
@@ -150,6 +169,11 @@ export function decodeVeDirect(f: ReadonlyMap<string, string>): VeDirectDecoded 
   };
   set('pid', f.get('PID'));
   set('fw', f.get('FW'));
+  const fwe = decodeFwe(f.get('FWE'));
+  if (fwe) {
+    d.fwe = fwe.fwe;
+    d.firmwareVersion = fwe.firmwareVersion;
+  }
   set('serial', f.get('SER#'));
   scaled('V', 'batteryV');
   scaled('VS', 'auxV');
@@ -166,7 +190,8 @@ export function decodeVeDirect(f: ReadonlyMap<string, string>): VeDirectDecoded 
   set('alarm', onOff(f.get('Alarm')));
   const ar = int(f.get('AR'));
   if (ar !== undefined) d.alarmReasons = alarmReasons(ar);
-  set('relay', onOff(f.get('Relay')));
+  // BMVs send `Relay`; SmartSolar chargers with a relay send `Relay` or `RELAY` (both seen in the field).
+  set('relay', onOff(f.get('Relay')) ?? onOff(f.get('RELAY')));
   set('temperatureC', int(f.get('T')));
   set('panelW', int(f.get('PPV')));
   const cs = int(f.get('CS'));
@@ -211,6 +236,8 @@ export function veDirectToReading(d: VeDirectDecoded): ReadingValues {
   for (const k of [
     'pid',
     'fw',
+    'fwe',
+    'firmwareVersion',
     'serial',
     'cs',
     'chargeStateName',

@@ -16,7 +16,7 @@ export interface SysfsGpioChip {
 
 export const NO_SYSFS_FIX =
   'this image has no /sys/class/gpio (Debian Trixie and JetPack 6 drop the sysfs GPIO interface): ' +
-  'use the character-device adapter instead: apt-get install libgpiod-dev && npm install node-libgpiod, ' +
+  'use the character-device adapter instead: apt-get install libgpiod-dev && npm install node-libgpiod@0.5.3, ' +
   'then set POPKIT_GPIO=libgpiod (or run with POPKIT_BOARD=sim to simulate GPIO)';
 
 export function listSysfsGpioChips(env: NodeJS.ProcessEnv = process.env): SysfsGpioChip[] {

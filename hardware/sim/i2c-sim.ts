@@ -158,26 +158,32 @@ abstract class InaModelBase implements I2cRegisterModel {
     const shuntRaw = clamp16(
       Math.round((this.amps(s) * this.shuntOhms) / this.shuntLsbV) + jitter(this.seed),
     );
+    // The chip's own arithmetic: current = shunt × cal / 4096 (INA219) or / 2048 (INA226); power =
+    // current × bus / 5000 (INA219) or / 20000 (INA226) in register units, which in volts is
+    // |current| × busV / powerFactor. A result past 16 bits sets the math overflow flag (OVF) and
+    // leaves the register clamped.
+    const current = Math.trunc((shuntRaw * cal) / this.calConstant);
+    const busV = this.busVolts(this.busRaw(s.batteryV));
+    const power = Math.trunc((Math.abs(current) * busV) / this.powerFactor);
+    const overflow = current > 32767 || current < -32768 || power > 0xffff;
     switch (reg) {
       case 0x01:
         return shuntRaw & 0xffff;
       case 0x02:
-        return this.busRaw(s.batteryV + jitter(this.seed) * 0.002);
-      case 0x04: {
-        // The chip's own arithmetic: current = shunt × cal / 4096 (INA219) or / 2048 (INA226).
-        return clamp16(Math.trunc((shuntRaw * cal) / this.calConstant)) & 0xffff;
-      }
-      case 0x03: {
-        const current = Math.trunc((shuntRaw * cal) / this.calConstant);
-        const busV = this.busVolts(this.busRaw(s.batteryV));
-        // The chip computes power = current × bus / 5000 (INA219) or / 20000 (INA226) in register
-        // units, which in volts is |current| × busV / powerFactor; never negative.
-        return Math.min(0xffff, Math.trunc((Math.abs(current) * busV) / this.powerFactor));
-      }
+        return this.busRaw(s.batteryV + jitter(this.seed) * 0.002) | this.busOverflowBits(overflow);
+      case 0x04:
+        return clamp16(current) & 0xffff;
+      case 0x03:
+        return Math.min(0xffff, Math.trunc((Math.abs(clamp16(current)) * busV) / this.powerFactor));
       default:
-        return this.regs.get(reg) ?? 0;
+        return (this.regs.get(reg) ?? 0) | this.otherOverflowBits(reg, overflow);
     }
   }
+
+  /** Where the chip reports OVF in the bus voltage register (INA219: bit 0). */
+  protected abstract busOverflowBits(overflow: boolean): number;
+  /** Where the chip reports OVF elsewhere (INA226: Mask/Enable bit 2). */
+  protected abstract otherOverflowBits(reg: number, overflow: boolean): number;
 
   protected abstract busVolts(raw: number): number;
 
@@ -216,6 +222,14 @@ export class Ina219Model extends InaModelBase {
   protected busVolts(raw: number): number {
     return (raw >> 3) * 0.004;
   }
+
+  protected busOverflowBits(overflow: boolean): number {
+    return overflow ? 0x1 : 0; // bit 0 OVF (SBOS448, Bus Voltage Register)
+  }
+
+  protected otherOverflowBits(): number {
+    return 0;
+  }
 }
 
 export class Ina226Model extends InaModelBase {
@@ -241,6 +255,14 @@ export class Ina226Model extends InaModelBase {
 
   protected busVolts(raw: number): number {
     return raw * 0.00125;
+  }
+
+  protected busOverflowBits(): number {
+    return 0;
+  }
+
+  protected otherOverflowBits(reg: number, overflow: boolean): number {
+    return reg === 0x06 && overflow ? 0x4 : 0; // Mask/Enable bit 2 OVF (SBOS547)
   }
 }
 

@@ -130,9 +130,9 @@ export class RenogySimulator extends ModbusSlaveSim {
     set(0x010b, (s.batteryV - 0.4) * 10);
     set(0x010c, (s.batteryV + 0.3) * 10);
     set(0x010f, s.maxPowerTodayW);
-    set(0x0113, s.yieldTodayWh * 10); // kWh/10000
+    set(0x0113, s.yieldTodayWh); // Wh, as the Rover counts it
     set(0x0115, Math.floor(s.atMs / 86_400_000) % 10000);
-    const totalGen = Math.round(s.yieldTotalWh * 10);
+    const totalGen = Math.round(s.yieldTotalWh); // Wh, u32 high word first
     set(0x011c, Math.floor(totalGen / 0x10000) & 0xffff);
     set(0x011d, totalGen & 0xffff);
     r[0x0120 - 0x0100] = (s.loadOn ? 0x8000 : 0) | RENOGY_STATE[s.chargeState];

@@ -22,6 +22,13 @@ export interface VeDirectSimOptions {
   kind?: VeDirectSimKind;
   periodMs?: number;
   serial?: string;
+  /**
+   * MPPT only: send `FWE` (24-bit firmware version, e.g. `316FF`) in place of `FW`, as newer
+   * SmartSolar units do.
+   */
+  fwe?: string;
+  /** MPPT only: a charger with a relay sends `RELAY` ON/OFF. */
+  relay?: boolean;
 }
 
 export interface VeDirectFaults {
@@ -50,11 +57,15 @@ const CS_CODE: Record<ChargeState, number> = {
 // An asynchronous HEX frame as chargers send it unasked (a register update), checksum to 0x55.
 export const SAMPLE_HEX_FRAME = ':A0102000543\n';
 
-export function mpptFields(s: BatterySnapshot, serial: string): VeDirectField[] {
+export function mpptFields(
+  s: BatterySnapshot,
+  serial: string,
+  extra: { fwe?: string; relay?: boolean } = {},
+): VeDirectField[] {
   const mV = (v: number) => String(Math.round(v * 1000));
   return [
     ['PID', '0xA053'],
-    ['FW', '159'],
+    extra.fwe === undefined ? ['FW', '159'] : ['FWE', extra.fwe],
     ['SER#', serial],
     ['V', mV(s.batteryV)],
     ['I', String(Math.round((s.batteryA + s.loadA) * 1000))],
@@ -65,6 +76,7 @@ export function mpptFields(s: BatterySnapshot, serial: string): VeDirectField[] 
     ['OR', s.solarW > 0.5 ? '0x00000000' : '0x00000001'],
     ['ERR', '0'],
     ['LOAD', s.loadOn ? 'ON' : 'OFF'],
+    ...(extra.relay === undefined ? [] : [['RELAY', extra.relay ? 'ON' : 'OFF'] as VeDirectField]),
     ['IL', String(Math.round(s.loadA * 1000))],
     ['H19', String(Math.round(s.yieldTotalWh / 10))],
     ['H20', String(Math.round(s.yieldTodayWh / 10))],
@@ -117,7 +129,8 @@ export function bmvFields(s: BatterySnapshot, capacityAh: number): [VeDirectFiel
 export class VeDirectSimulator {
   readonly faults: VeDirectFaults = {};
   blocksSent = 0;
-  private readonly o: Required<Omit<VeDirectSimOptions, 'serial'>> & { serial: string };
+  private readonly o: Required<Omit<VeDirectSimOptions, 'serial' | 'fwe' | 'relay'>> &
+    Pick<VeDirectSimOptions, 'fwe' | 'relay'> & { serial: string };
   private stopTimer: (() => void) | undefined;
   private unsubData: (() => void) | undefined;
   /** Reads what the host sends: HEX-protocol commands (text mode has no requests). */
@@ -168,7 +181,10 @@ export class VeDirectSimulator {
   nextBytes(): Buffer {
     const s = this.o.battery.sync();
     const capacityAh = this.o.battery.capacityWh / (this.o.battery.cellsInSeries * 3.2);
-    const blocks = this.o.kind === 'mppt' ? [mpptFields(s, this.o.serial)] : bmvFields(s, capacityAh);
+    const blocks =
+      this.o.kind === 'mppt'
+        ? [mpptFields(s, this.o.serial, { fwe: this.o.fwe, relay: this.o.relay })]
+        : bmvFields(s, capacityAh);
     const out: Buffer[] = [];
     for (const fields of blocks) {
       if ((this.faults.garbage ?? 0) > 0) {

@@ -7,7 +7,16 @@ import path from 'node:path';
 import { after, describe, mock, test } from 'node:test';
 import { BOARD_IDS, boardFromDeviceType, detectBoard, getBoardProfile } from '../../hardware/boards/index.ts';
 import { chooseGpioBackend, createGpioProvider } from '../../hardware/factories/gpio-providers.ts';
-import { LIBGPIOD_FIX, LibgpiodProvider, loadLibgpiod } from '../../hardware/gpio/libgpiod-provider.ts';
+import {
+  checkLibgpiodVersion,
+  findCharDevChip,
+  LIBGPIOD_FIX,
+  type LibgpiodChip,
+  type LibgpiodModule,
+  LibgpiodProvider,
+  loadLibgpiod,
+  NODE_LIBGPIOD_VERSION,
+} from '../../hardware/gpio/libgpiod-provider.ts';
 import { OnoffGpioProvider } from '../../hardware/gpio/onoff-provider.ts';
 import { findChipBase, listSysfsGpioChips, sysfsGpioNumber } from '../../hardware/gpio/sysfs-base.ts';
 import { SimGpio } from '../../hardware/sim/gpio-sim.ts';
@@ -180,6 +189,216 @@ describe('GPIO base detection (sysfs)', () => {
       code: 'CONFIG_INVALID',
     });
     assert.ok(createGpioProvider(getBoardProfile('sim'), env) instanceof SimGpio);
+  });
+});
+
+describe('libgpiod adapter (node-libgpiod 0.5, character device)', () => {
+  /** A host tree for the character-device lookup: files under /sys and empty /dev nodes. */
+  function cdevTree(files: Record<string, string>, devs: string[]): NodeJS.ProcessEnv {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'popkit-cdev-'));
+    roots.push(root);
+    mkdirSync(path.join(root, 'dev'), { recursive: true });
+    for (const d of devs) writeFileSync(path.join(root, 'dev', d), '');
+    for (const [f, body] of Object.entries(files)) {
+      mkdirSync(path.dirname(path.join(root, f)), { recursive: true });
+      writeFileSync(path.join(root, f), body);
+    }
+    return { POPKIT_HOST_ROOT: root };
+  }
+
+  test('chip lookup reads /sys/class/gpio/chipN/label, N being the /dev/gpiochipN number', () => {
+    // Documentation/ABI/obsolete/sysfs-gpio: "/chipX ... #X is the gpio device ID ... /label".
+    // A Pi 5 on a kernel with the per-chip interface: RP1's pins are /dev/gpiochip0 (base 571).
+    const env = cdevTree(
+      {
+        'sys/class/gpio/gpiochip571/label': 'pinctrl-rp1\n',
+        'sys/class/gpio/gpiochip571/base': '571\n',
+        'sys/class/gpio/chip0/label': 'pinctrl-rp1\n',
+        'sys/class/gpio/chip10/label': 'gpio-brcmstb@107d508500\n',
+      },
+      ['gpiochip0', 'gpiochip10'],
+    );
+    assert.equal(findCharDevChip('pinctrl-rp1', env), 0);
+    assert.equal(findCharDevChip('gpio-brcmstb@107d508500', env), 10);
+    assert.equal(findCharDevChip('no-such-chip', env), -1, 'unknown to sysfs: ask the device');
+  });
+
+  test('the files that are not the chip label by device number are not taken for it', () => {
+    // The old lookup read of_node/label (a device-tree property) and would have answered 3 here;
+    // gpiochip571 is keyed by its base, not by the /dev number.
+    const env = cdevTree(
+      {
+        'sys/bus/gpio/devices/gpiochip3/of_node/label': 'pinctrl-rp1\0',
+        'sys/class/gpio/gpiochip571/label': 'pinctrl-rp1\n',
+      },
+      ['gpiochip0', 'gpiochip3'],
+    );
+    assert.equal(findCharDevChip('pinctrl-rp1', env), -1);
+  });
+
+  test('no /dev/gpiochip* at all is a coded error naming the fix; a label file of junk matches nothing', () => {
+    assert.throws(() => findCharDevChip('pinctrl-rp1', cdevTree({}, ['ttyUSB0', 'gpiochip'])), {
+      code: 'HW_GPIO_UNSUPPORTED',
+      message: /no \/dev\/gpiochip\* devices/,
+    });
+    const env = cdevTree({ 'sys/class/gpio/chip0/label': '\0\0'.repeat(4096) }, ['gpiochip0']);
+    assert.equal(findCharDevChip('', env), 0, 'an all-NUL label is the empty label, nothing more');
+    assert.equal(findCharDevChip('pinctrl-rp1', env), -1);
+  });
+
+  test('one minor version: 0.5.x loads, 0.4 (the other argument order) and others are refused', () => {
+    assert.equal(NODE_LIBGPIOD_VERSION, '0.5.3');
+    checkLibgpiodVersion('0.5.3');
+    checkLibgpiodVersion('0.5.0');
+    for (const bad of ['0.4.6', '0.3.0', '1.0.0', '0.50.0', '', 'latest', undefined, 5, 'x'.repeat(5000)]) {
+      assert.throws(
+        () => checkLibgpiodVersion(bad),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'HW_GPIO_UNSUPPORTED');
+          assert.match(err.message, /node-libgpiod@0\.5\.3/);
+          assert.ok(err.message.length < 300, 'a hostile version string is not echoed whole');
+          return true;
+        },
+      );
+    }
+  });
+
+  test('loadLibgpiod checks the installed package version before loading it', async () => {
+    // one directory per version: require() caches a package.json once read
+    const pkg = (version: string) => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'popkit-gpiod-pkg-'));
+      roots.push(dir);
+      writeFileSync(
+        path.join(dir, 'package.json'),
+        JSON.stringify({ name: 'node-libgpiod', version, main: 'index.js' }),
+      );
+      writeFileSync(
+        path.join(dir, 'index.js'),
+        'module.exports = { version: "1.6.3", getChipNames: () => [], Chip: class {}, Line: class {} };\n',
+      );
+      return dir;
+    };
+    await assert.rejects(loadLibgpiod(pkg('0.4.6')), {
+      code: 'HW_GPIO_UNSUPPORTED',
+      message: /0\.4\.6 is installed/,
+    });
+    const lib = await loadLibgpiod(pkg('0.5.3'));
+    assert.equal(typeof lib.Chip, 'function');
+    assert.deepEqual(lib.getChipNames(), []);
+    const broken = pkg('0.5.3');
+    writeFileSync(path.join(broken, 'index.js'), 'module.exports = { Chip: 42 };\n');
+    await assert.rejects(loadLibgpiod(broken), { code: 'HW_GPIO_UNSUPPORTED', message: /lacks Chip/ });
+  });
+
+  /**
+   * A stand-in for node-libgpiod 0.5.3's JavaScript surface (lib/chip.js, lib/line.js of the
+   * published package): getters on Chip, consumer before value in requestOutputMode. It records
+   * the calls so the adapter's use of that surface is checked; the native part is not emulated.
+   */
+  function fakeLib(chips: Array<{ name: string; label: string; lines: number }>) {
+    const calls: string[] = [];
+    const values = new Map<string, 0 | 1>();
+    class Chip implements LibgpiodChip {
+      readonly name: string;
+      readonly label: string;
+      readonly numberOfLines: number;
+      constructor(id: number | string) {
+        const c = chips.find((x) => x.name === (typeof id === 'number' ? `gpiochip${id}` : id));
+        if (!c) throw new Error(`cannot open ${id}`);
+        this.name = c.name;
+        this.label = c.label;
+        this.numberOfLines = c.lines;
+        calls.push(`chip ${id}`);
+      }
+    }
+    class Line {
+      constructor(
+        readonly chip: LibgpiodChip,
+        readonly offset: number,
+      ) {}
+      requestInputMode(consumer = '') {
+        calls.push(`in ${this.offset} ${consumer}`);
+      }
+      requestOutputMode(consumer = '', defaultValue: 0 | 1 = 0) {
+        if (typeof consumer !== 'string' || (defaultValue !== 0 && defaultValue !== 1))
+          throw new TypeError('requestOutputMode(consumer, defaultValue)');
+        calls.push(`out ${this.offset} ${consumer} ${defaultValue}`);
+        values.set(`${this.chip.name}:${this.offset}`, defaultValue);
+      }
+      getValue() {
+        return values.get(`${this.chip.name}:${this.offset}`) ?? 0;
+      }
+      setValue(v: 0 | 1) {
+        calls.push(`set ${this.offset} ${v}`);
+        values.set(`${this.chip.name}:${this.offset}`, v);
+      }
+      release() {
+        calls.push(`release ${this.offset}`);
+      }
+    }
+    const lib: LibgpiodModule = { getChipNames: () => chips.map((c) => c.name), Chip, Line };
+    return { lib, calls };
+  }
+
+  const PI5_CHIPS = [
+    { name: 'gpiochip0', label: 'gpio-brcmstb@107d508500', lines: 32 },
+    { name: 'gpiochip4', label: 'pinctrl-rp1', lines: 54 },
+  ];
+
+  test('open: finds the chip through the device when sysfs cannot tell, requests with the 0.5 argument order', async () => {
+    const env = cdevTree({}, ['gpiochip0', 'gpiochip4']);
+    const { lib, calls } = fakeLib(PI5_CHIPS);
+    const gpio = new LibgpiodProvider(env, 10, async () => lib);
+    const ref = getBoardProfile('pi5').gpio.ledGreen;
+    const led = await gpio.open('ledGreen', ref, { direction: 'out', activeLow: true });
+    assert.ok(calls.includes(`out ${ref.line} popkit-ledGreen 1`), calls.join(' | '));
+    await led.write(1);
+    assert.equal(calls.at(-1), `set ${ref.line} 0`, 'active-low: on drives the line low');
+    assert.equal(await led.read(), 1);
+    await led.close();
+    assert.equal(calls.at(-1), `release ${ref.line}`);
+    const button = await gpio.open('buttonA', getBoardProfile('pi5').gpio.buttonA, { direction: 'in' });
+    assert.ok(calls.some((c) => c.startsWith('in ') && c.endsWith('popkit-buttonA')));
+    await button.close();
+  });
+
+  test('open: uses /sys/class/gpio/chipN when present, and refuses a device whose label disagrees', async () => {
+    const { lib, calls } = fakeLib(PI5_CHIPS);
+    const agree = cdevTree({ 'sys/class/gpio/chip4/label': 'pinctrl-rp1\n' }, ['gpiochip0', 'gpiochip4']);
+    const led = await new LibgpiodProvider(agree, 10, async () => lib).open(
+      'ledRed',
+      getBoardProfile('pi5').gpio.ledRed,
+      { direction: 'out' },
+    );
+    assert.deepEqual(
+      calls.filter((c) => c.startsWith('chip')),
+      ['chip 4'],
+      'straight to the chip sysfs named',
+    );
+    await led.close();
+    const stale = cdevTree({ 'sys/class/gpio/chip0/label': 'pinctrl-rp1\n' }, ['gpiochip0', 'gpiochip4']);
+    await assert.rejects(
+      new LibgpiodProvider(stale, 10, async () => lib).open('ledRed', getBoardProfile('pi5').gpio.ledRed, {
+        direction: 'out',
+      }),
+      { code: 'HW_UNAVAILABLE', message: /gpiochip0 is labelled 'gpio-brcmstb@107d508500'/ },
+    );
+  });
+
+  test('open: a wrong board or a line past the chip is a coded error', async () => {
+    const env = cdevTree({}, ['gpiochip0', 'gpiochip4']);
+    const { lib } = fakeLib(PI5_CHIPS);
+    const gpio = new LibgpiodProvider(env, 10, async () => lib);
+    await assert.rejects(gpio.open('ledGreen', getBoardProfile('pi4').gpio.ledGreen, { direction: 'out' }), {
+      code: 'HW_UNAVAILABLE',
+      message:
+        /no GPIO chip labelled 'pinctrl-bcm2711' \(found: gpiochip0=gpio-brcmstb@107d508500, gpiochip4=pinctrl-rp1\)/,
+    });
+    for (const line of [54, -1, 1.5]) {
+      await assert.rejects(gpio.open('x', { chip: 'pinctrl-rp1', line }, { direction: 'out' }), {
+        code: 'BAD_REQUEST',
+      });
+    }
   });
 });
 

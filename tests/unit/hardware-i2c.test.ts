@@ -71,9 +71,9 @@ describe('INA2xx against register models', () => {
       const s = battery.snapshot();
       assert.ok(s.batteryA < 0, 'discharging at night');
       assert.ok(Math.abs(m.busV - s.batteryV) < 0.02, `${m.busV} vs ${s.batteryV}`);
-      assert.ok(m.currentA < 0, 'negative current survives the signed register');
-      assert.ok(Math.abs(m.currentA - s.batteryA) < 0.05, `${m.currentA} vs ${s.batteryA}`);
-      assert.ok(Math.abs(m.powerW - Math.abs(s.batteryA * s.batteryV)) < 0.6, `${m.powerW}`);
+      assert.ok(m.currentA! < 0, 'negative current survives the signed register');
+      assert.ok(Math.abs(m.currentA! - s.batteryA) < 0.05, `${m.currentA} vs ${s.batteryA}`);
+      assert.ok(Math.abs(m.powerW! - Math.abs(s.batteryA * s.batteryV)) < 0.6, `${m.powerW}`);
       assert.equal(m.recalibrated, false);
     });
 
@@ -87,10 +87,61 @@ describe('INA2xx against register models', () => {
       const m = await ina.read();
       assert.equal(m.recalibrated, true);
       assert.equal(ina.recalibrations, 1);
-      assert.ok(m.currentA < -1);
+      assert.ok(m.currentA! < -1);
       assert.equal(await readRegisterBE(bus, address, 0x05), ina.cal.calibration);
     });
   }
+
+  // TI SBOS448 (INA219), Bus Voltage Register (02h) bit 0 and TI SBOS547 (INA226), Mask/Enable
+  // Register (06h) bit 2: OVF, the current or power arithmetic went out of range. The register
+  // models compute it from their own arithmetic, so a current past the calibrated range sets it.
+  for (const [chip, address, ohms, maxA] of [
+    ['ina219', 0x42, 0.01, 8],
+    ['ina226', 0x40, 0.002, 20],
+  ] as const) {
+    test(`${chip}: a current past the calibrated range sets OVF in the model; the driver gives no current or power`, async () => {
+      // ~160 W of load on a 12.8 V battery is past 8 A (INA219) but within 20 A (INA226) at first.
+      const { battery, bus } = world({ loadW: 160 });
+      const tight = new Ina2xx(chip, bus, address, ohms, chip === 'ina219' ? maxA : 8);
+      await tight.init();
+      assert.ok(battery.snapshot().batteryA < -9, `${battery.snapshot().batteryA} A`);
+      if (chip === 'ina219') {
+        assert.equal((await readRegisterBE(bus, address, 0x02)) & 1, 1, 'OVF in the bus register');
+      } else {
+        assert.equal((await readRegisterBE(bus, address, 0x06)) & 4, 4, 'OVF in Mask/Enable');
+      }
+      const m = await tight.read();
+      assert.equal(m.overflow, true);
+      assert.equal(m.currentA, undefined);
+      assert.equal(m.powerW, undefined);
+      assert.ok(Math.abs(m.busV - battery.snapshot().batteryV) < 0.02, 'the voltage is still a value');
+      // The same load under a calibration that covers it: no flag, and the model and driver agree.
+      const roomy = new Ina2xx(chip, bus, address, ohms, chip === 'ina219' ? 30 : 40);
+      await roomy.init();
+      const ok = await roomy.read();
+      assert.equal(ok.overflow, false);
+      assert.ok(Math.abs(ok.currentA! - battery.snapshot().batteryA) < 0.1, `${ok.currentA}`);
+    });
+  }
+
+  test('hostile flag registers: a Mask/Enable stuck at 0xFFFF or a bus word with bit 0 set is an overflow', async () => {
+    const { bus } = world({ loadW: 40 });
+    const ina226 = new Ina2xx('ina226', bus, 0x40, 0.002, 20);
+    await ina226.init();
+    bus.injectStuck(0x40, 0x06, 0xffff);
+    const a = await ina226.read();
+    assert.equal(a.overflow, true);
+    assert.equal(a.currentA, undefined);
+    bus.clearStuck(0x40);
+    assert.equal((await ina226.read()).overflow, false, 'the flag clears with the register');
+    const ina219 = new Ina2xx('ina219', bus, 0x42, 0.01, 8);
+    await ina219.init();
+    bus.injectStuck(0x42, 0x02, 0x5dc3); // 12 V, CNVR, OVF
+    const b = await ina219.read();
+    assert.deepEqual([b.overflow, b.currentA, b.powerW, b.busV], [true, undefined, undefined, 12]);
+    bus.injectStuck(0x42, 0x02, 0x5dc2); // CNVR alone is no overflow
+    assert.equal((await ina219.read()).overflow, false);
+  });
 
   test('INA226 init refuses a chip that is not one', async () => {
     const { bus } = world();
@@ -180,6 +231,45 @@ describe('I2C sources: faults are statuses', () => {
     now += 100;
     await src.pollOnce();
     assert.equal(src.latest()?.stale, false);
+  });
+
+  test('an overflowed reading publishes the voltage but no current, power or charge estimate', async () => {
+    const { bus } = world({ loadW: 160 });
+    let now = 0;
+    const src = new InaSource({
+      device: 'ups',
+      chip: 'ina219',
+      bus,
+      address: 0x42,
+      shuntOhms: 0.01,
+      maxCurrentA: 8,
+      chemistry: 'lifepo4',
+      cellsInSeries: 4,
+      clock: () => now,
+    });
+    await src.pollOnce();
+    const r = src.latest()!;
+    assert.equal(r.stale, false);
+    assert.ok(r.batteryV! > 10);
+    assert.equal(r.batteryA, undefined);
+    assert.equal(r.socPct, undefined);
+    assert.equal(r.extras?.['overflow'], true);
+    assert.equal('powerW' in (r.extras ?? {}), false);
+    now += 1000;
+    // the same chip under a calibration that fits the current
+    const roomy = new InaSource({
+      device: 'ups2',
+      chip: 'ina219',
+      bus,
+      address: 0x42,
+      shuntOhms: 0.01,
+      maxCurrentA: 30,
+      clock: () => now,
+    });
+    await roomy.pollOnce();
+    assert.ok(roomy.latest()!.batteryA! < -9);
+    assert.equal(roomy.latest()!.extras?.['overflow'], false);
+    assert.equal(typeof roomy.latest()!.extras?.['powerW'], 'number');
   });
 
   test('bad construction parameters are coded errors', () => {

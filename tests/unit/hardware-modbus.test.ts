@@ -101,8 +101,12 @@ describe('Renogy Rover decoding', () => {
     set(0x107, 185);
     set(0x108, 380);
     set(0x109, 70);
+    set(0x113, 1234); // Wh today → 1.234 kWh
+    set(0x114, 7); // Wh consumed today → 0.007 kWh
     set(0x11c, 0x0001);
-    set(0x11d, 0x86a0); // 100000 → 10 kWh
+    set(0x11d, 0x86a0); // 0x000186A0 = 100000 Wh → 100 kWh
+    set(0x11e, 0x0000);
+    set(0x11f, 0x03e8); // 1000 Wh → 1 kWh
     set(0x120, 0x8005); // load on, floating
     set(0x121, 0x0004); // bit 18: battery under-voltage warning
     const s = decodeRenogyStatus(r);
@@ -114,11 +118,28 @@ describe('Renogy Rover decoding', () => {
     assert.equal(s.pvV, 18.5);
     assert.equal(s.pvA, 3.8);
     assert.equal(s.pvW, 70);
-    assert.equal(s.totalGenerationKWh, 10);
+    // Renogy's protocol document counts these registers in Wh (not kWh/10000): read 10× low before.
+    assert.equal(s.today.generationKWh, 1.234);
+    assert.equal(s.today.consumptionKWh, 0.007);
+    assert.equal(s.totalGenerationKWh, 100);
+    assert.equal(s.totalConsumptionKWh, 1);
     assert.equal(s.loadOn, true);
     assert.equal(s.chargeState, 'float');
     assert.deepEqual(s.faults, ['battery under-voltage warning']);
     assert.throws(() => decodeRenogyStatus([1, 2, 3]), { code: 'BAD_REQUEST' });
+  });
+
+  test('energy registers at their limits: u16 and u32 full scale stay exact Wh / 1000', () => {
+    const r = new Array<number>(0x23).fill(0);
+    r[0x113 - 0x100] = 0xffff; // 65535 Wh
+    r[0x11c - 0x100] = 0xffff;
+    r[0x11d - 0x100] = 0xffff; // 4294967295 Wh, high word first
+    r[0x11e - 0x100] = 0x0001; // high word only: 65536 Wh (a low-word-first reader would say 1 Wh)
+    const s = decodeRenogyStatus(r);
+    assert.equal(s.today.generationKWh, 65.535);
+    assert.equal(s.totalGenerationKWh, 4294967.295);
+    assert.equal(s.totalConsumptionKWh, 65.536);
+    assert.equal(s.today.consumptionKWh, 0);
   });
 
   test('discovery order tries 1, 16, 255 first and covers 1–247', () => {
@@ -184,6 +205,27 @@ describe('drivers against simulated controllers (in-process)', () => {
     await rover.setLoad(true);
     assert.equal(battery.snapshot().loadOn, true);
     await assert.rejects(master.readRegisters(1, 3, 0x2000, 1), { code: 'HW_MODBUS_EXCEPTION' });
+    master.detach();
+    await sim.stop();
+  });
+
+  test('Renogy: the simulator writes energy in Wh and the driver reads back the same kWh (round trip)', async () => {
+    const { battery, pair } = rig();
+    battery.step(3 * 3600_000); // three simulated hours of 150 W sun: hundreds of Wh
+    const snap = battery.snapshot();
+    assert.ok(snap.yieldTodayWh > 100, `yield ${snap.yieldTodayWh} Wh`);
+    const sim = new RenogySimulator({ link: pair.device, battery, unitId: 1 });
+    // the register words themselves: 1 count = 1 Wh
+    const regs = sim.statusRegisters(snap);
+    assert.equal(regs[0x13], Math.round(snap.yieldTodayWh));
+    assert.equal(regs[0x1c]! * 0x10000 + regs[0x1d]!, Math.round(snap.yieldTotalWh));
+    await sim.start();
+    await pair.host.open();
+    const master = new ModbusRtuMaster(pair.host, { timeoutMs: 200 });
+    const s = await new RenogyRover(master, 1).readStatus();
+    const now = battery.snapshot();
+    assert.equal(s.today.generationKWh, Math.round(now.yieldTodayWh) / 1000);
+    assert.equal(s.totalGenerationKWh, Math.round(now.yieldTotalWh) / 1000);
     master.detach();
     await sim.stop();
   });

@@ -65,8 +65,16 @@ interface InaFixture {
   identity?: { manufacturer: string; dieId: string };
   vectors: Array<{
     name: string;
-    registers: { shunt: string; bus: string; current: string; power: string };
-    expect: { busV: number; shuntV: number; currentA: number; powerW: number; overflow?: boolean };
+    /** `maskEnable`: the INA226's register 0x06, which the driver reads for the overflow flag. */
+    registers: { shunt: string; bus: string; current: string; power: string; maskEnable?: string };
+    /** `null`: the chip flagged a math overflow, so the driver must not give a value. */
+    expect: {
+      busV: number;
+      shuntV: number;
+      currentA: number | null;
+      powerW: number | null;
+      overflow?: boolean;
+    };
   }>;
 }
 
@@ -85,6 +93,7 @@ for (const [chip, file] of [
           [0x03, word(v.registers.power)],
           [0x04, word(v.registers.current)],
         ]);
+        if (v.registers.maskEnable !== undefined) regs.set(0x06, word(v.registers.maskEnable));
         if (fx.identity) {
           regs.set(0xfe, word(fx.identity.manufacturer));
           regs.set(0xff, word(fx.identity.dieId));
@@ -101,8 +110,10 @@ for (const [chip, file] of [
         assert.equal(m.recalibrated, false);
         near(m.busV, v.expect.busV, 'bus V');
         near(m.shuntV, v.expect.shuntV, 'shunt V');
-        near(m.currentA, v.expect.currentA, 'current A');
-        near(m.powerW, v.expect.powerW, 'power W');
+        if (v.expect.currentA === null) assert.equal(m.currentA, undefined, 'no current from an overflow');
+        else near(m.currentA!, v.expect.currentA, 'current A');
+        if (v.expect.powerW === null) assert.equal(m.powerW, undefined, 'no power from an overflow');
+        else near(m.powerW!, v.expect.powerW, 'power W');
         if (v.expect.overflow !== undefined) assert.equal(m.overflow, v.expect.overflow);
       });
     }

@@ -4,7 +4,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { decodeVeDirect, VeDirectRecord, veDirectToReading } from '../../hardware/drivers/vedirect.ts';
+import {
+  decodeFwe,
+  decodeVeDirect,
+  VeDirectRecord,
+  veDirectToReading,
+} from '../../hardware/drivers/vedirect.ts';
 import {
   encodeVeDirectBlock,
   type VeDirectBlock,
@@ -238,6 +243,127 @@ describe('VE.Direct framing rules', () => {
     assert.equal(d.errName, 'charger current reversed');
     assert.equal(d.offReason, 1);
     assert.equal(d.batteryV, undefined, 'a malformed number is omitted, not NaN');
+  });
+});
+
+describe('VE.Direct FWE and RELAY (newer SmartSolar chargers)', () => {
+  // Field values of a SmartSolar MPPT 150/70 (PID 0xA06C) as logged byte by byte in
+  // KinDR007/VictronMPPT-ESPHOME issue 183 ("FWE\t316FF", "Relay\tOFF"); the log leaves lines out
+  // between its HEX frames, so its checksum bytes cannot be reused: the fields are re-framed here.
+  const smartSolar15070: Array<[string, string]> = [
+    ['PID', '0xA06C'],
+    ['FWE', '316FF'],
+    ['SER#', 'HQ2247EP3FN'],
+    ['V', '52700'],
+    ['I', '7600'],
+    ['VPV', '103870'],
+    ['PPV', '412'],
+    ['MPPT', '2'],
+    ['CS', '3'],
+    ['OR', '0x00000000'],
+    ['ERR', '0'],
+    ['LOAD', 'ON'],
+    ['Relay', 'OFF'],
+    ['H19', '1158'],
+    ['H20', '77'],
+    ['H21', '479'],
+    ['H22', '135'],
+    ['H23', '525'],
+    ['HSDS', '2'],
+  ];
+
+  test('a SmartSolar 150/70 block: FWE 316FF is firmware 3.16, Relay OFF is a relay state', () => {
+    const { blocks } = parseAll(encodeVeDirectBlock(smartSolar15070));
+    const d = decodeVeDirect(new Map(blocks[0]!.fields));
+    assert.equal(d.fwe, '316FF');
+    assert.equal(d.firmwareVersion, '3.16');
+    assert.equal(d.fw, undefined, 'this unit sends FWE instead of FW');
+    assert.equal(d.relay, false);
+    assert.equal(d.batteryV, 52.7);
+    assert.equal(d.panelW, 412);
+    const r = veDirectToReading(d);
+    assert.equal(r.extras?.['fwe'], '316FF');
+    assert.equal(r.extras?.['firmwareVersion'], '3.16');
+    assert.equal(r.extras?.['relay'], false);
+  });
+
+  test("the upper-case RELAY label and FWE 315FF (hoylabs/OpenDTU-OnBattery issue 1037's log lines)", () => {
+    // "Unknown text data 'RELAY' (value 'OFF')" from an MPPT; "'FWE' (value '315FF')" from an MPPT 250/85.
+    const d = decodeVeDirect(
+      new Map([
+        ['RELAY', 'OFF'],
+        ['FWE', '315FF'],
+      ]),
+    );
+    assert.equal(d.relay, false);
+    assert.equal(d.firmwareVersion, '3.15');
+    assert.equal(decodeVeDirect(new Map([['RELAY', 'ON']])).relay, true);
+  });
+
+  test('FWE per the protocol document: 0208FF and 208FF are 2.08, 020801 is 2.08-beta-01', () => {
+    // Victron "VE.Direct Protocol" 3.33, field FWE (the document's own examples).
+    assert.deepEqual(decodeFwe('0208FF'), { fwe: '0208FF', firmwareVersion: '2.08' });
+    assert.deepEqual(decodeFwe('208FF'), { fwe: '208FF', firmwareVersion: '2.08' });
+    assert.deepEqual(decodeFwe('020801'), { fwe: '020801', firmwareVersion: '2.08-beta-01' });
+    assert.equal(decodeFwe('1208ff')?.firmwareVersion, '12.08', 'hex digits in either case');
+  });
+
+  test('hostile FWE and RELAY values are ignored, never half-decoded', () => {
+    for (const bad of [
+      '',
+      '\0\0\0',
+      '0208FF\0',
+      '\u00000208FF',
+      'ZZZZZZ',
+      '1234567',
+      'A208FF',
+      '02 8FF',
+      '-208FF',
+      '2.08',
+    ]) {
+      assert.equal(decodeFwe(bad), undefined, JSON.stringify(bad));
+      const d = decodeVeDirect(new Map([['FWE', bad]]));
+      assert.equal(d.fwe, undefined, JSON.stringify(bad));
+      assert.equal(d.firmwareVersion, undefined);
+    }
+    for (const bad of ['on', 'On', 'ON\0', '\0', '1', 'TRUE', 'OFF ', '']) {
+      assert.equal(decodeVeDirect(new Map([['RELAY', bad]])).relay, undefined, JSON.stringify(bad));
+      assert.equal('relay' in veDirectToReading(decodeVeDirect(new Map([['RELAY', bad]]))).extras!, false);
+    }
+    // A NUL-laden value still frames (bytes, not text) and is then ignored by the decoder.
+    const { blocks } = parseAll(
+      encodeVeDirectBlock([
+        ['FWE', '\0\0\x196FF'],
+        ['RELAY', 'O\0N'],
+      ]),
+    );
+    const d = decodeVeDirect(new Map(blocks[0]!.fields));
+    assert.deepEqual([d.fwe, d.relay], [undefined, undefined]);
+    // A huge value is no field: the whole block is rejected as corrupt.
+    assert.equal(parseAll(encodeVeDirectBlock([['FWE', 'F'.repeat(64)]])).stats.rejectedCorrupt, 1);
+    assert.equal(parseAll(encodeVeDirectBlock([['RELAY', 'O'.repeat(40)]])).stats.rejectedCorrupt, 1);
+  });
+
+  test('round trip: the simulator sends FWE and RELAY and the driver reads them back', async () => {
+    const { SimSerialPair } = await import('../../hardware/sim/serial-pair.ts');
+    const { VeDirectSimulator } = await import('../../hardware/sim/vedirect-sim.ts');
+    const { BatteryModel } = await import('../../hardware/sim/battery-model.ts');
+    const pair = new SimSerialPair();
+    const battery = new BatteryModel({ clock: () => 0 });
+    for (const relay of [true, false]) {
+      const sim = new VeDirectSimulator({ link: pair.device, battery, fwe: '0316FF', relay });
+      const { blocks, stats } = parseAll(sim.nextBytes());
+      assert.equal(stats.accepted, 1);
+      const labels = blocks[0]!.fields.map(([k]) => k);
+      assert.ok(labels.includes('FWE') && labels.includes('RELAY') && !labels.includes('FW'), labels.join());
+      const d = decodeVeDirect(new Map(blocks[0]!.fields));
+      assert.equal(d.firmwareVersion, '3.16');
+      assert.equal(d.relay, relay);
+    }
+    // Without the options the simulated charger stays an older one: FW, no relay.
+    const plain = parseAll(new VeDirectSimulator({ link: pair.device, battery }).nextBytes());
+    const d = decodeVeDirect(new Map(plain.blocks[0]!.fields));
+    assert.deepEqual([d.fw, d.fwe, d.relay], ['159', undefined, undefined]);
   });
 });
 
