@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { normalize } from '@balena/compose/dist/parse/index.js';
+import dockerignore from '@balena/dockerignore';
 import { parse as parseYaml } from 'yaml';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -67,5 +68,96 @@ describe('compose files: no `$` (balena does no variable substitution)', () => {
   test('the check itself fails on the old health check', () => {
     const old = { services: { m: { healthcheck: { test: ['CMD', 'mosquitto_sub', '-t', '$$SYS/x'] } } } };
     assert.equal(strings(old).filter(([, s]) => s.includes('$')).length, 1);
+  });
+});
+
+describe('.dockerignore (what balena push uploads)', () => {
+  const ig = dockerignore({ ignorecase: false }).add(
+    read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#')),
+  );
+
+  test('secrets, data directories, VCS, dependencies and build/test output are not uploaded', () => {
+    for (const p of [
+      '.popkit/keys/device.key',
+      '.popkit/keys/kit.key',
+      '.popkit/lmdb/data.mdb',
+      '.popkit/hls/live/index.m3u8',
+      'core/.popkit/keys/token.key',
+      '.git/config',
+      'node_modules/lmdb/package.json',
+      'services/media/node_modules/x/index.js',
+      'dist/core/config.js',
+      'coverage/lcov.info',
+      'tmp/run.log',
+      'tests/unit/deploy-images.test.ts',
+      'bench/media-ll.ts',
+      'docs/fleet.md',
+      '.ci/run',
+      'deploy/hub/certs/ca.key',
+      'deploy/hub/docker-compose.yml',
+      'core/secret.pem',
+      '.env',
+      '.env.production',
+      'npm-debug.log',
+      'some-new-dir/notes.txt',
+    ])
+      assert.ok(ig.ignores(p), `${p} would be uploaded`);
+  });
+
+  /** Build-context-relative sources of every COPY/ADD (not --from) in a Dockerfile. */
+  function copySources(dockerfile: string): string[] {
+    const out: string[] = [];
+    for (const m of read(dockerfile).matchAll(/^(?:COPY|ADD)\s+(.+)$/gm)) {
+      const words = (m[1] ?? '').split(/\s+/);
+      if (words.some((w) => w.startsWith('--from'))) continue;
+      const args = words.filter((w) => !w.startsWith('--'));
+      out.push(...args.slice(0, -1));
+    }
+    return out;
+  }
+  const composeContexts = (): string[] => {
+    const out = new Set<string>();
+    for (const f of COMPOSE_FILES)
+      for (const s of Object.values(composeServices(f))) {
+        const b = s['build'] as { context?: string; dockerfile?: string } | undefined;
+        if (b?.context) out.add(path.posix.normalize(b.context));
+      }
+    return [...out];
+  };
+
+  test('everything the Dockerfiles COPY is uploaded, for every build context in the compose files', () => {
+    const contexts = composeContexts();
+    assert.ok(contexts.includes('.') && contexts.includes('deploy/mosquitto'));
+    let checked = 0;
+    for (const ctx of contexts) {
+      const dir = path.join(ROOT, ctx);
+      const dockerfiles = fs.readdirSync(dir).filter((f) => /^Dockerfile(\.template|\.[a-z0-9-]+)?$/.test(f));
+      assert.ok(dockerfiles.length > 0, `${ctx} has a Dockerfile`);
+      for (const df of dockerfiles) {
+        for (const src of copySources(path.join(ctx, df))) {
+          const rel = path.posix.normalize(path.posix.join(ctx, src.replace(/\/$/, '')));
+          assert.ok(fs.existsSync(path.join(ROOT, rel)), `${df}: ${rel} exists`);
+          const files = fs.statSync(path.join(ROOT, rel)).isDirectory()
+            ? fs.readdirSync(path.join(ROOT, rel), { recursive: true }).map((f) => `${rel}/${f}`)
+            : [rel];
+          for (const f of files) {
+            if (/(^|\/)(node_modules|\.popkit|dist)(\/|$)/.test(f)) continue;
+            assert.ok(!ig.ignores(f), `${ctx}/${df} copies ${f}, which .dockerignore drops`);
+            checked++;
+          }
+        }
+        for (const f of [path.posix.join(ctx, df), 'docker-compose.yml', 'balena.yml'])
+          assert.ok(!ig.ignores(path.posix.normalize(f)), `${f} is uploaded`);
+      }
+    }
+    assert.ok(checked > 20, `checked ${checked} files`);
+  });
+
+  test('the matcher is not vacuous: a whitelisted source file is kept, a key beside it is not', () => {
+    assert.equal(ig.ignores('core/config.ts'), false);
+    assert.equal(ig.ignores('core/tls/server.key'), true);
   });
 });
