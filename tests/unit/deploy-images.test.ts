@@ -3,7 +3,9 @@
 // base images and stages, the host config in balena.yml, and device access without hard-mapped nodes.
 // No Docker engine here: every file is parsed, the compose files through @balena/compose's normalize().
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { normalize } from '@balena/compose/dist/parse/index.js';
@@ -159,5 +161,249 @@ describe('.dockerignore (what balena push uploads)', () => {
   test('the matcher is not vacuous: a whitelisted source file is kept, a key beside it is not', () => {
     assert.equal(ig.ignores('core/config.ts'), false);
     assert.equal(ig.ignores('core/tls/server.key'), true);
+  });
+});
+
+interface Stage {
+  from: string;
+  name: string | undefined;
+  /** instructions after FROM, continuation lines joined: [keyword, rest] */
+  lines: Array<[string, string]>;
+}
+/** A Dockerfile's stages: comments dropped, `\` continuations joined, keywords upper-cased. */
+function stagesOf(file: string): Stage[] {
+  const joined = read(file)
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l))
+    .join('\n')
+    .replace(/\\\n/g, ' ');
+  const stages: Stage[] = [];
+  for (const raw of joined.split('\n')) {
+    const m = /^\s*([A-Za-z]+)\s+(.*)$/.exec(raw);
+    if (!m) continue;
+    const kw = (m[1] ?? '').toUpperCase();
+    const rest = (m[2] ?? '').trim();
+    if (kw === 'FROM') {
+      const f = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest);
+      assert.ok(f, `${file}: FROM ${rest}`);
+      stages.push({ from: f[1] ?? '', name: f[2], lines: [] });
+    } else {
+      assert.ok(stages.length > 0, `${file}: ${kw} before FROM`);
+      stages.at(-1)?.lines.push([kw, rest]);
+    }
+  }
+  return stages;
+}
+/** Packages an apt-get install in these RUN lines installs. */
+function aptPackages(stage: Stage): string[] {
+  const out: string[] = [];
+  for (const [kw, rest] of stage.lines) {
+    if (kw !== 'RUN') continue;
+    for (const m of rest.matchAll(/apt-get install ([^&;|]+)/g))
+      out.push(...(m[1] ?? '').split(/\s+/).filter((w) => w && !w.startsWith('-')));
+  }
+  return out;
+}
+const BUILD_TOOLS = /^(gcc|g\+\+|cpp|make|cmake|build-essential|python3|python3-dev|pkg-config|node-gyp|.*-dev)$/;
+
+describe('Dockerfile.template (the one kit image)', () => {
+  const stages = stagesOf('Dockerfile.template');
+  const run = stages.at(-1)!;
+  const build = stages[0]!;
+
+  test('multi-stage on the official Node 22 LTS images, no deprecated balenalib image', () => {
+    assert.ok(stages.length >= 2, 'a build stage and a run stage');
+    for (const s of stages) {
+      assert.doesNotMatch(s.from, /balenalib|%%BALENA_/, `${s.from}: balenalib is deprecated`);
+      assert.match(s.from, /^node:22(\.\d+){0,2}-bookworm(-slim)?$/, `${s.from}: Node 22 on Debian 12`);
+    }
+    assert.match(run.from, /-slim$/, 'the run stage is the slim image');
+  });
+
+  test('native modules are installed and the TypeScript built in the build stage, whose output the run stage copies', () => {
+    const buildRuns = build.lines.filter(([k]) => k === 'RUN').map(([, r]) => r);
+    assert.ok(buildRuns.some((r) => /npm (install|ci)\b/.test(r)), 'npm install in the build stage');
+    assert.ok(buildRuns.some((r) => /scripts\/build\.sh/.test(r)), 'the build runs in the build stage');
+    assert.ok(aptPackages(build).includes('libgstreamer1.0-dev'), 'GStreamer headers for the native binding');
+    const copied = run.lines
+      .filter(([k, r]) => k === 'COPY' && r.startsWith(`--from=${build.name}`))
+      .map(([, r]) => r.split(/\s+/)[1] ?? '');
+    for (const p of ['node_modules', 'dist', 'bin', 'package.json'])
+      assert.ok(
+        copied.some((c) => c.endsWith(`/${p}`)),
+        `run stage copies ${p} from ${build.name}`,
+      );
+  });
+
+  test('the run stage has no compiler, headers or package build', () => {
+    const pkgs = aptPackages(run);
+    assert.ok(pkgs.length > 0, 'the run stage installs its run-time packages');
+    assert.deepEqual(
+      pkgs.filter((p) => BUILD_TOOLS.test(p)),
+      [],
+      'build tools in the run stage',
+    );
+    for (const [kw, rest] of run.lines)
+      if (kw === 'RUN') assert.doesNotMatch(rest, /npm (install|ci|rebuild)|node-gyp/, `run stage: RUN ${rest}`);
+    // what media needs at run time, and the pango plugin (clockoverlay) that a minimal install lacks
+    for (const p of ['gstreamer1.0-plugins-good', 'gstreamer1.0-x', 'util-linux']) assert.ok(pkgs.includes(p), p);
+  });
+
+  test('the check sees build tools when they are there', () => {
+    const fake: Stage = { from: 'x', name: 'y', lines: [['RUN', 'apt-get install -y g++ libfoo-dev curl']] };
+    assert.deepEqual(aptPackages(fake).filter((p) => BUILD_TOOLS.test(p)), ['g++', 'libfoo-dev']);
+  });
+
+  test('the services run unprivileged: the entrypoint drops to POPKIT_RUN_AS, which is not root', () => {
+    const entry = run.lines.find(([k]) => k === 'ENTRYPOINT')?.[1];
+    assert.equal(entry, '["/usr/local/bin/popkit-entrypoint"]');
+    assert.ok(
+      run.lines.some(([k, r]) => k === 'COPY' && r === 'deploy/kit/entrypoint.sh /usr/local/bin/popkit-entrypoint'),
+    );
+    const env = run.lines.filter(([k]) => k === 'ENV').map(([, r]) => r).join(' ');
+    assert.match(env, /(^|\s)POPKIT_RUN_AS=node(\s|$)/);
+    // a USER line would have to be root (see the Dockerfile): none other than root is allowed, and none is needed
+    for (const [k, r] of run.lines) if (k === 'USER') assert.fail(`USER ${r}: the entrypoint decides the user`);
+    const script = read('deploy/kit/entrypoint.sh');
+    const lastExec = script.trim().split('\n').at(-1) ?? '';
+    assert.match(lastExec, /^exec setpriv --reuid="\$uid" --regid="\$gid" .*--bounding-set=-all --no-new-privs -- "\$@"$/);
+    for (const file of COMPOSE_FILES)
+      for (const [name, s] of Object.entries(composeServices(file))) {
+        if (name === 'mosquitto') continue;
+        assert.notEqual(s.environment?.['POPKIT_RUN_AS'], 'root', `${file}: ${name}`);
+        assert.ok(s.user === undefined || !/^(root|0)(:|$)/.test(s.user), `${file}: ${name} user`);
+      }
+  });
+});
+
+describe('deploy/mosquitto/Dockerfile', () => {
+  test('on the official eclipse-mosquitto 2 image (its own entrypoint drops to the mosquitto user)', () => {
+    const stages = stagesOf('deploy/mosquitto/Dockerfile');
+    for (const s of stages) {
+      assert.doesNotMatch(s.from, /balenalib/);
+      assert.match(s.from, /^eclipse-mosquitto:2(\.\d+){0,2}$/);
+    }
+  });
+});
+
+describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
+  const notRoot = process.getuid?.() !== 0 ? 'mknod and setpriv need root' : false;
+  const script = path.join(ROOT, 'deploy/kit/entrypoint.sh');
+
+  function tree(sysDevs: Record<string, string>) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-entry-'));
+    for (const [rel, content] of Object.entries(sysDevs)) {
+      fs.mkdirSync(path.join(dir, 'sys', path.dirname(rel)), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'sys', rel), `${content}\n`);
+    }
+    fs.mkdirSync(path.join(dir, 'dev'));
+    fs.mkdirSync(path.join(dir, 'data/run'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'data/run/kitd.json'), '{}');
+    return dir;
+  }
+  function runEntry(dir: string, env: Record<string, string>, cmd: string[]) {
+    return spawnSync('sh', [script, ...cmd], {
+      encoding: 'utf8',
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        POPKIT_DEV_DIR: path.join(dir, 'dev'),
+        POPKIT_SYS_DIR: path.join(dir, 'sys'),
+        POPKIT_DATA_DIR: path.join(dir, 'data'),
+        POPKIT_RUN_AS: 'nobody',
+        ...env,
+      },
+    });
+  }
+  const majMin = (rdev: number) => [(rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00)];
+
+  test('makes the nodes of its classes owned by the service user, serial ports in advance, then drops root', { skip: notRoot }, () => {
+    const dir = tree({
+      'class/tty/ttyUSB0/dev': '188:0',
+      'class/tty/ttyS0/dev': '4:64',
+      'class/i2c-dev/i2c-1/dev': '89:1',
+      'bus/gpio/devices/gpiochip0/dev': '254:0',
+      'class/video4linux/video11/dev': '81:11',
+      'class/video4linux/video0/dev': 'not-a-number',
+    });
+    try {
+      const nobody = spawnSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).stdout.trim();
+      const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'serial i2c gpio', POPKIT_SERIAL_AHEAD: '2' }, [
+        'sh',
+        '-c',
+        'id -u; grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status',
+      ]);
+      assert.equal(r.status, 0, r.stderr);
+      const out = r.stdout.split('\n');
+      assert.equal(out[0], nobody, 'runs as the service user');
+      assert.match(r.stdout, /CapEff:\s+0+\n/);
+      assert.match(r.stdout, /CapBnd:\s+0+\n/);
+      assert.match(r.stdout, /NoNewPrivs:\s+1/);
+      const made = Object.fromEntries(
+        fs.readdirSync(path.join(dir, 'dev')).map((n) => {
+          const st = fs.statSync(path.join(dir, 'dev', n));
+          assert.ok(st.isCharacterDevice(), n);
+          assert.equal(String(st.uid), nobody, `${n} owner`);
+          assert.equal(st.mode & 0o777, 0o660, `${n} mode`);
+          return [n, majMin(st.rdev).join(':')];
+        }),
+      );
+      assert.deepEqual(made, {
+        gpiochip0: '254:0',
+        'i2c-1': '89:1',
+        ttyACM0: '166:0',
+        ttyACM1: '166:1',
+        ttyUSB0: '188:0',
+        ttyUSB1: '188:1',
+      });
+      assert.equal(String(fs.statSync(path.join(dir, 'data/run/kitd.json')).uid), nobody, 'data handed over');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('video class: present nodes only; a malformed sysfs entry is skipped and said', { skip: notRoot }, () => {
+    const dir = tree({ 'class/video4linux/video11/dev': '81:11', 'class/video4linux/video0/dev': '81:x' });
+    try {
+      const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'video' }, ['true']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(fs.readdirSync(path.join(dir, 'dev')), ['video11']);
+      assert.match(r.stderr, /ignoring .*video0\/dev: '81:x'/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a GPIO chip on a major the cgroup rules do not allow is named, with the rule to add', { skip: notRoot }, () => {
+    const dir = tree({ 'bus/gpio/devices/gpiochip0/dev': '253:0' });
+    try {
+      const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'gpio' }, ['true']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /POPKIT_DEVICE_RULE_MISSING: gpiochip0 is 253:0; .*'c 253:\* rwm'/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('hostile settings stop it with a coded error before anything runs', { skip: notRoot }, () => {
+    const dir = tree({});
+    try {
+      for (const [env, code] of [
+        [{ POPKIT_DEVICE_CLASSES: 'serial usb' }, 'POPKIT_DEVICE_CLASS_UNKNOWN'],
+        [{ POPKIT_DEVICE_CLASSES: '/dev/sda' }, 'POPKIT_DEVICE_CLASS_UNKNOWN'],
+        [{ POPKIT_RUN_AS: 'root' }, 'POPKIT_RUN_AS_ROOT'],
+        [{ POPKIT_RUN_AS: '0' }, 'POPKIT_RUN_AS_ROOT'],
+        [{ POPKIT_RUN_AS: 'node;id' }, 'POPKIT_RUN_AS_INVALID'],
+        [{ POPKIT_RUN_AS: 'no-such-user-here' }, 'POPKIT_RUN_AS_UNKNOWN'],
+        [{ POPKIT_SERIAL_AHEAD: '2; rm -rf /' }, 'POPKIT_SERIAL_AHEAD_INVALID'],
+        [{ POPKIT_SERIAL_AHEAD: '100000' }, 'POPKIT_SERIAL_AHEAD_INVALID'],
+      ] as const) {
+        const r = runEntry(dir, env, ['sh', '-c', 'echo RAN']);
+        assert.equal(r.status, 64, `${JSON.stringify(env)}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(code));
+        assert.doesNotMatch(r.stdout, /RAN/);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -116,6 +116,8 @@ describe('docker-compose.yml', () => {
       // read by bin/popkit.js and by libuv, not by a schema
       'POPKIT_RUNTIME',
       'UV_THREADPOOL_SIZE',
+      // read by the image's entrypoint (deploy/kit/entrypoint.sh)
+      ...[...read('deploy/kit/entrypoint.sh').matchAll(/\$\{(POPKIT_[A-Z_]+):-/g)].map((m) => m[1]!),
     ]);
     for (const name of KIT_SERVICES) {
       for (const key of Object.keys(services[name]?.environment ?? {})) {
@@ -128,11 +130,11 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  test('the Dockerfile is multi-arch on balena Node 20 base images', () => {
+  test('the Dockerfile is on the official multi-arch Node 22 images (details: deploy-images.test.ts)', () => {
     const df = read('Dockerfile.template');
     const froms = [...df.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
-    assert.ok(froms.length >= 1);
-    for (const f of froms) assert.match(f ?? '', /^balenalib\/%%BALENA_ARCH%%-debian-node:20-/);
+    assert.ok(froms.length >= 2, 'multi-stage');
+    for (const f of froms) assert.match(f ?? '', /^node:22-bookworm(-slim)?$/);
     assert.match(df, /POPKIT_RUNTIME=dist/);
   });
 });
