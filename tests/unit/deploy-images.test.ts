@@ -407,3 +407,33 @@ describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
     }
   });
 });
+
+describe('balena.yml host configuration', () => {
+  const balena = parseYaml(read('balena.yml')) as {
+    data: {
+      supportedDeviceTypes: string[];
+      applicationConfigVariables?: Array<Record<string, unknown>>;
+    };
+  };
+  const config = balena.data.applicationConfigVariables ?? [];
+
+  test('every config variable is one BALENA_HOST_CONFIG_<name> or BALENA_<name> with a string value', () => {
+    assert.ok(config.length > 0);
+    for (const entry of config) {
+      assert.equal(Object.keys(entry).length, 1, `one variable per list item: ${JSON.stringify(entry)}`);
+      const [key, value] = Object.entries(entry)[0]!;
+      assert.match(key, /^BALENA_(HOST_CONFIG_[a-z0-9_]+|[A-Z0-9_]+)$/, key);
+      assert.equal(typeof value, 'string', `${key}: balena variable values are strings`);
+    }
+  });
+
+  test('gpu_mem gives the Pi 4 / Zero 2 W codec its memory, once, within the Zero 2 W 512 MB', () => {
+    const gpu = config.filter((e) => 'BALENA_HOST_CONFIG_gpu_mem' in e);
+    assert.equal(gpu.length, 1, 'set exactly once');
+    const v = String(gpu[0]?.['BALENA_HOST_CONFIG_gpu_mem']);
+    assert.match(v, /^\d+$/, 'a whole number of MB');
+    assert.ok(Number(v) >= 128 && Number(v) <= 256, `${v} MB: the codec and camera need 128, the Zero 2 W has 512 in all`);
+    for (const t of ['raspberrypi4-64', 'raspberrypi0-2w-64'])
+      assert.ok(balena.data.supportedDeviceTypes.includes(t), `${t} is a device type of the fleet`);
+  });
+});
