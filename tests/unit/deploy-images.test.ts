@@ -9,10 +9,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { normalize } from '@balena/compose/dist/parse/index.js';
-import dockerignore from '@balena/dockerignore';
+import type { Ignore } from '@balena/dockerignore';
+import dockerignoreModule from '@balena/dockerignore';
 import { parse as parseYaml } from 'yaml';
+import { deviceNodesFor } from '../../firmware/device-nodes.ts';
+import { BOARD_IDS, getBoardProfile } from '../../hardware/boards/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+// a CommonJS module whose module.exports is the factory; its types declare it as `default`
+const dockerignore = ((dockerignoreModule as unknown as { default?: unknown }).default ??
+  dockerignoreModule) as unknown as (options?: { ignorecase?: boolean }) => Ignore;
 const read = (p: string) => fs.readFileSync(path.join(ROOT, p), 'utf8');
 
 /** Every compose file balena may build: the root one and any per-device-type variant. */
@@ -204,7 +210,8 @@ function aptPackages(stage: Stage): string[] {
   }
   return out;
 }
-const BUILD_TOOLS = /^(gcc|g\+\+|cpp|make|cmake|build-essential|python3|python3-dev|pkg-config|node-gyp|.*-dev)$/;
+const BUILD_TOOLS =
+  /^(gcc|g\+\+|cpp|make|cmake|build-essential|python3|python3-dev|pkg-config|node-gyp|.*-dev)$/;
 
 describe('Dockerfile.template (the one kit image)', () => {
   const stages = stagesOf('Dockerfile.template');
@@ -222,8 +229,14 @@ describe('Dockerfile.template (the one kit image)', () => {
 
   test('native modules are installed and the TypeScript built in the build stage, whose output the run stage copies', () => {
     const buildRuns = build.lines.filter(([k]) => k === 'RUN').map(([, r]) => r);
-    assert.ok(buildRuns.some((r) => /npm (install|ci)\b/.test(r)), 'npm install in the build stage');
-    assert.ok(buildRuns.some((r) => /scripts\/build\.sh/.test(r)), 'the build runs in the build stage');
+    assert.ok(
+      buildRuns.some((r) => /npm (install|ci)\b/.test(r)),
+      'npm install in the build stage',
+    );
+    assert.ok(
+      buildRuns.some((r) => /scripts\/build\.sh/.test(r)),
+      'the build runs in the build stage',
+    );
     assert.ok(aptPackages(build).includes('libgstreamer1.0-dev'), 'GStreamer headers for the native binding');
     const copied = run.lines
       .filter(([k, r]) => k === 'COPY' && r.startsWith(`--from=${build.name}`))
@@ -244,29 +257,43 @@ describe('Dockerfile.template (the one kit image)', () => {
       'build tools in the run stage',
     );
     for (const [kw, rest] of run.lines)
-      if (kw === 'RUN') assert.doesNotMatch(rest, /npm (install|ci|rebuild)|node-gyp/, `run stage: RUN ${rest}`);
+      if (kw === 'RUN')
+        assert.doesNotMatch(rest, /npm (install|ci|rebuild)|node-gyp/, `run stage: RUN ${rest}`);
     // what media needs at run time, and the pango plugin (clockoverlay) that a minimal install lacks
-    for (const p of ['gstreamer1.0-plugins-good', 'gstreamer1.0-x', 'util-linux']) assert.ok(pkgs.includes(p), p);
+    for (const p of ['gstreamer1.0-plugins-good', 'gstreamer1.0-x', 'util-linux'])
+      assert.ok(pkgs.includes(p), p);
   });
 
   test('the check sees build tools when they are there', () => {
     const fake: Stage = { from: 'x', name: 'y', lines: [['RUN', 'apt-get install -y g++ libfoo-dev curl']] };
-    assert.deepEqual(aptPackages(fake).filter((p) => BUILD_TOOLS.test(p)), ['g++', 'libfoo-dev']);
+    assert.deepEqual(
+      aptPackages(fake).filter((p) => BUILD_TOOLS.test(p)),
+      ['g++', 'libfoo-dev'],
+    );
   });
 
   test('the services run unprivileged: the entrypoint drops to POPKIT_RUN_AS, which is not root', () => {
     const entry = run.lines.find(([k]) => k === 'ENTRYPOINT')?.[1];
     assert.equal(entry, '["/usr/local/bin/popkit-entrypoint"]');
     assert.ok(
-      run.lines.some(([k, r]) => k === 'COPY' && r === 'deploy/kit/entrypoint.sh /usr/local/bin/popkit-entrypoint'),
+      run.lines.some(
+        ([k, r]) => k === 'COPY' && r === 'deploy/kit/entrypoint.sh /usr/local/bin/popkit-entrypoint',
+      ),
     );
-    const env = run.lines.filter(([k]) => k === 'ENV').map(([, r]) => r).join(' ');
+    const env = run.lines
+      .filter(([k]) => k === 'ENV')
+      .map(([, r]) => r)
+      .join(' ');
     assert.match(env, /(^|\s)POPKIT_RUN_AS=node(\s|$)/);
     // a USER line would have to be root (see the Dockerfile): none other than root is allowed, and none is needed
-    for (const [k, r] of run.lines) if (k === 'USER') assert.fail(`USER ${r}: the entrypoint decides the user`);
+    for (const [k, r] of run.lines)
+      if (k === 'USER') assert.fail(`USER ${r}: the entrypoint decides the user`);
     const script = read('deploy/kit/entrypoint.sh');
     const lastExec = script.trim().split('\n').at(-1) ?? '';
-    assert.match(lastExec, /^exec setpriv --reuid="\$uid" --regid="\$gid" .*--bounding-set=-all --no-new-privs -- "\$@"$/);
+    assert.match(
+      lastExec,
+      /^exec setpriv --reuid="\$uid" --regid="\$gid" .*--bounding-set=-all --no-new-privs -- "\$@"$/,
+    );
     for (const file of COMPOSE_FILES)
       for (const [name, s] of Object.entries(composeServices(file))) {
         if (name === 'mosquitto') continue;
@@ -316,7 +343,9 @@ describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
   }
   const majMin = (rdev: number) => [(rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00)];
 
-  test('makes the nodes of its classes owned by the service user, serial ports in advance, then drops root', { skip: notRoot }, () => {
+  test('makes the nodes of its classes owned by the service user, serial ports in advance, then drops root', {
+    skip: notRoot,
+  }, () => {
     const dir = tree({
       'class/tty/ttyUSB0/dev': '188:0',
       'class/tty/ttyS0/dev': '4:64',
@@ -361,7 +390,9 @@ describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
     }
   });
 
-  test('video class: present nodes only; a malformed sysfs entry is skipped and said', { skip: notRoot }, () => {
+  test('video class: present nodes only; a malformed sysfs entry is skipped and said', {
+    skip: notRoot,
+  }, () => {
     const dir = tree({ 'class/video4linux/video11/dev': '81:11', 'class/video4linux/video0/dev': '81:x' });
     try {
       const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'video' }, ['true']);
@@ -373,7 +404,9 @@ describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
     }
   });
 
-  test('a GPIO chip on a major the cgroup rules do not allow is named, with the rule to add', { skip: notRoot }, () => {
+  test('a GPIO chip on a major the cgroup rules do not allow is named, with the rule to add', {
+    skip: notRoot,
+  }, () => {
     const dir = tree({ 'bus/gpio/devices/gpiochip0/dev': '253:0' });
     try {
       const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'gpio' }, ['true']);
@@ -432,8 +465,103 @@ describe('balena.yml host configuration', () => {
     assert.equal(gpu.length, 1, 'set exactly once');
     const v = String(gpu[0]?.['BALENA_HOST_CONFIG_gpu_mem']);
     assert.match(v, /^\d+$/, 'a whole number of MB');
-    assert.ok(Number(v) >= 128 && Number(v) <= 256, `${v} MB: the codec and camera need 128, the Zero 2 W has 512 in all`);
+    assert.ok(
+      Number(v) >= 128 && Number(v) <= 256,
+      `${v} MB: the codec and camera need 128, the Zero 2 W has 512 in all`,
+    );
     for (const t of ['raspberrypi4-64', 'raspberrypi0-2w-64'])
       assert.ok(balena.data.supportedDeviceTypes.includes(t), `${t} is a device type of the fleet`);
+  });
+});
+
+/** The class of a device node and the major the kernel's devices.txt gives it (gpiochip: dynamic, 254). */
+const NODE_CLASSES: Array<[RegExp, string, number]> = [
+  [/^\/dev\/ttyUSB\d+$/, 'serial', 188],
+  [/^\/dev\/ttyACM\d+$/, 'serial', 166],
+  [/^\/dev\/i2c-\d+$/, 'i2c', 89],
+  [/^\/dev\/gpiochip\d+$/, 'gpio', 254],
+  [/^\/dev\/video\d+$/, 'video', 81],
+];
+/** Removable or enumerated-at-plug nodes that must never be in `devices:`. */
+const REMOVABLE = /^\/dev\/(ttyUSB|ttyACM|video|media|v4l|serial|bus\/usb)/;
+/** Nodes a compose file does not cover by a class: NVIDIA's (dynamic majors), for a Jetson variant. */
+const NOT_CLASSED = /^\/dev\/nv(host-ctrl|host-msenc|map)$/;
+
+function ruleMajors(rules: string[] | undefined): Set<number> {
+  const out = new Set<number>();
+  for (const r of rules ?? []) {
+    const m = /^c (\d+):\* ([rwm]{3})$/.exec(r);
+    assert.ok(m, `device cgroup rule '${r}' is "c <major>:* rwm"`);
+    assert.deepEqual([...(m[2] ?? '')].sort(), ['m', 'r', 'w'], `${r}: read, write and mknod`);
+    out.add(Number(m[1]));
+  }
+  return out;
+}
+
+describe('device access without hard-mapped nodes', () => {
+  for (const file of COMPOSE_FILES) {
+    const services = composeServices(file);
+
+    test(`${file}: no devices: entry names a removable device`, () => {
+      for (const [name, s] of Object.entries(services))
+        for (const d of s.devices ?? [])
+          assert.doesNotMatch(
+            d.split(':')[0] ?? d,
+            REMOVABLE,
+            `${name}: ${d} stops the service when unplugged`,
+          );
+    });
+
+    test(`${file}: kitd and media may open every class any board profile uses, and make its nodes`, () => {
+      for (const id of BOARD_IDS) {
+        const nodes = deviceNodesFor(getBoardProfile(id));
+        for (const svc of ['kitd', 'media'] as const) {
+          const s = services[svc];
+          assert.ok(s, svc);
+          const majors = ruleMajors(s.device_cgroup_rules);
+          const classes = new Set(
+            (s.environment?.['POPKIT_DEVICE_CLASSES'] ?? '').split(/\s+/).filter(Boolean),
+          );
+          for (const n of nodes[svc]) {
+            const c = NODE_CLASSES.find(([re]) => re.test(n));
+            if (!c) {
+              assert.match(n, NOT_CLASSED, `${id}: ${n} belongs to no device class`);
+              continue;
+            }
+            assert.ok(
+              majors.has(c[2]),
+              `${file}: ${svc} on ${id} cannot open ${n} (no rule for major ${c[2]})`,
+            );
+            assert.ok(
+              classes.has(c[1]),
+              `${file}: ${svc} on ${id}: no ${c[1]} in POPKIT_DEVICE_CLASSES for ${n}`,
+            );
+          }
+        }
+      }
+    });
+
+    test(`${file}: no other service may open devices`, () => {
+      for (const [name, s] of Object.entries(services)) {
+        if (name === 'kitd' || name === 'media') continue;
+        assert.deepEqual(s.device_cgroup_rules ?? [], [], name);
+        assert.equal(s.environment?.['POPKIT_DEVICE_CLASSES'], undefined, name);
+        assert.notEqual(s['privileged'], true, `${name} is privileged`);
+      }
+    });
+  }
+
+  test('the entrypoint makes nodes on exactly the majors the rules name, class by class', () => {
+    const script = read('deploy/kit/entrypoint.sh');
+    for (const [, cls, major] of NODE_CLASSES) {
+      const block = new RegExp(`^\\s+${cls}\\)[\\s\\S]*?;;`, 'm').exec(script)?.[0] ?? '';
+      assert.match(block, new RegExp(`\\b${major}\\b`), `entrypoint ${cls} class uses major ${major}`);
+    }
+  });
+
+  test('the rule check is not vacuous', () => {
+    assert.deepEqual([...ruleMajors(['c 188:* rmw', 'c 81:* rwm'])], [188, 81]);
+    assert.throws(() => ruleMajors(['a *:* rwm']));
+    assert.throws(() => ruleMajors(['c 188:0 r']));
   });
 });
