@@ -6,10 +6,10 @@
 #     ports in advance at the numbers the kernel's devices.txt fixes for them (ttyUSBn = 188:n,
 #     ttyACMn = 166:n), so a charger cable plugged in after start opens without a restart. Which
 #     nodes may actually be opened is decided by the service's device_cgroup_rules, not here;
-#  2. hand files in the data volume written by root (releases before the image dropped root) to the
-#     service user;
+#  2. hand files in the data volume written by root (releases before the image dropped root), and the
+#     supervisor's update lock directory, to the service user;
 #  3. drop to the service user for good (no capabilities, no new privileges) and exec the command.
-# POPKIT_DEV_DIR and POPKIT_SYS_DIR exist for tests/unit/deploy-images.test.ts (a fake sysfs tree).
+# POPKIT_DEV_DIR, POPKIT_SYS_DIR and POPKIT_LOCK_DIR exist for tests/unit/deploy-images.test.ts (a fake sysfs tree).
 set -eu
 
 DEV=${POPKIT_DEV_DIR:-/dev}
@@ -84,6 +84,13 @@ for class in $CLASSES; do
     *) die POPKIT_DEVICE_CLASS_UNKNOWN "'$class' (known: serial i2c gpio video)" ;;
   esac
 done
+
+# the update lock directory the supervisor mounts (/tmp/balena, root's): the unprivileged kitd must be
+# able to create and remove updates.lock in it (firmware/update-lock.ts); the supervisor is root anyway
+lockdir=${POPKIT_LOCK_DIR:-/tmp/balena}
+if [ -d "$lockdir" ] && [ ! -L "$lockdir" ]; then
+  chown "$uid:$gid" "$lockdir"
+fi
 
 data=${POPKIT_DATA_DIR:-}
 if [ -n "$data" ] && [ -d "$data" ]; then

@@ -325,6 +325,7 @@ describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
     }
     fs.mkdirSync(path.join(dir, 'dev'));
     fs.mkdirSync(path.join(dir, 'data/run'), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'tmp/balena'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'data/run/kitd.json'), '{}');
     return dir;
   }
@@ -336,6 +337,7 @@ describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
         POPKIT_DEV_DIR: path.join(dir, 'dev'),
         POPKIT_SYS_DIR: path.join(dir, 'sys'),
         POPKIT_DATA_DIR: path.join(dir, 'data'),
+        POPKIT_LOCK_DIR: path.join(dir, 'tmp/balena'),
         POPKIT_RUN_AS: 'nobody',
         ...env,
       },
@@ -385,6 +387,7 @@ describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
         ttyUSB1: '188:1',
       });
       assert.equal(String(fs.statSync(path.join(dir, 'data/run/kitd.json')).uid), nobody, 'data handed over');
+      assert.equal(String(fs.statSync(path.join(dir, 'tmp/balena')).uid), nobody, 'update lock directory');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
