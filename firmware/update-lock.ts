@@ -4,6 +4,12 @@
 // duration, so a stuck condition cannot freeze a kit's updates forever, and a lock left by a crashed
 // kitd is recognised at boot (its instance id is not ours) and healed. Locks other programs hold
 // (the supervisor itself takes this file while it applies an update) are never touched.
+// With the app lock kitd also holds the host OS update lock: balena's host OS update and reboot
+// scripts wait while a process holds an exclusive flock(2) on the same file (balena's update-locking
+// docs: two mechanisms, one path). Node has no flock, so util-linux's flock(1) locks a descriptor
+// kitd keeps open: released with the app lock, and if kitd dies the kernel closes the descriptor and
+// drops the lock, so a crashed kitd cannot block host OS updates either.
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,6 +36,8 @@ export class UpdateLock {
   private held: LockContent | undefined;
   private expiredEpisode = false;
   private healed = false;
+  /** The descriptor our host OS update lock (flock) lives on, while held. */
+  private hostOsFd: number | undefined;
 
   constructor(
     private readonly maxMs: number,
@@ -76,6 +84,7 @@ export class UpdateLock {
       } else if (!this.stillOurs()) {
         // someone removed it (an operator, a dashboard lock override): take note and take it again
         this.held = undefined;
+        this.dropHostOsLock();
         this.acquire(want, now);
       } else if (this.held.reason !== want) {
         this.held = { ...this.held, reason: want };
@@ -89,6 +98,7 @@ export class UpdateLock {
 
   release(): void {
     if (!this.held) return;
+    this.dropHostOsLock();
     if (this.stillOurs()) {
       try {
         fs.unlinkSync(this.file);
@@ -98,6 +108,11 @@ export class UpdateLock {
     }
     this.log.info({ reason: this.held.reason }, 'update lock released');
     this.held = undefined;
+  }
+
+  /** Whether kitd holds the host OS update lock (an exclusive flock on the lock file). */
+  hostOsLockHeld(): boolean {
+    return this.hostOsFd !== undefined;
   }
 
   view(): UpdateLockView {
@@ -130,6 +145,7 @@ export class UpdateLock {
       if (!writeFileDurable(this.file, JSON.stringify(content), { mode: 0o644, exclusive: true })) return;
       this.held = content;
       this.log.info({ reason }, 'update lock taken');
+      this.takeHostOsLock();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
         // held by someone else: updates are blocked anyway, which is what we wanted
@@ -139,12 +155,62 @@ export class UpdateLock {
     }
   }
 
+  private takeHostOsLock(): void {
+    // a rewrite (writeOver) replaces the file, so the lock is taken again on the new one before the
+    // old descriptor is let go: no moment without it
+    const previous = this.hostOsFd;
+    this.hostOsFd = undefined;
+    let fd: number;
+    try {
+      // opened, never created: the lock file is the one just taken (flock(1) given a path would
+      // create an empty file after a release, and an empty file is an app lock nobody would remove)
+      fd = fs.openSync(this.file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    } catch (err) {
+      if (previous !== undefined) fs.closeSync(previous);
+      this.log.error({ err }, 'cannot open the update lock for the host OS lock');
+      return;
+    }
+    // flock(1) locks our descriptor (its fd 3) and exits; the lock belongs to the open file, so it
+    // stays while kitd keeps the descriptor open and goes when kitd closes it or dies
+    const r = spawnSync('flock', ['--exclusive', '--nonblock', '--conflict-exit-code', '75', '3'], {
+      stdio: ['ignore', 'ignore', 'pipe', fd],
+      timeout: 5_000,
+      encoding: 'utf8',
+    });
+    if (previous !== undefined) fs.closeSync(previous);
+    if (r.status === 0) {
+      this.hostOsFd = fd;
+      if (previous === undefined) this.log.info({ file: this.file }, 'host OS update lock taken');
+      return;
+    }
+    fs.closeSync(fd);
+    if (r.status === 75) this.log.info('host OS update lock held by another process');
+    else
+      this.log.error(
+        { err: r.error, status: r.status, stderr: r.stderr },
+        'cannot take the host OS update lock (flock(1) from util-linux missing?)',
+      );
+  }
+
+  private dropHostOsLock(): void {
+    const fd = this.hostOsFd;
+    if (fd === undefined) return;
+    this.hostOsFd = undefined;
+    try {
+      fs.closeSync(fd);
+    } catch (err) {
+      this.log.error({ err }, 'cannot close the host OS update lock');
+    }
+    this.log.info('host OS update lock released');
+  }
+
   private writeOver(content: LockContent): void {
     try {
       writeFileDurable(this.file, JSON.stringify(content), { mode: 0o644 });
     } catch (err) {
       this.log.error({ err }, 'cannot update lock content');
     }
+    if (this.hostOsFd !== undefined) this.takeHostOsLock();
   }
 
   private stillOurs(): boolean {

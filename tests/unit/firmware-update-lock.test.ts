@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -97,5 +98,120 @@ describe('update lock lease', () => {
     const lock = new UpdateLock(H, env, () => now);
     const v = lock.reconcile('event-live');
     assert.equal(v.held, false);
+  });
+});
+
+describe('host OS update lock (flock on the same file, held with the app lock)', () => {
+  let root: string;
+  let env: NodeJS.ProcessEnv;
+  let lockFile: string;
+  const H = 3_600_000;
+
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-oslock-'));
+    env = { POPKIT_HOST_ROOT: root };
+    lockFile = path.join(root, 'tmp/balena/updates.lock');
+  });
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  /** What a host OS script sees: can it take an exclusive flock right now? (util-linux flock(1)) */
+  function hostScriptCanLock(): boolean {
+    const r = spawnSync('flock', [
+      '--exclusive',
+      '--nonblock',
+      '--conflict-exit-code',
+      '75',
+      lockFile,
+      'true',
+    ]);
+    assert.ok(r.status === 0 || r.status === 75, `flock(1) ran: ${r.status} ${r.error ?? ''}`);
+    return r.status === 0;
+  }
+  /** Bounded wait (by attempts, never asserting a time) for a condition the flock child changes. */
+  async function eventually(cond: () => boolean, what: string): Promise<void> {
+    for (let i = 0; i < 500; i++) {
+      if (cond()) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.fail(`never: ${what}`);
+  }
+
+  /** flock(1) on a descriptor of the same file (the inode survives the unlink at release). */
+  function canLockFd(fd: number): boolean {
+    const r = spawnSync('flock', ['--exclusive', '--nonblock', '--conflict-exit-code', '75', '3'], {
+      stdio: ['ignore', 'ignore', 'ignore', fd],
+    });
+    assert.ok(r.status === 0 || r.status === 75, `flock(1) ran: ${r.status} ${r.error ?? ''}`);
+    return r.status === 0;
+  }
+
+  test('taken with the app lock, so a host OS script cannot lock; released with it', () => {
+    let now = Date.UTC(2026, 5, 1, 12);
+    const lock = new UpdateLock(18 * H, env, () => now);
+    assert.equal(lock.hostOsLockHeld(), false);
+    lock.reconcile('event-live');
+    assert.ok(fs.existsSync(lockFile), 'app lock');
+    assert.equal(lock.hostOsLockHeld(), true);
+    assert.equal(hostScriptCanLock(), false, 'a host OS update waits');
+    now += H;
+    // a new reason rewrites the file (a new inode): the host OS lock follows it
+    lock.reconcile('unsynced-orders');
+    assert.equal(hostScriptCanLock(), false, 'still held after the rewrite');
+    const probe = fs.openSync(lockFile, 'r');
+    try {
+      assert.equal(canLockFd(probe), false);
+      lock.reconcile(null);
+      assert.equal(lock.hostOsLockHeld(), false);
+      assert.equal(fs.existsSync(lockFile), false);
+      assert.equal(canLockFd(probe), true, 'the lock on that file is gone');
+    } finally {
+      fs.closeSync(probe);
+    }
+    // the release did not leave (or make) a file behind that would block app updates
+    assert.equal(fs.existsSync(lockFile), false);
+  });
+
+  test('released when the lease expires, like the app lock', () => {
+    let now = Date.UTC(2026, 5, 1, 12);
+    const lock = new UpdateLock(2 * H, env, () => now);
+    lock.reconcile('event-live');
+    assert.equal(lock.hostOsLockHeld(), true);
+    now += 3 * H;
+    const v = lock.reconcile('event-live');
+    assert.equal(v.held, false);
+    assert.equal(v.leaseExpired, true);
+    assert.equal(lock.hostOsLockHeld(), false);
+  });
+
+  test('when kitd dies the kernel drops it: a holder process killed leaves host updates free', async () => {
+    // a kitd in its own process takes both locks, then is killed without releasing anything
+    const script = `import { UpdateLock } from ${JSON.stringify(path.resolve(import.meta.dirname, '../../firmware/update-lock.ts'))};
+const l = new UpdateLock(3600000, { POPKIT_HOST_ROOT: ${JSON.stringify(root)} });
+l.reconcile('event-live');
+const t = setInterval(() => { if (l.hostOsLockHeld()) { process.stdout.write('held\\n'); clearInterval(t); setInterval(() => {}, 1000); } }, 5);`;
+    const kid = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      let out = '';
+      kid.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      await eventually(() => out.includes('held'), 'child kitd holds the lock');
+      assert.equal(hostScriptCanLock(), false);
+      kid.kill('SIGKILL');
+      await eventually(() => hostScriptCanLock(), 'lock dropped after the holder died');
+    } finally {
+      kid.kill('SIGKILL');
+    }
+  });
+
+  test('a lock another process already holds: no host lock of ours, updates stay blocked', () => {
+    fs.mkdirSync(path.dirname(lockFile), { recursive: true });
+    const lock = new UpdateLock(18 * H, env, () => Date.UTC(2026, 5, 1, 12));
+    // a foreign app lock (the supervisor's): we take neither
+    fs.writeFileSync(lockFile, '');
+    assert.equal(lock.reconcile('event-live').held, false);
+    assert.equal(lock.hostOsLockHeld(), false);
   });
 });

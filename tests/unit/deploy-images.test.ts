@@ -1,0 +1,570 @@
+// The kit's images and release files beyond what deploy-release.test.ts checks: what balena does NOT do
+// to a compose file (no `$` substitution), what `balena push` uploads (.dockerignore), the Dockerfiles'
+// base images and stages, the host config in balena.yml, and device access without hard-mapped nodes.
+// No Docker engine here: every file is parsed, the compose files through @balena/compose's normalize().
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { normalize } from '@balena/compose/dist/parse/index.js';
+import type { Ignore } from '@balena/dockerignore';
+import dockerignoreModule from '@balena/dockerignore';
+import { parse as parseYaml } from 'yaml';
+import { deviceNodesFor } from '../../firmware/device-nodes.ts';
+import { BOARD_IDS, getBoardProfile } from '../../hardware/boards/index.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+// a CommonJS module whose module.exports is the factory; its types declare it as `default`
+const dockerignore = ((dockerignoreModule as unknown as { default?: unknown }).default ??
+  dockerignoreModule) as unknown as (options?: { ignorecase?: boolean }) => Ignore;
+const read = (p: string) => fs.readFileSync(path.join(ROOT, p), 'utf8');
+
+/** Every compose file balena may build: the root one and any per-device-type variant. */
+const COMPOSE_FILES = fs
+  .readdirSync(ROOT)
+  .filter((f) => /^docker-compose(\.[a-z0-9-]+)?\.yml$/.test(f))
+  .sort();
+
+type Service = Record<string, unknown> & {
+  healthcheck?: { test?: string[] | string };
+  devices?: string[];
+  device_cgroup_rules?: string[];
+  environment?: Record<string, string>;
+  cap_add?: string[];
+  labels?: Record<string, string>;
+  user?: string;
+};
+function composeServices(file: string): Record<string, Service> {
+  const doc = parseYaml(read(file), { merge: true }) as Record<string, unknown>;
+  return normalize(doc).services as unknown as Record<string, Service>;
+}
+
+/** Every string anywhere in a parsed YAML value, with the path that leads to it. */
+function strings(v: unknown, at = ''): Array<[string, string]> {
+  if (typeof v === 'string') return [[at, v]];
+  if (Array.isArray(v)) return v.flatMap((x, i) => strings(x, `${at}[${i}]`));
+  if (v && typeof v === 'object')
+    return Object.entries(v as Record<string, unknown>).flatMap(([k, x]) => strings(x, `${at}.${k}`));
+  return [];
+}
+
+describe('compose files: no `$` (balena does no variable substitution)', () => {
+  test('there is at least the root compose file', () => {
+    assert.ok(COMPOSE_FILES.includes('docker-compose.yml'));
+  });
+
+  for (const file of COMPOSE_FILES) {
+    test(`${file}: no string holds a $ (a $$ reaches the container literally on balena)`, () => {
+      const doc = parseYaml(read(file), { merge: true }) as unknown;
+      const found = strings(doc).filter(([, s]) => s.includes('$'));
+      assert.deepEqual(found, [], `strings with $: ${JSON.stringify(found)}`);
+    });
+
+    test(`${file}: the Mosquitto health check publishes to the listener mosquitto.conf opens`, () => {
+      const t = composeServices(file)['mosquitto']?.healthcheck?.test;
+      assert.ok(Array.isArray(t), 'exec form, no shell');
+      assert.equal(t[0], 'CMD');
+      assert.equal(t[1], 'mosquitto_pub');
+      const port = t[t.indexOf('-p') + 1];
+      assert.match(read('deploy/mosquitto/mosquitto.conf'), new RegExp(`^listener ${port}$`, 'm'));
+      assert.ok(t.includes('-t') && !(t[t.indexOf('-t') + 1] ?? '').startsWith('$'));
+    });
+  }
+
+  test('the check itself fails on the old health check', () => {
+    const old = { services: { m: { healthcheck: { test: ['CMD', 'mosquitto_sub', '-t', '$$SYS/x'] } } } };
+    assert.equal(strings(old).filter(([, s]) => s.includes('$')).length, 1);
+  });
+});
+
+describe('.dockerignore (what balena push uploads)', () => {
+  const ig = dockerignore({ ignorecase: false }).add(
+    read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#')),
+  );
+
+  test('secrets, data directories, VCS, dependencies and build/test output are not uploaded', () => {
+    for (const p of [
+      '.popkit/keys/device.key',
+      '.popkit/keys/kit.key',
+      '.popkit/lmdb/data.mdb',
+      '.popkit/hls/live/index.m3u8',
+      'core/.popkit/keys/token.key',
+      '.git/config',
+      'node_modules/lmdb/package.json',
+      'services/media/node_modules/x/index.js',
+      'dist/core/config.js',
+      'coverage/lcov.info',
+      'tmp/run.log',
+      'tests/unit/deploy-images.test.ts',
+      'bench/media-ll.ts',
+      'docs/fleet.md',
+      '.ci/run',
+      'deploy/hub/certs/ca.key',
+      'deploy/hub/docker-compose.yml',
+      'core/secret.pem',
+      '.env',
+      '.env.production',
+      'npm-debug.log',
+      'some-new-dir/notes.txt',
+    ])
+      assert.ok(ig.ignores(p), `${p} would be uploaded`);
+  });
+
+  /** Build-context-relative sources of every COPY/ADD (not --from) in a Dockerfile. */
+  function copySources(dockerfile: string): string[] {
+    const out: string[] = [];
+    for (const m of read(dockerfile).matchAll(/^(?:COPY|ADD)\s+(.+)$/gm)) {
+      const words = (m[1] ?? '').split(/\s+/);
+      if (words.some((w) => w.startsWith('--from'))) continue;
+      const args = words.filter((w) => !w.startsWith('--'));
+      out.push(...args.slice(0, -1));
+    }
+    return out;
+  }
+  const composeContexts = (): string[] => {
+    const out = new Set<string>();
+    for (const f of COMPOSE_FILES)
+      for (const s of Object.values(composeServices(f))) {
+        const b = s['build'] as { context?: string; dockerfile?: string } | undefined;
+        if (b?.context) out.add(path.posix.normalize(b.context));
+      }
+    return [...out];
+  };
+
+  test('everything the Dockerfiles COPY is uploaded, for every build context in the compose files', () => {
+    const contexts = composeContexts();
+    assert.ok(contexts.includes('.') && contexts.includes('deploy/mosquitto'));
+    let checked = 0;
+    for (const ctx of contexts) {
+      const dir = path.join(ROOT, ctx);
+      const dockerfiles = fs.readdirSync(dir).filter((f) => /^Dockerfile(\.template|\.[a-z0-9-]+)?$/.test(f));
+      assert.ok(dockerfiles.length > 0, `${ctx} has a Dockerfile`);
+      for (const df of dockerfiles) {
+        for (const src of copySources(path.join(ctx, df))) {
+          const rel = path.posix.normalize(path.posix.join(ctx, src.replace(/\/$/, '')));
+          assert.ok(fs.existsSync(path.join(ROOT, rel)), `${df}: ${rel} exists`);
+          const files = fs.statSync(path.join(ROOT, rel)).isDirectory()
+            ? fs.readdirSync(path.join(ROOT, rel), { recursive: true }).map((f) => `${rel}/${f}`)
+            : [rel];
+          for (const f of files) {
+            if (/(^|\/)(node_modules|\.popkit|dist)(\/|$)/.test(f)) continue;
+            assert.ok(!ig.ignores(f), `${ctx}/${df} copies ${f}, which .dockerignore drops`);
+            checked++;
+          }
+        }
+        for (const f of [path.posix.join(ctx, df), 'docker-compose.yml', 'balena.yml'])
+          assert.ok(!ig.ignores(path.posix.normalize(f)), `${f} is uploaded`);
+      }
+    }
+    assert.ok(checked > 20, `checked ${checked} files`);
+  });
+
+  test('the matcher is not vacuous: a whitelisted source file is kept, a key beside it is not', () => {
+    assert.equal(ig.ignores('core/config.ts'), false);
+    assert.equal(ig.ignores('core/tls/server.key'), true);
+  });
+});
+
+interface Stage {
+  from: string;
+  name: string | undefined;
+  /** instructions after FROM, continuation lines joined: [keyword, rest] */
+  lines: Array<[string, string]>;
+}
+/** A Dockerfile's stages: comments dropped, `\` continuations joined, keywords upper-cased. */
+function stagesOf(file: string): Stage[] {
+  const joined = read(file)
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l))
+    .join('\n')
+    .replace(/\\\n/g, ' ');
+  const stages: Stage[] = [];
+  for (const raw of joined.split('\n')) {
+    const m = /^\s*([A-Za-z]+)\s+(.*)$/.exec(raw);
+    if (!m) continue;
+    const kw = (m[1] ?? '').toUpperCase();
+    const rest = (m[2] ?? '').trim();
+    if (kw === 'FROM') {
+      const f = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest);
+      assert.ok(f, `${file}: FROM ${rest}`);
+      stages.push({ from: f[1] ?? '', name: f[2], lines: [] });
+    } else {
+      assert.ok(stages.length > 0, `${file}: ${kw} before FROM`);
+      stages.at(-1)?.lines.push([kw, rest]);
+    }
+  }
+  return stages;
+}
+/** Packages an apt-get install in these RUN lines installs. */
+function aptPackages(stage: Stage): string[] {
+  const out: string[] = [];
+  for (const [kw, rest] of stage.lines) {
+    if (kw !== 'RUN') continue;
+    for (const m of rest.matchAll(/apt-get install ([^&;|]+)/g))
+      out.push(...(m[1] ?? '').split(/\s+/).filter((w) => w && !w.startsWith('-')));
+  }
+  return out;
+}
+const BUILD_TOOLS =
+  /^(gcc|g\+\+|cpp|make|cmake|build-essential|python3|python3-dev|pkg-config|node-gyp|.*-dev)$/;
+
+describe('Dockerfile.template (the one kit image)', () => {
+  const stages = stagesOf('Dockerfile.template');
+  const run = stages.at(-1)!;
+  const build = stages[0]!;
+
+  test('multi-stage on the official Node 22 LTS images, no deprecated balenalib image', () => {
+    assert.ok(stages.length >= 2, 'a build stage and a run stage');
+    for (const s of stages) {
+      assert.doesNotMatch(s.from, /balenalib|%%BALENA_/, `${s.from}: balenalib is deprecated`);
+      assert.match(s.from, /^node:22(\.\d+){0,2}-bookworm(-slim)?$/, `${s.from}: Node 22 on Debian 12`);
+    }
+    assert.match(run.from, /-slim$/, 'the run stage is the slim image');
+  });
+
+  test('native modules are installed and the TypeScript built in the build stage, whose output the run stage copies', () => {
+    const buildRuns = build.lines.filter(([k]) => k === 'RUN').map(([, r]) => r);
+    assert.ok(
+      buildRuns.some((r) => /npm (install|ci)\b/.test(r)),
+      'npm install in the build stage',
+    );
+    assert.ok(
+      buildRuns.some((r) => /scripts\/build\.sh/.test(r)),
+      'the build runs in the build stage',
+    );
+    assert.ok(aptPackages(build).includes('libgstreamer1.0-dev'), 'GStreamer headers for the native binding');
+    const copied = run.lines
+      .filter(([k, r]) => k === 'COPY' && r.startsWith(`--from=${build.name}`))
+      .map(([, r]) => r.split(/\s+/)[1] ?? '');
+    for (const p of ['node_modules', 'dist', 'bin', 'package.json'])
+      assert.ok(
+        copied.some((c) => c.endsWith(`/${p}`)),
+        `run stage copies ${p} from ${build.name}`,
+      );
+  });
+
+  test('the run stage has no compiler, headers or package build', () => {
+    const pkgs = aptPackages(run);
+    assert.ok(pkgs.length > 0, 'the run stage installs its run-time packages');
+    assert.deepEqual(
+      pkgs.filter((p) => BUILD_TOOLS.test(p)),
+      [],
+      'build tools in the run stage',
+    );
+    for (const [kw, rest] of run.lines)
+      if (kw === 'RUN')
+        assert.doesNotMatch(rest, /npm (install|ci|rebuild)|node-gyp/, `run stage: RUN ${rest}`);
+    // what media needs at run time, and the pango plugin (clockoverlay) that a minimal install lacks
+    for (const p of ['gstreamer1.0-plugins-good', 'gstreamer1.0-x', 'util-linux'])
+      assert.ok(pkgs.includes(p), p);
+  });
+
+  test('the check sees build tools when they are there', () => {
+    const fake: Stage = { from: 'x', name: 'y', lines: [['RUN', 'apt-get install -y g++ libfoo-dev curl']] };
+    assert.deepEqual(
+      aptPackages(fake).filter((p) => BUILD_TOOLS.test(p)),
+      ['g++', 'libfoo-dev'],
+    );
+  });
+
+  test('the services run unprivileged: the entrypoint drops to POPKIT_RUN_AS, which is not root', () => {
+    const entry = run.lines.find(([k]) => k === 'ENTRYPOINT')?.[1];
+    assert.equal(entry, '["/usr/local/bin/popkit-entrypoint"]');
+    assert.ok(
+      run.lines.some(
+        ([k, r]) => k === 'COPY' && r === 'deploy/kit/entrypoint.sh /usr/local/bin/popkit-entrypoint',
+      ),
+    );
+    const env = run.lines
+      .filter(([k]) => k === 'ENV')
+      .map(([, r]) => r)
+      .join(' ');
+    assert.match(env, /(^|\s)POPKIT_RUN_AS=node(\s|$)/);
+    // a USER line would have to be root (see the Dockerfile): none other than root is allowed, and none is needed
+    for (const [k, r] of run.lines)
+      if (k === 'USER') assert.fail(`USER ${r}: the entrypoint decides the user`);
+    const script = read('deploy/kit/entrypoint.sh');
+    const lastExec = script.trim().split('\n').at(-1) ?? '';
+    assert.match(
+      lastExec,
+      /^exec setpriv --reuid="\$uid" --regid="\$gid" .*--bounding-set=-all --no-new-privs -- "\$@"$/,
+    );
+    for (const file of COMPOSE_FILES)
+      for (const [name, s] of Object.entries(composeServices(file))) {
+        if (name === 'mosquitto') continue;
+        assert.notEqual(s.environment?.['POPKIT_RUN_AS'], 'root', `${file}: ${name}`);
+        assert.ok(s.user === undefined || !/^(root|0)(:|$)/.test(s.user), `${file}: ${name} user`);
+      }
+  });
+});
+
+describe('deploy/mosquitto/Dockerfile', () => {
+  test('on the official eclipse-mosquitto 2 image (its own entrypoint drops to the mosquitto user)', () => {
+    const stages = stagesOf('deploy/mosquitto/Dockerfile');
+    for (const s of stages) {
+      assert.doesNotMatch(s.from, /balenalib/);
+      assert.match(s.from, /^eclipse-mosquitto:2(\.\d+){0,2}$/);
+    }
+  });
+});
+
+describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
+  const notRoot = process.getuid?.() !== 0 ? 'mknod and setpriv need root' : false;
+  const script = path.join(ROOT, 'deploy/kit/entrypoint.sh');
+
+  function tree(sysDevs: Record<string, string>) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-entry-'));
+    for (const [rel, content] of Object.entries(sysDevs)) {
+      fs.mkdirSync(path.join(dir, 'sys', path.dirname(rel)), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'sys', rel), `${content}\n`);
+    }
+    fs.mkdirSync(path.join(dir, 'dev'));
+    fs.mkdirSync(path.join(dir, 'data/run'), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'tmp/balena'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'data/run/kitd.json'), '{}');
+    return dir;
+  }
+  function runEntry(dir: string, env: Record<string, string>, cmd: string[]) {
+    return spawnSync('sh', [script, ...cmd], {
+      encoding: 'utf8',
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        POPKIT_DEV_DIR: path.join(dir, 'dev'),
+        POPKIT_SYS_DIR: path.join(dir, 'sys'),
+        POPKIT_DATA_DIR: path.join(dir, 'data'),
+        POPKIT_LOCK_DIR: path.join(dir, 'tmp/balena'),
+        POPKIT_RUN_AS: 'nobody',
+        ...env,
+      },
+    });
+  }
+  const majMin = (rdev: number) => [(rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00)];
+
+  test('makes the nodes of its classes owned by the service user, serial ports in advance, then drops root', {
+    skip: notRoot,
+  }, () => {
+    const dir = tree({
+      'class/tty/ttyUSB0/dev': '188:0',
+      'class/tty/ttyS0/dev': '4:64',
+      'class/i2c-dev/i2c-1/dev': '89:1',
+      'bus/gpio/devices/gpiochip0/dev': '254:0',
+      'class/video4linux/video11/dev': '81:11',
+      'class/video4linux/video0/dev': 'not-a-number',
+    });
+    try {
+      const nobody = spawnSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).stdout.trim();
+      const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'serial i2c gpio', POPKIT_SERIAL_AHEAD: '2' }, [
+        'sh',
+        '-c',
+        'id -u; grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status',
+      ]);
+      assert.equal(r.status, 0, r.stderr);
+      const out = r.stdout.split('\n');
+      assert.equal(out[0], nobody, 'runs as the service user');
+      assert.match(r.stdout, /CapEff:\s+0+\n/);
+      assert.match(r.stdout, /CapBnd:\s+0+\n/);
+      assert.match(r.stdout, /NoNewPrivs:\s+1/);
+      const made = Object.fromEntries(
+        fs.readdirSync(path.join(dir, 'dev')).map((n) => {
+          const st = fs.statSync(path.join(dir, 'dev', n));
+          assert.ok(st.isCharacterDevice(), n);
+          assert.equal(String(st.uid), nobody, `${n} owner`);
+          assert.equal(st.mode & 0o777, 0o660, `${n} mode`);
+          return [n, majMin(st.rdev).join(':')];
+        }),
+      );
+      assert.deepEqual(made, {
+        gpiochip0: '254:0',
+        'i2c-1': '89:1',
+        ttyACM0: '166:0',
+        ttyACM1: '166:1',
+        ttyUSB0: '188:0',
+        ttyUSB1: '188:1',
+      });
+      assert.equal(String(fs.statSync(path.join(dir, 'data/run/kitd.json')).uid), nobody, 'data handed over');
+      assert.equal(String(fs.statSync(path.join(dir, 'tmp/balena')).uid), nobody, 'update lock directory');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('video class: present nodes only; a malformed sysfs entry is skipped and said', {
+    skip: notRoot,
+  }, () => {
+    const dir = tree({ 'class/video4linux/video11/dev': '81:11', 'class/video4linux/video0/dev': '81:x' });
+    try {
+      const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'video' }, ['true']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(fs.readdirSync(path.join(dir, 'dev')), ['video11']);
+      assert.match(r.stderr, /ignoring .*video0\/dev: '81:x'/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a GPIO chip on a major the cgroup rules do not allow is named, with the rule to add', {
+    skip: notRoot,
+  }, () => {
+    const dir = tree({ 'bus/gpio/devices/gpiochip0/dev': '253:0' });
+    try {
+      const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'gpio' }, ['true']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /POPKIT_DEVICE_RULE_MISSING: gpiochip0 is 253:0; .*'c 253:\* rwm'/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('hostile settings stop it with a coded error before anything runs', { skip: notRoot }, () => {
+    const dir = tree({});
+    try {
+      for (const [env, code] of [
+        [{ POPKIT_DEVICE_CLASSES: 'serial usb' }, 'POPKIT_DEVICE_CLASS_UNKNOWN'],
+        [{ POPKIT_DEVICE_CLASSES: '/dev/sda' }, 'POPKIT_DEVICE_CLASS_UNKNOWN'],
+        [{ POPKIT_RUN_AS: 'root' }, 'POPKIT_RUN_AS_ROOT'],
+        [{ POPKIT_RUN_AS: '0' }, 'POPKIT_RUN_AS_ROOT'],
+        [{ POPKIT_RUN_AS: 'node;id' }, 'POPKIT_RUN_AS_INVALID'],
+        [{ POPKIT_RUN_AS: 'no-such-user-here' }, 'POPKIT_RUN_AS_UNKNOWN'],
+        [{ POPKIT_SERIAL_AHEAD: '2; rm -rf /' }, 'POPKIT_SERIAL_AHEAD_INVALID'],
+        [{ POPKIT_SERIAL_AHEAD: '100000' }, 'POPKIT_SERIAL_AHEAD_INVALID'],
+      ] as const) {
+        const r = runEntry(dir, env, ['sh', '-c', 'echo RAN']);
+        assert.equal(r.status, 64, `${JSON.stringify(env)}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(code));
+        assert.doesNotMatch(r.stdout, /RAN/);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('balena.yml host configuration', () => {
+  const balena = parseYaml(read('balena.yml')) as {
+    data: {
+      supportedDeviceTypes: string[];
+      applicationConfigVariables?: Array<Record<string, unknown>>;
+    };
+  };
+  const config = balena.data.applicationConfigVariables ?? [];
+
+  test('every config variable is one BALENA_HOST_CONFIG_<name> or BALENA_<name> with a string value', () => {
+    assert.ok(config.length > 0);
+    for (const entry of config) {
+      assert.equal(Object.keys(entry).length, 1, `one variable per list item: ${JSON.stringify(entry)}`);
+      const [key, value] = Object.entries(entry)[0]!;
+      assert.match(key, /^BALENA_(HOST_CONFIG_[a-z0-9_]+|[A-Z0-9_]+)$/, key);
+      assert.equal(typeof value, 'string', `${key}: balena variable values are strings`);
+    }
+  });
+
+  test('gpu_mem gives the Pi 4 / Zero 2 W codec its memory, once, within the Zero 2 W 512 MB', () => {
+    const gpu = config.filter((e) => 'BALENA_HOST_CONFIG_gpu_mem' in e);
+    assert.equal(gpu.length, 1, 'set exactly once');
+    const v = String(gpu[0]?.['BALENA_HOST_CONFIG_gpu_mem']);
+    assert.match(v, /^\d+$/, 'a whole number of MB');
+    assert.ok(
+      Number(v) >= 128 && Number(v) <= 256,
+      `${v} MB: the codec and camera need 128, the Zero 2 W has 512 in all`,
+    );
+    for (const t of ['raspberrypi4-64', 'raspberrypi0-2w-64'])
+      assert.ok(balena.data.supportedDeviceTypes.includes(t), `${t} is a device type of the fleet`);
+  });
+});
+
+/** The class of a device node and the major the kernel's devices.txt gives it (gpiochip: dynamic, 254). */
+const NODE_CLASSES: Array<[RegExp, string, number]> = [
+  [/^\/dev\/ttyUSB\d+$/, 'serial', 188],
+  [/^\/dev\/ttyACM\d+$/, 'serial', 166],
+  [/^\/dev\/i2c-\d+$/, 'i2c', 89],
+  [/^\/dev\/gpiochip\d+$/, 'gpio', 254],
+  [/^\/dev\/video\d+$/, 'video', 81],
+];
+/** Removable or enumerated-at-plug nodes that must never be in `devices:`. */
+const REMOVABLE = /^\/dev\/(ttyUSB|ttyACM|video|media|v4l|serial|bus\/usb)/;
+/** Nodes a compose file does not cover by a class: NVIDIA's (dynamic majors), for a Jetson variant. */
+const NOT_CLASSED = /^\/dev\/nv(host-ctrl|host-msenc|map)$/;
+
+function ruleMajors(rules: string[] | undefined): Set<number> {
+  const out = new Set<number>();
+  for (const r of rules ?? []) {
+    const m = /^c (\d+):\* ([rwm]{3})$/.exec(r);
+    assert.ok(m, `device cgroup rule '${r}' is "c <major>:* rwm"`);
+    assert.deepEqual([...(m[2] ?? '')].sort(), ['m', 'r', 'w'], `${r}: read, write and mknod`);
+    out.add(Number(m[1]));
+  }
+  return out;
+}
+
+describe('device access without hard-mapped nodes', () => {
+  for (const file of COMPOSE_FILES) {
+    const services = composeServices(file);
+
+    test(`${file}: no devices: entry names a removable device`, () => {
+      for (const [name, s] of Object.entries(services))
+        for (const d of s.devices ?? [])
+          assert.doesNotMatch(
+            d.split(':')[0] ?? d,
+            REMOVABLE,
+            `${name}: ${d} stops the service when unplugged`,
+          );
+    });
+
+    test(`${file}: kitd and media may open every class any board profile uses, and make its nodes`, () => {
+      for (const id of BOARD_IDS) {
+        const nodes = deviceNodesFor(getBoardProfile(id));
+        for (const svc of ['kitd', 'media'] as const) {
+          const s = services[svc];
+          assert.ok(s, svc);
+          const majors = ruleMajors(s.device_cgroup_rules);
+          const classes = new Set(
+            (s.environment?.['POPKIT_DEVICE_CLASSES'] ?? '').split(/\s+/).filter(Boolean),
+          );
+          for (const n of nodes[svc]) {
+            const c = NODE_CLASSES.find(([re]) => re.test(n));
+            if (!c) {
+              assert.match(n, NOT_CLASSED, `${id}: ${n} belongs to no device class`);
+              continue;
+            }
+            assert.ok(
+              majors.has(c[2]),
+              `${file}: ${svc} on ${id} cannot open ${n} (no rule for major ${c[2]})`,
+            );
+            assert.ok(
+              classes.has(c[1]),
+              `${file}: ${svc} on ${id}: no ${c[1]} in POPKIT_DEVICE_CLASSES for ${n}`,
+            );
+          }
+        }
+      }
+    });
+
+    test(`${file}: no other service may open devices`, () => {
+      for (const [name, s] of Object.entries(services)) {
+        if (name === 'kitd' || name === 'media') continue;
+        assert.deepEqual(s.device_cgroup_rules ?? [], [], name);
+        assert.equal(s.environment?.['POPKIT_DEVICE_CLASSES'], undefined, name);
+        assert.notEqual(s['privileged'], true, `${name} is privileged`);
+      }
+    });
+  }
+
+  test('the entrypoint makes nodes on exactly the majors the rules name, class by class', () => {
+    const script = read('deploy/kit/entrypoint.sh');
+    for (const [, cls, major] of NODE_CLASSES) {
+      const block = new RegExp(`^\\s+${cls}\\)[\\s\\S]*?;;`, 'm').exec(script)?.[0] ?? '';
+      assert.match(block, new RegExp(`\\b${major}\\b`), `entrypoint ${cls} class uses major ${major}`);
+    }
+  });
+
+  test('the rule check is not vacuous', () => {
+    assert.deepEqual([...ruleMajors(['c 188:* rmw', 'c 81:* rwm'])], [188, 81]);
+    assert.throws(() => ruleMajors(['a *:* rwm']));
+    assert.throws(() => ruleMajors(['c 188:0 r']));
+  });
+});
