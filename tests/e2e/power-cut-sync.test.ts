@@ -17,6 +17,7 @@
 // commit it. Replay one run: POPKIT_POWERCUT_SEED=<seed>; more runs: POPKIT_POWERCUT_RUNS=<n>.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
@@ -196,6 +197,24 @@ async function checkAfterCut(dataDir: string, acked: Set<string>): Promise<numbe
   return outboxOrders.size;
 }
 
+/** For a failure report: the acknowledged orders missing after the cut, and whether each was there before it. */
+async function beforeRollback(precut: string, acked: Set<string>, real: string): Promise<string> {
+  try {
+    const after = new Set((await inspectStore(real)).orders.map((o) => o.id));
+    const before = new Set((await inspectStore(precut)).orders.map((o) => o.id));
+    const lost = [...acked].filter((id) => !after.has(id));
+    if (lost.length === 0) return 'no acknowledged order missing';
+    return lost
+      .slice(0, 5)
+      .map(
+        (id) => `${id} ${before.has(id) ? 'was in the store before the rollback' : 'was never in the store'}`,
+      )
+      .join('; ');
+  } catch (err) {
+    return `cannot compare with the store before the rollback: ${(err as Error).message}`;
+  }
+}
+
 async function oneCut(m: Moment): Promise<void> {
   const root = tempDir('popkit-pcsync-');
   const backing = path.join(root, 'backing');
@@ -254,10 +273,21 @@ async function oneCut(m: Moment): Promise<void> {
     await Promise.all([kill9(kit.checkout.proc), kill9(kit.sync.proc)]);
   }
   const storedAtCut = (await ledger(kitId)).length;
+  // what the processes left, before the rollback: a lost order says whether it was ever stored (a
+  // commit lost between the two writers) or was stored and then rolled back (a durability gap)
+  const precut = path.join(root, 'precut');
+  fs.cpSync(path.join(backing, 'data'), precut, { recursive: true });
   const report = await fsys.cut();
   assert.equal(report.cut, true);
   const real = path.join(backing, 'data');
-  const left = await checkAfterCut(real, acked);
+  let left: number;
+  try {
+    left = await checkAfterCut(real, acked);
+  } catch (err) {
+    throw new Error(`${(err as Error).message} [${await beforeRollback(precut, acked, real)}]`, {
+      cause: err,
+    });
+  }
   process.stdout.write(
     `# ${TEST}: cut at ${JSON.stringify(m)}: ${acked.size} orders acknowledged, ${storedAtCut} stored by the hub, ${left} left in the outbox, ${report.bytes_rolled_back} bytes rolled back (${report.fsyncs} fsyncs)\n`,
   );
