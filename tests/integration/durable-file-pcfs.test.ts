@@ -3,6 +3,7 @@
 // run-status file written through it, the buyer device key and kitd's update-lock lease. The first
 // test shows the hazard the helper exists for.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -12,7 +13,6 @@ import { dataLayout, hubDataLayout } from '../../core/data-dir.ts';
 import { writeFileDurable } from '../../core/durable-file.ts';
 import { loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
 import { openKitStore } from '../../core/store/index.ts';
-import { UpdateLock } from '../../firmware/update-lock.ts';
 import { DeviceTokens } from '../../services/checkout/devices.ts';
 import { loadOrCreateSigningKey } from '../../services/hub/keys.ts';
 import { tempDir } from '../support/checkout.ts';
@@ -131,9 +131,22 @@ test('the buyer device key survives a cut right after its first write, whole and
 test("kitd's update-lock lease: taken, rewritten with a new reason, then a cut: the last whole lease", async () => {
   const root = tempDir('popkit-pcfs-lock-');
   await onPcfs(root, (dir) => {
-    const lock = new UpdateLock(60_000, { POPKIT_HOST_ROOT: dir });
-    assert.equal(lock.reconcile('event live').held, true);
-    assert.equal(lock.reconcile('orders unsynced').reason, 'orders unsynced');
+    // kitd as its own process, killed by the cut: its descriptors (the host OS flock among them) go
+    // with it, as at a real power cut; only then can the filesystem be cut under it
+    const script = [
+      "import { UpdateLock } from './firmware/update-lock.ts';",
+      `const lock = new UpdateLock(60_000, { POPKIT_HOST_ROOT: ${JSON.stringify(dir)} });`,
+      "if (!lock.reconcile('event live').held) process.exit(3);",
+      "if (lock.reconcile('orders unsynced').reason !== 'orders unsynced') process.exit(4);",
+      'if (!lock.hostOsLockHeld()) process.exit(5);',
+      "process.kill(process.pid, 'SIGKILL');",
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: path.resolve(import.meta.dirname, '../..'),
+      env: { ...process.env, POPKIT_LOG_LEVEL: 'silent' },
+      encoding: 'utf8',
+    });
+    assert.equal(r.signal, 'SIGKILL', `the lock holder ended with ${r.status}: ${r.stderr}`);
   });
   const content = JSON.parse(
     fs.readFileSync(path.join(root, 'backing', 'tmp', 'balena', 'updates.lock'), 'utf8'),
