@@ -17,6 +17,7 @@ import { type Logger, moduleLogger } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import type { BoardProfile } from '../../hardware/boards/index.ts';
 import { type CpuSample, CpuSampler } from './cpu-load.ts';
+import { missingElements, missingElementsReason } from './gst-elements.ts';
 import { type GstLoad, isMissingElement } from './gst-loader.ts';
 import { readPlaylist } from './hls-files.ts';
 import { HlsOutput } from './hls-output.ts';
@@ -268,7 +269,11 @@ export class MediaService {
       p = new this.deps.gst.gst.Pipeline(desc);
     } catch (err) {
       const msg = (err as Error).message ?? String(err);
-      if (isMissingElement(msg)) {
+      const missing = isMissingElement(msg) ? missingElements(desc, msg) : [];
+      if (missing.length > 0) {
+        // names each missing element and the package that provides it (gst-elements.ts)
+        this.becomeUnavailable(missingElementsReason(board.id, missing));
+      } else if (isMissingElement(msg)) {
         this.becomeUnavailable(`GStreamer cannot build the ${board.id} pipeline: ${msg}`);
       } else {
         this.scheduleRestart(`pipeline did not build: ${msg}`);
