@@ -7,6 +7,7 @@ import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { rootLogger } from '../../core/logger.ts';
 import type { HubAuthorize } from './authorize.ts';
 import type { Queryable } from './db.ts';
+import type { DynsecClient } from './dynsec.ts';
 import type { PaymentGateway } from './gateway.ts';
 import { missingImages } from './images.ts';
 import type { HubIngest } from './ingest.ts';
@@ -35,6 +36,8 @@ export interface HubAppDeps {
   /** GET /v1/gateway's cache (default 30 s) */
   gatewayCheckCacheMs?: number;
   logger?: boolean;
+  /** kit enrollment through the broker's dynamic security plugin; unset: the enrollment routes answer 503 */
+  dynsec?: Pick<DynsecClient, 'addKit' | 'revokeKit' | 'reserved'>;
 }
 
 export function buildHubApp(deps: HubAppDeps) {
@@ -52,7 +55,7 @@ export function buildHubApp(deps: HubAppDeps) {
     adminToken,
     ...(deps.gatewayCheckCacheMs !== undefined ? { cacheMs: deps.gatewayCheckCacheMs } : {}),
   });
-  app.register(kitRoutes, { ledger, adminToken });
+  app.register(kitRoutes, { ledger, adminToken, ...(deps.dynsec ? { dynsec: deps.dynsec } : {}) });
   app.register(orderRoutes, { ledger, adminToken });
   const { db } = deps;
   app.register(catalogRoutes, {

@@ -28,6 +28,27 @@ export const HubConfig = Type.Object({
   POPKIT_HUB_DB_POOL: Type.Integer({ minimum: 1, maximum: 100, default: 4 }),
   POPKIT_HUB_HTTP_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8090 }),
   POPKIT_HUB_HTTP_HOST: Type.String({ default: '0.0.0.0' }),
+  POPKIT_HUB_DYNSEC_URL: Type.Optional(
+    Type.String({
+      pattern: '^(mqtts?|wss?|tcp)://',
+      description:
+        'kit enrollment (POST /v1/kits/enroll): the broker whose dynamic security plugin the hub administers; unset: POPKIT_HUB_BROKER_URL',
+    }),
+  ),
+  POPKIT_HUB_DYNSEC_USERNAME: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9_.-]{1,64}$',
+      description:
+        'kit enrollment: the dynamic security admin user (mosquitto_ctrl dynsec init); unset: the enrollment routes answer 503',
+    }),
+  ),
+  POPKIT_HUB_DYNSEC_PASSWORD: Type.Optional(
+    Type.String({
+      ...SECRET,
+      minLength: 1,
+      description: "kit enrollment: the dynamic security admin's password",
+    }),
+  ),
   POPKIT_HUB_ADMIN_TOKEN: Type.Optional(
     Type.String({ ...SECRET, minLength: 16, description: 'bearer token for the hub API' }),
   ),

@@ -1,5 +1,6 @@
 // Composition root of one hub worker: ledger database (migrated at start), payment gateway, MQTT
 // ingest and the HTTP API.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { hubDataLayout } from '../../core/data-dir.ts';
@@ -11,6 +12,7 @@ import { buildHubApp, type HubApp } from './app.ts';
 import { HubAuthorize } from './authorize.ts';
 import type { HubConfigT } from './config.ts';
 import { openPglite, openPostgres, type SqlDb } from './db.ts';
+import { DynsecClient } from './dynsec.ts';
 import { createGateway, type PaymentGateway } from './gateway.ts';
 import { HubIngest } from './ingest.ts';
 import { loadOrCreateSigningKey } from './keys.ts';
@@ -63,6 +65,8 @@ export class HubService {
   gateway: PaymentGateway | undefined;
   authorize: HubAuthorize | undefined;
   private orphanLoop: PollLoop | undefined;
+  /** kit enrollment (POPKIT_HUB_DYNSEC_USERNAME set): connects on the first enrollment */
+  dynsec: DynsecClient | undefined;
   adminToken = '';
   adminTokenGenerated = false;
   publicKeyFile = '';
@@ -142,7 +146,17 @@ export class HubService {
       unref: true,
       onError: (err) => log.warn({ err: (err as Error).message }, 'orphan authorizations not reported'),
     });
+    if (cfg.POPKIT_HUB_DYNSEC_USERNAME && cfg.POPKIT_HUB_DYNSEC_PASSWORD) {
+      const caFile = cfg.POPKIT_HUB_BROKER_CA_FILE;
+      this.dynsec = new DynsecClient({
+        url: cfg.POPKIT_HUB_DYNSEC_URL ?? cfg.POPKIT_HUB_BROKER_URL,
+        username: cfg.POPKIT_HUB_DYNSEC_USERNAME,
+        password: cfg.POPKIT_HUB_DYNSEC_PASSWORD,
+        ...(caFile ? { ca: fs.readFileSync(caFile) } : {}),
+      });
+    }
     this.app = buildHubApp({
+      ...(this.dynsec ? { dynsec: this.dynsec } : {}),
       ledger: this.ledger,
       ingest: this.ingest,
       db: this.db,
@@ -172,6 +186,7 @@ export class HubService {
     this.orphanLoop?.stop();
     await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);
+    await this.dynsec?.close().catch(() => undefined);
     await this.ingest?.stop().catch(() => undefined);
     await this.db?.close().catch(() => undefined);
   }

@@ -1,14 +1,56 @@
 // The fleet, admin only: GET /v1/kits, every kit's last status, backlog, stock and health; and
-// GET /v1/dead-letters, the entries the hub could not store (reason and the entry as sent).
+// GET /v1/dead-letters, the entries the hub could not store (reason and the entry as sent); and kit
+// enrollment through the broker's dynamic security plugin (services/hub/dynsec.ts, docs/fleet.md):
+// POST /v1/kits/enroll gives a new kit its broker credentials (the password only in that answer),
+// DELETE /v1/kits/:kitId/enrollment revokes them, and the broker disconnects the kit at once.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
 import { ID_LEVEL } from '../../../core/contracts/common.ts';
+import { KitError } from '../../../core/errors.ts';
+import { checkId, type DynsecClient, ENROLL_EVENTS_MAX } from '../dynsec.ts';
 import type { Ledger } from '../ledger.ts';
 import { adminGuard } from './admin.ts';
 
 export interface KitRoutesOptions {
   ledger: Pick<Ledger, 'listKits' | 'deadLetters' | 'heldTokenKey'>;
   adminToken: string;
+  /** unset: the enrollment routes answer 503 NOT_READY with how to enable them */
+  dynsec?: Pick<DynsecClient, 'addKit' | 'revokeKit' | 'reserved'>;
+}
+
+/** The one declaration of the enrollment body and path (the wire shape of docs/fleet.md). */
+export const EnrollBody = Type.Object(
+  {
+    kitId: Type.String({ pattern: ID_LEVEL, maxLength: 64 }),
+    eventIds: Type.Array(Type.String({ pattern: ID_LEVEL, maxLength: 64 }), {
+      minItems: 1,
+      maxItems: ENROLL_EVENTS_MAX,
+      uniqueItems: true,
+    }),
+  },
+  { additionalProperties: false },
+);
+export const EnrollmentParams = Type.Object({ kitId: Type.String({ pattern: ID_LEVEL, maxLength: 64 }) });
+
+/**
+ * Before the schema (whose validator coerces types): a number or a boolean where a string belongs is
+ * refused, not turned into an id.
+ */
+async function strictEnrollTypes(req: FastifyRequest): Promise<void> {
+  const b = req.body as { kitId?: unknown; eventIds?: unknown } | null | undefined;
+  if (!b || typeof b !== 'object' || Array.isArray(b)) throw new KitError('VALIDATION', 'body: an object');
+  if (typeof b.kitId !== 'string') throw new KitError('VALIDATION', 'body/kitId: a string');
+  if (!Array.isArray(b.eventIds) || !b.eventIds.every((e) => typeof e === 'string')) {
+    throw new KitError('VALIDATION', 'body/eventIds: an array of strings');
+  }
+}
+
+function enrollmentDisabled(): KitError {
+  return new KitError(
+    'NOT_READY',
+    'kit enrollment is off: load the dynamic security plugin in the broker and set POPKIT_HUB_DYNSEC_USERNAME and POPKIT_HUB_DYNSEC_PASSWORD (docs/fleet.md#provisioning-with-dynamic-security)',
+  );
 }
 
 const DeadLettersQuery = Type.Object({
@@ -16,7 +58,35 @@ const DeadLettersQuery = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
 });
 
-export const kitRoutes: FastifyPluginAsyncTypebox<KitRoutesOptions> = async (app, { ledger, adminToken }) => {
+export const kitRoutes: FastifyPluginAsyncTypebox<KitRoutesOptions> = async (
+  app,
+  { ledger, adminToken, dynsec },
+) => {
+  app.post(
+    '/v1/kits/enroll',
+    {
+      onRequest: adminGuard(adminToken),
+      preValidation: strictEnrollTypes,
+      schema: { body: EnrollBody },
+      bodyLimit: 16 * 1024,
+    },
+    async (req, reply) => {
+      if (!dynsec) throw enrollmentDisabled();
+      const kitId = checkId('kit', req.body.kitId, dynsec.reserved);
+      const kit = await dynsec.addKit(kitId, req.body.eventIds);
+      return reply.status(201).send({ kitId: kit.kitId, username: kit.username, password: kit.password });
+    },
+  );
+  app.delete(
+    '/v1/kits/:kitId/enrollment',
+    { onRequest: adminGuard(adminToken), schema: { params: EnrollmentParams } },
+    async (req) => {
+      if (!dynsec) throw enrollmentDisabled();
+      const kitId = checkId('kit', req.params.kitId, dynsec.reserved);
+      await dynsec.revokeKit(kitId);
+      return { kitId, revoked: true };
+    },
+  );
   app.get('/v1/kits', { onRequest: adminGuard(adminToken) }, async () => {
     // the fleet view shows the hub's own trouble too: card work waiting for a lost held-token key
     const key = ledger.heldTokenKey;
