@@ -14,6 +14,7 @@ export const COMMANDS = {
   media: { summary: 'the media service alone (HLS, ladder, watchdog)' },
   catalog: { summary: 'catalog load FILE: load a catalog JSON into a running kit' },
   terminal: { summary: 'terminal pair|list|revoke: staff terminals paired by the admin (code + QR)' },
+  fleet: { summary: 'fleet provision: per-kit identities, hub enrollment, balena variables' },
   loyalty: { summary: 'loyalty issue|double-uses: signed loyalty passes through the hub (text + QR)' },
 } as const satisfies Record<string, { summary: string }>;
 

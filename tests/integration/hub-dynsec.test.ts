@@ -5,11 +5,13 @@
 // second enrollment of the same kit is 409; hostile ids are refused before anything reaches the broker.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Fastify from 'fastify';
 import mqtt from 'mqtt';
+import { run as fleet } from '../../cli/commands/fleet.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import { isKitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
@@ -296,5 +298,71 @@ describe('kit enrollment with Mosquitto dynamic security', () => {
     for (const c of [kit, other, hub]) c.end(true);
     const persisted = fs.readFileSync(dynsecFile, 'utf8');
     assert.ok(!persisted.includes(passA), 'the broker keeps hashes, never the password');
+  });
+  test('popkit fleet provision enrolls kits and writes their balena variables, private files only', async () => {
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const out = path.join(dir, 'provision');
+    const k1 = uniqueId('fleet1');
+    const k2 = uniqueId('fleet2');
+    const uuid = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const base = ['provision', '--hub-http', url, '--event', eventA, '--out'];
+    const env = { POPKIT_HUB_ADMIN_TOKEN: adminToken };
+
+    // hostile ids and a bad token: refused here, nothing sent to the hub
+    const before = sent.length;
+    for (const ids of ['a/b', '#', 'popkit-hub', `${k1},${k1}`, `${k1}:NOTHEX`, 'a\u0000b']) {
+      assert.equal(await fleet([...base, out, '--ids', ids], env), 2, ids);
+    }
+    assert.equal(await fleet([...base, out, '--ids', k1], { POPKIT_HUB_ADMIN_TOKEN: 'short' }), 2);
+    assert.equal(sent.length, before);
+
+    assert.equal(
+      await fleet([...base, out, '--ids', `${k1}:${uuid},${k2}`, '--hub-mqtt', broker.url], env),
+      0,
+    );
+    assert.equal(fs.statSync(out).mode & 0o777, 0o700);
+    for (const f of [
+      'balena-env.sh',
+      'report.json',
+      `${k1}/balena-env.json`,
+      `${k1}/identity.key`,
+      `${k1}/identity.pub`,
+      `${k2}/balena-env.json`,
+    ]) {
+      assert.equal(fs.statSync(path.join(out, f)).mode & 0o777, 0o600, f);
+    }
+    const vars = JSON.parse(fs.readFileSync(path.join(out, k1, 'balena-env.json'), 'utf8'));
+    assert.equal(vars.POPKIT_KIT_ID, k1);
+    assert.equal(vars.POPKIT_HUB_USERNAME, k1);
+    assert.match(vars.POPKIT_TOKEN_KEY, /^[0-9a-f]{64}$/);
+    assert.equal(vars.POPKIT_HUB_URL, broker.url);
+    const key = createPrivateKey(fs.readFileSync(path.join(out, k1, 'identity.key')));
+    assert.equal(key.asymmetricKeyType, 'ed25519');
+    // the credentials work at the broker, and only for that kit
+    assert.equal(
+      await connectOutcome(broker.url, { username: k1, password: vars.POPKIT_HUB_PASSWORD }),
+      'connected',
+    );
+    assert.equal(
+      await connectOutcome(broker.url, { username: k2, password: vars.POPKIT_HUB_PASSWORD }),
+      'error',
+    );
+    const sh = fs.readFileSync(path.join(out, 'balena-env.sh'), 'utf8');
+    assert.ok(
+      sh.includes(`balena env set POPKIT_HUB_PASSWORD '${vars.POPKIT_HUB_PASSWORD}' --device ${uuid}`),
+    );
+    assert.match(sh, new RegExp(`balena env set POPKIT_KIT_ID '${k2}' --device "\\$\\{DEVICE:\\?`));
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+    assert.equal(report.enrolled, 2);
+    assert.ok(!JSON.stringify(report).includes(vars.POPKIT_HUB_PASSWORD), 'the report holds no password');
+
+    // the same kit again (another directory): the hub says 409, the command exits 1, nothing written for it
+    const out2 = path.join(dir, 'provision-again');
+    assert.equal(await fleet([...base, out2, '--ids', k1], env), 1);
+    const again = JSON.parse(fs.readFileSync(path.join(out2, 'report.json'), 'utf8'));
+    assert.equal(again.kits[0].error.code, 'CONFLICT');
+    assert.equal(fs.existsSync(path.join(out2, k1)), false);
+    // an existing output is never overwritten
+    assert.equal(await fleet([...base, out, '--ids', k1], env), 2);
   });
 });
