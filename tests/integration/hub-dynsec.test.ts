@@ -17,7 +17,15 @@ import { isKitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { DynsecClient, kitRoleAcls } from '../../services/hub/dynsec.ts';
 import { kitRoutes } from '../../services/hub/routes/kits.ts';
-import { connectOutcome, type Mosquitto, mosquitto, tmpDir, uniqueId, waitFor } from '../support/hub-link.ts';
+import {
+  connectOutcome,
+  freePort,
+  type Mosquitto,
+  mosquitto,
+  tmpDir,
+  uniqueId,
+  waitFor,
+} from '../support/hub-link.ts';
 
 const PLUGIN = '/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so';
 const dir = tmpDir('dynsec');
@@ -142,6 +150,32 @@ describe('kit enrollment with Mosquitto dynamic security', () => {
         (e) => isKitError(e) && e.code === 'VALIDATION',
       );
     }
+  });
+
+  test('a broker that refuses the admin or does not answer is a coded, bounded BROKER_UNAVAILABLE', async () => {
+    const wrong = new DynsecClient({
+      url: broker.url,
+      username: adminUser,
+      password: 'not-it',
+      timeoutMs: 2000,
+    });
+    await assert.rejects(
+      wrong.addKit(uniqueId('kitx'), [eventA]),
+      (e) => isKitError(e) && e.code === 'BROKER_UNAVAILABLE',
+    );
+    await wrong.close();
+    const port = await freePort();
+    const none = new DynsecClient({
+      url: `mqtt://127.0.0.1:${port}`,
+      username: adminUser,
+      password: adminPass,
+      timeoutMs: 2000,
+    });
+    await assert.rejects(
+      none.revokeKit(uniqueId('kitx')),
+      (e) => isKitError(e) && e.code === 'BROKER_UNAVAILABLE',
+    );
+    await none.close();
   });
 
   test('without a dynsec admin the routes say how to enable them', async () => {
