@@ -5,6 +5,7 @@
 // returned once) and a role of its own with the same topic rules as deploy/hub/acl's per-kit patterns,
 // plus read access to its events' catalogs. Deleting the client disconnects a connected kit at once.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
@@ -77,8 +78,8 @@ export interface DynsecOptions {
   url: string;
   username: string;
   password: string;
-  /** CA bundle for mqtts:// */
-  ca?: Buffer;
+  /** CA bundle file for mqtts:// (read at connect, as ingest and authorize do) */
+  caFile?: string | undefined;
   /** bound on connecting and on every command's answer (default 5000 ms) */
   timeoutMs?: number;
   clientId?: string;
@@ -143,7 +144,7 @@ export class DynsecClient {
         clientId: this.opts.clientId ?? `popkit-hub-dynsec-${this.prefix}`,
         connectTimeout: this.timeoutMs,
         reconnectPeriod: 0,
-        ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+        ...(this.opts.caFile ? { ca: fs.readFileSync(this.opts.caFile) } : {}),
       });
       const fail = (err: Error) => {
         clearTimeout(timer);

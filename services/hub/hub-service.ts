@@ -1,6 +1,5 @@
 // Composition root of one hub worker: ledger database (migrated at start), payment gateway, MQTT
 // ingest and the HTTP API.
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { hubDataLayout } from '../../core/data-dir.ts';
@@ -147,12 +146,11 @@ export class HubService {
       onError: (err) => log.warn({ err: (err as Error).message }, 'orphan authorizations not reported'),
     });
     if (cfg.POPKIT_HUB_DYNSEC_USERNAME && cfg.POPKIT_HUB_DYNSEC_PASSWORD) {
-      const caFile = cfg.POPKIT_HUB_BROKER_CA_FILE;
       this.dynsec = new DynsecClient({
         url: cfg.POPKIT_HUB_DYNSEC_URL ?? cfg.POPKIT_HUB_BROKER_URL,
         username: cfg.POPKIT_HUB_DYNSEC_USERNAME,
         password: cfg.POPKIT_HUB_DYNSEC_PASSWORD,
-        ...(caFile ? { ca: fs.readFileSync(caFile) } : {}),
+        caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
       });
     }
     this.app = buildHubApp({
