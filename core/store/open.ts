@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
+import type { SeriesMarkerT, SeriesValuesT } from '../contracts/series.ts';
 import { dataLayout } from '../data-dir.ts';
 import { ensurePrivateDir, makePrivateFile, PRIVATE_FILE } from '../file-modes.ts';
 import type { SealedToken } from '../token-vault.ts';
@@ -251,6 +252,40 @@ export interface DeviceRecord {
   heldOpen?: number;
 }
 
+/**
+ * A viewer of the live stream during one event (services/checkout/audience): `id` is a keyed hash of
+ * client address and user agent under the event's rotating key, never the address or agent itself.
+ * Kept for the event's retention (POPKIT_AUDIENCE_TTL_H after it ends), then deleted.
+ */
+export interface ViewerRecord {
+  id: string;
+  eventId: string;
+  /** unix seconds */
+  firstSeen: number;
+  lastSeen: number;
+  /** seconds watched (gaps longer than the leave timeout are not counted) */
+  watchSeconds: number;
+  /** watching sessions: [join, leave] unix seconds; the open one has leave = lastSeen */
+  sessions: Array<[join: number, leave: number]>;
+  inVenue: boolean;
+  /** when it expires (unix seconds): the event's end plus the retention */
+  expiresAt?: number;
+}
+
+/** A buyer device's consent to link its viewing to its orders, with the text version it agreed to. */
+export interface ConsentRecord {
+  deviceId: string;
+  granted: boolean;
+  textVersion: string;
+  at: string;
+  /** the viewer ids (this event's keyed hashes) linked to this device's orders */
+  viewerIds: string[];
+  /** events at which this device bought with consent (new vs returning) */
+  events: string[];
+  /** the highest loyalty tier it used a pass of, with consent */
+  loyaltyTier?: string;
+}
+
 /** What identifies the stored catalog version (written with it, read cheaply on every order). */
 export interface CatalogStamp {
   eventId: string;
@@ -285,6 +320,14 @@ export interface KitStore {
   loyaltyUses: Database<LoyaltyUseRecord, string>;
   /** buyer devices by device id (core/store/devices.ts) */
   devices: Database<DeviceRecord, string>;
+  /** per-second series (core/contracts/series.ts), keyed by unix second */
+  series: Database<SeriesValuesT, number>;
+  /** series markers keyed by [unix second, sequence] */
+  markers: Database<SeriesMarkerT, [number, number]>;
+  /** viewers of the live stream by keyed-hash id (ephemeral, services/checkout/audience) */
+  viewers: Database<ViewerRecord, string>;
+  /** buyer devices' consent by device id */
+  consents: Database<ConsentRecord, string>;
   /** the LMDB data file (lmdb-js keeps its lock file beside it) */
   file: string;
   close(): Promise<void>;
@@ -344,6 +387,10 @@ export function openKitStore(dataDir: string): KitStore {
     pickupCodes: root.openDB<string, string>({ name: 'pickupCodes' }),
     loyaltyUses: root.openDB<LoyaltyUseRecord, string>({ name: 'loyaltyUses' }),
     devices: root.openDB<DeviceRecord, string>({ name: 'devices' }),
+    series: root.openDB<SeriesValuesT, number>({ name: 'series' }),
+    markers: root.openDB<SeriesMarkerT, [number, number]>({ name: 'markers' }),
+    viewers: root.openDB<ViewerRecord, string>({ name: 'viewers' }),
+    consents: root.openDB<ConsentRecord, string>({ name: 'consents' }),
     close: () => root.close(),
   };
 }

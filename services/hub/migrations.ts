@@ -284,6 +284,50 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX product_images_source ON product_images (source_sha256, rendition);
     `,
   },
+  {
+    version: 11,
+    name: 'event series and audience',
+    sql: `
+      -- per-second samples of each kit (core/contracts/series.ts), opened from sealed telemetry; the
+      -- key makes a resent batch a no-op; BRIN on time: rows arrive roughly in time order and a report
+      -- reads ranges
+      CREATE TABLE kit_series (
+        kit_id text NOT NULL,
+        event_id text NOT NULL,
+        t timestamptz NOT NULL,
+        v jsonb NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (kit_id, event_id, t)
+      );
+      CREATE INDEX kit_series_t ON kit_series USING brin (t);
+      CREATE INDEX kit_series_event ON kit_series (event_id, t);
+      CREATE TABLE kit_markers (
+        kit_id text NOT NULL,
+        event_id text NOT NULL,
+        t timestamptz NOT NULL,
+        kind text NOT NULL,
+        label text NOT NULL,
+        PRIMARY KEY (kit_id, event_id, t, kind, label)
+      );
+      -- the newest audience aggregate of each kit for an event (only groups of at least k people)
+      CREATE TABLE kit_audience (
+        kit_id text NOT NULL,
+        event_id text NOT NULL,
+        at timestamptz NOT NULL,
+        body jsonb NOT NULL,
+        -- orders the kit held for the event when it sent this (reconciliation)
+        kit_orders integer,
+        PRIMARY KEY (kit_id, event_id)
+      );
+      -- which creator an event belongs to (from its catalogs), for the cross-event feed
+      CREATE TABLE event_creators (
+        event_id text PRIMARY KEY,
+        creator_id text NOT NULL,
+        first_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX event_creators_creator ON event_creators (creator_id);
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {
