@@ -119,18 +119,14 @@ export type SeriesResponseT = Static<typeof SeriesResponse>;
  * or `remote`, `watched_5m` (at least five minutes watched), `new` or `returning` (a consenting buyer
  * seen at an earlier event), `loyalty_<tier>` (a consenting buyer who used a pass of that tier).
  */
-export const SEGMENTS = [
-  'all',
-  'in_venue',
-  'remote',
-  'watched_5m',
-  'new',
-  'returning',
-  'loyalty_bronze',
-  'loyalty_silver',
-  'loyalty_gold',
-] as const;
-export type SegmentName = (typeof SEGMENTS)[number];
+export const FIXED_SEGMENTS = ['all', 'in_venue', 'remote', 'watched_5m', 'new', 'returning'] as const;
+/** A fixed segment, or `loyalty_<tier>` (the tier as the loyalty pass names it, core/contracts/loyalty.ts). */
+export const SEGMENT_PATTERN =
+  '^(all|in_venue|remote|watched_5m|new|returning|loyalty_[A-Za-z0-9_.-]{1,24})$';
+export const Segment = Type.String({ pattern: SEGMENT_PATTERN });
+export type SegmentName = string;
+/** At most this many segments per aggregate (the fixed ones and a few loyalty tiers). */
+export const MAX_SEGMENTS = 24;
 /** Aggregates over fewer people than this never leave the kit (POPKIT_AUDIENCE_MIN_GROUP). */
 export const DEFAULT_MIN_GROUP = 5;
 /** Retention curve resolution: one point per minute since a viewer joined, at most 6 hours. */
@@ -138,7 +134,7 @@ export const RETENTION_MAX_MINUTES = 360;
 
 export const SegmentAggregate = Type.Object(
   {
-    segment: Type.Union(SEGMENTS.map((s) => Type.Literal(s))),
+    segment: Segment,
     /** distinct viewers in the segment (≥ k, or the segment is not sent) */
     viewers: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
     watchSeconds: Type.Integer({ minimum: 0, maximum: 1e12 }),
@@ -160,8 +156,8 @@ export const AudienceAggregate = Type.Object(
     /** the smallest group sent (segments under it are listed in `suppressed`, without figures) */
     k: Type.Integer({ minimum: 2, maximum: 1000 }),
     at: UnixSecond,
-    segments: Type.Array(SegmentAggregate, { maxItems: SEGMENTS.length }),
-    suppressed: Type.Array(Type.Union(SEGMENTS.map((s) => Type.Literal(s))), { maxItems: SEGMENTS.length }),
+    segments: Type.Array(SegmentAggregate, { maxItems: MAX_SEGMENTS }),
+    suppressed: Type.Array(Segment, { maxItems: MAX_SEGMENTS }),
   },
   { additionalProperties: false },
 );

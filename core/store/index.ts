@@ -4,6 +4,7 @@
 // transaction itself (tests/unit/store-boundary.test.ts keeps it so).
 
 export { LANES, type LaneName } from '../contracts/lanes.ts';
+export * from './audience.ts';
 export * from './catalog.ts';
 export * from './catalog-epoch.ts';
 export * from './declines.ts';

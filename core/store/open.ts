@@ -278,8 +278,8 @@ export interface ConsentRecord {
   granted: boolean;
   textVersion: string;
   at: string;
-  /** the viewer ids (this event's keyed hashes) linked to this device's orders */
-  viewerIds: string[];
+  /** this device's orders linked to the viewer id (the event's keyed hash) that placed them; withdrawal empties it */
+  links: Array<{ viewerId: string; orderId: string; eventId: string }>;
   /** events at which this device bought with consent (new vs returning) */
   events: string[];
   /** the highest loyalty tier it used a pass of, with consent */
