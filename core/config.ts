@@ -77,6 +77,10 @@ export const BaseConfig = Type.Object({
   }),
 });
 
+/** Private, unique-local and link-local ranges: a phone on the venue's Wi-Fi. */
+export const AUDIENCE_VENUE_NETS_DEFAULT =
+  '10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,fc00::/7,fe80::/10';
+
 /** What checkout reads (popkit checkout, popkit up). */
 export const CheckoutConfig = Type.Object({
   POPKIT_HTTP_PORT: Port(8080, 'checkout API and dashboard'),
@@ -235,6 +239,44 @@ export const CheckoutConfig = Type.Object({
     default: 800,
     description:
       'latency budget of the online card authorization through the hub, before the offline rule applies',
+  }),
+  // audience (services/checkout/audience, docs/security.md#audience)
+  POPKIT_AUDIENCE_LEAVE_S: Type.Integer({
+    minimum: 5,
+    maximum: 600,
+    default: 30,
+    description:
+      'a viewer stops watching when no playlist, segment or part request of theirs came for this long (above 3 target durations: an LL-HLS blocking reload is held that long)',
+  }),
+  POPKIT_AUDIENCE_VENUE_NETS: Type.String({
+    default: AUDIENCE_VENUE_NETS_DEFAULT,
+    maxLength: 2000,
+    pattern: '^[0-9A-Fa-f:./]+(,[0-9A-Fa-f:./]+)*$',
+    description: 'client address ranges (CIDR, comma-separated) counted as in the venue; the rest is remote',
+  }),
+  POPKIT_AUDIENCE_KEY_MAX_H: Type.Integer({
+    minimum: 1,
+    maximum: 168,
+    default: 24,
+    description:
+      'the viewer key (an HMAC key per event) is replaced at each event start or switch and after this many hours at the latest',
+  }),
+  POPKIT_AUDIENCE_TTL_H: Type.Integer({
+    minimum: 1,
+    maximum: 8760,
+    default: 72,
+    description: "viewer records and their consent links are deleted this long after their event's end",
+  }),
+  POPKIT_AUDIENCE_MIN_GROUP: Type.Integer({
+    minimum: 2,
+    maximum: 1000,
+    default: 5,
+    description: 'k: audience figures leave the kit only as aggregates over at least this many people',
+  }),
+  POPKIT_CONSENT_RATE_PER_MIN: Type.Integer({
+    minimum: 1,
+    default: 30,
+    description: 'consent answers (POST/DELETE /v1/consent) per minute per client address',
   }),
   POPKIT_STORE_RESERVE_MB: Type.Integer({
     minimum: 0,

@@ -347,6 +347,8 @@ export const META = {
   hubTimeFloor: 'clock.hubFloor',
   /** what made this boot's clock trusted, and its wall-to-monotonic offset then (core/store/clock.ts) */
   clockTrust: 'clock.trust',
+  /** the live event's viewer key (core/store/audience.ts): overwritten at rotation, removed when none is live */
+  audienceKey: 'audience.key',
 } as const;
 
 export function openKitStore(dataDir: string): KitStore {

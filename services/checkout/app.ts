@@ -9,6 +9,8 @@ import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { AdmissionGate } from './admission.ts';
+import { consentRoutes } from './audience/consent.ts';
+import type { ViewerTracker } from './audience/tracker.ts';
 import type { DeviceTokens } from './devices.ts';
 import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
@@ -59,6 +61,11 @@ export interface CheckoutDeps extends StatusDeps {
   // pickup
   /** the pickup feature (also in `orders.features`): its routes are served when it is there */
   pickup?: PickupFeature;
+  // audience
+  /** viewers of /live (absent: not counted); the series recorder reads its ViewerCounts */
+  viewers?: ViewerTracker;
+  /** consent answers per minute per client address (POPKIT_CONSENT_RATE_PER_MIN) */
+  consentRatePerMin?: number;
 }
 
 /** pairing-code redemptions per minute per client address: a few honest retries, no guessing */
@@ -115,7 +122,10 @@ export async function buildApp(deps: CheckoutDeps) {
   });
   await app.register(eventRoutes, { store, orders, guard, creds });
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
-  await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
+  await app.register(mediaRoutes, {
+    hlsDir: dataLayout(deps.dataDir).hls,
+    ...(deps.viewers ? { viewers: deps.viewers } : {}),
+  });
   await app.register(mediaCacheRoutes, { dir: dataLayout(deps.dataDir).productMedia });
   await app.register(dashboardRoutes);
   await app.register(buyerRoutes, { orders });
@@ -152,6 +162,14 @@ export async function buildApp(deps: CheckoutDeps) {
   // pickup
   if (deps.pickup)
     await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds, pickupCodes });
+  // audience: consent needs the buyer's device token
+  if (deps.devices)
+    await app.register(consentRoutes, {
+      store,
+      guard,
+      devices: deps.devices,
+      ratePerMin: deps.consentRatePerMin ?? 30,
+    });
   return app;
 }
 

@@ -97,6 +97,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
           role,
           ip: req.ip,
           ...(device ? { deviceToken: device } : {}),
+          ...(req.headers['user-agent'] !== undefined ? { userAgent: req.headers['user-agent'] } : {}),
         });
       } catch (err) {
         metrics.latency.observe({ outcome: 'rejected' }, seconds(started));
