@@ -5,8 +5,11 @@
 // with a coded error and change nothing; answers carry no ids.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readAudienceKey, readConsent } from '../../core/store/index.ts';
+import { dataLayout } from '../../core/data-dir.ts';
+import { openKitStore, readAudienceKey, readConsent, readViewer } from '../../core/store/index.ts';
 import { CONSENT_TEXT_VERSION } from '../../services/checkout/audience/consent.ts';
 import { auth, DEMO_CATALOG, startCheckout } from '../support/checkout.ts';
 
@@ -34,7 +37,7 @@ before(async () => {
     await new Promise((r) => setTimeout(r, 50));
   assert.ok(readAudienceKey(kit.kit.store), 'the event key was made');
 });
-after(() => kit.kit.close());
+after(() => kit.kit.close().catch(() => undefined));
 
 let ipSeq = 10;
 const nextIp = () => `10.50.0.${ipSeq++}`;
@@ -226,5 +229,49 @@ describe('consent', () => {
       (await consent('POST', nextIp(), dev.token, { granted: true, textVersion: 'v1' })).statusCode,
       200,
     );
+  });
+});
+
+describe('end to end through checkout (main.ts wiring)', () => {
+  test('a /live viewer who consents and buys: the link names the viewer record /live made', async () => {
+    const hls = dataLayout(kit.dataDir).hls;
+    fs.mkdirSync(hls, { recursive: true });
+    fs.writeFileSync(
+      path.join(hls, 'index.m3u8'),
+      '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg1.ts\n',
+    );
+    fs.writeFileSync(path.join(hls, 'seg1.ts'), Buffer.from([0x47, 0, 0, 0]));
+    const ip = nextIp();
+    for (const file of ['index.m3u8', 'seg1.ts']) {
+      const res = await kit.app.inject({
+        method: 'GET',
+        url: `/live/${file}`,
+        remoteAddress: ip,
+        headers: { 'user-agent': UA },
+      });
+      assert.equal(res.statusCode, 200, res.body);
+    }
+    const dev = await device(ip);
+    assert.equal(
+      (await consent('POST', ip, dev.token, { granted: true, textVersion: CONSENT_TEXT_VERSION })).statusCode,
+      200,
+    );
+    const orderId = await order(ip, dev.token);
+    const link = readConsent(kit.kit.store, dev.id)?.links[0];
+    assert.equal(link?.orderId, orderId);
+    // closing checkout writes what the tracker holds; the record is there under the linked id
+    const dataDir = kit.dataDir;
+    await kit.kit.close();
+    const store = openKitStore(dataDir);
+    try {
+      const rec = readViewer(store, link?.viewerId ?? '');
+      assert.ok(rec, 'the viewer /live counted is the one the order links');
+      assert.equal(rec.eventId, DEMO_CATALOG.eventId);
+      assert.equal(rec.inVenue, true);
+      const bytes = fs.readFileSync(store.file);
+      assert.equal(bytes.indexOf(Buffer.from('consent-test-phone')), -1, 'no user agent in the store');
+    } finally {
+      await store.close();
+    }
   });
 });
