@@ -70,6 +70,13 @@ export const BaseConfig = Type.Object({
   POPKIT_LOCAL_BUS_URL: Type.Optional(
     Type.String({ pattern: '^(mqtts?|wss?|tcp)://', description: 'MQTT local bus' }),
   ),
+  // every process that makes an audience aggregate (checkout, sync's telemetry, the report) uses the same k
+  POPKIT_AUDIENCE_MIN_GROUP: Type.Integer({
+    minimum: 2,
+    maximum: 1000,
+    default: 5,
+    description: 'k: audience figures leave the kit only as aggregates over at least this many people',
+  }),
   POPKIT_LOCAL_BUS_PREFIX: Type.String({
     default: DEFAULT_LOCAL_BUS_PREFIX,
     pattern: LOCAL_BUS_PREFIX_PATTERN,
@@ -266,12 +273,6 @@ export const CheckoutConfig = Type.Object({
     maximum: 8760,
     default: 72,
     description: "viewer records and their consent links are deleted this long after their event's end",
-  }),
-  POPKIT_AUDIENCE_MIN_GROUP: Type.Integer({
-    minimum: 2,
-    maximum: 1000,
-    default: 5,
-    description: 'k: audience figures leave the kit only as aggregates over at least this many people',
   }),
   POPKIT_CONSENT_RATE_PER_MIN: Type.Integer({
     minimum: 1,
