@@ -46,11 +46,13 @@ export class SeriesRecorder {
   private readonly flushEvery: number;
   private base: { totals: Totals; eventId: string | null };
   private pending = new Map<number, SeriesValuesT>();
-  private markers: SeriesMarkerT[] = [];
+  private marks: SeriesMarkerT[] = [];
   /** markers are looked for in (since, t]: from the newest stored second on the first tick */
   private since: number | undefined;
   private level: number | undefined;
   private ticks = 0;
+  /** the last totals seen per event (reservations are counted per event) */
+  private readonly perEvent = new Map<string, Totals>();
   private writing: Promise<unknown> = Promise.resolve();
   private loop: PollLoop | undefined;
   private instants: {
@@ -103,17 +105,21 @@ export class SeriesRecorder {
     const s = this.opts.signals;
     const now = s.totals();
     const v: SeriesValuesT = {};
-    const sameEvent = now.eventId === this.base.eventId;
+    // reservations are counted per event: another event than the last tick's counts from where this
+    // process last saw it, or from 0 (a new event's counters start at 0 when its catalog arrives)
+    const base =
+      now.eventId === this.base.eventId ? this.base.totals : (this.perEvent.get(now.eventId ?? '') ?? {});
     for (const m of COUNTER_METRICS) {
       const x = now.totals[m];
       if (x === undefined) continue;
-      const b = this.base.totals[m];
-      // a counter first seen now (a tracker that appeared), or the reservations of another event than
-      // the last tick's, start a new baseline: nothing counted before is counted again
-      if (b === undefined || (!sameEvent && m.startsWith('popkit_reservations_'))) v[m] = 0;
+      const perEvent = m.startsWith('popkit_reservations_');
+      const b = perEvent ? base[m] : this.base.totals[m];
+      // a counter first seen now (a tracker that appeared): its baseline, nothing counted before
+      if (b === undefined) v[m] = perEvent ? x : 0;
       // a counter that went back was reset: what it says now is its increase
       else v[m] = x < b ? x : x - b;
     }
+    if (this.base.eventId !== null) this.perEvent.set(this.base.eventId, this.base.totals);
     this.base = now;
     const lat = s.takeLatencies();
     if (lat.length > 0) {
@@ -128,7 +134,7 @@ export class SeriesRecorder {
   private mark(t: number, v: SeriesValuesT): void {
     const level = v.popkit_stream_level;
     if (level !== undefined && this.level !== undefined && level !== this.level)
-      this.markers.push({ t, kind: 'stream_level', label: String(level) });
+      this.marks.push({ t, kind: 'stream_level', label: String(level) });
     if (level !== undefined) this.level = level;
     if (this.since === undefined) {
       const stored = latestSeriesSecond(this.opts.store);
@@ -142,11 +148,11 @@ export class SeriesRecorder {
     const at = (iso: string | null, kind: 'event_start' | 'event_stop') => {
       const s = secondOf(iso);
       if (s !== undefined && s > from && s <= t)
-        this.markers.push({ t: s, kind, label: markerLabel(ev.eventId ?? '') });
+        this.marks.push({ t: s, kind, label: markerLabel(ev.eventId ?? '') });
     };
     at(ev.startedAt, 'event_start');
     at(ev.stoppedAt, 'event_stop');
-    for (const i of this.dropInstants()) if (i.t > from && i.t <= t) this.markers.push(i);
+    for (const i of this.dropInstants()) if (i.t > from && i.t <= t) this.marks.push(i);
   }
 
   /** The catalog's sale-window instants (items and bundles), recomputed when the catalog changes. */
@@ -170,9 +176,9 @@ export class SeriesRecorder {
   /** Write what is buffered (one transaction, the retention sweep in it); resolves when committed. */
   flush(): Promise<unknown> {
     const samples: SeriesSampleT[] = [...this.pending].map(([t, v]) => ({ t, v }));
-    const markers = this.markers;
+    const markers = this.marks;
     this.pending = new Map();
-    this.markers = [];
+    this.marks = [];
     const retainFrom = Math.floor(this.now() / 1000) - this.opts.retentionH * 3600;
     const run = async () => {
       const started = process.hrtime.bigint();
