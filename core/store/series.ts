@@ -39,6 +39,8 @@ export interface SeriesWriteResult {
   /** marker duplicates skipped */
   duplicateMarkers: number;
   swept: number;
+  /** time spent inside the transaction's callback (ns): reads, merges, puts, the sweep */
+  txnNs: bigint;
 }
 
 const isCounter = (m: string): boolean => SERIES_METRICS[m as MetricName]?.kind === 'counter';
@@ -75,9 +77,11 @@ export async function writeSeries(store: KitStore, batch: SeriesBatchWrite): Pro
     markers: 0,
     duplicateMarkers: 0,
     swept: 0,
+    txnNs: 0n,
   };
   if (batch.samples.length === 0 && batch.markers.length === 0 && !sweep) return result;
   await store.root.transaction(() => {
+    const started = process.hrtime.bigint();
     for (const s of batch.samples) {
       const prev = store.series.get(s.t);
       if (prev) result.merged++;
@@ -108,6 +112,7 @@ export async function writeSeries(store: KitStore, batch: SeriesBatchWrite): Pro
         result.swept++;
       }
     }
+    result.txnNs = process.hrtime.bigint() - started;
   });
   result.wrote = true;
   return result;

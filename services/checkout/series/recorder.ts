@@ -186,6 +186,7 @@ export class SeriesRecorder {
       this.costNs += process.hrtime.bigint() - started;
       try {
         const r = await p;
+        this.costNs += r.txnNs;
         this.stats.samples += r.samples;
         this.stats.markers += r.markers;
         this.stats.swept += r.swept;
