@@ -15,7 +15,8 @@ const STORE_DIR = path.join(ROOT, 'core', 'store');
 const FORBIDDEN: RegExp[] = [
   /\.root\.transaction\(/,
   /\.openDB\(/,
-  /\.(outbox|tokens|riskq|idempotency|series|markers)\.\w+\(/,
+  /\.(outbox|tokens|riskq|idempotency)\.\w+\(/,
+  /\bstore\.(series|markers)\.\w+\(/,
   /\.(orders|stock|catalog|meta)\.(put|remove|putSync|removeSync|getRange|getKeys|getCount|getKeysCount|getValues|ifNoExists|doesExist)\(/,
   /\bstore\.(orders|stock|catalog|meta)\.get\(/,
 ];
