@@ -12,8 +12,9 @@ import type { ViewerCounts } from '../../core/store/audience.ts';
 import { setEventState } from '../../core/store/event.ts';
 import { openKitStore, type StoredCatalog } from '../../core/store/open.ts';
 import { readMarkers, readSeries, sweepSeries, writeSeries } from '../../core/store/series.ts';
+import { createMetrics } from '../../services/checkout/metrics.ts';
 import { SeriesRecorder } from '../../services/checkout/series/recorder.ts';
-import { LiveSignals } from '../../services/checkout/series/signals.ts';
+import { LATENCY_RESERVOIR, LiveSignals, percentile } from '../../services/checkout/series/signals.ts';
 import { auth, smallCatalog, startCheckout, tempDir } from '../support/checkout.ts';
 import { kitdRunStatus, mediaRunStatus } from '../support/series.ts';
 
@@ -297,6 +298,35 @@ describe('the recorder', () => {
       assert.equal(r.rec.stats.transactions, 1);
     } finally {
       await r.store.close();
+    }
+  });
+
+  test("/metrics reads the viewer tracker through the same signals; a drop's busiest second keeps a bounded reservoir of latencies", async () => {
+    const dataDir = tempDir('popkit-series-metrics-');
+    const store = openKitStore(dataDir);
+    try {
+      const viewers: ViewerCounts = {
+        current: () => 12,
+        totals: () => ({ joins: 30, leaves: 18, watchSeconds: 900 }),
+      };
+      const signals = new LiveSignals({ dataDir, viewers });
+      const text = await createMetrics(store, dataDir, signals).registry.metrics();
+      assert.match(text, /^popkit_viewers 12$/m);
+      assert.match(text, /^popkit_viewer_joins_total 30$/m);
+      assert.match(text, /^popkit_viewer_leaves_total 18$/m);
+      assert.match(text, /^popkit_watch_seconds_total 900$/m);
+      // without a recorder nothing is kept; with one, at most the reservoir, spread over the second
+      signals.latency(0.5);
+      assert.deepEqual(signals.takeLatencies(), []);
+      signals.collectLatency = true;
+      for (let i = 0; i < 20_000; i++) signals.latency(((i * 7919) % 20_000) / 20_000);
+      const kept = signals.takeLatencies().sort((a, b) => a - b);
+      assert.equal(kept.length, LATENCY_RESERVOIR);
+      const p50 = percentile(kept, 0.5)!;
+      assert.ok(p50 > 0.4 && p50 < 0.6, `p50 of a uniform second ≈ 0.5, got ${p50}`);
+      assert.deepEqual(signals.takeLatencies(), [], 'taken once');
+    } finally {
+      await store.close();
     }
   });
 
