@@ -28,6 +28,7 @@
   let plot;
   let el;
   let legendEl;
+  let money = (cents) => (cents / 100).toFixed(2);
 
   function bucketOf(t) {
     const b = t - (t % BUCKET_S);
@@ -168,7 +169,7 @@
     const v = last(2);
     const p = last(3);
     const l = last(4);
-    legendEl.textContent = `last minute: ${orders} orders · ${(revenue / 100).toFixed(2)} · viewers ${v ?? '—'} · p95 ${p === null ? '—' : `${p.toFixed(1)} ms`} · stream level ${l ?? '—'}`;
+    legendEl.textContent = `last minute: ${orders} orders · ${money(revenue)} · viewers ${v ?? '—'} · p95 ${p === null ? '—' : `${p.toFixed(1)} ms`} · stream level ${l ?? '—'}`;
   }
 
   let polls = 0;
@@ -202,9 +203,10 @@
   }
 
   window.popkitChart = {
-    init(container, legend) {
+    init(container, legend, formatCents) {
       el = container;
       legendEl = legend;
+      if (formatCents) money = formatCents;
       window.addEventListener('resize', () =>
         plot?.setSize({ width: Math.max(300, el.clientWidth - 8), height: 260 }),
       );
