@@ -111,7 +111,8 @@ const PROFILES: Record<BoardId, () => BoardProfile> = {
       maxHeight: 1080,
       maxFps: 30,
       maxBitrateKbps: 20000,
-      runtimeBitrate: false,
+      // extra-controls set live (patched binding: patches/gstreamer-superficial+1.7.4.patch)
+      runtimeBitrate: true,
       needsLevelCaps: true,
     },
   }),
@@ -146,7 +147,8 @@ const PROFILES: Record<BoardId, () => BoardProfile> = {
       maxHeight: 720,
       maxFps: 30,
       maxBitrateKbps: 4000,
-      runtimeBitrate: false,
+      // extra-controls set live (patched binding: patches/gstreamer-superficial+1.7.4.patch)
+      runtimeBitrate: true,
       needsLevelCaps: true,
     },
   }),

@@ -207,6 +207,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     // audience
     viewers,
     consentRatePerMin: cfg.POPKIT_CONSENT_RATE_PER_MIN,
+    // live series
+    ...(cfg.POPKIT_SERIES === 1 ? { series: { retentionH: cfg.POPKIT_SERIES_RETENTION_H } } : {}),
   });
   return {
     app,

@@ -1,5 +1,6 @@
 // The hub's HTTP API (docs/contracts.md, "Hub HTTP API"): the shared error envelope and one fastify
 // plugin per area (routes/), listened to by HubService.
+
 import type { KeyObject } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController } from 'fastify';
@@ -21,6 +22,7 @@ import { kitRoutes } from './routes/kits.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickups.ts';
+import { hubValidatorCompiler } from './validation.ts';
 
 export interface HubAppDeps {
   ledger: Ledger;
@@ -45,8 +47,9 @@ export function buildHubApp(deps: HubAppDeps) {
     ...(deps.logger ? { loggerInstance: rootLogger().child({ module: 'hub-http' }) } : { logger: false }),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 4 * 1024 * 1024,
-    ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // bodies strict, querystring and params coerced (services/hub/validation.ts)
+  app.setValidatorCompiler(hubValidatorCompiler());
   const { ledger, ingest, adminToken } = deps;
   app.register(errorEnvelopePlugin);
   app.register(healthRoutes, { ledger, ingest, adminToken, authorize: deps.authorize });

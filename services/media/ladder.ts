@@ -70,8 +70,8 @@ export type Transition =
 
 /**
  * How to move the running pipeline from one rung to another. A bitrate-only change is applied to the
- * playing encoder where the board allows it (`runtimeBitrate`); where it does not (v4l2h264enc on
- * GStreamer 1.22) and for any resolution or frame-rate change the pipeline is rebuilt, which starts
+ * playing encoder where the board allows it (`runtimeBitrate`); where it does not, and for any
+ * resolution or frame-rate change, the pipeline is rebuilt, which starts
  * the new stream on an IDR so the next segment opens cleanly.
  */
 export function planTransition(video: VideoProfile, from: LadderStep, to: LadderStep): Transition {
@@ -86,24 +86,30 @@ export function planTransition(video: VideoProfile, from: LadderStep, to: Ladder
     : { kind: 'rebuild', why: 'bitrate-fixed-while-playing' };
 }
 
+/** v4l2h264enc's controls (a GstStructure in `extra-controls`): the bitrate and an IDR every `gop` frames. */
+export function v4l2Controls(bitrateKbps: number, gop: number): string {
+  return `controls,video_bitrate=${bitrateKbps * 1000},h264_i_frame_period=${gop},repeat_sequence_header=1`;
+}
+
 /**
  * The property set on the playing encoder for a live bitrate change, or undefined where the board's
- * encoder cannot take one and the pipeline is rebuilt instead.
+ * encoder cannot take one and the pipeline is rebuilt instead. `gop`: frames between IDRs (one part).
  *
- * v4l2h264enc (Pi 4, Pi Zero 2 W) takes its bitrate only inside `extra-controls`, a GstStructure.
- * GStreamer would apply a new structure to the open device while streaming, but gstreamer-superficial
- * turns a JS string into a G_TYPE_STRING value (only GstCaps properties are parsed), which GObject
- * refuses for a GstStructure property. Setting the control from outside with `v4l2-ctl -d /dev/video11
- * --set-ctrl video_bitrate=…` does not reach the encoder either: a V4L2 mem-to-mem device keeps its
- * controls per open file handle (bcm2835-codec creates a context per open()), so another process
- * changes a context nobody streams on. So the Pi rebuilds: since media owns the playlist a rebuild
- * costs a discontinuity and about 0.7 s to the first lower-rate part (bench/media.ts), not a frozen
- * screen.
+ * v4l2h264enc (Pi 4, Pi Zero 2 W) takes its bitrate only inside `extra-controls`, a GstStructure;
+ * GStreamer applies a new structure to the open device while it streams. gstreamer-superficial as
+ * published turns a JS string into a string GValue, which GObject refuses for a GstStructure property,
+ * so Popkit patches the binding (patches/gstreamer-superficial+1.7.4.patch, applied at npm install) to
+ * parse such strings as gst-launch does. The media service reads the property back after setting it
+ * and rebuilds the pipeline when the value did not take (an unpatched binding). Setting the control
+ * from outside with `v4l2-ctl --set-ctrl` would not do: a V4L2 mem-to-mem device keeps its controls per
+ * open file handle (bcm2835-codec makes a context per open()), so another process changes a context
+ * nobody streams on.
  */
 export function liveBitrateSetting(
   video: VideoProfile,
   kbps: number,
-): { property: 'bitrate'; value: number } | undefined {
+  gop: number,
+): { property: 'bitrate' | 'extra-controls'; value: number | string } | undefined {
   if (!video.runtimeBitrate) return undefined;
   switch (video.encoder) {
     case 'x264enc':
@@ -111,8 +117,18 @@ export function liveBitrateSetting(
     case 'nvv4l2h264enc':
       return { property: 'bitrate', value: kbps * 1000 };
     case 'v4l2h264enc':
-      return undefined;
+      return { property: 'extra-controls', value: v4l2Controls(kbps, gop) };
   }
+}
+
+/** Did the encoder take the setting? (read back: a structure reads as `controls, video_bitrate=(int)N, …`) */
+export function settingTook(
+  setting: { property: string; value: number | string },
+  readBack: unknown,
+): boolean {
+  if (typeof setting.value === 'number') return Number(readBack) === setting.value;
+  const want = /video_bitrate=(\d+)/.exec(setting.value)?.[1];
+  return want !== undefined && new RegExp(`video_bitrate=(\\(int\\))?${want}\\b`).test(String(readBack));
 }
 
 export type LadderCommand =

@@ -30,9 +30,10 @@ import {
   type LadderTop,
   liveBitrateSetting,
   planTransition,
+  settingTook,
 } from './ladder.ts';
 import type { MediaBus } from './local-bus.ts';
-import { buildPipeline, ELEMENT, PARTS_PER_SECOND, partSeconds } from './pipeline.ts';
+import { buildPipeline, ELEMENT, PARTS_PER_SECOND, partFrames, partSeconds } from './pipeline.ts';
 import { Watchdog, type WatchdogPolicy } from './watchdog.ts';
 
 export interface MediaSettings {
@@ -368,12 +369,21 @@ export class MediaService {
         return;
       case 'live-bitrate': {
         const enc = this.pipeline?.findChild(ELEMENT.encoder);
-        const setting = liveBitrateSetting(this.deps.board.video, plan.bitrateKbps);
+        const setting = liveBitrateSetting(this.deps.board.video, plan.bitrateKbps, partFrames(step.fps));
         if (!enc || !setting) {
           this.rebuild();
           return;
         }
         enc[setting.property] = setting.value;
+        // an unpatched binding leaves extra-controls as it was (GObject refuses a string): rebuild then
+        if (!settingTook(setting, enc[setting.property])) {
+          this.log.warn(
+            { property: setting.property },
+            'the encoder did not take the live bitrate: rebuilding',
+          );
+          this.rebuild();
+          return;
+        }
         this.activeStep = step;
         this.state = step.index > 0 ? 'degraded' : 'playing';
         return;

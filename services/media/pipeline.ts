@@ -3,7 +3,7 @@
 
 import { KitError } from '../../core/errors.ts';
 import type { BoardId, VideoProfile } from '../../hardware/boards/index.ts';
-import type { LadderStep } from './ladder.ts';
+import { type LadderStep, v4l2Controls } from './ladder.ts';
 
 export interface MediaOutputs {
   /** Absolute directory for the part files (hls-output.ts renames them and writes the playlists). */
@@ -110,9 +110,7 @@ export function encoderBranch(video: VideoProfile, step: LadderStep): string {
         ` speed-preset=ultrafast bitrate=${step.bitrateKbps} key-int-max=${gop} ! video/x-h264,profile=constrained-baseline`
       );
     case 'v4l2h264enc': {
-      const controls =
-        `controls,video_bitrate=${step.bitrateKbps * 1000},h264_i_frame_period=${gop},` +
-        'repeat_sequence_header=1';
+      const controls = v4l2Controls(step.bitrateKbps, gop);
       // The Pi 4 encoder refuses to start unless the level is pinned in caps (docs/architecture.md#trap-pi-4-encoder-needs-level-caps).
       const level = video.needsLevelCaps ? ',level=(string)4' : '';
       return (

@@ -3,6 +3,7 @@
 // the API returned once, publishes and reads only its own topics and its event's catalog; a wrong
 // password is refused; revoking disconnects the connected kit at once and it cannot come back; a
 // second enrollment of the same kit is 409; hostile ids are refused before anything reaches the broker.
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
@@ -17,6 +18,7 @@ import { isKitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { DynsecClient, kitRoleAcls } from '../../services/hub/dynsec.ts';
 import { kitRoutes } from '../../services/hub/routes/kits.ts';
+import { hubValidatorCompiler } from '../../services/hub/validation.ts';
 import {
   connectOutcome,
   freePort,
@@ -49,10 +51,9 @@ const ledger = {
 } as unknown as Parameters<typeof kitRoutes>[1]['ledger'];
 
 function buildApp(withDynsec: boolean) {
-  const app = Fastify({
-    logger: false,
-    ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
-  });
+  // validated as the hub validates (strict bodies, services/hub/validation.ts)
+  const app = Fastify({ logger: false });
+  app.setValidatorCompiler(hubValidatorCompiler());
   app.register(errorEnvelopePlugin);
   const counted: Pick<DynsecClient, 'addKit' | 'revokeKit' | 'reserved'> = {
     reserved: dynsec?.reserved ?? [],

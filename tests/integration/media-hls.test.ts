@@ -10,6 +10,7 @@ import { type RunStatus, readRunStatus } from '../../core/contracts/run-status.t
 import { getBoardProfile } from '../../hardware/boards/index.ts';
 import { defaultGstLoader, type GstModule, loadGst } from '../../services/media/gst-loader.ts';
 import { type PlaylistEntry, readPlaylist } from '../../services/media/hls-files.ts';
+import { liveBitrateSetting, settingTook } from '../../services/media/ladder.ts';
 import { MediaService, type MediaSettings } from '../../services/media/media-service.ts';
 import { PlaylistWatch } from '../support/hls-watch.ts';
 
@@ -255,17 +256,31 @@ describe('media service on real GStreamer', {
     }
   });
 
-  test('why the Pi rebuilds: the binding cannot set extra-controls (a GstStructure) on an element', () => {
+  test('the Pi steps its bitrate live: the (patched) binding sets extra-controls, a GstStructure, from a string', () => {
     assert.ok(gst.ok);
     // v4l2src has the same extra-controls property as v4l2h264enc and exists on this machine
     const p = new gst.gst.Pipeline('v4l2src name=v extra-controls="c,brightness=3" ! fakesink');
     const v = p.findChild('v');
     assert.ok(v);
-    v['extra-controls'] = 'controls,video_bitrate=100000';
-    // unchanged: GObject refused a string for a GstStructure (ladder.ts liveBitrateSetting). If this
-    // ever changes, the Pi can change bitrate live and the profile's runtimeBitrate can be flipped.
-    assert.match(String(v['extra-controls']), /brightness=\(int\)3/);
-    assert.doesNotMatch(String(v['extra-controls']), /video_bitrate/);
+    const setting = liveBitrateSetting(getBoardProfile('pi4').video, 1200, 10);
+    assert.ok(setting && setting.property === 'extra-controls');
+    v[setting.property] = setting.value;
+    // taken: the published binding passed a string GValue, which GObject refused, and the old
+    // structure stayed (patches/gstreamer-superficial+1.7.4.patch)
+    assert.match(String(v['extra-controls']), /video_bitrate=\(int\)1200000/);
+    assert.doesNotMatch(String(v['extra-controls']), /brightness/);
+    assert.equal(settingTook(setting, v['extra-controls']), true);
+    // a string that is not a structure changes nothing, and media sees that it did not take
+    v['extra-controls'] = 'not a structure, (((';
+    assert.match(String(v['extra-controls']), /video_bitrate=\(int\)1200000/);
+    // the other property types the pipelines set at run time behave as before
+    const q = new gst.gst.Pipeline('videotestsrc ! x264enc name=e bitrate=2000 ! fakesink');
+    const e = q.findChild('e');
+    assert.ok(e);
+    e['bitrate'] = 1500;
+    assert.equal(Number(e['bitrate']), 1500);
+    e['speed-preset'] = 'superfast';
+    assert.equal(String(e['speed-preset']), 'superfast');
   });
 
   test('Orin Nano: only x264enc descriptions ever reach GStreamer; a missing camera is a status', async () => {

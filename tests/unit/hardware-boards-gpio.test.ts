@@ -76,7 +76,7 @@ describe('board profiles', () => {
 
   test('encoder facts per docs/hardware-facts.md', () => {
     const pi4 = getBoardProfile('pi4').video;
-    assert.deepEqual([pi4.encoder, pi4.runtimeBitrate, pi4.needsLevelCaps], ['v4l2h264enc', false, true]);
+    assert.deepEqual([pi4.encoder, pi4.runtimeBitrate, pi4.needsLevelCaps], ['v4l2h264enc', true, true]);
     assert.ok(pi4.maxWidth <= 2032 && pi4.maxBitrateKbps <= 20000);
     const nx = getBoardProfile('jetson-orin-nx').video;
     assert.deepEqual([nx.encoder, nx.runtimeBitrate], ['nvv4l2h264enc', true]);

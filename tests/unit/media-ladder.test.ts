@@ -10,6 +10,8 @@ import {
   ladderTopFor,
   liveBitrateSetting,
   planTransition,
+  settingTook,
+  v4l2Controls,
 } from '../../services/media/ladder.ts';
 import { buildPipeline } from '../../services/media/pipeline.ts';
 
@@ -55,14 +57,12 @@ describe('planTransition', () => {
       bitrateKbps: s[1]!.bitrateKbps,
     });
   });
-  test('Pi 4 (runtimeBitrate false) rebuilds instead', () => {
-    assert.deepEqual(planTransition(pi4, s[0]!, s[1]!), {
+  test('Pi 4 steps its bitrate live too (extra-controls, patched binding); a profile without runtimeBitrate rebuilds', () => {
+    assert.equal(planTransition(pi4, s[0]!, s[1]!).kind, 'live-bitrate');
+    assert.deepEqual(planTransition({ ...pi4, runtimeBitrate: false }, s[0]!, s[1]!), {
       kind: 'rebuild',
       why: 'bitrate-fixed-while-playing',
     });
-  });
-  test('the decision follows the profile flag, not the board name', () => {
-    assert.equal(planTransition({ ...pi4, runtimeBitrate: true }, s[0]!, s[1]!).kind, 'live-bitrate');
   });
   test('frame rate or resolution changes rebuild on every board; pause and resume', () => {
     assert.deepEqual(planTransition(pi5, s[2]!, s[3]!), { kind: 'rebuild', why: 'caps-change' });
@@ -75,21 +75,40 @@ describe('planTransition', () => {
 
 describe('live bitrate per board profile', () => {
   const s = buildLadder(top);
-  test('x264enc takes kbit/s, nvv4l2h264enc bit/s, v4l2h264enc nothing (it rebuilds)', () => {
-    assert.deepEqual(liveBitrateSetting(getBoardProfile('pi5').video, 1500), {
+  test('x264enc takes kbit/s, nvv4l2h264enc bit/s, v4l2h264enc a whole extra-controls structure', () => {
+    assert.deepEqual(liveBitrateSetting(getBoardProfile('pi5').video, 1500, 10), {
       property: 'bitrate',
       value: 1500,
     });
-    assert.deepEqual(liveBitrateSetting(getBoardProfile('jetson-orin-nx').video, 1500), {
+    assert.deepEqual(liveBitrateSetting(getBoardProfile('jetson-orin-nx').video, 1500, 10), {
       property: 'bitrate',
       value: 1_500_000,
     });
-    assert.equal(liveBitrateSetting(getBoardProfile('pi4').video, 1500), undefined);
-    // even if a profile claimed it could: the binding cannot set extra-controls (see ladder.ts)
+    // the same controls the pipeline starts with (IDR per part kept), only the bitrate moves
+    assert.deepEqual(liveBitrateSetting(getBoardProfile('pi4').video, 1500, 10), {
+      property: 'extra-controls',
+      value: 'controls,video_bitrate=1500000,h264_i_frame_period=10,repeat_sequence_header=1',
+    });
     assert.equal(
-      liveBitrateSetting({ ...getBoardProfile('pi4').video, runtimeBitrate: true }, 1500),
+      liveBitrateSetting({ ...getBoardProfile('pi4').video, runtimeBitrate: false }, 1500, 10),
       undefined,
     );
+  });
+  test('a live setting is trusted only when the encoder reads it back', () => {
+    const set = { property: 'extra-controls', value: v4l2Controls(1500, 10) };
+    assert.equal(
+      settingTook(set, 'controls, video_bitrate=(int)1500000, h264_i_frame_period=(int)10;'),
+      true,
+    );
+    // an unpatched binding leaves the old structure in place
+    assert.equal(
+      settingTook(set, 'controls, video_bitrate=(int)2000000, h264_i_frame_period=(int)10;'),
+      false,
+    );
+    assert.equal(settingTook(set, 'controls, video_bitrate=(int)15000000;'), false);
+    assert.equal(settingTook(set, undefined), false);
+    assert.equal(settingTook({ property: 'bitrate', value: 1500 }, 1500), true);
+    assert.equal(settingTook({ property: 'bitrate', value: 1500 }, 2000), false);
   });
   test('Pi 4 step-down: the rebuilt pipeline issues the new bitrate in extra-controls, same part GOP', () => {
     const pi4 = getBoardProfile('pi4');

@@ -5,7 +5,6 @@
 // DELETE /v1/kits/:kitId/enrollment revokes them, and the broker disconnects the kit at once.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
 import { ID_LEVEL } from '../../../core/contracts/common.ts';
 import { KitError } from '../../../core/errors.ts';
 import { checkId, type DynsecClient, ENROLL_EVENTS_MAX } from '../dynsec.ts';
@@ -33,19 +32,6 @@ export const EnrollBody = Type.Object(
 );
 export const EnrollmentParams = Type.Object({ kitId: Type.String({ pattern: ID_LEVEL, maxLength: 64 }) });
 
-/**
- * Before the schema (whose validator coerces types): a number or a boolean where a string belongs is
- * refused, not turned into an id.
- */
-async function strictEnrollTypes(req: FastifyRequest): Promise<void> {
-  const b = req.body as { kitId?: unknown; eventIds?: unknown } | null | undefined;
-  if (!b || typeof b !== 'object' || Array.isArray(b)) throw new KitError('VALIDATION', 'body: an object');
-  if (typeof b.kitId !== 'string') throw new KitError('VALIDATION', 'body/kitId: a string');
-  if (!Array.isArray(b.eventIds) || !b.eventIds.every((e) => typeof e === 'string')) {
-    throw new KitError('VALIDATION', 'body/eventIds: an array of strings');
-  }
-}
-
 function enrollmentDisabled(): KitError {
   return new KitError(
     'NOT_READY',
@@ -66,7 +52,6 @@ export const kitRoutes: FastifyPluginAsyncTypebox<KitRoutesOptions> = async (
     '/v1/kits/enroll',
     {
       onRequest: adminGuard(adminToken),
-      preValidation: strictEnrollTypes,
       schema: { body: EnrollBody },
       bodyLimit: 16 * 1024,
     },
