@@ -27,8 +27,14 @@ import { KitError } from './errors.ts';
 export const SEAL_ALG = 'HPKE-X25519-SHA256-A256GCM';
 const KEM_ID = 0x0020;
 const KDF_ID = 0x0001;
-const AEAD_ID = 0x0002;
 const INFO = Buffer.from('popkit telemetry v1', 'utf8');
+
+/** RFC 9180's AEADs this module speaks: AES-256-GCM for telemetry; AES-128-GCM only to check it against the RFC's vectors. */
+export const HPKE_AEADS = {
+  'aes-128-gcm': { id: 0x0001, nk: 16 },
+  'aes-256-gcm': { id: 0x0002, nk: 32 },
+} as const;
+export type HpkeAead = keyof typeof HPKE_AEADS;
 
 const i2osp = (n: number, len: number): Buffer => {
   const b = Buffer.alloc(len);
@@ -36,12 +42,8 @@ const i2osp = (n: number, len: number): Buffer => {
   return b;
 };
 const KEM_SUITE = Buffer.concat([Buffer.from('KEM'), i2osp(KEM_ID, 2)]);
-const HPKE_SUITE = Buffer.concat([
-  Buffer.from('HPKE'),
-  i2osp(KEM_ID, 2),
-  i2osp(KDF_ID, 2),
-  i2osp(AEAD_ID, 2),
-]);
+const hpkeSuite = (aead: HpkeAead) =>
+  Buffer.concat([Buffer.from('HPKE'), i2osp(KEM_ID, 2), i2osp(KDF_ID, 2), i2osp(HPKE_AEADS[aead].id, 2)]);
 const V1 = Buffer.from('HPKE-v1');
 
 const extract = (salt: Buffer, ikm: Buffer): Buffer =>
@@ -83,15 +85,64 @@ export const kidOf = (rawPublic: Buffer): string =>
 export const telemetryAad = (ctx: { kitId: string; entryId: string }): Buffer =>
   Buffer.from(`popkit/telemetry/v1\u0000${ctx.kitId}\u0000${ctx.entryId}`, 'utf8');
 
-function keySchedule(sharedSecret: Buffer): { key: Buffer; nonce: Buffer } {
-  const pskIdHash = labeledExtract(HPKE_SUITE, Buffer.alloc(0), 'psk_id_hash', Buffer.alloc(0));
-  const infoHash = labeledExtract(HPKE_SUITE, Buffer.alloc(0), 'info_hash', INFO);
+function keySchedule(aead: HpkeAead, sharedSecret: Buffer, info: Buffer): { key: Buffer; nonce: Buffer } {
+  const suite = hpkeSuite(aead);
+  const pskIdHash = labeledExtract(suite, Buffer.alloc(0), 'psk_id_hash', Buffer.alloc(0));
+  const infoHash = labeledExtract(suite, Buffer.alloc(0), 'info_hash', info);
   const context = Buffer.concat([Buffer.from([0x00]), pskIdHash, infoHash]);
-  const secret = labeledExtract(HPKE_SUITE, sharedSecret, 'secret', Buffer.alloc(0));
+  const secret = labeledExtract(suite, sharedSecret, 'secret', Buffer.alloc(0));
   return {
-    key: labeledExpand(HPKE_SUITE, secret, 'key', context, 32),
-    nonce: labeledExpand(HPKE_SUITE, secret, 'base_nonce', context, 12),
+    key: labeledExpand(suite, secret, 'key', context, HPKE_AEADS[aead].nk),
+    nonce: labeledExpand(suite, secret, 'base_nonce', context, 12),
   };
+}
+
+/**
+ * RFC 9180 base mode, single shot (sequence 0): SetupBaseS + Seal with DHKEM(X25519, HKDF-SHA256) and
+ * HKDF-SHA256. `ephemeral` is fixed only by the RFC's test vectors.
+ */
+export function hpkeSealBase(
+  aead: HpkeAead,
+  pkR: Buffer,
+  info: Buffer,
+  aad: Buffer,
+  plaintext: Buffer,
+  ephemeral: KeyObject = generateKeyPairSync('x25519').privateKey,
+): { enc: Buffer; ct: Buffer } {
+  const enc = rawX25519(createPublicKey(ephemeral));
+  const dh = diffieHellman({ privateKey: ephemeral, publicKey: x25519PublicFromRaw(pkR) });
+  const { key, nonce } = keySchedule(aead, kemSharedSecret(dh, enc, pkR), info);
+  const c = createCipheriv(aead, key, nonce);
+  c.setAAD(aad);
+  return { enc, ct: Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]) };
+}
+
+/** RFC 9180 base mode open (SetupBaseR + Open, sequence 0); throws on anything that does not authenticate. */
+export function hpkeOpenBase(
+  aead: HpkeAead,
+  skR: KeyObject,
+  pkR: Buffer,
+  enc: Buffer,
+  info: Buffer,
+  aad: Buffer,
+  ct: Buffer,
+): Buffer {
+  if (enc.length !== 32 || ct.length < 16) throw new Error('enc or ct has the wrong length');
+  const dh = diffieHellman({ privateKey: skR, publicKey: x25519PublicFromRaw(enc) });
+  // an all-zero shared secret: a low-order point (RFC 9180 §7.1.4)
+  if (dh.every((b) => b === 0)) throw new Error('low-order enc');
+  const { key, nonce } = keySchedule(aead, kemSharedSecret(dh, enc, pkR), info);
+  const d = createDecipheriv(aead, key, nonce);
+  d.setAAD(aad);
+  d.setAuthTag(ct.subarray(ct.length - 16));
+  return Buffer.concat([d.update(ct.subarray(0, ct.length - 16)), d.final()]);
+}
+
+/** An X25519 private key from its raw 32 bytes (PKCS#8 wrapping, RFC 8410). */
+export function x25519PrivateFromRaw(raw: Buffer): KeyObject {
+  if (raw.length !== 32) throw new KitError('SEAL_MALFORMED', 'an X25519 private key is 32 bytes');
+  const prefix = Buffer.from('302e020100300506032b656e04220420', 'hex');
+  return createPrivateKey({ key: Buffer.concat([prefix, raw]), format: 'der', type: 'pkcs8' });
 }
 
 function kemSharedSecret(dh: Buffer, enc: Buffer, pkR: Buffer): Buffer {
@@ -112,13 +163,7 @@ export function seal(
   aad: Buffer,
   ephemeral: KeyObject = generateKeyPairSync('x25519').privateKey,
 ): SealedEnvelopeT {
-  const pkR = x25519PublicFromRaw(target.publicKey);
-  const enc = rawX25519(createPublicKey(ephemeral));
-  const dh = diffieHellman({ privateKey: ephemeral, publicKey: pkR });
-  const { key, nonce } = keySchedule(kemSharedSecret(dh, enc, target.publicKey));
-  const c = createCipheriv('aes-256-gcm', key, nonce);
-  c.setAAD(aad);
-  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+  const { enc, ct } = hpkeSealBase('aes-256-gcm', target.publicKey, INFO, aad, plaintext, ephemeral);
   return {
     sealed: 1,
     alg: SEAL_ALG,
@@ -159,14 +204,7 @@ export function open(opener: SealOpener, envelope: unknown, aad: Buffer): Buffer
   if (enc.length !== 32 || ct.length < 16)
     throw new KitError('SEAL_MALFORMED', 'enc or ct has the wrong length');
   try {
-    const dh = diffieHellman({ privateKey: opener.privateKey, publicKey: x25519PublicFromRaw(enc) });
-    // an all-zero shared secret: a low-order point (RFC 9180 §7.1.4)
-    if (dh.every((b) => b === 0)) throw new Error('low-order enc');
-    const { key, nonce } = keySchedule(kemSharedSecret(dh, enc, opener.publicKey));
-    const d = createDecipheriv('aes-256-gcm', key, nonce);
-    d.setAAD(aad);
-    d.setAuthTag(ct.subarray(ct.length - 16));
-    return Buffer.concat([d.update(ct.subarray(0, ct.length - 16)), d.final()]);
+    return hpkeOpenBase('aes-256-gcm', opener.privateKey, opener.publicKey, enc, INFO, aad, ct);
   } catch {
     throw new KitError(
       'SEAL_OPEN_FAILED',

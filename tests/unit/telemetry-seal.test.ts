@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
 import {
+  hpkeOpenBase,
+  hpkeSealBase,
   kidOf,
   open,
   openerFromPrivate,
@@ -14,6 +16,7 @@ import {
   signSealKey,
   telemetryAad,
   verifySealKey,
+  x25519PrivateFromRaw,
 } from '../../core/telemetry-seal.ts';
 
 const hub = openerFromPrivate(generateKeyPairSync('x25519').privateKey);
@@ -37,6 +40,29 @@ const flip = (b64: string, at = 0): string => {
 };
 
 describe('telemetry seal', () => {
+  test('the construction is RFC 9180 base mode: Appendix A.1 (X25519, HKDF-SHA256, AES-128-GCM) reproduced', () => {
+    const h = (x: string) => Buffer.from(x, 'hex');
+    const skE = x25519PrivateFromRaw(h('52c4a758a802cd8b936eceea314432798d5baf2d7e9235dc084ab1b9cfa2f736'));
+    const skR = x25519PrivateFromRaw(h('4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8'));
+    const pkR = h('3948cfe0ad1ddb695d780e59077195da6c56506b027329794ab02bca80815c4d');
+    assert.deepEqual(openerFromPrivate(skR).publicKey, pkR);
+    const info = h('4f6465206f6e2061204772656369616e2055726e');
+    const aad = h('436f756e742d30');
+    const pt = h('4265617574792069732074727574682c20747275746820626561757479');
+    const { enc, ct } = hpkeSealBase('aes-128-gcm', pkR, info, aad, pt, skE);
+    assert.equal(enc.toString('hex'), '37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431');
+    assert.equal(
+      ct.toString('hex'),
+      'f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a96d8770ac83d07bea87e13c512a',
+    );
+    assert.deepEqual(hpkeOpenBase('aes-128-gcm', skR, pkR, enc, info, aad, ct), pt);
+    // the same keys under the telemetry AEAD (AES-256-GCM, suite id 0x0002) give other bytes, and open
+    const other = hpkeSealBase('aes-256-gcm', pkR, info, aad, pt, skE);
+    assert.notEqual(other.ct.toString('hex'), ct.toString('hex'));
+    assert.deepEqual(hpkeOpenBase('aes-256-gcm', skR, pkR, other.enc, info, aad, other.ct), pt);
+    assert.throws(() => hpkeOpenBase('aes-128-gcm', skR, pkR, other.enc, info, aad, other.ct));
+  });
+
   test('round trip, and the ciphertext holds no plaintext', () => {
     const env = seal(target, plain, telemetryAad(ctx));
     assert.equal(env.alg, SEAL_ALG);
