@@ -81,18 +81,23 @@ export async function recordSeries(tx: Queryable, kitId: string, b: SeriesBatchT
       [kitId, b.eventId, b.audience.at, JSON.stringify(b.audience), b.kitOrders ?? null],
     );
   }
-  await linkEventCreator(tx, b.eventId);
+  await linkEventCreator(tx, b.eventId, true);
 }
 
-/** The event's creator, from its newest catalog that names one (once known, kept). */
-export async function linkEventCreator(tx: Queryable, eventId: string): Promise<void> {
+/**
+ * The event's creator, from its newest catalog that names one. `onlyIfUnknown` (a telemetry batch):
+ * nothing is read when the event is linked already; a stored catalog relinks (a creator may change).
+ */
+export async function linkEventCreator(tx: Queryable, eventId: string, onlyIfUnknown = false): Promise<void> {
   await tx.query(
     `INSERT INTO event_creators (event_id, creator_id)
      SELECT event_id, (signed->>'payload')::jsonb->'catalog'->>'creatorId' FROM catalogs
      WHERE event_id = $1 AND (signed->>'payload')::jsonb->'catalog'->>'creatorId' IS NOT NULL
+       AND NOT ($2 AND EXISTS (SELECT 1 FROM event_creators WHERE event_id = $1))
      ORDER BY version DESC LIMIT 1
-     ON CONFLICT (event_id) DO UPDATE SET creator_id = EXCLUDED.creator_id`,
-    [eventId],
+     ON CONFLICT (event_id) DO UPDATE SET creator_id = EXCLUDED.creator_id
+     WHERE event_creators.creator_id <> EXCLUDED.creator_id`,
+    [eventId, onlyIfUnknown],
   );
 }
 
