@@ -20,11 +20,14 @@ import {
   sign,
   verify,
 } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { type SealKeyPayloadT, type SignedSealKeyT, wire } from './contracts/hub-wire.ts';
 import { type SealedEnvelopeT, sealedEnvelope } from './contracts/series.ts';
 import { KitError } from './errors.ts';
 
 export const SEAL_ALG = 'HPKE-X25519-SHA256-A256GCM';
+/** the same, the plaintext raw-deflated before sealing (what sync sends) */
+export const SEAL_ALG_DEFLATE = `${SEAL_ALG}.deflate`;
 const KEM_ID = 0x0020;
 const KDF_ID = 0x0001;
 const INFO = Buffer.from('popkit telemetry v1', 'utf8');
@@ -156,17 +159,37 @@ export interface SealTarget {
   publicKey: Buffer;
 }
 
-/** Seal `plaintext` to the hub key for this kit and entry. `ephemeral` is for test vectors only. */
+/** The plaintext a sealed envelope may inflate to at most (a SeriesBatch is well under it). */
+export const MAX_OPENED_BYTES = 8 * 1024 * 1024;
+
+/** The AAD as sealed: the caller's, then the algorithm name, so an `alg` swapped in transit does not open. */
+const boundAad = (aad: Buffer, alg: string) =>
+  Buffer.concat([aad, Buffer.from([0]), Buffer.from(alg, 'utf8')]);
+
+/**
+ * Seal `plaintext` to the hub key for this kit and entry. `deflate`: compressed first (alg
+ * `….deflate`; metric names repeat every second, so a minute of JSON shrinks several times).
+ * `ephemeral` is for test vectors only.
+ */
 export function seal(
   target: SealTarget,
   plaintext: Buffer,
   aad: Buffer,
-  ephemeral: KeyObject = generateKeyPairSync('x25519').privateKey,
+  opts: { deflate?: boolean; ephemeral?: KeyObject } = {},
 ): SealedEnvelopeT {
-  const { enc, ct } = hpkeSealBase('aes-256-gcm', target.publicKey, INFO, aad, plaintext, ephemeral);
+  const alg = opts.deflate ? SEAL_ALG_DEFLATE : SEAL_ALG;
+  const body = opts.deflate ? deflateRawSync(plaintext) : plaintext;
+  const { enc, ct } = hpkeSealBase(
+    'aes-256-gcm',
+    target.publicKey,
+    INFO,
+    boundAad(aad, alg),
+    body,
+    opts.ephemeral,
+  );
   return {
     sealed: 1,
-    alg: SEAL_ALG,
+    alg,
     kid: target.kid,
     enc: enc.toString('base64url'),
     ct: ct.toString('base64url'),
@@ -195,7 +218,7 @@ export function open(opener: SealOpener, envelope: unknown, aad: Buffer): Buffer
   if (!sealedEnvelope.check(envelope)) {
     throw new KitError('SEAL_MALFORMED', `sealed envelope: ${sealedEnvelope.errors(envelope, 3).join('; ')}`);
   }
-  if (envelope.alg !== SEAL_ALG)
+  if (envelope.alg !== SEAL_ALG && envelope.alg !== SEAL_ALG_DEFLATE)
     throw new KitError('SEAL_MALFORMED', `unknown seal algorithm ${envelope.alg}`);
   if (envelope.kid !== opener.kid)
     throw new KitError('SEAL_UNKNOWN_KEY', `sealed to key ${envelope.kid}, the hub's is ${opener.kid}`);
@@ -203,12 +226,31 @@ export function open(opener: SealOpener, envelope: unknown, aad: Buffer): Buffer
   const ct = Buffer.from(envelope.ct, 'base64url');
   if (enc.length !== 32 || ct.length < 16)
     throw new KitError('SEAL_MALFORMED', 'enc or ct has the wrong length');
+  let plain: Buffer;
   try {
-    return hpkeOpenBase('aes-256-gcm', opener.privateKey, opener.publicKey, enc, INFO, aad, ct);
+    plain = hpkeOpenBase(
+      'aes-256-gcm',
+      opener.privateKey,
+      opener.publicKey,
+      enc,
+      INFO,
+      boundAad(aad, envelope.alg),
+      ct,
+    );
   } catch {
     throw new KitError(
       'SEAL_OPEN_FAILED',
       'sealed envelope does not open (tampered, or sealed for another kit or entry)',
+    );
+  }
+  if (envelope.alg !== SEAL_ALG_DEFLATE) return plain;
+  // anyone may seal to the hub's public key: a compressed plaintext is inflated within a bound
+  try {
+    return inflateRawSync(plain, { maxOutputLength: MAX_OPENED_BYTES });
+  } catch {
+    throw new KitError(
+      'SEAL_MALFORMED',
+      `compressed plaintext does not inflate within ${MAX_OPENED_BYTES} bytes`,
     );
   }
 }

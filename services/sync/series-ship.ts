@@ -192,6 +192,7 @@ export class SeriesShipper {
           target,
           Buffer.from(JSON.stringify(b), 'utf8'),
           telemetryAad({ kitId: this.opts.kitId, entryId: id }),
+          { deflate: true },
         ),
     );
     const ids = await this.lanes.enqueueSealed(makers, Math.max(cursor, end));

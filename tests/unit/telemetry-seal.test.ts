@@ -8,10 +8,12 @@ import {
   hpkeOpenBase,
   hpkeSealBase,
   kidOf,
+  MAX_OPENED_BYTES,
   open,
   openerFromPrivate,
   rawX25519,
   SEAL_ALG,
+  SEAL_ALG_DEFLATE,
   seal,
   signSealKey,
   telemetryAad,
@@ -74,6 +76,35 @@ describe('telemetry seal', () => {
     const again = seal(target, plain, telemetryAad(ctx));
     assert.notEqual(again.enc, env.enc);
     assert.notEqual(again.ct, env.ct);
+  });
+
+  test('compressed: smaller, opens to the same bytes; a swapped alg or a deflate bomb does not open', () => {
+    const minute = Buffer.from(
+      JSON.stringify(
+        Array.from({ length: 60 }, (_, i) => ({ t: i, v: { popkit_orders_total: i, popkit_viewers: 3 } })),
+      ),
+    );
+    const env = seal(target, minute, telemetryAad(ctx), { deflate: true });
+    assert.equal(env.alg, SEAL_ALG_DEFLATE);
+    assert.ok(Buffer.from(env.ct, 'base64url').length < minute.length / 3);
+    assert.deepEqual(open(hub, env, telemetryAad(ctx)), minute);
+    // the alg is bound into the AAD: relabelled, neither way opens
+    assert.equal(
+      code(() => open(hub, { ...env, alg: SEAL_ALG }, telemetryAad(ctx))),
+      'SEAL_OPEN_FAILED',
+    );
+    const plainEnv = seal(target, minute, telemetryAad(ctx));
+    assert.equal(
+      code(() => open(hub, { ...plainEnv, alg: SEAL_ALG_DEFLATE }, telemetryAad(ctx))),
+      'SEAL_OPEN_FAILED',
+    );
+    // anyone can seal to the hub key: a small box that inflates past the bound is refused, not inflated
+    const bomb = seal(target, Buffer.alloc(MAX_OPENED_BYTES + 1), telemetryAad(ctx), { deflate: true });
+    assert.ok(bomb.ct.length < 20_000);
+    assert.equal(
+      code(() => open(hub, bomb, telemetryAad(ctx))),
+      'SEAL_MALFORMED',
+    );
   });
 
   test('tampered ct, enc or aad does not open', () => {
