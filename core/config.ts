@@ -241,6 +241,19 @@ export const CheckoutConfig = Type.Object({
     default: 16,
     description: 'free space kept on the data volume; orders get 507 STORE_FULL below it',
   }),
+  // live series (docs/architecture.md#live-series)
+  POPKIT_SERIES: Type.Integer({
+    minimum: 0,
+    maximum: 1,
+    default: 1,
+    description: 'record the per-second series (GET /v1/series, the dashboard chart): 1 on, 0 off',
+  }),
+  POPKIT_SERIES_RETENTION_H: Type.Integer({
+    minimum: 1,
+    maximum: 24 * 90,
+    default: 72,
+    description: 'hours of per-second series and markers kept in the kit store; older seconds are swept',
+  }),
   // power cuts (docs/power-cuts.md)
   POPKIT_DEVICE_KEY_LOST: Type.Union([Type.Literal('refuse'), Type.Literal('replace')], {
     default: 'refuse',

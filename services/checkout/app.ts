@@ -3,11 +3,13 @@
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyRequest, LogController } from 'fastify';
+import { Counter } from 'prom-client';
 import type { ClockTrust } from '../../core/clock-trust.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { ViewerCounts } from '../../core/store/audience.ts';
 import type { AdmissionGate } from './admission.ts';
 import type { DeviceTokens } from './devices.ts';
 import type { LoyaltyFeature } from './loyalty.ts';
@@ -28,10 +30,13 @@ import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickup.ts';
 import { reservationRoutes } from './routes/reservations.ts';
 import { screenRoutes } from './routes/screen.ts';
+import { seriesRoutes } from './routes/series.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
 import { clockRoutes } from './sale-windows.ts';
+import { SeriesRecorder } from './series/recorder.ts';
+import { LiveSignals } from './series/signals.ts';
 import type { StatusDeps } from './status.ts';
 
 export interface CheckoutDeps extends StatusDeps {
@@ -59,6 +64,9 @@ export interface CheckoutDeps extends StatusDeps {
   // pickup
   /** the pickup feature (also in `orders.features`): its routes are served when it is there */
   pickup?: PickupFeature;
+  // live series
+  /** the per-second recorder's settings (POPKIT_SERIES, POPKIT_SERIES_RETENTION_H); absent: not recorded */
+  series?: { retentionH: number };
 }
 
 /** pairing-code redemptions per minute per client address: a few honest retries, no guessing */
@@ -75,7 +83,14 @@ export async function buildApp(deps: CheckoutDeps) {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
-  const metrics: CheckoutMetrics = createMetrics(store, deps.dataDir);
+  // live series: the signals /metrics and the recorder share; viewers come from the audience
+  // feature's tracker (`deps.viewers`, declared with it) when there is one
+  const live = new LiveSignals({
+    dataDir: deps.dataDir,
+    viewers: (deps as { viewers?: ViewerCounts }).viewers,
+    reservations: deps.reservations,
+  });
+  const metrics: CheckoutMetrics = createMetrics(store, deps.dataDir, live);
   for (const f of orders.features) f.metrics?.(metrics.registry);
 
   await app.register(openApiPlugin);
@@ -120,6 +135,28 @@ export async function buildApp(deps: CheckoutDeps) {
   await app.register(dashboardRoutes);
   await app.register(buyerRoutes, { orders });
   await app.register(screenRoutes, { store, orders });
+  // live series
+  await app.register(seriesRoutes, { store, creds });
+  if (deps.series) {
+    const recorder = new SeriesRecorder({
+      store,
+      signals: live,
+      catalog: () => orders.catalog()?.catalog,
+      retentionH: deps.series.retentionH,
+      logger: deps.logger,
+    });
+    new Counter({
+      name: 'popkit_series_recorder_seconds_total',
+      help: "CPU time the series recorder's ticks and batch writes took on checkout's thread (seconds)",
+      registers: [metrics.registry],
+      collect() {
+        this.reset();
+        this.inc(Number(recorder.costNs) / 1e9);
+      },
+    });
+    const close = recorder.start();
+    app.addHook('onClose', close);
+  }
   // sale windows, trusted time, admission
   if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
   // reservations

@@ -193,6 +193,8 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     deviceIssuePerMin: cfg.POPKIT_DEVICE_ISSUE_PER_MIN,
     // pickup
     pickup,
+    // live series
+    ...(cfg.POPKIT_SERIES === 1 ? { series: { retentionH: cfg.POPKIT_SERIES_RETENTION_H } } : {}),
   });
   return {
     app,

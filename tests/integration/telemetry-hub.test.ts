@@ -15,6 +15,7 @@ import { type BatchT, topics } from '../../core/contracts/hub-wire.ts';
 import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { METRIC_NAMES, type SeriesBatchT, type SeriesValuesT } from '../../core/contracts/series.ts';
 import { enqueueOutbox, LANES, TELEMETRY_META } from '../../core/store/index.ts';
+import { writeSeries } from '../../core/store/series.ts';
 import { kidOf, seal, telemetryAad } from '../../core/telemetry-seal.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import { loadOrCreateSealKey, loadOrCreateSigningKey } from '../../services/hub/keys.ts';
@@ -61,9 +62,8 @@ function valuesAt(i: number): SeriesValuesT {
 async function writeSeconds(k: TestKit, from: number, n: number): Promise<{ t: number; v: SeriesValuesT }[]> {
   const out: { t: number; v: SeriesValuesT }[] = [];
   for (let i = 0; i < n; i++) out.push({ t: from + i, v: valuesAt(from - base + i) });
-  await k.store.root.transaction(() => {
-    for (const s of out) void k.store.series.put(s.t, s.v);
-  });
+  // the recorder's own write path (core/store/series.ts)
+  await writeSeries(k.store, { samples: out, markers: [] });
   return out;
 }
 
@@ -133,9 +133,12 @@ describe('sealed telemetry: kit → Mosquitto → PostgreSQL → /v1/events/:eve
 
   test('seconds written into the kit come back from the hub as written, sealed on the way', async () => {
     written = await writeSeconds(kit, base, 150);
-    await kit.store.root.transaction(() => {
-      void kit.store.markers.put([base + 5, 0], { t: base + 5, kind: 'drop_open', label: 'TEE' });
-      void kit.store.markers.put([base + 130, 0], { t: base + 130, kind: 'drop_close', label: 'TEE' });
+    await writeSeries(kit.store, {
+      samples: [],
+      markers: [
+        { t: base + 5, kind: 'drop_open', label: 'TEE' },
+        { t: base + 130, kind: 'drop_close', label: 'TEE' },
+      ],
     });
     sync = startKitSync();
     await waitFor(async () => (await seriesRows()) === 150, 30_000, 'the 150 seconds in the hub');

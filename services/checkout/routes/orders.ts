@@ -104,8 +104,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
       } finally {
         ticket?.release();
       }
-      metrics.latency.observe({ outcome: 'accepted' }, seconds(started));
-      if (!result.replayed) metrics.orders.inc({ payment: result.order.payment.method });
+      metrics.accepted(result.order, result.replayed, seconds(started));
       reply.header('location', `/v1/orders/${result.order.id}`);
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       return reply.status(result.replayed ? 200 : 201).send(publicOrder(result.order));
