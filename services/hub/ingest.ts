@@ -58,6 +58,8 @@ export interface IngestStats {
   receipts: number;
   /** sealed telemetry entries opened and stored as series */
   seriesOpened: number;
+  /** sealed telemetry entries dead-lettered, per code (SEAL_OPEN_FAILED…) */
+  seriesRefused: Record<string, number>;
 }
 
 const ACKS_PER_MESSAGE = 2000;
@@ -82,6 +84,7 @@ export class HubIngest {
     verdictsResent: 0,
     receipts: 0,
     seriesOpened: 0,
+    seriesRefused: {},
   };
 
   constructor(
@@ -264,6 +267,7 @@ export class HubIngest {
         if (e.lane === 'telemetry' && 'body' in e && isSealedBody(e.body)) {
           const opened = openSeriesEntry(this.opts.seal?.opener, t.kitId, e);
           if ('code' in opened) {
+            this.stats.seriesRefused[opened.code] = (this.stats.seriesRefused[opened.code] ?? 0) + 1;
             const reason = safeReason([`${opened.code}: ${opened.message}`]);
             this.refuse('dead_letter', topic, reason);
             rejects.push({ lane: 'telemetry', id: e.id, reason, raw: Buffer.from(JSON.stringify(raw)) });

@@ -265,6 +265,10 @@ describe('sealed telemetry: kit → Mosquitto → PostgreSQL → /v1/events/:eve
     assert.ok(row, 'dead letter for the tampered entry');
     assert.equal(row.lane, 'telemetry');
     assert.match(row.reason, /^SEAL_OPEN_FAILED/);
+    // counted on the hub's /metrics, by code
+    const metrics = await (await fetch(`${hub.httpUrl}/metrics`)).text();
+    assert.match(metrics, /popkit_hub_series_batches_total\{result="SEAL_OPEN_FAILED"\} [1-9]/);
+    assert.match(metrics, /popkit_hub_series_batches_total\{result="opened"\} [1-9]/);
     // nothing of it was stored
     const res = await api(`/v1/events/${eventId}/series?from=${base + 300}&to=${base + 300}`);
     assert.deepEqual(res.body['samples'], []);
