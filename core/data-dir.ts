@@ -62,6 +62,8 @@ export interface HubDataLayout {
   adminToken: string;
   /** AES-256 key sealing tokens held while the gateway is unreachable */
   heldTokenKey: string;
+  /** X25519, PKCS#8 PEM: opens the kits' sealed telemetry (core/telemetry-seal.ts) */
+  sealKey: string;
   /** the embedded PGlite database, when no PostgreSQL URL is configured */
   pglite: string;
 }
@@ -75,6 +77,7 @@ export function hubDataLayout(root: string): HubDataLayout {
     signingPub: path.join(keys, 'hub-signing.pub'),
     adminToken: path.join(keys, 'hub-admin.token'),
     heldTokenKey: path.join(keys, 'hub-held-token.key'),
+    sealKey: path.join(keys, 'hub-seal.key'),
     pglite: path.join(root, 'hub-db'),
   };
 }

@@ -22,6 +22,7 @@ import { kitRoutes } from './routes/kits.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickups.ts';
+import { seriesRoutes } from './routes/series.ts';
 import { hubValidatorCompiler } from './validation.ts';
 
 export interface HubAppDeps {
@@ -70,6 +71,7 @@ export function buildHubApp(deps: HubAppDeps) {
   });
   if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
   if (deps.db) app.register(imageRoutes, { db: deps.db, adminToken });
+  if (deps.db) app.register(seriesRoutes, { db: deps.db, adminToken });
   app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   if (deps.authorize)
     app.register(authorizationRoutes, {

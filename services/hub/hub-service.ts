@@ -6,6 +6,7 @@ import { hubDataLayout } from '../../core/data-dir.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { loadDependentKey, loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
+import { signSealKey } from '../../core/telemetry-seal.ts';
 import { TokenVault } from '../../core/token-vault.ts';
 import { buildHubApp, type HubApp } from './app.ts';
 import { HubAuthorize } from './authorize.ts';
@@ -14,7 +15,7 @@ import { openPglite, openPostgres, type SqlDb } from './db.ts';
 import { DynsecClient } from './dynsec.ts';
 import { createGateway, type PaymentGateway } from './gateway.ts';
 import { HubIngest } from './ingest.ts';
-import { loadOrCreateSigningKey } from './keys.ts';
+import { loadOrCreateSealKey, loadOrCreateSigningKey } from './keys.ts';
 import { type HeldTokenKeyLost, Ledger } from './ledger.ts';
 import { migrate } from './migrations.ts';
 
@@ -69,6 +70,8 @@ export class HubService {
   adminToken = '';
   adminTokenGenerated = false;
   publicKeyFile = '';
+  /** the telemetry seal key's id (core/telemetry-seal.ts kidOf) */
+  sealKid = '';
   httpUrl = '';
 
   constructor(private readonly opts: HubServiceOptions) {}
@@ -82,6 +85,9 @@ export class HubService {
     const layout = hubDataLayout(dataDir);
     const signing = loadOrCreateSigningKey(dataDir);
     this.publicKeyFile = signing.pubFile;
+    // the key kits seal their telemetry to, published signed with the catalog key
+    const sealOpener = loadOrCreateSealKey(dataDir);
+    this.sealKid = sealOpener.kid;
     const admin = loadOrCreateToken(layout.adminToken, cfg.POPKIT_HUB_ADMIN_TOKEN);
     this.adminToken = admin.value;
     this.adminTokenGenerated = admin.created;
@@ -128,6 +134,7 @@ export class HubService {
         ratePerS: cfg.POPKIT_HUB_KIT_RATE_PER_S,
         burst: cfg.POPKIT_HUB_KIT_BURST,
       },
+      seal: { opener: sealOpener, signed: signSealKey(signing.privateKey, sealOpener) },
     });
     await this.ingest.start();
     await this.authorize.start({

@@ -2,6 +2,7 @@
 import { type Static, type TInteger, Type } from '@sinclair/typebox';
 import { CheckoutConfig, SECRET } from '../../core/config.ts';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
+import { DEFAULT_MIN_GROUP } from '../../core/contracts/series.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
   Type.Integer({ minimum: min, default: def, description });
@@ -72,6 +73,25 @@ export const SyncConfig = Type.Object({
   POPKIT_SYNC_QUOTA_STOCK_KB: Int(1024, 1, 'disk quota of the stock lane'),
   POPKIT_SYNC_QUOTA_HEALTH_KB: Int(2048, 1, 'disk quota of the health lane'),
   POPKIT_SYNC_QUOTA_TELEMETRY_KB: Int(8192, 1, 'disk quota of the telemetry lane (oldest dropped first)'),
+  // live series to the hub, sealed (services/sync/series-ship.ts, docs/contracts.md#sealed-telemetry)
+  POPKIT_SYNC_SERIES: Type.Boolean({
+    default: true,
+    description:
+      "send the kit's per-second series, markers and audience aggregate to the hub, sealed to its telemetry key (0: not at all)",
+  }),
+  POPKIT_SYNC_SERIES_INTERVAL_MS: Int(
+    10_000,
+    100,
+    'how often due seconds are sealed and queued on the telemetry lane',
+  ),
+  POPKIT_SYNC_SERIES_SETTLE_S: Int(10, 0, 'a second ships once it is this old (the recorder has written it)'),
+  POPKIT_AUDIENCE_MIN_GROUP: Type.Integer({
+    minimum: 2,
+    maximum: 1000,
+    default: DEFAULT_MIN_GROUP,
+    description:
+      'the smallest group of viewers an audience figure leaving the kit may describe (k-anonymity)',
+  }),
   // product images from the hub (services/sync/media-fetch.ts, docs/architecture.md#product-media)
   POPKIT_HUB_HTTP_URL: Type.String({
     pattern: '^https?://',

@@ -20,6 +20,7 @@ import { HubLink } from './link.ts';
 import { type BusyLimits, CheckoutLoad, type LoadSignal, pause } from './load.ts';
 import { OutboxPump } from './pump.ts';
 import { healthBody, telemetryBody } from './reports.ts';
+import { SeriesShipper } from './series-ship.ts';
 import { kitStatusPayload, type SyncRunStatusT, writeSyncStatus } from './sync-status.ts';
 
 const log = moduleLogger('sync');
@@ -47,6 +48,8 @@ export interface SyncOptions {
   healthIntervalMs: number;
   telemetryIntervalMs: number;
   statusIntervalMs?: number;
+  /** sealed series to the hub (series-ship.ts); absent: on, with the defaults */
+  series?: { enabled: boolean; intervalMs: number; settleS: number; minGroup: number } | undefined;
   /** checkout first (load.ts): the limits while orders arrive and how long "arriving" lasts after the
    *  last one; undefined: sync always drains at full size */
   busy?: (BusyLimits & { holdMs: number }) | undefined;
@@ -63,6 +66,8 @@ export class SyncService {
   private readonly hubLink: HubLink;
   private readonly batches: OutboxPump;
   private readonly catalogs: CatalogIntake;
+  /** the kit's series, sealed to the hub (#12) */
+  readonly series: SeriesShipper;
   /** checkout's online card checks, relayed to the hub (authorize-relay.ts) */
   readonly authorizeRelay: AuthorizeRelay;
   private loops: PollLoop[] = [];
@@ -112,6 +117,22 @@ export class SyncService {
       this.load,
     );
     this.catalogs = new CatalogIntake(store, opts);
+    const s = opts.series ?? { enabled: true, intervalMs: 10_000, settleS: 10, minGroup: 5 };
+    this.series = new SeriesShipper(
+      store,
+      lanes,
+      {
+        kitId: opts.kitId,
+        enabled: s.enabled,
+        hubPublicKey: opts.hubPublicKey,
+        minGroup: s.minGroup,
+        settleS: s.settleS,
+        audienceEveryMs: 60_000,
+        maxDeferMs: 60_000,
+      },
+      () => this.catalogs.activeEventId(),
+      this.load,
+    );
   }
 
   get connected(): boolean {
@@ -181,6 +202,10 @@ export class SyncService {
     every(this.opts.telemetryIntervalMs, () =>
       this.lanes.enqueue('telemetry', 'telemetry', telemetryBody(this.counters(), this.lanes.dropped)),
     );
+    if (this.opts.series?.enabled !== false)
+      every(this.opts.series?.intervalMs ?? 10_000, () =>
+        this.series.tick().then((n) => n > 0 && this.pump()),
+      );
     every(TRIM_EVERY_MS, () => this.lanes.trimAll());
     // a wall-clock correction since sealing is written into the seals (core/token-vault.ts)
     every(REANCHOR_EVERY_MS, () => reanchorSealedTokens(this.store, this.vault), true);
@@ -233,6 +258,7 @@ export class SyncService {
       catalogSubscribed: this.catalogs.subscribed ?? null,
       catalogRefusals: this.catalogs.refusals.slice(-5),
       catalogRefused: { ...this.catalogs.refusedCount },
+      series: this.series.status(),
     };
   }
 
@@ -250,6 +276,7 @@ export class SyncService {
       topics.acks(this.opts.kitId),
       topics.authorizations(this.opts.kitId),
       this.catalogs.topicOnConnect(),
+      ...(this.opts.series?.enabled === false ? [] : [topics.sealKey]),
     ]);
     this.publishKitStatus();
     this.pump();
@@ -260,6 +287,10 @@ export class SyncService {
       this.authorizeRelay.onAnswer(payload, correlationData);
     } else if (topic === topics.acks(this.opts.kitId)) {
       this.ackChain = this.ackChain.then(() => this.ackInTurn(payload));
+    } else if (topic === topics.sealKey) {
+      this.series
+        .receiveKey(payload)
+        .catch((err) => log.error({ err: (err as Error).message }, 'seal key handling failed'));
     } else if (topic.endsWith('/catalog')) {
       this.catalogs
         .receive(topic, payload)

@@ -74,6 +74,17 @@ function hubMetrics({ ledger, ingest, authorize }: HealthRoutesOptions): Registr
     },
   });
   new Counter({
+    name: 'popkit_hub_series_batches_total',
+    help: 'sealed telemetry batches: opened and stored, or dead-lettered by code (docs/contracts.md#sealed-telemetry)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ result: 'opened' }, ingest.stats.seriesOpened);
+      for (const [code, n] of Object.entries(ingest.stats.seriesRefused)) this.inc({ result: code }, n);
+    },
+  });
+  new Counter({
     name: 'popkit_hub_refused_total',
     help: 'kit messages refused, by reason',
     labelNames: ['reason'],
