@@ -85,13 +85,7 @@ export const SyncConfig = Type.Object({
     'how often due seconds are sealed and queued on the telemetry lane',
   ),
   POPKIT_SYNC_SERIES_SETTLE_S: Int(10, 0, 'a second ships once it is this old (the recorder has written it)'),
-  POPKIT_AUDIENCE_MIN_GROUP: Type.Integer({
-    minimum: 2,
-    maximum: 1000,
-    default: DEFAULT_MIN_GROUP,
-    description:
-      'the smallest group of viewers an audience figure leaving the kit may describe (k-anonymity)',
-  }),
+  // POPKIT_AUDIENCE_MIN_GROUP (k) is in BaseConfig: checkout, sync and the report use one k
   // product images from the hub (services/sync/media-fetch.ts, docs/architecture.md#product-media)
   POPKIT_HUB_HTTP_URL: Type.String({
     pattern: '^https?://',

@@ -20,7 +20,7 @@ import { SyncService } from './sync-service.ts';
 export const DEFAULT_HUB_URL = 'mqtt://127.0.0.1:1883';
 
 export function syncOptionsFrom(
-  cfg: SyncConfigT & { POPKIT_HUB_URL?: string | undefined },
+  cfg: SyncConfigT & { POPKIT_HUB_URL?: string | undefined; POPKIT_AUDIENCE_MIN_GROUP: number },
   kitId: string,
   dataDir: string,
 ) {
