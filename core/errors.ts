@@ -82,6 +82,8 @@ export const ERROR_STATUS = {
   RANGE_NOT_SATISFIABLE: 416,
   // the hub's held-token key is missing, empty or torn while held tokens in the ledger depend on it
   HELD_TOKEN_KEY_LOST: 503,
+  // the post-event report's PDF: no Chromium to print it with (docs/report.md)
+  PDF_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
