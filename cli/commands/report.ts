@@ -110,7 +110,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
   let code = 0;
   if (want.has('pdf')) {
     try {
-      write('report.pdf', await renderReportPdf(html));
+      write('report.pdf', await renderReportPdf(html, cfg.POPKIT_CHROMIUM));
     } catch (err) {
       if (!isKitError(err)) throw err;
       process.stderr.write(`popkit report: ${err.code}: ${err.message}\n`);

@@ -227,3 +227,42 @@ export const SuggestFile = Type.Object({
 });
 export type SuggestFileT = Static<typeof SuggestFile>;
 export const suggestFile = contract(SuggestFile);
+
+// ---- the creator's page at the hub: every event of a creator, per kit ----
+
+/** `GET /v1/creators/:creatorId/events` (admin), which the page `GET /creators/:creatorId` shows. */
+export const CreatorParams = Type.Object(
+  { creatorId: Type.String({ pattern: ID_LEVEL }) },
+  { additionalProperties: false },
+);
+
+export const CreatorKitRow = Type.Object({
+  kitId: IdLevel,
+  orders: Type.Integer(),
+  revenueCents: Type.Integer(),
+  viewers: Nullable(Type.Integer()),
+  ordersPerViewer: NNum,
+  retention5: NNum,
+  retention15: NNum,
+  retention30: NNum,
+});
+export type CreatorKitRowT = Static<typeof CreatorKitRow>;
+
+export const CreatorEvents = Type.Object({
+  creatorId: IdLevel,
+  events: Type.Array(
+    Type.Object({
+      eventId: IdLevel,
+      /** first and last order as the kits took them (null: no order) */
+      from: Nullable(Type.String()),
+      to: Nullable(Type.String()),
+      orders: Type.Integer(),
+      revenueCents: Type.Integer(),
+      currency: Nullable(Type.String()),
+      viewers: Nullable(Type.Integer()),
+      ordersPerViewer: NNum,
+      kits: Type.Array(CreatorKitRow),
+    }),
+  ),
+});
+export type CreatorEventsT = Static<typeof CreatorEvents>;

@@ -233,16 +233,12 @@ ${best ? `<p>Best drop minute: <b>${best.m}</b> (${esc(best.basis)}). ${esc(best
 
 export const DEFAULT_CHROMIUM = '/usr/bin/chromium';
 
-/** The Chromium the PDF is printed with: POPKIT_CHROMIUM, else Debian's. */
-export function chromiumPath(env: NodeJS.ProcessEnv = process.env): string {
-  return env['POPKIT_CHROMIUM'] || DEFAULT_CHROMIUM;
-}
-
 /**
- * Print the page to PDF with headless Chromium (playwright-core drives it; no browser is downloaded).
+ * Print the page to PDF with headless Chromium at `chromium` (POPKIT_CHROMIUM, else Debian's) (playwright-core drives it; no browser is downloaded).
  * Without Chromium: MEDIA_UNAVAILABLE naming the Debian package.
  */
-export async function renderReportPdf(html: string, executablePath = chromiumPath()): Promise<Buffer> {
+export async function renderReportPdf(html: string, chromiumBin?: string): Promise<Buffer> {
+  const executablePath = chromiumBin || DEFAULT_CHROMIUM;
   if (!fs.existsSync(executablePath))
     throw new KitError(
       'PDF_UNAVAILABLE',
