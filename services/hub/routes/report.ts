@@ -159,7 +159,7 @@ async function load() {
   show(await res.json());
 }
 $('title').textContent = 'Events of ' + creator;
-$('form').addEventListener('submit', (ev) => { ev.preventDefault(); sessionStorage.setItem(KEY, $('token').value.trim()); $('token').value = ''; load(); });
+$('login').addEventListener('submit', (ev) => { ev.preventDefault(); sessionStorage.setItem(KEY, $('token').value.trim()); $('token').value = ''; load(); });
 load();
 `;
 
