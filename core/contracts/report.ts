@@ -3,7 +3,7 @@
 // (a kit's LMDB, or the hub's ledger and telemetry tables), then rendered as HTML or PDF.
 // docs/report.md says how a creator reads it; docs/contracts.md#post-event-report lists the fields.
 import { type Static, Type } from '@sinclair/typebox';
-import { contract, ID_LEVEL, IdLevel, Nullable } from './common.ts';
+import { contract, ID_LEVEL, IdLevel, Nullable, Sku } from './common.ts';
 import { UnixSecond } from './series.ts';
 
 /** A report is promised within this long after the event's end, however late kits sync. */
@@ -145,7 +145,7 @@ export const DropRush = Type.Object({
 export type DropRushT = Static<typeof DropRush>;
 
 export const HeroSku = Type.Object({
-  sku: Type.String(),
+  sku: Sku,
   name: Type.String(),
   units: Type.Integer(),
   /** units in the first 90 s of the drops */
