@@ -5,7 +5,9 @@
 // separately, pdf; the baseline, measured in the same run, is a plain SELECT of the same rows.
 // Target (#12): the report in ≤ 10 s.
 //
-//   node --import tsx bench/report.ts [--orders 20000] [--viewers 5000] [--kits 3] [--hours 4] [--rounds 3] [--pdf]
+//   node --import tsx bench/report.ts [--orders 20000] [--viewers 5000] [--kits 3] [--hours 4] [--rounds 3] [--no-pdf] [--save DIR]
+import fs from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
@@ -24,6 +26,8 @@ const { values } = parseArgs({
     hours: { type: 'string', default: '4' },
     rounds: { type: 'string', default: '3' },
     pdf: { type: 'boolean', default: true },
+    /** keep report.html and report.pdf in this directory, to look at */
+    save: { type: 'string' },
   },
 });
 const N = Number(values.orders);
@@ -76,6 +80,10 @@ try {
     });
     const ms = performance.now() - t;
     if (res.statusCode !== 200) throw new Error(`${format}: ${res.statusCode} ${res.body.slice(0, 300)}`);
+    if (values.save) {
+      fs.mkdirSync(values.save, { recursive: true });
+      fs.writeFileSync(path.join(values.save, `report.${format}`), res.rawPayload);
+    }
     return { ms, bytes: res.rawPayload.length, body: res.body };
   };
   // the baseline: the same rows and columns the report reads, fetched by plain SELECTs, nothing done with them
