@@ -119,7 +119,7 @@ const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#212529;margin:24px auto;max-width:780px;padding:0 12px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dee2e6;padding-bottom:4px}
 table{border-collapse:collapse;width:100%;margin:8px 0}th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #f1f3f5;font-variant-numeric:tabular-nums}
-td.n,th.n{text-align:right}.muted{color:#868e96}.bad{color:#c92a2a}.ok{color:#2b8a3e}
+td.n,th.n{text-align:right}td:first-child{white-space:nowrap}.muted{color:#868e96}.bad{color:#c92a2a}.ok{color:#2b8a3e}
 figure{margin:10px 0;break-inside:avoid}figcaption{font-size:12px;color:#495057;margin-bottom:2px}
 .key{margin-left:10px;white-space:nowrap}.key i{display:inline-block;width:10px;height:3px;vertical-align:middle;margin-right:4px}
 svg text{font-size:10px;fill:#495057}.half{display:inline-block;width:49%;vertical-align:top}
@@ -192,14 +192,8 @@ export function renderReportHtml(r: EventReportT): string {
 <div class="card">reservations converted<b>${totals.reservationsConverted}/${totals.reservationsMade} (${pct(totals.reservationConversion)})</b></div></div>
 <h2>What is missing</h2>${missing}
 <h2>1. Latency and conversion</h2>
-${lineChart(
-  'Viewers and orders per minute',
-  [
-    { name: 'viewers', values: col((b) => b.viewers) },
-    { name: 'orders', values: col((b) => b.orders) },
-  ],
-  { xLabel: xl },
-)}
+${lineChart('Viewers watching, per minute', [{ name: 'viewers', values: col((b) => b.viewers) }], { xLabel: xl })}
+${lineChart('Orders per minute', [{ name: 'orders', values: col((b) => b.orders) }], { xLabel: xl })}
 ${lineChart('Orders per viewer, per minute', [{ name: 'conversion', values: col((b) => b.conversion) }], { xLabel: xl })}
 ${lineChart(
   'Checkout p95 and stream latency (s)',
