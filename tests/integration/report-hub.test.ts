@@ -6,11 +6,14 @@
 // GET /v1/creators/:creatorId/events lists the event per kit.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import Fastify from 'fastify';
 import type { CreatorEventsT, EventReportT } from '../../core/contracts/report.ts';
 import { eventReport } from '../../core/contracts/report.ts';
 import type { AudienceAggregateT } from '../../core/contracts/series.ts';
+import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { LANES, replaceCatalog, scanOutbox } from '../../core/store/index.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
+import { reportRoutes } from '../../services/hub/routes/report.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
   dropSchema,
@@ -215,6 +218,39 @@ describe('the post-event report at the hub', () => {
     }
   });
 
+  test('no Chromium at the hub: 503 PDF_UNAVAILABLE naming the package; json still answers', async () => {
+    const app = Fastify({
+      logger: false,
+      ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
+    });
+    app.register(errorEnvelopePlugin);
+    app.register(reportRoutes, { db: hub.db!, adminToken: 'tok', chromium: '/nonexistent/chromium' });
+    const headers = { authorization: 'Bearer tok' };
+    const pdf = await app.inject({ method: 'GET', url: `/v1/events/${eventId}/report?format=pdf`, headers });
+    assert.equal(pdf.statusCode, 503);
+    const body = pdf.json() as { error: { code: string; message: string; details: { package: string } } };
+    assert.equal(body.error.code, 'PDF_UNAVAILABLE');
+    assert.equal(body.error.details.package, 'chromium');
+    assert.match(body.error.message, /apt-get install chromium/);
+    const json = await app.inject({ method: 'GET', url: `/v1/events/${eventId}/report`, headers });
+    assert.equal(json.statusCode, 200);
+    await app.close();
+  });
+
+  test('when the lagging kit syncs, the ledger matches every kit and the report says so', async () => {
+    const b = kits[1]!;
+    syncs.push(startSync(b, broker.url));
+    await waitFor(() => ordersLane(b).length === 0, 30_000, 'kit b drained');
+    const r = (await (await get(`/v1/events/${eventId}/report`)).json()) as EventReportT;
+    const kb = r.inventory.kits.find((k) => k.kitId === b.kitId)!;
+    assert.deepEqual([kb.kitOrders, kb.hubOrders, kb.missingAtHub], [3, 3, 0]);
+    assert.equal(r.inventory.matched, true);
+    assert.equal(typeof r.inventory.matchedAfterS, 'number');
+    assert.ok(!r.meta.missing.some((m) => m.kind === 'ledger_behind'));
+    assert.equal(r.totals.orders, 6);
+    assert.equal(r.inventory.skus.find((s) => s.sku === 'EVIL')!.soldHub, 7);
+  });
+
   test('the creator lists the event with revenue, conversion and retention per kit', async () => {
     const res = await get(`/v1/creators/${creatorId}/events`);
     assert.equal(res.status, 200);
@@ -222,10 +258,11 @@ describe('the post-event report at the hub', () => {
     assert.equal(c.events.length, 1);
     const e = c.events[0]!;
     assert.equal(e.eventId, eventId);
-    assert.equal(e.orders, 5);
-    assert.equal(e.revenueCents, 18_000);
+    // kit b's last order (4 × 1000) arrived in the test before
+    assert.equal(e.orders, 6);
+    assert.equal(e.revenueCents, 22_000);
     assert.equal(e.viewers, 16);
-    assert.equal(e.ordersPerViewer, 0.3125);
+    assert.equal(e.ordersPerViewer, 0.375);
     const ka = e.kits.find((k) => k.kitId === kits[0]!.kitId)!;
     assert.deepEqual([ka.orders, ka.viewers, ka.ordersPerViewer, ka.retention5], [3, 10, 0.3, 0.4]);
     const other = await get(`/v1/creators/${uniqueId('nobody')}/events`);

@@ -178,6 +178,33 @@ describe('report arithmetic', () => {
     assert.equal(caught.meta.readyBy, new Date((T0 + 3599 + 86_400) * 1000).toISOString());
   });
 
+  test("a kit whose samples stop before the event's end is named, with how long before", () => {
+    const samples = (until: number): SeriesSampleT[] =>
+      Array.from({ length: until }, (_, s) => ({ t: T0 + s, v: { popkit_viewers: 1 } }));
+    const r = computeReport({
+      eventId: 'ev1',
+      source: 'hub',
+      kits: [
+        kit({ kitId: 'early', samples: samples(3000) }),
+        kit({ kitId: 'whole', samples: samples(3600) }),
+      ],
+      names: new Map(),
+      currency: null,
+      start: T0,
+      end: T0 + 3599,
+      now: T0 + 4000,
+    });
+    const late = r.meta.missing.filter((m) => m.kind === 'series_ends_early');
+    assert.deepEqual(
+      late.map((m) => [m.kitId, m.detail]),
+      [['early', "samples stop 10 min before the event's end (not synced yet?)"]],
+    );
+    assert.deepEqual(
+      r.inventory.kits.map((k) => k.seriesUntil),
+      [T0 + 2999, T0 + 3599],
+    );
+  });
+
   test('retention: two kits add their counts minute by minute', () => {
     const m = mergeRetention([
       agg([
