@@ -54,6 +54,15 @@ export const BaseConfig = Type.Object({
   ),
   POPKIT_DATA_DIR: Type.Optional(Type.String({ minLength: 1, description: 'LMDB, keys, HLS output' })),
   POPKIT_HOST_ROOT: Type.Optional(Type.String({ minLength: 1 })),
+  POPKIT_CHROMIUM: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 4096,
+      pattern: '^/[^\\u0000]*$',
+      description:
+        "Chromium that prints the post-event report's PDF (popkit report, the hub); default /usr/bin/chromium",
+    }),
+  ),
   POPKIT_LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },

@@ -90,6 +90,8 @@ export const ERROR_STATUS = {
   SEAL_KEY_FORGED: 400,
   // a sealed telemetry batch that opens but is not a SeriesBatch of the kit whose topic carried it
   SERIES_BATCH_INVALID: 400,
+  // the post-event report's PDF: no Chromium to print it with (docs/report.md)
+  PDF_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

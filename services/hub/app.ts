@@ -22,6 +22,7 @@ import { kitRoutes } from './routes/kits.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickups.ts';
+import { reportRoutes } from './routes/report.ts';
 import { seriesRoutes } from './routes/series.ts';
 import { hubValidatorCompiler } from './validation.ts';
 
@@ -41,6 +42,8 @@ export interface HubAppDeps {
   logger?: boolean;
   /** kit enrollment through the broker's dynamic security plugin; unset: the enrollment routes answer 503 */
   dynsec?: Pick<DynsecClient, 'addKit' | 'revokeKit' | 'reserved'>;
+  /** Chromium for the report's PDF (POPKIT_CHROMIUM) */
+  chromium?: string | undefined;
 }
 
 export function buildHubApp(deps: HubAppDeps) {
@@ -72,6 +75,7 @@ export function buildHubApp(deps: HubAppDeps) {
   if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
   if (deps.db) app.register(imageRoutes, { db: deps.db, adminToken });
   if (deps.db) app.register(seriesRoutes, { db: deps.db, adminToken });
+  if (deps.db) app.register(reportRoutes, { db: deps.db, adminToken, chromium: deps.chromium });
   app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   if (deps.authorize)
     app.register(authorizationRoutes, {

@@ -2,6 +2,7 @@
 // ingest and the HTTP API.
 import os from 'node:os';
 import path from 'node:path';
+import type { BaseConfigT } from '../../core/config.ts';
 import { hubDataLayout } from '../../core/data-dir.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
@@ -171,6 +172,8 @@ export class HubService {
       adminToken: this.adminToken,
       signingKey: signing.privateKey,
       gatewayCheckCacheMs: cfg.POPKIT_HUB_GATEWAY_CHECK_CACHE_S * 1000,
+      // the hub process loads BaseConfig with HubConfig (main.ts): Chromium for the report's PDF
+      chromium: (cfg as HubConfigT & Partial<BaseConfigT>).POPKIT_CHROMIUM,
       logger: this.opts.httpLogger ?? false,
     });
     const addr = await this.app.listen({ port: cfg.POPKIT_HUB_HTTP_PORT, host: cfg.POPKIT_HUB_HTTP_HOST });

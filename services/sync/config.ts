@@ -2,7 +2,6 @@
 import { type Static, type TInteger, Type } from '@sinclair/typebox';
 import { CheckoutConfig, SECRET } from '../../core/config.ts';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
-import { DEFAULT_MIN_GROUP } from '../../core/contracts/series.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
   Type.Integer({ minimum: min, default: def, description });
