@@ -2,11 +2,14 @@
 // ingest and the HTTP API.
 import os from 'node:os';
 import path from 'node:path';
+import { topics } from '../../core/contracts/hub-wire.ts';
 import { hubDataLayout } from '../../core/data-dir.ts';
+import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { loadDependentKey, loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
 import { TokenVault } from '../../core/token-vault.ts';
+import { HubAlerts } from './alerts.ts';
 import { buildHubApp, type HubApp } from './app.ts';
 import { HubAuthorize } from './authorize.ts';
 import type { HubConfigT } from './config.ts';
@@ -63,6 +66,7 @@ export class HubService {
   app: HubApp | undefined;
   gateway: PaymentGateway | undefined;
   authorize: HubAuthorize | undefined;
+  alerts: HubAlerts | undefined;
   private orphanLoop: PollLoop | undefined;
   /** kit enrollment (POPKIT_HUB_DYNSEC_USERNAME set): connects on the first enrollment */
   dynsec: DynsecClient | undefined;
@@ -153,8 +157,11 @@ export class HubService {
         caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
       });
     }
+    this.alerts = hubAlerts(cfg, this.db, this.ingest);
+    this.alerts.start();
     this.app = buildHubApp({
       ...(this.dynsec ? { dynsec: this.dynsec } : {}),
+      alerts: this.alerts,
       ledger: this.ledger,
       ingest: this.ingest,
       db: this.db,
@@ -182,10 +189,46 @@ export class HubService {
 
   async stop(): Promise<void> {
     this.orphanLoop?.stop();
+    await this.alerts?.stop().catch(() => undefined);
     await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);
     await this.dynsec?.close().catch(() => undefined);
     await this.ingest?.stop().catch(() => undefined);
     await this.db?.close().catch(() => undefined);
   }
+}
+
+/** The alert evaluator and its deliveries from the hub's configuration (services/hub/alerts.ts). */
+function hubAlerts(cfg: HubConfigT, db: SqlDb, ingest: HubIngest): HubAlerts {
+  const url = cfg.POPKIT_HUB_ALERT_WEBHOOK_URL;
+  const secret = cfg.POPKIT_HUB_ALERT_WEBHOOK_SECRET;
+  if (url && !secret)
+    throw new KitError(
+      'CONFIG_INVALID',
+      'POPKIT_HUB_ALERT_WEBHOOK_URL is set without POPKIT_HUB_ALERT_WEBHOOK_SECRET: alerts are only sent signed',
+    );
+  return new HubAlerts(db, {
+    intervalMs: cfg.POPKIT_HUB_ALERT_INTERVAL_S * 1000,
+    thresholds: {
+      silentS: cfg.POPKIT_HUB_ALERT_SILENT_S,
+      batteryPct: cfg.POPKIT_HUB_ALERT_BATTERY_PCT,
+      backlogAgeS: cfg.POPKIT_HUB_ALERT_BACKLOG_AGE_S,
+      spikeWindowS: cfg.POPKIT_HUB_ALERT_SPIKE_WINDOW_S,
+      declines: cfg.POPKIT_HUB_ALERT_DECLINES,
+      rejects: cfg.POPKIT_HUB_ALERT_REJECTS,
+      dropWindowS: cfg.POPKIT_HUB_ALERT_DROP_WINDOW_S,
+    },
+    publish: (payload) => ingest.publish(topics.alerts, payload),
+    ...(url && secret
+      ? {
+          webhook: {
+            url,
+            secret,
+            attempts: cfg.POPKIT_HUB_ALERT_WEBHOOK_ATTEMPTS,
+            backoffMs: cfg.POPKIT_HUB_ALERT_WEBHOOK_BACKOFF_MS,
+            timeoutMs: cfg.POPKIT_HUB_ALERT_WEBHOOK_TIMEOUT_MS,
+          },
+        }
+      : {}),
+  });
 }

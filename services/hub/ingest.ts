@@ -332,6 +332,12 @@ export class HubIngest {
     await this.client.publishAsync(topics.catalog(eventId), JSON.stringify(signed), { qos: 1, retain: true });
   }
 
+  /** Publish a hub message (QoS 1, resolves on the broker's PUBACK): the alerts topic (services/hub/alerts.ts). */
+  async publish(topic: string, payload: string): Promise<void> {
+    if (!this.client?.connected) throw new KitError('NOT_READY', 'broker not connected');
+    await this.client.publishAsync(topic, payload, { qos: 1 });
+  }
+
   private async republishCatalogs(): Promise<void> {
     if (!this.client?.connected) return;
     for (const c of await this.ledger.latestCatalogs()) {
