@@ -321,7 +321,8 @@ export class SyncService {
   private clockSources: Pick<ClockSources, 'wall' | 'mono' | 'bootId'> | undefined;
   /** what checkout recorded of the clock's trust this boot (for the hub's clock_untrusted alert) */
   private clockTrust() {
-    const src = (this.clockSources ??= this.opts.clock ?? systemClockSources());
+    this.clockSources ??= this.opts.clock ?? systemClockSources();
+    const src = this.clockSources;
     return clockTrustNow(this.store, {
       wall: src.wall(),
       mono: src.mono(),
