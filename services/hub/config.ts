@@ -178,7 +178,7 @@ export const HubConfig = Type.Object({
       "backlog_age: the kit's oldest unsynced order older than this (the kits' POPKIT_RISK_MAX_UNSYNCED_AGE_S, same default)",
   }),
   POPKIT_HUB_ALERT_SPIKE_WINDOW_S: Type.Integer({
-    minimum: 10,
+    minimum: 1,
     maximum: 86_400,
     default: 300,
     description: 'decline_spike and reject_spike count orders in this trailing window',
