@@ -15,6 +15,7 @@ import {
   type AlertT,
   alertSignature,
 } from '../../core/contracts/alerts.ts';
+import { ID_LEVEL } from '../../core/contracts/common.ts';
 import type { KitStatusT } from '../../core/contracts/hub-wire.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
@@ -25,6 +26,7 @@ const log = moduleLogger('hub-alerts');
 
 /** the advisory lock of the one evaluating worker (migrations hold 727274) */
 const EVALUATOR_LOCK = 727275;
+const EVENT_ID = new RegExp(ID_LEVEL);
 
 export interface AlertThresholds {
   silentS: number;
@@ -270,7 +272,8 @@ export class HubAlerts {
       }
       return {
         kitId: r.kit_id,
-        eventId: typeof s?.eventId === 'string' && s.eventId.length > 0 ? s.eventId : null,
+        // a topic level or nothing: an alert's event id is one (core/contracts/alerts.ts)
+        eventId: typeof s?.eventId === 'string' && EVENT_ID.test(s.eventId) ? s.eventId : null,
         online: r.online,
         live: s?.state === 'live',
         seenAgeS,

@@ -10,6 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import mqtt from 'mqtt';
 import pg from 'pg';
+import { ClockTrust } from '../../core/clock-trust.ts';
+import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
 import {
   ALERT_WEBHOOK_HEADERS,
   type AlertKind,
@@ -20,16 +22,23 @@ import {
 } from '../../core/contracts/alerts.ts';
 import { type KitStatusT, topics } from '../../core/contracts/hub-wire.ts';
 import { HubAlerts } from '../../services/hub/alerts.ts';
-import { openPostgres, type SqlDb } from '../../services/hub/db.ts';
+import { openPglite, openPostgres, type SqlDb } from '../../services/hub/db.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import { migrate } from '../../services/hub/migrations.ts';
+import { SyncConfig } from '../../services/sync/config.ts';
+import { LaneKeeper } from '../../services/sync/lanes.ts';
+import { laneLimitsFrom, syncOptionsFrom } from '../../services/sync/main.ts';
+import { SyncService } from '../../services/sync/sync-service.ts';
+import { CLOCK_OPTS, FakeClock } from '../support/drops-clock.ts';
 import {
   dropSchema,
   type Mosquitto,
+  makeKit,
   mosquitto,
   PG_URL,
   startHub,
+  syncEnv,
   tmpDir,
   uniqueId,
   waitFor,
@@ -450,6 +459,119 @@ test("a kit's clock untrusted while a drop of its event opens", { timeout: 60_00
   await waitAlert(kit.kitId, 'clock_untrusted', (x) => x.id === a.id && x.state === 'resolved', 'resolved');
   kit.client.end(true);
   other.client.end(true);
+});
+
+test("a real sync reports the kit's clock trust: untrusted at a drop raises, staff vouching resolves", {
+  timeout: 60_000,
+}, async () => {
+  const eventId = uniqueId('ev-sync-drop');
+  const opens = new Date(Date.now() + 300_000);
+  const put = await api(`/v1/events/${eventId}/catalog`, {
+    method: 'PUT',
+    body: {
+      currency: 'EUR',
+      items: [
+        {
+          sku: 'DROP',
+          name: 'Drop tee',
+          priceCents: 4000,
+          currency: 'EUR',
+          stock: 100,
+          saleWindow: {
+            startsAt: opens.toISOString(),
+            endsAt: new Date(opens.getTime() + 60_000).toISOString(),
+          },
+        },
+      ],
+    },
+  });
+  assert.ok(put.status < 300, JSON.stringify(put.json));
+  const kit = await makeKit(uniqueId('kit'));
+  const clock = new FakeClock();
+  const cfg = loadConfig(
+    composeConfig(BaseConfig, SyncConfig),
+    syncEnv(kit, broker.url, { POPKIT_EVENT_ID: eventId }),
+  );
+  const sync = new SyncService(kit.store, kit.vault, new LaneKeeper(kit.store, laneLimitsFrom(cfg)), {
+    ...syncOptionsFrom(cfg, kit.kitId, kit.dataDir),
+    statusIntervalMs: 100,
+    clock,
+  });
+  sync.start();
+  try {
+    // checkout has recorded no trust this boot: sync says never_set
+    const a = await waitAlert(kit.kitId, 'clock_untrusted', (x) => x.state === 'open', 'clock alert');
+    assert.equal(a.eventId, eventId);
+    assert.equal(a.detail['reason'], 'never_set');
+    assert.equal(a.detail['opensAt'], opens.toISOString());
+    // staff vouch for the clock through checkout's own clock trust, on the kit's store
+    await new ClockTrust(kit.store, clock, CLOCK_OPTS).override('manager');
+    await waitAlert(kit.kitId, 'clock_untrusted', (x) => x.id === a.id && x.state === 'resolved', 'resolved');
+    const row = ((await api('/v1/kits')).json['kits'] as { kitId: string }[]).find(
+      (k) => k.kitId === kit.kitId,
+    );
+    assert.ok(row);
+  } finally {
+    await sync.stop();
+    await kit.close();
+  }
+});
+
+test('the evaluator runs the same SQL on embedded PGlite', { timeout: 60_000 }, async () => {
+  const db = await openPglite(tmpDir('alerts-pglite'), 'popkit');
+  try {
+    await migrate(db);
+    const status = {
+      v: 1,
+      kitId: 'k1',
+      online: true,
+      at: 1,
+      eventId: 'ev-p',
+      state: 'live',
+      clock: { trusted: false, reason: 'never_set' },
+    };
+    await db.query(
+      "INSERT INTO kits (kit_id, online, status, last_seen) VALUES ('k1', true, $1::jsonb, now() - interval '1 hour')",
+      [JSON.stringify(status)],
+    );
+    const payload = JSON.stringify({
+      v: 1,
+      eventId: 'ev-p',
+      version: 1,
+      issuedAt: new Date().toISOString(),
+      catalog: {
+        version: 1,
+        eventId: 'ev-p',
+        items: [{ sku: 'A', saleWindow: { startsAt: new Date(Date.now() + 60_000).toISOString() } }],
+      },
+    });
+    await db.query("INSERT INTO catalogs (event_id, version, signed) VALUES ('ev-p', 1, $1::jsonb)", [
+      JSON.stringify({ v: 1, alg: 'ed25519', payload, sig: 'x' }),
+    ]);
+    const published: string[] = [];
+    const worker = new HubAlerts(db, {
+      intervalMs: 1000,
+      thresholds: hub.alerts!.thresholds,
+      publish: async (p) => {
+        published.push(p);
+      },
+    });
+    const out = await worker.evaluate();
+    assert.equal(out.evaluated, true);
+    assert.deepEqual(out.raised.map((x) => x.kind).sort(), ['clock_untrusted', 'kit_silent']);
+    await worker.deliverDue();
+    assert.deepEqual(
+      published.map((p) => alertWire.message.parse(p)?.change),
+      ['raised', 'raised'],
+    );
+    assert.equal((await worker.evaluate()).raised.length, 0, 'one alert per condition');
+    const acked = await worker.ack(out.raised[0]!.id, 'Ana');
+    assert.equal(acked.ackedBy, 'Ana');
+    await assert.rejects(worker.ack(out.raised[0]!.id, 'Bo'), { code: 'CONFLICT' });
+    await worker.stop();
+  } finally {
+    await db.close();
+  }
 });
 
 // ---------------------------------------------------------------- the API
