@@ -203,6 +203,8 @@ export const HubConfig = Type.Object({
   }),
   POPKIT_HUB_ALERT_WEBHOOK_URL: Type.Optional(
     Type.String({
+      // a secret: receivers (chat webhooks) often carry their credential in the URL
+      ...SECRET,
       pattern: '^https?://',
       maxLength: 2048,
       description: 'alerts are POSTed here (signed, retried); unset: MQTT and the API only',
