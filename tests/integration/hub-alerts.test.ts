@@ -716,6 +716,29 @@ test('ack: once by a person, delivered; a second ack is 409; hostile inputs chan
   kit.client.end(true);
 });
 
+test('two people acknowledging at once: one wins, the other hears 409 naming them', {
+  timeout: 60_000,
+}, async () => {
+  const kit = await kitOnBroker();
+  await kit.status({ eventId: 'ev-alerts', battery: { socPct: 4, stale: false } });
+  const a = await waitAlert(kit.kitId, 'battery_critical', (x) => x.state === 'open', 'raised');
+  const answers = await Promise.all(
+    ['Ana', 'Bo', 'Cy', 'Di'].map((by) => api(`/v1/alerts/${a.id}/ack`, { method: 'POST', body: { by } })),
+  );
+  const won = answers.filter((r) => r.status === 200);
+  assert.equal(won.length, 1);
+  const winner = (won[0]!.json['alert'] as AlertT).ackedBy;
+  for (const r of answers.filter((x) => x.status !== 200)) {
+    assert.equal(r.status, 409);
+    assert.equal((r.json['error'] as { details: { ackedBy: string } }).details.ackedBy, winner);
+  }
+  await viaMqtt(a.id, 'acked');
+  assert.equal(mqttSeen.filter((m) => m.alert.id === a.id && m.change === 'acked').length, 1);
+  await kit.status({ eventId: 'ev-alerts', battery: { socPct: 90, stale: false } });
+  await waitAlert(kit.kitId, 'battery_critical', (x) => x.id === a.id && x.state === 'resolved', 'resolved');
+  kit.client.end(true);
+});
+
 // ---------------------------------------------------------------- one evaluator, bounded deliveries
 
 test('one worker evaluates: a worker that does not hold the lock changes nothing', {
@@ -798,6 +821,39 @@ test('webhook attempts are bounded: given up with the last error kept', { timeou
     await worker.deliverDue();
     assert.equal(worker.stats.failed.webhook, 3);
     await worker.stop();
+
+    // a receiver that never answers: the attempt ends at the timeout and counts as a failure
+    const silent = http.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      const slow = new HubAlerts(db, {
+        intervalMs: 1000,
+        thresholds: hub.alerts!.thresholds,
+        webhook: {
+          url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/`,
+          secret: SECRET,
+          attempts: 1,
+          backoffMs: 10,
+          timeoutMs: 200,
+        },
+      });
+      await db.query("UPDATE kits SET status = jsonb_set(status, '{battery,socPct}', '50')");
+      const cleared = await slow.evaluate();
+      assert.deepEqual(
+        cleared.resolved.map((a) => a.kind),
+        ['battery_critical'],
+      );
+      await slow.deliverDue();
+      const r = await db.query<{ gave_up_at: Date | null; last_error: string | null }>(
+        "SELECT gave_up_at, last_error FROM alert_deliveries WHERE change = 'resolved'",
+      );
+      assert.ok(r.rows[0]?.gave_up_at);
+      assert.match(r.rows[0]?.last_error ?? '', /timeout|abort/i);
+      await slow.stop();
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((r) => silent.close(r));
+    }
   } finally {
     await new Promise((r) => refusing.close(r));
     await db.close();
