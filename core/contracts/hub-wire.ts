@@ -310,8 +310,8 @@ export const KitStatus = Type.Object({
   clock: Type.Optional(
     Type.Object({
       trusted: Type.Boolean(),
-      source: Type.Optional(Type.String({ maxLength: 16 })),
-      reason: Type.Optional(Type.String({ maxLength: 32 })),
+      source: Type.Optional(SafeText({ maxLength: 16 })),
+      reason: Type.Optional(SafeText({ maxLength: 32 })),
     }),
   ),
 });

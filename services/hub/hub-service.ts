@@ -83,6 +83,7 @@ export class HubService {
 
   async start(): Promise<void> {
     const { cfg, dataDir } = this.opts;
+    checkAlertConfig(cfg);
     const layout = hubDataLayout(dataDir);
     const signing = loadOrCreateSigningKey(dataDir);
     this.publicKeyFile = signing.pubFile;
@@ -198,15 +199,19 @@ export class HubService {
   }
 }
 
-/** The alert evaluator and its deliveries from the hub's configuration (services/hub/alerts.ts). */
-function hubAlerts(cfg: HubConfigT, db: SqlDb, ingest: HubIngest): HubAlerts {
-  const url = cfg.POPKIT_HUB_ALERT_WEBHOOK_URL;
-  const secret = cfg.POPKIT_HUB_ALERT_WEBHOOK_SECRET;
-  if (url && !secret)
+/** Refused before anything starts: a webhook without its secret would send unsigned alerts. */
+function checkAlertConfig(cfg: HubConfigT): void {
+  if (cfg.POPKIT_HUB_ALERT_WEBHOOK_URL && !cfg.POPKIT_HUB_ALERT_WEBHOOK_SECRET)
     throw new KitError(
       'CONFIG_INVALID',
       'POPKIT_HUB_ALERT_WEBHOOK_URL is set without POPKIT_HUB_ALERT_WEBHOOK_SECRET: alerts are only sent signed',
     );
+}
+
+/** The alert evaluator and its deliveries from the hub's configuration (services/hub/alerts.ts). */
+function hubAlerts(cfg: HubConfigT, db: SqlDb, ingest: HubIngest): HubAlerts {
+  const url = cfg.POPKIT_HUB_ALERT_WEBHOOK_URL;
+  const secret = cfg.POPKIT_HUB_ALERT_WEBHOOK_SECRET;
   return new HubAlerts(db, {
     intervalMs: cfg.POPKIT_HUB_ALERT_INTERVAL_S * 1000,
     thresholds: {

@@ -739,6 +739,18 @@ test('two people acknowledging at once: one wins, the other hears 409 naming the
   kit.client.end(true);
 });
 
+test('a webhook URL without its secret is refused before the hub starts anything', async () => {
+  await assert.rejects(
+    startHub({
+      schema: `${schema}_nosecret`,
+      dataDir: tmpDir('hub-alerts-nosecret'),
+      brokerUrl: broker.url,
+      env: { POPKIT_HUB_ALERT_WEBHOOK_URL: 'https://hooks.example.com/popkit' },
+    }),
+    { code: 'CONFIG_INVALID' },
+  );
+});
+
 // ---------------------------------------------------------------- one evaluator, bounded deliveries
 
 test('one worker evaluates: a worker that does not hold the lock changes nothing', {

@@ -86,4 +86,6 @@ test('the kit status carries the clock and passes the hub-wire contract; without
   // a hostile clock field is refused by the contract the hub parses with
   assert.equal(wire.kitStatus.check({ ...s, clock: { trusted: 'yes' } }), false);
   assert.equal(wire.kitStatus.check({ ...s, clock: { trusted: false, reason: 'x'.repeat(33) } }), false);
+  assert.equal(wire.kitStatus.check({ ...s, clock: { trusted: false, reason: 'a\u0000b' } }), false);
+  assert.equal(wire.kitStatus.check({ ...s, clock: { trusted: false, source: '\u001b[31m' } }), false);
 });
