@@ -41,6 +41,8 @@ export const topics = {
   allStatus: `${TOPIC_ROOT}/kits/+/status`,
   allReceipts: `${TOPIC_ROOT}/kits/+/receipts`,
   allAuthorize: `${TOPIC_ROOT}/kits/+/authorize`,
+  /** hub → operators' subscribers: every alert raised, acknowledged or resolved (AlertMessage, core/contracts/alerts.ts) */
+  alerts: `${TOPIC_ROOT}/hub/alerts`,
 } as const;
 
 /** `popkit/v1/kits/{kitId}/{leaf}` → kitId, or undefined when the topic is not of that shape. */
@@ -303,6 +305,17 @@ export const KitStatus = Type.Object({
   catalogVersion: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
   state: Type.Optional(Type.String()),
   battery: Type.Optional(BatterySummaryWire),
+  /**
+   * the kit's clock trust as checkout last recorded it this boot (core/store/clock.ts clockTrustNow):
+   * the hub alerts when it is untrusted while a sale window of the kit's event opens; absent: older kit
+   */
+  clock: Type.Optional(
+    Type.Object({
+      trusted: Type.Boolean(),
+      source: Type.Optional(SafeText({ maxLength: 16 })),
+      reason: Type.Optional(SafeText({ maxLength: 32 })),
+    }),
+  ),
 });
 export type KitStatusT = Static<typeof KitStatus>;
 

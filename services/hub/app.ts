@@ -6,6 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController } from 'fastify';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { rootLogger } from '../../core/logger.ts';
+import type { HubAlerts } from './alerts.ts';
 import type { HubAuthorize } from './authorize.ts';
 import type { Queryable } from './db.ts';
 import type { DynsecClient } from './dynsec.ts';
@@ -13,6 +14,7 @@ import type { PaymentGateway } from './gateway.ts';
 import { missingImages } from './images.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
+import { alertRoutes } from './routes/alerts.ts';
 import { authorizationRoutes } from './routes/authorizations.ts';
 import { catalogRoutes } from './routes/catalogs.ts';
 import { gatewayRoutes } from './routes/gateway.ts';
@@ -44,6 +46,8 @@ export interface HubAppDeps {
   dynsec?: Pick<DynsecClient, 'addKit' | 'revokeKit' | 'reserved'>;
   /** Chromium for the report's PDF (POPKIT_CHROMIUM) */
   chromium?: string | undefined;
+  /** the fleet's alerts (routes/alerts.ts, and their gauges in /metrics) */
+  alerts?: Pick<HubAlerts, 'list' | 'ack' | 'lastFacts' | 'openByKind' | 'stats'>;
 }
 
 export function buildHubApp(deps: HubAppDeps) {
@@ -56,7 +60,8 @@ export function buildHubApp(deps: HubAppDeps) {
   app.setValidatorCompiler(hubValidatorCompiler());
   const { ledger, ingest, adminToken } = deps;
   app.register(errorEnvelopePlugin);
-  app.register(healthRoutes, { ledger, ingest, adminToken, authorize: deps.authorize });
+  app.register(healthRoutes, { ledger, ingest, adminToken, authorize: deps.authorize, alerts: deps.alerts });
+  if (deps.alerts) app.register(alertRoutes, { alerts: deps.alerts, adminToken });
   app.register(gatewayRoutes, {
     gateway: deps.gateway,
     adminToken,

@@ -3,12 +3,15 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { BaseConfigT } from '../../core/config.ts';
+import { topics } from '../../core/contracts/hub-wire.ts';
 import { hubDataLayout } from '../../core/data-dir.ts';
+import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { loadDependentKey, loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
 import { signSealKey } from '../../core/telemetry-seal.ts';
 import { TokenVault } from '../../core/token-vault.ts';
+import { HubAlerts } from './alerts.ts';
 import { buildHubApp, type HubApp } from './app.ts';
 import { HubAuthorize } from './authorize.ts';
 import type { HubConfigT } from './config.ts';
@@ -65,6 +68,7 @@ export class HubService {
   app: HubApp | undefined;
   gateway: PaymentGateway | undefined;
   authorize: HubAuthorize | undefined;
+  alerts: HubAlerts | undefined;
   private orphanLoop: PollLoop | undefined;
   /** kit enrollment (POPKIT_HUB_DYNSEC_USERNAME set): connects on the first enrollment */
   dynsec: DynsecClient | undefined;
@@ -83,6 +87,7 @@ export class HubService {
 
   async start(): Promise<void> {
     const { cfg, dataDir } = this.opts;
+    checkAlertConfig(cfg);
     const layout = hubDataLayout(dataDir);
     const signing = loadOrCreateSigningKey(dataDir);
     this.publicKeyFile = signing.pubFile;
@@ -161,8 +166,11 @@ export class HubService {
         caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
       });
     }
+    this.alerts = hubAlerts(cfg, this.db, this.ingest);
+    this.alerts.start();
     this.app = buildHubApp({
       ...(this.dynsec ? { dynsec: this.dynsec } : {}),
+      alerts: this.alerts,
       ledger: this.ledger,
       ingest: this.ingest,
       db: this.db,
@@ -192,10 +200,50 @@ export class HubService {
 
   async stop(): Promise<void> {
     this.orphanLoop?.stop();
+    await this.alerts?.stop().catch(() => undefined);
     await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);
     await this.dynsec?.close().catch(() => undefined);
     await this.ingest?.stop().catch(() => undefined);
     await this.db?.close().catch(() => undefined);
   }
+}
+
+/** Refused before anything starts: a webhook without its secret would send unsigned alerts. */
+function checkAlertConfig(cfg: HubConfigT): void {
+  if (cfg.POPKIT_HUB_ALERT_WEBHOOK_URL && !cfg.POPKIT_HUB_ALERT_WEBHOOK_SECRET)
+    throw new KitError(
+      'CONFIG_INVALID',
+      'POPKIT_HUB_ALERT_WEBHOOK_URL is set without POPKIT_HUB_ALERT_WEBHOOK_SECRET: alerts are only sent signed',
+    );
+}
+
+/** The alert evaluator and its deliveries from the hub's configuration (services/hub/alerts.ts). */
+function hubAlerts(cfg: HubConfigT, db: SqlDb, ingest: HubIngest): HubAlerts {
+  const url = cfg.POPKIT_HUB_ALERT_WEBHOOK_URL;
+  const secret = cfg.POPKIT_HUB_ALERT_WEBHOOK_SECRET;
+  return new HubAlerts(db, {
+    intervalMs: cfg.POPKIT_HUB_ALERT_INTERVAL_S * 1000,
+    thresholds: {
+      silentS: cfg.POPKIT_HUB_ALERT_SILENT_S,
+      batteryPct: cfg.POPKIT_HUB_ALERT_BATTERY_PCT,
+      backlogAgeS: cfg.POPKIT_HUB_ALERT_BACKLOG_AGE_S,
+      spikeWindowS: cfg.POPKIT_HUB_ALERT_SPIKE_WINDOW_S,
+      declines: cfg.POPKIT_HUB_ALERT_DECLINES,
+      rejects: cfg.POPKIT_HUB_ALERT_REJECTS,
+      dropWindowS: cfg.POPKIT_HUB_ALERT_DROP_WINDOW_S,
+    },
+    publish: (payload) => ingest.publish(topics.alerts, payload),
+    ...(url && secret
+      ? {
+          webhook: {
+            url,
+            secret,
+            attempts: cfg.POPKIT_HUB_ALERT_WEBHOOK_ATTEMPTS,
+            backoffMs: cfg.POPKIT_HUB_ALERT_WEBHOOK_BACKOFF_MS,
+            timeoutMs: cfg.POPKIT_HUB_ALERT_WEBHOOK_TIMEOUT_MS,
+          },
+        }
+      : {}),
+  });
 }

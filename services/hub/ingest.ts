@@ -370,6 +370,12 @@ export class HubIngest {
     });
   }
 
+  /** Publish a hub message (QoS 1, resolves on the broker's PUBACK): the alerts topic (services/hub/alerts.ts). */
+  async publish(topic: string, payload: string): Promise<void> {
+    if (!this.client?.connected) throw new KitError('NOT_READY', 'broker not connected');
+    await this.client.publishAsync(topic, payload, { qos: 1 });
+  }
+
   private async republishCatalogs(): Promise<void> {
     if (!this.client?.connected) return;
     for (const c of await this.ledger.latestCatalogs()) {

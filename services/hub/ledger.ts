@@ -570,7 +570,9 @@ export class Ledger {
     const res = await this.db.query<{ was: boolean | null }>(
       `WITH prev AS (SELECT online FROM kits WHERE kit_id = $1)
        INSERT INTO kits (kit_id, online, status) VALUES ($1, $2, $3::jsonb)
-       ON CONFLICT (kit_id) DO UPDATE SET online = $2, status = $3::jsonb, last_seen = now()
+       ON CONFLICT (kit_id) DO UPDATE SET online = $2, last_seen = now(),
+         -- a last will (online false) carries no event or state: the last known ones stay (alerts)
+         status = CASE WHEN $2 THEN $3::jsonb ELSE COALESCE(kits.status, '{}'::jsonb) || $3::jsonb END
        RETURNING (SELECT online FROM prev) AS was`,
       [s.kitId, s.online, JSON.stringify(s)],
     );

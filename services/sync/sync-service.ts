@@ -5,11 +5,14 @@
 // (link.ts), the outbox pump (pump.ts), acks (acks.ts), catalogs from the hub (catalog-intake.ts),
 // its lanes (lanes.ts) and what it reports (sync-status.ts, reports.ts).
 import type { KeyObject } from 'node:crypto';
+import { type ClockSources, systemClockSources } from '../../core/clock-trust.ts';
+import { CheckoutConfig } from '../../core/config.ts';
 import { authorizeSocketPath } from '../../core/contracts/authorize-relay.ts';
 import { type KitStatusT, type ReceiptT, topics } from '../../core/contracts/hub-wire.ts';
 import { type LinkState, readRunStatus } from '../../core/contracts/run-status.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
+import { clockTrustNow } from '../../core/store/clock.ts';
 import { type KitStore, readCatalogStamp, reanchorSealedTokens } from '../../core/store/index.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
 import { applyAckMessage } from './acks.ts';
@@ -50,6 +53,8 @@ export interface SyncOptions {
   statusIntervalMs?: number;
   /** sealed series to the hub (series-ship.ts); absent: on, with the defaults */
   series?: { enabled: boolean; intervalMs: number; settleS: number; minGroup: number } | undefined;
+  /** the clocks KitStatus.clock is judged with (tests inject them); default: this machine's */
+  clock?: Pick<ClockSources, 'wall' | 'mono' | 'bootId'> & { jumpToleranceMs?: number };
   /** checkout first (load.ts): the limits while orders arrive and how long "arriving" lasts after the
    *  last one; undefined: sync always drains at full size */
   busy?: (BusyLimits & { holdMs: number }) | undefined;
@@ -340,6 +345,21 @@ export class SyncService {
       lastAckAt: this.lastAckAt,
       catalogVersion: readCatalogStamp(this.store)?.version ?? null,
       kitd: readRunStatus(this.opts.dataDir, 'kitd'),
+      clock: this.clockTrust(),
+    });
+  }
+
+  private clockSources: Pick<ClockSources, 'wall' | 'mono' | 'bootId'> | undefined;
+  /** what checkout recorded of the clock's trust this boot (for the hub's clock_untrusted alert) */
+  private clockTrust() {
+    this.clockSources ??= this.opts.clock ?? systemClockSources();
+    const src = this.clockSources;
+    return clockTrustNow(this.store, {
+      wall: src.wall(),
+      mono: src.mono(),
+      bootId: src.bootId(),
+      jumpToleranceMs:
+        this.opts.clock?.jumpToleranceMs ?? CheckoutConfig.properties.POPKIT_CLOCK_JUMP_TOLERANCE_MS.default,
     });
   }
 
