@@ -1,4 +1,4 @@
-// GET /v1/series (#12, docs/contracts.md#get-v1series): the kit's per-second series and markers over a
+// GET /v1/series (#12, docs/contracts.md#live-series): the kit's per-second series and markers over a
 // span, for the dashboard's live chart and for tools; staff only (a paired terminal or the admin), like
 // /v1/status: sales per second are the business's own figures.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
