@@ -94,7 +94,7 @@ export async function buildApp(deps: CheckoutDeps) {
   // feature's tracker (`deps.viewers`, declared with it) when there is one
   const live = new LiveSignals({
     dataDir: deps.dataDir,
-    viewers: (deps as { viewers?: ViewerCounts }).viewers,
+    viewers: deps.viewers,
     reservations: deps.reservations,
   });
   const metrics: CheckoutMetrics = createMetrics(store, deps.dataDir, live);
