@@ -9,7 +9,6 @@ import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
-import type { ViewerCounts } from '../../core/store/audience.ts';
 import type { AdmissionGate } from './admission.ts';
 import { consentRoutes } from './audience/consent.ts';
 import type { ViewerTracker } from './audience/tracker.ts';
