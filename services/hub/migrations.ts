@@ -376,6 +376,15 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX dead_letters_kit_recent ON dead_letters (kit_id, received_at);
     `,
   },
+  {
+    version: 14,
+    name: 'orders by event',
+    sql: `
+      -- the post-event report and the creator's page read an event's orders (services/hub/routes/report.ts):
+      -- without it each report scanned the whole ledger
+      CREATE INDEX orders_event ON orders (event_id);
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {
