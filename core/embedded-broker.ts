@@ -86,6 +86,8 @@ export function mosquittoConfig(o: { host: string; port: number; dir: string; ex
 
 /** One Mosquitto process that can be stopped and started again on the same port and data (outage tests). */
 export class MosquittoBroker implements EmbeddedBroker {
+  /** set by stop(), cleared by start(): a stop during start-up prevents the spawn */
+  private stopRequested = false;
   readonly port: number;
   readonly url: string;
   readonly confFile: string;
@@ -127,6 +129,7 @@ export class MosquittoBroker implements EmbeddedBroker {
    * `mosquitto.db.damaged-<time>`) and the broker started without it, once.
    */
   async start(): Promise<void> {
+    this.stopRequested = false;
     const logFile = path.join(this.opts.dir, 'mosquitto.log');
     const logFrom = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
     try {
@@ -165,6 +168,9 @@ export class MosquittoBroker implements EmbeddedBroker {
         `cannot start Mosquitto (${this.opts.name ?? 'broker'}): ${this.host}:${this.port} is already in use`,
       );
     }
+    // stopped while the port was probed (Ctrl-C during start-up): spawn nothing that nobody would stop
+    if (this.stopRequested)
+      throw new KitError('NOT_READY', `${this.opts.name ?? 'broker'}: stopped while starting`);
     const bin =
       this.opts.mosquittoBin ?? (fs.existsSync('/usr/sbin/mosquitto') ? '/usr/sbin/mosquitto' : 'mosquitto');
     const child = spawn(bin, ['-c', this.confFile], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -194,6 +200,7 @@ export class MosquittoBroker implements EmbeddedBroker {
   }
 
   async stop(): Promise<void> {
+    this.stopRequested = true;
     const c = this.child;
     this.child = undefined;
     // a broker already gone (killed by a signal: exitCode stays null) has no exit left to wait for

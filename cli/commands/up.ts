@@ -18,7 +18,7 @@ import {
 import { localTopics, supervisorCommand } from '../../core/contracts/local-bus.ts';
 import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
-import { type EmbeddedBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
+import { type EmbeddedBroker, MosquittoBroker } from '../../core/embedded-broker.ts';
 import { ensurePrivateDir } from '../../core/file-modes.ts';
 import { CPU_PRIORITY } from '../../core/priorities.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
@@ -222,8 +222,10 @@ async function start(up: Up): Promise<void> {
 }
 
 async function startBroker(up: Up, port: number, dir: string, name: string): Promise<EmbeddedBroker> {
-  const broker = await startEmbeddedBroker({ port, dir, name });
+  // listed before it starts: a Ctrl-C while Mosquitto is still coming up stops it too
+  const broker = await MosquittoBroker.create({ port, dir, name });
   up.brokers.push(broker);
+  await broker.start();
   return broker;
 }
 
