@@ -328,6 +328,29 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX event_creators_creator ON event_creators (creator_id);
     `,
   },
+  {
+    version: 12,
+    name: 'enrollment codes',
+    sql: `
+      -- one-time codes a kit enrolls itself with at first boot (services/hub/enrollment-codes.ts): the
+      -- secret part is kept as its SHA-256 only (24 random bytes: nothing to brute-force offline);
+      -- attempts counts wrong secrets, used_* is the one kit that used it
+      CREATE TABLE enrollment_codes (
+        code_id text PRIMARY KEY,
+        secret_sha256 bytea NOT NULL,
+        event_ids text[] NOT NULL,
+        kit_id text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        max_attempts integer NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        used_at timestamptz,
+        used_kit_id text,
+        used_public_key text
+      );
+      CREATE INDEX enrollment_codes_expires ON enrollment_codes (expires_at);
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {
