@@ -6,6 +6,7 @@
 // code is never sent again: a reboot reads the file, so a used code is not replayed by its own kit.
 import { createPrivateKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import path from 'node:path';
+import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
   type CodeEnrollResponse,
@@ -171,4 +172,65 @@ export async function enrollWithCode(
     if (theirs) return { credentials: theirs, enrolled: false };
   }
   return { credentials, enrolled: true };
+}
+
+/** The variable a kit flashed before it was known carries (a per-device balena variable). */
+export const EnrollConfig = Type.Object({
+  POPKIT_ENROLL_CODE: Type.Optional(
+    Type.String({
+      pattern: ENROLL_CODE_PATTERN,
+      description:
+        'one-time enrollment code (POST /v1/kits/enrollment-codes on the hub): without POPKIT_HUB_USERNAME/PASSWORD, sync enrolls the kit with it at first boot through POPKIT_HUB_HTTP_URL and keeps the credentials in <data>/keys/hub-credentials.json (docs/fleet.md#enrollment-at-first-boot)',
+    }),
+  ),
+});
+
+export interface FirstBootOptions {
+  dataDir: string;
+  kitId: string;
+  hubHttpUrl: string;
+  code: string | undefined;
+  /** the credentials set by hand (POPKIT_HUB_USERNAME/PASSWORD) win over any kept or enrolled ones */
+  username: string | undefined;
+  /** waits between tries while the hub is unreachable (first boot in a venue without network) */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  signal?: AbortSignal;
+  onWait?: (err: KitError, waitMs: number) => void;
+}
+
+/**
+ * The broker credentials sync should use at start: undefined when they are set by hand or there is no
+ * code and none kept; else the kept ones, else the ones a first-boot enrollment gets. An unreachable
+ * hub is retried with a growing wait (the code is consumed only by an answer the kit receives);
+ * a refusal (used, expired, wrong, burnt code) throws its coded error: a new code is needed.
+ */
+export async function firstBootCredentials(opts: FirstBootOptions): Promise<KitHubCredentials | undefined> {
+  if (opts.username) return undefined;
+  const kept = readKitCredentials(opts.dataDir);
+  if (kept) return kept;
+  if (!opts.code) return undefined;
+  let wait = opts.retryMinMs ?? 2000;
+  for (;;) {
+    try {
+      return (await enrollWithCode({ ...opts, code: opts.code })).credentials;
+    } catch (err) {
+      if (!(err instanceof KitError) || err.code !== 'NOT_READY') throw err;
+      opts.onWait?.(err, wait);
+      const signal = opts.signal;
+      if (signal?.aborted) throw new KitError('NOT_READY', 'enrollment stopped before the hub answered');
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          clearTimeout(t);
+          reject(new KitError('NOT_READY', 'enrollment stopped before the hub answered'));
+        };
+        const t = setTimeout(() => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        }, wait);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+      wait = Math.min(wait * 2, opts.retryMaxMs ?? 60_000);
+    }
+  }
 }

@@ -13,9 +13,16 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Fastify from 'fastify';
 import mqtt from 'mqtt';
+import { syncEnvironment } from '../../cli/commands/sync.ts';
 import { enrollSigningMessage, splitEnrollCode } from '../../core/contracts/enrollment.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
-import { enrollmentFiles, enrollWithCode, kitIdentity, readKitCredentials } from '../../core/enroll-kit.ts';
+import {
+  enrollmentFiles,
+  enrollWithCode,
+  firstBootCredentials,
+  kitIdentity,
+  readKitCredentials,
+} from '../../core/enroll-kit.ts';
 import { isKitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { openPostgres, type SqlDb } from '../../services/hub/db.ts';
@@ -345,5 +352,74 @@ describe('enrollment at first boot with a one-time code', () => {
     assert.equal(readKitCredentials(dataDir), undefined);
     // the unreachable hub consumed nothing: the code still enrolls
     assert.equal((await row(code))?.used_kit_id, null);
+  });
+
+  test('popkit sync at first boot: the code in the environment becomes the credentials sync runs with', async () => {
+    const dataDir = kitDir('kit7');
+    const kitId = uniqueId('kit7');
+    const code = await issue();
+    const env = {
+      POPKIT_DATA_DIR: dataDir,
+      POPKIT_KIT_ID: kitId,
+      POPKIT_HUB_HTTP_URL: hubUrl,
+      POPKIT_ENROLL_CODE: code,
+    };
+    const out = await syncEnvironment(env);
+    const kept = readKitCredentials(dataDir);
+    assert.ok(kept);
+    assert.equal(out['POPKIT_HUB_USERNAME'], kitId);
+    assert.equal(out['POPKIT_HUB_PASSWORD'], kept.password);
+    const c = await connectKit(kitId, kept.password);
+    await c.endAsync();
+    // the next start uses the kept ones (the code is used: sending it again would be refused)
+    assert.deepEqual(await syncEnvironment(env), out);
+    // credentials set by hand win, and nothing is sent
+    const byHand = { ...env, POPKIT_HUB_USERNAME: 'manual', POPKIT_HUB_PASSWORD: 'manual-password-123' };
+    assert.deepEqual(await syncEnvironment(byHand), byHand);
+    // a malformed code stops the start with the config error
+    await assert.rejects(
+      syncEnvironment({ ...env, POPKIT_DATA_DIR: kitDir('kit8'), POPKIT_ENROLL_CODE: 'pke1.x' }),
+      (e) => codeOf(e) === 'CONFIG_INVALID',
+    );
+    assert.equal(readKitCredentials(kitDir('kit8')), undefined);
+  });
+
+  test('an unreachable hub at first boot is retried, with growing waits, until it answers or is stopped', async () => {
+    const dataDir = kitDir('kit9');
+    const code = await issue();
+    const waits: number[] = [];
+    const stop = new AbortController();
+    await assert.rejects(
+      firstBootCredentials({
+        dataDir,
+        kitId: uniqueId('kit9'),
+        hubHttpUrl: `http://127.0.0.1:${await freePort()}`,
+        code,
+        username: undefined,
+        retryMinMs: 5,
+        retryMaxMs: 20,
+        signal: stop.signal,
+        onWait: (_e, ms) => {
+          waits.push(ms);
+          if (waits.length === 4) stop.abort();
+        },
+      }),
+      (e) => codeOf(e) === 'NOT_READY',
+    );
+    assert.deepEqual(waits, [5, 10, 20, 20]);
+    assert.equal(readKitCredentials(dataDir), undefined);
+    assert.equal((await row(code))?.used_kit_id, null, 'nothing consumed');
+    // a refusal is not retried: it throws its code at once
+    await assert.rejects(
+      firstBootCredentials({
+        dataDir,
+        kitId: uniqueId('kit9'),
+        hubHttpUrl: hubUrl,
+        code: `pke1.${splitEnrollCode(code).codeId}.${'Z'.repeat(32)}`,
+        username: undefined,
+        retryMinMs: 5,
+      }),
+      (e) => codeOf(e) === 'ENROLL_CODE_INVALID',
+    );
   });
 });
