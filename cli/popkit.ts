@@ -27,6 +27,7 @@ const LOADERS: Record<CommandName, () => Promise<{ run: CommandMain }>> = {
   catalog: () => import('./commands/catalog.ts'),
   terminal: () => import('./commands/terminal.ts'),
   loyalty: () => import('./commands/loyalty.ts'),
+  report: () => import('./commands/report.ts'),
   fleet: () => import('./commands/fleet.ts'),
 };
 

@@ -54,6 +54,15 @@ export const BaseConfig = Type.Object({
   ),
   POPKIT_DATA_DIR: Type.Optional(Type.String({ minLength: 1, description: 'LMDB, keys, HLS output' })),
   POPKIT_HOST_ROOT: Type.Optional(Type.String({ minLength: 1 })),
+  POPKIT_CHROMIUM: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 4096,
+      pattern: '^/[^\\u0000]*$',
+      description:
+        "Chromium that prints the post-event report's PDF (popkit report, the hub); default /usr/bin/chromium",
+    }),
+  ),
   POPKIT_LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },
@@ -70,12 +79,23 @@ export const BaseConfig = Type.Object({
   POPKIT_LOCAL_BUS_URL: Type.Optional(
     Type.String({ pattern: '^(mqtts?|wss?|tcp)://', description: 'MQTT local bus' }),
   ),
+  // every process that makes an audience aggregate (checkout, sync's telemetry, the report) uses the same k
+  POPKIT_AUDIENCE_MIN_GROUP: Type.Integer({
+    minimum: 2,
+    maximum: 1000,
+    default: 5,
+    description: 'k: audience figures leave the kit only as aggregates over at least this many people',
+  }),
   POPKIT_LOCAL_BUS_PREFIX: Type.String({
     default: DEFAULT_LOCAL_BUS_PREFIX,
     pattern: LOCAL_BUS_PREFIX_PATTERN,
     description: 'topic prefix of the local bus',
   }),
 });
+
+/** Private, unique-local and link-local ranges: a phone on the venue's Wi-Fi. */
+export const AUDIENCE_VENUE_NETS_DEFAULT =
+  '10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,fc00::/7,fe80::/10';
 
 /** What checkout reads (popkit checkout, popkit up). */
 export const CheckoutConfig = Type.Object({
@@ -236,10 +256,55 @@ export const CheckoutConfig = Type.Object({
     description:
       'latency budget of the online card authorization through the hub, before the offline rule applies',
   }),
+  // audience (services/checkout/audience, docs/security.md#audience)
+  POPKIT_AUDIENCE_LEAVE_S: Type.Integer({
+    minimum: 5,
+    maximum: 600,
+    default: 30,
+    description:
+      'a viewer stops watching when no playlist, segment or part request of theirs came for this long (above 3 target durations: an LL-HLS blocking reload is held that long)',
+  }),
+  POPKIT_AUDIENCE_VENUE_NETS: Type.String({
+    default: AUDIENCE_VENUE_NETS_DEFAULT,
+    maxLength: 2000,
+    pattern: '^[0-9A-Fa-f:./]+(,[0-9A-Fa-f:./]+)*$',
+    description: 'client address ranges (CIDR, comma-separated) counted as in the venue; the rest is remote',
+  }),
+  POPKIT_AUDIENCE_KEY_MAX_H: Type.Integer({
+    minimum: 1,
+    maximum: 168,
+    default: 24,
+    description:
+      'the viewer key (an HMAC key per event) is replaced at each event start or switch and after this many hours at the latest',
+  }),
+  POPKIT_AUDIENCE_TTL_H: Type.Integer({
+    minimum: 1,
+    maximum: 8760,
+    default: 72,
+    description: "viewer records and their consent links are deleted this long after their event's end",
+  }),
+  POPKIT_CONSENT_RATE_PER_MIN: Type.Integer({
+    minimum: 1,
+    default: 30,
+    description: 'consent answers (POST/DELETE /v1/consent) per minute per client address',
+  }),
   POPKIT_STORE_RESERVE_MB: Type.Integer({
     minimum: 0,
     default: 16,
     description: 'free space kept on the data volume; orders get 507 STORE_FULL below it',
+  }),
+  // live series (docs/architecture.md#live-series)
+  POPKIT_SERIES: Type.Integer({
+    minimum: 0,
+    maximum: 1,
+    default: 1,
+    description: 'record the per-second series (GET /v1/series, the dashboard chart): 1 on, 0 off',
+  }),
+  POPKIT_SERIES_RETENTION_H: Type.Integer({
+    minimum: 1,
+    maximum: 24 * 90,
+    default: 72,
+    description: 'hours of per-second series and markers kept in the kit store; older seconds are swept',
   }),
   // power cuts (docs/power-cuts.md)
   POPKIT_DEVICE_KEY_LOST: Type.Union([Type.Literal('refuse'), Type.Literal('replace')], {

@@ -20,6 +20,8 @@ export interface KitDataLayout {
   hls: string;
   /** product images sync fetched from the hub, `<sha256>` each, verified (docs/architecture.md#product-media) */
   productMedia: string;
+  /** `popkit report --suggest`'s suggest.json for the next event; `popkit preflight` reads its top SKUs */
+  suggestion: string;
   logs: string;
   log(service: string): string;
   /** `popkit up`: the local bus broker's config and persistence */
@@ -45,6 +47,7 @@ export function dataLayout(root: string): KitDataLayout {
     runStatus: (service) => path.join(run, `${service}.json`),
     hls: path.join(root, 'hls'),
     productMedia: path.join(root, 'product-media'),
+    suggestion: path.join(root, 'suggest.json'),
     logs,
     log: (service) => path.join(logs, `${service}.log`),
     bus: path.join(root, 'bus'),
@@ -62,6 +65,8 @@ export interface HubDataLayout {
   adminToken: string;
   /** AES-256 key sealing tokens held while the gateway is unreachable */
   heldTokenKey: string;
+  /** X25519, PKCS#8 PEM: opens the kits' sealed telemetry (core/telemetry-seal.ts) */
+  sealKey: string;
   /** the embedded PGlite database, when no PostgreSQL URL is configured */
   pglite: string;
 }
@@ -75,6 +80,7 @@ export function hubDataLayout(root: string): HubDataLayout {
     signingPub: path.join(keys, 'hub-signing.pub'),
     adminToken: path.join(keys, 'hub-admin.token'),
     heldTokenKey: path.join(keys, 'hub-held-token.key'),
+    sealKey: path.join(keys, 'hub-seal.key'),
     pglite: path.join(root, 'hub-db'),
   };
 }

@@ -88,6 +88,16 @@ export const ERROR_STATUS = {
   ENROLL_CODE_LOCKED: 429,
   // the hub's held-token key is missing, empty or torn while held tokens in the ledger depend on it
   HELD_TOKEN_KEY_LOST: 503,
+  // sealed telemetry (core/telemetry-seal.ts): envelopes the hub cannot open, seal keys kits refuse
+  SEAL_MALFORMED: 400,
+  SEAL_UNKNOWN_KEY: 400,
+  SEAL_OPEN_FAILED: 400,
+  SEAL_KEY_MALFORMED: 400,
+  SEAL_KEY_FORGED: 400,
+  // a sealed telemetry batch that opens but is not a SeriesBatch of the kit whose topic carried it
+  SERIES_BATCH_INVALID: 400,
+  // the post-event report's PDF: no Chromium to print it with (docs/report.md)
+  PDF_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -1,5 +1,6 @@
 // The pre-flight checklist, run against a running kit before doors open: edge node up and catalog
-// cache warm (top 20 SKUs served from the kit), payment token exchange validated with the hub,
+// cache warm (top 20 SKUs served from the kit, with their images: the report's suggestion, else the
+// best sellers, else hero items first), payment token exchange validated with the hub,
 // queue fallback proven with a real outbox entry, connectivity (loss and jitter to the hub), power
 // plan covering the event, free storage, sane clock. Each check is one line; all must pass.
 
@@ -16,6 +17,7 @@ import {
   productMediaStatus,
   RENDITION_NAMES,
 } from '../core/contracts/product-media.ts';
+import { suggestFile, TOP_SKUS } from '../core/contracts/report.ts';
 import { dataLayout } from '../core/data-dir.ts';
 import {
   enqueueOutbox,
@@ -26,6 +28,7 @@ import {
   readOutboxEntry,
   removeOutboxEntries,
 } from '../core/store/index.ts';
+import { salesSince } from '../core/store/sales.ts';
 import { networkProbe } from './health.ts';
 import { summarizeBattery } from './power-policy.ts';
 
@@ -172,6 +175,42 @@ async function checkEdge(c: Ctx): Promise<Outcome> {
   };
 }
 
+type TopFrom = 'suggestion' | 'sales' | 'catalog';
+
+/**
+ * The SKUs to warm: the hero SKUs of `popkit report --suggest` (suggest.json in the data dir) when
+ * there is one, else the best sellers of the kit's orders, else the catalog's hero items first; at
+ * most 20. A suggest.json that does not fit its contract is not used (and said so).
+ */
+async function topSkus(o: PreflightOptions, catalogSkus: string[], heroFirst: string[]) {
+  const file = dataLayout(o.dataDir).suggestion;
+  let note: string | undefined;
+  if (fs.existsSync(file)) {
+    const s = suggestFile.parse(fs.readFileSync(file));
+    if (s) {
+      const skus = [...new Set(s.heroes.map((h) => h.sku))].slice(0, TOP_SKUS);
+      if (skus.length > 0) return { skus, from: 'suggestion' as TopFrom, basedOn: s.basedOn };
+    } else note = 'suggest.json does not fit its contract: ignored';
+  }
+  if (fs.existsSync(dataLayout(o.dataDir).store)) {
+    const store = (o.openStore ?? openKitStore)(o.dataDir);
+    try {
+      const inCatalog = new Set(catalogSkus);
+      const sold = salesSince(store, 0, 20_000, 200)
+        .skus.map((x) => x.sku)
+        .filter((sku) => inCatalog.has(sku))
+        .slice(0, TOP_SKUS);
+      if (sold.length > 0) {
+        const fill = heroFirst.filter((sku) => !sold.includes(sku)).slice(0, TOP_SKUS - sold.length);
+        return { skus: [...sold, ...fill], from: 'sales' as TopFrom, note };
+      }
+    } finally {
+      await store.close();
+    }
+  }
+  return { skus: heroFirst.slice(0, TOP_SKUS), from: 'catalog' as TopFrom, note };
+}
+
 async function checkCache({ o }: Ctx): Promise<Outcome> {
   const times: number[] = [];
   let cat: Awaited<ReturnType<CheckoutClient['catalog']>> | undefined;
@@ -185,17 +224,63 @@ async function checkCache({ o }: Ctx): Promise<Outcome> {
     priceCents?: unknown;
     stock?: unknown;
     hero?: unknown;
+    image?: unknown;
   }>;
   if (items.length === 0)
     return { ok: false, detail: 'catalog is empty: load one (popkit catalog load) or let sync fetch it' };
-  const top = [...items].sort((a, b) => Number(b.hero === true) - Number(a.hero === true)).slice(0, 20);
-  const bad = top.filter(
-    (i) => typeof i.sku !== 'string' || typeof i.priceCents !== 'number' || typeof i.stock !== 'number',
-  );
+  const bySku = new Map(items.map((i) => [String(i.sku), i]));
+  const heroFirst = [...items]
+    .sort((a, b) => Number(b.hero === true) - Number(a.hero === true))
+    .map((i) => String(i.sku));
+  const pick = await topSkus(o, [...bySku.keys()], heroFirst);
+  const top = pick.skus;
+  const notInCatalog = top.filter((sku) => !bySku.has(sku));
+  const bad = top.filter((sku) => {
+    const i = bySku.get(sku);
+    return i && (typeof i.priceCents !== 'number' || typeof i.stock !== 'number');
+  });
+  // the top SKUs' images: every rendition on the kit (the buyer page shows only local copies)
+  const dir = dataLayout(o.dataDir).productMedia;
+  const coldImages: string[] = [];
+  for (const sku of top) {
+    const image = bySku.get(sku)?.image as Record<string, unknown> | undefined;
+    if (!image) continue;
+    for (const r of RENDITION_NAMES) {
+      const h = image[r];
+      if (isSha256Hex(h) && !fs.existsSync(path.join(dir, h))) {
+        coldImages.push(sku);
+        break;
+      }
+    }
+  }
   const worst = Math.max(...times);
-  const data = { version: cat?.version, items: items.length, top: top.length, worstMs: round1(worst) };
+  const data = {
+    version: cat?.version,
+    items: items.length,
+    top: top.length,
+    from: pick.from,
+    skus: top,
+    ...(notInCatalog.length ? { notInCatalog } : {}),
+    ...(coldImages.length ? { coldImages } : {}),
+    ...(pick.note ? { note: pick.note } : {}),
+    worstMs: round1(worst),
+  };
+  const source =
+    pick.from === 'suggestion' ? "the report's suggestion" : pick.from === 'sales' ? 'sales' : 'the catalog';
+  if (notInCatalog.length > 0)
+    return {
+      ok: false,
+      detail: `${notInCatalog.length} of the top ${top.length} SKUs (from ${source}) are not in the catalog: ${notInCatalog.slice(0, 10).join(', ')}`,
+      data,
+    };
   if (bad.length > 0)
     return { ok: false, detail: `${bad.length} of the top ${top.length} SKUs lack price or stock`, data };
+  if (coldImages.length > 0)
+    return {
+      ok: false,
+      detail: `images of ${coldImages.length} of the top ${top.length} SKUs (from ${source}) not yet on the kit: ${coldImages.slice(0, 10).join(', ')}`,
+      data,
+    };
   if (worst > o.catalogMaxMs) {
     return {
       ok: false,
@@ -205,7 +290,7 @@ async function checkCache({ o }: Ctx): Promise<Outcome> {
   }
   return {
     ok: true,
-    detail: `v${cat?.version}: top ${top.length} of ${items.length} SKUs served locally in ${round1(worst)} ms`,
+    detail: `v${cat?.version}: top ${top.length} of ${items.length} SKUs (from ${source}) served locally in ${round1(worst)} ms, their images on the kit`,
     data,
   };
 }

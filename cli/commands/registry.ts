@@ -15,6 +15,7 @@ export const COMMANDS = {
   catalog: { summary: 'catalog load FILE: load a catalog JSON into a running kit' },
   terminal: { summary: 'terminal pair|list|revoke: staff terminals paired by the admin (code + QR)' },
   fleet: { summary: 'fleet provision: per-kit identities, hub enrollment, balena variables' },
+  report: { summary: 'report --event E --out DIR: the post-event report (html, pdf, json) [--suggest]' },
   loyalty: { summary: 'loyalty issue|double-uses: signed loyalty passes through the hub (text + QR)' },
 } as const satisfies Record<string, { summary: string }>;
 

@@ -33,12 +33,16 @@ export const topics = {
   /** hub → kit: the answers to its AuthorizeRequests (AuthorizeResponse) */
   authorizations: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/authorizations`,
   catalog: (eventId: string) => `${TOPIC_ROOT}/events/${eventId}/catalog`,
+  /** hub → kits, retained: the hub's X25519 telemetry key, signed with its catalog key (SignedSealKey) */
+  sealKey: `${TOPIC_ROOT}/hub/seal-key`,
   /** the filters a hub worker consumes (orders and telemetry shared, status seen by every worker) */
   allOrders: `${TOPIC_ROOT}/kits/+/orders`,
   allTelemetry: `${TOPIC_ROOT}/kits/+/telemetry`,
   allStatus: `${TOPIC_ROOT}/kits/+/status`,
   allReceipts: `${TOPIC_ROOT}/kits/+/receipts`,
   allAuthorize: `${TOPIC_ROOT}/kits/+/authorize`,
+  /** hub → operators' subscribers: every alert raised, acknowledged or resolved (AlertMessage, core/contracts/alerts.ts) */
+  alerts: `${TOPIC_ROOT}/hub/alerts`,
 } as const;
 
 /** `popkit/v1/kits/{kitId}/{leaf}` → kitId, or undefined when the topic is not of that shape. */
@@ -301,6 +305,17 @@ export const KitStatus = Type.Object({
   catalogVersion: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
   state: Type.Optional(Type.String()),
   battery: Type.Optional(BatterySummaryWire),
+  /**
+   * the kit's clock trust as checkout last recorded it this boot (core/store/clock.ts clockTrustNow):
+   * the hub alerts when it is untrusted while a sale window of the kit's event opens; absent: older kit
+   */
+  clock: Type.Optional(
+    Type.Object({
+      trusted: Type.Boolean(),
+      source: Type.Optional(SafeText({ maxLength: 16 })),
+      reason: Type.Optional(SafeText({ maxLength: 32 })),
+    }),
+  ),
 });
 export type KitStatusT = Static<typeof KitStatus>;
 
@@ -359,6 +374,33 @@ export const AuthorizeResponse = Type.Object({
 });
 export type AuthorizeResponseT = Static<typeof AuthorizeResponse>;
 
+/**
+ * Hub → kits on `hub/seal-key`, retained: the X25519 key telemetry is sealed to (core/telemetry-seal.ts),
+ * signed with the hub's ed25519 catalog key over the exact bytes of `payload`, as catalogs are. The
+ * payload's `use` keeps a signed seal key and a signed catalog from ever being taken for each other.
+ */
+export const SignedSealKey = Type.Object({
+  v: Type.Literal(1),
+  alg: Type.Literal('ed25519'),
+  payload: Type.String({ minLength: 2, maxLength: 2000 }),
+  sig: Type.String({ minLength: 1, maxLength: 200 }),
+});
+export type SignedSealKeyT = Static<typeof SignedSealKey>;
+
+export const SealKeyPayload = Type.Object(
+  {
+    v: Type.Literal(1),
+    use: Type.Literal('telemetry-seal'),
+    alg: Type.String({ maxLength: 64, pattern: '^[A-Za-z0-9_.-]+$' }),
+    kid: Type.String({ pattern: '^[0-9a-f]{16}$' }),
+    /** the raw 32-byte X25519 public key, base64url */
+    publicKey: Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' }),
+    issuedAt: IsoTime,
+  },
+  { additionalProperties: false },
+);
+export type SealKeyPayloadT = Static<typeof SealKeyPayload>;
+
 /** The checkers both ends use: `wire.batch.parse(bytes)`, `wire.signedCatalog.errors(value)` (common.ts). */
 export const wire = {
   batch: contract(Batch),
@@ -370,4 +412,6 @@ export const wire = {
   catalogPayload: contract(CatalogPayload),
   authorizeRequest: contract(AuthorizeRequest),
   authorizeResponse: contract(AuthorizeResponse),
+  signedSealKey: contract(SignedSealKey),
+  sealKeyPayload: contract(SealKeyPayload),
 };

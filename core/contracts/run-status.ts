@@ -29,6 +29,23 @@ export type LinkState = (typeof LINK_STATES)[number];
 
 export const CatalogRefusal = Type.Object({ code: Type.String(), message: Type.String(), at: IsoTime });
 
+/** The series shipper (services/sync/series-ship.ts): sealed telemetry to the hub (#12). */
+export const SERIES_SHIP_STATES = ['off', 'waiting_for_key', 'idle', 'shipping', 'paced'] as const;
+export const SeriesShipStatus = Type.Object({
+  state: Type.Union(SERIES_SHIP_STATES.map((s) => Type.Literal(s))),
+  /** why it is not shipping, in words (no seal key yet, no hub public key to verify it with) */
+  message: Type.Optional(Type.String()),
+  /** the hub seal key in use */
+  kid: Nullable(Type.String()),
+  /** the last unix second queued */
+  cursor: Nullable(Type.Integer()),
+  /** sealed batches queued since start */
+  batches: Type.Integer({ minimum: 0 }),
+  lastQueuedAt: Nullable(IsoTime),
+  /** seal keys refused since start, per code */
+  keyRefused: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+});
+
 export const SyncRunStatus = Type.Object({
   link: Type.Union(LINK_STATES.map((l) => Type.Literal(l))),
   hubUrl: Type.String(),
@@ -48,6 +65,8 @@ export const SyncRunStatus = Type.Object({
   catalogRefusals: Type.Array(CatalogRefusal),
   /** refusals since sync started, per code (CATALOG_REPLAY counts replayed old catalogs) */
   catalogRefused: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
+  /** sealed series to the hub (#12) */
+  series: Type.Optional(SeriesShipStatus),
 });
 
 // --- kitd -----------------------------------------------------------------------------------------

@@ -58,3 +58,31 @@ export function readClockTrust(store: KitStore): ClockTrustRecord | undefined {
 export async function writeClockTrust(store: KitStore, rec: ClockTrustRecord): Promise<void> {
   await store.meta.put(META.clockTrust, rec);
 }
+
+/** A kit's clock trust as another process of the kit can tell it (sync, for the hub: KitStatus.clock). */
+export interface ClockTrustSummary {
+  trusted: boolean;
+  source?: TrustSource;
+  reason?: 'never_set' | 'below_hub_floor' | 'clock_jumped';
+}
+
+/**
+ * The clock trust checkout recorded this boot, judged now from the store alone: below the hub's
+ * signed time floor is untrusted; a record of this boot whose wall-to-monotonic offset still holds
+ * (within `jumpToleranceMs`) is trusted by its source; one that moved is a jump; none is never set.
+ * It does not probe NTP itself: a source checkout has not judged yet shows as never_set until it has
+ * (checkout judges on every catalog read and order with a sale window, core/clock-trust.ts).
+ */
+export function clockTrustNow(
+  store: KitStore,
+  at: { wall: number; mono: number; bootId: string; jumpToleranceMs: number },
+): ClockTrustSummary {
+  const floor = readHubTimeFloor(store);
+  if (floor && at.wall < floor.issuedAt - at.jumpToleranceMs)
+    return { trusted: false, reason: 'below_hub_floor' };
+  const rec = readClockTrust(store);
+  if (!rec || rec.bootId !== at.bootId) return { trusted: false, reason: 'never_set' };
+  if (Math.abs(at.wall - at.mono - rec.offsetMs) > at.jumpToleranceMs)
+    return { trusted: false, reason: 'clock_jumped' };
+  return { trusted: true, source: rec.source };
+}

@@ -13,5 +13,6 @@ export * from './open.ts';
 export * from './orders.ts';
 export * from './outbox.ts';
 export * from './risk.ts';
+export * from './telemetry.ts';
 export * from './terminals.ts';
 export * from './tokens.ts';

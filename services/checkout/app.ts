@@ -3,12 +3,15 @@
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyRequest, LogController } from 'fastify';
+import { Counter } from 'prom-client';
 import type { ClockTrust } from '../../core/clock-trust.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { errorEnvelopePlugin, type MappedError } from '../../core/http-errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { AdmissionGate } from './admission.ts';
+import { consentRoutes } from './audience/consent.ts';
+import type { ViewerTracker } from './audience/tracker.ts';
 import type { DeviceTokens } from './devices.ts';
 import type { LoyaltyFeature } from './loyalty.ts';
 import { type CheckoutMetrics, createMetrics } from './metrics.ts';
@@ -28,10 +31,13 @@ import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickup.ts';
 import { reservationRoutes } from './routes/reservations.ts';
 import { screenRoutes } from './routes/screen.ts';
+import { seriesRoutes } from './routes/series.ts';
 import { Credentials } from './routes/staff.ts';
 import { statusRoutes } from './routes/status.ts';
 import { terminalRoutes } from './routes/terminals.ts';
 import { clockRoutes } from './sale-windows.ts';
+import { SeriesRecorder } from './series/recorder.ts';
+import { LiveSignals } from './series/signals.ts';
 import type { StatusDeps } from './status.ts';
 
 export interface CheckoutDeps extends StatusDeps {
@@ -59,6 +65,14 @@ export interface CheckoutDeps extends StatusDeps {
   // pickup
   /** the pickup feature (also in `orders.features`): its routes are served when it is there */
   pickup?: PickupFeature;
+  // audience
+  /** viewers of /live (absent: not counted); the series recorder reads its ViewerCounts */
+  viewers?: ViewerTracker;
+  /** consent answers per minute per client address (POPKIT_CONSENT_RATE_PER_MIN) */
+  consentRatePerMin?: number;
+  // live series
+  /** the per-second recorder's settings (POPKIT_SERIES, POPKIT_SERIES_RETENTION_H); absent: not recorded */
+  series?: { retentionH: number };
 }
 
 /** pairing-code redemptions per minute per client address: a few honest retries, no guessing */
@@ -75,7 +89,14 @@ export async function buildApp(deps: CheckoutDeps) {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
-  const metrics: CheckoutMetrics = createMetrics(store, deps.dataDir);
+  // live series: the signals /metrics and the recorder share; viewers come from the audience
+  // feature's tracker (`deps.viewers`, declared with it) when there is one
+  const live = new LiveSignals({
+    dataDir: deps.dataDir,
+    viewers: deps.viewers,
+    reservations: deps.reservations,
+  });
+  const metrics: CheckoutMetrics = createMetrics(store, deps.dataDir, live);
   for (const f of orders.features) f.metrics?.(metrics.registry);
 
   await app.register(openApiPlugin);
@@ -115,11 +136,36 @@ export async function buildApp(deps: CheckoutDeps) {
   });
   await app.register(eventRoutes, { store, orders, guard, creds });
   await app.register(terminalRoutes, { store, guard, creds, redeemPerMin: REDEEM_PER_MIN });
-  await app.register(mediaRoutes, { hlsDir: dataLayout(deps.dataDir).hls });
+  await app.register(mediaRoutes, {
+    hlsDir: dataLayout(deps.dataDir).hls,
+    ...(deps.viewers ? { viewers: deps.viewers } : {}),
+  });
   await app.register(mediaCacheRoutes, { dir: dataLayout(deps.dataDir).productMedia });
   await app.register(dashboardRoutes);
   await app.register(buyerRoutes, { orders });
   await app.register(screenRoutes, { store, orders });
+  // live series
+  await app.register(seriesRoutes, { store, creds });
+  if (deps.series) {
+    const recorder = new SeriesRecorder({
+      store,
+      signals: live,
+      catalog: () => orders.catalog()?.catalog,
+      retentionH: deps.series.retentionH,
+      logger: deps.logger,
+    });
+    new Counter({
+      name: 'popkit_series_recorder_seconds_total',
+      help: "CPU time the series recorder's ticks and batch writes took on checkout's thread (seconds)",
+      registers: [metrics.registry],
+      collect() {
+        this.reset();
+        this.inc(Number(recorder.costNs) / 1e9);
+      },
+    });
+    const close = recorder.start();
+    app.addHook('onClose', close);
+  }
   // sale windows, trusted time, admission
   if (deps.clockTrust) await app.register(clockRoutes, { trust: deps.clockTrust, creds });
   // reservations
@@ -152,6 +198,14 @@ export async function buildApp(deps: CheckoutDeps) {
   // pickup
   if (deps.pickup)
     await app.register(pickupRoutes, { store, pickup: deps.pickup, orders, guard, creds, pickupCodes });
+  // audience: consent needs the buyer's device token
+  if (deps.devices)
+    await app.register(consentRoutes, {
+      store,
+      guard,
+      devices: deps.devices,
+      ratePerMin: deps.consentRatePerMin ?? 30,
+    });
   return app;
 }
 

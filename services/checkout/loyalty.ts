@@ -132,6 +132,11 @@ export class LoyaltyFeature implements OrderFeature {
     passes.set(d, { pass: q.pass, allowed: q.allowed, cents });
   }
 
+  /** The tier of the pass this order uses (after `adjust`), for the audience's loyalty segments. */
+  tierOf(d: OrderDraft): string | undefined {
+    return passes.get(d)?.pass.tier;
+  }
+
   commit(d: OrderDraft): InTxnStep | undefined {
     const p = passes.get(d);
     if (!p) return undefined;

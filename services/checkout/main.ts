@@ -31,6 +31,8 @@ import { openTokenVault, type TokenKeyStatus } from '../../core/token-key.ts';
 import { detectBoard } from '../../hardware/boards/index.ts';
 import { Admission, AdmissionGate, admissionFeature } from './admission.ts';
 import { buildApp, type CheckoutApp } from './app.ts';
+import { AudienceFeature } from './audience/consent.ts';
+import { ViewerTracker } from './audience/tracker.ts';
 import { DeviceTokens } from './devices.ts';
 import { DrainFeature } from './drain.ts';
 import { HubAuthorizer } from './hub-authorizer.ts';
@@ -148,6 +150,15 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
   // pickup
   const pickup = new PickupFeature(store);
   features.push(pickup);
+  // audience: viewers of /live (keyed-hash ids), consenting buyers' orders linked in the order's transaction
+  const viewers = new ViewerTracker(store, {
+    leaveS: cfg.POPKIT_AUDIENCE_LEAVE_S,
+    keyMaxH: cfg.POPKIT_AUDIENCE_KEY_MAX_H,
+    ttlH: cfg.POPKIT_AUDIENCE_TTL_H,
+    venueNets: cfg.POPKIT_AUDIENCE_VENUE_NETS,
+  });
+  closers.push(viewers.start(1000, (err) => logger.warn({ err: String(err) }, 'audience tick failed')));
+  features.push(new AudienceFeature(store, viewers, (d) => loyalty.tierOf(d)));
   const orders = new OrderService(store, ids, vault, {
     kitId,
     tokenTtlMs: cfg.POPKIT_TOKEN_TTL_S * 1000,
@@ -193,6 +204,11 @@ export async function createCheckout(env: NodeJS.ProcessEnv = process.env): Prom
     deviceIssuePerMin: cfg.POPKIT_DEVICE_ISSUE_PER_MIN,
     // pickup
     pickup,
+    // audience
+    viewers,
+    consentRatePerMin: cfg.POPKIT_CONSENT_RATE_PER_MIN,
+    // live series
+    ...(cfg.POPKIT_SERIES === 1 ? { series: { retentionH: cfg.POPKIT_SERIES_RETENTION_H } } : {}),
   });
   return {
     app,

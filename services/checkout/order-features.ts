@@ -25,6 +25,8 @@ export interface Caller {
   ip: string;
   /** the raw `x-popkit-device` header, when sent (verified by the drain-proofing feature) */
   deviceToken?: string;
+  /** the `user-agent` header (audience: with consent, the order links the viewer id of address + agent) */
+  userAgent?: string;
 }
 
 export interface CatalogView {

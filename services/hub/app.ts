@@ -6,6 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController } from 'fastify';
 import { errorEnvelopePlugin } from '../../core/http-errors.ts';
 import { rootLogger } from '../../core/logger.ts';
+import type { HubAlerts } from './alerts.ts';
 import type { HubAuthorize } from './authorize.ts';
 import type { Queryable } from './db.ts';
 import type { DynsecClient } from './dynsec.ts';
@@ -13,6 +14,7 @@ import type { PaymentGateway } from './gateway.ts';
 import { missingImages } from './images.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
+import { alertRoutes } from './routes/alerts.ts';
 import { authorizationRoutes } from './routes/authorizations.ts';
 import { catalogRoutes } from './routes/catalogs.ts';
 import { gatewayRoutes } from './routes/gateway.ts';
@@ -22,6 +24,8 @@ import { kitRoutes } from './routes/kits.ts';
 import { loyaltyRoutes } from './routes/loyalty.ts';
 import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickups.ts';
+import { reportRoutes } from './routes/report.ts';
+import { seriesRoutes } from './routes/series.ts';
 import { hubValidatorCompiler } from './validation.ts';
 
 export interface HubAppDeps {
@@ -40,6 +44,10 @@ export interface HubAppDeps {
   logger?: boolean;
   /** kit enrollment through the broker's dynamic security plugin; unset: the enrollment routes answer 503 */
   dynsec?: Pick<DynsecClient, 'addKit' | 'revokeKit' | 'reserved'>;
+  /** Chromium for the report's PDF (POPKIT_CHROMIUM) */
+  chromium?: string | undefined;
+  /** the fleet's alerts (routes/alerts.ts, and their gauges in /metrics) */
+  alerts?: Pick<HubAlerts, 'list' | 'ack' | 'lastFacts' | 'openByKind' | 'stats'>;
 }
 
 export function buildHubApp(deps: HubAppDeps) {
@@ -52,7 +60,8 @@ export function buildHubApp(deps: HubAppDeps) {
   app.setValidatorCompiler(hubValidatorCompiler());
   const { ledger, ingest, adminToken } = deps;
   app.register(errorEnvelopePlugin);
-  app.register(healthRoutes, { ledger, ingest, adminToken, authorize: deps.authorize });
+  app.register(healthRoutes, { ledger, ingest, adminToken, authorize: deps.authorize, alerts: deps.alerts });
+  if (deps.alerts) app.register(alertRoutes, { alerts: deps.alerts, adminToken });
   app.register(gatewayRoutes, {
     gateway: deps.gateway,
     adminToken,
@@ -70,6 +79,8 @@ export function buildHubApp(deps: HubAppDeps) {
   });
   if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
   if (deps.db) app.register(imageRoutes, { db: deps.db, adminToken });
+  if (deps.db) app.register(seriesRoutes, { db: deps.db, adminToken });
+  if (deps.db) app.register(reportRoutes, { db: deps.db, adminToken, chromium: deps.chromium });
   app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   if (deps.authorize)
     app.register(authorizationRoutes, {

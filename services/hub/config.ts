@@ -150,5 +150,91 @@ export const HubConfig = Type.Object({
     description:
       'an approved online authorization whose order has not reached the ledger after this long is reported (log, GET /v1/authorizations/orphans) for a void',
   }),
+  // alerts (services/hub/alerts.ts, docs/alerts.md)
+  POPKIT_HUB_ALERT_INTERVAL_S: Type.Integer({
+    minimum: 1,
+    maximum: 3600,
+    default: 30,
+    description:
+      'how often the alert evaluator runs (one hub worker at a time evaluates, under a database lock)',
+  }),
+  POPKIT_HUB_ALERT_SILENT_S: Type.Integer({
+    minimum: 1,
+    maximum: 86_400,
+    default: 300,
+    description: 'kit_silent: a kit whose event is live and that has not been heard from for this long',
+  }),
+  POPKIT_HUB_ALERT_BATTERY_PCT: Type.Number({
+    minimum: 0,
+    maximum: 100,
+    default: 10,
+    description:
+      "battery_critical: the kit's main battery at or below this charge (a fresh reading), or kitd's power policy at critical",
+  }),
+  POPKIT_HUB_ALERT_BACKLOG_AGE_S: Type.Integer({
+    minimum: 1,
+    default: 6 * 3600,
+    description:
+      "backlog_age: the kit's oldest unsynced order older than this (the kits' POPKIT_RISK_MAX_UNSYNCED_AGE_S, same default)",
+  }),
+  POPKIT_HUB_ALERT_SPIKE_WINDOW_S: Type.Integer({
+    minimum: 1,
+    maximum: 86_400,
+    default: 300,
+    description: 'decline_spike and reject_spike count orders in this trailing window',
+  }),
+  POPKIT_HUB_ALERT_DECLINES: Type.Integer({
+    minimum: 1,
+    default: 10,
+    description: "decline_spike: this many of a kit's orders declined within the window",
+  }),
+  POPKIT_HUB_ALERT_REJECTS: Type.Integer({
+    minimum: 1,
+    default: 5,
+    description:
+      "reject_spike: this many of a kit's orders rejected by the hub (dead letters) within the window",
+  }),
+  POPKIT_HUB_ALERT_DROP_WINDOW_S: Type.Integer({
+    minimum: 1,
+    maximum: 86_400,
+    default: 900,
+    description:
+      "clock_untrusted: a kit's clock untrusted while a sale window of its event opens within this much before or after now",
+  }),
+  POPKIT_HUB_ALERT_WEBHOOK_URL: Type.Optional(
+    Type.String({
+      // a secret: receivers (chat webhooks) often carry their credential in the URL
+      ...SECRET,
+      pattern: '^https?://',
+      maxLength: 2048,
+      description: 'alerts are POSTed here (signed, retried); unset: MQTT and the API only',
+    }),
+  ),
+  POPKIT_HUB_ALERT_WEBHOOK_SECRET: Type.Optional(
+    Type.String({
+      ...SECRET,
+      minLength: 16,
+      maxLength: 512,
+      description: 'HMAC-SHA256 key of the webhook signature (X-Popkit-Signature); required with the URL',
+    }),
+  ),
+  POPKIT_HUB_ALERT_WEBHOOK_ATTEMPTS: Type.Integer({
+    minimum: 1,
+    maximum: 100,
+    default: 12,
+    description: 'webhook attempts per alert change at most; then it is given up (last error kept)',
+  }),
+  POPKIT_HUB_ALERT_WEBHOOK_BACKOFF_MS: Type.Integer({
+    minimum: 10,
+    maximum: 3_600_000,
+    default: 5_000,
+    description: 'first retry delay of a failed webhook delivery, doubling each attempt up to one hour',
+  }),
+  POPKIT_HUB_ALERT_WEBHOOK_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 10_000,
+    description: 'one webhook attempt waits this long for a 2xx',
+  }),
 });
 export type HubConfigT = Static<typeof HubConfig>;

@@ -60,7 +60,13 @@ export function kitRoleAcls(kitId: string, eventIds: readonly string[]): DynsecA
   checkId('kit', kitId);
   for (const ev of eventIds) checkId('event', ev);
   const send = [topics.orders, topics.telemetry, topics.status, topics.receipts, topics.authorize];
-  const read = [topics.acks(kitId), topics.authorizations(kitId), ...eventIds.map((e) => topics.catalog(e))];
+  const read = [
+    topics.acks(kitId),
+    topics.authorizations(kitId),
+    // the hub's telemetry seal key, signed (core/telemetry-seal.ts): the same for every kit
+    topics.sealKey,
+    ...eventIds.map((e) => topics.catalog(e)),
+  ];
   return [
     ...send.map((t): DynsecAcl => ({ acltype: 'publishClientSend', topic: t(kitId), allow: true })),
     ...read.flatMap((t): DynsecAcl[] => [

@@ -2,11 +2,16 @@
 // ingest and the HTTP API.
 import os from 'node:os';
 import path from 'node:path';
+import type { BaseConfigT } from '../../core/config.ts';
+import { topics } from '../../core/contracts/hub-wire.ts';
 import { hubDataLayout } from '../../core/data-dir.ts';
+import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { loadDependentKey, loadOrCreateKey, loadOrCreateToken } from '../../core/secrets.ts';
+import { signSealKey } from '../../core/telemetry-seal.ts';
 import { TokenVault } from '../../core/token-vault.ts';
+import { HubAlerts } from './alerts.ts';
 import { buildHubApp, type HubApp } from './app.ts';
 import { HubAuthorize } from './authorize.ts';
 import type { HubConfigT } from './config.ts';
@@ -14,7 +19,7 @@ import { openPglite, openPostgres, type SqlDb } from './db.ts';
 import { DynsecClient } from './dynsec.ts';
 import { createGateway, type PaymentGateway } from './gateway.ts';
 import { HubIngest } from './ingest.ts';
-import { loadOrCreateSigningKey } from './keys.ts';
+import { loadOrCreateSealKey, loadOrCreateSigningKey } from './keys.ts';
 import { type HeldTokenKeyLost, Ledger } from './ledger.ts';
 import { migrate } from './migrations.ts';
 
@@ -63,12 +68,15 @@ export class HubService {
   app: HubApp | undefined;
   gateway: PaymentGateway | undefined;
   authorize: HubAuthorize | undefined;
+  alerts: HubAlerts | undefined;
   private orphanLoop: PollLoop | undefined;
   /** kit enrollment (POPKIT_HUB_DYNSEC_USERNAME set): connects on the first enrollment */
   dynsec: DynsecClient | undefined;
   adminToken = '';
   adminTokenGenerated = false;
   publicKeyFile = '';
+  /** the telemetry seal key's id (core/telemetry-seal.ts kidOf) */
+  sealKid = '';
   httpUrl = '';
 
   constructor(private readonly opts: HubServiceOptions) {}
@@ -79,9 +87,13 @@ export class HubService {
 
   async start(): Promise<void> {
     const { cfg, dataDir } = this.opts;
+    checkAlertConfig(cfg);
     const layout = hubDataLayout(dataDir);
     const signing = loadOrCreateSigningKey(dataDir);
     this.publicKeyFile = signing.pubFile;
+    // the key kits seal their telemetry to, published signed with the catalog key
+    const sealOpener = loadOrCreateSealKey(dataDir);
+    this.sealKid = sealOpener.kid;
     const admin = loadOrCreateToken(layout.adminToken, cfg.POPKIT_HUB_ADMIN_TOKEN);
     this.adminToken = admin.value;
     this.adminTokenGenerated = admin.created;
@@ -128,6 +140,7 @@ export class HubService {
         ratePerS: cfg.POPKIT_HUB_KIT_RATE_PER_S,
         burst: cfg.POPKIT_HUB_KIT_BURST,
       },
+      seal: { opener: sealOpener, signed: signSealKey(signing.privateKey, sealOpener) },
     });
     await this.ingest.start();
     await this.authorize.start({
@@ -153,8 +166,11 @@ export class HubService {
         caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
       });
     }
+    this.alerts = hubAlerts(cfg, this.db, this.ingest);
+    this.alerts.start();
     this.app = buildHubApp({
       ...(this.dynsec ? { dynsec: this.dynsec } : {}),
+      alerts: this.alerts,
       ledger: this.ledger,
       ingest: this.ingest,
       db: this.db,
@@ -164,6 +180,8 @@ export class HubService {
       adminToken: this.adminToken,
       signingKey: signing.privateKey,
       gatewayCheckCacheMs: cfg.POPKIT_HUB_GATEWAY_CHECK_CACHE_S * 1000,
+      // the hub process loads BaseConfig with HubConfig (main.ts): Chromium for the report's PDF
+      chromium: (cfg as HubConfigT & Partial<BaseConfigT>).POPKIT_CHROMIUM,
       logger: this.opts.httpLogger ?? false,
     });
     const addr = await this.app.listen({ port: cfg.POPKIT_HUB_HTTP_PORT, host: cfg.POPKIT_HUB_HTTP_HOST });
@@ -182,10 +200,50 @@ export class HubService {
 
   async stop(): Promise<void> {
     this.orphanLoop?.stop();
+    await this.alerts?.stop().catch(() => undefined);
     await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);
     await this.dynsec?.close().catch(() => undefined);
     await this.ingest?.stop().catch(() => undefined);
     await this.db?.close().catch(() => undefined);
   }
+}
+
+/** Refused before anything starts: a webhook without its secret would send unsigned alerts. */
+function checkAlertConfig(cfg: HubConfigT): void {
+  if (cfg.POPKIT_HUB_ALERT_WEBHOOK_URL && !cfg.POPKIT_HUB_ALERT_WEBHOOK_SECRET)
+    throw new KitError(
+      'CONFIG_INVALID',
+      'POPKIT_HUB_ALERT_WEBHOOK_URL is set without POPKIT_HUB_ALERT_WEBHOOK_SECRET: alerts are only sent signed',
+    );
+}
+
+/** The alert evaluator and its deliveries from the hub's configuration (services/hub/alerts.ts). */
+function hubAlerts(cfg: HubConfigT, db: SqlDb, ingest: HubIngest): HubAlerts {
+  const url = cfg.POPKIT_HUB_ALERT_WEBHOOK_URL;
+  const secret = cfg.POPKIT_HUB_ALERT_WEBHOOK_SECRET;
+  return new HubAlerts(db, {
+    intervalMs: cfg.POPKIT_HUB_ALERT_INTERVAL_S * 1000,
+    thresholds: {
+      silentS: cfg.POPKIT_HUB_ALERT_SILENT_S,
+      batteryPct: cfg.POPKIT_HUB_ALERT_BATTERY_PCT,
+      backlogAgeS: cfg.POPKIT_HUB_ALERT_BACKLOG_AGE_S,
+      spikeWindowS: cfg.POPKIT_HUB_ALERT_SPIKE_WINDOW_S,
+      declines: cfg.POPKIT_HUB_ALERT_DECLINES,
+      rejects: cfg.POPKIT_HUB_ALERT_REJECTS,
+      dropWindowS: cfg.POPKIT_HUB_ALERT_DROP_WINDOW_S,
+    },
+    publish: (payload) => ingest.publish(topics.alerts, payload),
+    ...(url && secret
+      ? {
+          webhook: {
+            url,
+            secret,
+            attempts: cfg.POPKIT_HUB_ALERT_WEBHOOK_ATTEMPTS,
+            backoffMs: cfg.POPKIT_HUB_ALERT_WEBHOOK_BACKOFF_MS,
+            timeoutMs: cfg.POPKIT_HUB_ALERT_WEBHOOK_TIMEOUT_MS,
+          },
+        }
+      : {}),
+  });
 }

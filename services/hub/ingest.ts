@@ -12,16 +12,20 @@ import {
   entryProblems,
   kitIdFromTopic,
   type SignedCatalogT,
+  type SignedSealKeyT,
   safeReason,
   topics,
   wire,
 } from '../../core/contracts/hub-wire.ts';
 import { LANE_NAMES, type LaneName } from '../../core/contracts/lanes.ts';
+import type { SeriesBatchT } from '../../core/contracts/series.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
+import type { SealOpener } from '../../core/telemetry-seal.ts';
 import { isTransientDbError } from './failures.ts';
 import type { DeadLetter, Ledger } from './ledger.ts';
+import { isSealedBody, openSeriesEntry } from './series.ts';
 
 const log = moduleLogger('hub-ingest');
 
@@ -38,6 +42,8 @@ export interface HubIngestOptions {
   verdictResendMs: number;
   /** per-kit limits: entries per batch, messages per second and burst (a token bucket per kit) */
   kitQuota: { batchMax: number; ratePerS: number; burst: number };
+  /** the telemetry seal key (services/hub/keys.ts) and its signed public half, published retained */
+  seal?: { opener: SealOpener; signed: SignedSealKeyT } | undefined;
 }
 
 export interface IngestStats {
@@ -50,6 +56,10 @@ export interface IngestStats {
   verdictsResent: number;
   /** confirmed verdicts the kits receipted */
   receipts: number;
+  /** sealed telemetry entries opened and stored as series */
+  seriesOpened: number;
+  /** sealed telemetry entries dead-lettered, per code (SEAL_OPEN_FAILED…) */
+  seriesRefused: Record<string, number>;
 }
 
 const ACKS_PER_MESSAGE = 2000;
@@ -73,6 +83,8 @@ export class HubIngest {
     dbRetries: 0,
     verdictsResent: 0,
     receipts: 0,
+    seriesOpened: 0,
+    seriesRefused: {},
   };
 
   constructor(
@@ -145,8 +157,10 @@ export class HubIngest {
     client.on('connect', () => {
       // a broker without persistence lost the retained catalogs: put the latest back
       this.republishCatalogs().catch((err) => log.warn({ err: (err as Error).message }, 'catalog republish'));
+      this.publishSealKey().catch((err) => log.warn({ err: (err as Error).message }, 'seal key publish'));
     });
     await this.republishCatalogs();
+    await this.publishSealKey();
     this.retryLoop = pollLoop(this.opts.retryDeferredMs, () => this.retryDeferred(), {
       unref: true,
       onError: (err) => log.warn({ err: (err as Error).message }, 'deferred retry'),
@@ -244,10 +258,25 @@ export class HubIngest {
     // each entry on its own: a bad one is dead-lettered and acked 'rejected', the rest go on
     const entries: BatchEntryT[] = [];
     const rejects: DeadLetter[] = [];
+    const series = new Map<string, SeriesBatchT>();
     for (const raw of batch.entries) {
       const problems = entryProblems(raw, t.kitId);
       if (problems.length === 0) {
-        entries.push(raw as BatchEntryT);
+        const e = raw as BatchEntryT;
+        // sealed telemetry: opened here, refused with its code when it does not open or check
+        if (e.lane === 'telemetry' && 'body' in e && isSealedBody(e.body)) {
+          const opened = openSeriesEntry(this.opts.seal?.opener, t.kitId, e);
+          if ('code' in opened) {
+            this.stats.seriesRefused[opened.code] = (this.stats.seriesRefused[opened.code] ?? 0) + 1;
+            const reason = safeReason([`${opened.code}: ${opened.message}`]);
+            this.refuse('dead_letter', topic, reason);
+            rejects.push({ lane: 'telemetry', id: e.id, reason, raw: Buffer.from(JSON.stringify(raw)) });
+            continue;
+          }
+          series.set(e.id, opened.batch);
+          this.stats.seriesOpened++;
+        }
+        entries.push(e);
         continue;
       }
       const reason = safeReason(problems);
@@ -256,7 +285,7 @@ export class HubIngest {
       rejects.push({ ...entryKey(raw), reason, raw: Buffer.from(JSON.stringify(raw) ?? 'null') });
     }
     const t0 = performance.now();
-    const acks = await this.withDbRetry(() => this.ledger.recordBatch(t.kitId, entries, rejects));
+    const acks = await this.withDbRetry(() => this.ledger.recordBatch(t.kitId, entries, rejects, series));
     if (log.isLevelEnabled('debug')) {
       log.debug(
         {
@@ -330,6 +359,21 @@ export class HubIngest {
   async publishCatalog(eventId: string, signed: SignedCatalogT): Promise<void> {
     if (!this.client?.connected) throw new KitError('NOT_READY', 'broker not connected');
     await this.client.publishAsync(topics.catalog(eventId), JSON.stringify(signed), { qos: 1, retain: true });
+  }
+
+  /** The hub's telemetry seal key, signed, retained: kits seal their series to it. */
+  private async publishSealKey(): Promise<void> {
+    if (!this.client?.connected || !this.opts.seal) return;
+    await this.client.publishAsync(topics.sealKey, JSON.stringify(this.opts.seal.signed), {
+      qos: 1,
+      retain: true,
+    });
+  }
+
+  /** Publish a hub message (QoS 1, resolves on the broker's PUBACK): the alerts topic (services/hub/alerts.ts). */
+  async publish(topic: string, payload: string): Promise<void> {
+    if (!this.client?.connected) throw new KitError('NOT_READY', 'broker not connected');
+    await this.client.publishAsync(topic, payload, { qos: 1 });
   }
 
   private async republishCatalogs(): Promise<void> {

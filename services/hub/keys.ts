@@ -10,6 +10,7 @@ import { hubDataLayout } from '../../core/data-dir.ts';
 import { writeFileDurable } from '../../core/durable-file.ts';
 import { KitError } from '../../core/errors.ts';
 import { loadOrCreateSecretFile } from '../../core/secrets.ts';
+import { openerFromPrivate, parseSealPrivateKey, type SealOpener } from '../../core/telemetry-seal.ts';
 
 const isSigningKey = (pem: Buffer): boolean => {
   try {
@@ -49,4 +50,29 @@ export function loadOrCreateSigningKey(dataDir: string): {
   const publicPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }) as string;
   writeFileDurable(layout.signingPub, publicPem, { mode: 0o644 });
   return { privateKey, publicPem, pubFile: layout.signingPub };
+}
+
+const isSealKey = (pem: Buffer): boolean => {
+  try {
+    parseSealPrivateKey(pem.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * The X25519 key kits seal telemetry to, generated on first start (mode 0600). Nothing stored depends
+ * on it (the hub keeps opened telemetry, never the sealed boxes): a damaged one is moved aside and
+ * replaced; kits take the new public key from the signed retained message, and entries sealed to the
+ * old one go to the dead letters as SEAL_UNKNOWN_KEY.
+ */
+export function loadOrCreateSealKey(dataDir: string): SealOpener {
+  const layout = hubDataLayout(dataDir);
+  const pem = loadOrCreateSecretFile(
+    layout.sealKey,
+    () => Buffer.from(generateKeyPairSync('x25519').privateKey.export({ type: 'pkcs8', format: 'pem' })),
+    { check: isSealKey, damaged: 'replace' },
+  );
+  return openerFromPrivate(parseSealPrivateKey(pem.value.toString('utf8')));
 }

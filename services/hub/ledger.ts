@@ -11,6 +11,7 @@ import type {
 } from '../../core/contracts/hub-wire.ts';
 import { safeReason } from '../../core/contracts/hub-wire.ts';
 import type { LaneName } from '../../core/contracts/lanes.ts';
+import type { SeriesBatchT } from '../../core/contracts/series.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { type SealedToken, TokenVault } from '../../core/token-vault.ts';
@@ -19,6 +20,7 @@ import { isDataError } from './failures.ts';
 import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
 import { LoyaltyBook, recordRedemptions } from './loyalty.ts';
 import { ORDER_LINES_FROM } from './migrations.ts';
+import { linkEventCreator, recordSeries } from './series.ts';
 
 const log = moduleLogger('hub-ledger');
 
@@ -128,7 +130,13 @@ export class Ledger {
    * kit's redelivery) under the same idempotency key `kitId:orderId`, so never a second charge.
    * `rejects` (and any entry the database refuses) go to the dead letters and are acked 'rejected'.
    */
-  async recordBatch(kitId: string, entries: BatchEntryT[], rejects: DeadLetter[] = []): Promise<AckItem[]> {
+  async recordBatch(
+    kitId: string,
+    entries: BatchEntryT[],
+    rejects: DeadLetter[] = [],
+    /** sealed telemetry entries the ingest opened, by entry id: stored as series, not as telemetry */
+    series: ReadonlyMap<string, SeriesBatchT> = new Map(),
+  ): Promise<AckItem[]> {
     let orders = entries.filter((e): e is OrderEntryT => 'order' in e);
     if (!(this.vault instanceof TokenVault)) orders = await this.withoutUnsealable(kitId, orders, this.vault);
     const others = entries.filter((e): e is OtherEntryT => !('order' in e));
@@ -174,7 +182,7 @@ export class Ledger {
       }
       for (const e of others) {
         try {
-          await inSavepoint(tx, () => recordOther(tx, kitId, e));
+          await inSavepoint(tx, () => recordOther(tx, kitId, e, series));
           stored.push(e);
         } catch (err) {
           if (!isDataError(err)) throw err;
@@ -562,7 +570,9 @@ export class Ledger {
     const res = await this.db.query<{ was: boolean | null }>(
       `WITH prev AS (SELECT online FROM kits WHERE kit_id = $1)
        INSERT INTO kits (kit_id, online, status) VALUES ($1, $2, $3::jsonb)
-       ON CONFLICT (kit_id) DO UPDATE SET online = $2, status = $3::jsonb, last_seen = now()
+       ON CONFLICT (kit_id) DO UPDATE SET online = $2, last_seen = now(),
+         -- a last will (online false) carries no event or state: the last known ones stay (alerts)
+         status = CASE WHEN $2 THEN $3::jsonb ELSE COALESCE(kits.status, '{}'::jsonb) || $3::jsonb END
        RETURNING (SELECT online FROM prev) AS was`,
       [s.kitId, s.online, JSON.stringify(s)],
     );
@@ -689,6 +699,8 @@ export class Ledger {
         version,
         JSON.stringify(signed),
       ]);
+      // the creator's cross-event feed follows the catalog that names the creator (migration 11)
+      await linkEventCreator(tx, eventId);
     });
   }
 
@@ -750,7 +762,12 @@ async function insertOrders(tx: Queryable, kitId: string, rows: NewOrderRow[]): 
  * it came, whether its order arrived yet or not: the `order_status` view reads the order's state from
  * the events there are (migration 5), so their order of arrival does not matter.
  */
-async function recordOther(tx: Queryable, kitId: string, e: OtherEntryT) {
+async function recordOther(
+  tx: Queryable,
+  kitId: string,
+  e: OtherEntryT,
+  series: ReadonlyMap<string, SeriesBatchT>,
+) {
   if ('event' in e) {
     await tx.query(
       `INSERT INTO order_events (kit_id, entry_id, order_id, type, at, by, reason)
@@ -764,6 +781,12 @@ async function recordOther(tx: Queryable, kitId: string, e: OtherEntryT) {
       `UPDATE kits SET stock = $2::jsonb, stock_at = $3 WHERE kit_id = $1 AND (stock_at IS NULL OR stock_at < $3)`,
       [kitId, JSON.stringify(e.stock), e.at],
     );
+    return;
+  }
+  const opened = e.lane === 'telemetry' ? series.get(e.id) : undefined;
+  if (opened) {
+    // the plaintext is stored as series; the sealed box itself is not kept
+    await recordSeries(tx, kitId, opened);
     return;
   }
   if (e.lane === 'health') {

@@ -329,7 +329,56 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
     `,
   },
   {
-    version: 12,
+    // 12 is taken by the #12 work on another branch; versions are applied in order, each once
+    version: 13,
+    name: 'alerts',
+    sql: `
+      -- the fleet's alerts (services/hub/alerts.ts): one row per raised condition; the dedupe key makes
+      -- one condition one alert while it is unresolved (acked still counts as unresolved)
+      CREATE TABLE alerts (
+        id bigserial PRIMARY KEY,
+        kind text NOT NULL,
+        kit_id text NOT NULL,
+        event_id text,
+        dedupe_key text NOT NULL,
+        state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'acked', 'resolved')),
+        raised_at timestamptz NOT NULL DEFAULT now(),
+        acked_at timestamptz,
+        acked_by text,
+        resolved_at timestamptz,
+        detail jsonb NOT NULL DEFAULT '{}'::jsonb,
+        CHECK ((state = 'resolved') = (resolved_at IS NOT NULL)),
+        CHECK ((acked_at IS NULL) = (acked_by IS NULL))
+      );
+      CREATE UNIQUE INDEX alerts_unresolved ON alerts (dedupe_key) WHERE resolved_at IS NULL;
+      CREATE INDEX alerts_kit ON alerts (kit_id, raised_at DESC);
+      CREATE INDEX alerts_event ON alerts (event_id, raised_at DESC);
+      -- every change of an alert to deliver, per channel: written in the change's transaction, sent
+      -- after, retried with backoff until delivered or out of attempts (a restart picks them up)
+      CREATE TABLE alert_deliveries (
+        id bigserial PRIMARY KEY,
+        alert_id bigint NOT NULL REFERENCES alerts (id),
+        channel text NOT NULL CHECK (channel IN ('mqtt', 'webhook')),
+        change text NOT NULL CHECK (change IN ('raised', 'acked', 'resolved')),
+        body jsonb NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        next_at timestamptz NOT NULL DEFAULT now(),
+        delivered_at timestamptz,
+        gave_up_at timestamptz,
+        last_error text,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX alert_deliveries_due ON alert_deliveries (next_at)
+        WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+      -- the evaluator counts each kit's recent declines and rejected orders every interval
+      CREATE INDEX orders_declined_recent ON orders (kit_id, (COALESCE(settled_at, received_at)))
+        WHERE state = 'declined';
+      CREATE INDEX dead_letters_kit_recent ON dead_letters (kit_id, received_at);
+    `,
+  },
+  {
+    // 15: 12 to 14 are taken by other branches' migrations
+    version: 15,
     name: 'enrollment codes',
     sql: `
       -- one-time codes a kit enrolls itself with at first boot (services/hub/enrollment-codes.ts): the

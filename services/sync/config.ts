@@ -72,6 +72,19 @@ export const SyncConfig = Type.Object({
   POPKIT_SYNC_QUOTA_STOCK_KB: Int(1024, 1, 'disk quota of the stock lane'),
   POPKIT_SYNC_QUOTA_HEALTH_KB: Int(2048, 1, 'disk quota of the health lane'),
   POPKIT_SYNC_QUOTA_TELEMETRY_KB: Int(8192, 1, 'disk quota of the telemetry lane (oldest dropped first)'),
+  // live series to the hub, sealed (services/sync/series-ship.ts, docs/contracts.md#sealed-telemetry)
+  POPKIT_SYNC_SERIES: Type.Boolean({
+    default: true,
+    description:
+      "send the kit's per-second series, markers and audience aggregate to the hub, sealed to its telemetry key (0: not at all)",
+  }),
+  POPKIT_SYNC_SERIES_INTERVAL_MS: Int(
+    10_000,
+    100,
+    'how often due seconds are sealed and queued on the telemetry lane',
+  ),
+  POPKIT_SYNC_SERIES_SETTLE_S: Int(10, 0, 'a second ships once it is this old (the recorder has written it)'),
+  // POPKIT_AUDIENCE_MIN_GROUP (k) is in BaseConfig: checkout, sync and the report use one k
   // product images from the hub (services/sync/media-fetch.ts, docs/architecture.md#product-media)
   POPKIT_HUB_HTTP_URL: Type.String({
     pattern: '^https?://',

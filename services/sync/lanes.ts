@@ -16,6 +16,7 @@ import {
   lastStockSnapshot,
   type OutboxEntry,
   type OutboxKey,
+  queueSeriesEntries,
   readAllStock,
   removeOutboxEntries,
   replaceStockSnapshot,
@@ -70,6 +71,27 @@ export class LaneKeeper {
     await enqueueOutbox(this.store, [LANES[lane], id], { kind, body, createdAt });
     await this.trim(lane);
     return id;
+  }
+
+  /**
+   * Queue sealed telemetry, one entry per maker (each body is made with its entry id, which the seal's
+   * AAD binds), and move the series cursor in the same transaction; then trim the lane. Undefined when
+   * the volume is low (nothing queued, the cursor stays: the range ships when there is room).
+   */
+  async enqueueSealed(
+    makers: readonly ((id: string) => Record<string, unknown>)[],
+    cursor: number,
+  ): Promise<string[] | undefined> {
+    if (this.holdsBack('telemetry')) return undefined;
+    const createdAt = this.now();
+    const entries = makers.map((make) => {
+      const id = this.ids.next();
+      const key: OutboxKey = [LANES.telemetry, id];
+      return { key, entry: { kind: 'telemetry' as const, body: make(id), createdAt } };
+    });
+    await queueSeriesEntries(this.store, entries, cursor);
+    await this.trim('telemetry');
+    return entries.map((e) => e.key[1]);
   }
 
   /**

@@ -20,7 +20,7 @@ import { SyncService } from './sync-service.ts';
 export const DEFAULT_HUB_URL = 'mqtt://127.0.0.1:1883';
 
 export function syncOptionsFrom(
-  cfg: SyncConfigT & { POPKIT_HUB_URL?: string | undefined },
+  cfg: SyncConfigT & { POPKIT_HUB_URL?: string | undefined; POPKIT_AUDIENCE_MIN_GROUP: number },
   kitId: string,
   dataDir: string,
 ) {
@@ -52,6 +52,12 @@ export function syncOptionsFrom(
     stockIntervalMs: cfg.POPKIT_SYNC_STOCK_INTERVAL_MS,
     healthIntervalMs: cfg.POPKIT_SYNC_HEALTH_INTERVAL_MS,
     telemetryIntervalMs: cfg.POPKIT_SYNC_TELEMETRY_INTERVAL_MS,
+    series: {
+      enabled: cfg.POPKIT_SYNC_SERIES,
+      intervalMs: cfg.POPKIT_SYNC_SERIES_INTERVAL_MS,
+      settleS: cfg.POPKIT_SYNC_SERIES_SETTLE_S,
+      minGroup: cfg.POPKIT_AUDIENCE_MIN_GROUP,
+    },
     busy:
       cfg.POPKIT_SYNC_BUSY_HOLD_MS > 0
         ? {

@@ -5,11 +5,14 @@
 // (link.ts), the outbox pump (pump.ts), acks (acks.ts), catalogs from the hub (catalog-intake.ts),
 // its lanes (lanes.ts) and what it reports (sync-status.ts, reports.ts).
 import type { KeyObject } from 'node:crypto';
+import { type ClockSources, systemClockSources } from '../../core/clock-trust.ts';
+import { CheckoutConfig } from '../../core/config.ts';
 import { authorizeSocketPath } from '../../core/contracts/authorize-relay.ts';
 import { type KitStatusT, type ReceiptT, topics } from '../../core/contracts/hub-wire.ts';
 import { type LinkState, readRunStatus } from '../../core/contracts/run-status.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
+import { clockTrustNow } from '../../core/store/clock.ts';
 import { type KitStore, readCatalogStamp, reanchorSealedTokens } from '../../core/store/index.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
 import { applyAckMessage } from './acks.ts';
@@ -20,6 +23,7 @@ import { HubLink } from './link.ts';
 import { type BusyLimits, CheckoutLoad, type LoadSignal, pause } from './load.ts';
 import { OutboxPump } from './pump.ts';
 import { healthBody, telemetryBody } from './reports.ts';
+import { SeriesShipper } from './series-ship.ts';
 import { kitStatusPayload, type SyncRunStatusT, writeSyncStatus } from './sync-status.ts';
 
 const log = moduleLogger('sync');
@@ -47,6 +51,10 @@ export interface SyncOptions {
   healthIntervalMs: number;
   telemetryIntervalMs: number;
   statusIntervalMs?: number;
+  /** sealed series to the hub (series-ship.ts); absent: on, with the defaults */
+  series?: { enabled: boolean; intervalMs: number; settleS: number; minGroup: number } | undefined;
+  /** the clocks KitStatus.clock is judged with (tests inject them); default: this machine's */
+  clock?: Pick<ClockSources, 'wall' | 'mono' | 'bootId'> & { jumpToleranceMs?: number };
   /** checkout first (load.ts): the limits while orders arrive and how long "arriving" lasts after the
    *  last one; undefined: sync always drains at full size */
   busy?: (BusyLimits & { holdMs: number }) | undefined;
@@ -63,6 +71,8 @@ export class SyncService {
   private readonly hubLink: HubLink;
   private readonly batches: OutboxPump;
   private readonly catalogs: CatalogIntake;
+  /** the kit's series, sealed to the hub (#12) */
+  readonly series: SeriesShipper;
   /** checkout's online card checks, relayed to the hub (authorize-relay.ts) */
   readonly authorizeRelay: AuthorizeRelay;
   private loops: PollLoop[] = [];
@@ -112,6 +122,22 @@ export class SyncService {
       this.load,
     );
     this.catalogs = new CatalogIntake(store, opts);
+    const s = opts.series ?? { enabled: true, intervalMs: 10_000, settleS: 10, minGroup: 5 };
+    this.series = new SeriesShipper(
+      store,
+      lanes,
+      {
+        kitId: opts.kitId,
+        enabled: s.enabled,
+        hubPublicKey: opts.hubPublicKey,
+        minGroup: s.minGroup,
+        settleS: s.settleS,
+        audienceEveryMs: 60_000,
+        maxDeferMs: 60_000,
+      },
+      () => this.catalogs.activeEventId(),
+      this.load,
+    );
   }
 
   get connected(): boolean {
@@ -181,6 +207,10 @@ export class SyncService {
     every(this.opts.telemetryIntervalMs, () =>
       this.lanes.enqueue('telemetry', 'telemetry', telemetryBody(this.counters(), this.lanes.dropped)),
     );
+    if (this.opts.series?.enabled !== false)
+      every(this.opts.series?.intervalMs ?? 10_000, () =>
+        this.series.tick().then((n) => n > 0 && this.pump()),
+      );
     every(TRIM_EVERY_MS, () => this.lanes.trimAll());
     // a wall-clock correction since sealing is written into the seals (core/token-vault.ts)
     every(REANCHOR_EVERY_MS, () => reanchorSealedTokens(this.store, this.vault), true);
@@ -233,6 +263,7 @@ export class SyncService {
       catalogSubscribed: this.catalogs.subscribed ?? null,
       catalogRefusals: this.catalogs.refusals.slice(-5),
       catalogRefused: { ...this.catalogs.refusedCount },
+      series: this.series.status(),
     };
   }
 
@@ -250,6 +281,7 @@ export class SyncService {
       topics.acks(this.opts.kitId),
       topics.authorizations(this.opts.kitId),
       this.catalogs.topicOnConnect(),
+      ...(this.opts.series?.enabled === false ? [] : [topics.sealKey]),
     ]);
     this.publishKitStatus();
     this.pump();
@@ -260,6 +292,10 @@ export class SyncService {
       this.authorizeRelay.onAnswer(payload, correlationData);
     } else if (topic === topics.acks(this.opts.kitId)) {
       this.ackChain = this.ackChain.then(() => this.ackInTurn(payload));
+    } else if (topic === topics.sealKey) {
+      this.series
+        .receiveKey(payload)
+        .catch((err) => log.error({ err: (err as Error).message }, 'seal key handling failed'));
     } else if (topic.endsWith('/catalog')) {
       this.catalogs
         .receive(topic, payload)
@@ -309,6 +345,21 @@ export class SyncService {
       lastAckAt: this.lastAckAt,
       catalogVersion: readCatalogStamp(this.store)?.version ?? null,
       kitd: readRunStatus(this.opts.dataDir, 'kitd'),
+      clock: this.clockTrust(),
+    });
+  }
+
+  private clockSources: Pick<ClockSources, 'wall' | 'mono' | 'bootId'> | undefined;
+  /** what checkout recorded of the clock's trust this boot (for the hub's clock_untrusted alert) */
+  private clockTrust() {
+    this.clockSources ??= this.opts.clock ?? systemClockSources();
+    const src = this.clockSources;
+    return clockTrustNow(this.store, {
+      wall: src.wall(),
+      mono: src.mono(),
+      bootId: src.bootId(),
+      jumpToleranceMs:
+        this.opts.clock?.jumpToleranceMs ?? CheckoutConfig.properties.POPKIT_CLOCK_JUMP_TOLERANCE_MS.default,
     });
   }
 

@@ -33,6 +33,7 @@ export function kitStatusPayload(o: {
   lastAckAt: number | null;
   catalogVersion: number | null;
   kitd: KitdForHub | undefined;
+  clock?: KitStatusT['clock'];
   now?: number;
 }): KitStatusT {
   const battery = o.kitd ? mainBattery(o.kitd.power) : undefined;
@@ -50,5 +51,6 @@ export function kitStatusPayload(o: {
     catalogVersion: o.catalogVersion,
     ...(o.kitd ? { state: o.kitd.state } : {}),
     ...(battery ? { battery } : {}),
+    ...(o.clock ? { clock: o.clock } : {}),
   };
 }

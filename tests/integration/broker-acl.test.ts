@@ -212,6 +212,26 @@ describe('hub broker ACL (deploy/hub)', () => {
     await hub.endAsync();
   });
 
+  test("every kit reads the hub's seal key; no kit can publish one", async () => {
+    const hub = await connect('popkit-hub', hubPass);
+    const intruder = await connect(kitB, passB);
+    // a kit that publishes a key of its own is refused
+    await assert.rejects(
+      intruder.publishAsync(topics.sealKey, 'forged key', { qos: 1, retain: true }),
+      /authori[sz]ed/i,
+    );
+    await intruder.endAsync(true);
+    const a = await connect(kitA, passA);
+    const got: string[] = [];
+    a.on('message', (t, p) => got.push(`${t} ${p.toString()}`));
+    await a.subscribeAsync({ [topics.sealKey]: { qos: 1 } });
+    await hub.publishAsync(topics.sealKey, 'the hub key', { qos: 1 });
+    await waitFor(() => got.length > 0, 5000, 'the seal key delivered to a kit');
+    assert.deepEqual(got, [`${topics.sealKey} the hub key`]);
+    await a.endAsync(true);
+    await hub.endAsync();
+  });
+
   test('the real flow works through the ACL: orders in, acks back, status retained', async () => {
     const hub: HubService = await startHub({
       schema,

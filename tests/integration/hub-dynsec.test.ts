@@ -139,7 +139,12 @@ describe('kit enrollment with Mosquitto dynamic security', () => {
       ['authorize', 'orders', 'receipts', 'status', 'telemetry'].map((l) => `popkit/v1/kits/${kitA}/${l}`),
     );
     const sub = acls.filter((a) => a.acltype === 'subscribeLiteral').map((a) => a.topic);
-    assert.deepEqual(sub, [topics.acks(kitA), topics.authorizations(kitA), topics.catalog(eventA)]);
+    assert.deepEqual(sub, [
+      topics.acks(kitA),
+      topics.authorizations(kitA),
+      topics.sealKey,
+      topics.catalog(eventA),
+    ]);
     assert.ok(acls.every((a) => a.allow && !/[+#\0]/.test(a.topic)));
     for (const bad of ['a/b', 'a+', '#', 'a\0b', '', 'x'.repeat(65)]) {
       assert.throws(

@@ -16,6 +16,7 @@ const FORBIDDEN: RegExp[] = [
   /\.root\.transaction\(/,
   /\.openDB\(/,
   /\.(outbox|tokens|riskq|idempotency)\.\w+\(/,
+  /\bstore\.(series|markers)\.\w+\(/,
   /\.(orders|stock|catalog|meta)\.(put|remove|putSync|removeSync|getRange|getKeys|getCount|getKeysCount|getValues|ifNoExists|doesExist)\(/,
   /\bstore\.(orders|stock|catalog|meta)\.get\(/,
 ];
@@ -49,6 +50,8 @@ describe('store boundary', () => {
       "store.meta.put('k', 1);",
       "kit.store.tokens.get('x');",
       "store.riskq.remove('x');",
+      'store.series.put(1, {});',
+      'kit.store.markers.getRange({});',
       "const o = kit.store.orders.get('x');",
       "root.openDB({ name: 'x' });",
     ];

@@ -18,6 +18,8 @@ import { KitError } from '../../../core/errors.ts';
 
 export interface MediaRoutesOptions {
   hlsDir: string;
+  /** told of each answered playlist, segment or part request (audience: in memory, no store write) */
+  viewers?: { seen(address: string, userAgent: string | undefined): void };
   /** how often a held request looks at the playlist again (ms) */
   pollMs?: number;
 }
@@ -58,7 +60,7 @@ function holdMs(p: ParsedPlaylist | undefined): number {
 
 export const mediaRoutes: FastifyPluginAsyncTypebox<MediaRoutesOptions> = async (
   app,
-  { hlsDir, pollMs = 20 },
+  { hlsDir, pollMs = 20, viewers },
 ) => {
   app.get(
     '/live/:file',
@@ -132,6 +134,7 @@ export const mediaRoutes: FastifyPluginAsyncTypebox<MediaRoutesOptions> = async 
           reply.header('cache-control', 'no-cache');
         }
         reply.header('content-type', 'application/vnd.apple.mpegurl');
+        viewers?.seen(req.ip, req.headers['user-agent']);
         return reply.send(snap.data);
       }
 
@@ -140,6 +143,7 @@ export const mediaRoutes: FastifyPluginAsyncTypebox<MediaRoutesOptions> = async 
       if (!data) throw new KitError('NOT_FOUND', 'segment gone');
       reply.header('content-type', 'video/mp2t');
       reply.header('cache-control', 'max-age=60');
+      viewers?.seen(req.ip, req.headers['user-agent']);
       return reply.send(data);
     },
   );

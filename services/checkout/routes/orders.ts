@@ -97,6 +97,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
           role,
           ip: req.ip,
           ...(device ? { deviceToken: device } : {}),
+          ...(req.headers['user-agent'] !== undefined ? { userAgent: req.headers['user-agent'] } : {}),
         });
       } catch (err) {
         metrics.latency.observe({ outcome: 'rejected' }, seconds(started));
@@ -104,8 +105,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
       } finally {
         ticket?.release();
       }
-      metrics.latency.observe({ outcome: 'accepted' }, seconds(started));
-      if (!result.replayed) metrics.orders.inc({ payment: result.order.payment.method });
+      metrics.accepted(result.order, result.replayed, seconds(started));
       reply.header('location', `/v1/orders/${result.order.id}`);
       if (result.replayed) reply.header('idempotent-replayed', 'true');
       return reply.status(result.replayed ? 200 : 201).send(publicOrder(result.order));

@@ -71,6 +71,7 @@ export const reservationRoutes: FastifyPluginAsyncTypebox<ReservationRoutesOptio
           role,
           ip: req.ip,
           ...(device ? { deviceToken: device } : {}),
+          ...(req.headers['user-agent'] !== undefined ? { userAgent: req.headers['user-agent'] } : {}),
         });
       } finally {
         ticket?.release();

@@ -3,6 +3,8 @@
 // why (a database error's text) only with the admin token.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { ALERT_KINDS } from '../../../core/contracts/alerts.ts';
+import type { HubAlerts } from '../alerts.ts';
 import type { HubAuthorize } from '../authorize.ts';
 import type { HubIngest } from '../ingest.ts';
 import type { Ledger } from '../ledger.ts';
@@ -13,11 +15,89 @@ export interface HealthRoutesOptions {
   ingest: Pick<HubIngest, 'connected' | 'stats'>;
   /** the online card checks (docs/security.md#online-authorization) */
   authorize?: Pick<HubAuthorize, 'stats'> | undefined;
+  /** the alert evaluator's last facts per kit (deploy/hub/alerts.rules.yml reads these gauges) */
+  alerts?: Pick<HubAlerts, 'lastFacts' | 'openByKind' | 'stats'> | undefined;
   adminToken: string;
 }
 
-function hubMetrics({ ledger, ingest, authorize }: HealthRoutesOptions): Registry {
+/**
+ * The gauges of the fleet's alert conditions, per kit (label kit_id), from the alert evaluator's last
+ * pass on this worker (every worker evaluates the facts; rules take the max over workers). A gauge is
+ * absent for a kit that does not report the value. Names are the contract of deploy/hub/alerts.rules.yml.
+ */
+export const KIT_ALERT_GAUGES = {
+  popkit_hub_kit_live: 'kit_silent: 1 while the kit last said its event is live',
+  popkit_hub_kit_seen_age_seconds: 'kit_silent: seconds since the hub last heard from the kit',
+  popkit_hub_kit_battery_percent: "battery_critical: the kit's main battery charge (a fresh reading only)",
+  popkit_hub_kit_power_critical: "battery_critical: 1 while kitd's power policy is at critical",
+  popkit_hub_kit_orders_backlog_age_seconds:
+    "backlog_age: the kit's oldest unsynced order's age (as reported, plus the time since it was heard)",
+  popkit_hub_kit_orders_declined_window: 'decline_spike: orders declined in the trailing spike window',
+  popkit_hub_kit_orders_rejected_window:
+    'reject_spike: orders the hub rejected (dead letters) in the trailing spike window',
+  popkit_hub_kit_clock_trusted: "clock_untrusted: 1 while the kit's clock is trusted, 0 while not",
+  popkit_hub_kit_drop_opening_seconds:
+    "clock_untrusted: seconds between now and the nearest sale window opening of the kit's event",
+} as const;
+
+function alertMetrics(registry: Registry, alerts: NonNullable<HealthRoutesOptions['alerts']>): void {
+  type Facts = (typeof alerts.lastFacts)[number];
+  const values: Record<keyof typeof KIT_ALERT_GAUGES, (f: Facts) => number | undefined> = {
+    popkit_hub_kit_live: (f) => (f.live ? 1 : 0),
+    popkit_hub_kit_seen_age_seconds: (f) => Math.round(f.seenAgeS),
+    popkit_hub_kit_battery_percent: (f) => f.socPct,
+    popkit_hub_kit_power_critical: (f) => (f.powerLevel === 'critical' ? 1 : 0),
+    popkit_hub_kit_orders_backlog_age_seconds: (f) => Math.round(f.backlogAgeS),
+    popkit_hub_kit_orders_declined_window: (f) => f.declined,
+    popkit_hub_kit_orders_rejected_window: (f) => f.rejected,
+    popkit_hub_kit_clock_trusted: (f) => (f.clockTrusted === undefined ? undefined : f.clockTrusted ? 1 : 0),
+    popkit_hub_kit_drop_opening_seconds: (f) =>
+      f.dropOpeningS === undefined ? undefined : Math.round(f.dropOpeningS),
+  };
+  for (const [name, help] of Object.entries(KIT_ALERT_GAUGES) as [keyof typeof KIT_ALERT_GAUGES, string][]) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['kit_id'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const f of alerts.lastFacts) {
+          const v = values[name](f);
+          if (v !== undefined) this.set({ kit_id: f.kitId }, v);
+        }
+      },
+    });
+  }
+  new Gauge({
+    name: 'popkit_hub_alerts_open',
+    help: 'unresolved alerts by kind (as of the last evaluation this worker ran)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const kind of ALERT_KINDS) this.set({ kind }, alerts.openByKind[kind] ?? 0);
+    },
+  });
+  new Counter({
+    name: 'popkit_hub_alert_deliveries_total',
+    help: 'alert delivery attempts by channel (mqtt, webhook) and result (delivered, failed, gave_up)',
+    labelNames: ['channel', 'result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const channel of ['mqtt', 'webhook'] as const) {
+        this.inc({ channel, result: 'delivered' }, alerts.stats.delivered[channel]);
+        this.inc({ channel, result: 'failed' }, alerts.stats.failed[channel]);
+        this.inc({ channel, result: 'gave_up' }, alerts.stats.gaveUp[channel]);
+      }
+    },
+  });
+}
+
+function hubMetrics({ ledger, ingest, authorize, alerts }: HealthRoutesOptions): Registry {
   const registry = new Registry();
+  if (alerts) alertMetrics(registry, alerts);
   collectDefaultMetrics({ register: registry, prefix: 'popkit_hub_' });
   new Gauge({
     name: 'popkit_hub_broker_connected',
@@ -71,6 +151,17 @@ function hubMetrics({ ledger, ingest, authorize }: HealthRoutesOptions): Registr
     collect() {
       this.reset();
       this.inc(ledger.counters.orderConflicts);
+    },
+  });
+  new Counter({
+    name: 'popkit_hub_series_batches_total',
+    help: 'sealed telemetry batches: opened and stored, or dead-lettered by code (docs/contracts.md#sealed-telemetry)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ result: 'opened' }, ingest.stats.seriesOpened);
+      for (const [code, n] of Object.entries(ingest.stats.seriesRefused)) this.inc({ result: code }, n);
     },
   });
   new Counter({
