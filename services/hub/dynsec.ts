@@ -89,12 +89,6 @@ export interface DynsecOptions {
   caFile?: string | undefined;
   /** bound on connecting and on every command's answer (default 5000 ms) */
   timeoutMs?: number;
-  /**
-   * idle time after which the admin connection is closed (default 1000 ms). The kits' listener binds the
-   * client id to the user name, so two hub workers connected as the one admin would take the session
-   * from each other; connected only while commands are in flight, they rarely meet.
-   */
-  idleCloseMs?: number;
   clientId?: string;
 }
 
@@ -137,7 +131,6 @@ export class DynsecClient {
   private seq = 0;
   private readonly prefix = randomBytes(6).toString('hex');
   private readonly timeoutMs: number;
-  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: DynsecOptions) {
     this.timeoutMs = opts.timeoutMs ?? 5000;
@@ -220,7 +213,6 @@ export class DynsecClient {
 
   /** Send one batch of commands; resolves with one answer per command, in order. Bounded by timeoutMs. */
   async run(commands: readonly Command[]): Promise<DynsecResponse[]> {
-    clearTimeout(this.idleTimer);
     const c = await this.connect();
     const batch = `${this.prefix}-${++this.seq}`;
     const body = { commands: commands.map((cmd, i) => ({ ...cmd, correlationData: `${batch}:${i}` })) };
@@ -239,12 +231,7 @@ export class DynsecClient {
         p.reject(new KitError('BROKER_UNAVAILABLE', `dynamic security command not sent: ${err.message}`));
       }
     });
-    let got: DynsecResponse[];
-    try {
-      got = await answers;
-    } finally {
-      this.scheduleIdleClose();
-    }
+    const got = await answers;
     // answers by their correlation data, so a reordered reply cannot be taken for another command's
     return commands.map((cmd, i) => {
       const r = got.find((x) => x.correlationData === `${batch}:${i}`);
@@ -326,20 +313,7 @@ export class DynsecClient {
     }
   }
 
-  private scheduleIdleClose(): void {
-    clearTimeout(this.idleTimer);
-    if (this.pending.size > 0) return;
-    this.idleTimer = setTimeout(() => {
-      const c = this.client;
-      if (this.pending.size > 0 || !c) return;
-      this.client = undefined;
-      c.end();
-    }, this.opts.idleCloseMs ?? 1000);
-    this.idleTimer.unref();
-  }
-
   async close(): Promise<void> {
-    clearTimeout(this.idleTimer);
     const c = this.client;
     this.client = undefined;
     if (c) await c.endAsync();
