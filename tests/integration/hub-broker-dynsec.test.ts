@@ -232,4 +232,30 @@ describe('the shipped hub broker on dynamic security (deploy/hub)', () => {
       'connected',
     );
   });
+
+  test('scaled hub workers sharing the admin: enrollments one after another succeed on any of them', async () => {
+    // the kits' listener binds the client id to the user name: each worker's connect takes the
+    // session from the other, and each reconnects at its next command (docs/fleet.md, the known limit)
+    const hubEnv = compose.services['hub']?.environment ?? {};
+    const worker = () =>
+      new DynsecClient({
+        url: kitUrl,
+        username: hubEnv['POPKIT_HUB_DYNSEC_USERNAME']!,
+        password: dynsecPass,
+        caFile,
+        timeoutMs: 5000,
+      });
+    const [a, b] = [worker(), worker()];
+    try {
+      const ids = [uniqueId('wa'), uniqueId('wb'), uniqueId('wc'), uniqueId('wd')];
+      for (const [i, id] of ids.entries()) {
+        const kit = await (i % 2 === 0 ? a : b).addKit(id, [eventA]);
+        assert.equal(kit.kitId, id);
+      }
+      for (const id of ids) assert.ok(await (ids.indexOf(id) % 2 === 0 ? b : a).getKit(id), id);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 });
