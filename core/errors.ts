@@ -80,6 +80,12 @@ export const ERROR_STATUS = {
   MEDIA_NOT_CACHED: 404,
   MEDIA_HASH_MISMATCH: 502,
   RANGE_NOT_SATISFIABLE: 416,
+  // enrollment with a one-time code (docs/fleet.md#enrollment-at-first-boot): unknown or wrong code,
+  // a replay of a used one, past its expiry, or burnt by too many wrong attempts
+  ENROLL_CODE_INVALID: 401,
+  ENROLL_CODE_USED: 409,
+  ENROLL_CODE_EXPIRED: 410,
+  ENROLL_CODE_LOCKED: 429,
   // the hub's held-token key is missing, empty or torn while held tokens in the ledger depend on it
   HELD_TOKEN_KEY_LOST: 503,
   // sealed telemetry (core/telemetry-seal.ts): envelopes the hub cannot open, seal keys kits refuse

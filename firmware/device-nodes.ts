@@ -26,6 +26,14 @@ const ENCODER_NODES: Record<string, string[]> = {
   x264enc: [],
 };
 
+/** What libcamera opens besides the video node (the first of each kind). */
+const LIBCAMERA_NODES = [
+  '/dev/media0',
+  '/dev/v4l-subdev0',
+  '/dev/dma_heap/linux,cma',
+  '/dev/dma_heap/system',
+];
+
 export function deviceNodesFor(p: BoardProfile): DeviceNodes {
   const kitd = new Set<string>();
   const chips = new Set(Object.values(p.gpio).map((l) => l.chip));
@@ -37,6 +45,9 @@ export function deviceNodesFor(p: BoardProfile): DeviceNodes {
   }
   const media = new Set<string>();
   if (p.video.source === 'v4l2src' || p.video.source === 'libcamerasrc') media.add('/dev/video0');
+  // libcamera drives a CSI camera through the media controller and the sensor's sub-device, and
+  // allocates frames from the DMA heaps (Raspberry Pi's kernels have both heaps)
+  if (p.video.source === 'libcamerasrc') for (const n of LIBCAMERA_NODES) media.add(n);
   for (const n of ENCODER_NODES[p.video.encoder] ?? []) media.add(n);
   return { kitd: [...kitd].sort(), media: [...media].sort() };
 }

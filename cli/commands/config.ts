@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import type { TObject, TSchema } from '@sinclair/typebox';
 import { BaseConfig, CheckoutConfig } from '../../core/config.ts';
+import { EnrollConfig } from '../../core/enroll-kit.ts';
 import { KitdOwnConfig } from '../../firmware/config.ts';
 import { HubConfig } from '../../services/hub/config.ts';
 import { MediaConfig } from '../../services/media/config.ts';
@@ -13,6 +14,7 @@ export const CONFIG_SECTIONS: Array<{ title: string; readBy: string; schema: TOb
   { title: 'Every process', readBy: 'all', schema: BaseConfig },
   { title: 'Checkout', readBy: 'popkit checkout, popkit up', schema: CheckoutConfig },
   { title: 'Sync', readBy: 'popkit sync', schema: SyncConfig },
+  { title: 'Enrollment at first boot', readBy: 'popkit sync', schema: EnrollConfig },
   { title: 'kitd and pre-flight', readBy: 'popkit kitd, popkit preflight', schema: KitdOwnConfig },
   { title: 'Media', readBy: 'popkit media', schema: MediaConfig },
   { title: 'Hub', readBy: 'popkit hub', schema: HubConfig },

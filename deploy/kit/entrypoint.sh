@@ -38,9 +38,11 @@ esac
 uid=$(id -u "$RUN_AS" 2>/dev/null) || die POPKIT_RUN_AS_UNKNOWN "no user '$RUN_AS' in the image"
 gid=$(id -g "$RUN_AS")
 
-# mk NAME MAJOR MINOR: a character node DEV/NAME owned by the service user (an existing one is re-owned)
+# mk NAME MAJOR MINOR: a character node DEV/NAME owned by the service user (an existing one is re-owned);
+# NAME may be in a directory (dma_heap/linux,cma)
 mk() {
   node="$DEV/$1"
+  case "$1" in */*) mkdir -p "$(dirname "$node")" ;; esac
   if [ ! -e "$node" ]; then
     if ! mknod -m 0660 "$node" c "$2" "$3" 2>/dev/null; then
       say "cannot make $node ($2:$3): no CAP_MKNOD or not allowed by the device cgroup"
@@ -50,15 +52,21 @@ mk() {
   chown "$uid:$gid" "$node"
 }
 
-# from_sys GLOB: a node for every sysfs device matching GLOB (its `dev` file holds "major:minor")
+# from_sys GLOB MAJOR [DIR]: a node (in DEV/DIR) for every sysfs device matching GLOB (its `dev` file
+# holds "major:minor"); MAJOR is the one the device_cgroup_rules allow, `dynamic` for the kernel's
+# dynamic range (234-254 in devices.txt), `any` for no check
 from_sys() {
   for f in $1; do
     [ -r "$f" ] || continue
     IFS=: read -r maj min < "$f" || continue
     case "$maj$min" in '' | *[!0-9]*) say "ignoring $f: '$maj:$min' is not major:minor"; continue ;; esac
-    name=$(basename "$(dirname "$f")")
+    name=${3:+$3/}$(basename "$(dirname "$f")")
     mk "$name" "$maj" "$min"
-    if [ "$2" != any ] && [ "$maj" != "$2" ]; then
+    if [ "$2" = dynamic ]; then
+      if [ "$maj" -lt 234 ] || [ "$maj" -gt 254 ]; then
+        say "POPKIT_DEVICE_RULE_MISSING: $name is $maj:$min, outside the dynamic majors 234-254 the device_cgroup_rules allow (add 'c $maj:* rwm')"
+      fi
+    elif [ "$2" != any ] && [ "$maj" != "$2" ]; then
       say "POPKIT_DEVICE_RULE_MISSING: $name is $maj:$min; device_cgroup_rules allow $2:* only (add 'c $maj:* rwm')"
     fi
   done
@@ -81,7 +89,15 @@ for class in $CLASSES; do
     # 254 is what the Pi and Jetson kernels give it, and the rule check above says when it is not
     gpio) from_sys "$SYS/bus/gpio/devices/gpiochip*/dev" 254 ;;
     video) from_sys "$SYS/class/video4linux/video*/dev" 81 ;;
-    *) die POPKIT_DEVICE_CLASS_UNKNOWN "'$class' (known: serial i2c gpio video)" ;;
+    # what libcamera opens besides /dev/video*: the sensor's sub-devices (81, video4linux), the media
+    # controller (/dev/media*) and the DMA heaps it allocates frames from (/dev/dma_heap/*); the last
+    # two have dynamic majors that differ between kernels, so media's rules allow the dynamic range
+    camera)
+      from_sys "$SYS/class/video4linux/v4l-subdev*/dev" 81
+      from_sys "$SYS/bus/media/devices/media*/dev" dynamic
+      from_sys "$SYS/class/dma_heap/*/dev" dynamic dma_heap
+      ;;
+    *) die POPKIT_DEVICE_CLASS_UNKNOWN "'$class' (known: serial i2c gpio video camera)" ;;
   esac
 done
 

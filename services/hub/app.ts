@@ -67,7 +67,7 @@ export function buildHubApp(deps: HubAppDeps) {
     adminToken,
     ...(deps.gatewayCheckCacheMs !== undefined ? { cacheMs: deps.gatewayCheckCacheMs } : {}),
   });
-  app.register(kitRoutes, { ledger, adminToken, ...(deps.dynsec ? { dynsec: deps.dynsec } : {}) });
+  app.register(kitRoutes, { ledger, adminToken, dynsec: deps.dynsec, db: deps.db });
   app.register(orderRoutes, { ledger, adminToken });
   const { db } = deps;
   app.register(catalogRoutes, {

@@ -8,13 +8,14 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
+import { ENROLL_EVENTS_MAX } from '../../core/contracts/enrollment.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import { KitError } from '../../core/errors.ts';
 
 export const DYNSEC_TOPIC = '$CONTROL/dynamic-security/v1';
 export const DYNSEC_RESPONSE_TOPIC = `${DYNSEC_TOPIC}/response`;
 /** events one kit may be enrolled for at once */
-export const ENROLL_EVENTS_MAX = 64;
+export { ENROLL_EVENTS_MAX };
 
 const ID_RE = new RegExp(ID_LEVEL);
 

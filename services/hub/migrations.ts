@@ -329,7 +329,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
     `,
   },
   {
-    // 12 is taken by the #12 work on another branch; versions are applied in order, each once
+    // there is no 12 (it was reserved for a branch that took 15); versions are applied in order, each once
     version: 13,
     name: 'alerts',
     sql: `
@@ -383,6 +383,30 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       -- the post-event report and the creator's page read an event's orders (services/hub/routes/report.ts):
       -- without it each report scanned the whole ledger
       CREATE INDEX orders_event ON orders (event_id);
+    `,
+  },
+  {
+    // see 13 for the missing 12
+    version: 15,
+    name: 'enrollment codes',
+    sql: `
+      -- one-time codes a kit enrolls itself with at first boot (services/hub/enrollment-codes.ts): the
+      -- secret part is kept as its SHA-256 only (24 random bytes: nothing to brute-force offline);
+      -- attempts counts wrong secrets, used_* is the one kit that used it
+      CREATE TABLE enrollment_codes (
+        code_id text PRIMARY KEY,
+        secret_sha256 bytea NOT NULL,
+        event_ids text[] NOT NULL,
+        kit_id text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        max_attempts integer NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        used_at timestamptz,
+        used_kit_id text,
+        used_public_key text
+      );
+      CREATE INDEX enrollment_codes_expires ON enrollment_codes (expires_at);
     `,
   },
 ];

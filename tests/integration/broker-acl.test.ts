@@ -1,4 +1,5 @@
-// The shipped hub broker config (deploy/hub/mosquitto.conf + acl + add-kit.sh) on a real Mosquitto:
+// The fallback hub broker config (deploy/hub/mosquitto-passwd.conf + acl + add-kit.sh; the shipped one,
+// on dynamic security, is tests/integration/hub-broker-dynsec.test.ts's) on a real Mosquitto:
 // a kit may publish only under its own topics and read only its acks and its events' catalogs; its
 // client id is its login, so its credentials cannot disconnect another kit or a hub worker; the whole
 // kit → hub → kit flow works through it with per-kit credentials. The kits' listener is TLS only, with
@@ -65,7 +66,7 @@ describe('hub broker ACL (deploy/hub)', () => {
     kitUrl = `mqtts://127.0.0.1:${kitPort}`;
     const conf = (port: number) =>
       fs
-        .readFileSync(path.join(deploy, 'mosquitto.conf'), 'utf8')
+        .readFileSync(path.join(deploy, 'mosquitto-passwd.conf'), 'utf8')
         .replaceAll('/mosquitto/config/', `${dir}/`)
         .replaceAll('/mosquitto/certs/', `${certs}/`)
         .replaceAll('/mosquitto/data/', `${dir}/`)

@@ -7,10 +7,13 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { normalize } from '@balena/compose/dist/parse/index.js';
+import { Bundle, getDefaultResolvers, resolveInput } from '@balena/compose/dist/resolve/index.js';
 import type { Ignore } from '@balena/dockerignore';
 import dockerignoreModule from '@balena/dockerignore';
+import tarStream from 'tar-stream';
 import { parse as parseYaml } from 'yaml';
 import { deviceNodesFor } from '../../firmware/device-nodes.ts';
 import { BOARD_IDS, getBoardProfile } from '../../hardware/boards/index.ts';
@@ -193,6 +196,8 @@ function stagesOf(file: string): Stage[] {
       const f = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest);
       assert.ok(f, `${file}: FROM ${rest}`);
       stages.push({ from: f[1] ?? '', name: f[2], lines: [] });
+    } else if (kw === 'ARG' && stages.length === 0) {
+      // a global build argument (before the first FROM), valid Docker
     } else {
       assert.ok(stages.length > 0, `${file}: ${kw} before FROM`);
       stages.at(-1)?.lines.push([kw, rest]);
@@ -407,6 +412,37 @@ describe('deploy/kit/entrypoint.sh, run for real against a sysfs tree', () => {
     }
   });
 
+  test('camera class: sub-devices, media controllers and DMA heaps (in dma_heap/), dynamic majors checked', {
+    skip: notRoot,
+  }, () => {
+    const dir = tree({
+      'class/video4linux/v4l-subdev0/dev': '81:3',
+      'class/video4linux/video0/dev': '81:0',
+      'bus/media/devices/media0/dev': '237:0',
+      'bus/media/devices/media1/dev': '10:200',
+      'class/dma_heap/linux,cma/dev': '253:1',
+      'class/dma_heap/system/dev': '253:0',
+    });
+    try {
+      const r = runEntry(dir, { POPKIT_DEVICE_CLASSES: 'camera' }, ['true']);
+      assert.equal(r.status, 0, r.stderr);
+      const nodes = (sub: string) =>
+        Object.fromEntries(
+          fs.readdirSync(path.join(dir, 'dev', sub)).flatMap((n) => {
+            const st = fs.statSync(path.join(dir, 'dev', sub, n));
+            return st.isCharacterDevice() ? [[n, majMin(st.rdev).join(':')]] : [];
+          }),
+        );
+      // video0 is the video class's, not the camera class's
+      assert.deepEqual(nodes(''), { media0: '237:0', media1: '10:200', 'v4l-subdev0': '81:3' });
+      assert.deepEqual(nodes('dma_heap'), { 'linux,cma': '253:1', system: '253:0' });
+      assert.match(r.stderr, /POPKIT_DEVICE_RULE_MISSING: media1 is 10:200, outside the dynamic majors/);
+      assert.doesNotMatch(r.stderr, /RULE_MISSING: (media0|dma_heap)/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a GPIO chip on a major the cgroup rules do not allow is named, with the rule to add', {
     skip: notRoot,
   }, () => {
@@ -477,14 +513,21 @@ describe('balena.yml host configuration', () => {
   });
 });
 
-/** The class of a device node and the major the kernel's devices.txt gives it (gpiochip: dynamic, 254). */
-const NODE_CLASSES: Array<[RegExp, string, number]> = [
+/**
+ * The class of a device node and the major the kernel's devices.txt gives it (gpiochip: dynamic, 254);
+ * `dynamic` where the major differs between kernels: the rules must allow the whole range 234-254.
+ */
+const NODE_CLASSES: Array<[RegExp, string, number | 'dynamic']> = [
   [/^\/dev\/ttyUSB\d+$/, 'serial', 188],
   [/^\/dev\/ttyACM\d+$/, 'serial', 166],
   [/^\/dev\/i2c-\d+$/, 'i2c', 89],
   [/^\/dev\/gpiochip\d+$/, 'gpio', 254],
   [/^\/dev\/video\d+$/, 'video', 81],
+  [/^\/dev\/v4l-subdev\d+$/, 'camera', 81],
+  [/^\/dev\/media\d+$/, 'camera', 'dynamic'],
+  [/^\/dev\/dma_heap\/[a-z0-9,_-]+$/, 'camera', 'dynamic'],
 ];
+const DYNAMIC_MAJORS = Array.from({ length: 254 - 234 + 1 }, (_, i) => 234 + i);
 /** Removable or enumerated-at-plug nodes that must never be in `devices:`. */
 const REMOVABLE = /^\/dev\/(ttyUSB|ttyACM|video|media|v4l|serial|bus\/usb)/;
 /** Nodes a compose file does not cover by a class: NVIDIA's (dynamic majors), for a Jetson variant. */
@@ -531,10 +574,11 @@ describe('device access without hard-mapped nodes', () => {
               assert.match(n, NOT_CLASSED, `${id}: ${n} belongs to no device class`);
               continue;
             }
-            assert.ok(
-              majors.has(c[2]),
-              `${file}: ${svc} on ${id} cannot open ${n} (no rule for major ${c[2]})`,
-            );
+            for (const major of c[2] === 'dynamic' ? DYNAMIC_MAJORS : [c[2]])
+              assert.ok(
+                majors.has(major),
+                `${file}: ${svc} on ${id} cannot open ${n} (no rule for major ${major})`,
+              );
             assert.ok(
               classes.has(c[1]),
               `${file}: ${svc} on ${id}: no ${c[1]} in POPKIT_DEVICE_CLASSES for ${n}`,
@@ -560,11 +604,234 @@ describe('device access without hard-mapped nodes', () => {
       const block = new RegExp(`^\\s+${cls}\\)[\\s\\S]*?;;`, 'm').exec(script)?.[0] ?? '';
       assert.match(block, new RegExp(`\\b${major}\\b`), `entrypoint ${cls} class uses major ${major}`);
     }
+    // the entrypoint's dynamic range is the one the rules allow
+    assert.match(script, /-lt 234 \] \|\| \[ "\$maj" -gt 254 \]/);
   });
 
   test('the rule check is not vacuous', () => {
     assert.deepEqual([...ruleMajors(['c 188:* rmw', 'c 81:* rwm'])], [188, 81]);
     assert.throws(() => ruleMajors(['a *:* rwm']));
     assert.throws(() => ruleMajors(['c 188:0 r']));
+  });
+});
+
+/**
+ * The Dockerfile balena builds for a build context on a fleet of `deviceType`: the context (what
+ * .dockerignore lets through, as `balena push` uploads it) run through @balena/compose's own resolvers,
+ * the code balena's builders and the CLI use. Returns the resolver's name and the Dockerfile it wrote.
+ */
+async function resolvedDockerfile(
+  ctx: string,
+  deviceType: string,
+  arch: string,
+  ig: Ignore,
+): Promise<{ resolver: string; dockerfile: string }> {
+  const pack = tarStream.pack();
+  const dir = path.join(ROOT, ctx);
+  for (const f of fs.readdirSync(dir)) {
+    const rel = path.posix.join(ctx, f);
+    if (!fs.statSync(path.join(dir, f)).isFile() || ig.ignores(path.posix.normalize(rel))) continue;
+    pack.entry({ name: f }, fs.readFileSync(path.join(dir, f)));
+  }
+  pack.finalize();
+  let resolver = '';
+  const out = resolveInput(new Bundle(pack as unknown as Readable, deviceType, arch), getDefaultResolvers(), {
+    resolver: [(name: string) => (resolver = name)],
+  });
+  const extract = tarStream.extract();
+  let dockerfile: string | undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('entry', (header, stream, next) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: unknown) => {
+        chunks.push(c as Buffer);
+      });
+      stream.on('end', () => {
+        if (header.name === 'Dockerfile') dockerfile = Buffer.concat(chunks).toString('utf8');
+        next();
+      });
+    });
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+    out.on('error', reject);
+  });
+  out.pipe(extract);
+  await done;
+  assert.ok(dockerfile !== undefined, `${ctx} on ${deviceType}: no Dockerfile resolved`);
+  return { resolver, dockerfile };
+}
+
+describe('per-device-type images (balena: Dockerfile.<device-type>, then .<arch>, then .template)', () => {
+  const balena = parseYaml(read('balena.yml')) as { data: { supportedDeviceTypes: string[] } };
+  const ig = dockerignore({ ignorecase: false }).add(
+    read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#')),
+  );
+  // balena's architecture of each supported device type (all 64-bit ARM)
+  const ARCH: Record<string, string> = {
+    'raspberrypi4-64': 'aarch64',
+    raspberrypi5: 'aarch64',
+    'raspberrypi0-2w-64': 'aarch64',
+    'jetson-orin-nano-devkit-nvme': 'aarch64',
+    'jetson-orin-nx-xavier-nx-devkit': 'aarch64',
+  };
+  const EXPECTED: Record<string, string> = {
+    'raspberrypi4-64': 'Dockerfile.template',
+    raspberrypi5: 'Dockerfile.raspberrypi5',
+    'raspberrypi0-2w-64': 'Dockerfile.template',
+    'jetson-orin-nano-devkit-nvme': 'Dockerfile.template',
+    'jetson-orin-nx-xavier-nx-devkit': 'Dockerfile.jetson-orin-nx-xavier-nx-devkit',
+  };
+  const variants = fs
+    .readdirSync(ROOT)
+    .filter((f) => /^Dockerfile\.[a-z0-9-]+$/.test(f) && f !== 'Dockerfile.template');
+
+  test('every device type of the fleet has an expected image, and every variant is for a device type of the fleet', () => {
+    assert.deepEqual(Object.keys(EXPECTED).sort(), [...balena.data.supportedDeviceTypes].sort());
+    assert.deepEqual(Object.keys(ARCH).sort(), [...balena.data.supportedDeviceTypes].sort());
+    for (const v of variants) {
+      const suffix = v.slice('Dockerfile.'.length);
+      // a misspelt suffix would never be picked: balena matches it against the device type or arch only
+      assert.ok(
+        balena.data.supportedDeviceTypes.includes(suffix) || Object.values(ARCH).includes(suffix),
+        `${v}: ${suffix} is no device type or architecture of the fleet`,
+      );
+    }
+    assert.deepEqual(variants.sort(), [
+      'Dockerfile.jetson-orin-nx-xavier-nx-devkit',
+      'Dockerfile.raspberrypi5',
+    ]);
+  });
+
+  for (const deviceType of Object.keys(EXPECTED)) {
+    test(`${deviceType}: balena's resolver builds ${EXPECTED[deviceType]} for every service built from the repository`, async () => {
+      const contexts = new Set<string>();
+      for (const s of Object.values(composeServices('docker-compose.yml'))) {
+        const b = s['build'] as { context?: string; dockerfile?: string } | undefined;
+        if (!b?.context) continue;
+        // a `dockerfile:` turns off the per-device-type choice (the resolver reads that file only)
+        assert.equal(b.dockerfile, undefined, 'no dockerfile: in the compose file');
+        contexts.add(path.posix.normalize(b.context));
+      }
+      assert.ok(contexts.has('.'));
+      const { resolver, dockerfile } = await resolvedDockerfile('.', deviceType, ARCH[deviceType]!, ig);
+      const expected = EXPECTED[deviceType]!;
+      assert.equal(
+        resolver,
+        expected === 'Dockerfile.template' ? 'Dockerfile.template' : 'Architecture-specific Dockerfile',
+      );
+      assert.equal(dockerfile, read(expected), `${deviceType} builds ${expected}`);
+    });
+  }
+
+  test('the resolver check is not vacuous: the context of Mosquitto has no variant and builds its own Dockerfile', async () => {
+    const { resolver, dockerfile } = await resolvedDockerfile(
+      'deploy/mosquitto',
+      'raspberrypi5',
+      'aarch64',
+      ig,
+    );
+    assert.equal(resolver, 'Standard Dockerfile');
+    assert.equal(dockerfile, read('deploy/mosquitto/Dockerfile'));
+  });
+
+  /** The non-comment instructions that are not about the base image and its packages. */
+  const common = (stage: Stage) =>
+    stage.lines
+      .filter(
+        ([k, r]) =>
+          (k === 'COPY' && !/\/usr\/local\/|keyrings/.test(r)) ||
+          k === 'WORKDIR' ||
+          k === 'ENTRYPOINT' ||
+          k === 'CMD',
+      )
+      .concat(stage.lines.filter(([k, r]) => k === 'ENV' && r.startsWith('NODE_ENV')));
+
+  for (const v of ['Dockerfile.raspberrypi5', 'Dockerfile.jetson-orin-nx-xavier-nx-devkit']) {
+    test(`${v}: builds and runs the service as Dockerfile.template does (same sources, stages, entrypoint, user)`, () => {
+      const tpl = stagesOf('Dockerfile.template');
+      const stages = stagesOf(v).filter((s) => s.name !== 'node');
+      assert.deepEqual(
+        stages.map((s) => s.name),
+        tpl.map((s) => s.name),
+      );
+      for (const [i, s] of stages.entries())
+        assert.deepEqual(common(s), common(tpl[i]!), `${v}: stage ${s.name}`);
+      const run = stages.at(-1)!;
+      assert.deepEqual(
+        aptPackages(run).filter((p) => BUILD_TOOLS.test(p)),
+        [],
+        'build tools in the run stage',
+      );
+      for (const p of [
+        'gstreamer1.0-plugins-good',
+        'gstreamer1.0-plugins-ugly',
+        'gstreamer1.0-x',
+        'util-linux',
+      ])
+        assert.ok(aptPackages(run).includes(p), `${v}: ${p}`);
+      for (const [kw, rest] of run.lines)
+        if (kw === 'RUN')
+          assert.doesNotMatch(rest, /npm (install|ci|rebuild)|node-gyp/, `run stage: RUN ${rest}`);
+      for (const s of stagesOf(v)) assert.doesNotMatch(s.from, /balenalib|%%BALENA_/, `${s.from}: balenalib`);
+    });
+  }
+
+  test('Pi 5: Raspberry Pi libcamera from Raspberry Pi archive, trusted only under its signing key', () => {
+    const [build, run] = stagesOf('Dockerfile.raspberrypi5');
+    for (const s of [build!, run!]) assert.match(s.from, /^node:22(\.\d+){0,2}-bookworm(-slim)?$/);
+    const buildRuns = build!.lines
+      .filter(([k]) => k === 'RUN')
+      .map(([, r]) => r)
+      .join('\n');
+    assert.match(buildRuns, /https:\/\/archive\.raspberrypi\.com\/debian\/raspberrypi\.gpg\.key/);
+    // the Raspberry Pi Archive Signing Key (82B129927FA3303E), full fingerprint compared before trusting
+    const fpr = /ARG RPI_ARCHIVE_KEY_FPR=([0-9A-F]{40})/.exec(read('Dockerfile.raspberrypi5'))?.[1];
+    assert.equal(fpr, 'CF8A1AF502A2AA2D763BAE7E82B129927FA3303E');
+    assert.match(buildRuns, /grep -qx "fpr:::::::::\$RPI_ARCHIVE_KEY_FPR:"[\s\S]*gpg --dearmor/);
+    const runText = run!.lines.map(([k, r]) => `${k} ${r}`).join('\n');
+    assert.match(
+      runText,
+      /deb \[signed-by=\/usr\/share\/keyrings\/raspberrypi-archive-keyring\.gpg\] http:\/\/archive\.raspberrypi\.com\/debian\/ bookworm main/,
+    );
+    assert.match(runText, /COPY --from=build \/usr\/share\/keyrings\/raspberrypi-archive-keyring\.gpg/);
+    // the source is added before the install that takes libcamera from it
+    assert.ok(runText.indexOf('raspberrypi.list') < runText.indexOf('gstreamer1.0-libcamera'));
+    for (const p of ['gstreamer1.0-libcamera', 'libcamera-ipa', 'gstreamer1.0-plugins-ugly'])
+      assert.ok(aptPackages(run!).includes(p), p);
+  });
+
+  test('Jetson Orin NX: NVIDIA L4T userspace (nvv4l2h264enc, nvvidconv) for one L4T release, service user made', () => {
+    const text = read('Dockerfile.jetson-orin-nx-xavier-nx-devkit');
+    const stages = stagesOf('Dockerfile.jetson-orin-nx-xavier-nx-devkit');
+    const [node, build, run] = stages;
+    assert.match(node!.from, /^node:22(\.\d+){0,2}-bookworm(-slim)?$/);
+    for (const s of [build!, run!]) assert.equal(s.from, 'ubuntu:22.04', 'L4T 36 is Ubuntu 22.04');
+    const release = /^ARG L4T_RELEASE=(r\d+\.\d+)$/m.exec(text)?.[1];
+    assert.ok(release && /^r36\./.test(release), `L4T 36 (Orin on JetPack 6): ${release}`);
+    const runText = run!.lines.map(([k, r]) => `${k} ${r}`).join('\n');
+    assert.ok(
+      run!.lines.some(([k, r]) => k === 'ARG' && r === 'L4T_RELEASE'),
+      'the run stage takes the release',
+    );
+    for (const repo of ['common', 't234'])
+      assert.match(
+        runText,
+        new RegExp(
+          `deb \\[signed-by=/usr/share/keyrings/nvidia-jetson\\.gpg\\] https://repo\\.download\\.nvidia\\.com/jetson/${repo} \\$L4T_RELEASE main`,
+        ),
+      );
+    assert.match(runText, /\.nv-l4t-disable-boot-fw-update-in-preinstall/);
+    for (const p of ['nvidia-l4t-gstreamer', 'nvidia-l4t-multimedia', 'ca-certificates'])
+      assert.ok(aptPackages(run!).includes(p), p);
+    // node from the official image into both stages, and the service user the entrypoint drops to
+    for (const s of [build!, run!])
+      assert.ok(
+        s.lines.some(([k, r]) => k === 'COPY' && r === '--from=node /usr/local/bin/node /usr/local/bin/node'),
+      );
+    assert.match(runText, /useradd --uid 1000 --gid node/);
+    assert.ok(run!.lines.some(([k, r]) => k === 'ENV' && /POPKIT_RUN_AS=node/.test(r)));
   });
 });

@@ -165,10 +165,13 @@ describe('deploy/hub (the regional hub)', () => {
       /^tls_version tlsv1\.2$/m,
       /^use_username_as_clientid true$/m,
       /^allow_anonymous false$/m,
-      /^password_file \S+/m,
-      /^acl_file \S+/m,
+      // kits are clients of the dynamic security plugin (the password/ACL file fallback:
+      // mosquitto-passwd.conf, tests/integration/broker-acl.test.ts)
+      /^plugin \/usr\/lib\/mosquitto_dynamic_security\.so$/m,
+      /^plugin_opt_config_file \/mosquitto\/data\/dynamic-security\.json$/m,
     ])
       assert.match(kits, line);
+    assert.doesNotMatch(kits, /^(password_file|acl_file) /m, 'no kits in a password file');
     assert.match(conf, /^per_listener_settings true$/m);
     // the packet limit is the one the hub's catalog check and the embedded broker use; queues bounded in bytes
     assert.match(conf, new RegExp(`^max_packet_size ${BROKER_MAX_PACKET_BYTES}$`, 'm'));
@@ -180,8 +183,14 @@ describe('deploy/hub (the regional hub)', () => {
     const files = [...conf.matchAll(/^(?:password_file|acl_file|certfile|keyfile|cafile) (\S+)$/gm)].map(
       (m) => m[1]!,
     );
-    assert.ok(files.length >= 6);
+    assert.ok(files.length >= 4);
     for (const f of files) assert.ok(mounted.has(f), `${f} is mounted`);
+    // the dynamic security file lives in the broker's data volume, which mosquitto-init writes first
+    assert.equal(mounted.get('/mosquitto/data'), 'mosquitto-data');
+    assert.ok(
+      hubCompose.services['mosquitto-init']?.volumes?.includes('mosquitto-data:/mosquitto/data'),
+      'mosquitto-init writes the same volume',
+    );
     assert.equal(mounted.get('/mosquitto/certs/server.crt'), './certs/server.crt');
     assert.equal(mounted.get('/mosquitto/certs/server.key'), './certs/server.key');
     for (const [, host] of mounted) assert.doesNotMatch(host ?? '', /ca\.key|^\.\/certs$/, `${host} mounted`);

@@ -2,12 +2,17 @@
 // GET /v1/dead-letters, the entries the hub could not store (reason and the entry as sent); and kit
 // enrollment through the broker's dynamic security plugin (services/hub/dynsec.ts, docs/fleet.md):
 // POST /v1/kits/enroll gives a new kit its broker credentials (the password only in that answer),
-// DELETE /v1/kits/:kitId/enrollment revokes them, and the broker disconnects the kit at once.
+// DELETE /v1/kits/:kitId/enrollment revokes them, and the broker disconnects the kit at once; and
+// enrollment at first boot: POST /v1/kits/enrollment-codes (admin) issues a one-time code, POST
+// /v1/kits/enroll/code (the kit, the code is its credential) redeems it (services/hub/enrollment-codes.ts).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ID_LEVEL } from '../../../core/contracts/common.ts';
+import { CodeEnrollRequest, EnrollmentCodeRequest } from '../../../core/contracts/enrollment.ts';
 import { KitError } from '../../../core/errors.ts';
+import type { Queryable } from '../db.ts';
 import { checkId, type DynsecClient, ENROLL_EVENTS_MAX } from '../dynsec.ts';
+import { issueEnrollmentCode, redeemEnrollmentCode } from '../enrollment-codes.ts';
 import type { Ledger } from '../ledger.ts';
 import { adminGuard } from './admin.ts';
 
@@ -15,7 +20,9 @@ export interface KitRoutesOptions {
   ledger: Pick<Ledger, 'listKits' | 'deadLetters' | 'heldTokenKey'>;
   adminToken: string;
   /** unset: the enrollment routes answer 503 NOT_READY with how to enable them */
-  dynsec?: Pick<DynsecClient, 'addKit' | 'revokeKit' | 'reserved'>;
+  dynsec?: Pick<DynsecClient, 'addKit' | 'revokeKit' | 'reserved'> | undefined;
+  /** the ledger's database, where enrollment codes are kept; unset: the code routes answer 503 */
+  db?: Queryable | undefined;
 }
 
 /** The one declaration of the enrollment body and path (the wire shape of docs/fleet.md). */
@@ -44,10 +51,34 @@ const DeadLettersQuery = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
 });
 
+function codesDisabled(): KitError {
+  return new KitError(
+    'NOT_READY',
+    'enrollment codes need the ledger database and the dynamic security admin (POPKIT_HUB_DYNSEC_USERNAME/PASSWORD, docs/fleet.md#enrollment-at-first-boot)',
+  );
+}
+
 export const kitRoutes: FastifyPluginAsyncTypebox<KitRoutesOptions> = async (
   app,
-  { ledger, adminToken, dynsec },
+  { ledger, adminToken, dynsec, db },
 ) => {
+  app.post(
+    '/v1/kits/enrollment-codes',
+    { onRequest: adminGuard(adminToken), schema: { body: EnrollmentCodeRequest }, bodyLimit: 16 * 1024 },
+    async (req, reply) => {
+      if (!dynsec || !db) throw codesDisabled();
+      return reply.status(201).send(await issueEnrollmentCode(db, req.body, dynsec.reserved));
+    },
+  );
+  // no admin token: the code is the credential (bounded attempts, single use, short-lived)
+  app.post(
+    '/v1/kits/enroll/code',
+    { schema: { body: CodeEnrollRequest }, bodyLimit: 4 * 1024 },
+    async (req, reply) => {
+      if (!dynsec || !db) throw codesDisabled();
+      return reply.status(201).send(await redeemEnrollmentCode(db, dynsec, req.body));
+    },
+  );
   app.post(
     '/v1/kits/enroll',
     {
