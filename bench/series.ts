@@ -121,6 +121,13 @@ async function startKit(dir: string, port: number, series: boolean): Promise<Kit
     body: JSON.stringify(catalog),
   });
   if (put.status !== 200) throw new Error(`catalog refused: ${await put.text()}`);
+  // the event is live, as at a show: the audience tracker counts viewers only then
+  const start = await fetch(`${url}/v1/event/start`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...staff },
+    body: JSON.stringify({ eventId: catalog.eventId }),
+  });
+  if (start.status !== 200) throw new Error(`event start refused: ${await start.text()}`);
   return { name: series ? 'series on' : 'series off', proc, url, port };
 }
 
