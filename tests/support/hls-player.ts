@@ -80,7 +80,13 @@ export async function startMediaKit(opts: MediaKitOptions = {}): Promise<MediaKi
     POPKIT_MEDIA_STALL_MS: String(opts.stallMs ?? 1500),
     // as `popkit up` starts media (cli/commands/up.ts): GStreamer's bus polling needs the threads
     UV_THREADPOOL_SIZE: '8',
-    ...(process.env['POPKIT_RUNTIME'] ? { POPKIT_RUNTIME: process.env['POPKIT_RUNTIME'] } : {}),
+    // media as the image runs it: compiled dist/ under plain node when the suite built it this run
+    // (scripts/test.sh), so a restart after kill -9 does not also pay tsx's transpiling start-up
+    ...(process.env['POPKIT_RUNTIME']
+      ? { POPKIT_RUNTIME: process.env['POPKIT_RUNTIME'] }
+      : process.env['POPKIT_TEST_DIST_BUILT'] === '1'
+        ? { POPKIT_RUNTIME: 'dist' }
+        : {}),
     ...opts.env,
   });
   sup.add({ name: 'media', command: process.execPath, args: [BIN, 'media'], env, healthyAfterMs: 5000 });
