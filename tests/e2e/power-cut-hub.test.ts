@@ -7,7 +7,7 @@
 // will never send them again). The hub is started again by the same command and must come back by
 // itself with every order the kit ever took in its ledger exactly once, the acked ones included.
 // A failing run prints its seed and moment; replay with POPKIT_POWERCUT_SEED=<seed>
-// (POPKIT_POWERCUT_PATH=<path>); POPKIT_POWERCUT_RUNS=<n> for more runs (default 3).
+// (POPKIT_POWERCUT_PATH=<path>); POPKIT_POWERCUT_RUNS=<n> for more runs (default 2).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -32,7 +32,7 @@ import { keepFailure, keptMoments, powercutSeed, SEEDS_FILE } from '../support/p
 // failing moments are kept here and tried first by every later run (tests/e2e/power-cut-seeds.json, tests/support/powercut-seeds.ts)
 const KEPT = 'power-cut-hub';
 
-const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 3);
+const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 2);
 // the run's seed, printed first: a failure is replayed with POPKIT_POWERCUT_SEED
 const SEED = powercutSeed();
 process.stdout.write(`# power-cut seed ${SEED} (replay: POPKIT_POWERCUT_SEED=${SEED})\n`);

@@ -5,7 +5,7 @@
 // and the filesystem rolled back together. `popkit up` is started again and must come back by itself;
 // once the kit drained, the embedded hub's ledger holds every order that got its 201, once.
 // A failing run prints its seed; POPKIT_POWERCUT_SEED / POPKIT_POWERCUT_PATH replay it,
-// POPKIT_POWERCUT_RUNS sets the count (default 2; each run starts `popkit up` twice).
+// POPKIT_POWERCUT_RUNS sets the count (default 1; each run starts `popkit up` twice).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,7 +20,7 @@ import { keepFailure, keptMoments, powercutSeed, SEEDS_FILE } from '../support/p
 // failing moments are kept here and tried first by every later run (tests/e2e/power-cut-seeds.json, tests/support/powercut-seeds.ts)
 const KEPT = 'power-cut-up';
 
-const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 2);
+const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 1);
 // the run's seed, printed first: a failure is replayed with POPKIT_POWERCUT_SEED
 const SEED = powercutSeed();
 process.stdout.write(`# power-cut seed ${SEED} (replay: POPKIT_POWERCUT_SEED=${SEED})\n`);

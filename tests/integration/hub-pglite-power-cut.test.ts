@@ -7,7 +7,7 @@
 // row in it once (no gap, no duplicate) and go on committing. The first test shows the hazard: PGlite as
 // shipped (fsync off, no fsync in its Node filesystem) loses acked commits. A failing run prints its
 // seed and moment; replay with POPKIT_POWERCUT_SEED=<seed> (and POPKIT_POWERCUT_PATH=<path>);
-// POPKIT_POWERCUT_RUNS=<n> for more runs.
+// POPKIT_POWERCUT_RUNS=<n> for more runs (default 2).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,7 +23,7 @@ import { keepFailure, keptMoments, powercutSeed, SEEDS_FILE } from '../support/p
 const KEPT = 'hub-pglite-power-cut';
 
 const WRITER = path.join(import.meta.dirname, '../support/pglite-writer.ts');
-const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 4);
+const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 2);
 // the run's seed, printed first: a failure is replayed with POPKIT_POWERCUT_SEED
 const SEED = powercutSeed();
 process.stdout.write(`# power-cut seed ${SEED} (replay: POPKIT_POWERCUT_SEED=${SEED})\n`);
