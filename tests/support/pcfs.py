@@ -205,7 +205,13 @@ class PowerCutFS(Operations):
 def main():
     backing, mount = sys.argv[1], sys.argv[2]
     fs = PowerCutFS(backing)
-    FUSE(fs, mount, foreground=True, nothreads=False)
+    # kernel_cache: keep the kernel's cached pages when a file is opened. Without it every open drops
+    # them, and a page whose write the kernel had already copied into its cache but pcfs had not yet
+    # applied to BACKING is read back from BACKING, old, and stays cached after the write returns: a
+    # process opening the kit's LMDB file beside a writer made the next commit start from a stale meta
+    # page and silently drop the commits before it (issue #18, tests/integration/pcfs-cache.test.ts).
+    # Every change goes through this mount while it is mounted, so the kept cache is never out of date.
+    FUSE(fs, mount, foreground=True, nothreads=False, kernel_cache=True)
     marker = os.path.realpath(backing) + '.cut'
     fs.cut = os.path.exists(marker)
     files, rolled = fs.rollback() if fs.cut else (0, 0)
