@@ -53,7 +53,11 @@ test('a page written while another process opens and reads the file keeps the wr
       // read through the descriptor that wrote: the cached page, no new open to refresh it
       const page = Buffer.alloc(4096);
       await fh.read(page, 0, 4096, 0);
-      assert.equal(page.toString('latin1', 0, 8), 'bbbbbbbb', 'the page cache holds the bytes pcfs had not applied yet');
+      assert.equal(
+        page.toString('latin1', 0, 8),
+        'bbbbbbbb',
+        'the cached page lost the write pcfs was applying when the other process opened the file',
+      );
     } finally {
       await fh.close();
     }

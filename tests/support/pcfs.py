@@ -156,7 +156,10 @@ class PowerCutFS(Operations):
             pass
         while os.path.exists(self.hold):
             time.sleep(0.005)
-        os.unlink(self.held)
+        try:
+            os.unlink(self.held)
+        except FileNotFoundError:
+            pass  # another held write removed it
 
     def write(self, path, data, offset, fh):
         real = self._p(path)
