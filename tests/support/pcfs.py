@@ -9,10 +9,14 @@ taken as durable.
   touch BACKING.cut          arm the cut: after the unmount, BACKING is rolled back to its durable
                              state (the marker is removed)
 
+  touch BACKING.hold         (tests only) a write through an O_SYNC/O_DSYNC descriptor then waits
+                             before it reaches BACKING, as under load, and BACKING.held says one
+                             waits; remove BACKING.hold to let it go
+
 On exit it prints one JSON line: {"cut": bool, "files": N, "bytes_rolled_back": N}.
 Debian: python3-fusepy (module `fusepy`), fuse3.
 """
-import errno, json, os, sys, threading
+import errno, json, os, sys, threading, time
 from fusepy import FUSE, FuseOSError, Operations
 
 SYNC_FLAGS = os.O_SYNC | os.O_DSYNC
@@ -21,6 +25,8 @@ SYNC_FLAGS = os.O_SYNC | os.O_DSYNC
 class PowerCutFS(Operations):
     def __init__(self, root):
         self.root = os.path.realpath(root)
+        self.hold = self.root + '.hold'
+        self.held = self.root + '.held'
         self._mu = threading.Lock()
         self.undo = {}      # backing path -> [ [offset, old_bytes, old_size], ... ] oldest first
         self.sync_fh = set()
@@ -143,8 +149,22 @@ class PowerCutFS(Operations):
     def read(self, path, length, offset, fh):
         return os.pread(fh, length, offset)
 
+    def _wait_while_held(self):
+        if not os.path.exists(self.hold):
+            return
+        with open(self.held, 'w'):
+            pass
+        while os.path.exists(self.hold):
+            time.sleep(0.005)
+        try:
+            os.unlink(self.held)
+        except FileNotFoundError:
+            pass  # another held write removed it
+
     def write(self, path, data, offset, fh):
         real = self._p(path)
+        if fh in self.sync_fh:
+            self._wait_while_held()
         with self._mu:
             self.stats['writes'] += 1
             if fh in self.sync_fh:
@@ -188,7 +208,13 @@ class PowerCutFS(Operations):
 def main():
     backing, mount = sys.argv[1], sys.argv[2]
     fs = PowerCutFS(backing)
-    FUSE(fs, mount, foreground=True, nothreads=False)
+    # kernel_cache: keep the kernel's cached pages when a file is opened. Without it every open drops
+    # them, and a page whose write the kernel had already copied into its cache but pcfs had not yet
+    # applied to BACKING is read back from BACKING, old, and stays cached after the write returns: a
+    # process opening the kit's LMDB file beside a writer made the next commit start from a stale meta
+    # page and silently drop the commits before it (issue #18, tests/integration/pcfs-cache.test.ts).
+    # Every change goes through this mount while it is mounted, so the kept cache is never out of date.
+    FUSE(fs, mount, foreground=True, nothreads=False, kernel_cache=True)
     marker = os.path.realpath(backing) + '.cut'
     fs.cut = os.path.exists(marker)
     files, rolled = fs.rollback() if fs.cut else (0, 0)

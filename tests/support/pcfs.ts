@@ -28,6 +28,11 @@ export interface Pcfs {
   cut(): Promise<PcfsResult>;
   /** unmount keeping everything (a clean shutdown) */
   unmount(): Promise<PcfsResult>;
+  /**
+   * Hold the next writes through an O_SYNC/O_DSYNC descriptor (LMDB's meta page) before they reach
+   * the backing, as a loaded pcfs is slow to apply them; `held()` resolves once one waits.
+   */
+  holdSyncWrites(): { held(): Promise<void>; release(): void };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -92,5 +97,21 @@ export async function mountPcfs(backing: string, mount: string): Promise<Pcfs> {
     }
   }
 
-  return { backing, mount, cut: () => unmount(true), unmount: () => unmount(false) };
+  function holdSyncWrites() {
+    const hold = `${path.resolve(backing)}.hold`;
+    const held = `${path.resolve(backing)}.held`;
+    fs.writeFileSync(hold, '');
+    return {
+      async held() {
+        const until = Date.now() + 15_000;
+        while (!fs.existsSync(held)) {
+          if (Date.now() > until) throw new Error('pcfs: no synchronous write came to be held');
+          await sleep(10);
+        }
+      },
+      release: () => fs.rmSync(hold, { force: true }),
+    };
+  }
+
+  return { backing, mount, cut: () => unmount(true), unmount: () => unmount(false), holdSyncWrites };
 }
