@@ -134,6 +134,8 @@ export interface NmReaderOptions {
 export class NetworkManagerReader implements LinkReader {
   readonly source = 'networkmanager' as const;
   private bus: dbus.MessageBus | undefined;
+  /** rejects when the current connection fails or ends: calls in flight on it never answer */
+  private failed: Promise<never> | undefined;
   private readonly log = moduleLogger('kitd');
   private readonly timeoutMs: number;
 
@@ -153,7 +155,10 @@ export class NetworkManagerReader implements LinkReader {
       );
     });
     try {
-      return await Promise.race([this.readOnce(), timeout]);
+      const reading = this.readOnce();
+      // a reading that lost the race must not become an unhandled rejection
+      reading.catch(() => undefined);
+      return await Promise.race([reading, timeout, ...(this.failed ? [this.failed] : [])]);
     } catch (err) {
       // whatever went wrong, the next reading starts on a fresh connection
       this.dropBus();
@@ -172,19 +177,34 @@ export class NetworkManagerReader implements LinkReader {
     if (this.bus) return this.bus;
     // sessionBus() is dbus-next's "connect to this address" (systemBus() would read the environment)
     const bus = dbus.sessionBus({ busAddress: this.opts.address });
+    let fail: (err: LinkReadError) => void = () => undefined;
+    const failed = new Promise<never>((_, reject) => {
+      fail = reject;
+    });
+    failed.catch(() => undefined);
     // a bus that is missing or goes away emits 'error' on the connection: without a listener that
     // would be an uncaught exception in kitd
     bus.on('error', (err: unknown) => {
       this.log.debug({ err }, 'system bus error');
+      fail(new LinkReadError('LINKS_BUS_UNAVAILABLE', `system bus unreachable: ${clip(errText(err), 200)}`));
+      if (this.bus === bus) this.dropBus();
+    });
+    // the bus closing its end (dbus-daemon stopped) is not forwarded by MessageBus; its connection
+    // (dbus-next 0.10.2's `_connection`, pinned) says so
+    const conn = (bus as unknown as { _connection?: { on?(e: string, f: () => void): void } })._connection;
+    conn?.on?.('end', () => {
+      fail(new LinkReadError('LINKS_BUS_UNAVAILABLE', 'system bus closed the connection'));
       if (this.bus === bus) this.dropBus();
     });
     this.bus = bus;
+    this.failed = failed;
     return bus;
   }
 
   private dropBus(): void {
     const bus = this.bus;
     this.bus = undefined;
+    this.failed = undefined;
     if (!bus) return;
     try {
       bus.disconnect();
