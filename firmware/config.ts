@@ -69,6 +69,46 @@ export const KitdOwnConfig = Type.Object({
     default: 18,
     description: 'longest the update lock is held in one go (a lease)',
   }),
+  // network links (firmware/links.ts, docs/fleet.md#updates-that-never-land-mid-drop)
+  POPKIT_LINKS: Type.Union(
+    [Type.Literal('auto'), Type.Literal('networkmanager'), Type.Literal('sim'), Type.Literal('off')],
+    {
+      default: 'auto',
+      description:
+        "where kitd learns the kit's network links: the host's NetworkManager over the system D-Bus, the sim board's links file, or off. auto: sim on the sim board; networkmanager on balena or where a system bus socket exists; else off",
+    },
+  ),
+  DBUS_SYSTEM_BUS_ADDRESS: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 1024,
+      pattern: '^(unix|tcp):[^\\u0000-\\u001f\\u007f]*$',
+      description:
+        'the system D-Bus (balena: unix:path=/host/run/dbus/system_bus_socket with the io.balena.features.dbus label); default that socket when present, else unix:path=/run/dbus/system_bus_socket',
+    }),
+  ),
+  POPKIT_LINKS_POLL_S: Type.Number({
+    minimum: 1,
+    maximum: 3600,
+    default: 5,
+    description: 'how often kitd reads the links',
+  }),
+  POPKIT_LINKS_GRACE_S: Type.Number({
+    minimum: 0,
+    maximum: 86_400,
+    default: 60,
+    description:
+      'a metered primary link still holds the update lock this long after the links stopped answering (a NetworkManager restart is no window for a download)',
+  }),
+  POPKIT_LINKS_SIM_FILE: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 4096,
+      pattern: '^[^\\u0000]*$',
+      description:
+        'sim board: the links file, {"links": [{iface, type, state, metered, primary, addresses?}]}, re-read at every poll (default <data>/links-sim.json; absent: Ethernet up, a modem idle)',
+    }),
+  ),
   POPKIT_SIM_SOC: Type.Optional(Pct(80, 'sim board: starting battery SOC')),
   POPKIT_SIM_LOAD_W: Type.Optional(Type.Number({ minimum: 0, description: 'sim board: load in W' })),
   POPKIT_SIM_SPEED: Type.Optional(

@@ -10,6 +10,7 @@ import type { SimGpio } from '../hardware/sim/gpio-sim.ts';
 import { type ButtonMap, type ButtonOptions, parseButtonMap } from './buttons.ts';
 import type { KitdConfigT } from './config.ts';
 import type { TimerHost } from './edge-timer.ts';
+import type { LinkMonitor, LinkSettings } from './links.ts';
 import type { KitdBus } from './local-bus.ts';
 import { capacityWhFromProfile, type PowerPolicyOptions } from './power-policy.ts';
 import type { SupervisorClient } from './supervisor-client.ts';
@@ -32,6 +33,8 @@ export interface KitdSettings {
   checkoutFaultMs: number;
   /** buttons wired to ground with pull-ups read active-low; the simulator speaks logical levels */
   buttonsActiveLow: boolean;
+  /** where and how often the network links are read (firmware/links.ts; firmware/main.ts builds the monitor) */
+  links?: LinkSettings;
 }
 
 export interface KitdDeps {
@@ -48,6 +51,8 @@ export interface KitdDeps {
   supervisor?: SupervisorClient;
   /** the simulated chip when the board is `sim`, for `press` commands */
   simGpio?: SimGpio;
+  /** the network links (firmware/links.ts); without it kitd shows them `off` and never holds for a metered one */
+  links?: LinkMonitor;
 }
 
 export function kitdSettings(cfg: KitdConfigT, board: BoardProfile): KitdSettings {
@@ -74,5 +79,12 @@ export function kitdSettings(cfg: KitdConfigT, board: BoardProfile): KitdSetting
     deviceEveryMs: 60_000,
     checkoutFaultMs: 10_000,
     buttonsActiveLow: board.id !== 'sim',
+    links: {
+      mode: cfg.POPKIT_LINKS,
+      busAddress: cfg.DBUS_SYSTEM_BUS_ADDRESS,
+      ...(cfg.POPKIT_LINKS_SIM_FILE ? { simFile: cfg.POPKIT_LINKS_SIM_FILE } : {}),
+      everyMs: cfg.POPKIT_LINKS_POLL_S * 1000,
+      graceMs: cfg.POPKIT_LINKS_GRACE_S * 1000,
+    },
   };
 }

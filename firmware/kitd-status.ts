@@ -1,5 +1,6 @@
 // kitd's run status (core/contracts/run-status.ts KitdRunStatus), built from its parts: what
 // run/kitd.json holds, what the local bus carries retained, and what /v1/status shows.
+import type { LinksView } from '../core/contracts/links.ts';
 import type { PowerReading } from '../core/contracts/power.ts';
 import type { KitdRunStatusT } from '../core/contracts/run-status.ts';
 import type { FrontPanel } from './front-panel.ts';
@@ -22,6 +23,7 @@ export interface KitdStatusParts {
   moments: number;
   bus: { connected: boolean } | undefined;
   supervisor: boolean;
+  links: LinksView;
 }
 
 export function buildKitdStatus(p: KitdStatusParts): KitdStatus {
@@ -41,5 +43,6 @@ export function buildKitdStatus(p: KitdStatusParts): KitdStatus {
     moments: p.moments,
     bus: p.bus ? { connected: p.bus.connected } : null,
     supervisor: p.supervisor ? 'balena' : 'none',
+    links: p.links,
   };
 }

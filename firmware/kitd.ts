@@ -1,3 +1,4 @@
+import type { LinksView } from '../core/contracts/links.ts';
 import type { KitdCommand } from '../core/contracts/local-bus.ts';
 import type { PowerReading } from '../core/contracts/power.ts';
 import { writeRunStatus } from '../core/contracts/run-status.ts';
@@ -15,6 +16,16 @@ import { Lifecycle } from './lifecycle.ts';
 import { PowerPolicy, summarizeBattery } from './power-policy.ts';
 import { UpdateControl, type UpdatePolicy } from './update-control.ts';
 import { runStatusHeartbeat, Watchdog } from './watchdog.ts';
+
+const LINKS_OFF: LinksView = {
+  source: 'off',
+  state: 'off',
+  links: [],
+  primaryMetered: null,
+  checkedAt: null,
+  lastOkAt: null,
+  problems: [],
+};
 
 export type { KitdDeps, KitdSettings, UpdatePolicy };
 
@@ -87,6 +98,7 @@ export class Kitd {
     deps.lock.healStale();
     await this.panel.open();
     this.lifecycle.transition('preflight', 'hardware opened');
+    deps.links?.start();
     for (const s of deps.powerSources) {
       await s
         .start()
@@ -101,6 +113,7 @@ export class Kitd {
 
   async stop(): Promise<void> {
     this.tick?.stop();
+    await this.deps.links?.stop();
     for (const u of this.unsubs.splice(0)) u();
     await this.panel.close();
     for (const s of this.deps.powerSources) await s.stop().catch(() => undefined);
@@ -133,6 +146,7 @@ export class Kitd {
       moments: this.actions.moments,
       bus: this.deps.bus,
       supervisor: this.deps.supervisor !== undefined,
+      links: this.deps.links?.view() ?? LINKS_OFF,
     });
   }
 
@@ -176,7 +190,8 @@ export class Kitd {
     lc.setOverlay('degraded', 'power-low', level === 'low');
     lc.setOverlay('fault', 'power-critical', level === 'critical');
 
-    this.updates.reconcile({ live: co.live, backlog: co.backlog, shuttingDown });
+    const meteredLink = this.deps.links?.meteredHold() ?? false;
+    this.updates.reconcile({ live: co.live, backlog: co.backlog, shuttingDown, meteredLink });
 
     this.watchdog.check();
     lc.setOverlay('degraded', 'service-down', this.watchdog.summary().down > 0);

@@ -1,9 +1,11 @@
 // Composition root of `popkit kitd`: configuration, board, GPIO (simulated on the sim board), power
 // sources, local bus, checkout client, balena supervisor when present; runs until SIGTERM/SIGINT.
+import path from 'node:path';
 import { CheckoutClient, readAdminToken } from '../core/checkout-client.ts';
 import { loadConfig, resolveDataDir, resolveKitId } from '../core/config.ts';
 import { mkdirDurable } from '../core/durable-file.ts';
 import { moduleLogger } from '../core/logger.ts';
+import { onBalena } from '../core/secrets.ts';
 import { detectBoard } from '../hardware/boards/index.ts';
 import { createGpioProvider } from '../hardware/factories/gpio-providers.ts';
 import { createPowerSources } from '../hardware/factories/power-sources.ts';
@@ -13,6 +15,7 @@ import { KitdConfig } from './config.ts';
 import { systemTimers } from './edge-timer.ts';
 import { Kitd } from './kitd.ts';
 import { kitdSettings } from './kitd-deps.ts';
+import { createLinkMonitor } from './links.ts';
 import { MqttKitdBus } from './local-bus.ts';
 import { SupervisorClient } from './supervisor-client.ts';
 import { UpdateLock } from './update-lock.ts';
@@ -55,6 +58,12 @@ export async function createKitd(env: NodeJS.ProcessEnv = process.env): Promise<
   );
   const supervisor = SupervisorClient.fromEnv(env);
   const lock = new UpdateLock(cfg.POPKIT_UPDATE_LOCK_MAX_H * 3_600_000, env);
+  // the kit's network links: the host's NetworkManager over D-Bus, or the sim board's links file
+  const linkSettings = settings.links ?? { mode: 'off' as const, everyMs: 5000, graceMs: 0 };
+  const links = createLinkMonitor(
+    { ...linkSettings, simFile: linkSettings.simFile ?? path.join(dataDir, 'links-sim.json') },
+    { sim, balena: onBalena(env), now: () => systemTimers.now() },
+  );
   const kitd = new Kitd({
     kitId,
     dataDir,
@@ -65,6 +74,7 @@ export async function createKitd(env: NodeJS.ProcessEnv = process.env): Promise<
     lock,
     timers: systemTimers,
     settings,
+    links,
     ...(bus ? { bus } : {}),
     ...(supervisor ? { supervisor } : {}),
     ...(simGpio ? { simGpio } : {}),
@@ -86,7 +96,7 @@ export async function runKitd(env: NodeJS.ProcessEnv = process.env): Promise<num
   const k = await createKitd(env);
   const st = k.kitd.status();
   process.stdout.write(
-    `popkit kitd: ${st['state']} on ${detectBoard(env).id}, supervisor ${st['supervisor']}, local bus ${k.bus ? 'on' : 'off'}\n`,
+    `popkit kitd: ${st['state']} on ${detectBoard(env).id}, supervisor ${st['supervisor']}, local bus ${k.bus ? 'on' : 'off'}, links ${st.links?.source ?? 'off'}\n`,
   );
   // keep the event loop alive: kitd's own timers are unref'd so tests never hang on them
   const keepAlive = setInterval(() => undefined, 60_000);

@@ -1,7 +1,8 @@
-// When the kit may update: kitd holds the balena update lock while an event is live or orders are
-// unsynced (unless the policy is `immediate`), polls the supervisor for a pending update, and under
-// `after-event` releases a pending update once the reason for the lock is gone.
-import type { UpdatePolicy } from '../core/contracts/run-status.ts';
+// When the kit may update: kitd holds the balena update lock while an event is live, orders are
+// unsynced or the primary network link is metered (unless the policy is `immediate`), polls the
+// supervisor for a pending update, and under `after-event` releases a pending update once the reason
+// for the lock is gone (an unmetered link became primary, for one).
+import type { UpdateLockReason, UpdatePolicy } from '../core/contracts/run-status.ts';
 import { moduleLogger } from '../core/logger.ts';
 import type { SupervisorClient, SupervisorDevice } from './supervisor-client.ts';
 import type { UpdateLock } from './update-lock.ts';
@@ -16,6 +17,24 @@ export interface UpdateControlDeps {
   now(): number;
 }
 
+export interface UpdateSituation {
+  live: boolean;
+  backlog: number;
+  shuttingDown: boolean;
+  /** the primary network link is metered (firmware/links.ts `meteredHold`); absent: not known to be */
+  meteredLink?: boolean;
+}
+
+/** Why the lock should be held now, or null. The first reason that stands names it. */
+export function lockReason(policy: UpdatePolicy, s: UpdateSituation): UpdateLockReason | null {
+  if (policy === 'immediate' || s.shuttingDown) return null;
+  if (s.live) return 'event-live';
+  if (s.backlog > 0) return 'unsynced-orders';
+  // a release downloaded over a cellular modem costs the creator per megabyte: wait for venue Ethernet or Wi-Fi
+  if (s.meteredLink) return 'metered-link';
+  return null;
+}
+
 export class UpdateControl {
   private readonly log = moduleLogger('kitd');
   pendingUpdate: (SupervisorDevice & { checkedAt: string }) | null = null;
@@ -26,13 +45,9 @@ export class UpdateControl {
   constructor(private readonly deps: UpdateControlDeps) {}
 
   /** Take, keep or give back the lock for what the kit is doing; trigger a held-back update after an event. */
-  reconcile(s: { live: boolean; backlog: number; shuttingDown: boolean }): void {
+  reconcile(s: UpdateSituation): void {
     const { lock, policy } = this.deps;
-    let want: string | null = null;
-    if (policy !== 'immediate' && !s.shuttingDown) {
-      if (s.live) want = 'event-live';
-      else if (s.backlog > 0) want = 'unsynced-orders';
-    }
+    const want = lockReason(policy, s);
     const wasWanted = this.wanted;
     this.wanted = want;
     lock.reconcile(want);

@@ -1,4 +1,5 @@
-// The balena update lock as a lease. While an event is live or orders are unsynced, kitd holds
+// The balena update lock as a lease. While an event is live, orders are unsynced or the primary link
+// is metered (firmware/update-control.ts), kitd holds
 // /tmp/balena/updates.lock (created with O_EXCL, as balena documents, so two holders can never both
 // think they created it), and the supervisor leaves the release alone. The lease has a maximum
 // duration, so a stuck condition cannot freeze a kit's updates forever, and a lock left by a crashed
@@ -13,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { UpdateLockViewT } from '../core/contracts/run-status.ts';
+import { UPDATE_LOCK_REASONS, type UpdateLockViewT } from '../core/contracts/run-status.ts';
 import { writeFileDurable } from '../core/durable-file.ts';
 import { HOST_PATHS, hostPath } from '../core/host-paths.ts';
 import { moduleLogger } from '../core/logger.ts';
@@ -35,6 +36,8 @@ export class UpdateLock {
   readonly instance = randomUUID();
   private held: LockContent | undefined;
   private expiredEpisode = false;
+  /** the reason whose lease ran out, while `expiredEpisode` */
+  private expiredReason: string | undefined;
   private healed = false;
   /** The descriptor our host OS update lock (flock) lives on, while held. */
   private hostOsFd: number | undefined;
@@ -73,21 +76,32 @@ export class UpdateLock {
    */
   reconcile(want: string | null): UpdateLockView {
     const now = this.now();
+    // a lease that ran out for a lesser reason (a kit on a metered link for a day) does not keep the
+    // lock from an event that goes live after it: that reason starts a lease of its own
+    if (want && this.expiredEpisode && this.expiredReason && outranks(want, this.expiredReason))
+      this.expiredEpisode = false;
     if (!want) {
       this.expiredEpisode = false;
       if (this.held) this.release();
     } else if (this.held) {
       if (now >= Date.parse(this.held.expiresAt)) {
         this.log.warn({ reason: this.held.reason }, 'update lock lease expired: releasing');
+        const reason = this.held.reason;
         this.release();
         this.expiredEpisode = true;
+        this.expiredReason = reason;
       } else if (!this.stillOurs()) {
         // someone removed it (an operator, a dashboard lock override): take note and take it again
         this.held = undefined;
         this.dropHostOsLock();
         this.acquire(want, now);
       } else if (this.held.reason !== want) {
-        this.held = { ...this.held, reason: want };
+        // a reason that outranks the held one (an event going live on a kit held for its metered
+        // link) gets a lease of its own; a lesser one (live → unsynced) goes on with the running lease
+        const renew = outranks(want, this.held.reason)
+          ? { since: new Date(now).toISOString(), expiresAt: new Date(now + this.maxMs).toISOString() }
+          : {};
+        this.held = { ...this.held, reason: want, ...renew };
         this.writeOver(this.held);
       }
     } else if (!this.expiredEpisode) {
@@ -235,4 +249,13 @@ export class UpdateLock {
     }
     return { exists: true };
   }
+}
+
+/** `a` comes before `b` in UPDATE_LOCK_REASONS (event-live, unsynced-orders, metered-link); unknown reasons rank last. */
+function outranks(a: string, b: string): boolean {
+  const rank = (r: string) => {
+    const i = (UPDATE_LOCK_REASONS as readonly string[]).indexOf(r);
+    return i < 0 ? UPDATE_LOCK_REASONS.length : i;
+  };
+  return rank(a) < rank(b);
 }

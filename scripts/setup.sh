@@ -20,10 +20,12 @@ fi
 # follows the fsync of its commit), fuse3 + python3-fusepy (the power-cut tests mount the data dir on
 # tests/support/pcfs.py, a FUSE filesystem that forgets unsynced writes). gstreamer1.0-x carries
 # the pango plugin (clockoverlay, textoverlay), which --no-install-recommends does not bring.
+# dbus (dbus-daemon) + python3-dbusmock: the link monitor's tests run a private bus with dbusmock's
+# NetworkManager template on it (tests/support/nm-mock.ts; /usr/bin/python3, Debian's Python).
 PKGS=(build-essential python3 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-tools gstreamer1.0-x socat mosquitto mosquitto-clients chromium ffmpeg strace
-  fuse3 python3-fusepy)
+  fuse3 python3-fusepy dbus python3-dbusmock)
 [ "$want_services" = 1 ] && PKGS+=(postgresql)
 
 missing=()

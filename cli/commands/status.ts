@@ -31,6 +31,33 @@ function declinesLine(declines: KitStatusViewT['declines']): string | undefined 
   return `declined cards: ${declines.length} recent${rejected ? ` (${rejected} rejected by the hub)` : ''}; latest order …${latest.orderId.slice(-6)} ${amount} ${latest.currency} (${why}): collect another way`;
 }
 
+/** The kit's network links as kitd last read them (firmware/links.ts). */
+export function linksLine(kitd: KitStatusViewT['kitd']): string {
+  const v = kitd?.links;
+  if (!kitd) return 'links: unknown (kitd not running)';
+  if (!v || v.state === 'off') return 'links: not watched (POPKIT_LINKS=off)';
+  if (v.state === 'unavailable')
+    return `links: UNAVAILABLE from ${v.source} (${v.code ?? '?'}: ${v.reason ?? ''})`;
+  if (v.links.length === 0) return `links: none (${v.source})`;
+  const one = (l: (typeof v.links)[number]) =>
+    [
+      l.iface,
+      l.type,
+      l.state,
+      l.metered === null ? 'metered unknown' : l.metered ? 'METERED' : 'unmetered',
+      l.primary ? 'primary' : '',
+      ...(l.addresses ?? []),
+    ]
+      .filter(Boolean)
+      .join(' ');
+  return `links: ${v.links.map(one).join(', ')}${v.source === 'sim' ? ' (sim)' : ''}`;
+}
+
+function updatesLine(lock: KitStatusViewT['updateLock']): string | undefined {
+  if (!lock?.held) return undefined;
+  return `updates: held back (${lock.reason ?? 'lock held'}) until ${lock.expiresAt ?? '?'} at the latest`;
+}
+
 export function renderStatus(s: KitStatusViewT): string {
   const { event, catalog: cat, sync, risk, media } = s;
   const lines = [
@@ -46,8 +73,11 @@ export function renderStatus(s: KitStatusViewT): string {
     `sync: link ${sync.link}  backlog ${Object.entries(sync.backlog)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}`,
+    linksLine(s.kitd),
     `offline risk: ${risk.blocking.length ? `card orders PAUSED by ${risk.blocking.join(', ')}` : 'within limits'}`,
   );
+  const updates = updatesLine(s.updateLock);
+  if (updates) lines.push(updates);
   const declined = declinesLine(s.declines);
   if (declined) lines.push(declined);
   if (s.tokenKey && !s.tokenKey.cardSales)

@@ -10,6 +10,7 @@ import { dataLayout } from '../data-dir.ts';
 import { mkdirDurable, writeFileDurable } from '../durable-file.ts';
 import { KitError } from '../errors.ts';
 import { type Contract, contract, IsoTime, Nullable } from './common.ts';
+import { LinksViewSchema } from './links.ts';
 import { MediaStatsSchema } from './media.ts';
 import { BatterySummarySchema, PowerReadingSchema } from './power.ts';
 
@@ -122,6 +123,9 @@ export type PowerPolicyViewT = Static<typeof PowerPolicyViewSchema>;
 
 export const UPDATE_POLICIES = ['after-event', 'when-idle', 'immediate'] as const;
 export type UpdatePolicy = (typeof UPDATE_POLICIES)[number];
+/** why kitd holds the update lock (firmware/update-control.ts lockReason) */
+export const UPDATE_LOCK_REASONS = ['event-live', 'unsynced-orders', 'metered-link'] as const;
+export type UpdateLockReason = (typeof UPDATE_LOCK_REASONS)[number];
 export const UpdateLockViewSchema = Type.Object({
   held: Type.Boolean(),
   reason: Nullable(Type.String()),
@@ -166,6 +170,8 @@ export const KitdRunStatus = Type.Object({
   moments: Type.Integer({ minimum: 0 }),
   bus: Nullable(Type.Object({ connected: Type.Boolean() })),
   supervisor: Type.Union([Type.Literal('balena'), Type.Literal('none')]),
+  /** the kit's network links (firmware/links.ts); optional so a status of an older kitd still reads */
+  links: Type.Optional(LinksViewSchema),
 });
 export type KitdRunStatusT = Static<typeof KitdRunStatus>;
 

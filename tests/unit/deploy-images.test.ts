@@ -65,6 +65,19 @@ describe('compose files: no `$` (balena does no variable substitution)', () => {
       assert.deepEqual(found, [], `strings with $: ${JSON.stringify(found)}`);
     });
 
+    test(`${file}: kitd has the host's system bus (label and address), no other service does`, () => {
+      const services = composeServices(file);
+      const kitd = services['kitd'];
+      assert.ok(kitd, 'a kitd service');
+      assert.equal(kitd.labels?.['io.balena.features.dbus'], '1');
+      assert.equal(
+        kitd.environment?.['DBUS_SYSTEM_BUS_ADDRESS'],
+        'unix:path=/host/run/dbus/system_bus_socket',
+      );
+      for (const [name, s] of Object.entries(services))
+        if (name !== 'kitd') assert.equal(s.labels?.['io.balena.features.dbus'], undefined, name);
+    });
+
     test(`${file}: the Mosquitto health check publishes to the listener mosquitto.conf opens`, () => {
       const t = composeServices(file)['mosquitto']?.healthcheck?.test;
       assert.ok(Array.isArray(t), 'exec form, no shell');

@@ -9,10 +9,11 @@ import { describe, test } from 'node:test';
 import { normalize, parse as parseComposition } from '@balena/compose/dist/parse/index.js';
 import { parse as parseYaml } from 'yaml';
 import { COMMANDS } from '../../cli/popkit.ts';
-import { BaseConfig, CheckoutConfig } from '../../core/config.ts';
+import { BaseConfig, CheckoutConfig, loadConfig } from '../../core/config.ts';
 import { BROKER_MAX_PACKET_BYTES } from '../../core/embedded-broker.ts';
 import { KitdConfig } from '../../firmware/config.ts';
 import { deviceNodesFor } from '../../firmware/device-nodes.ts';
+import { BALENA_HOST_DBUS_SOCKET } from '../../firmware/links.ts';
 import { BOARD_IDS, boardFromDeviceType, getBoardProfile } from '../../hardware/boards/index.ts';
 import { MediaConfig } from '../../services/media/config.ts';
 import { SyncConfig } from '../../services/sync/config.ts';
@@ -68,10 +69,25 @@ describe('docker-compose.yml', () => {
     assert.match(read('deploy/mosquitto/mosquitto.conf'), /^max_queued_messages 0$/m);
   });
 
-  test('kitd talks to the supervisor, sees sysfs, and reaches the bus and checkout by service name', () => {
+  test('kitd talks to the supervisor, sees sysfs and the host D-Bus, and reaches the bus and checkout by service name', () => {
     const k = services['kitd']!;
     assert.equal(k.labels?.['io.balena.features.supervisor-api'], '1');
     assert.equal(k.labels?.['io.balena.features.sysfs'], '1');
+    // the host's system bus (NetworkManager's links, firmware/links.ts), at the address balena mounts it
+    assert.equal(k.labels?.['io.balena.features.dbus'], '1');
+    assert.equal(k.environment?.['DBUS_SYSTEM_BUS_ADDRESS'], `unix:path=${BALENA_HOST_DBUS_SOCKET}`);
+    assert.equal(
+      loadConfig(KitdConfig, { DBUS_SYSTEM_BUS_ADDRESS: k.environment?.['DBUS_SYSTEM_BUS_ADDRESS'] })
+        .DBUS_SYSTEM_BUS_ADDRESS,
+      `unix:path=${BALENA_HOST_DBUS_SOCKET}`,
+      'the compose value passes kitd config',
+    );
+    for (const name of ['checkout', 'sync', 'media', 'mosquitto'])
+      assert.equal(
+        services[name]?.labels?.['io.balena.features.dbus'],
+        undefined,
+        `${name} needs no host bus`,
+      );
     assert.equal(k.environment?.['POPKIT_LOCAL_BUS_URL'], 'mqtt://mosquitto:1883');
     assert.equal(k.environment?.['POPKIT_CHECKOUT_URL'], 'http://checkout:8080');
     assert.ok(k.depends_on?.includes('mosquitto'));

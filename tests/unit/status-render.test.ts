@@ -133,3 +133,95 @@ test('an order the hub rejected reads as a rejection in popkit status', () => {
     /declined cards: 2 recent \(1 rejected by the hub\); latest order …REJECT 12\.00 EUR \(rejected by the hub: \/order\/lines\/0\/name/,
   );
 });
+
+test('popkit status shows the links kitd read and an update held back for a metered one', () => {
+  const links = {
+    source: 'networkmanager' as const,
+    state: 'ok' as const,
+    links: [
+      {
+        iface: 'wwan0',
+        type: 'modem' as const,
+        state: 'connected' as const,
+        metered: true,
+        primary: true,
+        addresses: ['10.64.1.2/30'],
+      },
+      {
+        iface: 'eth0',
+        type: 'ethernet' as const,
+        state: 'disconnected' as const,
+        metered: null,
+        primary: false,
+      },
+    ],
+    primaryMetered: true,
+    checkedAt: at,
+    lastOkAt: at,
+    problems: [],
+  };
+  const lock = {
+    held: true,
+    reason: 'metered-link',
+    since: at,
+    expiresAt: '2026-06-02T14:00:00.000Z',
+    leaseExpired: false,
+    foreign: false,
+    healedAtBoot: false,
+    path: '/tmp/balena/updates.lock',
+    policy: 'after-event' as const,
+  };
+  const kitd = (l: unknown) =>
+    ({
+      state: 'ready',
+      since: at,
+      overlays: [],
+      leds: null,
+      power: [],
+      health: null,
+      powerPolicy: {
+        level: 'normal',
+        since: at,
+        battery: { stale: false },
+        neededMin: 0,
+        mediaSteps: 0,
+        thresholds: { lowSocPct: 30, criticalSocPct: 8, criticalTtgMin: 10, hysteresisPct: 5 },
+      },
+      updateLock: lock,
+      pendingUpdate: null,
+      services: {},
+      buttons: {},
+      moments: 0,
+      bus: null,
+      supervisor: 'balena',
+      updatedAt: at,
+      pid: 1,
+      stale: false,
+      ...(l === undefined ? {} : { links: l }),
+    }) as unknown as KitStatusViewT['kitd'];
+  const out = renderStatus(statusView({ kitd: kitd(links), updateLock: lock }));
+  assert.ok(
+    out.includes(
+      'links: wwan0 modem connected METERED primary 10.64.1.2/30, eth0 ethernet disconnected metered unknown\n',
+    ),
+    out,
+  );
+  assert.ok(
+    out.includes('updates: held back (metered-link) until 2026-06-02T14:00:00.000Z at the latest'),
+    out,
+  );
+  const down = {
+    ...links,
+    state: 'unavailable' as const,
+    code: 'LINKS_NM_ABSENT' as const,
+    reason: 'NetworkManager is not on the system bus',
+    links: [],
+    primaryMetered: null,
+  };
+  assert.match(
+    renderStatus(statusView({ kitd: kitd(down) })),
+    /links: UNAVAILABLE from networkmanager \(LINKS_NM_ABSENT: NetworkManager is not on the system bus\)/,
+  );
+  assert.match(renderStatus(statusView({ kitd: kitd(undefined) })), /links: not watched/);
+  assert.match(renderStatus(statusView()), /links: unknown \(kitd not running\)/);
+});
