@@ -10,10 +10,12 @@
 // not milliseconds. Every property is checked against core/contracts/links.ts as it arrives; a reading
 // that cannot be had (no bus, no NetworkManager, a call that hangs) makes the view `unavailable` with a
 // code and a reason. Nothing here throws into kitd.
+
+import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import * as dbus from '@jellybrick/dbus-next';
 import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import dbus from 'dbus-next';
 import {
   LINK_ADDRESSES_MAX,
   LINK_PROBLEMS_MAX,
@@ -112,7 +114,7 @@ function pickProps<S extends Record<string, TSchema>>(
   return out as { [K in keyof S]?: unknown };
 }
 
-/** dbus-next hands variants as `Variant {signature, value}`; 64-bit integers as bigint. */
+/** D-Bus variants come as `Variant {signature, value}`; 64-bit integers as bigint. */
 function unwrap(v: unknown): unknown {
   if (v instanceof dbus.Variant) return unwrap(v.value);
   if (Array.isArray(v)) return v.map(unwrap);
@@ -175,7 +177,7 @@ export class NetworkManagerReader implements LinkReader {
 
   private connect(): dbus.MessageBus {
     if (this.bus) return this.bus;
-    // sessionBus() is dbus-next's "connect to this address" (systemBus() would read the environment)
+    // sessionBus() is the library's "connect to this address" (systemBus() would read the environment)
     const bus = dbus.sessionBus({ busAddress: this.opts.address });
     let fail: (err: LinkReadError) => void = () => undefined;
     const failed = new Promise<never>((_, reject) => {
@@ -184,13 +186,14 @@ export class NetworkManagerReader implements LinkReader {
     failed.catch(() => undefined);
     // a bus that is missing or goes away emits 'error' on the connection: without a listener that
     // would be an uncaught exception in kitd
-    bus.on('error', (err: unknown) => {
+    // (the library emits 'error' on the bus though its event types do not declare it)
+    (bus as unknown as EventEmitter).on('error', (err: unknown) => {
       this.log.debug({ err }, 'system bus error');
       fail(new LinkReadError('LINKS_BUS_UNAVAILABLE', `system bus unreachable: ${clip(errText(err), 200)}`));
       if (this.bus === bus) this.dropBus();
     });
     // the bus closing its end (dbus-daemon stopped) is not forwarded by MessageBus; its connection
-    // (dbus-next 0.10.2's `_connection`, pinned) says so
+    // (the pinned library's private `_connection`) says so
     const conn = (bus as unknown as { _connection?: { on?(e: string, f: () => void): void } })._connection;
     conn?.on?.('end', () => {
       fail(new LinkReadError('LINKS_BUS_UNAVAILABLE', 'system bus closed the connection'));

@@ -4,8 +4,9 @@
 // The test drives the mock through its org.freedesktop.DBus.Mock methods over the same bus. Both
 // processes are killed by stop(), and at the latest when the test process exits.
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import path from 'node:path';
-import dbus from 'dbus-next';
+import * as dbus from '@jellybrick/dbus-next';
 import { waitFor } from './hub-link.ts';
 import { makeTempDir } from './tmp.ts';
 
@@ -87,7 +88,7 @@ export async function startNmMock(): Promise<NmMock> {
   let nm: ChildProcess | undefined;
   let nmErr = '';
   const client = dbus.sessionBus({ busAddress: address });
-  client.on('error', () => undefined);
+  (client as unknown as EventEmitter).on('error', () => undefined);
   const call = async (p: string, iface: string, member: string, signature = '', body: unknown[] = []) => {
     const reply = await client.call(
       new dbus.Message({ destination: NM, path: p, interface: iface, member, signature, body }),
