@@ -25,6 +25,7 @@ import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 import { SimGpio } from '../../hardware/sim/gpio-sim.ts';
 import { ADMIN, BIN, DEMO_CATALOG, kitEnv, startCheckout, tempDir } from '../support/checkout.ts';
 import { type Mosquitto, mosquitto, uniqueId, waitFor } from '../support/hub-link.ts';
+import { testKitdSettings } from '../support/kitd.ts';
 import { type SupervisorStandIn, startSupervisorStandIn } from '../support/supervisor-stand-in.ts';
 
 const board = getBoardProfile('sim');
@@ -61,20 +62,14 @@ interface Rig {
 }
 
 function settings(over: Partial<KitdSettings> = {}): KitdSettings {
-  return {
+  return testKitdSettings({
     plannedEventMin: 60,
-    capacityWh: 1280,
     power: { flushTimeoutMs: 3000 },
     buttons: parseButtonMap('a.long=toggle-event,a.short=mark-moment,b.double=identify,b.long=safe-shutdown'),
     buttonOptions: { longMs: 600 },
-    watchdog: { services: [] },
-    updatePolicy: 'after-event',
-    healthEveryMs: 60_000,
     deviceEveryMs: 200,
-    checkoutFaultMs: 10_000,
-    buttonsActiveLow: false,
     ...over,
-  };
+  });
 }
 
 let broker: Mosquitto;

@@ -18,6 +18,7 @@ import { createPowerSources } from '../../hardware/factories/power-sources.ts';
 import { BatteryModel } from '../../hardware/sim/battery-model.ts';
 import { SimGpio } from '../../hardware/sim/gpio-sim.ts';
 import { waitFor } from '../support/hub-link.ts';
+import { testKitdSettings } from '../support/kitd.ts';
 import {
   ACTIVE_IFACE,
   DEVICE_IFACE,
@@ -285,19 +286,7 @@ describe("kitd's update lock follows the metered primary link", () => {
       lock,
       timers: systemTimers,
       links,
-      settings: {
-        plannedEventMin: 240,
-        capacityWh: 1280,
-        power: {},
-        buttons: new Map(),
-        buttonOptions: {},
-        watchdog: { services: [] },
-        updatePolicy: 'after-event',
-        healthEveryMs: 60_000,
-        deviceEveryMs: 60_000,
-        checkoutFaultMs: 10_000,
-        buttonsActiveLow: false,
-      },
+      settings: testKitdSettings(),
     });
     const reason = () => kitd.status().updateLock.reason;
     await kitd.start();

@@ -41,6 +41,7 @@ import {
   uniqueId,
   waitFor,
 } from '../support/hub-link.ts';
+import { testKitdSettings } from '../support/kitd.ts';
 
 const schema = uniqueId('t_preflight').replace(/-/g, '_');
 const board = getBoardProfile('sim');
@@ -88,19 +89,7 @@ async function startKitd(dataDir: string, url: string, socPct: number): Promise<
     checkout: new CheckoutClient(url, () => ADMIN),
     lock: new UpdateLock(3_600_000, { POPKIT_HOST_ROOT: tempDir('pf-root-') }),
     timers: systemTimers,
-    settings: {
-      plannedEventMin: 240,
-      capacityWh: 1280,
-      power: {},
-      buttons: new Map(),
-      buttonOptions: {},
-      watchdog: { services: [] },
-      updatePolicy: 'after-event',
-      healthEveryMs: 60_000,
-      deviceEveryMs: 60_000,
-      checkoutFaultMs: 10_000,
-      buttonsActiveLow: false,
-    },
+    settings: testKitdSettings(),
   });
   await k.start();
   return k;
