@@ -10,7 +10,6 @@
 // dated as far in the future) or whose links view is not `ok` means "not known to be metered", and
 // sync behaves as it always did. POPKIT_SYNC_METERED=all sends everything on any link.
 import fs from 'node:fs';
-import { dataLayout } from '../../core/data-dir.ts';
 import type { LaneName } from '../../core/contracts/lanes.ts';
 import {
   RUN_STATUS_STALE_MS,
@@ -21,6 +20,7 @@ import {
   statusAgeMs,
   type UplinkBasis,
 } from '../../core/contracts/run-status.ts';
+import { dataLayout } from '../../core/data-dir.ts';
 import { moduleLogger } from '../../core/logger.ts';
 
 const log = moduleLogger('sync');
@@ -104,7 +104,10 @@ export class UplinkGate {
       );
     } else if (!holding && wasHolding) {
       this.heldSince = null;
-      log.info({ primary: this.verdict.primary, basis: this.verdict.basis }, 'link not metered: sending everything');
+      log.info(
+        { primary: this.verdict.primary, basis: this.verdict.basis },
+        'link not metered: sending everything',
+      );
     } else if (was.metered !== this.verdict.metered && this.mode === 'all') {
       log.info({ primary: this.verdict.primary, metered: this.verdict.metered }, 'primary link changed');
     }

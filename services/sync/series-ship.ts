@@ -130,7 +130,8 @@ export class SeriesShipper {
     this.message = undefined;
     if (this.held()) {
       this.state = 'held';
-      this.message = 'primary link metered: series wait for an unmetered link (POPKIT_SYNC_METERED=essential)';
+      this.message =
+        'primary link metered: series wait for an unmetered link (POPKIT_SYNC_METERED=essential)';
       return 0;
     }
     const now = this.now();
