@@ -53,6 +53,13 @@ export function linksLine(kitd: KitStatusViewT['kitd']): string {
   return `links: ${v.links.map(one).join(', ')}${v.source === 'sim' ? ' (sim)' : ''}`;
 }
 
+/** What sync holds back for an unmetered link (services/sync/metered.ts), when it does. */
+export function meteredLine(sync: KitStatusViewT['sync']): string | undefined {
+  const u = sync.stale ? undefined : sync.detail?.uplink;
+  if (!u || u.held.length === 0) return undefined;
+  return `sync: METERED link${u.primary ? ` ${u.primary}` : ''}: only orders and stock are sent; ${u.held.join(', ')} held since ${u.heldSince ?? '?'} (POPKIT_SYNC_METERED=all sends everything)`;
+}
+
 function updatesLine(lock: KitStatusViewT['updateLock']): string | undefined {
   if (!lock?.held) return undefined;
   return `updates: held back (${lock.reason ?? 'lock held'}) until ${lock.expiresAt ?? '?'} at the latest`;
@@ -73,6 +80,10 @@ export function renderStatus(s: KitStatusViewT): string {
     `sync: link ${sync.link}  backlog ${Object.entries(sync.backlog)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}`,
+  );
+  const metered = meteredLine(sync);
+  if (metered) lines.push(metered);
+  lines.push(
     linksLine(s.kitd),
     `offline risk: ${risk.blocking.length ? `card orders PAUSED by ${risk.blocking.join(', ')}` : 'within limits'}`,
   );

@@ -74,7 +74,7 @@ export const ProductMediaStatus = Type.Object({
   didNotFit: Type.Array(Type.String()),
   /** hashes whose bytes did not match (dropped; tried again next pass) */
   mismatched: Type.Array(Type.String()),
-  /** idle | fetching | waiting-for-checkout | hub-unreachable | disk-low */
+  /** idle | fetching | waiting-for-checkout | hub-unreachable | disk-low | held-metered */
   state: Type.String(),
   lastError: Type.Optional(Type.String()),
 });

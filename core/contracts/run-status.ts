@@ -31,7 +31,8 @@ export type LinkState = (typeof LINK_STATES)[number];
 export const CatalogRefusal = Type.Object({ code: Type.String(), message: Type.String(), at: IsoTime });
 
 /** The series shipper (services/sync/series-ship.ts): sealed telemetry to the hub (#12). */
-export const SERIES_SHIP_STATES = ['off', 'waiting_for_key', 'idle', 'shipping', 'paced'] as const;
+/** `held`: the primary link is metered and POPKIT_SYNC_METERED=essential (services/sync/metered.ts) */
+export const SERIES_SHIP_STATES = ['off', 'waiting_for_key', 'idle', 'shipping', 'paced', 'held'] as const;
 export const SeriesShipStatus = Type.Object({
   state: Type.Union(SERIES_SHIP_STATES.map((s) => Type.Literal(s))),
   /** why it is not shipping, in words (no seal key yet, no hub public key to verify it with) */
@@ -46,6 +47,39 @@ export const SeriesShipStatus = Type.Object({
   /** seal keys refused since start, per code */
   keyRefused: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
 });
+
+/** POPKIT_SYNC_METERED: on a metered primary link send only orders and stock, or everything (#17) */
+export const SYNC_METERED_MODES = ['essential', 'all'] as const;
+export type SyncMeteredMode = (typeof SYNC_METERED_MODES)[number];
+/**
+ * How sync judged the primary link from kitd's run status (services/sync/metered.ts): `metered` and
+ * `unmetered` from a fresh status with a good links view; every other basis counts as not metered.
+ */
+export const UPLINK_BASES = [
+  'metered',
+  'unmetered',
+  'metered-unknown',
+  'links-unavailable',
+  'links-off',
+  'kitd-stale',
+  'kitd-absent',
+] as const;
+export type UplinkBasis = (typeof UPLINK_BASES)[number];
+/** What sync holds back for an unmetered link: lanes by name, `series` (sealed series), `product-media`. */
+export const UPLINK_HELD = ['health', 'telemetry', 'series', 'product-media'] as const;
+export const SyncUplinkStatus = Type.Object({
+  mode: Type.Union(SYNC_METERED_MODES.map((m) => Type.Literal(m))),
+  /** the primary link is metered (kitd's fresh verdict); false when not known to be */
+  metered: Type.Boolean(),
+  basis: Type.Union(UPLINK_BASES.map((b) => Type.Literal(b))),
+  /** the primary link's interface as kitd named it, null when not known */
+  primary: Nullable(Type.String({ maxLength: 15 })),
+  /** what waits for an unmetered link; empty when nothing does */
+  held: Type.Array(Type.Union(UPLINK_HELD.map((h) => Type.Literal(h)))),
+  /** since when it has been held; null when nothing is */
+  heldSince: Nullable(IsoTime),
+});
+export type SyncUplinkStatusT = Static<typeof SyncUplinkStatus>;
 
 export const SyncRunStatus = Type.Object({
   link: Type.Union(LINK_STATES.map((l) => Type.Literal(l))),
@@ -68,6 +102,8 @@ export const SyncRunStatus = Type.Object({
   catalogRefused: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
   /** sealed series to the hub (#12) */
   series: Type.Optional(SeriesShipStatus),
+  /** the primary link as sync judges it, and what it holds back on a metered one (#17) */
+  uplink: Type.Optional(SyncUplinkStatus),
 });
 
 // --- kitd -----------------------------------------------------------------------------------------
@@ -246,6 +282,12 @@ export function readRunStatus<S extends RunService>(dataDir: string, service: S)
   }
   return checkers[service].parse(raw) as RunStatus<S> | undefined;
 }
+
+/**
+ * A status older than this is stale: its fields no longer describe the process (checkout's /v1/status
+ * marks it so, sync does not act on kitd's links view of that age).
+ */
+export const RUN_STATUS_STALE_MS = 10_000;
 
 /** Age in ms of a status, for staleness checks (Infinity when unknown). */
 export function statusAgeMs(status: { updatedAt?: string } | undefined, now = Date.now()): number {

@@ -48,12 +48,13 @@ export async function removeOutboxEntries(store: KitStore, keys: Iterable<Outbox
   });
 }
 
-/** Every entry from `start` on (the whole outbox without it), in drain order. */
+/** Every entry from `start` on (the whole outbox without it) and before `end` (if given), in drain order. */
 export function scanOutbox(
   store: KitStore,
   start?: OutboxKey,
+  end?: OutboxKey,
 ): Iterable<{ key: OutboxKey; value: OutboxEntry }> {
-  return store.outbox.getRange(start ? { start } : {});
+  return store.outbox.getRange({ ...(start ? { start } : {}), ...(end ? { end } : {}) });
 }
 
 /** One lane's entries, oldest first. */

@@ -2,13 +2,13 @@
 // files (core/contracts/kit-status.ts). A file older than STALE_STATUS_MS is passed marked stale and
 // its fields are not used for the kit's state.
 import type { KitStatusViewT, SecretStatusT } from '../../core/contracts/kit-status.ts';
-import { readRunStatus, statusAgeMs } from '../../core/contracts/run-status.ts';
+import { RUN_STATUS_STALE_MS, readRunStatus, statusAgeMs } from '../../core/contracts/run-status.ts';
 import { type KitStore, outboxCounts, readRecentDeclines } from '../../core/store/index.ts';
 import type { TokenKeyStatus } from '../../core/token-key.ts';
 import type { OrderService } from './orders.ts';
 import type { StoreGuard } from './store-guard.ts';
 
-export const STALE_STATUS_MS = 10_000;
+export const STALE_STATUS_MS = RUN_STATUS_STALE_MS;
 
 export interface StatusDeps {
   store: KitStore;

@@ -39,6 +39,12 @@ export const SyncConfig = Type.Object({
       description: 'AES-256 device key for payment tokens',
     }),
   ),
+  // a metered primary link (kitd's links view, services/sync/metered.ts): what travels on it (#17)
+  POPKIT_SYNC_METERED: Type.Union([Type.Literal('essential'), Type.Literal('all')], {
+    default: 'essential',
+    description:
+      "while kitd says the kit's primary link is metered: essential sends only the orders (with their payment tokens) and stock lanes, and holds health, telemetry, the sealed series and product images until an unmetered link is primary; all sends everything on any link",
+  }),
   POPKIT_SYNC_BATCH_MAX: Int(500, 1, 'entries per MQTT message at most'),
   POPKIT_SYNC_BATCH_BYTES: Int(256 * 1024, 4096, 'bytes per MQTT message at most'),
   POPKIT_SYNC_WINDOW: Int(8, 1, 'messages awaiting their ack at once'),

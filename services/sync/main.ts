@@ -15,6 +15,7 @@ import { SyncConfig, type SyncConfigT } from './config.ts';
 import { LaneKeeper } from './lanes.ts';
 import { ALWAYS_IDLE, CheckoutLoad } from './load.ts';
 import { MediaFetcher } from './media-fetch.ts';
+import type { UplinkGate } from './metered.ts';
 import { SyncService } from './sync-service.ts';
 
 export const DEFAULT_HUB_URL = 'mqtt://127.0.0.1:1883';
@@ -52,6 +53,7 @@ export function syncOptionsFrom(
     stockIntervalMs: cfg.POPKIT_SYNC_STOCK_INTERVAL_MS,
     healthIntervalMs: cfg.POPKIT_SYNC_HEALTH_INTERVAL_MS,
     telemetryIntervalMs: cfg.POPKIT_SYNC_TELEMETRY_INTERVAL_MS,
+    metered: cfg.POPKIT_SYNC_METERED,
     series: {
       enabled: cfg.POPKIT_SYNC_SERIES,
       intervalMs: cfg.POPKIT_SYNC_SERIES_INTERVAL_MS,
@@ -91,6 +93,7 @@ export function mediaFetcherFrom(
   store: KitStore,
   dataDir: string,
   disk?: DiskWatch,
+  uplink?: Pick<UplinkGate, 'holds'>,
 ): MediaFetcher | undefined {
   if (cfg.POPKIT_MEDIA_CACHE_MB === 0) return undefined;
   return new MediaFetcher(store, {
@@ -101,6 +104,7 @@ export function mediaFetcherFrom(
     load:
       cfg.POPKIT_SYNC_BUSY_HOLD_MS > 0 ? new CheckoutLoad(store, cfg.POPKIT_SYNC_BUSY_HOLD_MS) : ALWAYS_IDLE,
     disk,
+    uplink,
   });
 }
 
@@ -122,7 +126,8 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
   const lanes = new LaneKeeper(store, laneLimitsFrom(cfg), Date.now, disk);
   const sync = new SyncService(store, vault, lanes, opts);
   sync.start();
-  const media = mediaFetcherFrom(cfg, store, dataDir, disk);
+  // images wait with telemetry while the primary link is metered (metered.ts)
+  const media = mediaFetcherFrom(cfg, store, dataDir, disk, sync.uplink);
   const mediaLoop = pollLoop(cfg.POPKIT_MEDIA_FETCH_INTERVAL_MS, () => media?.pass(), {
     onError: (err) => moduleLogger('sync-media').warn({ err: (err as Error).message }, 'image pass'),
     immediate: true,

@@ -3,7 +3,8 @@
 // yet on disk is fetched over HTTP from the hub's GET /v1/images/:sha256:
 //  - lowest priority: one file at a time, never while checkout is busy (load.ts: a download in flight
 //    is cut and resumes later), never when the data volume is as low as telemetry's give-way mark
-//    (core/priorities.ts), and on a connection of its own, so the MQTT link that carries orders never
+//    (core/priorities.ts), never while the primary link is metered (metered.ts: a download in flight
+//    is cut, resumes on an unmetered link), and on a connection of its own, so the MQTT link that carries orders never
 //    queues behind image bytes;
 //  - resumable: bytes go to `<sha256>.part`; the next attempt asks for `Range: bytes=<size>-`;
 //  - verified: the whole file's sha256 must equal its name before it is fsynced and renamed into place
@@ -45,6 +46,8 @@ export interface MediaFetchOptions {
   load?: LoadSignal | undefined;
   /** free space: nothing is fetched below telemetry's give-way mark */
   disk?: Pick<DiskWatch, 'givesWay'> | undefined;
+  /** the primary link is metered (metered.ts): nothing is fetched, a download in flight is cut */
+  uplink?: { holds(): boolean } | undefined;
   /** per request */
   timeoutMs?: number;
   /** after a hash mismatch or an error answer for an image, wait this long before asking again */
@@ -112,6 +115,10 @@ export class MediaFetcher {
         state = 'disk-low';
         break;
       }
+      if (this.opts.uplink?.holds()) {
+        state = 'held-metered';
+        break;
+      }
       const outcome = await this.fetchOne(hash, wantedSet).catch((err: Error) => ({
         kind: 'error' as const,
         message: err.message,
@@ -126,6 +133,9 @@ export class MediaFetcher {
         lastError = `MEDIA_HASH_MISMATCH: ${hash}`;
       } else if (outcome.kind === 'busy') {
         state = 'waiting-for-checkout';
+        break;
+      } else if (outcome.kind === 'metered') {
+        state = 'held-metered';
         break;
       } else if (outcome.kind === 'unreachable' && 'message' in outcome) {
         state = 'hub-unreachable';
@@ -233,7 +243,8 @@ export class MediaFetcher {
     hash: string,
     wanted: Set<string>,
   ): Promise<
-    { kind: 'done' | 'no-room' | 'mismatch' | 'busy' } | { kind: 'unreachable' | 'error'; message: string }
+    | { kind: 'done' | 'no-room' | 'mismatch' | 'busy' | 'metered' }
+    | { kind: 'unreachable' | 'error'; message: string }
   > {
     const part = this.part(hash);
     let have = 0;
@@ -289,7 +300,7 @@ export class MediaFetcher {
       }
       const fd = fs.openSync(part, append ? 'a' : 'w', 0o644);
       let written = append ? have : 0;
-      let cut: 'busy' | undefined;
+      let cut: 'busy' | 'metered' | undefined;
       try {
         if (res.body) {
           for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -299,6 +310,12 @@ export class MediaFetcher {
             // checkout started selling: stop here, the part continues next time
             if (this.opts.load?.busy()) {
               cut = 'busy';
+              ac.abort();
+              break;
+            }
+            // the primary link turned metered: the part continues on an unmetered one
+            if (this.opts.uplink?.holds()) {
+              cut = 'metered';
               ac.abort();
               break;
             }

@@ -8,7 +8,7 @@ import {
   topics,
   type WireOrderT,
 } from '../../core/contracts/hub-wire.ts';
-import { hubTopicLeaf, type LaneName, laneOfPriority } from '../../core/contracts/lanes.ts';
+import { hubTopicLeaf, LANES, type LaneName, laneOfPriority } from '../../core/contracts/lanes.ts';
 import { isKitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import {
@@ -74,6 +74,8 @@ export class OutboxPump {
     private readonly sink: BatchSink,
     private readonly opts: PumpOptions,
     private readonly load: LoadSignal = ALWAYS_IDLE,
+    /** the lanes that may be sent now (metered.ts: orders and stock on a metered link); undefined: all */
+    private readonly sendable: () => readonly LaneName[] | undefined = () => undefined,
   ) {}
 
   get inflightCount(): number {
@@ -142,17 +144,22 @@ export class OutboxPump {
 
   private nextBatch(batchMax: number): { leaf: Leaf; parts: string[]; keys: string[] } | undefined {
     let wrapped = false;
+    const allowed = this.sendable();
+    // lanes are key prefixes: a held lane behind the last sendable one is not even scanned
+    const end: OutboxKey | undefined = allowed
+      ? [Math.max(-1, ...allowed.map((l) => LANES[l])) + 1, '']
+      : undefined;
     for (;;) {
       let leaf: Leaf | undefined;
       const parts: string[] = [];
       const keys: string[] = [];
       let bytes = 128;
       let last: OutboxKey | undefined;
-      for (const { key, value } of scanOutbox(this.store, this.cursor)) {
+      for (const { key, value } of scanOutbox(this.store, this.cursor, end)) {
         const ks = entryKey(key[0], key[1]);
         if (this.inflight.has(ks) || this.unpublishable.has(ks)) continue;
         const lane = laneOfPriority(key[0]);
-        if (!lane) continue;
+        if (!lane || (allowed && !allowed.includes(lane))) continue;
         const l = hubTopicLeaf(lane);
         if (leaf && l !== leaf) break;
         const entry = this.toWire(lane, key[1], value);

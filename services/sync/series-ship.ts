@@ -12,7 +12,8 @@
 // Nothing is ever sent in clear: without the hub's seal key (retained on `popkit/v1/hub/seal-key`,
 // verified with POPKIT_HUB_PUBLIC_KEY) the shipper waits and says so in run/sync.json. While checkout
 // sells (load.ts) a tick is skipped, up to `maxDeferMs`: reads cost checkout nothing, but the queueing
-// transaction takes LMDB's writer lock.
+// transaction takes LMDB's writer lock. While the primary link is metered (services/sync/metered.ts)
+// nothing is sealed or queued: the cursor stays where it is and the seconds ship once the link is not.
 import type { KeyObject } from 'node:crypto';
 import type { SeriesBatchT, SeriesMarkerT, SeriesSampleT } from '../../core/contracts/series.ts';
 import { isKitError } from '../../core/errors.ts';
@@ -53,7 +54,7 @@ export interface SeriesShipOptions {
 const MAX_MINUTES_PER_TICK = 30;
 const MAX_MARKERS = 1000;
 
-type State = 'off' | 'waiting_for_key' | 'idle' | 'shipping' | 'paced';
+type State = 'off' | 'waiting_for_key' | 'idle' | 'shipping' | 'paced' | 'held';
 
 export class SeriesShipper {
   batches = 0;
@@ -73,6 +74,8 @@ export class SeriesShipper {
     private readonly eventId: () => string,
     private readonly load?: LoadSignal,
     private readonly now: () => number = Date.now,
+    /** the primary link is metered (metered.ts): nothing is sealed, the cursor stays, the range ships later */
+    private readonly held: () => boolean = () => false,
   ) {
     this.state = opts.enabled ? 'waiting_for_key' : 'off';
     if (!opts.enabled) this.message = 'POPKIT_SYNC_SERIES=0: series are not sent to the hub';
@@ -125,6 +128,12 @@ export class SeriesShipper {
       return 0;
     }
     this.message = undefined;
+    if (this.held()) {
+      this.state = 'held';
+      this.message =
+        'primary link metered: series wait for an unmetered link (POPKIT_SYNC_METERED=essential)';
+      return 0;
+    }
     const now = this.now();
     if (this.load?.busy() && now - this.lastShipAt < this.opts.maxDeferMs) {
       this.state = 'paced';

@@ -9,7 +9,7 @@ import { type ClockSources, systemClockSources } from '../../core/clock-trust.ts
 import { CheckoutConfig } from '../../core/config.ts';
 import { authorizeSocketPath } from '../../core/contracts/authorize-relay.ts';
 import { type KitStatusT, type ReceiptT, topics } from '../../core/contracts/hub-wire.ts';
-import { type LinkState, readRunStatus } from '../../core/contracts/run-status.ts';
+import { type LinkState, readRunStatus, type SyncMeteredMode } from '../../core/contracts/run-status.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { clockTrustNow } from '../../core/store/clock.ts';
@@ -21,6 +21,7 @@ import { CatalogIntake } from './catalog-intake.ts';
 import type { LaneKeeper } from './lanes.ts';
 import { HubLink } from './link.ts';
 import { type BusyLimits, CheckoutLoad, type LoadSignal, pause } from './load.ts';
+import { UplinkGate } from './metered.ts';
 import { OutboxPump } from './pump.ts';
 import { healthBody, telemetryBody } from './reports.ts';
 import { SeriesShipper } from './series-ship.ts';
@@ -51,6 +52,10 @@ export interface SyncOptions {
   healthIntervalMs: number;
   telemetryIntervalMs: number;
   statusIntervalMs?: number;
+  /** POPKIT_SYNC_METERED (metered.ts); absent: essential */
+  metered?: SyncMeteredMode | undefined;
+  /** what may be sent now (tests inject one); default: judged from kitd's run status in dataDir */
+  uplink?: UplinkGate | undefined;
   /** sealed series to the hub (series-ship.ts); absent: on, with the defaults */
   series?: { enabled: boolean; intervalMs: number; settleS: number; minGroup: number } | undefined;
   /** the clocks KitStatus.clock is judged with (tests inject them); default: this machine's */
@@ -75,6 +80,8 @@ export class SyncService {
   readonly series: SeriesShipper;
   /** checkout's online card checks, relayed to the hub (authorize-relay.ts) */
   readonly authorizeRelay: AuthorizeRelay;
+  /** what may travel on the primary link now (metered.ts): the image fetcher asks it too */
+  readonly uplink: UplinkGate;
   private loops: PollLoop[] = [];
   private statusTick = 0;
   /** acks are applied one message after the other, in arrival order, even while one is paced */
@@ -94,6 +101,7 @@ export class SyncService {
     load?: LoadSignal,
   ) {
     this.load = opts.busy ? (load ?? new CheckoutLoad(store, opts.busy.holdMs)) : undefined;
+    this.uplink = opts.uplink ?? new UplinkGate(opts.dataDir, opts.metered ?? 'essential');
     this.hubLink = new HubLink(opts, {
       up: () => this.onLinkUp(),
       down: () => this.batches.reset(),
@@ -120,6 +128,7 @@ export class SyncService {
       },
       opts,
       this.load,
+      () => this.uplink.lanes(),
     );
     this.catalogs = new CatalogIntake(store, opts);
     const s = opts.series ?? { enabled: true, intervalMs: 10_000, settleS: 10, minGroup: 5 };
@@ -137,6 +146,8 @@ export class SyncService {
       },
       () => this.catalogs.activeEventId(),
       this.load,
+      undefined,
+      () => this.uplink.holds(),
     );
   }
 
@@ -264,6 +275,7 @@ export class SyncService {
       catalogRefusals: this.catalogs.refusals.slice(-5),
       catalogRefused: { ...this.catalogs.refusedCount },
       series: this.series.status(),
+      uplink: this.uplink.status(),
     };
   }
 

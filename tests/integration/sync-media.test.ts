@@ -5,7 +5,8 @@
 // continues from its part file (a Range request, fewer bytes than the whole); bytes that do not match
 // their hash are refused and not kept; the disk budget holds (unreferenced images evicted first, what
 // does not fit reported); while checkout takes orders the fetcher waits (a download in flight is cut)
-// and the orders reach the hub.
+// and the orders reach the hub; on a metered primary link it fetches nothing (a download in flight is
+// cut) until the link is unmetered.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -334,6 +335,36 @@ describe('sync fetches product images from the hub', () => {
     await waitFor(() => !load.busy(), 5_000, 'checkout quiet');
     const done = await f.pass();
     assert.equal(done.warm, done.wanted, JSON.stringify(done));
+    assert.ok(relay.ranges.length >= 1, 'the cut download resumed with a range');
+  });
+
+  test('on a metered primary link nothing is fetched and a download in flight is cut; unmetered, it completes', async () => {
+    for (const n of fs.readdirSync(dir()).filter((x) => /^[0-9a-f]{64}/.test(x)))
+      fs.rmSync(path.join(dir(), n));
+    let metered = true;
+    const f = fetcher({ uplink: { holds: () => metered } });
+    relay.reset();
+    const held = await f.pass();
+    assert.equal(held.state, 'held-metered');
+    assert.equal(held.warm, 0);
+    assert.equal(relay.down, 0, 'not one byte over the metered link');
+    // the link turns metered while a download is in flight
+    metered = false;
+    relay.holdAfter = 2048;
+    const pass = f.pass();
+    await waitFor(() => relay.holding, 10_000, 'a download in flight');
+    metered = true;
+    relay.release();
+    const cut = await pass;
+    assert.equal(cut.state, 'held-metered');
+    assert.equal(cut.warm, 0, 'the download in flight was cut');
+    assert.equal(fs.readdirSync(dir()).filter((n) => n.endsWith('.part')).length, 1, 'its part is kept');
+    // an unmetered link is primary: it resumes and completes
+    metered = false;
+    relay.reset();
+    const done = await f.pass();
+    assert.equal(done.warm, done.wanted, JSON.stringify(done));
+    assert.equal(done.state, 'idle');
     assert.ok(relay.ranges.length >= 1, 'the cut download resumed with a range');
   });
 });

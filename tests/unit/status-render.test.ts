@@ -225,3 +225,47 @@ test('popkit status shows the links kitd read and an update held back for a mete
   assert.match(renderStatus(statusView({ kitd: kitd(undefined) })), /links: not watched/);
   assert.match(renderStatus(statusView()), /links: unknown \(kitd not running\)/);
 });
+
+test('popkit status says what sync holds for a metered link, and only while it holds it', () => {
+  const detail = {
+    link: 'up' as const,
+    hubUrl: 'mqtts://hub.example:8883',
+    kitId: 'kit-7',
+    backlog: { orders: 0, stock: 0, health: 3, telemetry: 40 },
+    oldestAgeMs: { orders: 0, stock: 0, health: 90_000, telemetry: 600_000 },
+    inflight: 0,
+    lastAckAt: at,
+    drained: 12,
+    published: 12,
+    resent: 0,
+    reconnects: 0,
+    dropped: {},
+    catalogVersion: 3,
+    catalogEventId: 'night-1',
+    catalogSubscribed: null,
+    catalogRefusals: [],
+    uplink: {
+      mode: 'essential' as const,
+      metered: true,
+      basis: 'metered' as const,
+      primary: 'wwan0',
+      held: ['health' as const, 'telemetry' as const, 'series' as const, 'product-media' as const],
+      heldSince: at,
+    },
+    updatedAt: at,
+    pid: 7,
+  };
+  const held = statusView({ sync: { link: 'up', backlog: detail.backlog, detail, stale: false } });
+  assert.ok(kitStatusView.check(held), kitStatusView.errors(held).join('; '));
+  assert.match(
+    renderStatus(held),
+    /^sync: METERED link wwan0: only orders and stock are sent; health, telemetry, series, product-media held since 2026-06-01T20:00:00\.000Z/m,
+  );
+  // a stale sync status, or `all`, or an unmetered link: no such line
+  const stale = statusView({ sync: { link: 'unknown', backlog: detail.backlog, detail, stale: true } });
+  assert.doesNotMatch(renderStatus(stale), /METERED link/);
+  const all = { ...detail, uplink: { ...detail.uplink, mode: 'all' as const, held: [], heldSince: null } };
+  const sending = statusView({ sync: { link: 'up', backlog: detail.backlog, detail: all, stale: false } });
+  assert.ok(kitStatusView.check(sending));
+  assert.doesNotMatch(renderStatus(sending), /METERED link/);
+});
