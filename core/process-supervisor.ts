@@ -78,7 +78,9 @@ export class ProcessSupervisor extends EventEmitter {
       proc: null,
       restarts: 0,
       backoff: new Backoff({
-        initialMs: this.opts.minBackoffMs ?? 500,
+        // the first restart after a crash comes at once (a venue screen waits on media's), repeated
+        // crashes back off: 100 ms, 200, 400, … up to maxBackoffMs
+        initialMs: this.opts.minBackoffMs ?? 100,
         maxMs: this.opts.maxBackoffMs ?? 30_000,
       }),
       startedAt: 0,

@@ -68,7 +68,8 @@ export async function startMediaKit(opts: MediaKitOptions = {}): Promise<MediaKi
   const dataDir = tempDir('popkit-player-');
   const broker: Mosquitto = await mosquitto();
   const topics = localTopics(`popkit-test/player-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
-  const sup = new ProcessSupervisor(path.join(dataDir, 'logs'), { minBackoffMs: 500, maxBackoffMs: 4000 });
+  // the first restart after a crash as `popkit up` does it (ProcessSupervisor's default), later ones capped
+  const sup = new ProcessSupervisor(path.join(dataDir, 'logs'), { maxBackoffMs: 4000 });
   const env = kitEnv(dataDir, {
     POPKIT_LOG_LEVEL: 'info',
     POPKIT_LOCAL_BUS_URL: broker.url,

@@ -94,11 +94,18 @@
             errorRetry: { maxNumRetry: 20, retryDelayMs: 250, maxRetryDelayMs: 1000 },
           },
         },
+        // In low-latency mode hls.js cuts a blocking playlist request after max(3 part targets, 0.8
+        // target durations), about 1 s here, while checkout holds it up to 3 target durations and answers
+        // the moment the part exists. Across a media restart the requests time out one after another:
+        // ask again at once (the request waits at the kit, so this is no busy loop), not after 250 ms,
+        // 500 ms, 1 s of backoff that the screen would spend frozen.
         playlistLoadPolicy: {
           default: {
             maxTimeToFirstByteMs: 4000,
             maxLoadTimeMs: 8000,
-            timeoutRetry: { maxNumRetry: 4, retryDelayMs: 250, maxRetryDelayMs: 1000 },
+            timeoutRetry: s.lowLatency
+              ? { maxNumRetry: 12, retryDelayMs: 0, maxRetryDelayMs: 0 }
+              : { maxNumRetry: 4, retryDelayMs: 250, maxRetryDelayMs: 1000 },
             errorRetry: { maxNumRetry: 20, retryDelayMs: 250, maxRetryDelayMs: 1000 },
           },
         },
