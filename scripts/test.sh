@@ -48,9 +48,8 @@ tiers=("${@:-unit integration e2e browser}")
 if [ "$#" -eq 0 ]; then
   echo "== lint (biome)"; npx biome check .
   echo "== type check (tsc --noEmit)"; npx tsc --noEmit
-  # the slow e2e tier first: with two files at a time, its long files then share the run with the
-  # many short ones instead of ending it alone (the browser tier, which times stalls, after them)
-  tiers=(e2e integration browser unit)
+  # (the order does not matter: Node's runner sorts the files it is given)
+  tiers=(unit integration e2e browser)
 fi
 files=()
 for t in "${tiers[@]}"; do
