@@ -108,7 +108,12 @@ export class LivePlaylist {
    */
   startRun(): number {
     this.closeOpen();
-    if (this.published) {
+    // One number per DISCONTINUITY tag: a run that ended before its first part (a watchdog restart
+    // again at once, a ladder step on a busy machine) tagged nothing, so the next run shares its
+    // number. Counting it too made the window's EXT-X-DISCONTINUITY-SEQUENCE jump by one more than the
+    // tags once the tagged segment was first in the window, and hls.js then refused the playlist
+    // ("discontinuity sequence mismatch", a fatal levelParsingError, the screen reloaded).
+    if (this.published && !this.markNext) {
       this.ccNow += 1;
       this.markNext = true;
     }

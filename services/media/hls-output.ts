@@ -93,7 +93,11 @@ export class HlsOutput {
     if (prev) {
       segments = this.restorable(prev.segments);
       nextMsn = prev.mediaSequence + prev.segments.length;
-      cc = Math.max(cc, prev.segments[prev.segments.length - 1]?.cc ?? 0);
+      // the playlist's own discontinuity numbering (one per tag it carries), not the saved one: that
+      // counts the run that began last, which may have ended before its first part and tagged nothing
+      const lastCc = prev.segments[prev.segments.length - 1]?.cc;
+      if (lastCc !== undefined) cc = lastCc;
+      else if (Number.isSafeInteger(prev.discontinuitySequence)) cc = prev.discontinuitySequence;
       // Files of the segment in progress may exist; a file numbered beyond it means the playlist is
       // not the last one published (not ours, or edited): continue above every number on disk instead.
       const onDisk = this.highestSegmentFile();

@@ -31,7 +31,8 @@ function describe(s: PlayerStats): string {
     `discontinuities crossed ${s.discontinuities}, ended ${s.ended}, reloads ${s.reloads}, media recoveries ${s.mediaRecoveries}, timeline jumps ${s.ptsJumps}, ` +
     `skips ahead ${s.skips} (${s.skippedS.toFixed(1)} s), jumps to the live edge ${s.liveJumps}, ` +
     `fatal [${s.fatal.join(', ')}], errors ${JSON.stringify(s.errors)}, ` +
-    `latency (PDT vs wall clock) ${fmt(s.latencyS)}, behind the live edge ${fmt(s.edgeLatencyS)}`
+    `latency (PDT vs wall clock) ${fmt(s.latencyS)}, behind the live edge ${fmt(s.edgeLatencyS)}` +
+    (s.fatalReasons.length ? `\nfatal reasons:\n${s.fatalReasons.join('\n---\n')}` : '')
   );
 }
 

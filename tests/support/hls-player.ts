@@ -181,6 +181,8 @@ export interface PlayerStats {
   reloads: number;
   mediaRecoveries: number;
   fatal: string[];
+  /** the newest few fatal errors' reasons (hls.js's own text) */
+  fatalReasons: string[];
   errors: Record<string, number>;
   discontinuities: number;
   levelsLoaded: number;

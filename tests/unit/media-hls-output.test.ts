@@ -218,3 +218,27 @@ test('segments leave the playlist but stay fetchable for the playlist duration p
   assert.ok(!fs.existsSync(path.join(hlsDir, 'seg0-p0.ts')));
   assert.ok(fs.existsSync(path.join(hlsDir, 'seg3.ts')));
 });
+
+test('a process that died before its run wrote a part: the next one tags one discontinuity, numbered one up', () => {
+  const root = tempDir('popkit-hlsout-emptyrun-');
+  const a = setup(root);
+  run(a.out, a.hlsDir, 'wa-1', 6); // seg0, seg1 (cc 0)
+  // a second run begins (the state file records its discontinuity number) and dies before a part
+  a.out.startRun('wa-2', Date.now());
+  const b = setup(root); // same boot: the next process
+  run(b.out, b.hlsDir, 'wb-1', 15, { closeLast: false }); // seg2..seg6; the window (5) starts at seg2
+  const p = ll(b.hlsDir);
+  // a player that saw seg2 behind seg1 numbered it 1 (one tag after cc 0); with seg2 first in the
+  // window, EXT-X-DISCONTINUITY-SEQUENCE plus its tag must say the same, or hls.js refuses the playlist
+  assert.deepEqual(
+    p.segments.map((s) => [s.msn, s.discontinuity, s.cc]),
+    [
+      [2, true, 1],
+      [3, false, 1],
+      [4, false, 1],
+      [5, false, 1],
+      [6, false, 1],
+    ],
+    'one tag, one number: the run that wrote nothing counts for nothing',
+  );
+});

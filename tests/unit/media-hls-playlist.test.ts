@@ -97,6 +97,53 @@ describe('live playlist', () => {
     assert.equal(p.discontinuitySequence, 0);
   });
 
+  test('runs that end before their first part add no discontinuity number: the sequence stays one per tag', () => {
+    const pl = new LivePlaylist({ ...shape, windowSegments: 3 });
+    pl.startRun();
+    feed(pl, 6); // seg0, seg1 (cc 0)
+    pl.startRun(); // a restart...
+    pl.startRun(); // ...that never produced a part, restarted again
+    pl.startRun();
+    feed(pl, 12); // seg2..seg5 (one DISCONTINUITY tag before seg2)
+    let p = parse(pl.renderPlain());
+    // seg2 is first in the window: DISCONTINUITY-SEQUENCE + its own tag must give the cc it had
+    // while seg1 was still listed before it (1), as a player merging the two playlists computes it
+    assert.deepEqual(
+      p.segments.map((s) => [s.msn, s.discontinuity, s.cc]),
+      [
+        [3, false, 1],
+        [4, false, 1],
+        [5, false, 1],
+      ],
+    );
+    const before = new LivePlaylist({ ...shape, windowSegments: 3 });
+    before.startRun();
+    feed(before, 6);
+    before.startRun();
+    before.startRun();
+    feed(before, 3); // seg0, seg1, DISCONTINUITY seg2
+    p = parse(before.renderPlain());
+    assert.deepEqual(
+      p.segments.map((s) => [s.msn, s.discontinuity, s.cc]),
+      [
+        [0, false, 0],
+        [1, false, 0],
+        [2, true, 1],
+      ],
+    );
+    feed(before, 3); // seg3: seg0 rolls off
+    feed(before, 3); // seg4: seg1 rolls off, the tagged seg2 is first
+    p = parse(before.renderPlain());
+    assert.deepEqual(
+      p.segments.map((s) => [s.msn, s.discontinuity, s.cc]),
+      [
+        [2, true, 1],
+        [3, false, 1],
+        [4, false, 1],
+      ],
+    );
+  });
+
   test('the discontinuity sequence rises as tagged segments roll off the window', () => {
     const pl = new LivePlaylist({ ...shape, windowSegments: 3 });
     pl.startRun();

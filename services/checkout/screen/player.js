@@ -39,6 +39,8 @@
       mediaRecoveries: 0,
       fatal: [],
       errors: {},
+      /** the newest few fatal errors' reasons as hls.js gives them (a playlist parsing error names both playlists) */
+      fatalReasons: [],
       discontinuities: 0,
       levelsLoaded: 0,
       ptsJumps: 0,
@@ -125,6 +127,8 @@
         note(`${data.type}:${data.details}`);
         if (!data.fatal) return;
         s.fatal.push(`${data.type}:${data.details}`);
+        const reason = String(data.reason ?? data.error?.message ?? '');
+        if (reason) s.fatalReasons = [...s.fatalReasons, reason.slice(0, 4000)].slice(-3);
         if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
           const now = performance.now();
           // twice within 3 s: the decoder state is beyond repair, start over
