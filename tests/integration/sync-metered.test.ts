@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import mqtt from 'mqtt';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import type { SimLinksFileT } from '../../core/contracts/links.ts';
@@ -16,29 +16,12 @@ import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.t
 import { LANES } from '../../core/store/index.ts';
 import { LinkMonitor, SimLinkReader } from '../../firmware/links.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
-import type { HubService } from '../../services/hub/hub-service.ts';
 import { LaneKeeper } from '../../services/sync/lanes.ts';
 import { telemetryBody } from '../../services/sync/reports.ts';
-import type { SyncService } from '../../services/sync/sync-service.ts';
-import {
-  dropSchema,
-  ledgerOrderIds,
-  type Mosquitto,
-  makeKit,
-  mosquitto,
-  startHub,
-  startSync,
-  type TestKit,
-  uniqueId,
-  waitFor,
-} from '../support/hub-link.ts';
+import { hubLinkRig, ledgerOrderIds, startSync, uniqueId, waitFor } from '../support/hub-link.ts';
 import { kitdRunStatus } from '../support/series.ts';
 
-const schema = uniqueId('t_metered').replace(/-/g, '_');
-let broker: Mosquitto;
-let hub: HubService;
-let kit: TestKit;
-let sync: SyncService | undefined;
+const rig = hubLinkRig('metered', () => new SandboxGateway());
 let spy: mqtt.MqttClient | undefined;
 let kitdLoop: NodeJS.Timeout | undefined;
 const seen: { orders: number; telemetry: number } = { orders: 0, telemetry: 0 };
@@ -56,27 +39,18 @@ const ETHERNET_PRIMARY: SimLinksFileT = {
   ],
 };
 
-const laneCount = (lane: number) => kit.store.outbox.getKeysCount({ start: [lane, ''], end: [lane + 1, ''] });
+const laneCount = (lane: number) =>
+  rig.kit.store.outbox.getKeysCount({ start: [lane, ''], end: [lane + 1, ''] });
 
-before(async () => {
-  broker = await mosquitto();
-  hub = await startHub({ schema, gateway: new SandboxGateway(), brokerUrl: broker.url });
-  kit = await makeKit(uniqueId('kit-metered'));
-});
-
-after(async () => {
+rig.cleanup = async () => {
   if (kitdLoop) clearInterval(kitdLoop);
   await spy?.endAsync(true);
-  await sync?.stop();
-  await hub?.stop();
-  await broker?.stop();
-  await kit?.close();
-  await dropSchema(schema);
-});
+};
 
 test('metered primary link: orders go, telemetry waits in the outbox; an unmetered primary lets it go', {
   timeout: 120_000,
 }, async () => {
+  const { broker, kit, schema } = rig;
   // kitd's part: the sim board's links file, read by the real monitor, written into run/kitd.json
   const linksFile = path.join(kit.dataDir, 'links-sim.json');
   fs.writeFileSync(linksFile, JSON.stringify(MODEM_PRIMARY));
@@ -122,7 +96,7 @@ test('metered primary link: orders go, telemetry waits in the outbox; an unmeter
     if (topic === topics.telemetry(kit.kitId)) seen.telemetry++;
   });
 
-  sync = startSync(kit, broker.url, {
+  rig.sync = startSync(kit, broker.url, {
     // nothing new is queued by sync itself meanwhile: the telemetry in the outbox is the test's
     POPKIT_SYNC_TELEMETRY_INTERVAL_MS: '3600000',
     POPKIT_SYNC_HEALTH_INTERVAL_MS: '3600000',

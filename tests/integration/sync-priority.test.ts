@@ -4,56 +4,27 @@
 // ledger exactly once and comes back settled (card orders too: the risk budget returns to zero), and
 // the outbox ends empty. No wall-clock assertion: the waits are generous failure bounds.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
 import { LANES, readRiskCounters } from '../../core/store/index.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
-import type { HubService } from '../../services/hub/hub-service.ts';
 import { SyncConfig } from '../../services/sync/config.ts';
 import { LaneKeeper } from '../../services/sync/lanes.ts';
 import type { LoadSignal } from '../../services/sync/load.ts';
 import { laneLimitsFrom, syncOptionsFrom } from '../../services/sync/main.ts';
 import { SyncService } from '../../services/sync/sync-service.ts';
-import {
-  dropSchema,
-  ledgerOrderIds,
-  type Mosquitto,
-  makeKit,
-  mosquitto,
-  startHub,
-  syncEnv,
-  type TestKit,
-  uniqueId,
-  waitFor,
-} from '../support/hub-link.ts';
+import { hubLinkRig, ledgerOrderIds, syncEnv, waitFor } from '../support/hub-link.ts';
 
-const schema = uniqueId('t_syncprio').replace(/-/g, '_');
-let broker: Mosquitto;
-let hub: HubService;
-let kit: TestKit;
-let sync: SyncService;
+const rig = hubLinkRig('syncprio', () => new SandboxGateway());
 const load: LoadSignal & { busyNow: boolean } = { busyNow: true, busy: () => load.busyNow };
 
 const outboxOrders = () =>
-  kit.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
-
-before(async () => {
-  broker = await mosquitto();
-  hub = await startHub({ schema, gateway: new SandboxGateway(), brokerUrl: broker.url });
-  kit = await makeKit(uniqueId('kit-prio'));
-});
-
-after(async () => {
-  await sync?.stop();
-  await hub?.stop();
-  await broker?.stop();
-  await kit?.close();
-  await dropSchema(schema);
-});
+  rig.kit.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
 
 test('busy: small batches, several ack transactions per message, orders arriving meanwhile; idle: full batches; each order once', {
   timeout: 120_000,
 }, async () => {
+  const { broker, kit, schema } = rig;
   const placed: string[] = [];
   // a backlog from the outage, one card order in five
   for (let i = 0; i < 300; i++) {
@@ -69,7 +40,14 @@ test('busy: small batches, several ack transactions per message, orders arriving
     ...syncOptionsFrom(cfg, kit.kitId, kit.dataDir),
     busy: { holdMs: 500, batchMax: 6, window: 2, ackTxnMax: 2, yieldMs: 0 },
   };
-  sync = new SyncService(kit.store, kit.vault, new LaneKeeper(kit.store, laneLimitsFrom(cfg)), opts, load);
+  const sync = new SyncService(
+    kit.store,
+    kit.vault,
+    new LaneKeeper(kit.store, laneLimitsFrom(cfg)),
+    opts,
+    load,
+  );
+  rig.sync = sync;
   sync.start();
   // buyers keep buying while the backlog drains
   for (let i = 0; i < 60; i++) placed.push(await kit.place());

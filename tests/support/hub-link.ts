@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
@@ -267,4 +268,36 @@ export async function mosquitto(
     });
   };
   return opts.port ? start(opts.port) : startOnFreePort(start);
+}
+
+/**
+ * A test file's hub link: a private broker, a hub on its own schema (sandbox gateway) and a kit, made
+ * before the file's tests and torn down after them, with the sync a test started (`rig.sync`) stopped
+ * first and `rig.cleanup` run before anything else. Read the parts inside tests, after `before` ran.
+ */
+export interface HubLinkRig {
+  schema: string;
+  broker: Mosquitto;
+  hub: HubService;
+  kit: TestKit;
+  sync?: SyncService;
+  cleanup?: () => Promise<void> | void;
+}
+
+export function hubLinkRig(name: string, gateway: () => PaymentGateway): HubLinkRig {
+  const rig = { schema: uniqueId(`t_${name}`).replace(/-/g, '_') } as HubLinkRig;
+  before(async () => {
+    rig.broker = await mosquitto();
+    rig.hub = await startHub({ schema: rig.schema, gateway: gateway(), brokerUrl: rig.broker.url });
+    rig.kit = await makeKit(uniqueId(`kit-${name}`));
+  });
+  after(async () => {
+    await rig.cleanup?.();
+    await rig.sync?.stop();
+    await rig.hub?.stop();
+    await rig.broker?.stop();
+    await rig.kit?.close();
+    await dropSchema(rig.schema);
+  });
+  return rig;
 }
