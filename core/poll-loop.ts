@@ -67,16 +67,28 @@ export function pollLoop(periodMs: number, task: () => unknown, opts: PollLoopOp
       );
     } else running = false;
   };
-  const arm = () => {
-    timer = timers.setTimeout(
-      () => {
-        if (stopped) return;
-        run();
-        arm();
-      },
-      opts.aligned ? alignedDelay(periodMs, timers.now()) : periodMs,
-    );
+  // An aligned tick is due at a wall-clock boundary. Node's timers count from the event loop's cached
+  // time, which lags the wall clock by the work done since the loop woke (the task that just ran), so
+  // a timer armed right after a task fires that much before the boundary: then it waits out the rest
+  // instead of running early (a 1 s loop would otherwise tick twice in one second and none in the next).
+  const schedule = (ms: number, due: number | undefined) => {
+    timer = timers.setTimeout(() => {
+      if (stopped) return;
+      if (due !== undefined) {
+        const early = due - timers.now();
+        // (more than a period early is the wall clock stepped back, NTP: run and align to it anew)
+        if (early > 0 && early <= periodMs) return schedule(early, due);
+      }
+      run();
+      arm();
+    }, ms);
     if (opts.unref) (timer as { unref?: () => void } | undefined)?.unref?.();
+  };
+  const arm = () => {
+    if (!opts.aligned) return schedule(periodMs, undefined);
+    const now = timers.now();
+    const ms = alignedDelay(periodMs, now);
+    schedule(ms, now + ms);
   };
   if (opts.immediate) run();
   arm();

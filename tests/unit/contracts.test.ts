@@ -570,6 +570,53 @@ describe('poll loop', () => {
     assert.equal(errors.length, 1);
     assert.ok(runs <= after + 1, 'no new run starts after stop');
   });
+
+  test('an aligned tick never runs before its wall-clock boundary, though its timer fires early', () => {
+    // Node's timers count from the event loop's cached time, which lags the wall clock by the work
+    // done since the loop woke: a timer armed after a 7 ms task fires 7 ms before the boundary
+    let wall = 10_000;
+    let lag = 0;
+    const due: Array<{ at: number; cb: () => void }> = [];
+    const timers = {
+      now: () => wall,
+      setTimeout: (cb: () => void, ms: number) => {
+        const h = { at: wall + ms - lag, cb };
+        lag = 0;
+        due.push(h);
+        return h;
+      },
+      clearTimeout: (h: unknown) => {
+        const i = due.indexOf(h as (typeof due)[number]);
+        if (i >= 0) due.splice(i, 1);
+      },
+    };
+    const seconds: number[] = [];
+    const task = () => {
+      seconds.push(Math.floor(wall / 1000) - 1);
+      lag = 7;
+    };
+    const loop = pollLoop(1000, task, { aligned: true, timers });
+    for (let i = 0; i < 40 && due.length > 0; i++) {
+      const next = due.shift() as (typeof due)[number];
+      wall = Math.max(wall, next.at);
+      next.cb();
+    }
+    loop.stop();
+    assert.ok(seconds.length >= 5, `${seconds.length} ticks`);
+    // one tick per second, every second: the second just ended, each once
+    assert.deepEqual(
+      seconds,
+      seconds.map((_, i) => (seconds[0] as number) + i),
+    );
+    // a wall clock stepped back (NTP) is not waited out: the loop runs and aligns to it anew
+    let ran = 0;
+    const back = pollLoop(1000, () => ran++, { aligned: true, timers });
+    const first = due.shift() as (typeof due)[number];
+    wall -= 3_600_000;
+    first.cb();
+    assert.equal(ran, 1);
+    back.stop();
+  });
 });
 
 describe('secrets', () => {
