@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { writeRunStatus } from '../../core/contracts/run-status.ts';
+import { writeSeries } from '../../core/store/series.ts';
 import { launchChromium } from '../support/browser.ts';
 import { ADMIN, auth, DEMO_CATALOG, startCheckout, tempDir } from '../support/checkout.ts';
 import { mediaRunStatus } from '../support/series.ts';
@@ -132,6 +133,15 @@ test('the live chart plots sales per 10 s on a time axis with drop and stream-le
     await page.waitForFunction(() =>
       /15 orders/.test(document.getElementById('chartlegend')?.textContent ?? ''),
     );
+    // a second the chart has already drawn is written again (a tick that ran late, the second a
+    // restart split): the kit merges it, the chart's next polls re-read it and count it once
+    const drawn = (await page.evaluate('window.popkitChart.lastSecond')) as number;
+    await writeSeries(kit.kit.store, {
+      samples: [{ t: drawn - 1, v: { popkit_orders_total: 2 } }],
+      markers: [],
+    });
+    const merged = await waitFor('a second written again', (v) => v.orders >= 17);
+    assert.equal(merged.orders, 17, 'the second written again counts once');
 
     const full = path.join(shots, 'dashboard-live.png');
     const chart = path.join(shots, 'dashboard-live-chart.png');

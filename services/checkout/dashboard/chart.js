@@ -1,11 +1,13 @@
 // The dashboard's live chart (#12): the kit's per-second series (GET /v1/series) on one time axis with
 // uPlot (served by the kit, like everything on this page): orders per 10 s as bars over viewers, the
 // checkout latency p95, the stream's ladder step, and markers for the event, drops opening and closing
-// and stream level changes. It polls the seconds after the last one it has; the window is 15 minutes.
+// and stream level changes. It polls from a little before the last second it has; the window is 15 minutes.
 // `window.popkitChart` is its handle (the dashboard's script starts it; the browser test reads it).
 (() => {
   const WINDOW_S = 900;
   const BUCKET_S = 10;
+  /** seconds before the newest one drawn that are asked again at each poll (a few write batches) */
+  const OVERLAP_S = 30;
   const METRICS = [
     'popkit_orders_total',
     'popkit_revenue_cents_total',
@@ -21,8 +23,8 @@
     stream_level: ['#f0b429', 'level'],
   };
 
-  /** per 10 s bucket: orders and revenue summed, viewers and level as last said, latency as its worst */
-  const buckets = new Map();
+  /** the seconds received (t → values), newest last; buckets are summed from them at each draw */
+  const seconds = new Map();
   let markers = [];
   let lastT = 0;
   let plot;
@@ -30,37 +32,49 @@
   let legendEl;
   let money = (cents) => (cents / 100).toFixed(2);
 
-  function bucketOf(t) {
-    const b = t - (t % BUCKET_S);
-    let x = buckets.get(b);
-    if (!x) {
-      x = { orders: 0, revenue: 0, viewers: null, p95: null, level: null };
-      buckets.set(b, x);
-    }
-    return x;
-  }
-
-  function add(samples) {
-    for (const { t, v } of samples) {
-      const x = bucketOf(t);
+  /** per 10 s bucket: orders and revenue summed, viewers and level as last said, latency as its worst */
+  function buckets(from) {
+    const out = new Map();
+    for (const [t, v] of seconds) {
+      if (t < from) {
+        seconds.delete(t);
+        continue;
+      }
+      const b = t - (t % BUCKET_S);
+      let x = out.get(b);
+      if (!x) {
+        x = { orders: 0, revenue: 0, viewers: null, p95: null, level: null, lastT: -1 };
+        out.set(b, x);
+      }
       x.orders += v.popkit_orders_total ?? 0;
       x.revenue += v.popkit_revenue_cents_total ?? 0;
-      if (v.popkit_viewers !== undefined) x.viewers = v.popkit_viewers;
-      if (v.popkit_stream_level !== undefined) x.level = v.popkit_stream_level;
+      const late = t > x.lastT;
+      if (late) x.lastT = t;
+      if (v.popkit_viewers !== undefined && (late || x.viewers === null)) x.viewers = v.popkit_viewers;
+      if (v.popkit_stream_level !== undefined && (late || x.level === null)) x.level = v.popkit_stream_level;
       const p = v.popkit_order_duration_seconds_p95;
       if (p !== undefined) x.p95 = Math.max(x.p95 ?? 0, p * 1000);
+    }
+    return out;
+  }
+
+  /** a second as the kit holds it now replaces what was received for it before */
+  function add(samples) {
+    for (const { t, v } of samples) {
+      seconds.set(t, v);
       if (t > lastT) lastT = t;
     }
   }
 
   function columns(now) {
     const from = now - WINDOW_S;
-    for (const b of buckets.keys()) if (b < from - BUCKET_S) buckets.delete(b);
+    const start = from - (from % BUCKET_S);
+    const bs = buckets(start);
     const xs = [];
     const cols = [[], [], [], [], []];
     // every bucket of the window, empty ones as gaps (null), so the axis is time, not samples
-    for (let b = from - (from % BUCKET_S); b <= now; b += BUCKET_S) {
-      const x = buckets.get(b);
+    for (let b = start; b <= now; b += BUCKET_S) {
+      const x = bs.get(b);
       xs.push(b);
       cols[0].push(x ? x.orders : null);
       cols[1].push(x ? x.viewers : null);
@@ -174,20 +188,20 @@
 
   let polls = 0;
   /**
-   * Fetch the seconds after the last one drawn and redraw; the whole window again every 30th time (a
-   * marker a restarted kit wrote for a past second shows then). `get(url)` answers the parsed JSON, or
-   * null when the kit said no. A batch of seconds is written at once, in order, so the seconds after
-   * the newest one received are all still to come.
+   * Fetch the seconds from a little before the last one drawn and redraw; the whole window again every
+   * 30th time (a marker a restarted kit wrote for a past second shows then). `get(url)` answers the
+   * parsed JSON, or null when the kit said no. The kit writes its seconds in batches, and a second can
+   * be written again later (a second a restart split, a tick that ran late): the seconds re-read each
+   * time replace what was drawn for them, so nothing written late is missed or counted twice.
    */
   async function refresh(get) {
     const now = Math.floor(Date.now() / 1000);
     const full = lastT === 0 || polls++ % 30 === 0;
-    const from = full ? now - WINDOW_S : lastT + 1;
-    if (from > now) return;
+    const from = full ? now - WINDOW_S : Math.max(now - WINDOW_S, lastT - OVERLAP_S);
     const body = await get(`/v1/series?from=${from}&to=${now}&metrics=${METRICS.join(',')}`);
     if (!body) return;
     if (full) {
-      buckets.clear();
+      seconds.clear();
       markers = [];
       lastT = 0;
     }
@@ -217,6 +231,10 @@
     },
     get markers() {
       return markers;
+    },
+    /** the newest second received */
+    get lastSecond() {
+      return lastT;
     },
   };
 })();
