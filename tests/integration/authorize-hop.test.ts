@@ -582,6 +582,37 @@ for (const mqttVersion of MQTT_VERSIONS)
       assert.equal(h.stats.refused['quota_rate'], 2);
     });
 
+    // a region moving between versions has kits of both on one broker for a while
+    test('a kit of the other MQTT version: a hub on 5 answers a 3.1.1 kit; a hub on 3.1.1 hears no MQTT 5 reply and answers nothing', async (t) => {
+      const other = mqttVersion === '5' ? '3.1.1' : '5';
+      const kit2 = await makeKit(uniqueId('kother'));
+      const sync2 = startSync(kit2, broker.url, mqttEnv(other).sync);
+      const authz2 = HubAuthorizer.forDataDir(kit2.dataDir).start();
+      t.after(async () => {
+        await authz2.close();
+        await sync2.stop();
+        await kit2.close();
+      });
+      await waitFor(() => authz2.online(), 20_000, "the other kit's link up");
+      const refusedBefore = hub.authorize!.stats.refused['response_topic'] ?? 0;
+      const out = await authz2.authorize(
+        { orderId: uniqueId('o'), token: sandbox.issueToken(), amountCents: 2500, currency: 'EUR' },
+        mqttVersion === '5' ? BUDGET_MS : 500,
+      );
+      if (mqttVersion === '5') {
+        assert.equal(out.verdict, 'approved', JSON.stringify(out));
+      } else {
+        // the broker strips the properties for the 3.1.1 worker: no reply topic, refused, the kit falls back
+        assert.equal(out.verdict, 'unavailable');
+        assert.equal(out.reason, 'timeout');
+        await waitFor(
+          () => (hub.authorize!.stats.refused['response_topic'] ?? 0) === refusedBefore + 1,
+          10_000,
+          'refused at the hub',
+        );
+      }
+    });
+
     // last: it takes the broker away
     test('the link down: online() is false and a check is unavailable at once; back up, online again', async () => {
       await broker.stop();
