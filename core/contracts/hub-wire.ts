@@ -21,6 +21,20 @@ import { BatterySummaryWire } from './power.ts';
 
 export const TOPIC_ROOT = 'popkit/v1';
 
+/**
+ * The MQTT version the hub link speaks (POPKIT_SYNC_MQTT_VERSION on a kit, POPKIT_HUB_MQTT_VERSION on a
+ * hub worker). 5 is the default (Mosquitto). 3.1.1 is for a region whose broker speaks nothing newer
+ * (the NATS server's MQTT gateway): no session expiry interval (the broker keeps a `clean: false`
+ * session by its own rule) and no request/response properties, so an online card check carries its
+ * reply topic and correlation in its payload (`AuthorizeRequest.reply`, `AuthorizeResponse.correlation`).
+ */
+export const MQTT_VERSIONS = ['5', '3.1.1'] as const;
+export type MqttVersion = (typeof MQTT_VERSIONS)[number];
+/** the protocol level of CONNECT (mqtt.js `protocolVersion`): 3.1.1 is level 4 */
+export function mqttProtocolLevel(v: MqttVersion): 4 | 5 {
+  return v === '3.1.1' ? 4 : 5;
+}
+
 export const topics = {
   orders: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/orders`,
   telemetry: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/telemetry`,
@@ -344,16 +358,36 @@ export const CatalogPayload = Type.Object({
 });
 export type CatalogPayloadT = Static<typeof CatalogPayload>;
 
+/** an AuthorizeRequest's id, and its correlation: one topic level, no control character, ≤ 64 */
+const RequestId = Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL });
+
 /**
- * Kit → hub on `kits/{kitId}/authorize` (MQTT 5 request/response: the kit sets the response topic
- * `kits/{kitId}/authorizations` and correlation data). The hub authorizes the token through its
- * gateway and answers within the kit's budget or not at all; the kit falls back to its offline rule.
+ * MQTT 3.1.1 (no response topic, no correlation data): where and how the answer to an AuthorizeRequest
+ * goes, carried inside the request. `topic` must be the asking kit's own `kits/{kitId}/authorizations`
+ * (the hub refuses any other, as it refuses another MQTT 5 response topic); `correlation` comes back in
+ * the answer's `correlation` (the kit sets its request id). Nothing else is allowed in it.
+ */
+export const AuthorizeReply = Type.Object(
+  {
+    topic: Type.String({ minLength: 1, maxLength: 256 }),
+    correlation: RequestId,
+  },
+  { additionalProperties: false },
+);
+export type AuthorizeReplyT = Static<typeof AuthorizeReply>;
+
+/**
+ * Kit → hub on `kits/{kitId}/authorize`. MQTT 5: request/response, the kit sets the response topic
+ * `kits/{kitId}/authorizations` and correlation data (its `requestId`). MQTT 3.1.1: the same two travel
+ * in `reply` (AuthorizeReply), and a request carrying both forms is refused. The hub authorizes the
+ * token through its gateway and answers within the kit's budget or not at all; the kit falls back to
+ * its offline rule.
  */
 export const AuthorizeRequest = Type.Object({
   v: Type.Literal(1),
   kitId: KitId,
   /** unique per request; the answer carries it back */
-  requestId: Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL }),
+  requestId: RequestId,
   /** the order id the kit will store if approved (the hub captures against it when the order arrives) */
   orderId: EntryId,
   token: Type.String({ minLength: 1, maxLength: 4096 }),
@@ -361,16 +395,20 @@ export const AuthorizeRequest = Type.Object({
   currency: Currency,
   /** epoch ms after which the kit no longer waits: the hub drops a request it sees too late */
   deadline: Type.Integer({ minimum: 0 }),
+  /** MQTT 3.1.1 only: the response topic and correlation (absent over MQTT 5) */
+  reply: Type.Optional(AuthorizeReply),
 });
 export type AuthorizeRequestT = Static<typeof AuthorizeRequest>;
 
 export const AuthorizeResponse = Type.Object({
   v: Type.Literal(1),
-  requestId: Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL }),
+  requestId: RequestId,
   verdict: Type.Union([Type.Literal('approved'), Type.Literal('declined'), Type.Literal('unavailable')]),
   /** the gateway's reference for an approved authorization */
   ref: Type.Optional(SafeText({ minLength: 1, maxLength: 128 })),
   reason: Type.Optional(SafeText({ maxLength: 300 })),
+  /** the request's `reply.correlation`, when it came over MQTT 3.1.1 (MQTT 5: the correlation data) */
+  correlation: Type.Optional(RequestId),
 });
 export type AuthorizeResponseT = Static<typeof AuthorizeResponse>;
 

@@ -1,5 +1,6 @@
 // The hub's side of the online card check (docs/security.md#online-authorization): a kit publishes an
-// AuthorizeRequest on `kits/{kitId}/authorize` (MQTT 5: response topic + correlation data) and waits
+// AuthorizeRequest on `kits/{kitId}/authorize` (MQTT 5: response topic + correlation data; MQTT 3.1.1:
+// the same two in the payload's `reply`, answered with the payload's `correlation`) and waits
 // a budget; the hub checks the request, records it, asks its PaymentGateway and answers on the kit's
 // own `authorizations` topic. Authorization IS the ledger's exchange under the ledger's idempotency
 // key `kitId:orderId`: when the order arrives later (carrying `payment.authRef`) its exchange is a
@@ -16,6 +17,8 @@ import {
   type AuthorizeRequestT,
   type AuthorizeResponseT,
   kitIdFromTopic,
+  type MqttVersion,
+  mqttProtocolLevel,
   safeReason,
   topics,
   wire,
@@ -42,7 +45,12 @@ export interface AuthorizeProps {
   correlationData?: Buffer | undefined;
 }
 
-export type AuthorizeAnswer = (topic: string, payload: string, correlationData: Buffer) => void;
+/** `correlationData`: the MQTT 5 property to set; undefined for a 3.1.1 request (its answer's payload
+ *  carries `correlation`) */
+export type AuthorizeAnswer = (topic: string, payload: string, correlationData: Buffer | undefined) => void;
+
+/** where an admitted request's answer goes and how it is correlated */
+type ReplyForm = { form: '5'; correlationData: Buffer } | { form: '3.1.1'; correlation: string };
 
 export interface AuthorizeBrokerOptions {
   brokerUrl: string;
@@ -51,6 +59,8 @@ export interface AuthorizeBrokerOptions {
   caFile?: string | undefined;
   /** the worker's id: the connection is `popkit-hub-<workerId>-authorize` */
   workerId: string;
+  /** POPKIT_HUB_MQTT_VERSION; absent: 5 */
+  mqttVersion?: MqttVersion | undefined;
   /** the ingest's finding: a shared subscription (one worker answers each check) or a plain one */
   shared: boolean;
   shareGroup: string;
@@ -117,7 +127,7 @@ export class HubAuthorize {
   /** Connect and subscribe `kits/+/authorize` (QoS 0: a check delivered late is of no use to a kit). */
   async start(o: AuthorizeBrokerOptions): Promise<void> {
     const clientOpts: IClientOptions = {
-      protocolVersion: 5,
+      protocolVersion: mqttProtocolLevel(o.mqttVersion ?? '5'),
       clientId: `popkit-hub-${o.workerId}-authorize`,
       // nothing to keep across a reconnect: a check not answered in its budget is the kit's fallback
       clean: true,
@@ -133,7 +143,7 @@ export class HubAuthorize {
     client.on('message', (topic, payload, packet) => {
       if (this.stopping) return;
       void this.handle(topic, payload, packet.properties ?? {}, (t, p, correlationData) =>
-        client.publish(t, p, { qos: 0, properties: { correlationData } }),
+        client.publish(t, p, { qos: 0, ...(correlationData ? { properties: { correlationData } } : {}) }),
       );
     });
     await new Promise<void>((resolve, reject) => {
@@ -158,12 +168,23 @@ export class HubAuthorize {
     answer: AuthorizeAnswer,
   ): Promise<void> {
     try {
-      const req = this.admit(topic, payload, props);
-      if (!req) return;
-      const reply = (r: Omit<AuthorizeResponseT, 'v' | 'requestId'>) => {
-        const msg: AuthorizeResponseT = { v: 1, requestId: req.requestId, ...r };
+      const admitted = this.admit(topic, payload, props);
+      if (!admitted) return;
+      const { req, to } = admitted;
+      const reply = (r: Omit<AuthorizeResponseT, 'v' | 'requestId' | 'correlation'>) => {
+        // answered in the form it was asked in
+        const msg: AuthorizeResponseT = {
+          v: 1,
+          requestId: req.requestId,
+          ...r,
+          ...(to.form === '3.1.1' ? { correlation: to.correlation } : {}),
+        };
         this.stats[r.verdict]++;
-        answer(topics.authorizations(req.kitId), JSON.stringify(msg), props.correlationData!);
+        answer(
+          topics.authorizations(req.kitId),
+          JSON.stringify(msg),
+          to.form === '5' ? to.correlationData : undefined,
+        );
       };
       // a busy kit is answered at once: it falls back to its offline rule instead of waiting its budget
       if (!this.buckets.take(req.kitId)) {
@@ -177,7 +198,7 @@ export class HubAuthorize {
         [req.kitId, req.requestId, req.orderId, req.amountCents, req.currency],
       );
       if (res.rows.length === 0) return this.refuse('replay', topic, { requestId: req.requestId });
-      let out: Omit<AuthorizeResponseT, 'v' | 'requestId'>;
+      let out: Omit<AuthorizeResponseT, 'v' | 'requestId' | 'correlation'>;
       try {
         const r = await this.slots.run(() =>
           this.gateway.exchange({
@@ -211,7 +232,11 @@ export class HubAuthorize {
   }
 
   /** The request, when it is sound, on its kit's topic, answerable and still awaited; else refused. */
-  private admit(topic: string, payload: Buffer, props: AuthorizeProps): AuthorizeRequestT | undefined {
+  private admit(
+    topic: string,
+    payload: Buffer,
+    props: AuthorizeProps,
+  ): { req: AuthorizeRequestT; to: ReplyForm } | undefined {
     this.stats.requests++;
     if (payload.length > AUTHORIZE_MAX_BYTES)
       return void this.refuse('too_large', topic, { bytes: payload.length });
@@ -233,15 +258,38 @@ export class HubAuthorize {
     if (!isSafeText(req.token)) return void this.refuse('malformed', topic, '/token: control character');
     // the broker binds a kit to its topics; the claim inside must match
     if (req.kitId !== t.kitId) return void this.refuse('kit_mismatch', topic, { claimed: req.kitId });
-    // an answer goes to the requesting kit's own topic, never to another kit (or anywhere else)
-    if (props.responseTopic !== topics.authorizations(t.kitId))
+    const to = this.replyForm(topic, t.kitId, req, props);
+    if (!to) return;
+    if (req.deadline + DEADLINE_SLACK_MS < this.now())
+      return void this.refuse('expired', topic, { lateMs: this.now() - req.deadline });
+    return { req, to };
+  }
+
+  /**
+   * Where the answer goes: MQTT 5 properties, or (MQTT 3.1.1) the payload's `reply`, checked alike and
+   * never both. An answer goes to the requesting kit's own topic, never to another kit (or anywhere else).
+   */
+  private replyForm(
+    topic: string,
+    kitId: string,
+    req: AuthorizeRequestT,
+    props: AuthorizeProps,
+  ): ReplyForm | undefined {
+    const own = topics.authorizations(kitId);
+    if (req.reply) {
+      if (props.responseTopic !== undefined || props.correlationData !== undefined)
+        return void this.refuse('reply_form', topic, 'both MQTT 5 properties and a payload reply');
+      if (req.reply.topic !== own)
+        return void this.refuse('response_topic', topic, { responseTopic: req.reply.topic });
+      // its bounds and characters are the contract's (AuthorizeReply), checked with the request
+      return { form: '3.1.1', correlation: req.reply.correlation };
+    }
+    if (props.responseTopic !== own)
       return void this.refuse('response_topic', topic, { responseTopic: props.responseTopic });
     const cd = props.correlationData;
     if (!cd || cd.length === 0 || cd.length > CORRELATION_MAX_BYTES)
       return void this.refuse('correlation', topic);
-    if (req.deadline + DEADLINE_SLACK_MS < this.now())
-      return void this.refuse('expired', topic, { lateMs: this.now() - req.deadline });
-    return req;
+    return { form: '5', correlationData: cd };
   }
 
   private refuse(reason: string, topic: string, detail?: unknown): void {

@@ -1,6 +1,7 @@
 // The hub's environment (popkit hub). Composed with BaseConfig for POPKIT_DATA_DIR and logging.
 import { type Static, Type } from '@sinclair/typebox';
 import { SECRET } from '../../core/config.ts';
+import { MQTT_VERSIONS } from '../../core/contracts/hub-wire.ts';
 
 export const HubConfig = Type.Object({
   POPKIT_HUB_BROKER_URL: Type.String({
@@ -8,6 +9,14 @@ export const HubConfig = Type.Object({
     default: 'mqtt://127.0.0.1:1883',
     description: 'the MQTT broker the kits publish to',
   }),
+  POPKIT_HUB_MQTT_VERSION: Type.Union(
+    MQTT_VERSIONS.map((v) => Type.Literal(v)),
+    {
+      default: '5',
+      description:
+        "the MQTT version of the worker's broker connections: 5 (Mosquitto) or 3.1.1 for a broker that speaks nothing newer (the NATS server's MQTT gateway). Either way the worker answers an online card check in the form it was asked in (MQTT 5 properties, or the 3.1.1 kits' reply in the payload); a 3.1.1 worker hears no MQTT 5 properties, so its kits must run POPKIT_SYNC_MQTT_VERSION=3.1.1 too (docs/scaling.md#mqtt-311)",
+    },
+  ),
   POPKIT_HUB_BROKER_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
   POPKIT_HUB_BROKER_PASSWORD: Type.Optional(Type.String({ ...SECRET, minLength: 1 })),
   POPKIT_HUB_BROKER_CA_FILE: Type.Optional(

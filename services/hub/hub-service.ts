@@ -131,6 +131,7 @@ export class HubService {
       password: cfg.POPKIT_HUB_BROKER_PASSWORD,
       caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
       workerId,
+      mqttVersion: cfg.POPKIT_HUB_MQTT_VERSION,
       shared: cfg.POPKIT_HUB_SHARED_SUBSCRIPTION,
       shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
       retryDeferredMs: cfg.POPKIT_HUB_GATEWAY_RETRY_S * 1000,
@@ -149,6 +150,7 @@ export class HubService {
       password: cfg.POPKIT_HUB_BROKER_PASSWORD,
       caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
       workerId,
+      mqttVersion: cfg.POPKIT_HUB_MQTT_VERSION,
       shared: this.ingest.sharedSubscription ?? false,
       shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
     });

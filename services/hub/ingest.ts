@@ -11,6 +11,8 @@ import {
   type BatchEntryT,
   entryProblems,
   kitIdFromTopic,
+  type MqttVersion,
+  mqttProtocolLevel,
   type SignedCatalogT,
   type SignedSealKeyT,
   safeReason,
@@ -35,6 +37,8 @@ export interface HubIngestOptions {
   password?: string | undefined;
   caFile?: string | undefined;
   workerId: string;
+  /** POPKIT_HUB_MQTT_VERSION; absent: 5 (nothing here needs 5: PUBACK after commit is QoS 1's own) */
+  mqttVersion?: MqttVersion | undefined;
   shareGroup: string;
   shared: 'auto' | 'on' | 'off';
   retryDeferredMs: number;
@@ -101,7 +105,7 @@ export class HubIngest {
 
   async start(): Promise<void> {
     const clientOpts: IClientOptions = {
-      protocolVersion: 5,
+      protocolVersion: mqttProtocolLevel(this.opts.mqttVersion ?? '5'),
       clientId: `popkit-hub-${this.opts.workerId}`,
       // a clean session: a dead worker's persistent session would stay in the shared group and the
       // broker would keep queueing kits' batches to it; with clean sessions whatever a worker held

@@ -1,6 +1,7 @@
 // Sync's end of the online card check (docs/security.md#online-authorization): checkout asks over a
 // unix socket (core/contracts/authorize-relay.ts), sync forwards each request to the hub on its one
-// MQTT client (MQTT 5: response topic + correlation data) and routes the hub's answer back to the
+// MQTT client (MQTT 5: response topic + correlation data; 3.1.1: the same two in the payload,
+// AuthorizeRequest.reply) and routes the hub's answer back to the
 // socket that asked. It tells every connected checkout the hub link's state, so checkout knows at once
 // whether asking is worth it. Tokens stay in memory: nothing here writes one anywhere.
 import fs from 'node:fs';
@@ -12,7 +13,13 @@ import {
   type RelayLinkT,
   relay,
 } from '../../core/contracts/authorize-relay.ts';
-import { type AuthorizeRequestT, topics, wire } from '../../core/contracts/hub-wire.ts';
+import {
+  type AuthorizeReplyT,
+  type AuthorizeRequestT,
+  type MqttVersion,
+  topics,
+  wire,
+} from '../../core/contracts/hub-wire.ts';
 import type { LinkState } from '../../core/contracts/run-status.ts';
 import { moduleLogger } from '../../core/logger.ts';
 
@@ -20,7 +27,9 @@ const log = moduleLogger('sync-authorize');
 
 export interface RelayLinkPort {
   state(): LinkState;
-  request(topic: string, payload: string, responseTopic: string, correlationData: Buffer): boolean;
+  /** the MQTT version the link speaks: where an answer's correlation is read */
+  mqttVersion(): MqttVersion;
+  request(topic: string, body: AuthorizeRequestT, reply: AuthorizeReplyT): boolean;
 }
 
 interface Pending {
@@ -32,7 +41,16 @@ export class AuthorizeRelay {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
   private readonly pending = new Map<string, Pending>();
-  readonly stats = { requests: 0, forwarded: 0, answered: 0, timedOut: 0, linkDown: 0, refused: 0 };
+  readonly stats = {
+    requests: 0,
+    forwarded: 0,
+    answered: 0,
+    timedOut: 0,
+    linkDown: 0,
+    refused: 0,
+    /** answers from the broker that were not sound or named no request of ours by their correlation */
+    answersRefused: 0,
+  };
 
   constructor(
     private readonly kitId: string,
@@ -77,13 +95,23 @@ export class AuthorizeRelay {
     for (const s of this.sockets) send(s, msg);
   }
 
-  /** An answer on `kits/{kitId}/authorizations`: to the socket whose request it names. */
+  /**
+   * An answer on `kits/{kitId}/authorizations`: to the socket whose request it names. Its correlation
+   * is the MQTT 5 correlation data, or over 3.1.1 the payload's `correlation`: only the one the link's
+   * version carries counts.
+   */
   onAnswer(payload: Buffer, correlationData: Buffer | undefined): void {
     const res = wire.authorizeResponse.parse(payload);
-    if (!res) return void log.warn('authorization answer refused: malformed');
-    // the correlation data is what the request carried: an answer naming another request is no answer
-    if (!correlationData || correlationData.toString('utf8') !== res.requestId)
-      return void log.warn({ requestId: res.requestId }, 'authorization answer refused: correlation data');
+    if (!res) {
+      this.stats.answersRefused++;
+      return void log.warn('authorization answer refused: malformed');
+    }
+    const correlation = this.link.mqttVersion() === '5' ? correlationData?.toString('utf8') : res.correlation;
+    // the correlation is what the request carried: an answer naming another request is no answer
+    if (correlation === undefined || correlation !== res.requestId) {
+      this.stats.answersRefused++;
+      return void log.warn({ requestId: res.requestId }, 'authorization answer refused: correlation');
+    }
     const p = this.pending.get(res.requestId);
     // late (checkout already fell back) or never asked
     if (!p) return;
@@ -149,12 +177,10 @@ export class AuthorizeRelay {
       currency: m.currency,
       deadline: m.deadline,
     };
-    const sent = this.link.request(
-      topics.authorize(this.kitId),
-      JSON.stringify(req),
-      topics.authorizations(this.kitId),
-      Buffer.from(m.requestId, 'utf8'),
-    );
+    const sent = this.link.request(topics.authorize(this.kitId), req, {
+      topic: topics.authorizations(this.kitId),
+      correlation: m.requestId,
+    });
     if (!sent) {
       this.stats.linkDown++;
       reply({ verdict: 'unavailable', reason: 'link_down' });

@@ -2,6 +2,7 @@
 import { type Static, type TInteger, Type } from '@sinclair/typebox';
 import { CheckoutConfig, SECRET } from '../../core/config.ts';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
+import { MQTT_VERSIONS } from '../../core/contracts/hub-wire.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
   Type.Integer({ minimum: min, default: def, description });
@@ -19,6 +20,14 @@ export const SyncConfig = Type.Object({
     description:
       'accept a plaintext hub URL (mqtt://, ws://, tcp://) to another machine; card tokens then cross the network in the clear',
   }),
+  POPKIT_SYNC_MQTT_VERSION: Type.Union(
+    MQTT_VERSIONS.map((v) => Type.Literal(v)),
+    {
+      default: '5',
+      description:
+        "the MQTT version of the hub link: 5 (Mosquitto; session expiry, request/response properties) or 3.1.1 for a broker that speaks nothing newer (the NATS server's MQTT gateway): the same persistent session (clean: false, client id popkit-sync-<kit id>) kept by the broker's own rule, and an online card check's reply topic and correlation carried in its payload (docs/scaling.md#mqtt-311)",
+    },
+  ),
   POPKIT_HUB_PUBLIC_KEY: Type.Optional(
     Type.String({ minLength: 40, description: "the hub's ed25519 catalog key: PEM or base64 SPKI DER" }),
   ),

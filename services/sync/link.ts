@@ -3,9 +3,20 @@
 // own, with exponential backoff and equal jitter (core/backoff.ts), so a venue full of kits coming
 // back after an uplink cut does not hit the broker in lockstep. mqtt.js's in-memory queue is never
 // relied upon: what is unacked when the link drops is resent from the outbox.
+//
+// MQTT 5 by default; POPKIT_SYNC_MQTT_VERSION=3.1.1 for a broker that speaks nothing newer. The session
+// is the same `clean: false` one under the same client id (its expiry is then the broker's rule, not
+// our 7 days), and a request carries its reply topic and correlation in its payload (AuthorizeReply).
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { Backoff } from '../../core/backoff.ts';
-import { type KitStatusT, topics } from '../../core/contracts/hub-wire.ts';
+import {
+  type AuthorizeReplyT,
+  type AuthorizeRequestT,
+  type KitStatusT,
+  type MqttVersion,
+  mqttProtocolLevel,
+  topics,
+} from '../../core/contracts/hub-wire.ts';
 import type { LinkState } from '../../core/contracts/run-status.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
@@ -51,14 +62,19 @@ export interface HubLinkOptions {
   ca?: Buffer | undefined;
   backoffMinMs: number;
   backoffMaxMs: number;
+  /** POPKIT_SYNC_MQTT_VERSION; absent: 5 */
+  mqttVersion?: MqttVersion | undefined;
 }
+
+/** what a kit's persistent session asks of an MQTT 5 broker: kept a week while the kit is away */
+export const SESSION_EXPIRY_S = 7 * 24 * 3600;
 
 export interface HubLinkEvents {
   /** connected (first time or again): subscribe, announce, pump */
   up(): void;
   /** the connection closed; a reconnect is scheduled unless the link is closing */
   down(): void;
-  /** `props`: the MQTT 5 properties (correlation data of an answer to a request) */
+  /** `props`: the MQTT 5 properties (correlation data of an answer to a request); none over 3.1.1 */
   message(topic: string, payload: Buffer, props: IPublishPacket['properties']): void;
   /** the link state changed in a way /v1/status should show at once */
   changed(): void;
@@ -88,6 +104,10 @@ export class HubLink {
     return this.client?.connected ?? false;
   }
 
+  get mqttVersion(): MqttVersion {
+    return this.opts.mqttVersion ?? '5';
+  }
+
   get closed(): boolean {
     return this.closing;
   }
@@ -95,12 +115,14 @@ export class HubLink {
   open(): void {
     const { kitId } = this.opts;
     const offline: KitStatusT = { v: 1, kitId, online: false, at: Date.now() };
+    const v5 = this.mqttVersion === '5';
     const clientOpts: IClientOptions = {
-      protocolVersion: 5,
+      protocolVersion: mqttProtocolLevel(this.mqttVersion),
       clientId: `popkit-sync-${kitId}`,
-      // a persistent session keeps acks the hub sent while the link was down
+      // a persistent session keeps acks the hub sent while the link was down (over 3.1.1 the broker
+      // keeps it until its own expiry, e.g. Mosquitto's persistent_client_expiration)
       clean: false,
-      properties: { sessionExpiryInterval: 7 * 24 * 3600 },
+      ...(v5 ? { properties: { sessionExpiryInterval: SESSION_EXPIRY_S } } : {}),
       // reconnects are ours (exponential backoff with jitter), not mqtt.js's fixed period
       reconnectPeriod: 0,
       connectTimeout: 10_000,
@@ -131,13 +153,19 @@ export class HubLink {
   }
 
   /**
-   * An MQTT 5 request (QoS 0: its asker waits a budget, a late delivery is of no use): false when the
-   * link is not up, so the asker falls back at once.
+   * A request (QoS 0: its asker waits a budget, a late delivery is of no use): false when the link is
+   * not up, so the asker falls back at once. MQTT 5: `reply` goes as the response topic and correlation
+   * data; 3.1.1: inside the payload (`AuthorizeRequest.reply`).
    */
-  request(topic: string, payload: string, responseTopic: string, correlationData: Buffer): boolean {
+  request(topic: string, body: AuthorizeRequestT, reply: AuthorizeReplyT): boolean {
     const client = this.client;
     if (!client?.connected || this.closing) return false;
-    client.publish(topic, payload, { qos: 0, properties: { responseTopic, correlationData } });
+    if (this.mqttVersion === '5')
+      client.publish(topic, JSON.stringify(body), {
+        qos: 0,
+        properties: { responseTopic: reply.topic, correlationData: Buffer.from(reply.correlation, 'utf8') },
+      });
+    else client.publish(topic, JSON.stringify({ ...body, reply }), { qos: 0 });
     return true;
   }
 

@@ -38,6 +38,7 @@ export function syncOptionsFrom(
     dataDir,
     hubUrl: cfg.POPKIT_HUB_URL ?? DEFAULT_HUB_URL,
     allowPlaintext: cfg.POPKIT_HUB_ALLOW_PLAINTEXT,
+    mqttVersion: cfg.POPKIT_SYNC_MQTT_VERSION,
     username: cfg.POPKIT_HUB_USERNAME,
     password: cfg.POPKIT_HUB_PASSWORD,
     ca: cfg.POPKIT_HUB_CA_FILE ? fs.readFileSync(cfg.POPKIT_HUB_CA_FILE) : undefined,

@@ -8,7 +8,7 @@ import type { KeyObject } from 'node:crypto';
 import { type ClockSources, systemClockSources } from '../../core/clock-trust.ts';
 import { CheckoutConfig } from '../../core/config.ts';
 import { authorizeSocketPath } from '../../core/contracts/authorize-relay.ts';
-import { type KitStatusT, type ReceiptT, topics } from '../../core/contracts/hub-wire.ts';
+import { type KitStatusT, type MqttVersion, type ReceiptT, topics } from '../../core/contracts/hub-wire.ts';
 import { type LinkState, readRunStatus, type SyncMeteredMode } from '../../core/contracts/run-status.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
@@ -56,6 +56,8 @@ export interface SyncOptions {
   metered?: SyncMeteredMode | undefined;
   /** what may be sent now (tests inject one); default: judged from kitd's run status in dataDir */
   uplink?: UplinkGate | undefined;
+  /** POPKIT_SYNC_MQTT_VERSION (link.ts); absent: 5 */
+  mqttVersion?: MqttVersion | undefined;
   /** sealed series to the hub (series-ship.ts); absent: on, with the defaults */
   series?: { enabled: boolean; intervalMs: number; settleS: number; minGroup: number } | undefined;
   /** the clocks KitStatus.clock is judged with (tests inject them); default: this machine's */
@@ -113,8 +115,8 @@ export class SyncService {
     });
     this.authorizeRelay = new AuthorizeRelay(opts.kitId, authorizeSocketPath(opts.dataDir), {
       state: () => this.hubLink.state,
-      request: (topic, payload, responseTopic, correlationData) =>
-        this.hubLink.request(topic, payload, responseTopic, correlationData),
+      mqttVersion: () => this.hubLink.mqttVersion,
+      request: (topic, body, reply) => this.hubLink.request(topic, body, reply),
     });
     this.batches = new OutboxPump(
       store,

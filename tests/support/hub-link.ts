@@ -7,6 +7,7 @@ import { after, before } from 'node:test';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
+import { MQTT_VERSIONS, type MqttVersion } from '../../core/contracts/hub-wire.ts';
 import { type MosquittoBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { type KitStore, openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
@@ -242,6 +243,35 @@ export async function connectOutcome(
 }
 
 export type Mosquitto = MosquittoBroker;
+
+/** The hub link's MQTT versions, each test of a parameterized file runs once per version. */
+export { MQTT_VERSIONS, type MqttVersion };
+
+/** A hub worker's and a kit's sync's environment for one MQTT version (a region's broker's). */
+export function mqttEnv(v: MqttVersion): { hub: Record<string, string>; sync: Record<string, string> } {
+  return { hub: { POPKIT_HUB_MQTT_VERSION: v }, sync: { POPKIT_SYNC_MQTT_VERSION: v } };
+}
+
+/**
+ * The connections Mosquitto logged (its notice `New client connected from … as <id> (p<level>, c<clean>,
+ * k<keepalive>)`), of the client ids `id` matches: the broker's own word on which protocol a client
+ * spoke (level 2 is MQTT 3.1.1, 5 is MQTT 5) and whether it asked for a clean session.
+ */
+export function brokerConnections(
+  broker: Mosquitto,
+  id: RegExp,
+): { clientId: string; protocol: '3.1' | '3.1.1' | '5'; clean: boolean }[] {
+  const log = fs.readFileSync(path.join(path.dirname(broker.confFile), 'mosquitto.log'), 'utf8');
+  const out: { clientId: string; protocol: '3.1' | '3.1.1' | '5'; clean: boolean }[] = [];
+  for (const m of log.matchAll(/New client connected from \S+ as (\S+) \(p(\d), c(\d),/g)) {
+    const clientId = m[1]!;
+    if (!id.test(clientId)) continue;
+    const level = m[2];
+    const protocol = level === '5' ? '5' : level === '2' ? '3.1.1' : '3.1';
+    out.push({ clientId, protocol, clean: m[3] === '1' });
+  }
+  return out;
+}
 
 /**
  * A private Mosquitto on a free port (the same broker `popkit up` embeds). `extraConf` replaces the

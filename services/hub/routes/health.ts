@@ -188,7 +188,7 @@ function hubMetrics({ ledger, ingest, authorize, alerts }: HealthRoutesOptions):
     });
     new Counter({
       name: 'popkit_hub_authorize_refused_total',
-      help: 'online card checks refused unanswered, by reason (malformed, kit_mismatch, response_topic, expired, replay, …)',
+      help: 'online card checks refused unanswered, by reason (malformed, kit_mismatch, response_topic, reply_form, expired, replay, …)',
       labelNames: ['reason'],
       registers: [registry],
       collect() {
