@@ -10,6 +10,7 @@
 // serves again. Hostile configuration is refused with CONFIG_INVALID before the hub writes anything.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LANES, scanOutbox } from '../../core/store/index.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
@@ -18,6 +19,7 @@ import {
   type Mosquitto,
   makeKit,
   mosquitto,
+  REPO,
   startHub,
   startSync,
   type TestKit,
@@ -25,7 +27,7 @@ import {
   uniqueId,
   waitFor,
 } from '../support/hub-link.ts';
-import { type PgReplicaPair, pgReplicaPair } from '../support/pg-cluster.ts';
+import { type PgReplicaPair, pgReplicaPair, runAsClusterOwner } from '../support/pg-cluster.ts';
 
 const schema = 'popkit_replica';
 const group = uniqueId('g-replica');
@@ -42,9 +44,7 @@ type Fleet = { kits: { kitId: string; orders: number }[] };
 type Health = {
   ok: boolean;
   status: string;
-  reads:
-    | 'primary'
-    | { replica: { state: string; lagS: number | null; behindBytes: number | null; replayPaused: boolean } };
+  readReplica?: { state: string; lagS: number | null; behindBytes: number | null; replayPaused: boolean };
 };
 
 async function get<T>(h: HubService, path: string): Promise<T> {
@@ -82,8 +82,8 @@ async function health(h: HubService): Promise<{ code: number; body: Health }> {
 }
 
 function replicaOf(b: Health) {
-  assert.notEqual(b.reads, 'primary');
-  return (b.reads as Exclude<Health['reads'], 'primary'>).replica;
+  assert.ok(b.readReplica, 'the details name the read replica');
+  return b.readReplica;
 }
 
 async function metric(h: HubService, line: string): Promise<number | undefined> {
@@ -231,6 +231,60 @@ describe('hub reads on a streaming replica', () => {
     assert.equal(back.fleet, 6);
     assert.ok(hub.readReplica!.stats.replica > served, 'the replica answers again');
     assert.equal(await metric(hub, 'popkit_hub_read_replica_up'), 1);
+  });
+
+  test("deploy/hub/postgres-replication.sh gives a primary the replica's role and pg_hba line", async () => {
+    const base = path.dirname(pair.primary.dir);
+    const script = path.join(REPO, 'deploy/hub/postgres-replication.sh');
+    // the environment the postgres image runs its init scripts with (docker-compose.replica.yml)
+    const env = {
+      POSTGRES_USER: 'postgres',
+      POSTGRES_DB: 'postgres',
+      POSTGRES_REPLICATION_PASSWORD: 'a-replication-secret',
+      PGDATA: pair.primary.dir,
+      PGHOST: '127.0.0.1',
+      PGPORT: String(pair.primary.port),
+    };
+    await runAsClusterOwner(script, [], env, base);
+    await pair.primary.sql('SELECT pg_reload_conf()');
+    const role = await pair.primary.sql<{ rolreplication: boolean; rolcanlogin: boolean }>(
+      "SELECT rolreplication, rolcanlogin FROM pg_roles WHERE rolname = 'replicator'",
+    );
+    assert.deepEqual(role, [{ rolreplication: true, rolcanlogin: true }]);
+    const hba = await pair.primary.sql<{ database: string[]; auth_method: string; error: string | null }>(
+      "SELECT database, auth_method, error FROM pg_hba_file_rules WHERE 'replicator' = ANY(user_name)",
+    );
+    assert.deepEqual(hba, [{ database: ['replication'], auth_method: 'scram-sha-256', error: null }]);
+    // the replica's first step in the compose file, as that role: a standby copy
+    const copy = path.join(base, 'copy');
+    await runAsClusterOwner(
+      'pg_basebackup',
+      [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(pair.primary.port),
+        '-U',
+        'replicator',
+        '-D',
+        copy,
+        '-R',
+        '-X',
+        'stream',
+        '-c',
+        'fast',
+        '--no-sync',
+      ],
+      { PGPASSWORD: env.POSTGRES_REPLICATION_PASSWORD },
+      base,
+    );
+    assert.ok(fs.existsSync(path.join(copy, 'standby.signal')));
+    assert.match(
+      fs.readFileSync(path.join(copy, 'postgresql.auto.conf'), 'utf8'),
+      /primary_conninfo = '.*user=replicator/,
+    );
+    // a second run on the same primary fails loudly (the role exists): the image runs it once
+    await assert.rejects(runAsClusterOwner(script, [], env, base), /already exists/);
   });
 });
 

@@ -43,6 +43,30 @@ async function pgRun(prog: string, args: string[], cwd: string): Promise<string>
   }
 }
 
+/**
+ * Run a program as the clusters' owner (the `postgres` user when we are root) with more environment,
+ * PostgreSQL's programs first on its PATH: a script meant for the postgres image, for instance.
+ */
+export async function runAsClusterOwner(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  cwd: string,
+): Promise<string> {
+  const PATH = `${BIN ? `${BIN}:` : ''}${process.env['PATH'] ?? '/usr/bin:/bin'}`;
+  const vars = Object.entries({ ...env, PATH }).map(([k, v]) => `${k}=${v}`);
+  const [cmd, argv] = AS_ROOT
+    ? ['runuser', ['-u', 'postgres', '--', 'env', ...vars, file, ...args]]
+    : ['env', [...vars, file, ...args]];
+  try {
+    const { stdout, stderr } = await run(cmd, argv, { cwd, timeout: 120_000 });
+    return `${stdout}${stderr}`;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`${file}: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+  }
+}
+
 function ownedByPostgres(dir: string): void {
   if (!AS_ROOT) return;
   const ids = fs.readFileSync('/etc/passwd', 'utf8').match(/^postgres:[^:]*:(\d+):(\d+):/m);

@@ -271,11 +271,20 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
         ? 'ok'
         : { code: key.code, state: key.state, file: key.file, heldTokens: key.heldTokens };
     // a replica down or lagging costs the primary its reads, not the hub its service: 200 still
-    const replica = opts.readReplica?.status();
-    const reads = replica ? { replica } : 'primary';
+    // (only with a replica configured: without one the primary answers every read)
+    const readReplica = opts.readReplica?.status();
     reply.status(ok ? 200 : 503);
-    const whole = ok && key.state === 'ok' && (!replica || replica.state === 'ok');
-    return details ? { ok, status: whole ? 'ok' : 'degraded', db, broker, heldTokenKey, reads } : { ok };
+    const whole = ok && key.state === 'ok' && (!readReplica || readReplica.state === 'ok');
+    return details
+      ? {
+          ok,
+          status: whole ? 'ok' : 'degraded',
+          db,
+          broker,
+          heldTokenKey,
+          ...(readReplica ? { readReplica } : {}),
+        }
+      : { ok };
   });
 
   app.get('/metrics', async (_req, reply) => {
