@@ -41,6 +41,8 @@ export interface ReadStats {
   primaryDown: number;
   /** reads the primary answered because the replica was behind more than the bound */
   primaryLagging: number;
+  /** reads the primary answered again because the replica, up, could not finish them (a replay conflict) */
+  primaryRetried: number;
 }
 
 /**
@@ -48,13 +50,16 @@ export interface ReadStats {
  * recovery conflict), not that the statement is wrong: the primary answers such a read instead. A
  * statement error (syntax, a bad parameter) would fail the same on the primary and is thrown.
  */
-export function replicaUnavailable(err: unknown): boolean {
+export function replicaUnavailable(err: unknown): 'down' | 'failed' | false {
   const code = (err as { code?: unknown }).code;
   // no SQLSTATE: a socket error (ECONNREFUSED, ECONNRESET), a connect timeout, a terminated connection
-  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return true;
-  // 08: connection exception; 53: insufficient resources (too many connections); 57: operator
-  // intervention (shutdown, cannot connect now, canceled); 40001: a conflict with the replay (hot standby)
-  return code.startsWith('08') || code.startsWith('53') || code.startsWith('57') || code === '40001';
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return 'down';
+  // 08: connection exception; 53: insufficient resources (too many connections); 57P: shutting down,
+  // cannot connect now
+  if (code.startsWith('08') || code.startsWith('53') || code.startsWith('57P')) return 'down';
+  // the replica is up but could not finish this one: a conflict with the replay (hot standby), canceled
+  if (code === '40001' || code === '57014') return 'failed';
+  return false;
 }
 
 function errText(err: unknown): string {
@@ -63,7 +68,7 @@ function errText(err: unknown): string {
 }
 
 export class ReplicaReads implements Queryable {
-  readonly stats: ReadStats = { replica: 0, primaryDown: 0, primaryLagging: 0 };
+  readonly stats: ReadStats = { replica: 0, primaryDown: 0, primaryLagging: 0, primaryRetried: 0 };
   private readonly pool: pg.Pool;
   private current: ReplicaStatus;
   /** (time, the primary's WAL position) of recent samples, oldest first */
@@ -113,7 +118,13 @@ export class ReplicaReads implements Queryable {
         this.stats.replica++;
         return res as unknown as { rows: R[] };
       } catch (err) {
-        if (!replicaUnavailable(err)) throw err;
+        const why = replicaUnavailable(err);
+        if (!why) throw err;
+        if (why === 'failed') {
+          this.stats.primaryRetried++;
+          log.debug({ err: errText(err) }, 'a read the replica could not finish: answered by the primary');
+          return this.primary.query<R>(text, params);
+        }
         this.markDown(err);
       }
     }

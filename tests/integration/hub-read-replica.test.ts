@@ -12,8 +12,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import { LANES, scanOutbox } from '../../core/store/index.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
+import { replicaUnavailable } from '../../services/hub/read-replica.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
   type Mosquitto,
@@ -231,6 +233,40 @@ describe('hub reads on a streaming replica', () => {
     assert.equal(back.fleet, 6);
     assert.ok(hub.readReplica!.stats.replica > served, 'the replica answers again');
     assert.equal(await metric(hub, 'popkit_hub_read_replica_up'), 1);
+  });
+
+  test("which of the replica's errors send a read to the primary, on the replica's real errors", async () => {
+    const caught = (p: Promise<unknown>) =>
+      p.then(
+        () => assert.fail('no error'),
+        (err: unknown) => err,
+      );
+    // a statement error is the statement's: the primary would fail it the same, it is thrown
+    assert.equal(replicaUnavailable(await caught(pair.replica.sql('SELEC 1'))), false);
+    assert.equal(replicaUnavailable(await caught(pair.replica.sql('SELECT 1/0'))), false);
+    // the replica is read-only: a write sent there is a bug, not the replica's state
+    assert.equal(replicaUnavailable(await caught(pair.replica.sql('CREATE TABLE x (a int)'))), false);
+    // canceled (statement_timeout): that read alone goes to the primary
+    const c = new pg.Client({ connectionString: pair.replica.url });
+    await c.connect();
+    try {
+      await c.query('SET statement_timeout = 50');
+      assert.equal(replicaUnavailable(await caught(c.query('SELECT pg_sleep(5)'))), 'failed');
+    } finally {
+      await c.end();
+    }
+    // nobody listening, or the server going away: down
+    const closed = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:1/postgres' });
+    assert.equal(replicaUnavailable(await caught(closed.connect())), 'down');
+    const victim = new pg.Client({ connectionString: pair.replica.url });
+    await victim.connect();
+    victim.on('error', () => undefined);
+    const [{ pid }] = (await victim.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows as [
+      { pid: number },
+    ];
+    await pair.replica.sql('SELECT pg_terminate_backend($1)', [pid]);
+    assert.equal(replicaUnavailable(await caught(victim.query('SELECT 1'))), 'down');
+    await victim.end().catch(() => undefined);
   });
 
   test("deploy/hub/postgres-replication.sh gives a primary the replica's role and pg_hba line", async () => {

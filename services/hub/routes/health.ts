@@ -236,7 +236,7 @@ function replicaMetrics(registry: Registry, replica: NonNullable<HealthRoutesOpt
   });
   new Counter({
     name: 'popkit_hub_reads_total',
-    help: 'read-only queries by who answered: the replica, or the primary while the replica was down or lagging',
+    help: 'read-only queries by who answered: the replica, or the primary while the replica was down or lagging, or after it failed one (a replay conflict)',
     labelNames: ['served_by'],
     registers: [registry],
     collect() {
@@ -244,6 +244,7 @@ function replicaMetrics(registry: Registry, replica: NonNullable<HealthRoutesOpt
       this.inc({ served_by: 'replica' }, replica.stats.replica);
       this.inc({ served_by: 'primary_replica_down' }, replica.stats.primaryDown);
       this.inc({ served_by: 'primary_replica_lagging' }, replica.stats.primaryLagging);
+      this.inc({ served_by: 'primary_replica_failed' }, replica.stats.primaryRetried);
     },
   });
 }
