@@ -223,6 +223,17 @@ describe('hub reads on a streaming replica', () => {
     assert.equal(await metric(hub, 'popkit_hub_read_replica_up'), 0);
     assert.ok(((await metric(hub, 'popkit_hub_reads_total{served_by="primary_replica_down"}')) ?? 0) >= 4);
 
+    // a worker that starts while the replica is down starts all the same, and reads from the primary
+    const late = await worker('10');
+    try {
+      assert.equal(replicaOf((await health(late)).body).state, 'down');
+      assert.equal((await views(late)).orders, 6);
+      assert.ok(late.readReplica!.stats.primaryDown >= 4);
+      assert.equal(late.readReplica!.stats.replica, 0);
+    } finally {
+      await late.stop();
+    }
+
     await pair.replica.start();
     await waitFor(async () => replicaOf((await health(hub)).body).state === 'ok', 30_000, 'replica back');
     const served = hub.readReplica!.stats.replica;
