@@ -14,6 +14,7 @@ import type { PaymentGateway } from './gateway.ts';
 import { missingImages } from './images.ts';
 import type { HubIngest } from './ingest.ts';
 import type { Ledger } from './ledger.ts';
+import type { ReplicaReads } from './read-replica.ts';
 import { alertRoutes } from './routes/alerts.ts';
 import { authorizationRoutes } from './routes/authorizations.ts';
 import { catalogRoutes } from './routes/catalogs.ts';
@@ -37,8 +38,15 @@ export interface HubAppDeps {
   orphanMs?: number;
   adminToken: string;
   signingKey: KeyObject;
-  /** the ledger's database, for the drop features' read-only reports (routes/pickups.ts) */
+  /** the ledger's database (the primary): enrollment codes, images, catalogs' missing images */
   db?: Queryable;
+  /**
+   * where the read-only reports are read (pickups, series, the post-event report): the read replica
+   * (POPKIT_HUB_READ_DATABASE_URL, services/hub/read-replica.ts); unset: `db`
+   */
+  reads?: Queryable;
+  /** the read replica's state and the reads it served, for /healthz and /metrics */
+  readReplica?: Pick<ReplicaReads, 'status' | 'stats'>;
   /** GET /v1/gateway's cache (default 30 s) */
   gatewayCheckCacheMs?: number;
   logger?: boolean;
@@ -60,7 +68,14 @@ export function buildHubApp(deps: HubAppDeps) {
   app.setValidatorCompiler(hubValidatorCompiler());
   const { ledger, ingest, adminToken } = deps;
   app.register(errorEnvelopePlugin);
-  app.register(healthRoutes, { ledger, ingest, adminToken, authorize: deps.authorize, alerts: deps.alerts });
+  app.register(healthRoutes, {
+    ledger,
+    ingest,
+    adminToken,
+    authorize: deps.authorize,
+    alerts: deps.alerts,
+    readReplica: deps.readReplica,
+  });
   if (deps.alerts) app.register(alertRoutes, { alerts: deps.alerts, adminToken });
   app.register(gatewayRoutes, {
     gateway: deps.gateway,
@@ -77,10 +92,13 @@ export function buildHubApp(deps: HubAppDeps) {
     signingKey: deps.signingKey,
     missingImages: db ? (hashes) => missingImages(db, hashes) : undefined,
   });
-  if (deps.db) app.register(pickupRoutes, { db: deps.db, adminToken });
+  // read-only reports on the read replica; images stay on the primary: a kit asks for one right after
+  // the catalog that the primary found complete (missingImages) reached it
+  const reads = deps.reads ?? deps.db;
+  if (reads) app.register(pickupRoutes, { db: reads, adminToken });
   if (deps.db) app.register(imageRoutes, { db: deps.db, adminToken });
-  if (deps.db) app.register(seriesRoutes, { db: deps.db, adminToken });
-  if (deps.db) app.register(reportRoutes, { db: deps.db, adminToken, chromium: deps.chromium });
+  if (reads) app.register(seriesRoutes, { db: reads, adminToken });
+  if (reads) app.register(reportRoutes, { db: reads, adminToken, chromium: deps.chromium });
   app.register(loyaltyRoutes, { loyalty: ledger.loyalty, adminToken, signingKey: deps.signingKey });
   if (deps.authorize)
     app.register(authorizationRoutes, {

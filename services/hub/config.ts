@@ -29,6 +29,21 @@ export const HubConfig = Type.Object({
       description: "the hub's PostgreSQL; unset: embedded PGlite",
     }),
   ),
+  POPKIT_HUB_READ_DATABASE_URL: Type.Optional(
+    Type.String({
+      ...SECRET,
+      pattern: '^postgres(ql)?://',
+      description:
+        "a streaming replica of DATABASE_URL that answers the hub's read-only paths (fleet view, orders, reports, series; docs/scaling.md#a-read-replica); unset: the primary answers them",
+    }),
+  ),
+  POPKIT_HUB_READ_MAX_LAG_S: Type.Number({
+    minimum: 0.1,
+    maximum: 86_400,
+    default: 10,
+    description:
+      'while the read replica is further behind the primary than this (or down), its reads go to the primary (logged, counted in popkit_hub_reads_total)',
+  }),
   POPKIT_HUB_DB_SCHEMA: Type.String({
     pattern: '^[a-z_][a-z0-9_]{0,62}$',
     default: 'popkit',

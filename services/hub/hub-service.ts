@@ -22,6 +22,7 @@ import { HubIngest } from './ingest.ts';
 import { loadOrCreateSealKey, loadOrCreateSigningKey } from './keys.ts';
 import { type HeldTokenKeyLost, Ledger } from './ledger.ts';
 import { migrate } from './migrations.ts';
+import { ReplicaReads } from './read-replica.ts';
 
 const log = moduleLogger('hub');
 
@@ -63,6 +64,8 @@ async function heldTokenVault(db: SqlDb, file: string): Promise<TokenVault | Hel
 
 export class HubService {
   db: SqlDb | undefined;
+  /** the read replica (POPKIT_HUB_READ_DATABASE_URL); unset: the primary answers every read */
+  readReplica: ReplicaReads | undefined;
   ledger: Ledger | undefined;
   ingest: HubIngest | undefined;
   app: HubApp | undefined;
@@ -88,6 +91,7 @@ export class HubService {
   async start(): Promise<void> {
     const { cfg, dataDir } = this.opts;
     checkAlertConfig(cfg);
+    checkReadConfig(cfg);
     const layout = hubDataLayout(dataDir);
     const signing = loadOrCreateSigningKey(dataDir);
     this.publicKeyFile = signing.pubFile;
@@ -101,6 +105,18 @@ export class HubService {
       ? await openPostgres(cfg.DATABASE_URL, cfg.POPKIT_HUB_DB_SCHEMA, cfg.POPKIT_HUB_DB_POOL)
       : await openPglite(layout.pglite, cfg.POPKIT_HUB_DB_SCHEMA);
     await migrate(this.db);
+    const readUrl = cfg.POPKIT_HUB_READ_DATABASE_URL;
+    if (readUrl && readUrl !== cfg.DATABASE_URL) {
+      this.readReplica = new ReplicaReads(this.db, {
+        url: readUrl,
+        schema: cfg.POPKIT_HUB_DB_SCHEMA,
+        poolSize: cfg.POPKIT_HUB_DB_POOL,
+        maxLagS: cfg.POPKIT_HUB_READ_MAX_LAG_S,
+      });
+      // a replica down at start is not a hub down: its reads go to the primary until it answers
+      await this.readReplica.start();
+    }
+    const reads = this.readReplica ?? this.db;
     this.gateway =
       this.opts.gateway ??
       createGateway(cfg.POPKIT_HUB_GATEWAY, {
@@ -118,6 +134,7 @@ export class HubService {
       this.gateway,
       await heldTokenVault(this.db, layout.heldTokenKey),
       cfg.POPKIT_HUB_GATEWAY_CONCURRENCY,
+      reads,
     );
     this.authorize = new HubAuthorize(this.db, this.gateway, {
       ratePerS: cfg.POPKIT_HUB_AUTHORIZE_RATE_PER_S,
@@ -176,6 +193,8 @@ export class HubService {
       ledger: this.ledger,
       ingest: this.ingest,
       db: this.db,
+      reads,
+      ...(this.readReplica ? { readReplica: this.readReplica } : {}),
       gateway: this.gateway,
       authorize: this.authorize,
       orphanMs,
@@ -193,6 +212,7 @@ export class HubService {
         http: this.httpUrl,
         broker: redactUrl(cfg.POPKIT_HUB_BROKER_URL),
         db: this.db.kind,
+        reads: this.readReplica ? redactUrl(readUrl ?? '') : 'primary',
         gateway: this.gateway.name,
         sandbox: this.gateway.sandbox,
       },
@@ -207,6 +227,7 @@ export class HubService {
     await this.app?.close().catch(() => undefined);
     await this.dynsec?.close().catch(() => undefined);
     await this.ingest?.stop().catch(() => undefined);
+    await this.readReplica?.close();
     await this.db?.close().catch(() => undefined);
   }
 }
@@ -218,6 +239,28 @@ function checkAlertConfig(cfg: HubConfigT): void {
       'CONFIG_INVALID',
       'POPKIT_HUB_ALERT_WEBHOOK_URL is set without POPKIT_HUB_ALERT_WEBHOOK_SECRET: alerts are only sent signed',
     );
+}
+
+/**
+ * Refused before anything starts: a read replica needs a PostgreSQL primary it replicates (the embedded
+ * PGlite has none), and a URL the driver can parse (the schema's pattern checks only its scheme).
+ */
+function checkReadConfig(cfg: HubConfigT): void {
+  const url = cfg.POPKIT_HUB_READ_DATABASE_URL;
+  if (url === undefined) return;
+  if (!cfg.DATABASE_URL)
+    throw new KitError(
+      'CONFIG_INVALID',
+      'POPKIT_HUB_READ_DATABASE_URL is set without DATABASE_URL: a read replica replicates a PostgreSQL primary, and the embedded PGlite is none',
+    );
+  try {
+    new URL(url);
+  } catch {
+    throw new KitError(
+      'CONFIG_INVALID',
+      'POPKIT_HUB_READ_DATABASE_URL is not a URL (postgres://user@host:port/db)',
+    );
+  }
 }
 
 /** The alert evaluator and its deliveries from the hub's configuration (services/hub/alerts.ts). */

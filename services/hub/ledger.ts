@@ -110,13 +110,19 @@ export class Ledger {
     private readonly vault: TokenVault | HeldTokenKeyLost,
     /** gateway calls under way at most, per worker (POPKIT_HUB_GATEWAY_CONCURRENCY) */
     gatewayConcurrency = 8,
+    /**
+     * where the read-only views (fleet, dead letters, a kit's orders, units sold, loyalty double uses)
+     * are read: the read replica (services/hub/read-replica.ts) or the primary. Nothing the ingest, the
+     * acks or a write decides on is read here.
+     */
+    private readonly reads: Queryable = db,
   ) {
     this.gatewaySlots = new Slots(gatewayConcurrency);
   }
 
   /** loyalty passes and their redemptions, on the ledger's database (services/hub/loyalty.ts) */
   get loyalty(): LoyaltyBook {
-    return new LoyaltyBook(this.db);
+    return new LoyaltyBook(this.db, this.reads);
   }
 
   async ping(): Promise<void> {
@@ -498,7 +504,7 @@ export class Ledger {
 
   /** The dead letters, newest first (admin API): the entry as sent is shown as escaped JSON text. */
   async deadLetters(opts: { kitId?: string; limit: number }) {
-    const res = await this.db.query<{
+    const res = await this.reads.query<{
       id: string | number;
       kit_id: string;
       lane: string | null;
@@ -580,7 +586,7 @@ export class Ledger {
   }
 
   async listKits() {
-    const res = await this.db.query<{
+    const res = await this.reads.query<{
       kit_id: string;
       first_seen: Date | string;
       last_seen: Date | string;
@@ -612,11 +618,11 @@ export class Ledger {
   }
 
   async kitOrders(kitId: string, opts: { limit: number; after?: string }) {
-    const agg = await this.db.query<{ count: string | number; total: string | number | null }>(
+    const agg = await this.reads.query<{ count: string | number; total: string | number | null }>(
       `SELECT count(*) AS count, sum(total_cents) AS total FROM orders WHERE kit_id = $1`,
       [kitId],
     );
-    const rows = await this.db.query<OrderRow & { received_at: Date | string }>(
+    const rows = await this.reads.query<OrderRow & { received_at: Date | string }>(
       `SELECT order_id, event_id, kit_created_at, total_cents, currency, payment_method, token_hint, state,
          decline_reason, gateway_ref, body, received_at
        FROM orders WHERE kit_id = $1 AND order_id > $2 ORDER BY order_id LIMIT $3`,
@@ -650,7 +656,7 @@ export class Ledger {
    * collects another way).
    */
   async unitsSold(eventId: string) {
-    const res = await this.db.query<{ sku: string; kind: string; units: string | number }>(
+    const res = await this.reads.query<{ sku: string; kind: string; units: string | number }>(
       `SELECT ol.sku, ol.kind, sum(ol.qty) AS units
        FROM order_lines ol
        JOIN order_status os ON os.kit_id = ol.kit_id AND os.order_id = ol.order_id

@@ -40,7 +40,11 @@ export interface DoubleUse {
 }
 
 export class LoyaltyBook {
-  constructor(private readonly db: SqlDb) {}
+  constructor(
+    private readonly db: SqlDb,
+    /** where the double-use report is read (the read replica, or the primary) */
+    private readonly reads: Queryable = db,
+  ) {}
 
   /** Issue a pass: draw its id, sign it, keep it. VALIDATION for an expiry not ahead or a pass too large. */
   async issue(
@@ -73,7 +77,7 @@ export class LoyaltyBook {
 
   /** Passes redeemed more often at one event than they allow, across all kits, latest first. */
   async doubleUses(limit: number): Promise<DoubleUse[]> {
-    const res = await this.db.query<{
+    const res = await this.reads.query<{
       pass_id: string;
       event_id: string;
       holder: string;

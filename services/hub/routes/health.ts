@@ -8,6 +8,7 @@ import type { HubAlerts } from '../alerts.ts';
 import type { HubAuthorize } from '../authorize.ts';
 import type { HubIngest } from '../ingest.ts';
 import type { Ledger } from '../ledger.ts';
+import type { ReplicaReads } from '../read-replica.ts';
 import { adminGuard } from './admin.ts';
 
 export interface HealthRoutesOptions {
@@ -18,6 +19,8 @@ export interface HealthRoutesOptions {
   /** the alert evaluator's last facts per kit (deploy/hub/alerts.rules.yml reads these gauges) */
   alerts?: Pick<HubAlerts, 'lastFacts' | 'openByKind' | 'stats'> | undefined;
   adminToken: string;
+  /** the read replica (POPKIT_HUB_READ_DATABASE_URL); unset: the primary answers every read */
+  readReplica?: Pick<ReplicaReads, 'status' | 'stats'> | undefined;
 }
 
 /**
@@ -95,7 +98,7 @@ function alertMetrics(registry: Registry, alerts: NonNullable<HealthRoutesOption
   });
 }
 
-function hubMetrics({ ledger, ingest, authorize, alerts }: HealthRoutesOptions): Registry {
+function hubMetrics({ ledger, ingest, authorize, alerts, readReplica }: HealthRoutesOptions): Registry {
   const registry = new Registry();
   if (alerts) alertMetrics(registry, alerts);
   collectDefaultMetrics({ register: registry, prefix: 'popkit_hub_' });
@@ -174,6 +177,7 @@ function hubMetrics({ ledger, ingest, authorize, alerts }: HealthRoutesOptions):
       for (const [reason, n] of Object.entries(ingest.stats.refused)) this.inc({ reason }, n);
     },
   });
+  if (readReplica) replicaMetrics(registry, readReplica);
   if (authorize) {
     new Counter({
       name: 'popkit_hub_authorizations_total',
@@ -200,6 +204,51 @@ function hubMetrics({ ledger, ingest, authorize, alerts }: HealthRoutesOptions):
   return registry;
 }
 
+/** The read replica's gauges and where this worker's reads went (docs/scaling.md#a-read-replica). */
+function replicaMetrics(registry: Registry, replica: NonNullable<HealthRoutesOptions['readReplica']>): void {
+  new Gauge({
+    name: 'popkit_hub_read_replica_up',
+    help: '1 while the read replica answers (it may still be lagging), 0 while it is down',
+    registers: [registry],
+    collect() {
+      this.set(replica.status().state === 'down' ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: 'popkit_hub_read_replica_lag_seconds',
+    help: "how far the read replica's data is behind the primary, to a second's sample (absent while down)",
+    registers: [registry],
+    collect() {
+      this.reset();
+      const { lagS } = replica.status();
+      if (lagS !== null) this.set(lagS);
+    },
+  });
+  new Gauge({
+    name: 'popkit_hub_read_replica_behind_bytes',
+    help: 'WAL the primary wrote that the read replica has not replayed (absent while down)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const { behindBytes } = replica.status();
+      if (behindBytes !== null) this.set(behindBytes);
+    },
+  });
+  new Counter({
+    name: 'popkit_hub_reads_total',
+    help: 'read-only queries by who answered: the replica, or the primary while the replica was down or lagging, or after it failed one (a replay conflict)',
+    labelNames: ['served_by'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ served_by: 'replica' }, replica.stats.replica);
+      this.inc({ served_by: 'primary_replica_down' }, replica.stats.primaryDown);
+      this.inc({ served_by: 'primary_replica_lagging' }, replica.stats.primaryLagging);
+      this.inc({ served_by: 'primary_replica_failed' }, replica.stats.primaryRetried);
+    },
+  });
+}
+
 export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = async (app, opts) => {
   const registry = hubMetrics(opts);
 
@@ -222,9 +271,20 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
       key.state === 'ok'
         ? 'ok'
         : { code: key.code, state: key.state, file: key.file, heldTokens: key.heldTokens };
+    // a replica down or lagging costs the primary its reads, not the hub its service: 200 still
+    // (only with a replica configured: without one the primary answers every read)
+    const readReplica = opts.readReplica?.status();
     reply.status(ok ? 200 : 503);
+    const whole = ok && key.state === 'ok' && (!readReplica || readReplica.state === 'ok');
     return details
-      ? { ok, status: ok && key.state === 'ok' ? 'ok' : 'degraded', db, broker, heldTokenKey }
+      ? {
+          ok,
+          status: whole ? 'ok' : 'degraded',
+          db,
+          broker,
+          heldTokenKey,
+          ...(readReplica ? { readReplica } : {}),
+        }
       : { ok };
   });
 
