@@ -93,6 +93,11 @@ export class MosquittoBroker implements EmbeddedBroker {
   readonly confFile: string;
   private child: ChildProcess | undefined;
 
+  /** the running broker's process id (its memory is measured by bench/region.ts) */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   private constructor(
     private readonly opts: MosquittoOptions & { port: number },
     private readonly host: string,

@@ -1,0 +1,358 @@
+// bench:region — a region's hub under a fleet: hundreds of simulated kits, each its own MQTT session
+// (clean: false, its own client id, QoS 1) speaking the hub wire of core/contracts/hub-wire.ts as
+// sync does — a retained online status, order batches with a stock snapshot at the kit's selling
+// rate, a health and telemetry batch every few seconds — against real `popkit hub` workers on real
+// PostgreSQL, through a private Mosquitto (the single-machine region of deploy/hub/).
+//
+// Measured per fleet: ingest orders/s (orders acked over the time from the first batch to the last
+// ack), the end-to-end ack latency (batch published → its ack received at the kit) p50/p99, the
+// broker's resident memory per connected kit (its RSS with the fleet connected less its RSS with the
+// hub alone, over the kits), the hub workers' RSS, and that the ledger holds every order once. The
+// baseline in the same run is the same region under a quarter of the fleet: the ratios say how the
+// path scales with kits on this machine.
+//
+//   npm run bench:region -- [--kits 400] [--seconds 20] [--rate 1] [--workers 2] [--mqtt 5|3.1.1]
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import mqtt, { type MqttClient } from 'mqtt';
+import pg from 'pg';
+import {
+  type AckT,
+  type BatchT,
+  MQTT_VERSIONS,
+  type MqttVersion,
+  mqttProtocolLevel,
+  topics,
+} from '../core/contracts/hub-wire.ts';
+import {
+  dropSchema,
+  freePort,
+  hubProcessEnv,
+  mosquitto,
+  PG_URL,
+  REPO,
+  tmpDir,
+  uniqueId,
+  waitFor,
+} from '../tests/support/hub-link.ts';
+
+const { values } = parseArgs({
+  options: {
+    kits: { type: 'string', default: '400' },
+    seconds: { type: 'string', default: '20' },
+    rate: { type: 'string', default: '1' },
+    workers: { type: 'string', default: '2' },
+    mqtt: { type: 'string', default: '5' },
+  },
+});
+const KITS = Number(values.kits);
+const SECONDS = Number(values.seconds);
+const RATE = Number(values.rate);
+const WORKERS = Number(values.workers);
+const VERSION = values.mqtt as MqttVersion;
+if (
+  !(Number.isInteger(KITS) && KITS >= 4) ||
+  !(SECONDS > 0) ||
+  !(RATE > 0) ||
+  !(Number.isInteger(WORKERS) && WORKERS >= 1) ||
+  !MQTT_VERSIONS.includes(VERSION)
+) {
+  process.stderr.write(
+    'usage: bench/region.ts [--kits N≥4] [--seconds S] [--rate orders/s per kit] [--workers N] [--mqtt 5|3.1.1]\n',
+  );
+  process.exit(2);
+}
+
+/** how often a kit's sync publishes what it sold (its poll), and its health and telemetry */
+const BATCH_EVERY_MS = 500;
+const TELEMETRY_EVERY_MS = 5000;
+
+function rssMb(pid: number | undefined, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  try {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function popkitHub(env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [path.join(REPO, 'bin/popkit.js'), 'hub'], {
+    env: { ...process.env, NODE_ENV: 'production', POPKIT_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+const quantile = (sorted: number[], q: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]! : Number.NaN;
+
+/** A kit as the hub sees it: one MQTT session, the wire sync speaks, nothing else of a kit. */
+class SimKit {
+  readonly kitId: string;
+  client!: MqttClient;
+  private seq = 0;
+  private sold = 0;
+  private stock = { TEE: 100_000, CAP: 100_000 };
+  /** entry id → when its batch was published (ms, performance.now()) */
+  readonly pending = new Map<string, number>();
+  readonly latencies: number[] = [];
+  orders = 0;
+  acked = 0;
+  rejected = 0;
+
+  constructor(
+    readonly fleet: string,
+    i: number,
+  ) {
+    this.kitId = `${fleet}-k${String(i).padStart(4, '0')}`;
+  }
+
+  async connect(url: string): Promise<void> {
+    const offline = JSON.stringify({ v: 1, kitId: this.kitId, online: false, at: Date.now() });
+    this.client = mqtt.connect(url, {
+      clientId: `popkit-sync-${this.kitId}`,
+      clean: false,
+      protocolVersion: mqttProtocolLevel(VERSION),
+      ...(VERSION === '5' ? { properties: { sessionExpiryInterval: 3600 } } : {}),
+      keepalive: 30,
+      reconnectPeriod: 1000,
+      will: { topic: topics.status(this.kitId), payload: Buffer.from(offline), qos: 1, retain: true },
+    });
+    this.client.on('message', (_t, payload) => this.onAck(payload));
+    await new Promise<void>((resolve, reject) => {
+      this.client.once('connect', () => resolve());
+      this.client.once('error', reject);
+    });
+    await this.client.subscribeAsync(topics.acks(this.kitId), { qos: 1 });
+    const online = { v: 1, kitId: this.kitId, online: true, at: Date.now() };
+    await this.client.publishAsync(topics.status(this.kitId), JSON.stringify(online), {
+      qos: 1,
+      retain: true,
+    });
+  }
+
+  private onAck(payload: Buffer): void {
+    const now = performance.now();
+    const ack = JSON.parse(payload.toString()) as AckT;
+    for (const a of ack.acks) {
+      const sent = this.pending.get(a.id);
+      if (sent === undefined) continue;
+      this.pending.delete(a.id);
+      if (a.lane !== 'orders') continue;
+      this.latencies.push(now - sent);
+      if (a.state === 'rejected') this.rejected++;
+      else this.acked++;
+    }
+  }
+
+  private id(): string {
+    this.seq++;
+    return `${Date.now().toString(36)}-${this.kitId}-${String(this.seq).padStart(8, '0')}`.slice(-64);
+  }
+
+  /** What the kit sold since its last batch (a Poisson draw at RATE), with a stock snapshot behind it. */
+  async sell(): Promise<void> {
+    let n = 0;
+    const mean = (RATE * BATCH_EVERY_MS) / 1000;
+    // Knuth's Poisson draw: fine for the small means of a kit's half second
+    for (let p = Math.random(), l = Math.exp(-mean); p > l; p *= Math.random()) n++;
+    if (n === 0) return;
+    const entries: BatchT['entries'] = [];
+    const at = new Date().toISOString();
+    for (let k = 0; k < n; k++) {
+      const sku = this.sold++ % 2 ? 'TEE' : 'CAP';
+      const qty = 1 + (this.sold % 3);
+      const price = sku === 'TEE' ? 2500 : 1500;
+      this.stock[sku] -= qty;
+      const id = this.id();
+      entries.push({
+        lane: 'orders',
+        id,
+        order: {
+          id,
+          kitId: this.kitId,
+          eventId: this.fleet,
+          catalogVersion: 1,
+          totalCents: qty * price,
+          currency: 'EUR',
+          lines: [
+            {
+              sku,
+              name: sku === 'TEE' ? 'Tour tee' : 'Cap',
+              qty,
+              unitPriceCents: price,
+              lineCents: qty * price,
+            },
+          ],
+          payment: { method: 'cash' },
+          createdAt: at,
+          status: 'accepted',
+        },
+      });
+    }
+    entries.push({ lane: 'stock', id: this.id(), at: Date.now(), stock: { ...this.stock } });
+    await this.publish(topics.orders(this.kitId), entries);
+    this.orders += n;
+  }
+
+  async telemetry(): Promise<void> {
+    const at = Date.now();
+    await this.publish(topics.telemetry(this.kitId), [
+      { lane: 'health', id: this.id(), at, body: { service: 'kitd', state: 'ready', health: { score: 92 } } },
+      { lane: 'telemetry', id: this.id(), at, body: { outbox: this.pending.size, link: 'up' } },
+    ]);
+  }
+
+  private async publish(topic: string, entries: BatchT['entries']): Promise<void> {
+    const batch: BatchT = { v: 1, kitId: this.kitId, sentAt: Date.now(), entries };
+    const t = performance.now();
+    for (const e of entries) this.pending.set((e as { id: string }).id, t);
+    await this.client.publishAsync(topic, JSON.stringify(batch), { qos: 1 });
+  }
+
+  outstandingOrders(): number {
+    return this.orders - this.acked - this.rejected;
+  }
+
+  async close(): Promise<void> {
+    await this.client.endAsync();
+  }
+}
+
+interface FleetResult {
+  kits: number;
+  orders: number;
+  ordersPerS: number;
+  p50: number;
+  p99: number;
+  brokerKbPerKit: number;
+  hubRssMb: number;
+  ledgerRows: number;
+  rejected: number;
+}
+
+async function ledgerRows(schema: string, eventId: string): Promise<number> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    const r = await c.query<{ n: string }>(
+      `SELECT count(*) AS n FROM "${schema}".orders WHERE event_id = $1`,
+      [eventId],
+    );
+    return Number(r.rows[0]?.n ?? 0);
+  } catch {
+    // older ledgers without event_id: count the fleet's kits
+    const r = await c.query<{ n: string }>(
+      `SELECT count(*) AS n FROM "${schema}".orders WHERE kit_id LIKE $1`,
+      [`${eventId}-%`],
+    );
+    return Number(r.rows[0]?.n ?? 0);
+  } finally {
+    await c.end();
+  }
+}
+
+/** One fleet against a fresh region (broker, workers, schema): connect, sell, drain, measure, tear down. */
+async function runFleet(kits: number): Promise<FleetResult> {
+  const schema = uniqueId('bench_region').replace(/-/g, '_');
+  const broker = await mosquitto({ dir: tmpDir('bench-region-mosq') });
+  const hubs: ChildProcess[] = [];
+  const fleet = uniqueId('fleet');
+  const sims: SimKit[] = [];
+  try {
+    for (let w = 0; w < WORKERS; w++) {
+      const port = await freePort();
+      hubs.push(
+        popkitHub({
+          ...hubProcessEnv({
+            dataDir: tmpDir('bench-region-hub'),
+            brokerUrl: broker.url,
+            schema,
+            port,
+            workerId: `w${w}`,
+          }),
+          POPKIT_HUB_MQTT_VERSION: VERSION,
+        }),
+      );
+      await waitFor(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok), 60_000, 'hub healthz');
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const brokerBefore = rssMb(broker.pid);
+    for (let i = 0; i < kits; i++) sims.push(new SimKit(fleet, i));
+    // connect in waves, as a venue's kits come up, not all in one millisecond
+    for (let i = 0; i < sims.length; i += 50)
+      await Promise.all(sims.slice(i, i + 50).map((k) => k.connect(broker.url)));
+    await new Promise((r) => setTimeout(r, 1000));
+    const brokerConnected = rssMb(broker.pid);
+
+    const t0 = performance.now();
+    const timers: NodeJS.Timeout[] = [];
+    const errors: string[] = [];
+    const guard = (p: Promise<void>) => p.catch((err: Error) => void errors.push(err.message));
+    for (const k of sims) {
+      // each kit on its own phase, as real kits' polls are
+      const phase = Math.random() * BATCH_EVERY_MS;
+      timers.push(
+        setTimeout(() => {
+          timers.push(setInterval(() => guard(k.sell()), BATCH_EVERY_MS));
+          timers.push(setInterval(() => guard(k.telemetry()), TELEMETRY_EVERY_MS));
+        }, phase),
+      );
+    }
+    await new Promise((r) => setTimeout(r, SECONDS * 1000));
+    for (const t of timers) clearInterval(t);
+    await waitFor(() => sims.every((k) => k.outstandingOrders() === 0), 120_000, 'every order acked');
+    const lastAck = performance.now();
+    if (errors.length) throw new Error(`publishes failed: ${errors.slice(0, 3).join('; ')}`);
+    const orders = sims.reduce((s, k) => s + k.orders, 0);
+    const lat = sims.flatMap((k) => k.latencies).sort((a, b) => a - b);
+    const rows = await ledgerRows(schema, fleet);
+    return {
+      kits,
+      orders,
+      ordersPerS: orders / ((lastAck - t0) / 1000),
+      p50: quantile(lat, 0.5),
+      p99: quantile(lat, 0.99),
+      brokerKbPerKit: ((brokerConnected - brokerBefore) * 1024) / kits,
+      hubRssMb: hubs.reduce((s, h) => s + rssMb(h.pid, 'VmHWM'), 0),
+      ledgerRows: rows,
+      rejected: sims.reduce((s, k) => s + k.rejected, 0),
+    };
+  } finally {
+    await Promise.all(sims.map((k) => k.close().catch(() => {})));
+    for (const h of hubs) h.kill('SIGTERM');
+    await Promise.all(hubs.map((h) => (h.exitCode === null ? new Promise((r) => h.once('exit', r)) : null)));
+    await broker.stop();
+    await dropSchema(schema);
+  }
+}
+
+const line = (r: FleetResult) =>
+  `  ${r.kits} kits: ${r.orders} orders, ${Math.round(r.ordersPerS)} orders/s ingested, ack p50 ${r.p50.toFixed(1)} ms ` +
+  `p99 ${r.p99.toFixed(1)} ms, broker ${r.brokerKbPerKit.toFixed(0)} KiB per kit, hub workers peak RSS ` +
+  `${Math.round(r.hubRssMb)} MB, ledger rows ${r.ledgerRows}${r.rejected ? `, rejected ${r.rejected}` : ''}\n`;
+
+process.stdout.write(
+  `bench:region — simulated kits (own MQTT ${VERSION} session each, clean: false, QoS 1) selling ${RATE} order/s ` +
+    `each for ${SECONDS} s, batches every ${BATCH_EVERY_MS} ms with a stock snapshot, health+telemetry every ` +
+    `${TELEMETRY_EVERY_MS / 1000} s; ${WORKERS} \`popkit hub\` worker(s) on PostgreSQL; Mosquitto (single-machine region)\n\n`,
+);
+const base = await runFleet(Math.max(1, Math.round(KITS / 4)));
+process.stdout.write(`baseline (a quarter of the fleet)\n${line(base)}`);
+const full = await runFleet(KITS);
+process.stdout.write(`fleet\n${line(full)}\n`);
+process.stdout.write(
+  `result: ${KITS} kits vs ${base.kits}: ingest ${(full.ordersPerS / base.ordersPerS).toFixed(2)}x the orders/s ` +
+    `for ${(full.kits / base.kits).toFixed(1)}x the kits, ack p99 ${(full.p99 / base.p99).toFixed(2)}x, broker memory ` +
+    `per kit ${(full.brokerKbPerKit / base.brokerKbPerKit).toFixed(2)}x\n`,
+);
+for (const r of [base, full]) {
+  if (r.ledgerRows !== r.orders - r.rejected) {
+    process.stderr.write(
+      `ledger holds ${r.ledgerRows} orders of ${r.kits} kits, ${r.orders - r.rejected} were acked\n`,
+    );
+    process.exitCode = 1;
+  }
+}
