@@ -25,6 +25,7 @@ import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import type { SealOpener } from '../../core/telemetry-seal.ts';
+import { brokerTarget } from './broker-urls.ts';
 import { isTransientDbError } from './failures.ts';
 import type { DeadLetter, Ledger } from './ledger.ts';
 import { isSealedBody, openSeriesEntry } from './series.ts';
@@ -117,7 +118,11 @@ export class HubIngest {
       ...(this.opts.password ? { password: this.opts.password } : {}),
       ...(this.opts.caFile ? { ca: fs.readFileSync(this.opts.caFile) } : {}),
     };
-    const client = mqtt.connect(this.opts.brokerUrl, clientOpts);
+    const target = brokerTarget(this.opts.brokerUrl);
+    const client = mqtt.connect(target.url, {
+      ...clientOpts,
+      ...(target.servers ? { servers: target.servers } : {}),
+    });
     this.client = client;
     client.on('error', (err) => log.warn({ err: err.message }, 'broker error'));
     client.on('offline', () => log.warn('broker offline'));

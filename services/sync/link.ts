@@ -7,8 +7,14 @@
 // MQTT 5 by default; POPKIT_SYNC_MQTT_VERSION=3.1.1 for a broker that speaks nothing newer. The session
 // is the same `clean: false` one under the same client id (its expiry is then the broker's rule, not
 // our 7 days), and a request carries its reply topic and correlation in its payload (AuthorizeReply).
+//
+// POPKIT_HUB_URL may list several URLs (the nodes of one clustered broker, e.g. a NATS cluster's MQTT
+// gateways): the link uses one at a time and moves to the next each time a connection fails or drops, so
+// a dead node costs one backoff step, not the link. The session (and so the acks waiting in it) is the
+// cluster's, not the node's.
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { Backoff } from '../../core/backoff.ts';
+import { hubUrlList } from '../../core/config.ts';
 import {
   type AuthorizeReplyT,
   type AuthorizeRequestT,
@@ -33,9 +39,14 @@ function isLoopback(hostname: string): boolean {
 
 /**
  * Card tokens travel in the batches: a hub URL that is not encrypted (mqtt://, ws://, tcp://) is refused
- * unless it points at this machine (the embedded hub) or POPKIT_HUB_ALLOW_PLAINTEXT=1 says so.
+ * unless it points at this machine (the embedded hub) or POPKIT_HUB_ALLOW_PLAINTEXT=1 says so. A list
+ * (comma-separated) is checked URL by URL.
  */
-export function refusePlaintextHub(hubUrl: string, allowPlaintext: boolean | undefined): void {
+export function refusePlaintextHub(hubUrls: string, allowPlaintext: boolean | undefined): void {
+  for (const u of hubUrlList(hubUrls)) refusePlaintextUrl(u, allowPlaintext);
+}
+
+function refusePlaintextUrl(hubUrl: string, allowPlaintext: boolean | undefined): void {
   let url: URL;
   try {
     url = new URL(hubUrl);
@@ -54,6 +65,7 @@ export function refusePlaintextHub(hubUrl: string, allowPlaintext: boolean | und
 
 export interface HubLinkOptions {
   kitId: string;
+  /** POPKIT_HUB_URL: one URL, or several comma-separated (nodes of one clustered broker) */
   hubUrl: string;
   /** POPKIT_HUB_ALLOW_PLAINTEXT: a plaintext hub URL to another machine is accepted */
   allowPlaintext?: boolean | undefined;
@@ -85,6 +97,8 @@ export class HubLink {
   private readonly backoff: Backoff;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closing = false;
+  private readonly urls: string[];
+  private urlIndex = 0;
   state: LinkState = 'connecting';
   reconnects = 0;
 
@@ -93,6 +107,7 @@ export class HubLink {
     private readonly on: HubLinkEvents,
   ) {
     refusePlaintextHub(opts.hubUrl, opts.allowPlaintext);
+    this.urls = hubUrlList(opts.hubUrl);
     this.backoff = new Backoff({
       initialMs: opts.backoffMinMs,
       maxMs: opts.backoffMaxMs,
@@ -102,6 +117,11 @@ export class HubLink {
 
   get connected(): boolean {
     return this.client?.connected ?? false;
+  }
+
+  /** the broker URL the link uses now (one of POPKIT_HUB_URL's) */
+  get currentUrl(): string {
+    return this.urls[this.urlIndex]!;
   }
 
   get mqttVersion(): MqttVersion {
@@ -136,11 +156,18 @@ export class HubLink {
         retain: true,
       },
     };
-    const client = mqtt.connect(this.opts.hubUrl, clientOpts);
+    this.clientOpts = clientOpts;
+    this.connectTo(this.currentUrl);
+  }
+
+  private clientOpts: IClientOptions = {};
+
+  private connectTo(url: string): void {
+    const client = mqtt.connect(url, this.clientOpts);
     this.client = client;
     client.on('connect', () => this.onConnect());
     client.on('close', () => this.onClose());
-    client.on('error', (err) => log.warn({ err: err.message }, 'hub link error'));
+    client.on('error', (err) => log.warn({ err: err.message, hub: redactUrl(url) }, 'hub link error'));
     client.on('message', (topic, payload, packet) => this.on.message(topic, payload, packet.properties));
   }
 
@@ -207,7 +234,7 @@ export class HubLink {
   private onConnect(): void {
     this.state = 'up';
     this.backoff.reset();
-    log.info({ hub: redactUrl(this.opts.hubUrl) }, 'hub link up');
+    log.info({ hub: redactUrl(this.currentUrl) }, 'hub link up');
     // a link change shows in /v1/status at once, not at the next tick
     this.on.changed();
     this.on.up();
@@ -230,6 +257,18 @@ export class HubLink {
   private reconnect(): void {
     this.reconnects++;
     this.state = 'connecting';
-    this.client?.reconnect();
+    if (this.urls.length === 1) {
+      this.client?.reconnect();
+      return;
+    }
+    // the next node of the cluster: a fresh client (mqtt.js reconnects to the URL it was made with);
+    // the old one is dropped without its events, so its end does not count as this link's close
+    const old = this.client;
+    old?.removeAllListeners();
+    old?.on('error', () => undefined);
+    old?.end(true);
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    log.info({ hub: redactUrl(this.currentUrl) }, 'hub link: trying the next broker URL');
+    this.connectTo(this.currentUrl);
   }
 }
