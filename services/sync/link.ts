@@ -78,6 +78,18 @@ export interface HubLinkOptions {
   mqttVersion?: MqttVersion | undefined;
 }
 
+/** how long close() waits for the broker (the bye's PUBACK, then a graceful end) */
+export const CLOSE_WAIT_MS = 3000;
+
+/** `p`'s value, or undefined once `ms` passed first */
+function within<T>(ms: number, p: Promise<T>): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** what a kit's persistent session asks of an MQTT 5 broker: kept a week while the kit is away */
 export const SESSION_EXPIRY_S = 7 * 24 * 3600;
 
@@ -101,6 +113,8 @@ export class HubLink {
   private urlIndex = 0;
   state: LinkState = 'connecting';
   reconnects = 0;
+  /** SUBSCRIBEs the broker refused (each retried) */
+  subscribeRefusals = 0;
 
   constructor(
     private readonly opts: HubLinkOptions,
@@ -196,11 +210,23 @@ export class HubLink {
     return true;
   }
 
+  /**
+   * Subscribe QoS 1. A refusal (SUBACK 0x80: a NATS node whose streams are electing leaders after a
+   * peer died) is retried every second while this connection lasts: the session is persistent, so a
+   * refused acks or catalog filter would otherwise stay missing until the next reconnect.
+   */
   subscribe(topicsToAdd: string[]): void {
+    const client = this.client;
+    if (!client) return;
     const subs: Record<string, { qos: 1 }> = {};
     for (const t of topicsToAdd) subs[t] = { qos: 1 };
-    this.client?.subscribe(subs, (err) => {
-      if (err) log.warn({ err: err.message }, 'subscribe failed');
+    client.subscribe(subs, (err) => {
+      if (!err) return;
+      this.subscribeRefusals++;
+      log.warn({ err: err.message }, 'subscribe failed: trying again in 1 s');
+      setTimeout(() => {
+        if (!this.closing && this.client === client && client.connected) this.subscribe(topicsToAdd);
+      }, 1000).unref();
     });
   }
 
@@ -219,15 +245,35 @@ export class HubLink {
     this.reconnect();
   }
 
-  /** Close the link; `bye` (a retained offline status) goes out first when the link is up. */
+  /**
+   * Close the link; `bye` (a retained offline status) goes out first when the link is up. Neither the
+   * bye's PUBACK nor a graceful end (mqtt.js waits for every QoS 1 message in flight to be PUBACKed) is
+   * waited for longer than CLOSE_WAIT_MS: a broker that never answers (a NATS node whose streams are
+   * electing leaders) must not hold a stop up; what was in flight is resent from the outbox.
+   */
   async close(bye?: { topic: string; payload: string }): Promise<void> {
     this.closing = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const client = this.client;
     if (client?.connected && bye) {
-      await client.publishAsync(bye.topic, bye.payload, { qos: 1, retain: true }).catch(() => undefined);
+      await within(
+        CLOSE_WAIT_MS,
+        client.publishAsync(bye.topic, bye.payload, { qos: 1, retain: true }).catch(() => undefined),
+      );
     }
-    await client?.endAsync().catch(() => undefined);
+    if (
+      client &&
+      !(await within(
+        CLOSE_WAIT_MS,
+        client.endAsync().then(
+          () => true,
+          () => true,
+        ),
+      ))
+    ) {
+      log.warn('hub link: the broker did not acknowledge what was in flight; closed anyway');
+      await client.endAsync(true).catch(() => undefined);
+    }
     this.state = 'down';
   }
 

@@ -3,7 +3,8 @@
 // given the list of the three URLs. One node, the hub's and a kit's, is SIGKILLed while kits place
 // orders and started again: every order the kits placed is acknowledged and is in the ledger (real
 // PostgreSQL, a schema of its own) once; acks reach kits on every node; the signed catalog (a retained
-// message) reaches every kit, a kit that connects after the restart included.
+// message) reaches every kit, a kit that connects after the restart included; a kit's persistent session
+// (and what waits in it) survives the death of the node it was made on.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
@@ -22,7 +23,7 @@ import {
   uniqueId,
   waitFor,
 } from '../support/hub-link.ts';
-import { type NatsCluster, startNatsCluster } from '../support/nats-cluster.ts';
+import { type NatsCluster, type NatsNode, startNatsCluster } from '../support/nats-cluster.ts';
 
 function outboxOrders(k: TestKit): number {
   return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
@@ -158,6 +159,63 @@ describe('sync ⇄ hub through a three-node NATS cluster (MQTT 3.1.1 gateways, J
       assert.equal(inner.version, 3);
     } finally {
       await late.endAsync();
+    }
+  });
+
+  test('a persistent MQTT session outlives its node: what was published while the kit was away arrives on another node', async () => {
+    const [n0, n1, n2] = cluster.nodes as [NatsNode, NatsNode, NatsNode];
+    const clientId = uniqueId('popkit-sync-away');
+    const acks = `popkit/v1/kits/${clientId}/acks`;
+    const kit = await mqtt.connectAsync(n1.mqttUrl, { protocolVersion: 4, clientId, clean: false });
+    await kit.subscribeAsync(acks, { qos: 1 });
+    await kit.endAsync();
+    const hubSide = await mqtt.connectAsync(n2.mqttUrl, {
+      protocolVersion: 4,
+      clientId: uniqueId('pub'),
+      clean: true,
+    });
+    await hubSide.publishAsync(acks, 'ack while away', { qos: 1 });
+    await hubSide.endAsync();
+    // the node the session was made on dies; the kit comes back on the third node
+    await cluster.kill(1);
+    try {
+      // the first attempts may be refused while JetStream elects a new leader for the session stream
+      // (the dead node led it): the server closes the connection ("loading session record … timeout");
+      // sync retries with its backoff, so does this
+      let refused = 0;
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const back = mqtt.connect(n0.mqttUrl, {
+          protocolVersion: 4,
+          clientId,
+          clean: false,
+          reconnectPeriod: 0,
+        });
+        const got = new Promise<string>((resolve) =>
+          back.once('message', (_t, p) => resolve(p.toString('utf8'))),
+        );
+        const connack = await new Promise<{ sessionPresent: boolean } | undefined>((resolve) => {
+          back.once('connect', resolve);
+          back.once('close', () => resolve(undefined));
+        });
+        if (!connack) {
+          back.end(true);
+          refused++;
+          assert.ok(Date.now() < deadline, `still refused after ${refused} attempts`);
+          await new Promise((r) => setTimeout(r, 250));
+          continue;
+        }
+        assert.equal(
+          connack.sessionPresent,
+          true,
+          "the session is the cluster's (R3 stream), not the node's",
+        );
+        assert.equal(await got, 'ack while away');
+        await back.endAsync();
+        break;
+      }
+    } finally {
+      await cluster.restart(1);
     }
   });
 });
