@@ -40,6 +40,14 @@ const Port = (def: number, description: string) =>
   Type.Integer({ minimum: 1, maximum: 65535, default: def, description });
 
 /** What every process reads. */
+/** POPKIT_HUB_URL: one broker URL, or several separated by commas (no spaces, no empty entries) */
+export const HUB_URL_LIST_PATTERN = '^(mqtts?|wss?|tcp)://[^,\\s]+(,(mqtts?|wss?|tcp)://[^,\\s]+)*$';
+
+/** The broker URLs of POPKIT_HUB_URL, in the order sync tries them. */
+export function hubUrlList(value: string): string[] {
+  return value.split(',');
+}
+
 export const BaseConfig = Type.Object({
   POPKIT_KIT_ID: Type.Optional(
     Type.String({
@@ -68,7 +76,12 @@ export const BaseConfig = Type.Object({
     { default: 'info' },
   ),
   POPKIT_HUB_URL: Type.Optional(
-    Type.String({ pattern: '^(mqtts?|wss?|tcp)://', description: "the hub's MQTT URL" }),
+    Type.String({
+      pattern: HUB_URL_LIST_PATTERN,
+      maxLength: 4096,
+      description:
+        "the hub's MQTT URL; or a comma-separated list of the URLs of one clustered broker's nodes (the NATS cluster's MQTT gateways, docs/scaling.md#a-nats-cluster): sync connects to the first and moves to the next one each time a connection fails or drops",
+    }),
   ),
   POPKIT_RUNTIME: Type.Optional(
     Type.Union([Type.Literal('dist'), Type.Literal('source')], {

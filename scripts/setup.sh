@@ -26,7 +26,9 @@ PKGS=(build-essential python3 libgstreamer1.0-dev libgstreamer-plugins-base1.0-d
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-tools gstreamer1.0-x socat mosquitto mosquitto-clients chromium ffmpeg strace
   fuse3 python3-fusepy dbus python3-dbusmock)
-[ "$want_services" = 1 ] && PKGS+=(postgresql)
+# nats-server: the clustered-region tests start a three-node NATS cluster of their own
+# (tests/support/nats-cluster.ts, docs/scaling.md#a-nats-cluster)
+[ "$want_services" = 1 ] && PKGS+=(postgresql nats-server)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -24,6 +24,7 @@ import {
   wire,
 } from '../../core/contracts/hub-wire.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
+import { brokerTarget } from './broker-urls.ts';
 import type { SqlDb } from './db.ts';
 import { type PaymentGateway, Slots } from './gateway.ts';
 import { KitBuckets } from './ingest.ts';
@@ -137,7 +138,11 @@ export class HubAuthorize {
       ...(o.password ? { password: o.password } : {}),
       ...(o.caFile ? { ca: fs.readFileSync(o.caFile) } : {}),
     };
-    const client = mqtt.connect(o.brokerUrl, clientOpts);
+    const target = brokerTarget(o.brokerUrl);
+    const client = mqtt.connect(target.url, {
+      ...clientOpts,
+      ...(target.servers ? { servers: target.servers } : {}),
+    });
     this.client = client;
     client.on('error', (err) => log.warn({ err: err.message }, 'authorize broker error'));
     client.on('message', (topic, payload, packet) => {

@@ -1,13 +1,15 @@
 // The hub's environment (popkit hub). Composed with BaseConfig for POPKIT_DATA_DIR and logging.
 import { type Static, Type } from '@sinclair/typebox';
-import { SECRET } from '../../core/config.ts';
+import { HUB_URL_LIST_PATTERN, SECRET } from '../../core/config.ts';
 import { MQTT_VERSIONS } from '../../core/contracts/hub-wire.ts';
 
 export const HubConfig = Type.Object({
   POPKIT_HUB_BROKER_URL: Type.String({
-    pattern: '^(mqtts?|wss?|tcp)://',
+    pattern: HUB_URL_LIST_PATTERN,
+    maxLength: 4096,
     default: 'mqtt://127.0.0.1:1883',
-    description: 'the MQTT broker the kits publish to',
+    description:
+      "the MQTT broker the kits publish to; or a comma-separated list of the URLs of one clustered broker's nodes (a NATS cluster's MQTT gateways): each reconnect goes to the next one",
   }),
   POPKIT_HUB_MQTT_VERSION: Type.Union(
     MQTT_VERSIONS.map((v) => Type.Literal(v)),

@@ -2,7 +2,7 @@
 // ingest and the HTTP API.
 import os from 'node:os';
 import path from 'node:path';
-import type { BaseConfigT } from '../../core/config.ts';
+import { type BaseConfigT, hubUrlList } from '../../core/config.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import { hubDataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
@@ -179,7 +179,7 @@ export class HubService {
     });
     if (cfg.POPKIT_HUB_DYNSEC_USERNAME && cfg.POPKIT_HUB_DYNSEC_PASSWORD) {
       this.dynsec = new DynsecClient({
-        url: cfg.POPKIT_HUB_DYNSEC_URL ?? cfg.POPKIT_HUB_BROKER_URL,
+        url: cfg.POPKIT_HUB_DYNSEC_URL ?? hubUrlList(cfg.POPKIT_HUB_BROKER_URL)[0]!,
         username: cfg.POPKIT_HUB_DYNSEC_USERNAME,
         password: cfg.POPKIT_HUB_DYNSEC_PASSWORD,
         caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,

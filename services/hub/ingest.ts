@@ -25,6 +25,7 @@ import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import type { SealOpener } from '../../core/telemetry-seal.ts';
+import { brokerTarget } from './broker-urls.ts';
 import { isTransientDbError } from './failures.ts';
 import type { DeadLetter, Ledger } from './ledger.ts';
 import { isSealedBody, openSeriesEntry } from './series.ts';
@@ -113,11 +114,19 @@ export class HubIngest {
       clean: true,
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
+      // subscribing again after a reconnect is ours (subscribeAgain): mqtt.js's own drops a refusal
+      // silently, and a NATS node that just lost a peer may refuse a QoS 1 filter (SUBACK 0x80) while
+      // its JetStream elects new leaders: the worker would stay connected and deaf
+      resubscribe: false,
       ...(this.opts.username ? { username: this.opts.username } : {}),
       ...(this.opts.password ? { password: this.opts.password } : {}),
       ...(this.opts.caFile ? { ca: fs.readFileSync(this.opts.caFile) } : {}),
     };
-    const client = mqtt.connect(this.opts.brokerUrl, clientOpts);
+    const target = brokerTarget(this.opts.brokerUrl);
+    const client = mqtt.connect(target.url, {
+      ...clientOpts,
+      ...(target.servers ? { servers: target.servers } : {}),
+    });
     this.client = client;
     client.on('error', (err) => log.warn({ err: err.message }, 'broker error'));
     client.on('offline', () => log.warn('broker offline'));
@@ -152,13 +161,15 @@ export class HubIngest {
       }
     }
     const share = (t: string) => (this.sharedSubscription ? `$share/${this.opts.shareGroup}/${t}` : t);
-    await client.subscribeAsync({
+    const subscriptions: Record<string, { qos: 1 }> = {
       [share(topics.allOrders)]: { qos: 1 },
       [share(topics.allTelemetry)]: { qos: 1 },
       [share(topics.allReceipts)]: { qos: 1 },
       [topics.allStatus]: { qos: 1 },
-    });
+    };
+    await client.subscribeAsync(subscriptions);
     client.on('connect', () => {
+      this.subscribeAgain(client, subscriptions);
       // a broker without persistence lost the retained catalogs: put the latest back
       this.republishCatalogs().catch((err) => log.warn({ err: (err as Error).message }, 'catalog republish'));
       this.publishSealKey().catch((err) => log.warn({ err: (err as Error).message }, 'seal key publish'));
@@ -189,6 +200,18 @@ export class HubIngest {
     this.resendLoop?.stop();
     // forced: a backlog of incoming messages (a flood) must not hold the stop up; nothing unacked is lost
     await this.client?.endAsync(true);
+  }
+
+  /**
+   * After a reconnect (a clean session: the broker forgot the subscriptions), subscribe again; a refused
+   * filter is logged and retried every second while connected.
+   */
+  private subscribeAgain(client: MqttClient, subscriptions: Record<string, { qos: 1 }>): void {
+    if (this.stopping || !client.connected) return;
+    client.subscribeAsync(subscriptions).catch((err: Error) => {
+      log.warn({ err: err.message }, 'broker refused the subscriptions after a reconnect: trying again');
+      setTimeout(() => this.subscribeAgain(client, subscriptions), 1000).unref();
+    });
   }
 
   /** Does the broker deliver `$share/…` subscriptions? (Mosquitto, EMQX, HiveMQ do; aedes 1.x does not.) */

@@ -7,8 +7,14 @@
 // MQTT 5 by default; POPKIT_SYNC_MQTT_VERSION=3.1.1 for a broker that speaks nothing newer. The session
 // is the same `clean: false` one under the same client id (its expiry is then the broker's rule, not
 // our 7 days), and a request carries its reply topic and correlation in its payload (AuthorizeReply).
+//
+// POPKIT_HUB_URL may list several URLs (the nodes of one clustered broker, e.g. a NATS cluster's MQTT
+// gateways): the link uses one at a time and moves to the next each time a connection fails or drops, so
+// a dead node costs one backoff step, not the link. The session (and so the acks waiting in it) is the
+// cluster's, not the node's.
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { Backoff } from '../../core/backoff.ts';
+import { hubUrlList } from '../../core/config.ts';
 import {
   type AuthorizeReplyT,
   type AuthorizeRequestT,
@@ -33,9 +39,14 @@ function isLoopback(hostname: string): boolean {
 
 /**
  * Card tokens travel in the batches: a hub URL that is not encrypted (mqtt://, ws://, tcp://) is refused
- * unless it points at this machine (the embedded hub) or POPKIT_HUB_ALLOW_PLAINTEXT=1 says so.
+ * unless it points at this machine (the embedded hub) or POPKIT_HUB_ALLOW_PLAINTEXT=1 says so. A list
+ * (comma-separated) is checked URL by URL.
  */
-export function refusePlaintextHub(hubUrl: string, allowPlaintext: boolean | undefined): void {
+export function refusePlaintextHub(hubUrls: string, allowPlaintext: boolean | undefined): void {
+  for (const u of hubUrlList(hubUrls)) refusePlaintextUrl(u, allowPlaintext);
+}
+
+function refusePlaintextUrl(hubUrl: string, allowPlaintext: boolean | undefined): void {
   let url: URL;
   try {
     url = new URL(hubUrl);
@@ -54,6 +65,7 @@ export function refusePlaintextHub(hubUrl: string, allowPlaintext: boolean | und
 
 export interface HubLinkOptions {
   kitId: string;
+  /** POPKIT_HUB_URL: one URL, or several comma-separated (nodes of one clustered broker) */
   hubUrl: string;
   /** POPKIT_HUB_ALLOW_PLAINTEXT: a plaintext hub URL to another machine is accepted */
   allowPlaintext?: boolean | undefined;
@@ -64,6 +76,18 @@ export interface HubLinkOptions {
   backoffMaxMs: number;
   /** POPKIT_SYNC_MQTT_VERSION; absent: 5 */
   mqttVersion?: MqttVersion | undefined;
+}
+
+/** how long close() waits for the broker (the bye's PUBACK, then a graceful end) */
+export const CLOSE_WAIT_MS = 3000;
+
+/** `p`'s value, or undefined once `ms` passed first */
+function within<T>(ms: number, p: Promise<T>): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** what a kit's persistent session asks of an MQTT 5 broker: kept a week while the kit is away */
@@ -85,14 +109,19 @@ export class HubLink {
   private readonly backoff: Backoff;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closing = false;
+  private readonly urls: string[];
+  private urlIndex = 0;
   state: LinkState = 'connecting';
   reconnects = 0;
+  /** SUBSCRIBEs the broker refused (each retried) */
+  subscribeRefusals = 0;
 
   constructor(
     private readonly opts: HubLinkOptions,
     private readonly on: HubLinkEvents,
   ) {
     refusePlaintextHub(opts.hubUrl, opts.allowPlaintext);
+    this.urls = hubUrlList(opts.hubUrl);
     this.backoff = new Backoff({
       initialMs: opts.backoffMinMs,
       maxMs: opts.backoffMaxMs,
@@ -102,6 +131,11 @@ export class HubLink {
 
   get connected(): boolean {
     return this.client?.connected ?? false;
+  }
+
+  /** the broker URL the link uses now (one of POPKIT_HUB_URL's) */
+  get currentUrl(): string {
+    return this.urls[this.urlIndex]!;
   }
 
   get mqttVersion(): MqttVersion {
@@ -136,11 +170,18 @@ export class HubLink {
         retain: true,
       },
     };
-    const client = mqtt.connect(this.opts.hubUrl, clientOpts);
+    this.clientOpts = clientOpts;
+    this.connectTo(this.currentUrl);
+  }
+
+  private clientOpts: IClientOptions = {};
+
+  private connectTo(url: string): void {
+    const client = mqtt.connect(url, this.clientOpts);
     this.client = client;
     client.on('connect', () => this.onConnect());
     client.on('close', () => this.onClose());
-    client.on('error', (err) => log.warn({ err: err.message }, 'hub link error'));
+    client.on('error', (err) => log.warn({ err: err.message, hub: redactUrl(url) }, 'hub link error'));
     client.on('message', (topic, payload, packet) => this.on.message(topic, payload, packet.properties));
   }
 
@@ -169,11 +210,23 @@ export class HubLink {
     return true;
   }
 
+  /**
+   * Subscribe QoS 1. A refusal (SUBACK 0x80: a NATS node whose streams are electing leaders after a
+   * peer died) is retried every second while this connection lasts: the session is persistent, so a
+   * refused acks or catalog filter would otherwise stay missing until the next reconnect.
+   */
   subscribe(topicsToAdd: string[]): void {
+    const client = this.client;
+    if (!client) return;
     const subs: Record<string, { qos: 1 }> = {};
     for (const t of topicsToAdd) subs[t] = { qos: 1 };
-    this.client?.subscribe(subs, (err) => {
-      if (err) log.warn({ err: err.message }, 'subscribe failed');
+    client.subscribe(subs, (err) => {
+      if (!err) return;
+      this.subscribeRefusals++;
+      log.warn({ err: err.message }, 'subscribe failed: trying again in 1 s');
+      setTimeout(() => {
+        if (!this.closing && this.client === client && client.connected) this.subscribe(topicsToAdd);
+      }, 1000).unref();
     });
   }
 
@@ -192,22 +245,42 @@ export class HubLink {
     this.reconnect();
   }
 
-  /** Close the link; `bye` (a retained offline status) goes out first when the link is up. */
+  /**
+   * Close the link; `bye` (a retained offline status) goes out first when the link is up. Neither the
+   * bye's PUBACK nor a graceful end (mqtt.js waits for every QoS 1 message in flight to be PUBACKed) is
+   * waited for longer than CLOSE_WAIT_MS: a broker that never answers (a NATS node whose streams are
+   * electing leaders) must not hold a stop up; what was in flight is resent from the outbox.
+   */
   async close(bye?: { topic: string; payload: string }): Promise<void> {
     this.closing = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const client = this.client;
     if (client?.connected && bye) {
-      await client.publishAsync(bye.topic, bye.payload, { qos: 1, retain: true }).catch(() => undefined);
+      await within(
+        CLOSE_WAIT_MS,
+        client.publishAsync(bye.topic, bye.payload, { qos: 1, retain: true }).catch(() => undefined),
+      );
     }
-    await client?.endAsync().catch(() => undefined);
+    if (
+      client &&
+      !(await within(
+        CLOSE_WAIT_MS,
+        client.endAsync().then(
+          () => true,
+          () => true,
+        ),
+      ))
+    ) {
+      log.warn('hub link: the broker did not acknowledge what was in flight; closed anyway');
+      await client.endAsync(true).catch(() => undefined);
+    }
     this.state = 'down';
   }
 
   private onConnect(): void {
     this.state = 'up';
     this.backoff.reset();
-    log.info({ hub: redactUrl(this.opts.hubUrl) }, 'hub link up');
+    log.info({ hub: redactUrl(this.currentUrl) }, 'hub link up');
     // a link change shows in /v1/status at once, not at the next tick
     this.on.changed();
     this.on.up();
@@ -230,6 +303,18 @@ export class HubLink {
   private reconnect(): void {
     this.reconnects++;
     this.state = 'connecting';
-    this.client?.reconnect();
+    if (this.urls.length === 1) {
+      this.client?.reconnect();
+      return;
+    }
+    // the next node of the cluster: a fresh client (mqtt.js reconnects to the URL it was made with);
+    // the old one is dropped without its events, so its end does not count as this link's close
+    const old = this.client;
+    old?.removeAllListeners();
+    old?.on('error', () => undefined);
+    old?.end(true);
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    log.info({ hub: redactUrl(this.currentUrl) }, 'hub link: trying the next broker URL');
+    this.connectTo(this.currentUrl);
   }
 }

@@ -148,7 +148,7 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
     if (topic === cmdTopic && syncCommand.parse(payload)?.cmd === 'flush') sync.flushNow();
   });
   process.stdout.write(
-    `popkit sync: kit ${kitId} → ${opts.hubUrl.replace(/\/\/[^@/]*@/, '//')}` +
+    `popkit sync: kit ${kitId} → ${opts.hubUrl.replace(/\/\/[^@/,]*@/g, '//')}` +
       `${opts.hubPublicKey ? '' : ' (no hub public key: catalogs from the hub will be refused)'}\n`,
   );
   await new Promise<void>((resolve) => {

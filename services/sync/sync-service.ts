@@ -263,7 +263,7 @@ export class SyncService {
     const cat = readCatalogStamp(this.store);
     return {
       link: this.hubLink.state,
-      hubUrl: redactUrl(this.opts.hubUrl),
+      hubUrl: redactUrl(this.hubLink.currentUrl),
       kitId: this.opts.kitId,
       backlog,
       oldestAgeMs,

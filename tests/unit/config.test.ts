@@ -87,3 +87,55 @@ describe('config', () => {
     assert.match(lines.join('\n'), /POPKIT_RISK_MAX_ORDER_CENTS="-5"/);
   });
 });
+
+describe("POPKIT_HUB_URL and POPKIT_HUB_BROKER_URL: one URL or a list of one clustered broker's nodes", () => {
+  test('a comma-separated list is accepted and split in order; a malformed one is refused', async () => {
+    const { hubUrlList } = await import('../../core/config.ts');
+    const { HubConfig } = await import('../../services/hub/config.ts');
+    const list = 'mqtts://a.example:8883,mqtts://b.example:8883,mqtts://c.example:8883';
+    assert.equal(loadConfig(BaseConfig, { POPKIT_HUB_URL: list }).POPKIT_HUB_URL, list);
+    assert.deepEqual(hubUrlList(list), [
+      'mqtts://a.example:8883',
+      'mqtts://b.example:8883',
+      'mqtts://c.example:8883',
+    ]);
+    assert.deepEqual(hubUrlList('mqtt://127.0.0.1:1883'), ['mqtt://127.0.0.1:1883']);
+    assert.equal(
+      loadConfig(HubConfig, { POPKIT_HUB_BROKER_URL: 'mqtt://n1:1883,mqtt://n2:1883' }).POPKIT_HUB_BROKER_URL,
+      'mqtt://n1:1883,mqtt://n2:1883',
+    );
+    for (const bad of [
+      'mqtts://a.example:8883,',
+      'mqtts://a.example:8883,,mqtts://b.example:8883',
+      'mqtts://a.example:8883, mqtts://b.example:8883',
+      'mqtts://a.example:8883,http://b.example',
+      'mqtts://',
+    ]) {
+      assert.throws(() => loadConfig(BaseConfig, { POPKIT_HUB_URL: bad }), ConfigError, bad);
+      assert.throws(() => loadConfig(HubConfig, { POPKIT_HUB_BROKER_URL: bad }), ConfigError, bad);
+    }
+  });
+
+  test('a plaintext URL to another machine anywhere in the list is refused', async () => {
+    const { refusePlaintextHub } = await import('../../services/sync/link.ts');
+    refusePlaintextHub('mqtt://127.0.0.1:1883,mqtt://127.0.0.1:1884', false);
+    refusePlaintextHub('mqtts://a.example:8883,mqtts://b.example:8883', false);
+    assert.throws(
+      () => refusePlaintextHub('mqtts://a.example:8883,mqtt://b.example:1883', false),
+      (err: Error & { code?: string }) => err.code === 'CONFIG_INVALID' && /b\.example/.test(err.message),
+    );
+    refusePlaintextHub('mqtts://a.example:8883,mqtt://b.example:1883', true);
+  });
+
+  test("the hub's list becomes mqtt.js servers, in order, with default ports", async () => {
+    const { brokerTarget } = await import('../../services/hub/broker-urls.ts');
+    assert.deepEqual(brokerTarget('mqtt://n1:1883'), { url: 'mqtt://n1:1883' });
+    assert.deepEqual(brokerTarget('mqtt://n1:1884,mqtts://n2'), {
+      url: 'mqtt://n1:1884',
+      servers: [
+        { host: 'n1', port: 1884, protocol: 'mqtt' },
+        { host: 'n2', port: 8883, protocol: 'mqtts' },
+      ],
+    });
+  });
+});
