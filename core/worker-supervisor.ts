@@ -87,7 +87,8 @@ export class WorkerSupervisor extends EventEmitter {
     worker.on('error', (err) => {
       // an uncaught exception (or a heap over its limit) in the worker: 'exit' follows
       state.lastError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      this.emit('error', spec.name, err);
+      // not 'error': an EventEmitter throws an 'error' nobody listens to, which would end this thread
+      this.emit('crash', spec.name, err);
     });
     worker.once('exit', (code) => {
       state.worker = null;
