@@ -66,6 +66,8 @@ export async function createKitd(env: NodeJS.ProcessEnv = process.env): Promise<
     { sim, balena: onBalena(env), now: () => systemTimers.now() },
   );
   const kitd = new Kitd({
+    // the combined kit (`popkit kit`): checkout and sync are threads of this process, restarted by it
+    ...(env['POPKIT_KIT_MODE'] === 'combined' ? { inProcess: ['checkout', 'sync'] } : {}),
     kitId,
     dataDir,
     board,
