@@ -114,6 +114,14 @@ export const KitModeConfig = Type.Object({
         "combined mode: the old-generation heap limit of each part's worker thread (MB); a part that outgrows it ends and is restarted alone. Unset: V8's default",
     }),
   ),
+  POPKIT_KIT_WORKER_YOUNG_MB: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 256,
+      description:
+        "combined mode: the young-generation size of each part's worker thread (MB; V8's resourceLimits.maxYoungGenerationSizeMb): smaller holds less memory between collections and collects more often. Unset: V8's default",
+    }),
+  ),
 });
 
 /** Private, unique-local and link-local ranges: a phone on the venue's Wi-Fi. */

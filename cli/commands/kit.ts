@@ -56,7 +56,10 @@ export function startKitProcess(
     );
   });
   const filename = workerEntry();
-  const heapMb = cfg.POPKIT_KIT_WORKER_HEAP_MB;
+  const resourceLimits = {
+    ...(cfg.POPKIT_KIT_WORKER_HEAP_MB ? { maxOldGenerationSizeMb: cfg.POPKIT_KIT_WORKER_HEAP_MB } : {}),
+    ...(cfg.POPKIT_KIT_WORKER_YOUNG_MB ? { maxYoungGenerationSizeMb: cfg.POPKIT_KIT_WORKER_YOUNG_MB } : {}),
+  };
   for (const part of parts) {
     const workerData: KitWorkerData = { part };
     sup.add({
@@ -64,7 +67,7 @@ export function startKitProcess(
       filename,
       workerData,
       env: { ...env, POPKIT_KIT_MODE: 'combined' },
-      ...(heapMb ? { resourceLimits: { maxOldGenerationSizeMb: heapMb } } : {}),
+      ...(Object.keys(resourceLimits).length ? { resourceLimits } : {}),
     });
   }
   const beat = pollLoop(1000, () => writeRunStatus(dataDir, 'kit', { parts: sup.view() }), {
