@@ -1,4 +1,4 @@
-// bench:kit-memory — the kit's services on a small board (docs/architecture.md#small-boards). A Pi Zero 2 W
+// bench:kit-memory — the kit's services on a small board (docs/scaling.md#small-boards). A Pi Zero 2 W
 // has 512 MB for everything; the goal is ≤ 160 MB of anonymous memory (RssAnon: the heaps, what cannot be
 // paged back to a file) for checkout + sync + kitd + media in small-board mode. The same kit (sim board,
 // compiled dist/, demo catalog, a few sales, media streaming videotestsrc through GStreamer) runs
@@ -195,8 +195,11 @@ try {
   }
   const split = results[0]?.total ?? 0;
   const combined = results.find((r) => r.v.mode === 'combined')?.total ?? 0;
+  const tunedSplit = results[1]?.total ?? 0;
+  const tunedCombined = results.find((r) => r.v.name === 'combined + semi-space + 2 arenas')?.total ?? 0;
   process.stdout.write(
-    `\n  combined / split: ${(combined / split).toFixed(2)}  (saves ${(split - combined).toFixed(1)} MB)\n`,
+    `\n  combined / split, untuned: ${(combined / split).toFixed(2)} (${(split - combined).toFixed(1)} MB saved); ` +
+      `both with semi-space 1 MB + 2 arenas: ${(tunedCombined / tunedSplit).toFixed(2)} (${(tunedSplit - tunedCombined).toFixed(1)} MB saved)\n`,
   );
   const small = results.filter((r) => r.v.mode === 'combined');
   const best = small.reduce((a, b) => (b.total < a.total ? b : a));

@@ -20,3 +20,16 @@ export function untilStopSignal(): Promise<void> {
     process.once('SIGINT', () => resolve());
   });
 }
+
+/**
+ * What a small board's kit processes (`popkit kit` and media) run with, as measured by
+ * bench/kit-memory.ts (docs/scaling.md#small-boards): 1 MB semi-spaces instead of V8's up to 16 MB per
+ * isolate (more frequent scavenges of a smaller young generation), and two glibc malloc arenas instead
+ * of one per thread that allocates. docker-compose.small.yml sets the same (a test holds them equal).
+ */
+export function smallBoardEnv(env: NodeJS.ProcessEnv): { NODE_OPTIONS: string; MALLOC_ARENA_MAX: string } {
+  return {
+    NODE_OPTIONS: [env['NODE_OPTIONS'], '--max-semi-space-size=1'].filter(Boolean).join(' '),
+    MALLOC_ARENA_MAX: env['MALLOC_ARENA_MAX'] ?? '2',
+  };
+}

@@ -22,6 +22,7 @@ import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.t
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, MosquittoBroker } from '../../core/embedded-broker.ts';
 import { ensurePrivateDir } from '../../core/file-modes.ts';
+import { smallBoardEnv } from '../../core/kit-part.ts';
 import { CPU_PRIORITY } from '../../core/priorities.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import type { LogRotation } from '../../core/rotating-log.ts';
@@ -273,11 +274,12 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
   if ((up.cfg.POPKIT_KIT_MODE ?? defaultKitMode(up.board)) === 'combined') {
     // a small board: checkout, sync and kitd as threads of one process (cli/commands/kit.ts), at
     // checkout's priority (each thread then nices itself as its process would be); media on its own
+    const small = smallBoardEnv(childEnv);
     up.sup.add({
       name: 'kit',
       command: node,
       args: [BIN, 'kit'],
-      env: { ...childEnv, POPKIT_KIT_MODE: 'combined', UV_THREADPOOL_SIZE: '8' },
+      env: { ...childEnv, ...small, POPKIT_KIT_MODE: 'combined', UV_THREADPOOL_SIZE: '8' },
       nice: CPU_PRIORITY.checkout.nice,
     });
     if (!up.noMedia && has('media'))
@@ -285,7 +287,7 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
         name: 'media',
         command: node,
         args: [BIN, 'media'],
-        env: { ...childEnv, UV_THREADPOOL_SIZE: '8' },
+        env: { ...childEnv, ...small, UV_THREADPOOL_SIZE: '8' },
         nice: CPU_PRIORITY.media.nice,
       });
     return;

@@ -52,7 +52,7 @@ export interface BoardProfile {
 /** A board with this much RAM or less runs checkout, sync and kitd as one process (POPKIT_KIT_MODE). */
 export const SMALL_BOARD_RAM_MB = 512;
 
-/** The kit mode a board runs unless POPKIT_KIT_MODE says otherwise (docs/architecture.md#small-boards). */
+/** The kit mode a board runs unless POPKIT_KIT_MODE says otherwise (docs/architecture.md#small-boards-one-kit-process). */
 export function defaultKitMode(board: Pick<BoardProfile, 'ramMb'>): 'split' | 'combined' {
   return board.ramMb !== undefined && board.ramMb <= SMALL_BOARD_RAM_MB ? 'combined' : 'split';
 }

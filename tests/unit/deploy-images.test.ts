@@ -15,6 +15,7 @@ import type { Ignore } from '@balena/dockerignore';
 import dockerignoreModule from '@balena/dockerignore';
 import tarStream from 'tar-stream';
 import { parse as parseYaml } from 'yaml';
+import { smallBoardEnv } from '../../core/kit-part.ts';
 import { deviceNodesFor } from '../../firmware/device-nodes.ts';
 import { BOARD_IDS, defaultKitMode, getBoardProfile } from '../../hardware/boards/index.ts';
 
@@ -882,10 +883,23 @@ describe('the small-board variant (docker-compose.small.yml: docs/fleet.md#small
     assert.match(t.join(' '), new RegExp(`http://127\\.0\\.0\\.1:${port}/healthz`));
   });
 
-  test("media and Mosquitto are as in docker-compose.yml (the variant changes only the kit's processes)", () => {
+  test("media and Mosquitto are as in docker-compose.yml but for the small board's memory settings", () => {
     const full = composeServices('docker-compose.yml');
-    assert.deepEqual(services['media'], full['media']);
+    const { NODE_OPTIONS: _n, MALLOC_ARENA_MAX: _m, ...mediaEnv } = services['media']?.environment ?? {};
+    assert.deepEqual({ ...services['media'], environment: mediaEnv }, full['media']);
     assert.deepEqual(services['mosquitto'], full['mosquitto']);
+  });
+
+  test('the kit and media run with the memory settings `popkit up` gives them in combined mode', () => {
+    const want = smallBoardEnv({});
+    for (const name of ['kit', 'media']) {
+      const env = services[name]?.environment ?? {};
+      assert.deepEqual(
+        { NODE_OPTIONS: env['NODE_OPTIONS'], MALLOC_ARENA_MAX: env['MALLOC_ARENA_MAX'] },
+        want,
+        name,
+      );
+    }
   });
 
   test('the variant is for the boards that run combined by default, and only those', () => {
