@@ -17,6 +17,7 @@ const LOADERS: Record<CommandName, () => Promise<{ run: CommandMain }>> = {
   up: () => import('./commands/up.ts'),
   checkout: () => import('./commands/checkout.ts'),
   sync: () => import('./commands/sync.ts'),
+  kit: () => import('./commands/kit.ts'),
   hub: () => import('./commands/hub.ts'),
   power: () => import('./commands/power.ts'),
   kitd: () => import('./commands/kitd.ts'),

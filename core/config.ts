@@ -106,6 +106,37 @@ export const BaseConfig = Type.Object({
   }),
 });
 
+/** How the kit's services run (`popkit up`, and the compose variant of a device type: docs/fleet.md). */
+export const KIT_MODES = ['split', 'combined'] as const;
+export type KitMode = (typeof KIT_MODES)[number];
+export const KitModeConfig = Type.Object({
+  POPKIT_KIT_MODE: Type.Optional(
+    Type.Union(
+      KIT_MODES.map((m) => Type.Literal(m)),
+      {
+        description:
+          "split: checkout, sync and kitd each a process (a container on a board); combined: one process with each a worker thread, restarted alone when it fails (`popkit kit`), for boards of 512 MB such as the Pi Zero 2 W. Default: the board profile's (combined on the Pi Zero 2 W, split elsewhere). Media is always a process of its own",
+      },
+    ),
+  ),
+  POPKIT_KIT_WORKER_HEAP_MB: Type.Optional(
+    Type.Integer({
+      minimum: 16,
+      maximum: 4096,
+      description:
+        "combined mode: the old-generation heap limit of each part's worker thread (MB); a part that outgrows it ends and is restarted alone. Unset: V8's default",
+    }),
+  ),
+  POPKIT_KIT_WORKER_YOUNG_MB: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 256,
+      description:
+        "combined mode: the young-generation size of each part's worker thread (MB; V8's resourceLimits.maxYoungGenerationSizeMb): smaller holds less memory between collections and collects more often. Unset: V8's default",
+    }),
+  ),
+});
+
 /** Private, unique-local and link-local ranges: a phone on the venue's Wi-Fi. */
 export const AUDIENCE_VENUE_NETS_DEFAULT =
   '10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,fc00::/7,fe80::/10';

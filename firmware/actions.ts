@@ -25,6 +25,8 @@ export interface ActionsDeps {
   buttons: ButtonMap;
   bus?: KitdBus;
   supervisor?: SupervisorClient;
+  /** services that are threads of kitd's own process (KitdDeps.inProcess) */
+  inProcess?: readonly string[];
   /** the simulated chip when the board is `sim`, for `press` commands */
   simGpio?: SimGpio;
   powerLevel(): PowerLevel;
@@ -155,7 +157,10 @@ export class KitdActions {
 
   async restartService(service: string): Promise<void> {
     const sup = this.deps.supervisor;
-    if (sup) {
+    // a thread of this very process (the combined kit): no balena service of that name exists, the
+    // kit process restarts the thread when asked over the local bus
+    const inProcess = this.deps.inProcess?.includes(service) === true;
+    if (sup && !inProcess) {
       // the supervisor refuses restart-service while an update lock exists; when the lock is ours (a
       // live event) it guards against OTA, not against reviving a dead service, so override it
       await sup.restartService(service, { force: this.deps.lock.view().held });

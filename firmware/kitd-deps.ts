@@ -38,6 +38,11 @@ export interface KitdSettings {
 }
 
 export interface KitdDeps {
+  /**
+   * services that are threads of kitd's own process (the combined kit of a small board, `popkit kit`):
+   * that process restarts them when asked over the local bus; they are no balena service
+   */
+  inProcess?: readonly string[];
   kitId: string;
   dataDir: string;
   board: BoardProfile;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { CheckoutClient, readAdminToken } from '../core/checkout-client.ts';
 import { loadConfig, resolveDataDir, resolveKitId } from '../core/config.ts';
 import { mkdirDurable } from '../core/durable-file.ts';
+import { type RunningPart, untilStopSignal } from '../core/kit-part.ts';
 import { moduleLogger } from '../core/logger.ts';
 import { onBalena } from '../core/secrets.ts';
 import { detectBoard } from '../hardware/boards/index.ts';
@@ -65,6 +66,8 @@ export async function createKitd(env: NodeJS.ProcessEnv = process.env): Promise<
     { sim, balena: onBalena(env), now: () => systemTimers.now() },
   );
   const kitd = new Kitd({
+    // the combined kit (`popkit kit`): checkout and sync are threads of this process, restarted by it
+    ...(env['POPKIT_KIT_MODE'] === 'combined' ? { inProcess: ['checkout', 'sync'] } : {}),
     kitId,
     dataDir,
     board,
@@ -90,8 +93,11 @@ export async function createKitd(env: NodeJS.ProcessEnv = process.env): Promise<
   };
 }
 
-/** `popkit kitd`: run until SIGTERM/SIGINT. */
-export async function runKitd(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+/**
+ * kitd started in this thread, its start line printed; stop() ends it. The same for `popkit kitd` (a
+ * process) and the kitd worker of the combined kit process (core/kit-part.ts).
+ */
+export async function startKitd(env: NodeJS.ProcessEnv = process.env): Promise<RunningPart> {
   const log = moduleLogger('kitd');
   const k = await createKitd(env);
   const st = k.kitd.status();
@@ -100,12 +106,19 @@ export async function runKitd(env: NodeJS.ProcessEnv = process.env): Promise<num
   );
   // keep the event loop alive: kitd's own timers are unref'd so tests never hang on them
   const keepAlive = setInterval(() => undefined, 60_000);
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
-  clearInterval(keepAlive);
-  log.info('stopping');
-  await k.stop();
+  return {
+    stop: async () => {
+      clearInterval(keepAlive);
+      log.info('stopping');
+      await k.stop();
+    },
+  };
+}
+
+/** `popkit kitd`: run until SIGTERM/SIGINT. */
+export async function runKitd(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const running = await startKitd(env);
+  await untilStopSignal();
+  await running.stop();
   return 0;
 }

@@ -2,7 +2,7 @@
 // meaning, straight from the schemas that validate them (docs/configuration.md is this output).
 import { parseArgs } from 'node:util';
 import type { TObject, TSchema } from '@sinclair/typebox';
-import { BaseConfig, CheckoutConfig } from '../../core/config.ts';
+import { BaseConfig, CheckoutConfig, KitModeConfig } from '../../core/config.ts';
 import { EnrollConfig } from '../../core/enroll-kit.ts';
 import { KitdOwnConfig } from '../../firmware/config.ts';
 import { HubConfig } from '../../services/hub/config.ts';
@@ -19,6 +19,7 @@ export const CONFIG_SECTIONS: Array<{ title: string; readBy: string; schema: TOb
   { title: 'Media', readBy: 'popkit media', schema: MediaConfig },
   { title: 'Hub', readBy: 'popkit hub', schema: HubConfig },
   { title: 'popkit up', readBy: 'popkit up', schema: UpOwnConfig },
+  { title: 'Kit mode (small boards)', readBy: 'popkit up, popkit kit', schema: KitModeConfig },
 ];
 
 function describeType(s: TSchema): string {

@@ -5,6 +5,7 @@ export const COMMANDS = {
   up: { summary: 'the whole kit on this machine (sim hardware, embedded hub)' },
   checkout: { summary: 'the checkout API alone' },
   sync: { summary: 'store-and-forward of orders to the hub' },
+  kit: { summary: 'checkout, sync and kitd as threads of one process (small boards: POPKIT_KIT_MODE)' },
   hub: { summary: 'the regional hub worker (ledger, catalogs, API)' },
   power: { summary: 'power read --driver D: read a charge controller or monitor' },
   kitd: { summary: 'control plane: LEDs, buttons, power' },

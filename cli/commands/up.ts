@@ -1,6 +1,7 @@
 // `popkit up`: the whole kit on this machine. Simulated hardware unless a board is detected, an embedded
 // local bus, an embedded hub unless POPKIT_HUB_URL is set, every kit service as its own supervised
-// process (as the containers are on a board), and a demo catalog on first boot.
+// process (as the containers are on a board; on a small board checkout, sync and kitd are threads of one
+// supervised `popkit kit` process: POPKIT_KIT_MODE), and a demo catalog on first boot.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,21 +12,23 @@ import {
   BaseConfig,
   CheckoutConfig,
   composeConfig,
+  KitModeConfig,
   loadConfig,
   resolveDataDir,
   resolveKitId,
 } from '../../core/config.ts';
 import { localTopics, supervisorCommand } from '../../core/contracts/local-bus.ts';
-import { writeRunStatus } from '../../core/contracts/run-status.ts';
+import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, MosquittoBroker } from '../../core/embedded-broker.ts';
 import { ensurePrivateDir } from '../../core/file-modes.ts';
+import { smallBoardEnv } from '../../core/kit-part.ts';
 import { CPU_PRIORITY } from '../../core/priorities.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import type { LogRotation } from '../../core/rotating-log.ts';
 import { loadOrCreateToken, onBalena } from '../../core/secrets.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
-import { detectBoard } from '../../hardware/boards/index.ts';
+import { defaultKitMode, detectBoard } from '../../hardware/boards/index.ts';
 import { SyncConfig } from '../../services/sync/config.ts';
 import { refusePlaintextHub } from '../../services/sync/link.ts';
 import { COMMANDS } from './registry.ts';
@@ -71,7 +74,10 @@ export function logRotationFrom(cfg: { POPKIT_LOG_MAX_MB: number; POPKIT_LOG_FIL
 }
 // BaseConfig carries the local bus prefix every process reads: the supervisor listens where kitd's
 // watchdog publishes
-const UpConfig = composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig);
+const UpConfig = composeConfig(
+  composeConfig(composeConfig(BaseConfig, CheckoutConfig), UpOwnConfig),
+  KitModeConfig,
+);
 type UpConfigT = Static<typeof UpConfig>;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -265,6 +271,27 @@ async function startEmbeddedHub(up: Up, childEnv: NodeJS.ProcessEnv): Promise<st
 
 function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
   const node = process.execPath;
+  if ((up.cfg.POPKIT_KIT_MODE ?? defaultKitMode(up.board)) === 'combined') {
+    // a small board: checkout, sync and kitd as threads of one process (cli/commands/kit.ts), at
+    // checkout's priority (each thread then nices itself as its process would be); media on its own
+    const small = smallBoardEnv(childEnv);
+    up.sup.add({
+      name: 'kit',
+      command: node,
+      args: [BIN, 'kit'],
+      env: { ...childEnv, ...small, POPKIT_KIT_MODE: 'combined', UV_THREADPOOL_SIZE: '8' },
+      nice: CPU_PRIORITY.checkout.nice,
+    });
+    if (!up.noMedia && has('media'))
+      up.sup.add({
+        name: 'media',
+        command: node,
+        args: [BIN, 'media'],
+        env: { ...childEnv, ...small, UV_THREADPOOL_SIZE: '8' },
+        nice: CPU_PRIORITY.media.nice,
+      });
+    return;
+  }
   // checkout first: the others start niced (core/priorities.ts CPU_PRIORITY, as cpu_shares on balena)
   up.sup.add({
     name: 'checkout',
@@ -299,9 +326,28 @@ function superviseOverBus(up: Up, localBusUrl: string): void {
     }
   });
   up.beat = setInterval(
-    () => writeRunStatus(up.layout.root, 'supervisor', { children: up.sup.view() }),
+    () => writeRunStatus(up.layout.root, 'supervisor', { children: childrenView(up) }),
     1000,
   );
+}
+
+/** The children, and in combined mode the parts running as threads of the kit process (run/kit.json). */
+function childrenView(up: Up) {
+  const children = up.sup.view();
+  const kit = children.find((c) => c.name === 'kit');
+  if (!kit) return children;
+  const parts = readRunStatus(up.layout.root, 'kit')?.parts ?? [];
+  return [
+    ...children,
+    ...parts.map((p) => ({
+      name: p.name,
+      pid: kit.running && p.running ? kit.pid : null,
+      running: kit.running && p.running,
+      restarts: p.restarts,
+      lastExit: p.lastExit,
+      in: 'kit',
+    })),
+  ];
 }
 
 function banner(up: Up, o: { ready: boolean; hubLine: string; localBusUrl: string }): string {
@@ -317,7 +363,7 @@ function banner(up: Up, o: { ready: boolean; hubLine: string; localBusUrl: strin
     `  data                      ${layout.root}   logs: ${layout.logs}/<service>.log`,
     `  services                  ${up.sup
       .view()
-      .map((v) => v.name)
+      .map((v) => (v.name === 'kit' ? 'kit (checkout, sync, kitd as threads)' : v.name))
       .join(', ')}`,
     // never printed under balena: its cloud keeps this log (core/secrets.ts onBalena)
     up.admin.created && !onBalena(up.env)

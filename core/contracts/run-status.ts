@@ -223,6 +223,21 @@ export const SupervisorRunStatus = Type.Object({
       running: Type.Boolean(),
       restarts: Type.Integer({ minimum: 0 }),
       lastExit: Type.Unknown(), // passed through as the supervisor records it
+      /** a part running as a thread of another child (the combined kit process): that child's name */
+      in: Type.Optional(Type.String()),
+    }),
+  ),
+});
+
+// --- the combined kit process of a small board (`popkit kit`): its parts' worker threads ---------------
+export const KitRunStatus = Type.Object({
+  parts: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      threadId: Nullable(Type.Integer()),
+      running: Type.Boolean(),
+      restarts: Type.Integer({ minimum: 0 }),
+      lastExit: Type.Unknown(), // passed through as the worker supervisor records it
     }),
   ),
 });
@@ -234,6 +249,7 @@ export const RUN_STATUS = {
   kitd: KitdRunStatus,
   media: MediaRunStatus,
   supervisor: SupervisorRunStatus,
+  kit: KitRunStatus,
 } as const;
 export type RunService = keyof typeof RUN_STATUS;
 export const RUN_SERVICES = Object.keys(RUN_STATUS) as RunService[];

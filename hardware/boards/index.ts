@@ -45,6 +45,16 @@ export interface BoardProfile {
   i2cBus: number;
   powerDevices: PowerDeviceConfig[];
   video: VideoProfile;
+  /** RAM of the board (MB) where every model of it has the same; a small one runs the kit combined */
+  ramMb?: number;
+}
+
+/** A board with this much RAM or less runs checkout, sync and kitd as one process (POPKIT_KIT_MODE). */
+export const SMALL_BOARD_RAM_MB = 512;
+
+/** The kit mode a board runs unless POPKIT_KIT_MODE says otherwise (docs/architecture.md#small-boards-one-kit-process). */
+export function defaultKitMode(board: Pick<BoardProfile, 'ramMb'>): 'split' | 'combined' {
+  return board.ramMb !== undefined && board.ramMb <= SMALL_BOARD_RAM_MB ? 'combined' : 'split';
 }
 
 const bcm = (chip: string, n: number): GpioLineRef => ({ chip, line: n, name: `GPIO${n}` });
@@ -151,6 +161,8 @@ const PROFILES: Record<BoardId, () => BoardProfile> = {
       runtimeBitrate: true,
       needsLevelCaps: true,
     },
+    // 512 MB LPDDR2 for everything: the kit runs combined there (POPKIT_KIT_MODE)
+    ramMb: 512,
   }),
   'jetson-orin-nano': () => ({
     id: 'jetson-orin-nano',

@@ -12,6 +12,7 @@ import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { mkdirDurable } from '../../core/durable-file.ts';
 import { MonotonicIds } from '../../core/ids.ts';
+import { type RunningPart, untilStopSignal } from '../../core/kit-part.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { pollLoop } from '../../core/poll-loop.ts';
 import {
@@ -266,10 +267,15 @@ function secretOfAdminToken(admin: LoadedSecret<string>): SecretStatusT {
   };
 }
 
-/** `popkit checkout`: listen, report a heartbeat, stop cleanly on SIGTERM/SIGINT. */
-export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+/**
+ * Checkout started in this thread: listening, writing its heartbeat; stop() closes it. The same for
+ * `popkit checkout` (a process) and the checkout worker of the combined kit process (core/kit-part.ts).
+ */
+export async function startCheckout(env: NodeJS.ProcessEnv = process.env): Promise<RunningPart> {
   const log = moduleLogger('checkout');
-  // lmdb-js rejects a failed commit's `commitError` promise too; the request already got 507 for it
+  // lmdb-js rejects a failed commit's `commitError` promise too; the request already got 507 for it.
+  // Any other unhandled rejection ends checkout: the process, or in the combined kit only its worker
+  // (process.exit in a worker thread ends that thread), and its supervisor starts it again
   process.on('unhandledRejection', (err) => {
     if (isCommitFailure(err) || (err as { code?: unknown })?.code === 5) {
       log.warn({ err: String(err) }, 'store commit failed (volume full?)');
@@ -291,12 +297,18 @@ export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise
     unref: true,
     onError: (err) => log.warn({ err: (err as Error).message }, 'run status not written'),
   });
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  beat.stop();
-  await kit.close();
+  return {
+    stop: async () => {
+      beat.stop();
+      await kit.close();
+    },
+  };
+}
+
+/** `popkit checkout`: listen, report a heartbeat, stop cleanly on SIGTERM/SIGINT. */
+export async function runCheckout(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const running = await startCheckout(env);
+  await untilStopSignal();
+  await running.stop();
   return 0;
 }

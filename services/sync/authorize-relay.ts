@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import {
   RELAY_MAX_LINE,
   type RelayAnswerT,
@@ -67,13 +68,30 @@ export class AuthorizeRelay {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
+      const listening = () => {
+        server.off('error', reject);
+        resolve();
+      };
+      if (!isMainThread) {
+        // a worker of the combined kit process (`popkit kit`) may not set the umask, which is the whole
+        // process's: the socket is made 0600 right after it is bound, and until then the data dir
+        // around it (0700, made so at checkout's start) keeps other users out
+        server.listen(this.socketPath, () => {
+          try {
+            fs.chmodSync(this.socketPath, 0o600);
+          } catch (err) {
+            server.close();
+            reject(err);
+            return;
+          }
+          listening();
+        });
+        return;
+      }
       // created 0600 from the start: no moment at which another user could connect
       const mask = process.umask(0o177);
       try {
-        server.listen(this.socketPath, () => {
-          server.off('error', reject);
-          resolve();
-        });
+        server.listen(this.socketPath, listening);
       } finally {
         process.umask(mask);
       }

@@ -6,6 +6,7 @@ import { BaseConfig, composeConfig, loadConfig, resolveDataDir, resolveKitId } f
 import { localTopics, syncCommand } from '../../core/contracts/local-bus.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
+import { type RunningPart, untilStopSignal } from '../../core/kit-part.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import { pollLoop } from '../../core/poll-loop.ts';
 import { DiskWatch } from '../../core/priorities.ts';
@@ -109,7 +110,11 @@ export function mediaFetcherFrom(
   });
 }
 
-export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+/**
+ * Sync started in this thread: pumping the outbox, fetching images, listening for kitd's flush; stop()
+ * ends it. The same for `popkit sync` (a process) and the sync worker of the combined kit process.
+ */
+export async function startSync(env: NodeJS.ProcessEnv = process.env): Promise<RunningPart> {
   const cfg = loadConfig(composeConfig(BaseConfig, SyncConfig), env);
   const dataDir = resolveDataDir(cfg);
   const kitId = resolveKitId(cfg);
@@ -151,14 +156,21 @@ export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<num
     `popkit sync: kit ${kitId} → ${opts.hubUrl.replace(/\/\/[^@/,]*@/g, '//')}` +
       `${opts.hubPublicKey ? '' : ' (no hub public key: catalogs from the hub will be refused)'}\n`,
   );
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  await bus?.endAsync(true);
-  mediaLoop.stop();
-  media?.stop();
-  await sync.stop();
-  await store.close();
+  return {
+    stop: async () => {
+      await bus?.endAsync(true);
+      mediaLoop.stop();
+      media?.stop();
+      await sync.stop();
+      await store.close();
+    },
+  };
+}
+
+/** `popkit sync`: run until SIGTERM/SIGINT. */
+export async function runSync(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const running = await startSync(env);
+  await untilStopSignal();
+  await running.stop();
   return 0;
 }

@@ -15,8 +15,9 @@ import type { Ignore } from '@balena/dockerignore';
 import dockerignoreModule from '@balena/dockerignore';
 import tarStream from 'tar-stream';
 import { parse as parseYaml } from 'yaml';
+import { smallBoardEnv } from '../../core/kit-part.ts';
 import { deviceNodesFor } from '../../firmware/device-nodes.ts';
-import { BOARD_IDS, getBoardProfile } from '../../hardware/boards/index.ts';
+import { BOARD_IDS, defaultKitMode, getBoardProfile } from '../../hardware/boards/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 // a CommonJS module whose module.exports is the factory; its types declare it as `default`
@@ -39,6 +40,17 @@ type Service = Record<string, unknown> & {
   labels?: Record<string, string>;
   user?: string;
 };
+/**
+ * The service that runs kitd: `kitd`, or in the small-board variant `kit` (`popkit kit`: checkout, sync
+ * and kitd as threads of one process), which then holds kitd's devices, labels and host bus.
+ */
+function kitdServiceName(services: Record<string, Service>): string {
+  const runs = (s: Service | undefined) => (s?.['command'] as string[] | undefined)?.at(-1);
+  const name = Object.keys(services).find((n) => runs(services[n]) === 'kitd' || runs(services[n]) === 'kit');
+  assert.ok(name, 'a service runs kitd (popkit kitd, or popkit kit)');
+  return name;
+}
+
 function composeServices(file: string): Record<string, Service> {
   const doc = parseYaml(read(file), { merge: true }) as Record<string, unknown>;
   return normalize(doc).services as unknown as Record<string, Service>;
@@ -67,7 +79,8 @@ describe('compose files: no `$` (balena does no variable substitution)', () => {
 
     test(`${file}: kitd has the host's system bus (label and address), no other service does`, () => {
       const services = composeServices(file);
-      const kitd = services['kitd'];
+      const kitdName = kitdServiceName(services);
+      const kitd = services[kitdName];
       assert.ok(kitd, 'a kitd service');
       assert.equal(kitd.labels?.['io.balena.features.dbus'], '1');
       assert.equal(
@@ -75,7 +88,7 @@ describe('compose files: no `$` (balena does no variable substitution)', () => {
         'unix:path=/host/run/dbus/system_bus_socket',
       );
       for (const [name, s] of Object.entries(services))
-        if (name !== 'kitd') assert.equal(s.labels?.['io.balena.features.dbus'], undefined, name);
+        if (name !== kitdName) assert.equal(s.labels?.['io.balena.features.dbus'], undefined, name);
     });
 
     test(`${file}: the Mosquitto health check publishes to the listener mosquitto.conf opens`, () => {
@@ -575,7 +588,7 @@ describe('device access without hard-mapped nodes', () => {
       for (const id of BOARD_IDS) {
         const nodes = deviceNodesFor(getBoardProfile(id));
         for (const svc of ['kitd', 'media'] as const) {
-          const s = services[svc];
+          const s = services[svc === 'kitd' ? kitdServiceName(services) : svc];
           assert.ok(s, svc);
           const majors = ruleMajors(s.device_cgroup_rules);
           const classes = new Set(
@@ -603,7 +616,7 @@ describe('device access without hard-mapped nodes', () => {
 
     test(`${file}: no other service may open devices`, () => {
       for (const [name, s] of Object.entries(services)) {
-        if (name === 'kitd' || name === 'media') continue;
+        if (name === kitdServiceName(services) || name === 'media') continue;
         assert.deepEqual(s.device_cgroup_rules ?? [], [], name);
         assert.equal(s.environment?.['POPKIT_DEVICE_CLASSES'], undefined, name);
         assert.notEqual(s['privileged'], true, `${name} is privileged`);
@@ -846,5 +859,51 @@ describe('per-device-type images (balena: Dockerfile.<device-type>, then .<arch>
       );
     assert.match(runText, /useradd --uid 1000 --gid node/);
     assert.ok(run!.lines.some(([k, r]) => k === 'ENV' && /POPKIT_RUN_AS=node/.test(r)));
+  });
+});
+
+describe('the small-board variant (docker-compose.small.yml: docs/fleet.md#small-boards)', () => {
+  const services = composeServices('docker-compose.small.yml');
+  const command = (name: string) => services[name]?.['command'] as string[] | undefined;
+
+  test('checkout, sync and kitd are one service running `popkit kit`; media and Mosquitto their own', () => {
+    assert.deepEqual(Object.keys(services).sort(), ['kit', 'media', 'mosquitto']);
+    assert.deepEqual(command('kit'), ['node', 'bin/popkit.js', 'kit']);
+    assert.deepEqual(command('media'), ['node', 'bin/popkit.js', 'media']);
+    assert.equal(services['kit']?.environment?.['POPKIT_KIT_MODE'], 'combined');
+  });
+
+  test("the kit service serves checkout's port and is healthy when checkout answers there", () => {
+    const kit = services['kit'];
+    const port = kit?.environment?.['POPKIT_HTTP_PORT'];
+    assert.equal(port, '8080');
+    assert.ok(JSON.stringify(kit?.['ports']).includes('8080:8080'), JSON.stringify(kit?.['ports']));
+    const t = kit?.healthcheck?.test;
+    assert.ok(Array.isArray(t));
+    assert.match(t.join(' '), new RegExp(`http://127\\.0\\.0\\.1:${port}/healthz`));
+  });
+
+  test("media and Mosquitto are as in docker-compose.yml but for the small board's memory settings", () => {
+    const full = composeServices('docker-compose.yml');
+    const { NODE_OPTIONS: _n, MALLOC_ARENA_MAX: _m, ...mediaEnv } = services['media']?.environment ?? {};
+    assert.deepEqual({ ...services['media'], environment: mediaEnv }, full['media']);
+    assert.deepEqual(services['mosquitto'], full['mosquitto']);
+  });
+
+  test('the kit and media run with the memory settings `popkit up` gives them in combined mode', () => {
+    const want = smallBoardEnv({});
+    for (const name of ['kit', 'media']) {
+      const env = services[name]?.environment ?? {};
+      assert.deepEqual(
+        { NODE_OPTIONS: env['NODE_OPTIONS'], MALLOC_ARENA_MAX: env['MALLOC_ARENA_MAX'] },
+        want,
+        name,
+      );
+    }
+  });
+
+  test('the variant is for the boards that run combined by default, and only those', () => {
+    const small = BOARD_IDS.filter((id) => defaultKitMode(getBoardProfile(id)) === 'combined');
+    assert.deepEqual(small, ['pi-zero-2w']);
   });
 });
