@@ -99,7 +99,9 @@ export class HubService {
     this.adminTokenGenerated = admin.created;
     this.db = cfg.DATABASE_URL
       ? await openPostgres(cfg.DATABASE_URL, cfg.POPKIT_HUB_DB_SCHEMA, cfg.POPKIT_HUB_DB_POOL)
-      : await openPglite(layout.pglite, cfg.POPKIT_HUB_DB_SCHEMA);
+      : await openPglite(layout.pglite, cfg.POPKIT_HUB_DB_SCHEMA, {
+          template: cfg.POPKIT_HUB_PGLITE_TEMPLATE === 'none' ? null : cfg.POPKIT_HUB_PGLITE_TEMPLATE,
+        });
     await migrate(this.db);
     this.gateway =
       this.opts.gateway ??
