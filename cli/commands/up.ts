@@ -209,6 +209,9 @@ async function start(up: Up): Promise<void> {
   up.sup.on('exit', (name: string, code: number | null, signal: string | null, backoff: number) => {
     process.stdout.write(`popkit up: ${name} exited (${signal ?? code}); restarting in ${backoff} ms\n`);
   });
+  // checkout before the embedded hub: it sells offline and needs nothing from the hub (it reads the
+  // hub's key file once the hub has written it), so the first order does not wait for the hub's database
+  startCheckout(up, childEnv);
   let hubLine = `external ${up.cfg.POPKIT_HUB_URL}`;
   if (!up.cfg.POPKIT_HUB_URL && has('hub')) hubLine = await startEmbeddedHub(up, childEnv);
   startServices(up, childEnv);
@@ -263,16 +266,19 @@ async function startEmbeddedHub(up: Up, childEnv: NodeJS.ProcessEnv): Promise<st
   return `embedded: http://localhost:${cfg.POPKIT_HUB_HTTP_PORT}  (broker ${hubBroker.url}, data ${layout.hub})`;
 }
 
-function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
-  const node = process.execPath;
+function startCheckout(up: Up, childEnv: NodeJS.ProcessEnv): void {
   // checkout first: the others start niced (core/priorities.ts CPU_PRIORITY, as cpu_shares on balena)
   up.sup.add({
     name: 'checkout',
-    command: node,
+    command: process.execPath,
     args: [BIN, 'checkout'],
-    env: childEnv,
+    env: { ...childEnv },
     nice: CPU_PRIORITY.checkout.nice,
   });
+}
+
+function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
+  const node = process.execPath;
   for (const svc of ['sync', 'kitd', 'media'] as const) {
     if (svc === 'media' && up.noMedia) continue;
     if (has(svc))
