@@ -206,6 +206,8 @@ export async function openPglite(
   if (isEmptyDir(dir)) {
     origin = 'initdb';
     if (template) {
+      // the directories above it durable first: the copy is renamed into place beside it
+      mkdirDurable(path.dirname(dir));
       const seed = seedFromTemplate(dir, template);
       if (seed.seeded) {
         origin = 'template';
