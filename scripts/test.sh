@@ -59,7 +59,7 @@ if [ "${#files[@]}" -eq 0 ]; then echo "no test files found" >&2; exit 1; fi
 # dist/ is built once, before any test starts: a test that rebuilt it (popkit-up runs the compiled kit)
 # would empty it under every test running beside it.
 if printf '%s\n' "${files[@]}" | grep -q '^tests/e2e/'; then
-  echo "== build dist/ (scripts/build.sh)"; bash scripts/build.sh
+  echo "== build dist/ (scripts/build.sh)"; bash scripts/build.sh --hub-template
   export POPKIT_TEST_DIST_BUILT=1
 fi
 echo "== tests (${#files[@]} files)"

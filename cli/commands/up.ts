@@ -215,6 +215,10 @@ async function start(up: Up): Promise<void> {
   up.sup.on('exit', (name: string, code: number | null, signal: string | null, backoff: number) => {
     process.stdout.write(`popkit up: ${name} exited (${signal ?? code}); restarting in ${backoff} ms\n`);
   });
+  // checkout before the embedded hub: it sells offline and needs nothing from the hub (it reads the
+  // hub's key file once the hub has written it), so the first order does not wait for the hub's database
+  // (combined mode: checkout is a thread of the kit process, which starts with sync once the hub is up)
+  if (!combinedMode(up)) startCheckout(up, childEnv);
   let hubLine = `external ${up.cfg.POPKIT_HUB_URL}`;
   if (!up.cfg.POPKIT_HUB_URL && has('hub')) hubLine = await startEmbeddedHub(up, childEnv);
   startServices(up, childEnv);
@@ -269,9 +273,23 @@ async function startEmbeddedHub(up: Up, childEnv: NodeJS.ProcessEnv): Promise<st
   return `embedded: http://localhost:${cfg.POPKIT_HUB_HTTP_PORT}  (broker ${hubBroker.url}, data ${layout.hub})`;
 }
 
+function startCheckout(up: Up, childEnv: NodeJS.ProcessEnv): void {
+  // checkout first: the others start niced (core/priorities.ts CPU_PRIORITY, as cpu_shares on balena)
+  up.sup.add({
+    name: 'checkout',
+    command: process.execPath,
+    args: [BIN, 'checkout'],
+    env: { ...childEnv },
+    nice: CPU_PRIORITY.checkout.nice,
+  });
+}
+
+/** a small board's mode: checkout, sync and kitd as threads of one process (cli/commands/kit.ts) */
+const combinedMode = (up: Up) => (up.cfg.POPKIT_KIT_MODE ?? defaultKitMode(up.board)) === 'combined';
+
 function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
   const node = process.execPath;
-  if ((up.cfg.POPKIT_KIT_MODE ?? defaultKitMode(up.board)) === 'combined') {
+  if (combinedMode(up)) {
     // a small board: checkout, sync and kitd as threads of one process (cli/commands/kit.ts), at
     // checkout's priority (each thread then nices itself as its process would be); media on its own
     const small = smallBoardEnv(childEnv);
@@ -292,14 +310,6 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
       });
     return;
   }
-  // checkout first: the others start niced (core/priorities.ts CPU_PRIORITY, as cpu_shares on balena)
-  up.sup.add({
-    name: 'checkout',
-    command: node,
-    args: [BIN, 'checkout'],
-    env: childEnv,
-    nice: CPU_PRIORITY.checkout.nice,
-  });
   for (const svc of ['sync', 'kitd', 'media'] as const) {
     if (svc === 'media' && up.noMedia) continue;
     if (has(svc))

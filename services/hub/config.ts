@@ -46,6 +46,14 @@ export const HubConfig = Type.Object({
     description:
       'while the read replica is further behind the primary than this (or down), its reads go to the primary (logged, counted in popkit_hub_reads_total)',
   }),
+  POPKIT_HUB_PGLITE_TEMPLATE: Type.Optional(
+    Type.String({
+      maxLength: 4096,
+      pattern: '^(none|/[^\\u0000]*)$',
+      description:
+        "embedded PGlite only: the prebuilt empty database (an absolute path) copied in at the hub's first start instead of running initdb; `none`: always initdb; unset: the one `npm run build` puts in dist/ (docs/architecture.md#the-embedded-hub)",
+    }),
+  ),
   POPKIT_HUB_DB_SCHEMA: Type.String({
     pattern: '^[a-z_][a-z0-9_]{0,62}$',
     default: 'popkit',

@@ -2,9 +2,11 @@
 // (PostgreSQL compiled to WASM) in the hub's data dir, so the embedded hub runs the very same SQL.
 import fs from 'node:fs';
 import path from 'node:path';
+import v8 from 'node:v8';
 import pg from 'pg';
 import { fsyncDir, mkdirDurable, writeFileDurable } from '../../core/durable-file.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import { DEFAULT_PGLITE_TEMPLATE, seedFromTemplate } from './pglite-template.ts';
 
 const log = moduleLogger('hub-db');
 
@@ -128,32 +130,96 @@ function syncTree(dir: string): number {
   return n;
 }
 
+/**
+ * PostgreSQL's shared buffers in PGlite's WASM memory. initdb's postgresql.conf says 128MB, all of it
+ * in a WASM memory that never shrinks (a hub process of ~350 MB at rest); the embedded hub's ledger of
+ * one kit fits in far less, and a page not in them is one read from the OS's page cache.
+ */
+export const PGLITE_SHARED_BUFFERS = '16MB';
+
+/**
+ * PGlite's PostgreSQL (9 MB of WASM) compiled by V8's baseline compiler only: the optimizing tier's
+ * second copy of the code is ~60 MB more resident in the hub for no gain the ledger's bench can see
+ * (bench/pglite-durability.ts, bench/startup.ts). Set before the first module is compiled; it touches
+ * only WebAssembly, which in the hub is PGlite alone.
+ */
+function baselineWasmOnly(): void {
+  v8.setFlagsFromString('--liftoff-only');
+}
+
 async function createPglite(dir: string, durability: PgliteDurability) {
+  baselineWasmOnly();
   const { PGlite } = await import('@electric-sql/pglite');
-  if (durability === 'process-crash') return PGlite.create(dir);
+  const memory = ['-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`];
+  if (durability === 'process-crash')
+    return PGlite.create({ dataDir: dir, startParams: [...PGlite.defaultStartParams, ...memory] });
   const startParams = [
     // `-F` is PGlite's fsync=off; without it commits wait for their WAL to be synced
     ...PGlite.defaultStartParams.filter((p) => p !== '-F'),
     // fdatasync is a no-op in PGlite's WASM runtime; fsync reaches DurableNodeFS
     '-c',
     'wal_sync_method=fsync',
+    ...memory,
   ];
   return PGlite.create({ dataDir: dir, fs: await durableNodeFs(dir), startParams });
 }
 
+/** How the directory came to hold a database in this open: see openPglite. */
+export type PgliteOrigin = 'existing' | 'template' | 'initdb';
+
+export interface PgliteOptions {
+  durability?: PgliteDurability;
+  /**
+   * A prebuilt empty database (services/hub/pglite-template.ts) copied into an empty `dir` instead of
+   * running initdb; default: the one scripts/build.sh puts in dist/. null: always initdb.
+   */
+  template?: string | null;
+}
+
+function isEmptyDir(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).length === 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
+}
+
 /**
- * Open PGlite in `dir`. With 'power-cut' durability, the first start (PostgreSQL's initdb, which syncs
- * nothing here) is made durable file by file and then marked ready (PGLITE_READY_MARKER, written
- * durably). A directory without the marker that does not open is a first start cut short: nothing in
- * it was ever acknowledged, so it is moved aside (kept, `<dir>.incomplete-<time>`) and created anew. A
- * marked directory that does not open is never touched: the error propagates.
+ * Open PGlite in `dir`. On a first start into an empty directory, the prebuilt template (when there is
+ * a good one: see PgliteOptions.template) is copied in, durably, and opened; without one, PostgreSQL's
+ * initdb creates the database (seconds slower; the reason is logged). With 'power-cut' durability, the
+ * first start (initdb syncs nothing here) is made durable file by file and then marked ready
+ * (PGLITE_READY_MARKER, written durably). A directory without the marker that does not open is a first
+ * start cut short: nothing in it was ever acknowledged, so it is moved aside (kept,
+ * `<dir>.incomplete-<time>`) and created anew with initdb. A marked directory that does not open is
+ * never touched: the error propagates.
  */
 export async function openPglite(
   dir: string,
   schema: string,
-  opts: { durability?: PgliteDurability } = {},
-): Promise<SqlDb> {
+  opts: PgliteOptions = {},
+): Promise<SqlDb & { readonly origin: PgliteOrigin }> {
   const durability = opts.durability ?? 'power-cut';
+  const template = opts.template === undefined ? DEFAULT_PGLITE_TEMPLATE : opts.template;
+  let origin: PgliteOrigin = 'existing';
+  if (isEmptyDir(dir)) {
+    origin = 'initdb';
+    if (template) {
+      // the directories above it durable first: the copy is renamed into place beside it
+      mkdirDurable(path.dirname(dir));
+      const seed = seedFromTemplate(dir, template);
+      if (seed.seeded) {
+        origin = 'template';
+        log.info({ dir, template, files: seed.files }, 'hub database created from the prebuilt template');
+      } else {
+        log.info(
+          { dir, template, reason: seed.reason },
+          'prebuilt hub database template not used: creating the database with initdb (slower first start)',
+        );
+      }
+    }
+  }
   mkdirDurable(dir);
   const marker = path.join(dir, PGLITE_READY_MARKER);
   let db: Awaited<ReturnType<typeof createPglite>>;
@@ -161,6 +227,7 @@ export async function openPglite(
     try {
       db = await createPglite(dir, durability);
     } catch (err) {
+      origin = 'initdb';
       const aside = `${dir}.incomplete-${Date.now()}`;
       log.warn(
         { dir, aside, err: (err as Error).message },
@@ -184,6 +251,7 @@ export async function openPglite(
   let chain: Promise<unknown> = Promise.resolve();
   return {
     kind: 'pglite',
+    origin,
     query: (text, params) => db.query(text, params) as never,
     exec: async (sql) => {
       await db.exec(sql);

@@ -103,7 +103,9 @@ export class HubService {
     this.adminTokenGenerated = admin.created;
     this.db = cfg.DATABASE_URL
       ? await openPostgres(cfg.DATABASE_URL, cfg.POPKIT_HUB_DB_SCHEMA, cfg.POPKIT_HUB_DB_POOL)
-      : await openPglite(layout.pglite, cfg.POPKIT_HUB_DB_SCHEMA);
+      : await openPglite(layout.pglite, cfg.POPKIT_HUB_DB_SCHEMA, {
+          template: cfg.POPKIT_HUB_PGLITE_TEMPLATE === 'none' ? null : cfg.POPKIT_HUB_PGLITE_TEMPLATE,
+        });
     await migrate(this.db);
     const readUrl = cfg.POPKIT_HUB_READ_DATABASE_URL;
     if (readUrl && readUrl !== cfg.DATABASE_URL) {

@@ -19,7 +19,7 @@ test('popkit up: private data dir, store, lock and logs under umask 000; logs ro
   timeout: 180_000,
 }, async () => {
   if (!process.env['POPKIT_TEST_DIST_BUILT'] || !fs.existsSync(path.join(ROOT, 'dist/.built')))
-    execFileSync('bash', ['scripts/build.sh'], { cwd: ROOT, stdio: 'ignore' });
+    execFileSync('bash', ['scripts/build.sh', '--hub-template'], { cwd: ROOT, stdio: 'ignore' });
   const broker = await mosquitto();
   const dataDir = path.join(tempDir('popkit-up-files-'), 'data');
   const layout = dataLayout(dataDir);

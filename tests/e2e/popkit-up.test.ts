@@ -1,5 +1,6 @@
-// `popkit up` as `npm start` runs it (compiled dist/, plain node): the whole kit comes up, sells, the order
-// reaches the embedded hub, and Ctrl-C (SIGTERM here) stops every process it started.
+// `popkit up` as `npm start` runs it (compiled dist/ with the hub's prebuilt database, plain node): the
+// whole kit comes up, sells, the order reaches the embedded hub, and Ctrl-C (SIGTERM here) stops every
+// process it started.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,7 +48,7 @@ for (const mode of ['split', 'combined'] as const)
     // scripts/test.sh builds dist/ once before any test starts (POPKIT_TEST_DIST_BUILT): rebuilding it here
     // would empty dist/ under every other test running beside this one. Run alone, the file builds it.
     if (!process.env['POPKIT_TEST_DIST_BUILT'] || !fs.existsSync(path.join(ROOT, 'dist/.built')))
-      execFileSync('bash', ['scripts/build.sh'], { cwd: ROOT, stdio: 'ignore' });
+      execFileSync('bash', ['scripts/build.sh', '--hub-template'], { cwd: ROOT, stdio: 'ignore' });
     const dataDir = tempDir('popkit-up-');
     const [port, hubPort] = [await freePort(), await freePort()];
     // media on: the sim board streams videotestsrc through GStreamer
@@ -103,6 +104,11 @@ for (const mode of ['split', 'combined'] as const)
       assert.ok(
         ledger.orders.some((o) => o.id === order.id),
         'the order is in the hub ledger',
+      );
+      // as npm start builds it: the hub's first start copied the prebuilt database, no initdb
+      assert.match(
+        fs.readFileSync(path.join(dataDir, 'logs', 'hub.log'), 'utf8'),
+        /hub database created from the prebuilt template/,
       );
       // /v1/status needs a credential: the admin token checkout generated on first boot
       const admin = readAdminToken(dataDir);

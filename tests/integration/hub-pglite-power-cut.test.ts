@@ -2,7 +2,8 @@
 // a filesystem that forgets at a "power cut" every write not made durable. A child process commits one
 // row per transaction and says `acked <n>` only after the commit resolved, as the hub acks an order to
 // a kit only after its ledger transaction. fast-check picks the moment of the cut: during PGlite's
-// first start (initdb) or while it commits. The child is SIGKILLed and the filesystem rolled back
+// first start (initdb, or the copy of the prebuilt template: services/hub/pglite-template.ts) or while
+// it commits. The child is SIGKILLed and the filesystem rolled back
 // together; then the same command starts again and must open the database by itself with every acked
 // row in it once (no gap, no duplicate) and go on committing. The first test shows the hazard: PGlite as
 // shipped (fsync off, no fsync in its Node filesystem) loses acked commits. A failing run prints its
@@ -12,9 +13,10 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import type { PgliteDurability } from '../../services/hub/db.ts';
+import { makePgliteTemplate } from '../../services/hub/pglite-template.ts';
 import { tempDir } from '../support/checkout.ts';
 import { mountPcfs } from '../support/pcfs.ts';
 import { keepFailure, keptMoments, powercutSeed, SEEDS_FILE } from '../support/powercut-seeds.ts';
@@ -28,6 +30,13 @@ const RUNS = Number(process.env['POPKIT_POWERCUT_RUNS'] ?? 2);
 const SEED = powercutSeed();
 process.stdout.write(`# power-cut seed ${SEED} (replay: POPKIT_POWERCUT_SEED=${SEED})\n`);
 const PATH = process.env['POPKIT_POWERCUT_PATH'];
+
+// the prebuilt empty database, made once (off pcfs), for the first starts that copy it
+let template = '';
+before(async () => {
+  template = path.join(tempDir('popkit-pglite-template-'), 'template');
+  await makePgliteTemplate(template);
+});
 
 const mountPoints: string[] = [];
 after(() => {
@@ -45,8 +54,9 @@ interface Writer {
   acked(): number[];
 }
 
-function startWriter(dir: string, durability: PgliteDurability): Writer {
-  const proc = spawn(process.execPath, ['--import', 'tsx', WRITER, dir, durability], {
+function startWriter(dir: string, durability: PgliteDurability, fromTemplate = false): Writer {
+  const args = [WRITER, dir, durability, ...(fromTemplate ? [template] : [])];
+  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, POPKIT_LOG_LEVEL: 'warn' },
   });
@@ -86,7 +96,7 @@ async function kill(proc: ChildProcess): Promise<void> {
   await gone;
 }
 
-type Moment = { phase: 'first-start' | 'commits'; atMs: number };
+type Moment = { phase: 'first-start' | 'template-start' | 'commits'; atMs: number };
 
 /** One cut at `m`: returns what was acked before it and what the restarted writer found. */
 async function oneCut(m: Moment, durability: PgliteDurability) {
@@ -95,7 +105,9 @@ async function oneCut(m: Moment, durability: PgliteDurability) {
   mountPoints.push(mnt);
   let fsys = await mountPcfs(path.join(root, 'backing'), mnt);
   const dir = path.join(mnt, 'hub', 'hub-db');
-  let w = startWriter(dir, durability);
+  // the restart is the same command: with the template too when the first start had one
+  const fromTemplate = m.phase === 'template-start';
+  let w = startWriter(dir, durability, fromTemplate);
   try {
     if (m.phase === 'commits') await w.ready;
     await sleep(m.atMs);
@@ -108,7 +120,7 @@ async function oneCut(m: Moment, durability: PgliteDurability) {
 
   // the device boots again: the same command, nothing else
   fsys = await mountPcfs(path.join(root, 'backing'), mnt);
-  w = startWriter(dir, durability);
+  w = startWriter(dir, durability, fromTemplate);
   try {
     const found = await w.ready;
     // and it goes on: new commits after the restart
@@ -148,11 +160,8 @@ test('self-check: PGlite as shipped loses acknowledged commits at a power cut', 
   }
 });
 
-test('property: a cut at any moment of the first start or the commits loses no acked commit', async () => {
-  const moment = fc.oneof(
-    fc.record({ phase: fc.constant('first-start' as const), atMs: fc.integer({ min: 0, max: 6000 }) }),
-    fc.record({ phase: fc.constant('commits' as const), atMs: fc.integer({ min: 0, max: 2500 }) }),
-  );
+/** fast-check's cuts at `moment`s (RUNS new ones, the kept ones of their phases first): no acked commit lost. */
+async function noAckedCommitLost(moment: fc.Arbitrary<Moment>, phases: Moment['phase'][]): Promise<void> {
   await fc.assert(
     fc.asyncProperty(moment, async (m) => {
       const { acked, found, cut } = await oneCut(m, 'power-cut').catch((err: Error) => {
@@ -177,10 +186,29 @@ test('property: a cut at any moment of the first start or the commits loses no a
     }),
     {
       numRuns: RUNS,
-      examples: keptMoments<Moment>(KEPT).map((m) => [m] as [Moment]),
+      examples: keptMoments<Moment>(KEPT)
+        .filter((m) => phases.includes(m.phase))
+        .map((m) => [m] as [Moment]),
       seed: SEED,
       ...(PATH ? { path: PATH } : {}),
       endOnFailure: true,
     },
+  );
+}
+
+test('property: a cut at any moment of the first start or the commits loses no acked commit', async () => {
+  await noAckedCommitLost(
+    fc.oneof(
+      fc.record({ phase: fc.constant('first-start' as const), atMs: fc.integer({ min: 0, max: 6000 }) }),
+      fc.record({ phase: fc.constant('commits' as const), atMs: fc.integer({ min: 0, max: 2500 }) }),
+    ),
+    ['first-start', 'commits'],
+  );
+});
+
+test('property: a cut while the first start copies the prebuilt template, or just after, loses no acked commit', async () => {
+  await noAckedCommitLost(
+    fc.record({ phase: fc.constant('template-start' as const), atMs: fc.integer({ min: 0, max: 20000 }) }),
+    ['template-start'],
   );
 });
