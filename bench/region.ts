@@ -37,6 +37,7 @@ import {
   uniqueId,
   waitFor,
 } from '../tests/support/hub-link.ts';
+import { startNatsCluster } from '../tests/support/nats-cluster.ts';
 
 const { values } = parseArgs({
   options: {
@@ -45,6 +46,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '1' },
     workers: { type: 'string', default: '2' },
     mqtt: { type: 'string', default: '5' },
+    region: { type: 'string', default: 'both' },
   },
 });
 const KITS = Number(values.kits);
@@ -52,15 +54,18 @@ const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
 const WORKERS = Number(values.workers);
 const VERSION = values.mqtt as MqttVersion;
+const REGIONS: string[] = values.region === 'both' ? ['mosquitto', 'nats'] : [values.region ?? ''];
 if (
   !(Number.isInteger(KITS) && KITS >= 4) ||
   !(SECONDS > 0) ||
   !(RATE > 0) ||
   !(Number.isInteger(WORKERS) && WORKERS >= 1) ||
-  !MQTT_VERSIONS.includes(VERSION)
+  !MQTT_VERSIONS.includes(VERSION) ||
+  !REGIONS.every((r) => r === 'mosquitto' || r === 'nats')
 ) {
   process.stderr.write(
-    'usage: bench/region.ts [--kits N≥4] [--seconds S] [--rate orders/s per kit] [--workers N] [--mqtt 5|3.1.1]\n',
+    'usage: bench/region.ts [--kits N≥4] [--seconds S] [--rate orders/s per kit] [--workers N] [--mqtt 5|3.1.1] ' +
+      '[--region mosquitto|nats|both]\n',
   );
   process.exit(2);
 }
@@ -105,6 +110,7 @@ class SimKit {
   constructor(
     readonly fleet: string,
     i: number,
+    readonly version: MqttVersion,
   ) {
     this.kitId = `${fleet}-k${String(i).padStart(4, '0')}`;
   }
@@ -114,8 +120,8 @@ class SimKit {
     this.client = mqtt.connect(url, {
       clientId: `popkit-sync-${this.kitId}`,
       clean: false,
-      protocolVersion: mqttProtocolLevel(VERSION),
-      ...(VERSION === '5' ? { properties: { sessionExpiryInterval: 3600 } } : {}),
+      protocolVersion: mqttProtocolLevel(this.version),
+      ...(this.version === '5' ? { properties: { sessionExpiryInterval: 3600 } } : {}),
       keepalive: 30,
       reconnectPeriod: 1000,
       will: { topic: topics.status(this.kitId), payload: Buffer.from(offline), qos: 1, retain: true },
@@ -193,8 +199,9 @@ class SimKit {
       });
     }
     entries.push({ lane: 'stock', id: this.id(), at: Date.now(), stock: { ...this.stock } });
-    await this.publish(topics.orders(this.kitId), entries);
+    // counted before the publish: an order in flight is outstanding until its ack
     this.orders += n;
+    await this.publish(topics.orders(this.kitId), entries);
   }
 
   async telemetry(): Promise<void> {
@@ -222,6 +229,7 @@ class SimKit {
 }
 
 interface FleetResult {
+  region: string;
   kits: number;
   orders: number;
   ordersPerS: number;
@@ -231,6 +239,8 @@ interface FleetResult {
   hubRssMb: number;
   ledgerRows: number;
   rejected: number;
+  /** orders never acked within 2 minutes of the end of selling */
+  unacked: number;
 }
 
 async function ledgerRows(schema: string, eventId: string): Promise<number> {
@@ -254,38 +264,84 @@ async function ledgerRows(schema: string, eventId: string): Promise<number> {
   }
 }
 
-/** One fleet against a fresh region (broker, workers, schema): connect, sell, drain, measure, tear down. */
-async function runFleet(kits: number): Promise<FleetResult> {
+/**
+ * A region's brokers: Mosquitto (one broker, `--workers` hub workers on a shared subscription, MQTT
+ * `--mqtt`) or a three-node NATS cluster (tests/support/nats-cluster.ts: JetStream, routes, MQTT 3.1.1
+ * gateways; kits spread over the nodes, one hub worker with every node's URL: NATS has no `$share`).
+ */
+interface Region {
+  name: string;
+  version: MqttVersion;
+  workers: number;
+  /** the broker URL kit i connects to */
+  kitUrl(i: number): string;
+  /** POPKIT_HUB_BROKER_URL of the workers */
+  hubUrl: string;
+  /** resident memory of the region's broker processes, MB */
+  brokerRssMb(): number;
+  stop(): Promise<void>;
+}
+
+async function startRegion(kind: 'mosquitto' | 'nats'): Promise<Region> {
+  if (kind === 'mosquitto') {
+    const broker = await mosquitto({ dir: tmpDir('bench-region-mosq') });
+    return {
+      name: `Mosquitto, ${WORKERS} worker(s), MQTT ${VERSION}`,
+      version: VERSION,
+      workers: WORKERS,
+      kitUrl: () => broker.url,
+      hubUrl: broker.url,
+      brokerRssMb: () => rssMb(broker.pid),
+      stop: () => broker.stop(),
+    };
+  }
+  const cluster = await startNatsCluster(3);
+  await cluster.waitHealthy();
+  const urls = cluster.nodes.map((n) => n.mqttUrl);
+  return {
+    name: 'NATS cluster of 3 (MQTT 3.1.1 gateways), 1 worker',
+    version: '3.1.1',
+    workers: 1,
+    kitUrl: (i) => urls[i % urls.length]!,
+    hubUrl: urls.join(','),
+    brokerRssMb: () => cluster.nodes.reduce((sum, n) => sum + rssMb(n.proc?.pid), 0),
+    stop: () => cluster.stop(),
+  };
+}
+
+/** One fleet against a fresh region (brokers, workers, schema): connect, sell, drain, measure, tear down. */
+async function runFleet(kind: 'mosquitto' | 'nats', kits: number): Promise<FleetResult> {
   const schema = uniqueId('bench_region').replace(/-/g, '_');
-  const broker = await mosquitto({ dir: tmpDir('bench-region-mosq') });
+  const region = await startRegion(kind);
   const hubs: ChildProcess[] = [];
   const fleet = uniqueId('fleet');
   const sims: SimKit[] = [];
   try {
-    for (let w = 0; w < WORKERS; w++) {
+    for (let w = 0; w < region.workers; w++) {
       const port = await freePort();
       hubs.push(
         popkitHub({
           ...hubProcessEnv({
             dataDir: tmpDir('bench-region-hub'),
-            brokerUrl: broker.url,
+            brokerUrl: region.hubUrl,
             schema,
             port,
             workerId: `w${w}`,
           }),
-          POPKIT_HUB_MQTT_VERSION: VERSION,
+          POPKIT_HUB_MQTT_VERSION: region.version,
+          POPKIT_HUB_SHARED_SUBSCRIPTION: region.workers > 1 ? 'on' : 'auto',
         }),
       );
       await waitFor(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok), 60_000, 'hub healthz');
     }
     await new Promise((r) => setTimeout(r, 1000));
-    const brokerBefore = rssMb(broker.pid);
-    for (let i = 0; i < kits; i++) sims.push(new SimKit(fleet, i));
+    const brokerBefore = region.brokerRssMb();
+    for (let i = 0; i < kits; i++) sims.push(new SimKit(fleet, i, region.version));
     // connect in waves, as a venue's kits come up, not all in one millisecond
     for (let i = 0; i < sims.length; i += 50)
-      await Promise.all(sims.slice(i, i + 50).map((k) => k.connect(broker.url)));
+      await Promise.all(sims.slice(i, i + 50).map((k, j) => k.connect(region.kitUrl(i + j))));
     await new Promise((r) => setTimeout(r, 1000));
-    const brokerConnected = rssMb(broker.pid);
+    const brokerConnected = region.brokerRssMb();
 
     const t0 = performance.now();
     const timers: NodeJS.Timeout[] = [];
@@ -303,13 +359,18 @@ async function runFleet(kits: number): Promise<FleetResult> {
     }
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     for (const t of timers) clearInterval(t);
-    await waitFor(() => sims.every((k) => k.outstandingOrders() === 0), 120_000, 'every order acked');
+    // a region that loses or stalls acks is a finding, not a crash of the bench: counted and reported
+    await waitFor(() => sims.every((k) => k.outstandingOrders() === 0), 120_000, 'every order acked').catch(
+      () => {},
+    );
+    const unacked = sims.reduce((sum, k) => sum + k.outstandingOrders(), 0);
     const lastAck = performance.now();
     if (errors.length) throw new Error(`publishes failed: ${errors.slice(0, 3).join('; ')}`);
     const orders = sims.reduce((s, k) => s + k.orders, 0);
     const lat = sims.flatMap((k) => k.latencies).sort((a, b) => a - b);
     const rows = await ledgerRows(schema, fleet);
     return {
+      region: region.name,
       kits,
       orders,
       ordersPerS: orders / ((lastAck - t0) / 1000),
@@ -319,39 +380,60 @@ async function runFleet(kits: number): Promise<FleetResult> {
       hubRssMb: hubs.reduce((s, h) => s + rssMb(h.pid, 'VmHWM'), 0),
       ledgerRows: rows,
       rejected: sims.reduce((s, k) => s + k.rejected, 0),
+      unacked,
     };
   } finally {
     await Promise.all(sims.map((k) => k.close().catch(() => {})));
     for (const h of hubs) h.kill('SIGTERM');
     await Promise.all(hubs.map((h) => (h.exitCode === null ? new Promise((r) => h.once('exit', r)) : null)));
-    await broker.stop();
+    await region.stop();
     await dropSchema(schema);
   }
 }
 
 const line = (r: FleetResult) =>
-  `  ${r.kits} kits: ${r.orders} orders, ${Math.round(r.ordersPerS)} orders/s ingested, ack p50 ${r.p50.toFixed(1)} ms ` +
-  `p99 ${r.p99.toFixed(1)} ms, broker ${r.brokerKbPerKit.toFixed(0)} KiB per kit, hub workers peak RSS ` +
-  `${Math.round(r.hubRssMb)} MB, ledger rows ${r.ledgerRows}${r.rejected ? `, rejected ${r.rejected}` : ''}\n`;
+  `  ${r.region}: ${r.kits} kits, ${r.orders} orders, ${Math.round(r.ordersPerS)} orders/s ingested, ack p50 ` +
+  `${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, broker ${r.brokerKbPerKit.toFixed(0)} KiB per kit, hub ` +
+  `workers peak RSS ${Math.round(r.hubRssMb)} MB, ledger rows ${r.ledgerRows}${r.rejected ? `, rejected ${r.rejected}` : ''}` +
+  `${r.unacked ? `, NOT ACKED within 2 min: ${r.unacked}` : ''}\n`;
 
 process.stdout.write(
-  `bench:region — simulated kits (own MQTT ${VERSION} session each, clean: false, QoS 1) selling ${RATE} order/s ` +
+  `bench:region — simulated kits (own MQTT session each, clean: false, QoS 1) selling ${RATE} order/s ` +
     `each for ${SECONDS} s, batches every ${BATCH_EVERY_MS} ms with a stock snapshot, health+telemetry every ` +
-    `${TELEMETRY_EVERY_MS / 1000} s; ${WORKERS} \`popkit hub\` worker(s) on PostgreSQL; Mosquitto (single-machine region)\n\n`,
+    `${TELEMETRY_EVERY_MS / 1000} s; \`popkit hub\` workers on PostgreSQL\n\n`,
 );
-const base = await runFleet(Math.max(1, Math.round(KITS / 4)));
-process.stdout.write(`baseline (a quarter of the fleet)\n${line(base)}`);
-const full = await runFleet(KITS);
-process.stdout.write(`fleet\n${line(full)}\n`);
+const results: FleetResult[] = [];
+const first = REGIONS[0] as 'mosquitto' | 'nats';
+const base = await runFleet(first, Math.max(1, Math.round(KITS / 4)));
+process.stdout.write(`baseline: a quarter of the fleet\n${line(base)}`);
+results.push(base);
+for (const kind of REGIONS as Array<'mosquitto' | 'nats'>) {
+  const r = await runFleet(kind, KITS);
+  process.stdout.write(`fleet\n${line(r)}`);
+  results.push(r);
+}
+const full = results[1]!;
 process.stdout.write(
-  `result: ${KITS} kits vs ${base.kits}: ingest ${(full.ordersPerS / base.ordersPerS).toFixed(2)}x the orders/s ` +
-    `for ${(full.kits / base.kits).toFixed(1)}x the kits, ack p99 ${(full.p99 / base.p99).toFixed(2)}x, broker memory ` +
-    `per kit ${(full.brokerKbPerKit / base.brokerKbPerKit).toFixed(2)}x\n`,
+  `\nresult (${full.region}): ${KITS} kits vs ${base.kits}: ingest ${(full.ordersPerS / base.ordersPerS).toFixed(2)}x ` +
+    `the orders/s for ${(full.kits / base.kits).toFixed(1)}x the kits, ack p99 ${(full.p99 / base.p99).toFixed(2)}x, ` +
+    `broker memory per kit ${(full.brokerKbPerKit / base.brokerKbPerKit).toFixed(2)}x\n`,
 );
-for (const r of [base, full]) {
-  if (r.ledgerRows !== r.orders - r.rejected) {
+const other = results[2];
+if (other)
+  process.stdout.write(
+    `result (${other.region} vs ${full.region}, ${KITS} kits): ingest ${(other.ordersPerS / full.ordersPerS).toFixed(2)}x, ` +
+      `ack p50 ${(other.p50 / full.p50).toFixed(2)}x, p99 ${(other.p99 / full.p99).toFixed(2)}x, broker memory per kit ` +
+      `${(other.brokerKbPerKit / full.brokerKbPerKit).toFixed(2)}x\n`,
+  );
+for (const r of results) {
+  if (r.unacked > 0) {
+    process.stderr.write(`${r.region}: ${r.unacked} orders of ${r.kits} kits were never acked\n`);
+    process.exitCode = 1;
+  }
+  // every acked order in the ledger, none twice (an unacked one may or may not have reached it)
+  if (r.ledgerRows > r.orders - r.rejected || r.ledgerRows < r.orders - r.rejected - r.unacked) {
     process.stderr.write(
-      `ledger holds ${r.ledgerRows} orders of ${r.kits} kits, ${r.orders - r.rejected} were acked\n`,
+      `${r.region}: the ledger holds ${r.ledgerRows} orders, ${r.orders - r.rejected} were acked\n`,
     );
     process.exitCode = 1;
   }
