@@ -203,8 +203,12 @@ describe('hub reads on a streaming replica', () => {
       20_000,
       'strict: ok again',
     );
-    const r = replicaOf((await health(hub)).body);
-    assert.equal(r.replayPaused, false);
+    // the replica's state is sampled once a second: the sample after the resume says so
+    await waitFor(
+      async () => replicaOf((await health(hub)).body).replayPaused === false,
+      20_000,
+      'replay no longer paused in /healthz',
+    );
   });
 
   test('replica down: the reads go to the primary, logged in /healthz and /metrics; back when it is', async () => {
