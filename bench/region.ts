@@ -26,6 +26,7 @@ import {
   mqttProtocolLevel,
   topics,
 } from '../core/contracts/hub-wire.ts';
+import { percentile } from '../services/checkout/series/signals.ts';
 import {
   dropSchema,
   freePort,
@@ -90,8 +91,8 @@ function popkitHub(env: Record<string, string>): ChildProcess {
   });
 }
 
-const quantile = (sorted: number[], q: number) =>
-  sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]! : Number.NaN;
+/** nearest rank, as the series recorder's p95 (NaN for no samples) */
+const quantile = (sorted: number[], q: number) => percentile(sorted, q) ?? Number.NaN;
 
 /** A kit as the hub sees it: one MQTT session, the wire sync speaks, nothing else of a kit. */
 class SimKit {
@@ -250,13 +251,6 @@ async function ledgerRows(schema: string, eventId: string): Promise<number> {
     const r = await c.query<{ n: string }>(
       `SELECT count(*) AS n FROM "${schema}".orders WHERE event_id = $1`,
       [eventId],
-    );
-    return Number(r.rows[0]?.n ?? 0);
-  } catch {
-    // older ledgers without event_id: count the fleet's kits
-    const r = await c.query<{ n: string }>(
-      `SELECT count(*) AS n FROM "${schema}".orders WHERE kit_id LIKE $1`,
-      [`${eventId}-%`],
     );
     return Number(r.rows[0]?.n ?? 0);
   } finally {

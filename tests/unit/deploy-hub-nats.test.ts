@@ -12,6 +12,7 @@ import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { BaseConfig, composeConfig, hubUrlList, loadConfig } from '../../core/config.ts';
 import { HubConfig } from '../../services/hub/config.ts';
+import { composeInterpolator } from '../support/compose.ts';
 import { NATS_SERVER } from '../support/nats-cluster.ts';
 import { makeTempDir } from '../support/tmp.ts';
 
@@ -37,14 +38,7 @@ const ENV: Record<string, string> = {
   POPKIT_HUB_BROKER_PASSWORD: 'broker-secret-0123',
   POPKIT_HUB_ADMIN_TOKEN: 'admin-token-0123456789abcdef',
 };
-function interpolate(s: string): string {
-  return s.replace(/\$\$|\$\{(\w+)(?::?[-?][^}]*)?\}/g, (m, name: string | undefined) => {
-    if (m === '$$') return '$';
-    const v = ENV[name!];
-    assert.ok(v !== undefined, `${name} is not in the sample .env`);
-    return v;
-  });
-}
+const interpolate = composeInterpolator(ENV);
 
 describe('deploy/hub: the NATS cluster variant', () => {
   test('three nodes, each with its own name and JetStream volume, one config file', () => {

@@ -11,6 +11,7 @@ import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
 import { HubConfig } from '../../services/hub/config.ts';
+import { composeInterpolator } from '../support/compose.ts';
 
 const DIR = path.resolve(import.meta.dirname, '../../deploy/hub');
 const read = (f: string) => fs.readFileSync(path.join(DIR, f), 'utf8');
@@ -66,14 +67,7 @@ const ENV: Record<string, string> = {
   POPKIT_HUB_ADMIN_TOKEN: 'admin-token-0123456789abcdef',
   POPKIT_HUB_DYNSEC_PASSWORD: 'dynsec-secret-0123',
 };
-function interpolate(s: string): string {
-  return s.replace(/\$\$|\$\{(\w+)(?::?[-?][^}]*)?\}/g, (m, name: string | undefined) => {
-    if (m === '$$') return '$';
-    const v = ENV[name!];
-    assert.ok(v !== undefined, `${name} is not in the sample .env`);
-    return v;
-  });
-}
+const interpolate = composeInterpolator(ENV);
 
 const replica = merged.services['postgres-replica']!;
 const primary = merged.services['postgres']!;
