@@ -48,7 +48,6 @@ tiers=("${@:-unit integration e2e browser}")
 if [ "$#" -eq 0 ]; then
   echo "== lint (biome)"; npx biome check .
   echo "== type check (tsc --noEmit)"; npx tsc --noEmit
-  # (the order does not matter: Node's runner sorts the files it is given)
   tiers=(unit integration e2e browser)
 fi
 files=()
@@ -63,7 +62,9 @@ if printf '%s\n' "${files[@]}" | grep -q '^tests/e2e/'; then
   export POPKIT_TEST_DIST_BUILT=1
 fi
 echo "== tests (${#files[@]} files)"
-runner=(node --import tsx --test --test-concurrency=2 --test-timeout=300000 --test-reporter=spec "${files[@]}")
+# Node's runner with the spec reporter, the longest files first (tests/support/suite-runner.ts: the order
+# comes from tests/durations.json; POPKIT_TEST_DURATIONS_OUT=FILE writes this run's figures to FILE)
+runner=(node --import tsx tests/support/suite-runner.ts --concurrency 2 --timeout 300000 "${files[@]}")
 
 # No silent green. In CI (CI=true, or running as root, as .ci/run does) a skipped or todo test fails the run
 # unless every skip's reason matches a pattern of tests/accepted-skips.txt; POPKIT_STRICT_SKIPS=1/0 forces
