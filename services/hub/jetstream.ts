@@ -93,8 +93,11 @@ export class JetStreamIngest {
     this.maxHeld = opts.concurrency * 8;
   }
 
+  /** false between a disconnect and the reconnect to another node */
+  private linkUp = false;
+
   get connected(): boolean {
-    return this.nc !== undefined && !this.nc.isClosed() && !this.stopping;
+    return this.nc !== undefined && !this.nc.isClosed() && this.linkUp && !this.stopping;
   }
 
   async start(): Promise<void> {
@@ -108,8 +111,11 @@ export class JetStreamIngest {
       ...(this.opts.caFile ? { tls: { ca: fs.readFileSync(this.opts.caFile, 'utf8') } } : {}),
     });
     this.nc = nc;
+    this.linkUp = true;
     void (async () => {
       for await (const s of nc.status()) {
+        if (s.type === 'disconnect') this.linkUp = false;
+        if (s.type === 'reconnect') this.linkUp = true;
         if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error')
           log.warn({ status: s.type, server: 'server' in s ? s.server : undefined }, 'NATS connection');
       }
