@@ -97,11 +97,33 @@ function rssMb(pid: number | undefined, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): num
   }
 }
 
-function popkitHub(env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [path.join(REPO, 'bin/popkit.js'), 'hub'], {
+/** a worker, its log (warn and up) in `logFile` */
+function popkitHub(env: Record<string, string>, logFile: string): ChildProcess {
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(process.execPath, [path.join(REPO, 'bin/popkit.js'), 'hub'], {
     env: { ...process.env, NODE_ENV: 'production', POPKIT_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', out, 'inherit'],
   });
+  fs.closeSync(out);
+  return child;
+}
+
+/** the workers' warnings, counted by message ("broker offline": the worker lost its MQTT connection) */
+function logCounts(files: string[]): string {
+  const counts = new Map<string, number>();
+  for (const f of files) {
+    let text = '';
+    try {
+      text = fs.readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const m = /"msg":"([^"]{1,80})"/.exec(line);
+      if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+    }
+  }
+  return [...counts].map(([msg, n]) => `${msg} ×${n}`).join(', ');
 }
 
 /** nearest rank, as the series recorder's p95 (NaN for no samples) */
@@ -275,6 +297,8 @@ interface FleetResult {
   unacked: number;
   /** acks the kits got again for entries already acked (redeliveries) */
   dupAcks: number;
+  /** the workers' warnings, counted by message */
+  workerLog: string;
   /** NATS regions: the JetStream consumers holding messages when the selling stopped and at the end (/jsz) */
   jsz?: string | undefined;
 }
@@ -400,22 +424,28 @@ async function runFleet(kind: RegionKind, kits: number): Promise<FleetResult> {
   const schema = uniqueId('bench_region').replace(/-/g, '_');
   const region = await startRegion(kind);
   const hubs: ChildProcess[] = [];
+  const hubLogs: string[] = [];
   const fleet = uniqueId('fleet');
   const sims: SimKit[] = [];
   try {
     for (let w = 0; w < region.workers; w++) {
       const port = await freePort();
+      const logFile = path.join(tmpDir('bench-region-log'), `hub-w${w}.log`);
+      hubLogs.push(logFile);
       hubs.push(
-        popkitHub({
-          ...hubProcessEnv({
-            dataDir: tmpDir('bench-region-hub'),
-            brokerUrl: region.hubUrl,
-            schema,
-            port,
-            workerId: `w${w}`,
-          }),
-          ...region.workerEnv(w),
-        }),
+        popkitHub(
+          {
+            ...hubProcessEnv({
+              dataDir: tmpDir('bench-region-hub'),
+              brokerUrl: region.hubUrl,
+              schema,
+              port,
+              workerId: `w${w}`,
+            }),
+            ...region.workerEnv(w),
+          },
+          logFile,
+        ),
       );
       await waitFor(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok), 60_000, 'hub healthz');
     }
@@ -472,6 +502,7 @@ async function runFleet(kind: RegionKind, kits: number): Promise<FleetResult> {
       rejected: sims.reduce((s, k) => s + k.rejected, 0),
       unacked,
       dupAcks: sims.reduce((s, k) => s + k.dupAcks, 0),
+      workerLog: logCounts(hubLogs),
       jsz,
     };
   } finally {
@@ -488,7 +519,8 @@ const line = (r: FleetResult) =>
   `${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, broker ${r.brokerKbPerKit.toFixed(0)} KiB per kit, hub ` +
   `workers peak RSS ${Math.round(r.hubRssMb)} MB, ledger rows ${r.ledgerRows}${r.rejected ? `, rejected ${r.rejected}` : ''}` +
   `${r.dupAcks ? `, acks again for acked entries ${r.dupAcks}` : ''}` +
-  `${r.unacked ? `, NOT ACKED within 2 min: ${r.unacked}` : ''}${r.jsz ? `\n    JetStream consumers ${r.jsz}` : ''}\n`;
+  `${r.unacked ? `, NOT ACKED within 2 min: ${r.unacked}` : ''}` +
+  `${r.workerLog ? `\n    workers' warnings: ${r.workerLog}` : ''}${r.jsz ? `\n    JetStream consumers ${r.jsz}` : ''}\n`;
 
 process.stdout.write(
   `bench:region — simulated kits (own MQTT session each, clean: false, QoS 1) selling ${RATE} order/s ` +
