@@ -11,7 +11,13 @@
 // baseline in the same run is the same region under a quarter of the fleet: the ratios say how the
 // path scales with kits on this machine.
 //
+// Regions: `mosquitto` (one broker, workers on a shared subscription), `nats` (a three-node NATS
+// cluster, kits and one worker on its MQTT 3.1.1 gateways: NATS has no `$share`), `nats-js` (the same
+// cluster, kits on the gateways, `--workers` workers consuming a JetStream work queue:
+// POPKIT_HUB_INGEST=jetstream). `--region both` is mosquitto and nats, `all` the three, or a list.
+//
 //   npm run bench:region -- [--kits 400] [--seconds 20] [--rate 1] [--workers 2] [--mqtt 5|3.1.1]
+//                           [--region mosquitto|nats|nats-js|both|all|a,b]
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -55,18 +61,25 @@ const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
 const WORKERS = Number(values.workers);
 const VERSION = values.mqtt as MqttVersion;
-const REGIONS: string[] = values.region === 'both' ? ['mosquitto', 'nats'] : [values.region ?? ''];
+type RegionKind = 'mosquitto' | 'nats' | 'nats-js';
+const REGION_KINDS: readonly string[] = ['mosquitto', 'nats', 'nats-js'];
+const REGIONS: string[] =
+  values.region === 'both'
+    ? ['mosquitto', 'nats']
+    : values.region === 'all'
+      ? [...REGION_KINDS]
+      : (values.region ?? '').split(',');
 if (
   !(Number.isInteger(KITS) && KITS >= 4) ||
   !(SECONDS > 0) ||
   !(RATE > 0) ||
   !(Number.isInteger(WORKERS) && WORKERS >= 1) ||
   !MQTT_VERSIONS.includes(VERSION) ||
-  !REGIONS.every((r) => r === 'mosquitto' || r === 'nats')
+  !REGIONS.every((r) => REGION_KINDS.includes(r))
 ) {
   process.stderr.write(
     'usage: bench/region.ts [--kits N≥4] [--seconds S] [--rate orders/s per kit] [--workers N] [--mqtt 5|3.1.1] ' +
-      '[--region mosquitto|nats|both]\n',
+      '[--region mosquitto|nats|nats-js|both|all|a,b]\n',
   );
   process.exit(2);
 }
@@ -84,11 +97,33 @@ function rssMb(pid: number | undefined, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): num
   }
 }
 
-function popkitHub(env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [path.join(REPO, 'bin/popkit.js'), 'hub'], {
+/** a worker, its log (warn and up) in `logFile` */
+function popkitHub(env: Record<string, string>, logFile: string): ChildProcess {
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(process.execPath, [path.join(REPO, 'bin/popkit.js'), 'hub'], {
     env: { ...process.env, NODE_ENV: 'production', POPKIT_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', out, 'inherit'],
   });
+  fs.closeSync(out);
+  return child;
+}
+
+/** the workers' warnings, counted by message ("broker offline": the worker lost its MQTT connection) */
+function logCounts(files: string[]): string {
+  const counts = new Map<string, number>();
+  for (const f of files) {
+    let text = '';
+    try {
+      text = fs.readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const m = /"msg":"([^"]{1,80})"/.exec(line);
+      if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+    }
+  }
+  return [...counts].map(([msg, n]) => `${msg} ×${n}`).join(', ');
 }
 
 /** nearest rank, as the series recorder's p95 (NaN for no samples) */
@@ -107,6 +142,10 @@ class SimKit {
   orders = 0;
   acked = 0;
   rejected = 0;
+  /** acks for entries already acked: the same batch delivered (and committed) again */
+  dupAcks = 0;
+  /** SUBSCRIBEs the broker refused while the kit connected */
+  subscribeRefusals = 0;
 
   constructor(
     readonly fleet: string,
@@ -132,7 +171,18 @@ class SimKit {
       this.client.once('connect', () => resolve());
       this.client.once('error', reject);
     });
-    await this.client.subscribeAsync(topics.acks(this.kitId), { qos: 1 });
+    // a NATS node busy electing stream leaders may refuse a QoS 1 SUBSCRIBE (SUBACK 0x80): again, as
+    // sync's reconnect backoff would
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.subscribeAsync(topics.acks(this.kitId), { qos: 1 });
+        break;
+      } catch (err) {
+        if (attempt >= 20) throw err;
+        this.subscribeRefusals++;
+        await new Promise((r) => setTimeout(r, 250 * attempt));
+      }
+    }
     const online = { v: 1, kitId: this.kitId, online: true, at: Date.now() };
     await this.client.publishAsync(topics.status(this.kitId), JSON.stringify(online), {
       qos: 1,
@@ -145,7 +195,10 @@ class SimKit {
     const ack = JSON.parse(payload.toString()) as AckT;
     for (const a of ack.acks) {
       const sent = this.pending.get(a.id);
-      if (sent === undefined) continue;
+      if (sent === undefined) {
+        this.dupAcks++;
+        continue;
+      }
       this.pending.delete(a.id);
       if (a.lane !== 'orders') continue;
       this.latencies.push(now - sent);
@@ -242,6 +295,12 @@ interface FleetResult {
   rejected: number;
   /** orders never acked within 2 minutes of the end of selling */
   unacked: number;
+  /** acks the kits got again for entries already acked (redeliveries) */
+  dupAcks: number;
+  /** the workers' warnings, counted by message */
+  workerLog: string;
+  /** NATS regions: the JetStream consumers holding messages when the selling stopped and at the end (/jsz) */
+  jsz?: string | undefined;
 }
 
 async function ledgerRows(schema: string, eventId: string): Promise<number> {
@@ -265,6 +324,10 @@ async function ledgerRows(schema: string, eventId: string): Promise<number> {
  */
 interface Region {
   name: string;
+  /** the workers' environment beyond the broker URL (worker w) */
+  workerEnv(w: number): Record<string, string>;
+  /** NATS: what its JetStream consumers hold unacked, for the report */
+  jsz?(): Promise<string>;
   version: MqttVersion;
   workers: number;
   /** the broker URL kit i connects to */
@@ -276,11 +339,15 @@ interface Region {
   stop(): Promise<void>;
 }
 
-async function startRegion(kind: 'mosquitto' | 'nats'): Promise<Region> {
+async function startRegion(kind: RegionKind): Promise<Region> {
   if (kind === 'mosquitto') {
     const broker = await mosquitto({ dir: tmpDir('bench-region-mosq') });
     return {
       name: `Mosquitto, ${WORKERS} worker(s), MQTT ${VERSION}`,
+      workerEnv: () => ({
+        POPKIT_HUB_MQTT_VERSION: VERSION,
+        POPKIT_HUB_SHARED_SUBSCRIPTION: WORKERS > 1 ? 'on' : 'auto',
+      }),
       version: VERSION,
       workers: WORKERS,
       kitUrl: () => broker.url,
@@ -292,10 +359,59 @@ async function startRegion(kind: 'mosquitto' | 'nats'): Promise<Region> {
   const cluster = await startNatsCluster(3);
   await cluster.waitHealthy();
   const urls = cluster.nodes.map((n) => n.mqttUrl);
+  const natsUrls = cluster.nodes.map((n) => n.natsUrl);
+  const rotate = (list: string[], w: number) => list.map((_, i) => list[(w + i) % list.length]!).join(',');
+  const js = kind === 'nats-js';
   return {
-    name: 'NATS cluster of 3 (MQTT 3.1.1 gateways), 1 worker',
+    name: js
+      ? `NATS cluster of 3 (MQTT 3.1.1 gateways), ${WORKERS} worker(s) on a JetStream work queue`
+      : 'NATS cluster of 3 (MQTT 3.1.1 gateways), 1 worker',
+    workerEnv: (w) => ({
+      POPKIT_HUB_MQTT_VERSION: '3.1.1',
+      POPKIT_HUB_SHARED_SUBSCRIPTION: 'auto',
+      ...(js
+        ? {
+            POPKIT_HUB_INGEST: 'jetstream',
+            POPKIT_HUB_NATS_URL: rotate(natsUrls, w),
+            POPKIT_HUB_JS_REPLICAS: '3',
+          }
+        : {}),
+    }),
+    jsz: async () => {
+      const out: string[] = [];
+      for (const n of cluster.nodes) {
+        const res = await fetch(`${n.monitorUrl}/jsz?accounts=true&consumers=true`).catch(() => null);
+        if (!res?.ok) continue;
+        const j = (await res.json()) as {
+          account_details?: {
+            stream_detail?: {
+              name: string;
+              state?: { messages?: number };
+              consumer_detail?: {
+                name: string;
+                num_ack_pending: number;
+                num_redelivered: number;
+                num_pending: number;
+                cluster?: { leader?: string };
+              }[];
+            }[];
+          }[];
+        };
+        for (const a of j.account_details ?? [])
+          for (const st of a.stream_detail ?? [])
+            for (const c of st.consumer_detail ?? [])
+              if (
+                (c.cluster?.leader ?? n.name) === n.name &&
+                (c.num_ack_pending > 0 || c.num_pending > 0 || c.num_redelivered > 0)
+              )
+                out.push(
+                  `${st.name}/${c.name}: ack pending ${c.num_ack_pending}, redelivered ${c.num_redelivered}, not yet delivered ${c.num_pending} (stream holds ${st.state?.messages ?? '?'})`,
+                );
+      }
+      return out.slice(0, 8).join('; ') || 'none pending';
+    },
     version: '3.1.1',
-    workers: 1,
+    workers: js ? WORKERS : 1,
     kitUrl: (i) => urls[i % urls.length]!,
     hubUrl: urls.join(','),
     brokerRssMb: () => cluster.nodes.reduce((sum, n) => sum + rssMb(n.proc?.pid), 0),
@@ -304,27 +420,32 @@ async function startRegion(kind: 'mosquitto' | 'nats'): Promise<Region> {
 }
 
 /** One fleet against a fresh region (brokers, workers, schema): connect, sell, drain, measure, tear down. */
-async function runFleet(kind: 'mosquitto' | 'nats', kits: number): Promise<FleetResult> {
+async function runFleet(kind: RegionKind, kits: number): Promise<FleetResult> {
   const schema = uniqueId('bench_region').replace(/-/g, '_');
   const region = await startRegion(kind);
   const hubs: ChildProcess[] = [];
+  const hubLogs: string[] = [];
   const fleet = uniqueId('fleet');
   const sims: SimKit[] = [];
   try {
     for (let w = 0; w < region.workers; w++) {
       const port = await freePort();
+      const logFile = path.join(tmpDir('bench-region-log'), `hub-w${w}.log`);
+      hubLogs.push(logFile);
       hubs.push(
-        popkitHub({
-          ...hubProcessEnv({
-            dataDir: tmpDir('bench-region-hub'),
-            brokerUrl: region.hubUrl,
-            schema,
-            port,
-            workerId: `w${w}`,
-          }),
-          POPKIT_HUB_MQTT_VERSION: region.version,
-          POPKIT_HUB_SHARED_SUBSCRIPTION: region.workers > 1 ? 'on' : 'auto',
-        }),
+        popkitHub(
+          {
+            ...hubProcessEnv({
+              dataDir: tmpDir('bench-region-hub'),
+              brokerUrl: region.hubUrl,
+              schema,
+              port,
+              workerId: `w${w}`,
+            }),
+            ...region.workerEnv(w),
+          },
+          logFile,
+        ),
       );
       await waitFor(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok), 60_000, 'hub healthz');
     }
@@ -353,11 +474,16 @@ async function runFleet(kind: 'mosquitto' | 'nats', kits: number): Promise<Fleet
     }
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     for (const t of timers) clearInterval(t);
+    // NATS: what its consumers hold when the selling stops (the backlog, the redeliveries)
+    const jszAtStop = region.jsz ? await region.jsz() : undefined;
     // a region that loses or stalls acks is a finding, not a crash of the bench: counted and reported
     await waitFor(() => sims.every((k) => k.outstandingOrders() === 0), 120_000, 'every order acked').catch(
       () => {},
     );
     const unacked = sims.reduce((sum, k) => sum + k.outstandingOrders(), 0);
+    const jsz = region.jsz
+      ? `at the end of selling: ${jszAtStop}; after the drain: ${await region.jsz()}`
+      : undefined;
     const lastAck = performance.now();
     if (errors.length) throw new Error(`publishes failed: ${errors.slice(0, 3).join('; ')}`);
     const orders = sims.reduce((s, k) => s + k.orders, 0);
@@ -375,6 +501,9 @@ async function runFleet(kind: 'mosquitto' | 'nats', kits: number): Promise<Fleet
       ledgerRows: rows,
       rejected: sims.reduce((s, k) => s + k.rejected, 0),
       unacked,
+      dupAcks: sims.reduce((s, k) => s + k.dupAcks, 0),
+      workerLog: logCounts(hubLogs),
+      jsz,
     };
   } finally {
     await Promise.all(sims.map((k) => k.close().catch(() => {})));
@@ -389,7 +518,9 @@ const line = (r: FleetResult) =>
   `  ${r.region}: ${r.kits} kits, ${r.orders} orders, ${Math.round(r.ordersPerS)} orders/s ingested, ack p50 ` +
   `${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, broker ${r.brokerKbPerKit.toFixed(0)} KiB per kit, hub ` +
   `workers peak RSS ${Math.round(r.hubRssMb)} MB, ledger rows ${r.ledgerRows}${r.rejected ? `, rejected ${r.rejected}` : ''}` +
-  `${r.unacked ? `, NOT ACKED within 2 min: ${r.unacked}` : ''}\n`;
+  `${r.dupAcks ? `, acks again for acked entries ${r.dupAcks}` : ''}` +
+  `${r.unacked ? `, NOT ACKED within 2 min: ${r.unacked}` : ''}` +
+  `${r.workerLog ? `\n    workers' warnings: ${r.workerLog}` : ''}${r.jsz ? `\n    JetStream consumers ${r.jsz}` : ''}\n`;
 
 process.stdout.write(
   `bench:region — simulated kits (own MQTT session each, clean: false, QoS 1) selling ${RATE} order/s ` +
@@ -397,11 +528,11 @@ process.stdout.write(
     `${TELEMETRY_EVERY_MS / 1000} s; \`popkit hub\` workers on PostgreSQL\n\n`,
 );
 const results: FleetResult[] = [];
-const first = REGIONS[0] as 'mosquitto' | 'nats';
+const first = REGIONS[0] as RegionKind;
 const base = await runFleet(first, Math.max(1, Math.round(KITS / 4)));
 process.stdout.write(`baseline: a quarter of the fleet\n${line(base)}`);
 results.push(base);
-for (const kind of REGIONS as Array<'mosquitto' | 'nats'>) {
+for (const kind of REGIONS as RegionKind[]) {
   const r = await runFleet(kind, KITS);
   process.stdout.write(`fleet\n${line(r)}`);
   results.push(r);
@@ -412,8 +543,7 @@ process.stdout.write(
     `the orders/s for ${(full.kits / base.kits).toFixed(1)}x the kits, ack p99 ${(full.p99 / base.p99).toFixed(2)}x, ` +
     `broker memory per kit ${(full.brokerKbPerKit / base.brokerKbPerKit).toFixed(2)}x\n`,
 );
-const other = results[2];
-if (other)
+for (const other of results.slice(2))
   process.stdout.write(
     `result (${other.region} vs ${full.region}, ${KITS} kits): ingest ${(other.ordersPerS / full.ordersPerS).toFixed(2)}x, ` +
       `ack p50 ${(other.p50 / full.p50).toFixed(2)}x, p99 ${(other.p99 / full.p99).toFixed(2)}x, broker memory per kit ` +

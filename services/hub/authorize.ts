@@ -64,6 +64,9 @@ export interface AuthorizeBrokerOptions {
   mqttVersion?: MqttVersion | undefined;
   /** the ingest's finding: a shared subscription (one worker answers each check) or a plain one */
   shared: boolean;
+  /** false: the checks come from elsewhere (a NATS queue group, services/hub/jetstream.ts) through
+   *  handleExternal; this connection only answers */
+  listen?: boolean | undefined;
   shareGroup: string;
 }
 
@@ -155,6 +158,10 @@ export class HubAuthorize {
       client.once('connect', () => resolve());
       client.once('error', reject);
     });
+    if (o.listen === false) {
+      log.info({ broker: redactUrl(o.brokerUrl) }, 'online card checks answered (asked elsewhere)');
+      return;
+    }
     const filter = o.shared ? `$share/${o.shareGroup}/${topics.allAuthorize}` : topics.allAuthorize;
     await client.subscribeAsync({ [filter]: { qos: 0 } });
     log.info({ broker: redactUrl(o.brokerUrl), shared: o.shared }, 'online card checks answered');
@@ -163,6 +170,17 @@ export class HubAuthorize {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.client?.endAsync(true);
+  }
+
+  /**
+   * A request from elsewhere (the NATS queue group): a 3.1.1 kit's (no MQTT 5 properties cross the
+   * gateway), answered over this MQTT connection as handle answers one off the broker.
+   */
+  handleExternal(topic: string, payload: Buffer): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return this.handle(topic, payload, {}, (t, p, correlationData) =>
+      this.client?.publish(t, p, { qos: 0, ...(correlationData ? { properties: { correlationData } } : {}) }),
+    );
   }
 
   /** One request as it came off the broker. Resolves once answered (or refused); never throws. */

@@ -2,6 +2,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { HUB_URL_LIST_PATTERN, SECRET } from '../../core/config.ts';
 import { MQTT_VERSIONS } from '../../core/contracts/hub-wire.ts';
+import { NATS_URL_LIST_PATTERN } from './jetstream-subjects.ts';
 
 export const HubConfig = Type.Object({
   POPKIT_HUB_BROKER_URL: Type.String({
@@ -104,6 +105,59 @@ export const HubConfig = Type.Object({
     pattern: '^[A-Za-z0-9_-]{1,64}$',
     default: 'popkit-hub',
     description: 'shared-subscription group of the workers of one hub',
+  }),
+  POPKIT_HUB_INGEST: Type.Union([Type.Literal('mqtt'), Type.Literal('jetstream')], {
+    default: 'mqtt',
+    description:
+      "how the workers receive the kits' batches and card checks: mqtt (a subscription on POPKIT_HUB_BROKER_URL, shared with `$share` where the broker has it) or jetstream (a NATS cluster: batches from a replicated work-queue stream through one durable pull consumer shared by every worker, card checks through a core NATS queue group; acks, catalogs and answers still go out over MQTT; docs/scaling.md#a-nats-cluster)",
+  }),
+  POPKIT_HUB_NATS_URL: Type.String({
+    pattern: NATS_URL_LIST_PATTERN,
+    maxLength: 4096,
+    default: 'nats://127.0.0.1:4222',
+    description:
+      "jetstream ingest: the NATS cluster's client URLs, comma-separated (the client moves to another one when its node goes)",
+  }),
+  POPKIT_HUB_NATS_USER: Type.Optional(
+    Type.String({ pattern: '^[^\\s\\u0000]{1,256}$', description: 'jetstream ingest: NATS user' }),
+  ),
+  POPKIT_HUB_NATS_PASSWORD: Type.Optional(
+    Type.String({ ...SECRET, minLength: 1, maxLength: 1024, description: 'jetstream ingest: NATS password' }),
+  ),
+  POPKIT_HUB_NATS_CA_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: 'jetstream ingest: CA bundle for tls:// NATS URLs' }),
+  ),
+  POPKIT_HUB_JS_STREAM: Type.String({
+    pattern: '^[A-Za-z0-9_-]{1,64}$',
+    default: 'POPKIT_KITS',
+    description:
+      "jetstream ingest: the work-queue stream of the kits' orders, telemetry and receipts (created by the first worker if absent)",
+  }),
+  POPKIT_HUB_JS_CONSUMER: Type.String({
+    pattern: '^[A-Za-z0-9_-]{1,64}$',
+    default: 'popkit-hub',
+    description: 'jetstream ingest: the durable pull consumer every worker of the hub shares',
+  }),
+  POPKIT_HUB_JS_REPLICAS: Type.Integer({
+    minimum: 1,
+    maximum: 5,
+    default: 3,
+    description:
+      'jetstream ingest: replicas of the stream and its consumer (3: one node can die with nothing lost; at most the nodes in the cluster)',
+  }),
+  POPKIT_HUB_JS_ACK_WAIT_S: Type.Integer({
+    minimum: 1,
+    maximum: 3600,
+    default: 30,
+    description:
+      'jetstream ingest: a message a worker took and did not ack in this long (the worker died) goes to another worker',
+  }),
+  POPKIT_HUB_JS_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 256,
+    default: 4,
+    description:
+      "jetstream ingest: kits whose messages one worker commits at the same time (one kit's messages one after the other, in order)",
   }),
   POPKIT_HUB_GATEWAY: Type.Union([Type.Literal('sandbox')], {
     default: 'sandbox',

@@ -19,6 +19,7 @@ import { openPglite, openPostgres, type SqlDb } from './db.ts';
 import { DynsecClient } from './dynsec.ts';
 import { createGateway, type PaymentGateway } from './gateway.ts';
 import { HubIngest } from './ingest.ts';
+import { JetStreamIngest } from './jetstream.ts';
 import { loadOrCreateSealKey, loadOrCreateSigningKey } from './keys.ts';
 import { type HeldTokenKeyLost, Ledger } from './ledger.ts';
 import { migrate } from './migrations.ts';
@@ -68,6 +69,8 @@ export class HubService {
   readReplica: ReplicaReads | undefined;
   ledger: Ledger | undefined;
   ingest: HubIngest | undefined;
+  /** POPKIT_HUB_INGEST=jetstream: the worker's JetStream consumer and card-check queue group */
+  jetstream: JetStreamIngest | undefined;
   app: HubApp | undefined;
   gateway: PaymentGateway | undefined;
   authorize: HubAuthorize | undefined;
@@ -161,6 +164,7 @@ export class HubService {
         burst: cfg.POPKIT_HUB_KIT_BURST,
       },
       seal: { opener: sealOpener, signed: signSealKey(signing.privateKey, sealOpener) },
+      batches: cfg.POPKIT_HUB_INGEST === 'jetstream' ? 'external' : 'mqtt',
     });
     await this.ingest.start();
     await this.authorize.start({
@@ -172,7 +176,26 @@ export class HubService {
       mqttVersion: cfg.POPKIT_HUB_MQTT_VERSION,
       shared: this.ingest.sharedSubscription ?? false,
       shareGroup: cfg.POPKIT_HUB_SHARE_GROUP,
+      listen: cfg.POPKIT_HUB_INGEST !== 'jetstream',
     });
+    if (cfg.POPKIT_HUB_INGEST === 'jetstream') {
+      const js = new JetStreamIngest(this.ingest, this.authorize, {
+        natsUrl: cfg.POPKIT_HUB_NATS_URL,
+        user: cfg.POPKIT_HUB_NATS_USER,
+        password: cfg.POPKIT_HUB_NATS_PASSWORD,
+        caFile: cfg.POPKIT_HUB_NATS_CA_FILE,
+        workerId,
+        stream: cfg.POPKIT_HUB_JS_STREAM,
+        consumer: cfg.POPKIT_HUB_JS_CONSUMER,
+        replicas: cfg.POPKIT_HUB_JS_REPLICAS,
+        ackWaitS: cfg.POPKIT_HUB_JS_ACK_WAIT_S,
+        concurrency: cfg.POPKIT_HUB_JS_CONCURRENCY,
+        queueGroup: cfg.POPKIT_HUB_SHARE_GROUP,
+      });
+      this.jetstream = js;
+      this.ingest.externalConnected = () => js.connected;
+      await js.start();
+    }
     const orphanMs = cfg.POPKIT_HUB_AUTHORIZE_ORPHAN_S * 1000;
     const authorize = this.authorize;
     this.orphanLoop = pollLoop(Math.min(60_000, orphanMs), () => authorize.reportOrphans(orphanMs), {
@@ -228,6 +251,8 @@ export class HubService {
     await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);
     await this.dynsec?.close().catch(() => undefined);
+    // first the source, then the connection the acks go out on
+    await this.jetstream?.stop().catch(() => undefined);
     await this.ingest?.stop().catch(() => undefined);
     await this.readReplica?.close();
     await this.db?.close().catch(() => undefined);

@@ -49,6 +49,12 @@ export interface HubIngestOptions {
   kitQuota: { batchMax: number; ratePerS: number; burst: number };
   /** the telemetry seal key (services/hub/keys.ts) and its signed public half, published retained */
   seal?: { opener: SealOpener; signed: SignedSealKeyT } | undefined;
+  /**
+   * where the kits' orders, telemetry and receipts come from: `mqtt` (absent) a subscription of this
+   * connection; `external` the JetStream consumer (services/hub/jetstream.ts), which hands each to
+   * handleExternal. Either way the kits' statuses come over MQTT (retained) and every answer goes out on it.
+   */
+  batches?: 'mqtt' | 'external' | undefined;
 }
 
 export interface IngestStats {
@@ -100,8 +106,11 @@ export class HubIngest {
     this.batchMax = opts.kitQuota.batchMax;
   }
 
+  /** the external source's own link (the NATS connection), when there is one */
+  externalConnected: (() => boolean) | undefined;
+
   get connected(): boolean {
-    return this.client?.connected ?? false;
+    return (this.client?.connected ?? false) && (this.externalConnected?.() ?? true);
   }
 
   async start(): Promise<void> {
@@ -153,6 +162,9 @@ export class HubIngest {
       });
       client.once('error', onErr);
     });
+    const external = this.opts.batches === 'external';
+    // the batches come from elsewhere: nothing to share here, one plain status subscription per worker
+    if (external) this.sharedSubscription = false;
     if (this.sharedSubscription === undefined) {
       this.sharedSubscription =
         this.opts.shared === 'auto' ? await this.probeShared() : this.opts.shared === 'on';
@@ -161,12 +173,14 @@ export class HubIngest {
       }
     }
     const share = (t: string) => (this.sharedSubscription ? `$share/${this.opts.shareGroup}/${t}` : t);
-    const subscriptions: Record<string, { qos: 1 }> = {
-      [share(topics.allOrders)]: { qos: 1 },
-      [share(topics.allTelemetry)]: { qos: 1 },
-      [share(topics.allReceipts)]: { qos: 1 },
-      [topics.allStatus]: { qos: 1 },
-    };
+    const subscriptions: Record<string, { qos: 1 }> = external
+      ? { [topics.allStatus]: { qos: 1 } }
+      : {
+          [share(topics.allOrders)]: { qos: 1 },
+          [share(topics.allTelemetry)]: { qos: 1 },
+          [share(topics.allReceipts)]: { qos: 1 },
+          [topics.allStatus]: { qos: 1 },
+        };
     await client.subscribeAsync(subscriptions);
     client.on('connect', () => {
       this.subscribeAgain(client, subscriptions);
@@ -248,6 +262,21 @@ export class HubIngest {
     // a flood must not become a flood of log lines: quota refusals are logged at the 1st, 2nd, 4th, 8th…
     if (reason.startsWith('quota_') && (n & (n - 1)) !== 0) return;
     log.warn({ topic, reason, detail, count: n }, 'kit message refused');
+  }
+
+  /**
+   * A kit's message from the external source (the JetStream consumer), as if it came off this
+   * connection's subscription: the same checks, commit and acks. Resolves once committed and acked to
+   * the kit; rejects on an error that is not retryable (the caller refuses it with refuseExternal).
+   */
+  handleExternal(topic: string, payload: Buffer): Promise<void> {
+    if (this.stopping) return Promise.reject(new KitError('NOT_READY', 'stopping'));
+    return this.onMessage(topic, payload);
+  }
+
+  /** A message the external source refuses on its own (a subject off the kits' shape, not retryable). */
+  refuseExternal(reason: string, topic: string, detail?: unknown): void {
+    this.refuse(reason, topic, detail);
   }
 
   private async onMessage(topic: string, payload: Buffer): Promise<void> {

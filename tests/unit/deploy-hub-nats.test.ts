@@ -55,7 +55,7 @@ describe('deploy/hub: the NATS cluster variant', () => {
     }
   });
 
-  test("the worker's environment passes the hub's schema: MQTT 3.1.1, the three nodes, no $share", () => {
+  test("the worker's environment passes the hub's schema: MQTT 3.1.1, the three nodes, JetStream ingest over TLS", () => {
     const hub = compose.services['hub']!;
     const env = Object.fromEntries(
       Object.entries(hub.environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]),
@@ -70,6 +70,18 @@ describe('deploy/hub: the NATS cluster variant', () => {
     );
     for (const u of hosts) assert.equal(u.protocol, 'mqtts:');
     for (const n of NODES) assert.ok(hub.depends_on?.[n], `hub waits for ${n}`);
+    // the batches from the R3 work queue over the NATS client port, TLS, the three nodes
+    assert.equal(cfg.POPKIT_HUB_INGEST, 'jetstream');
+    assert.equal(cfg.POPKIT_HUB_JS_REPLICAS, 3);
+    const nats = cfg.POPKIT_HUB_NATS_URL.split(',').map((u) => new URL(u));
+    assert.deepEqual(
+      nats.map((u) => [u.protocol, u.hostname, u.port]),
+      NODES.map((n) => ['tls:', n, '4222']),
+    );
+    assert.ok(cfg.POPKIT_HUB_NATS_CA_FILE && cfg.POPKIT_HUB_NATS_USER && cfg.POPKIT_HUB_NATS_PASSWORD);
+    // scalable: no fixed host port, no fixed worker id (each replica is its container's hostname)
+    assert.equal(hub.ports, undefined);
+    assert.equal(hub.environment?.['POPKIT_HUB_WORKER_ID'], undefined);
   });
 
   test('nats.conf: what MQTT needs, routes to every node; nats-server parses it', () => {
@@ -79,6 +91,8 @@ describe('deploy/hub: the NATS cluster variant', () => {
     assert.match(conf, /^\s+stream_replicas: 3$/m);
     for (const n of NODES) assert.match(conf, new RegExp(`nats-route://${n}:6222`));
     assert.match(conf, /^mqtt \{[^}]*listen: 0\.0\.0\.0:8883/ms);
+    // the client port the workers' JetStream ingest uses, with TLS
+    assert.match(conf, /^listen: 0\.0\.0\.0:4222\n(#.*\n)*tls \{/m);
     // the real parser, on a copy with local paths (the certificate and the users file are the operator's)
     const dir = makeTempDir('nats-conf-');
     fs.mkdirSync(path.join(dir, 'config'));
@@ -86,7 +100,7 @@ describe('deploy/hub: the NATS cluster variant', () => {
       path.join(dir, 'config', 'nats-users.conf'),
       'authorization { users = [ { user: popkit-hub, password: "x" } ] }\n',
     );
-    const local = conf.replace('/data/jetstream', path.join(dir, 'js')).replace(/^\s+tls \{[^}]*\}\n/m, '');
+    const local = conf.replace('/data/jetstream', path.join(dir, 'js')).replace(/^\s*tls \{[^}]*\}\n/gm, '');
     fs.writeFileSync(path.join(dir, 'nats.conf'), local);
     const res = spawnSync(NATS_SERVER, ['-t', '-c', path.join(dir, 'nats.conf')], {
       env: { ...process.env, NATS_SERVER_NAME: 'nats-1' },
