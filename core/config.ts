@@ -41,7 +41,8 @@ const Port = (def: number, description: string) =>
 
 /** What every process reads. */
 /** POPKIT_HUB_URL: one broker URL, or several separated by commas (no spaces, no empty entries) */
-export const HUB_URL_LIST_PATTERN = '^(mqtts?|wss?|tcp)://[^,\\s]+(,(mqtts?|wss?|tcp)://[^,\\s]+)*$';
+export const HUB_URL_LIST_PATTERN =
+  '^(mqtts?|wss?|tcp)://[^,\\s\\x00-\\x1f\\x7f]+(,(mqtts?|wss?|tcp)://[^,\\s\\x00-\\x1f\\x7f]+)*$';
 
 /** The broker URLs of POPKIT_HUB_URL, in the order sync tries them. */
 export function hubUrlList(value: string): string[] {
@@ -378,6 +379,11 @@ export function composeConfig<A extends TProperties, B extends TProperties>(a: T
   return Type.Object({ ...a.properties, ...b.properties });
 }
 
+/** an integer variable's text: digits, an optional minus sign, nothing else */
+const INTEGER_TEXT = /^-?[0-9]{1,16}$/;
+/** a number variable's text: a plain decimal (no exponent, no hex, no `Infinity`) */
+const NUMBER_TEXT = /^-?[0-9]{1,16}(\.[0-9]{1,16})?$/;
+
 /**
  * Validate the process environment against `schema`. Unknown variables are ignored (the environment
  * carries much else); known ones are converted from strings, defaulted and checked.
@@ -388,8 +394,23 @@ export function loadConfig<T extends TObject>(schema: T, env: NodeJS.ProcessEnv 
     const raw = env[key];
     if (raw !== undefined && raw !== '') picked[key] = raw;
   }
-  const converted = Value.Convert(schema, Value.Default(schema, picked)) as Record<string, unknown>;
   const problems: string[] = [];
+  // TypeBox's Convert reads a number out of anything numeric-looking ('2.5' became 2, '1e400' became 1):
+  // a number variable is written as one, whole for an integer, or it is refused here, by name
+  for (const [key, raw] of Object.entries(picked)) {
+    const type = (schema.properties[key] as { type?: unknown } | undefined)?.type;
+    const wrong =
+      type === 'integer'
+        ? !INTEGER_TEXT.test(raw as string) || !Number.isSafeInteger(Number(raw))
+        : type === 'number' && (!NUMBER_TEXT.test(raw as string) || !Number.isFinite(Number(raw)));
+    if (wrong) {
+      problems.push(
+        `${key}=${shownValue(schema, key, env[key])}: Expected ${type === 'integer' ? 'a whole number' : 'a number'}`,
+      );
+      delete picked[key];
+    }
+  }
+  const converted = Value.Convert(schema, Value.Default(schema, picked)) as Record<string, unknown>;
   for (const err of Value.Errors(schema, converted)) {
     const key = err.path.replace(/^\//, '');
     const desc = (schema.properties[key] as { description?: string } | undefined)?.description;

@@ -33,6 +33,34 @@ describe('config', () => {
     }
   });
 
+  test('a number variable is written as one: no fraction for an integer, no exponent, no hex, no words', () => {
+    // TypeBox's conversion alone read '2.5' as 2 and '1e400' as 1
+    for (const bad of [
+      '2.5',
+      '1e3',
+      '1e400',
+      '0x50',
+      '80abc',
+      ' 80',
+      '+80',
+      'Infinity',
+      '9007199254740993',
+      '8\u00000',
+    ]) {
+      try {
+        loadConfig(Schema, { POPKIT_HTTP_PORT: bad });
+        assert.fail(`accepted ${JSON.stringify(bad)}`);
+      } catch (err) {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.equal(err.problems.length, 1, err.problems.join('\n'));
+        assert.match(err.problems[0]!, /^POPKIT_HTTP_PORT=.*whole number/);
+      }
+    }
+    assert.equal(loadConfig(Schema, { POPKIT_HTTP_PORT: '08080' }).POPKIT_HTTP_PORT, 8080);
+    // the range is still the schema's
+    assert.throws(() => loadConfig(Schema, { POPKIT_HTTP_PORT: '-1' }), ConfigError);
+  });
+
   test('a secret with a bad value is reported by length, never by value', async () => {
     const { HubConfig } = await import('../../services/hub/config.ts');
     const { SyncConfig } = await import('../../services/sync/config.ts');
@@ -110,6 +138,9 @@ describe("POPKIT_HUB_URL and POPKIT_HUB_BROKER_URL: one URL or a list of one clu
       'mqtts://a.example:8883, mqtts://b.example:8883',
       'mqtts://a.example:8883,http://b.example',
       'mqtts://',
+      'mqtts://a.example\0:8883',
+      'mqtts://a.example:8883,mqtts://b\u007f.example',
+      'mqtt://a\tb:1883',
     ]) {
       assert.throws(() => loadConfig(BaseConfig, { POPKIT_HUB_URL: bad }), ConfigError, bad);
       assert.throws(() => loadConfig(HubConfig, { POPKIT_HUB_BROKER_URL: bad }), ConfigError, bad);
