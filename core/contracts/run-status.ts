@@ -100,6 +100,33 @@ export const SyncRunStatus = Type.Object({
   catalogRefusals: Type.Array(CatalogRefusal),
   /** refusals since sync started, per code (CATALOG_REPLAY counts replayed old catalogs) */
   catalogRefused: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
+  /**
+   * this kit's share of its event's stock as the hub last stated it (docs/shared-stock.md): per SKU the
+   * event's stock, this kit's allocation, what it holds (granted − released) and can still sell
+   */
+  sharedStock: Type.Optional(
+    Nullable(
+      Type.Object({
+        eventId: Type.String(),
+        version: Type.Integer({ minimum: 1 }),
+        issuedAt: Type.String(),
+        active: Type.Boolean(),
+        grants: Type.Integer({ minimum: 0 }),
+        releases: Type.Integer({ minimum: 0 }),
+        skus: Type.Array(
+          Type.Object({
+            sku: Type.String(),
+            eventStock: Nullable(Type.Integer()),
+            allocated: Nullable(Type.Integer()),
+            held: Type.Integer(),
+            sellable: Type.Integer({ minimum: 0 }),
+          }),
+        ),
+      }),
+    ),
+  ),
+  allocationRefusals: Type.Optional(Type.Array(CatalogRefusal)),
+  allocationRefused: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
   /** sealed series to the hub (#12) */
   series: Type.Optional(SeriesShipStatus),
   /** the primary link as sync judges it, and what it holds back on a metered one (#17) */

@@ -23,6 +23,7 @@ import { loadOrCreateSealKey, loadOrCreateSigningKey } from './keys.ts';
 import { type HeldTokenKeyLost, Ledger } from './ledger.ts';
 import { migrate } from './migrations.ts';
 import { ReplicaReads } from './read-replica.ts';
+import { SharedStock } from './shared-stock.ts';
 
 const log = moduleLogger('hub');
 
@@ -187,6 +188,19 @@ export class HubService {
         caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
       });
     }
+    const ingest = this.ingest;
+    const ledger = this.ledger;
+    const sharedStock = new SharedStock({
+      db: this.db,
+      signingKey: signing.privateKey,
+      publishRetained: (topic, payload) => ingest.publishRetained(topic, payload),
+      storeAndPublishCatalog: async (eventId, version, signed) => {
+        await ledger.storeCatalog(eventId, version, signed);
+        await ingest.publishCatalog(eventId, signed).catch(() => undefined);
+      },
+    });
+    ingest.sharedStock = sharedStock;
+    await sharedStock.republishAll();
     this.alerts = hubAlerts(cfg, this.db, this.ingest);
     this.alerts.start();
     this.app = buildHubApp({
@@ -202,6 +216,7 @@ export class HubService {
       orphanMs,
       adminToken: this.adminToken,
       signingKey: signing.privateKey,
+      sharedStock,
       gatewayCheckCacheMs: cfg.POPKIT_HUB_GATEWAY_CHECK_CACHE_S * 1000,
       // the hub process loads BaseConfig with HubConfig (main.ts): Chromium for the report's PDF
       chromium: (cfg as HubConfigT & Partial<BaseConfigT>).POPKIT_CHROMIUM,
