@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import pg from 'pg';
 import { topics } from '../../core/contracts/hub-wire.ts';
+import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { isKitError } from '../../core/errors.ts';
 import { allOrders, readSharedStock, readStoredCatalog, sharedStockView } from '../../core/store/index.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
@@ -295,6 +296,51 @@ describe('shared stock: three kits, one hub, a drop that sells out unevenly, an 
       row.kits.reduce((n, k) => n + k.sold, 0),
       EVENT_STOCK,
     );
+  });
+
+  test('the creator API: admin only, hostile bodies refused with a code and nothing changed', async () => {
+    const [a, b] = kits as [TestKit, TestKit, TestKit];
+    const before = await sql('SELECT kind, move_id, qty FROM stock_moves ORDER BY kind, move_id');
+    const noAuth = await fetch(`${hub.httpUrl}/v1/events/${eventId}/transfers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ from: a.kitId, to: b.kitId, sku: SKU, qty: 1 }),
+    });
+    assert.equal(noAuth.status, 401);
+    assert.equal((await fetch(`${hub.httpUrl}/v1/events/${eventId}/stock`)).status, 401);
+    const bad: Array<[string, string, unknown]> = [
+      ['transfers', 'POST', { from: a.kitId, to: b.kitId, sku: SKU, qty: '1' }],
+      ['transfers', 'POST', { from: a.kitId, to: b.kitId, sku: SKU, qty: 0 }],
+      ['transfers', 'POST', { from: a.kitId, to: b.kitId, sku: SKU, qty: 1e12 }],
+      ['transfers', 'POST', { from: `${a.kitId}\0`, to: b.kitId, sku: SKU, qty: 1 }],
+      ['transfers', 'POST', { from: a.kitId, to: b.kitId, sku: '__proto__', qty: 1 }],
+      ['transfers', 'POST', { from: a.kitId, to: b.kitId, sku: SKU, qty: 1, extra: true }],
+      ['transfers', 'POST', { from: a.kitId, to: a.kitId, sku: SKU, qty: 1 }],
+      ['allocations', 'PUT', { allocations: [] }],
+      ['allocations', 'PUT', { allocations: [{ kitId: a.kitId, sku: 'NOPE', qty: 1 }] }],
+      ['allocations', 'PUT', { allocations: [{ kitId: a.kitId, sku: SKU, qty: -1 }] }],
+      ['allocations', 'PUT', { split: 'odd', kits: [a.kitId] }],
+      ['allocations', 'PUT', JSON.parse('{"__proto__": {"x": 1}, "split": "even", "kits": []}')],
+      ['rebalance', 'POST', { belowPercent: 100 }],
+      ['rebalance', 'POST', { belowPercent: '20' }],
+    ];
+    for (const [route, method, body] of bad) {
+      const res = await api(`/v1/events/${eventId}/${route}`, method, body);
+      assert.equal(res.status, 400, `${route} ${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
+      // fastify's JSON parser refuses a `__proto__` key before the schema sees it
+      const expected = JSON.stringify(body).includes('__proto__":{') ? 'BAD_REQUEST' : 'VALIDATION';
+      assert.equal((res.body['error'] as { code: string }).code, expected, JSON.stringify(body));
+    }
+    const noEvent = await api('/v1/events/no-such-event/allocations', 'PUT', {
+      split: 'even',
+      kits: [a.kitId],
+    });
+    assert.equal(noEvent.status, 404);
+    assert.deepEqual(await sql('SELECT kind, move_id, qty FROM stock_moves ORDER BY kind, move_id'), before);
+    // the kit's share reaches GET /v1/status through sync's run-status file (its contract checked on read)
+    const st = await waitFor(() => readRunStatus(a.dataDir, 'sync')?.sharedStock, 10_000, 'run status');
+    assert.equal(st.eventId, eventId);
+    assert.equal(st.skus[0]?.eventStock, EVENT_STOCK);
   });
 
   test('replays change nothing: a kit batch with a release sent again, an old signed statement again', async () => {
