@@ -375,4 +375,34 @@ describe('shared stock: three kits, one hub, a drop that sells out unevenly, an 
       assert.equal(new Set(rec.releases.map((r) => r[0])).size, rec.releases.length);
     }
   });
+
+  test("the post-event report's reconciliation: start is what the kits were allocated, every transfer listed", async () => {
+    const res = await fetch(`${hub.httpUrl}/v1/events/${eventId}/report?format=json`, {
+      headers: { authorization: `Bearer ${hub.adminToken}` },
+    });
+    assert.equal(res.status, 200);
+    const report = (await res.json()) as {
+      inventory: {
+        skus: Array<{ sku: string; start: number | null; soldHub: number }>;
+        transfers?: Array<{ from: string; to: string; requested: number; released: number | null }>;
+      };
+    };
+    const row = report.inventory.skus.find((x) => x.sku === SKU)!;
+    // not 3 × 30: the kits' allocations add up to the event's stock
+    assert.equal(row.start, EVENT_STOCK);
+    assert.equal(row.soldHub, EVENT_STOCK);
+    const transfers = report.inventory.transfers ?? [];
+    assert.equal(transfers.length, 2, JSON.stringify(transfers));
+    assert.deepEqual(
+      transfers.map((t) => [t.to, t.requested, t.released]),
+      [
+        [kits[0]!.kitId, 4, 4],
+        [kits[0]!.kitId, 5, 0],
+      ],
+    );
+    const html = await fetch(`${hub.httpUrl}/v1/events/${eventId}/report?format=html`, {
+      headers: { authorization: `Bearer ${hub.adminToken}` },
+    }).then((r) => r.text());
+    assert.match(html, /units moved between kits/);
+  });
 });
