@@ -74,6 +74,8 @@ export class HubService {
   authorize: HubAuthorize | undefined;
   alerts: HubAlerts | undefined;
   private orphanLoop: PollLoop | undefined;
+  /** the timed shared-stock rebalance (POPKIT_HUB_REBALANCE_S) */
+  private rebalanceLoop: PollLoop | undefined;
   /** kit enrollment (POPKIT_HUB_DYNSEC_USERNAME set): connects on the first enrollment */
   dynsec: DynsecClient | undefined;
   adminToken = '';
@@ -201,6 +203,20 @@ export class HubService {
     });
     ingest.sharedStock = sharedStock;
     await sharedStock.republishAll();
+    if (cfg.POPKIT_HUB_REBALANCE_S > 0) {
+      const below = cfg.POPKIT_HUB_REBALANCE_BELOW_PERCENT;
+      this.rebalanceLoop = pollLoop(
+        cfg.POPKIT_HUB_REBALANCE_S * 1000,
+        async () => {
+          const n = await sharedStock.rebalanceAll(below);
+          if (n > 0) log.info({ transfers: n }, 'shared stock rebalanced');
+        },
+        {
+          unref: true,
+          onError: (err) => log.warn({ err: (err as Error).message }, 'shared stock rebalance'),
+        },
+      );
+    }
     this.alerts = hubAlerts(cfg, this.db, this.ingest);
     this.alerts.start();
     this.app = buildHubApp({
@@ -239,6 +255,7 @@ export class HubService {
 
   async stop(): Promise<void> {
     this.orphanLoop?.stop();
+    this.rebalanceLoop?.stop();
     await this.alerts?.stop().catch(() => undefined);
     await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);

@@ -163,36 +163,53 @@ export class SharedStock {
     return { transferId };
   }
 
-  /** The automatic rule once, on what the ledger knows (orders received): the transfers asked. */
+  /**
+   * The automatic rule once, on what the ledger knows (orders received): the transfers asked. Planned
+   * and asked in one transaction under the event's lock, and nothing is planned while a request is
+   * still unanswered, so two hub workers running it at once ask once.
+   */
   async rebalance(
     eventId: string,
     belowPercent = 20,
   ): Promise<{ transfers: Array<PlannedTransfer & { sku: string; transferId: string }> }> {
-    const moves = await movesOf(this.deps.db, eventId);
-    const alloc = allocationsFrom(moves);
-    // units a pending request already moves are not planned again
-    const pending = new Set(moves.filter((m) => m.kind === 'release').map((m) => m.move_id));
-    if (moves.some((m) => m.kind === 'release_request' && !pending.has(m.move_id))) return { transfers: [] };
-    const sold = await this.soldByKit(eventId);
-    const skus = new Set<string>();
-    for (const k of alloc.values()) for (const s of k.keys()) skus.add(s);
     const out: Array<PlannedTransfer & { sku: string; transferId: string }> = [];
-    for (const sku of skus) {
-      const shares: KitShare[] = [...alloc].map(([kitId, m]) => ({
-        kitId,
-        allocated: m.get(sku) ?? 0,
-        sold: sold.get(`${kitId}\u0000${sku}`) ?? 0,
-      }));
-      for (const p of planRebalance(shares, belowPercent)) {
-        const { transferId } = await this.transfer(eventId, { ...p, sku });
-        out.push({ ...p, sku, transferId });
+    await this.deps.db.transaction(async (tx) => {
+      out.length = 0;
+      await this.lock(tx, eventId);
+      const moves = await movesOf(tx, eventId);
+      const answered = new Set(moves.filter((m) => m.kind === 'release').map((m) => m.move_id));
+      if (moves.some((m) => m.kind === 'release_request' && !answered.has(m.move_id))) return;
+      const alloc = allocationsFrom(moves);
+      const sold = await this.soldByKit(eventId, tx);
+      const skus = new Set<string>();
+      for (const k of alloc.values()) for (const s of k.keys()) skus.add(s);
+      for (const sku of [...skus].sort()) {
+        const shares: KitShare[] = [...alloc].map(([kitId, m]) => ({
+          kitId,
+          allocated: m.get(sku) ?? 0,
+          sold: sold.get(`${kitId}\u0000${sku}`) ?? 0,
+        }));
+        for (const p of planRebalance(shares, belowPercent)) {
+          const transferId = `t-${randomUUID()}`;
+          await this.insertMove(tx, eventId, 'release_request', transferId, p.from, sku, p.qty, p.to);
+          out.push({ ...p, sku, transferId });
+        }
       }
-    }
+    });
+    if (out.length > 0) await this.publishKits(eventId, new Set(out.map((t) => t.from)));
     return { transfers: out };
   }
 
-  private async soldByKit(eventId: string): Promise<Map<string, number>> {
-    const res = await this.deps.db.query<{ kit_id: string; sku: string; units: string }>(
+  /** The rule on every event with allocations (the timer, POPKIT_HUB_REBALANCE_S): transfers asked. */
+  async rebalanceAll(belowPercent: number): Promise<number> {
+    const res = await this.deps.db.query<{ event_id: string }>('SELECT DISTINCT event_id FROM stock_moves');
+    let n = 0;
+    for (const r of res.rows) n += (await this.rebalance(r.event_id, belowPercent)).transfers.length;
+    return n;
+  }
+
+  private async soldByKit(eventId: string, q: Queryable = this.deps.db): Promise<Map<string, number>> {
+    const res = await q.query<{ kit_id: string; sku: string; units: string }>(
       `SELECT l.kit_id, l.sku, sum(l.qty) AS units FROM order_lines l
        JOIN orders o ON o.kit_id = l.kit_id AND o.order_id = l.order_id
        WHERE o.event_id = $1 AND l.kind <> 'bundle' GROUP BY l.kit_id, l.sku`,

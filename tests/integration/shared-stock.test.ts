@@ -406,3 +406,70 @@ describe('shared stock: three kits, one hub, a drop that sells out unevenly, an 
     assert.match(html, /units moved between kits/);
   });
 });
+
+describe('shared stock: the timed rebalance (POPKIT_HUB_REBALANCE_S)', () => {
+  const schema = uniqueId('t_shared_auto').replace(/-/g, '_');
+  const eventId = uniqueId('ev');
+  let broker: Mosquitto;
+  let hub: HubService;
+  const kits: TestKit[] = [];
+  const syncs: SyncService[] = [];
+
+  before(async () => {
+    broker = await mosquitto();
+    hub = await startHub({
+      schema,
+      gateway: new SandboxGateway(),
+      brokerUrl: broker.url,
+      env: { POPKIT_HUB_REBALANCE_S: '1', POPKIT_HUB_REBALANCE_BELOW_PERCENT: '30' },
+    });
+    for (const name of ['a', 'b']) kits.push(await makeKit(uniqueId(`kit-${name}`)));
+    const env = {
+      POPKIT_HUB_PUBLIC_KEY: fs.readFileSync(hub.publicKeyFile, 'utf8'),
+      POPKIT_EVENT_ID: eventId,
+    };
+    for (const k of kits) syncs.push(startSync(k, broker.url, env));
+  });
+
+  after(async () => {
+    for (const s of syncs) await s.stop();
+    await hub?.stop();
+    await broker?.stop();
+    for (const k of kits) await k.close();
+    await dropSchema(schema);
+  });
+
+  test('a kit selling out gets units from the other without anyone asking, once', async () => {
+    const [a, b] = kits as [TestKit, TestKit];
+    const auth = { authorization: `Bearer ${hub.adminToken}`, 'content-type': 'application/json' };
+    const put = await fetch(`${hub.httpUrl}/v1/events/${eventId}/catalog`, {
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({
+        currency: 'EUR',
+        items: [{ sku: SKU, name: 'Drop tee', priceCents: 4000, currency: 'EUR', stock: 20 }],
+      }),
+    });
+    assert.equal(put.status, 200);
+    const split = await fetch(`${hub.httpUrl}/v1/events/${eventId}/allocations`, {
+      method: 'PUT',
+      headers: auth,
+      body: JSON.stringify({ split: 'even', kits: [a.kitId, b.kitId] }),
+    });
+    assert.equal(split.status, 200);
+    const stock = (k: TestKit) => k.store.stock.get(SKU) ?? 0;
+    await waitFor(() => stock(a) === 10 && stock(b) === 10, 20_000, 'the even split on both kits');
+    // nothing below 30 % yet: the timer moves nothing
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(stock(a), 10);
+    for (let i = 0; i < 8; i++)
+      await a.orders.create({ lines: [{ sku: SKU, qty: 1 }], payment: { method: 'cash' } }, undefined);
+    // A has 2 of 10 left (under 30 %), B 10: B gives (10 − 2) / 2 = 4
+    await waitFor(() => stock(a) === 6 && stock(b) === 6, 20_000, 'the timed transfer on both kits');
+    // and only once: the next ticks see A at 6 of 14 (above 30 %)
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(stock(a), 6);
+    assert.equal(stock(b), 6);
+    assert.equal(readSharedStock(b.store, eventId)?.releases.length, 1);
+  });
+});
