@@ -3,6 +3,11 @@
 // parses anything inside.
 import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import { type CatalogPayloadT, type SignedCatalogT, type WireCatalogT, wire } from './contracts/hub-wire.ts';
+import {
+  type AllocationPayloadT,
+  type SignedAllocationT,
+  sharedStockWire,
+} from './contracts/shared-stock.ts';
 import { KitError } from './errors.ts';
 
 /** A public key from PEM text or from base64 of its SPKI DER (what fits in one env var). */
@@ -90,6 +95,65 @@ export function verifySignedCatalog(publicKey: KeyObject, raw: Buffer | string, 
       'CATALOG_WRONG_EVENT',
       `catalog signed for event ${inner.eventId}, arrived on ${expectedEventId}`,
     );
+  }
+  return inner;
+}
+
+/** Sign a kit's allocation statement with the catalog key, over the exact payload bytes (as catalogs). */
+export function signAllocation(privateKey: KeyObject, body: AllocationPayloadT): SignedAllocationT {
+  const payload = JSON.stringify(body);
+  const sig = sign(null, Buffer.from(payload, 'utf8'), privateKey).toString('base64');
+  return { v: 1, alg: 'ed25519', payload, sig };
+}
+
+/**
+ * The verified allocation statement of a signed message for `kitId`, or a KitError:
+ * ALLOCATION_MALFORMED (not our shape, or a SKU twice), ALLOCATION_FORGED (signature),
+ * ALLOCATION_WRONG_KIT (signed for another kit). Staleness is the store's to judge.
+ */
+export function verifySignedAllocation(
+  publicKey: KeyObject,
+  raw: Buffer | string,
+  kitId: string,
+): AllocationPayloadT {
+  let outer: unknown;
+  try {
+    outer = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+  } catch {
+    throw new KitError('ALLOCATION_MALFORMED', 'allocation message is not JSON');
+  }
+  const { signedAllocation, allocationPayload } = sharedStockWire;
+  if (!signedAllocation.check(outer)) {
+    throw new KitError('ALLOCATION_MALFORMED', `allocation: ${signedAllocation.errors(outer).join('; ')}`);
+  }
+  const sig = Buffer.from(outer.sig, 'base64');
+  let ok = false;
+  try {
+    ok = sig.length === 64 && verify(null, Buffer.from(outer.payload, 'utf8'), publicKey, sig);
+  } catch {
+    ok = false;
+  }
+  if (!ok)
+    throw new KitError('ALLOCATION_FORGED', 'allocation signature does not verify against the hub key');
+  let inner: unknown;
+  try {
+    inner = JSON.parse(outer.payload);
+  } catch {
+    throw new KitError('ALLOCATION_MALFORMED', 'signed allocation payload is not JSON');
+  }
+  if (!allocationPayload.check(inner)) {
+    throw new KitError(
+      'ALLOCATION_MALFORMED',
+      `signed allocation payload: ${allocationPayload.errors(inner).join('; ')}`,
+    );
+  }
+  const ids = new Set<string>();
+  for (const m of [...inner.grants, ...inner.releaseRequests]) {
+    if (ids.has(m.id)) throw new KitError('ALLOCATION_MALFORMED', `allocation: move id ${m.id} twice`);
+    ids.add(m.id);
+  }
+  if (inner.kitId !== kitId) {
+    throw new KitError('ALLOCATION_WRONG_KIT', `allocation signed for kit ${inner.kitId}, not ${kitId}`);
   }
   return inner;
 }

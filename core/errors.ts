@@ -46,6 +46,13 @@ export const ERROR_STATUS = {
   CATALOG_UNVERIFIABLE: 400,
   // a signed catalog of an event the kit left, or not above one it already accepted (a replay)
   CATALOG_REPLAY: 409,
+  // shared stock across an event's kits (docs/shared-stock.md): the hub's signed allocation statements
+  ALLOCATION_MALFORMED: 400,
+  ALLOCATION_FORGED: 400,
+  ALLOCATION_WRONG_KIT: 400,
+  ALLOCATION_STALE: 409,
+  // the creator asked for more units than the event's stock leaves unallocated
+  ALLOCATION_OVER_STOCK: 409,
   // drops (docs/drops.md): sale windows and trusted time, admission, reservations, pickup, loyalty
   NOT_ON_SALE_YET: 409,
   SALE_ENDED: 410,

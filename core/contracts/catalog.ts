@@ -112,6 +112,11 @@ const catalogProperties = {
   pickupSlots: Type.Optional(Type.Array(PickupSlotIn, { maxItems: CATALOG_LIMITS.pickupSlots })),
   /** the creator whose event this is: loyalty passes scoped to a creator apply here (docs/drops.md#loyalty) */
   creatorId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL })),
+  /**
+   * the items' stock is the event's, shared by its kits: a kit sells only the units the hub granted it
+   * (docs/shared-stock.md). The hub sets it on every catalog of an event with allocations.
+   */
+  sharedStock: Type.Optional(Type.Boolean()),
 };
 
 /** The catalog as it enters a kit or the hub (starting stock per SKU included). */

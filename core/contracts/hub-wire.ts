@@ -18,6 +18,7 @@ import {
 } from './common.ts';
 import { LANE_NAMES } from './lanes.ts';
 import { BatterySummaryWire } from './power.ts';
+import { StockRelease } from './shared-stock.ts';
 
 export const TOPIC_ROOT = 'popkit/v1';
 
@@ -47,6 +48,10 @@ export const topics = {
   /** hub → kit: the answers to its AuthorizeRequests (AuthorizeResponse) */
   authorizations: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/authorizations`,
   catalog: (eventId: string) => `${TOPIC_ROOT}/events/${eventId}/catalog`,
+  /** hub → kit, retained: the kit's share of an event's stock, signed (SignedAllocation, shared-stock.ts) */
+  allocation: (kitId: string, eventId: string) => `${TOPIC_ROOT}/kits/${kitId}/allocations/${eventId}`,
+  /** the filter a kit subscribes its allocations with (one retained statement per event) */
+  kitAllocations: (kitId: string) => `${TOPIC_ROOT}/kits/${kitId}/allocations/+`,
   /** hub → kits, retained: the hub's X25519 telemetry key, signed with its catalog key (SignedSealKey) */
   sealKey: `${TOPIC_ROOT}/hub/seal-key`,
   /** the filters a hub worker consumes (orders and telemetry shared, status seen by every worker) */
@@ -169,6 +174,13 @@ export const OrderEventEntry = Type.Object({
   event: OrderEvent,
 });
 
+/** On the orders lane: units this kit released for a transfer (docs/shared-stock.md); entry id = release id. */
+export const ReleaseEntry = Type.Object({
+  lane: Type.Literal('orders'),
+  id: EntryId,
+  release: StockRelease,
+});
+
 export const StockEntry = Type.Object({
   lane: Type.Literal('stock'),
   id: EntryId,
@@ -191,7 +203,14 @@ export const TelemetryEntry = Type.Object({
   body: Type.Record(Type.String(), Type.Unknown()),
 });
 
-export const BatchEntry = Type.Union([OrderEntry, OrderEventEntry, StockEntry, HealthEntry, TelemetryEntry]);
+export const BatchEntry = Type.Union([
+  OrderEntry,
+  OrderEventEntry,
+  ReleaseEntry,
+  StockEntry,
+  HealthEntry,
+  TelemetryEntry,
+]);
 export type BatchEntryT = Static<typeof BatchEntry>;
 
 /**
@@ -210,6 +229,7 @@ export type BatchT = Static<typeof Batch>;
 const batchEntry = contract(BatchEntry);
 /** per lane, so that a refusal names the field at fault rather than "Expected union value" */
 const orderEventEntry = contract(OrderEventEntry);
+const releaseEntry = contract(ReleaseEntry);
 const entryByLane: Record<string, Contract<TSchema>> = {
   orders: contract(OrderEntry),
   stock: contract(StockEntry),
@@ -225,15 +245,18 @@ const entryByLane: Record<string, Contract<TSchema>> = {
 export function entryProblems(entry: unknown, kitId: string): string[] {
   if (!batchEntry.check(entry)) {
     const lane = (entry as { lane?: unknown } | null)?.lane;
-    const isEvent = lane === 'orders' && typeof entry === 'object' && entry !== null && 'event' in entry;
-    const byLane = isEvent
+    const has = (k: string) => lane === 'orders' && typeof entry === 'object' && entry !== null && k in entry;
+    const byLane = has('event')
       ? orderEventEntry
-      : typeof lane === 'string' && Object.hasOwn(entryByLane, lane)
-        ? entryByLane[lane]
-        : undefined;
+      : has('release')
+        ? releaseEntry
+        : typeof lane === 'string' && Object.hasOwn(entryByLane, lane)
+          ? entryByLane[lane]
+          : undefined;
     return (byLane ?? batchEntry).errors(entry, 3);
   }
   if (entry.lane !== 'orders') return [];
+  if ('release' in entry) return entry.id === entry.release.id ? [] : ['/id: differs from the release id'];
   if ('event' in entry) {
     const e = entry.event;
     const out: string[] = [];

@@ -4,7 +4,7 @@
 // its fields are not used for state, leds, power, health and updateLock.
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { contract, IsoTime, Nullable } from './common.ts';
-import { KitdRunStatus, MediaRunStatus, SyncRunStatus } from './run-status.ts';
+import { KitdRunStatus, MediaRunStatus, SharedStockView, SyncRunStatus } from './run-status.ts';
 
 const Stamp = Type.Object({ updatedAt: IsoTime, pid: Type.Integer({ minimum: 0 }) });
 const Stale = Type.Object({ stale: Type.Boolean() });
@@ -228,6 +228,8 @@ export const KitStatusView = Type.Object({
   /** every secret file as found at start: a lost or replaced one says so (docs/power-cuts.md) */
   secrets: Type.Optional(Type.Array(SecretStatusSchema)),
   drops: Type.Optional(DropsStatus),
+  /** this kit's share of its catalog's event's stock, from the hub's last statement (docs/shared-stock.md) */
+  sharedStock: Type.Optional(Nullable(SharedStockView)),
 });
 export type KitStatusViewT = Static<typeof KitStatusView>;
 

@@ -97,6 +97,20 @@ export const SkuInventory = Type.Object({
 });
 export type SkuInventoryT = Static<typeof SkuInventory>;
 
+/**
+ * A transfer of shared stock between two kits of the event (docs/shared-stock.md): asked of `from`,
+ * `released` units given (what `from` still had), granted to `to`; null `released`: not answered yet.
+ */
+export const StockTransfer = Type.Object({
+  id: Type.String(),
+  sku: Type.String(),
+  from: IdLevel,
+  to: IdLevel,
+  requested: Type.Integer({ minimum: 0 }),
+  released: Nullable(Type.Integer({ minimum: 0 })),
+});
+export type StockTransferT = Static<typeof StockTransfer>;
+
 export const KitReconciliation = Type.Object({
   kitId: IdLevel,
   /** orders the kit says it holds for the event (null: it never said) */
@@ -205,6 +219,11 @@ export const EventReport = Type.Object({
     /** seconds from the event's end until the ledger held every kit's orders (null: not yet, or unknown) */
     matchedAfterS: NNum,
     matched: Type.Boolean(),
+    /**
+     * shared stock: `start` per SKU is then the units allocated to the kits (granted − released, each
+     * kit's start its own allocation), and every transfer between kits is listed; absent: not shared
+     */
+    transfers: Type.Optional(Type.Array(StockTransfer)),
   }),
   retention: Type.Object({ segments: Type.Array(RetentionCurve), suppressed: Type.Array(Type.String()) }),
   drops: Type.Array(DropRush),

@@ -81,6 +81,28 @@ export const SyncUplinkStatus = Type.Object({
 });
 export type SyncUplinkStatusT = Static<typeof SyncUplinkStatus>;
 
+/** A kit's share of its event's stock (docs/shared-stock.md, core/store/shared-stock.ts sharedStockView). */
+export const SharedStockView = Type.Object({
+  eventId: Type.String(),
+  version: Type.Integer({ minimum: 1 }),
+  issuedAt: Type.String(),
+  /** the kit sells this event with shared stock now (its catalog says so) */
+  active: Type.Boolean(),
+  grants: Type.Integer({ minimum: 0 }),
+  releases: Type.Integer({ minimum: 0 }),
+  skus: Type.Array(
+    Type.Object({
+      sku: Type.String(),
+      /** both from the hub's last statement */
+      eventStock: Nullable(Type.Integer()),
+      allocated: Nullable(Type.Integer()),
+      /** granted − released */
+      held: Type.Integer(),
+      sellable: Type.Integer({ minimum: 0 }),
+    }),
+  ),
+});
+
 export const SyncRunStatus = Type.Object({
   link: Type.Union(LINK_STATES.map((l) => Type.Literal(l))),
   hubUrl: Type.String(),
@@ -100,6 +122,13 @@ export const SyncRunStatus = Type.Object({
   catalogRefusals: Type.Array(CatalogRefusal),
   /** refusals since sync started, per code (CATALOG_REPLAY counts replayed old catalogs) */
   catalogRefused: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
+  /**
+   * this kit's share of its event's stock as the hub last stated it (docs/shared-stock.md): per SKU the
+   * event's stock, this kit's allocation, what it holds (granted − released) and can still sell
+   */
+  sharedStock: Type.Optional(Nullable(SharedStockView)),
+  allocationRefusals: Type.Optional(Type.Array(CatalogRefusal)),
+  allocationRefused: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
   /** sealed series to the hub (#12) */
   series: Type.Optional(SeriesShipStatus),
   /** the primary link as sync judges it, and what it holds back on a metered one (#17) */

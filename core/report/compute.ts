@@ -15,6 +15,7 @@ import {
   REPORT_READY_WITHIN_S,
   type RetentionCurveT,
   type SkuInventoryT,
+  type StockTransferT,
   TOP_SKUS,
 } from '../contracts/report.ts';
 import type { AudienceAggregateT, SeriesMarkerT, SeriesSampleT } from '../contracts/series.ts';
@@ -60,6 +61,8 @@ export interface ReportInput {
   /** SKU → display name (from the catalog; SKU itself when absent) */
   names: Map<string, string>;
   currency: string | null;
+  /** shared stock (docs/shared-stock.md): the event's transfers between kits; absent: not shared */
+  transfers?: StockTransferT[];
   /** the event's span when known from elsewhere (kit event state); markers and data fill the rest */
   start?: number | null;
   end?: number | null;
@@ -579,7 +582,13 @@ export function computeReport(input: ReportInput): EventReportT {
       reservationConversion: made ? Math.round((converted / made) * 1e4) / 1e4 : null,
     },
     latency: { minutes, correlations },
-    inventory: { skus, kits, matchedAfterS, matched },
+    inventory: {
+      skus,
+      kits,
+      matchedAfterS,
+      matched,
+      ...(input.transfers ? { transfers: input.transfers } : {}),
+    },
     retention,
     drops: dropRows,
     suggestions: { heroes, bestDropMinute: best, peakViewersMinute: peak },

@@ -215,6 +215,7 @@ ${scatter(
 <h2>2. Inventory and reconciliation</h2>${matched}
 <table><thead><tr><th>kit</th><th class="n">orders</th><th class="n">revenue</th><th class="n">viewers</th><th class="n">orders/viewer</th><th class="n">retained 15 min</th><th class="n">kit says</th><th class="n">hub holds</th><th class="n">missing</th><th>last arrival</th></tr></thead><tbody>${kits}</tbody></table>
 <table><thead><tr><th>SKU</th><th>name</th><th class="n">start</th><th class="n">sold (kits)</th><th class="n">sold (hub)</th><th class="n">on hand</th><th class="n">kit − hub</th></tr></thead><tbody>${skus}</tbody></table>
+${transfersTable(r.inventory.transfers)}
 <h2>3. Audience retention by segment</h2>${retentionChart(r.retention.segments)}
 <table><thead><tr><th>segment</th><th class="n">viewers</th><th class="n">kits</th><th class="n">5 min</th><th class="n">15 min</th><th class="n">30 min</th><th class="n">half gone by (min)</th></tr></thead><tbody>${segs}</tbody></table>
 ${r.retention.suppressed.length ? `<p class="muted">Too small to show (fewer than k people on every kit): ${esc(r.retention.suppressed.join(', '))}</p>` : ''}
@@ -223,6 +224,19 @@ ${best ? `<p>Best drop minute: <b>${best.m}</b> (${esc(best.basis)}). ${esc(best
 <table><thead><tr><th>drop opened</th><th>what</th><th class="n">viewers</th><th class="n">orders in 90 s</th><th class="n">units in 90 s</th></tr></thead><tbody>${drops}</tbody></table>
 <table><thead><tr><th>hero SKU</th><th>name</th><th class="n">units</th><th class="n">units in drops' first 90 s</th></tr></thead><tbody>${heroes}</tbody></table>
 </body></html>`;
+}
+
+/** Shared stock's transfers between kits (docs/shared-stock.md): nothing when the event's stock was not shared. */
+function transfersTable(transfers: EventReportT['inventory']['transfers']): string {
+  if (!transfers) return '';
+  const rows = transfers
+    .map(
+      (t) =>
+        `<tr><td>${esc(t.sku)}</td><td>${esc(t.from)}</td><td>${esc(t.to)}</td><td class="n">${t.requested}</td><td class="n">${t.released ?? 'waiting'}</td></tr>`,
+    )
+    .join('');
+  return `<p>Shared stock: start is what the kits were allocated; units moved between kits:</p>
+<table><thead><tr><th>SKU</th><th>from</th><th>to</th><th class="n">asked</th><th class="n">moved</th></tr></thead><tbody>${rows || '<tr><td colspan="5" class="muted">no transfer</td></tr>'}</tbody></table>`;
 }
 
 export const DEFAULT_CHROMIUM = '/usr/bin/chromium';

@@ -2,12 +2,14 @@
 // from the hub) and read with live stock. Stock rules: a catalog for a new event sets stock to its
 // starting figures; a newer version of the same event keeps what was sold and adds the change in
 // starting stock (raising a SKU from 50 to 60 adds 10 units, whatever has sold). SKUs that leave the
-// catalog keep no stock. Stock goes down only in orders.ts, in the order's own transaction.
+// catalog keep no stock. A catalog whose stock is shared by the event's kits (`sharedStock`) gives a
+// kit only the units the hub granted it (shared-stock.ts). Stock goes down only in orders.ts, in the order's own transaction.
 import { bundleComponents, validateCatalog } from '../contracts/catalog.ts';
 import { KitError } from '../errors.ts';
 import { type SaleState, saleStateAt } from '../sale-window.ts';
 import { type CatalogBundle, type CatalogStamp, type KitStore, META, type StoredCatalog } from './open.ts';
 import { slotTaken } from './pickup.ts';
+import { sharedStartInTxn } from './shared-stock.ts';
 
 const CATALOG_KEY = 'current';
 
@@ -40,6 +42,7 @@ export async function replaceCatalog(
     })),
     pickupSlots: input.pickupSlots ?? [],
     ...(input.creatorId ? { creatorId: input.creatorId } : {}),
+    ...(input.sharedStock ? { sharedStock: true } : {}),
     source: opts.source,
     updatedAt: new Date().toISOString(),
     startStock: Object.fromEntries(input.items.map((i) => [i.sku, i.stock])),
@@ -52,6 +55,11 @@ export async function replaceCatalog(
     }
     opts.inTxn?.(prev);
     for (const item of input.items) {
+      if (next.sharedStock) {
+        // the event's figure is not this kit's to sell: only what the hub granted it (shared-stock.ts)
+        void store.stock.put(item.sku, sharedStartInTxn(store, next, prev, item.sku));
+        continue;
+      }
       // SKUs are keys, not properties: `constructor` or `valueOf` must not find Object.prototype's
       const before =
         sameEvent && prev && Object.hasOwn(prev.startStock, item.sku) ? prev.startStock[item.sku] : undefined;

@@ -13,6 +13,7 @@ export * from './open.ts';
 export * from './orders.ts';
 export * from './outbox.ts';
 export * from './risk.ts';
+export * from './shared-stock.ts';
 export * from './telemetry.ts';
 export * from './terminals.ts';
 export * from './tokens.ts';

@@ -76,6 +76,8 @@ export interface StoredCatalog {
   updatedAt: string;
   /** starting stock per SKU as this catalog gave it; a later version of the same event adds the difference */
   startStock: Record<string, number>;
+  /** the stock is the event's, shared by its kits: this kit sells what the hub granted it (shared-stock.ts) */
+  sharedStock?: boolean;
 }
 
 /** `rejected`: the hub could not store the order (dead letter); terminal, shown like a decline */
@@ -149,7 +151,8 @@ export type OutboxKey = [lane: number, id: string];
 
 export interface OutboxEntry {
   /** 'orderEvent': something that happened to an order after it was taken (body: OrderEventBody) */
-  kind: 'order' | 'orderEvent' | 'stock' | 'status' | 'health' | 'telemetry';
+  /** 'stockRelease': units released to the hub (body: StockReleaseT, core/store/shared-stock.ts) */
+  kind: 'order' | 'orderEvent' | 'stockRelease' | 'stock' | 'status' | 'health' | 'telemetry';
   /** for kind 'order': the order id; sync reads the order and its sealed token when it publishes */
   ref?: string;
   body?: Record<string, unknown>;
@@ -349,6 +352,8 @@ export const META = {
   clockTrust: 'clock.trust',
   /** the live event's viewer key (core/store/audience.ts): overwritten at rotation, removed when none is live */
   audienceKey: 'audience.key',
+  /** prefix: + event id, this kit's share of the event's stock as the hub last stated it (shared-stock.ts) */
+  sharedStock: 'stock.shared/',
 } as const;
 
 export function openKitStore(dataDir: string): KitStore {

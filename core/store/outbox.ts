@@ -198,10 +198,17 @@ export async function applyHubAcks(store: KitStore, acks: readonly HubAck[]): Pr
         void store.outbox.remove([LANES[a.lane], a.id]);
         continue;
       }
+      const key: OutboxKey = [LANES.orders, a.id];
+      const kind = store.outbox.get(key)?.kind;
+      if (kind === 'stockRelease') {
+        // a stock release is done once the hub stored it (or dead-lettered it: it stays in the hub's
+        // dead letters, the kit's record keeps what it released)
+        if (a.state === 'stored' || a.state === 'rejected') void store.outbox.remove(key);
+        continue;
+      }
       if (a.state === 'stored') {
         // an order event (`<orderId>~<type>`) is done once the hub stored it; an order waits for its verdict
-        const key: OutboxKey = [LANES.orders, a.id];
-        if (store.outbox.get(key)?.kind === 'orderEvent') void store.outbox.remove(key);
+        if (kind === 'orderEvent') void store.outbox.remove(key);
         continue;
       }
       let state = a.state;

@@ -3,7 +3,7 @@
 // its fields are not used for the kit's state.
 import type { KitStatusViewT, SecretStatusT } from '../../core/contracts/kit-status.ts';
 import { RUN_STATUS_STALE_MS, readRunStatus, statusAgeMs } from '../../core/contracts/run-status.ts';
-import { type KitStore, outboxCounts, readRecentDeclines } from '../../core/store/index.ts';
+import { type KitStore, outboxCounts, readRecentDeclines, sharedStockView } from '../../core/store/index.ts';
 import type { TokenKeyStatus } from '../../core/token-key.ts';
 import type { OrderService } from './orders.ts';
 import type { StoreGuard } from './store-guard.ts';
@@ -59,5 +59,6 @@ export function statusView(deps: StatusDeps): KitStatusViewT {
     ...(deps.tokenKey ? { tokenKey: deps.tokenKey } : {}),
     ...(deps.secrets ? { secrets: deps.secrets() } : {}),
     drops: Object.assign({}, ...orders.features.map((f) => f.status?.() ?? {})),
+    sharedStock: cat ? (sharedStockView(store, cat.eventId) ?? null) : null,
   };
 }

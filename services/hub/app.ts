@@ -27,6 +27,8 @@ import { orderRoutes } from './routes/orders.ts';
 import { pickupRoutes } from './routes/pickups.ts';
 import { reportRoutes } from './routes/report.ts';
 import { seriesRoutes } from './routes/series.ts';
+import { sharedStockRoutes } from './routes/shared-stock.ts';
+import type { SharedStock } from './shared-stock.ts';
 import { hubValidatorCompiler } from './validation.ts';
 
 export interface HubAppDeps {
@@ -56,6 +58,8 @@ export interface HubAppDeps {
   chromium?: string | undefined;
   /** the fleet's alerts (routes/alerts.ts, and their gauges in /metrics) */
   alerts?: Pick<HubAlerts, 'list' | 'ack' | 'lastFacts' | 'openByKind' | 'stats'>;
+  /** shared stock across an event's kits (routes/shared-stock.ts); unset: no such routes */
+  sharedStock?: SharedStock;
 }
 
 export function buildHubApp(deps: HubAppDeps) {
@@ -91,7 +95,9 @@ export function buildHubApp(deps: HubAppDeps) {
     adminToken,
     signingKey: deps.signingKey,
     missingImages: db ? (hashes) => missingImages(db, hashes) : undefined,
+    sharedStock: deps.sharedStock,
   });
+  if (deps.sharedStock) app.register(sharedStockRoutes, { sharedStock: deps.sharedStock, adminToken });
   // read-only reports on the read replica; images stay on the primary: a kit asks for one right after
   // the catalog that the primary found complete (missingImages) reached it
   const reads = deps.reads ?? deps.db;

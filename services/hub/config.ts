@@ -238,6 +238,21 @@ export const HubConfig = Type.Object({
     description:
       'an approved online authorization whose order has not reached the ledger after this long is reported (log, GET /v1/authorizations/orphans) for a void',
   }),
+  // shared stock across an event's kits (services/hub/shared-stock.ts, docs/shared-stock.md)
+  POPKIT_HUB_REBALANCE_S: Type.Integer({
+    minimum: 0,
+    maximum: 86_400,
+    default: 0,
+    description:
+      'run the shared-stock rebalance rule on every event with allocations this often (seconds); 0: only when the creator asks (POST /v1/events/:eventId/rebalance)',
+  }),
+  POPKIT_HUB_REBALANCE_BELOW_PERCENT: Type.Integer({
+    minimum: 1,
+    maximum: 99,
+    default: 20,
+    description:
+      'the timed rebalance gives units to a kit with less than this percentage of its allocation unsold',
+  }),
   // alerts (services/hub/alerts.ts, docs/alerts.md)
   POPKIT_HUB_ALERT_INTERVAL_S: Type.Integer({
     minimum: 1,

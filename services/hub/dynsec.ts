@@ -63,6 +63,8 @@ export function kitRoleAcls(kitId: string, eventIds: readonly string[]): DynsecA
   const read = [
     topics.acks(kitId),
     topics.authorizations(kitId),
+    // its own share of its events' stock (shared-stock.ts), one retained statement per event
+    topics.kitAllocations(kitId),
     // the hub's telemetry seal key, signed (core/telemetry-seal.ts): the same for every kit
     topics.sealKey,
     ...eventIds.map((e) => topics.catalog(e)),

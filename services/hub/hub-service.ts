@@ -24,6 +24,7 @@ import { loadOrCreateSealKey, loadOrCreateSigningKey } from './keys.ts';
 import { type HeldTokenKeyLost, Ledger } from './ledger.ts';
 import { migrate } from './migrations.ts';
 import { ReplicaReads } from './read-replica.ts';
+import { SharedStock } from './shared-stock.ts';
 
 const log = moduleLogger('hub');
 
@@ -76,6 +77,8 @@ export class HubService {
   authorize: HubAuthorize | undefined;
   alerts: HubAlerts | undefined;
   private orphanLoop: PollLoop | undefined;
+  /** the timed shared-stock rebalance (POPKIT_HUB_REBALANCE_S) */
+  private rebalanceLoop: PollLoop | undefined;
   /** kit enrollment (POPKIT_HUB_DYNSEC_USERNAME set): connects on the first enrollment */
   dynsec: DynsecClient | undefined;
   adminToken = '';
@@ -210,6 +213,33 @@ export class HubService {
         caFile: cfg.POPKIT_HUB_BROKER_CA_FILE,
       });
     }
+    const ingest = this.ingest;
+    const ledger = this.ledger;
+    const sharedStock = new SharedStock({
+      db: this.db,
+      signingKey: signing.privateKey,
+      publishRetained: (topic, payload) => ingest.publishRetained(topic, payload),
+      storeAndPublishCatalog: async (eventId, version, signed) => {
+        await ledger.storeCatalog(eventId, version, signed);
+        await ingest.publishCatalog(eventId, signed).catch(() => undefined);
+      },
+    });
+    ingest.sharedStock = sharedStock;
+    await sharedStock.republishAll();
+    if (cfg.POPKIT_HUB_REBALANCE_S > 0) {
+      const below = cfg.POPKIT_HUB_REBALANCE_BELOW_PERCENT;
+      this.rebalanceLoop = pollLoop(
+        cfg.POPKIT_HUB_REBALANCE_S * 1000,
+        async () => {
+          const n = await sharedStock.rebalanceAll(below);
+          if (n > 0) log.info({ transfers: n }, 'shared stock rebalanced');
+        },
+        {
+          unref: true,
+          onError: (err) => log.warn({ err: (err as Error).message }, 'shared stock rebalance'),
+        },
+      );
+    }
     this.alerts = hubAlerts(cfg, this.db, this.ingest);
     this.alerts.start();
     this.app = buildHubApp({
@@ -225,6 +255,7 @@ export class HubService {
       orphanMs,
       adminToken: this.adminToken,
       signingKey: signing.privateKey,
+      sharedStock,
       gatewayCheckCacheMs: cfg.POPKIT_HUB_GATEWAY_CHECK_CACHE_S * 1000,
       // the hub process loads BaseConfig with HubConfig (main.ts): Chromium for the report's PDF
       chromium: (cfg as HubConfigT & Partial<BaseConfigT>).POPKIT_CHROMIUM,
@@ -247,6 +278,7 @@ export class HubService {
 
   async stop(): Promise<void> {
     this.orphanLoop?.stop();
+    this.rebalanceLoop?.stop();
     await this.alerts?.stop().catch(() => undefined);
     await this.authorize?.stop().catch(() => undefined);
     await this.app?.close().catch(() => undefined);

@@ -1,6 +1,7 @@
 // A hub worker's MQTT side: consumes the kits' batches through a shared subscription, commits them to
 // the ledger, and only then acks, both at the MQTT level (PUBACK after commit, so a crash redelivers)
 // and at the application level on the kit's ack topic. Also publishes signed catalogs, retained.
+
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -29,6 +30,7 @@ import { brokerTarget } from './broker-urls.ts';
 import { isTransientDbError } from './failures.ts';
 import type { DeadLetter, Ledger } from './ledger.ts';
 import { isSealedBody, openSeriesEntry } from './series.ts';
+import type { SharedStock } from './shared-stock.ts';
 
 const log = moduleLogger('hub-ingest');
 
@@ -109,6 +111,9 @@ export class HubIngest {
   /** the external source's own link (the NATS connection), when there is one */
   externalConnected: (() => boolean) | undefined;
 
+  /** shared stock (services/hub/shared-stock.ts): statements after releases, and on reconnect */
+  sharedStock: Pick<SharedStock, 'publishEvent' | 'republishAll'> | undefined;
+
   get connected(): boolean {
     return (this.client?.connected ?? false) && (this.externalConnected?.() ?? true);
   }
@@ -186,6 +191,9 @@ export class HubIngest {
       this.subscribeAgain(client, subscriptions);
       // a broker without persistence lost the retained catalogs: put the latest back
       this.republishCatalogs().catch((err) => log.warn({ err: (err as Error).message }, 'catalog republish'));
+      this.sharedStock
+        ?.republishAll()
+        .catch((err) => log.warn({ err: (err as Error).message }, 'allocation republish'));
       this.publishSealKey().catch((err) => log.warn({ err: (err as Error).message }, 'seal key publish'));
     });
     await this.republishCatalogs();
@@ -356,6 +364,16 @@ export class HubIngest {
     this.stats.batches++;
     this.stats.entries += batch.entries.length;
     this.sendAcks(t.kitId, acks);
+    // committed stock releases: the statements of the event's kits change (a transfer's grant)
+    const releaseEvents = new Set(entries.flatMap((e) => ('release' in e ? [e.release.eventId] : [])));
+    // not awaited, as acks: the PUBACKs of these publishes arrive on the stream this handler holds up
+    for (const eventId of releaseEvents) {
+      void this.sharedStock
+        ?.publishEvent(eventId)
+        .catch((err) =>
+          log.warn({ err: (err as Error).message, eventId }, 'allocation statements not published'),
+        );
+    }
   }
 
   private sendAcks(kitId: string, acks: AckT['acks']): void {
@@ -415,6 +433,12 @@ export class HubIngest {
   async publishCatalog(eventId: string, signed: SignedCatalogT): Promise<void> {
     if (!this.client?.connected) throw new KitError('NOT_READY', 'broker not connected');
     await this.client.publishAsync(topics.catalog(eventId), JSON.stringify(signed), { qos: 1, retain: true });
+  }
+
+  /** Publish retained, QoS 1 (a kit's allocation statement, services/hub/shared-stock.ts). */
+  async publishRetained(topic: string, payload: string): Promise<void> {
+    if (!this.client?.connected) throw new KitError('NOT_READY', 'broker not connected');
+    await this.client.publishAsync(topic, payload, { qos: 1, retain: true });
   }
 
   /** The hub's telemetry seal key, signed, retained: kits seal their series to it. */

@@ -21,6 +21,7 @@ import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
 import { LoyaltyBook, recordRedemptions } from './loyalty.ts';
 import { ORDER_LINES_FROM } from './migrations.ts';
 import { linkEventCreator, recordSeries } from './series.ts';
+import { SharedStock } from './shared-stock.ts';
 
 const log = moduleLogger('hub-ledger');
 
@@ -774,6 +775,11 @@ async function recordOther(
   e: OtherEntryT,
   series: ReadonlyMap<string, SeriesBatchT>,
 ) {
+  if ('release' in e) {
+    // a kit's stock release: once by its id, and the transfer's grant with it (shared-stock.ts)
+    await SharedStock.recordRelease(tx, kitId, e.release);
+    return;
+  }
   if ('event' in e) {
     await tx.query(
       `INSERT INTO order_events (kit_id, entry_id, order_id, type, at, by, reason)

@@ -409,6 +409,35 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX enrollment_codes_expires ON enrollment_codes (expires_at);
     `,
   },
+  {
+    version: 16,
+    name: 'shared stock',
+    sql: `
+      -- an event's stock shared by its kits (services/hub/shared-stock.ts, docs/shared-stock.md). Every
+      -- move once by (event, kind, id): 'grant' gives a kit units, 'release_request' asks a kit to give
+      -- units back (for a transfer to transfer_to), 'release' is what the kit released, in its own
+      -- transaction. A transfer is the request, its release and the grant to the receiver, one id.
+      CREATE TABLE stock_moves (
+        event_id text NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('grant', 'release_request', 'release')),
+        move_id text NOT NULL,
+        kit_id text NOT NULL,
+        sku text NOT NULL,
+        qty integer NOT NULL CHECK (qty >= 0),
+        transfer_to text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (event_id, kind, move_id)
+      );
+      CREATE INDEX stock_moves_kit ON stock_moves (event_id, kit_id);
+      -- the version of the last statement signed for each kit of an event (it only rises)
+      CREATE TABLE stock_statements (
+        event_id text NOT NULL,
+        kit_id text NOT NULL,
+        version integer NOT NULL,
+        PRIMARY KEY (event_id, kit_id)
+      );
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {

@@ -4,7 +4,7 @@
 // catalog (starting stock per kit, names) and each kit's newest stock snapshot (on hand). The
 // arithmetic is core/report/compute.ts, the same as on a kit.
 
-import type { EventReportT } from '../../core/contracts/report.ts';
+import type { EventReportT, StockTransferT } from '../../core/contracts/report.ts';
 import type { AudienceAggregateT, SeriesMarkerT, SeriesSampleT } from '../../core/contracts/series.ts';
 import { audienceAggregate as audienceContract, MARKER_KINDS } from '../../core/contracts/series.ts';
 import { computeReport, type KitInput, type OrderFact, type ReportInput } from '../../core/report/compute.ts';
@@ -133,6 +133,43 @@ export async function hubReportInput(db: Queryable, eventId: string, now: number
     // ingest checked it when it arrived; a row that does not fit the contract is left out, not trusted
     if (audienceContract.check(r.body)) k.audience = r.body as AudienceAggregateT;
   }
+  // shared stock (docs/shared-stock.md): a kit starts with what it was allocated, not the event's figure
+  const moves = await db.query<{
+    kind: string;
+    move_id: string;
+    kit_id: string;
+    sku: string;
+    qty: number;
+    transfer_to: string | null;
+  }>(
+    `SELECT kind, move_id, kit_id, sku, qty, transfer_to FROM stock_moves WHERE event_id = $1 ORDER BY created_at, move_id`,
+    [eventId],
+  );
+  let transfers: StockTransferT[] | undefined;
+  if (moves.rows.length > 0) {
+    const alloc = new Map<string, Record<string, number>>();
+    const released = new Map<string, number>();
+    for (const m of moves.rows) {
+      if (m.kind === 'release') released.set(m.move_id, Number(m.qty));
+      if (m.kind === 'release_request') continue;
+      const a = alloc.get(m.kit_id) ?? {};
+      a[m.sku] =
+        (Object.hasOwn(a, m.sku) ? (a[m.sku] ?? 0) : 0) + (m.kind === 'grant' ? 1 : -1) * Number(m.qty);
+      alloc.set(m.kit_id, a);
+    }
+    for (const kitId of alloc.keys()) kitOf(kitId);
+    for (const k of kits.values()) k.startStock = { ...(alloc.get(k.kitId) ?? {}) };
+    transfers = moves.rows
+      .filter((m) => m.kind === 'release_request' && m.transfer_to)
+      .map((m) => ({
+        id: m.move_id,
+        sku: m.sku,
+        from: m.kit_id,
+        to: m.transfer_to!,
+        requested: Number(m.qty),
+        released: released.get(m.move_id) ?? null,
+      }));
+  }
   if (kits.size > 0) {
     const stock = await db.query<{ kit_id: string; stock: Record<string, unknown> | null }>(
       'SELECT kit_id, stock FROM kits WHERE kit_id = ANY($1::text[])',
@@ -148,7 +185,9 @@ export async function hubReportInput(db: Queryable, eventId: string, now: number
         const left = r.stock[sku];
         if (typeof left !== 'number') continue;
         onHand[sku] = left;
-        soldKit.set(sku, Math.max(0, (catalog.stock[sku] ?? 0) - left));
+        // what the kit started with: its allocation when the stock is shared, else the catalog's figure
+        const start = transfers ? (k.startStock?.[sku] ?? 0) : (catalog.stock[sku] ?? 0);
+        soldKit.set(sku, Math.max(0, start - left));
       }
       k.onHand = onHand;
       k.soldKit = soldKit;
@@ -161,6 +200,7 @@ export async function hubReportInput(db: Queryable, eventId: string, now: number
     names: catalog?.names ?? new Map(),
     currency: catalog?.currency ?? null,
     now,
+    ...(transfers ? { transfers } : {}),
   };
 }
 

@@ -2,6 +2,7 @@
 // batchMax entries / batchBytes, keeps at most `window` batches awaiting their ack, and sends back to
 // the scan whatever was not acked within the ack timeout. Entries are only read here; one leaves the
 // outbox only when its ack is applied (acks.ts).
+
 import {
   type BatchEntryT,
   type OrderEventT,
@@ -9,6 +10,7 @@ import {
   type WireOrderT,
 } from '../../core/contracts/hub-wire.ts';
 import { hubTopicLeaf, LANES, type LaneName, laneOfPriority } from '../../core/contracts/lanes.ts';
+import type { StockReleaseT } from '../../core/contracts/shared-stock.ts';
 import { isKitError } from '../../core/errors.ts';
 import { moduleLogger } from '../../core/logger.ts';
 import {
@@ -198,6 +200,9 @@ export class OutboxPump {
       case 'orders': {
         if (entry.kind === 'orderEvent') {
           return { lane: 'orders', id, event: entry.body as unknown as OrderEventT };
+        }
+        if (entry.kind === 'stockRelease') {
+          return { lane: 'orders', id, release: entry.body as unknown as StockReleaseT };
         }
         const order = getOrder(this.store, entry.ref ?? id);
         if (!order) return undefined;

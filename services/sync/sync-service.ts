@@ -13,9 +13,15 @@ import { type LinkState, readRunStatus, type SyncMeteredMode } from '../../core/
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { clockTrustNow } from '../../core/store/clock.ts';
-import { type KitStore, readCatalogStamp, reanchorSealedTokens } from '../../core/store/index.ts';
+import {
+  type KitStore,
+  readCatalogStamp,
+  reanchorSealedTokens,
+  sharedStockView,
+} from '../../core/store/index.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
 import { applyAckMessage } from './acks.ts';
+import { AllocationIntake } from './allocation-intake.ts';
 import { AuthorizeRelay } from './authorize-relay.ts';
 import { CatalogIntake } from './catalog-intake.ts';
 import type { LaneKeeper } from './lanes.ts';
@@ -78,6 +84,7 @@ export class SyncService {
   private readonly hubLink: HubLink;
   private readonly batches: OutboxPump;
   private readonly catalogs: CatalogIntake;
+  private readonly allocations: AllocationIntake;
   /** the kit's series, sealed to the hub (#12) */
   readonly series: SeriesShipper;
   /** checkout's online card checks, relayed to the hub (authorize-relay.ts) */
@@ -133,6 +140,7 @@ export class SyncService {
       () => this.uplink.lanes(),
     );
     this.catalogs = new CatalogIntake(store, opts);
+    this.allocations = new AllocationIntake(store, opts);
     const s = opts.series ?? { enabled: true, intervalMs: 10_000, settleS: 10, minGroup: 5 };
     this.series = new SeriesShipper(
       store,
@@ -276,6 +284,9 @@ export class SyncService {
       catalogSubscribed: this.catalogs.subscribed ?? null,
       catalogRefusals: this.catalogs.refusals.slice(-5),
       catalogRefused: { ...this.catalogs.refusedCount },
+      sharedStock: sharedStockView(this.store, this.catalogs.activeEventId()) ?? null,
+      allocationRefusals: this.allocations.refusals.slice(-5),
+      allocationRefused: { ...this.allocations.refusedCount },
       series: this.series.status(),
       uplink: this.uplink.status(),
     };
@@ -295,6 +306,7 @@ export class SyncService {
       topics.acks(this.opts.kitId),
       topics.authorizations(this.opts.kitId),
       this.catalogs.topicOnConnect(),
+      topics.kitAllocations(this.opts.kitId),
       ...(this.opts.series?.enabled === false ? [] : [topics.sealKey]),
     ]);
     this.publishKitStatus();
@@ -310,6 +322,11 @@ export class SyncService {
       this.series
         .receiveKey(payload)
         .catch((err) => log.error({ err: (err as Error).message }, 'seal key handling failed'));
+    } else if (topic.startsWith(topics.kitAllocations(this.opts.kitId).slice(0, -1))) {
+      this.allocations
+        .receive(topic, payload)
+        .then((queued) => queued && this.pump())
+        .catch((err) => log.error({ err: (err as Error).message }, 'allocation handling failed'));
     } else if (topic.endsWith('/catalog')) {
       this.catalogs
         .receive(topic, payload)

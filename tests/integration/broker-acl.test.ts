@@ -212,6 +212,30 @@ describe('hub broker ACL (deploy/hub)', () => {
     await hub.endAsync();
   });
 
+  test("a kit reads its own shared-stock statements, not another kit's, and cannot publish one", async () => {
+    const hub = await connect('popkit-hub', hubPass);
+    const intruder = await connect(kitA, passA);
+    await assert.rejects(
+      intruder.publishAsync(topics.allocation(kitA, eventA), 'forged grant', { qos: 1, retain: true }),
+      /authori[sz]ed/i,
+    );
+    await intruder.endAsync(true);
+    const a = await connect(kitA, passA);
+    const got: string[] = [];
+    a.on('message', (t, p) => got.push(`${t} ${p.toString()}`));
+    // the filter sync subscribes, and kit B's as a wildcard attempt
+    await a.subscribeAsync({
+      [topics.kitAllocations(kitA)]: { qos: 1 },
+      [topics.kitAllocations(kitB)]: { qos: 1 },
+    });
+    await hub.publishAsync(topics.allocation(kitB, eventA), "kit B's", { qos: 1 });
+    await hub.publishAsync(topics.allocation(kitA, eventA), "kit A's", { qos: 1 });
+    await waitFor(() => got.length > 0, 5000, "kit A's statement");
+    assert.deepEqual(got, [`${topics.allocation(kitA, eventA)} kit A's`]);
+    await a.endAsync(true);
+    await hub.endAsync();
+  });
+
   test("every kit reads the hub's seal key; no kit can publish one", async () => {
     const hub = await connect('popkit-hub', hubPass);
     const intruder = await connect(kitB, passB);

@@ -142,10 +142,16 @@ describe('kit enrollment with Mosquitto dynamic security', () => {
     assert.deepEqual(sub, [
       topics.acks(kitA),
       topics.authorizations(kitA),
+      topics.kitAllocations(kitA),
       topics.sealKey,
       topics.catalog(eventA),
     ]);
-    assert.ok(acls.every((a) => a.allow && !/[+#\0]/.test(a.topic)));
+    // one wildcard only: the last level of the kit's own allocations (one retained statement per event)
+    const own = topics.kitAllocations(kitA);
+    assert.ok(own.startsWith(`popkit/v1/kits/${kitA}/allocations/`) && own.endsWith('/+'));
+    assert.ok(
+      acls.every((a) => a.allow && !/[#\0]/.test(a.topic) && (a.topic === own || !a.topic.includes('+'))),
+    );
     for (const bad of ['a/b', 'a+', '#', 'a\0b', '', 'x'.repeat(65)]) {
       assert.throws(
         () => kitRoleAcls(bad, [eventA]),

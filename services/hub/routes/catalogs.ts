@@ -11,6 +11,7 @@ import { BROKER_MAX_PACKET_BYTES } from '../../../core/embedded-broker.ts';
 import { KitError } from '../../../core/errors.ts';
 import type { HubIngest } from '../ingest.ts';
 import type { Ledger } from '../ledger.ts';
+import type { SharedStock } from '../shared-stock.ts';
 import { adminGuard } from './admin.ts';
 
 const EventParams = Type.Object({ eventId: Type.String({ pattern: ID_LEVEL }) });
@@ -22,6 +23,8 @@ export interface CatalogRoutesOptions {
   adminToken: string;
   /** the image hashes of `hashes` the hub does not hold (images.ts); unset: not checked */
   missingImages?: ((hashes: string[]) => Promise<string[]>) | undefined;
+  /** an event with allocations: its catalogs say their stock is shared (services/hub/shared-stock.ts) */
+  sharedStock?: Pick<SharedStock, 'hasAllocations'> | undefined;
 }
 
 export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = async (app, opts) => {
@@ -48,7 +51,13 @@ export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = as
           max: CATALOG_VERSION_MAX,
         });
       }
-      const signed = signCatalog(signingKey, { ...body, eventId, version });
+      const shared = body.sharedStock || ((await opts.sharedStock?.hasAllocations(eventId)) ?? false);
+      const signed = signCatalog(signingKey, {
+        ...body,
+        eventId,
+        version,
+        ...(shared ? { sharedStock: true } : {}),
+      });
       // the broker disconnects a publisher over its packet limit: such a catalog could never reach a kit
       const bytes = Buffer.byteLength(JSON.stringify(signed)) + 1024;
       if (bytes > BROKER_MAX_PACKET_BYTES) {
