@@ -22,6 +22,17 @@ export function untilStopSignal(): Promise<void> {
 }
 
 /**
+ * The V8 flag a small board's kit processes (`popkit kit` and media) start with, on node's command line
+ * (NODE_OPTIONS does not take V8 flags): `--optimize-for-size` makes V8 favour memory over speed (a
+ * heap grown less between full collections, compacted more eagerly; in every isolate of the process,
+ * so in each part's worker too). bench/kit-memory.ts: the combined kit 92–94 MB instead of 103–126 MB,
+ * and no longer the 20 MB swings from run to run that took the kit over the goal; checkout's sale time
+ * within the run's noise (docs/scaling.md#small-boards). `popkit up` in combined mode and
+ * docker-compose.small.yml (a test holds them equal) start the kit and media with it.
+ */
+export const SMALL_BOARD_NODE_FLAGS: readonly string[] = ['--optimize-for-size'];
+
+/**
  * What a small board's kit processes (`popkit kit` and media) run with, as measured by
  * bench/kit-memory.ts (docs/scaling.md#small-boards): 1 MB semi-spaces instead of V8's up to 16 MB per
  * isolate (more frequent scavenges of a smaller young generation), and two glibc malloc arenas instead

@@ -22,7 +22,7 @@ import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.t
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, MosquittoBroker } from '../../core/embedded-broker.ts';
 import { ensurePrivateDir } from '../../core/file-modes.ts';
-import { smallBoardEnv } from '../../core/kit-part.ts';
+import { SMALL_BOARD_NODE_FLAGS, smallBoardEnv } from '../../core/kit-part.ts';
 import { KIT_MQTT_OPTIONS } from '../../core/mqtt-options.ts';
 import { CPU_PRIORITY } from '../../core/priorities.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
@@ -297,7 +297,7 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
     up.sup.add({
       name: 'kit',
       command: node,
-      args: [BIN, 'kit'],
+      args: [...SMALL_BOARD_NODE_FLAGS, BIN, 'kit'],
       env: { ...childEnv, ...small, POPKIT_KIT_MODE: 'combined', UV_THREADPOOL_SIZE: '8' },
       nice: CPU_PRIORITY.checkout.nice,
     });
@@ -305,7 +305,7 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
       up.sup.add({
         name: 'media',
         command: node,
-        args: [BIN, 'media'],
+        args: [...SMALL_BOARD_NODE_FLAGS, BIN, 'media'],
         env: { ...childEnv, ...small, UV_THREADPOOL_SIZE: '8' },
         nice: CPU_PRIORITY.media.nice,
       });
