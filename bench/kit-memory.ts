@@ -68,7 +68,7 @@ interface Variant {
 const SEMI = '--max-semi-space-size=1';
 /** What the small board runs (core/kit-part.ts smallBoardEnv and SMALL_BOARD_NODE_FLAGS, docker-compose.small.yml). */
 const SMALL_BOARD: Variant = {
-  name: 'small board: combined, optimize-for-size, semi 1, 2 arenas',
+  name: 'small board: combined + optimize-for-size + semi 1 + 2 arenas',
   mode: 'combined',
   nodeOptions: SEMI,
   arenas: 2,
@@ -76,7 +76,7 @@ const SMALL_BOARD: Variant = {
 };
 /** The small board's settings before --optimize-for-size. */
 const BEFORE: Variant = {
-  name: 'combined, semi 1, 2 arenas',
+  name: 'before: combined + semi 1 + 2 arenas',
   mode: 'combined',
   nodeOptions: SEMI,
   arenas: 2,
@@ -87,16 +87,16 @@ const ALL_VARIANTS: Variant[] = [
     ? [
         {
           ...BEFORE,
-          name: `baseline ${path.basename(path.resolve(values.baseline))}: ${BEFORE.name}`,
+          name: `baseline ${path.basename(path.resolve(values.baseline))}: ${BEFORE.name.replace('before: ', '')}`,
           repo: path.resolve(values.baseline),
         },
       ]
     : []),
   BEFORE,
-  { ...SMALL_BOARD, name: 'split, optimize-for-size, semi 1, 2 arenas', mode: 'split' },
-  { ...BEFORE, name: 'combined, semi 1, 2 arenas, --single-threaded-gc', execArgv: ['--single-threaded-gc'] },
-  { name: 'combined, no tuning', mode: 'combined' },
-  { name: 'split, no tuning', mode: 'split' },
+  { ...SMALL_BOARD, name: 'split + optimize-for-size + semi 1 + 2 arenas', mode: 'split' },
+  { ...BEFORE, name: 'before + --single-threaded-gc', execArgv: ['--single-threaded-gc'] },
+  { name: 'combined untuned', mode: 'combined' },
+  { name: 'split untuned', mode: 'split' },
 ];
 const ONLY = values.only?.split(',').filter(Boolean);
 const VARIANTS = ALL_VARIANTS.filter(

@@ -25,10 +25,11 @@ export function untilStopSignal(): Promise<void> {
  * The V8 flag a small board's kit processes (`popkit kit` and media) start with, on node's command line
  * (NODE_OPTIONS does not take V8 flags): `--optimize-for-size` makes V8 favour memory over speed (a
  * heap grown less between full collections, compacted more eagerly; in every isolate of the process,
- * so in each part's worker too). bench/kit-memory.ts: the combined kit 92–94 MB instead of 103–126 MB,
- * and no longer the 20 MB swings from run to run that took the kit over the goal; checkout's sale time
- * within the run's noise (docs/scaling.md#small-boards). `popkit up` in combined mode and
- * docker-compose.small.yml (a test holds them equal) start the kit and media with it.
+ * so in each part's worker too). bench/kit-memory.ts: the kit process held 92–96 MB in every round
+ * where it had moved between 97 and 132 MB from run to run with the same settings; no cost to
+ * checkout's sale time showed beside the machine's noise (docs/scaling.md#small-boards). `popkit up`
+ * in combined mode and docker-compose.small.yml (a test holds them equal) start the kit and media
+ * with it.
  */
 export const SMALL_BOARD_NODE_FLAGS: readonly string[] = ['--optimize-for-size'];
 
