@@ -26,8 +26,8 @@ export function untilStopSignal(): Promise<void> {
  * (NODE_OPTIONS does not take V8 flags): `--optimize-for-size` makes V8 favour memory over speed (a
  * heap grown less between full collections, compacted more eagerly; in every isolate of the process,
  * so in each part's worker too). bench/kit-memory.ts: the kit process held 92–96 MB in every round
- * where it had moved between 97 and 132 MB from run to run with the same settings; no cost to
- * checkout's sale time showed beside the machine's noise (docs/scaling.md#small-boards). `popkit up`
+ * where it had moved between 97 and 132 MB from run to run with the same settings; what it costs
+ * checkout in a rush is not settled yet (docs/scaling.md#small-boards). `popkit up`
  * in combined mode and docker-compose.small.yml (a test holds them equal) start the kit and media
  * with it.
  */
