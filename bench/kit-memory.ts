@@ -4,32 +4,44 @@
 // compiled dist/, demo catalog, a few sales, media streaming videotestsrc through GStreamer) runs
 // split (each service a process, as the containers of a bigger board) and combined (`popkit kit`:
 // checkout, sync and kitd as worker threads of one process, media its own process), each settled, and
-// RssAnon is summed over the kit's processes. Then the cheap wins, each measured: a smaller young
-// generation (--max-semi-space-size=1 in NODE_OPTIONS; V8 keeps up to 16 MB semi-spaces per isolate
-// otherwise), fewer glibc malloc arenas (MALLOC_ARENA_MAX=2: glibc gives threads arenas of their own),
-// both for split too (the same flags, so that the comparison is of the modes), and a young-generation
-// limit per worker (POPKIT_KIT_WORKER_YOUNG_MB → resourceLimits). The floor: a bare node process, and
-// one with three idle workers (what a worker isolate costs before any code is loaded).
+// RssAnon is summed over the kit's processes, sampled every second over the second half of the settle
+// (one sample moves by 10-30 MB with where the collectors happen to be: the mean and the highest sample
+// are printed). The small board runs with V8's --optimize-for-size (node's command line), a smaller
+// young generation (--max-semi-space-size=1 in NODE_OPTIONS; V8 keeps up to 16 MB semi-spaces per
+// isolate otherwise) and fewer glibc malloc arenas (MALLOC_ARENA_MAX=2: glibc gives threads arenas of
+// their own): core/kit-part.ts. Split gets the same settings, so that the comparison is of the modes. Variants run interleaved, --rounds
+// times; the goal is judged on the highest sample of the small-board variant over all rounds.
+// --baseline DIR runs the small-board variant from another checkout too (its dist built), in the same
+// run: e.g. the commit before a change. --only A,B runs the small-board variant and those whose name has A or B. The
+// median time of the 50 card sales is printed per variant (checkout latency, as a ratio of the first's).
+// The floor: a bare node process, and one with three idle workers (what a worker isolate costs before
+// any code is loaded).
 //
-//   npm run bench:kit-memory -- [--settle 20] [--no-media]
+//   npm run bench:kit-memory -- [--settle 20] [--rounds 3] [--no-media] [--baseline DIR] [--only A,B]
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readRunStatus } from '../core/contracts/run-status.ts';
+import { SMALL_BOARD_NODE_FLAGS } from '../core/kit-part.ts';
 import { openKitStore, readStoredCatalog, replaceCatalog } from '../core/store/index.ts';
 import { freePort, mosquitto, REPO, tmpDir, waitFor } from '../tests/support/hub-link.ts';
 
 const { values } = parseArgs({
   options: {
     settle: { type: 'string', default: '20' },
+    rounds: { type: 'string', default: '1' },
+    baseline: { type: 'string' },
+    only: { type: 'string' },
     'no-media': { type: 'boolean', default: false },
   },
 });
 const SETTLE_S = Number(values.settle);
+const ROUNDS = Math.max(1, Number(values.rounds));
 const MEDIA = !values['no-media'];
 const GOAL_MB = 160;
-const BIN = path.join(REPO, 'bin/popkit.js');
+const binOf = (repo: string) => path.join(repo, 'bin/popkit.js');
 const DEMO = path.join(REPO, 'services/checkout/demo-catalog.json');
 
 function rssAnonMb(pid: number): number {
@@ -47,25 +59,49 @@ interface Variant {
   nodeOptions?: string;
   /** MALLOC_ARENA_MAX: glibc gives each thread that allocates an arena of its own, up to 8 per core */
   arenas?: number;
-  workerHeapMb?: number;
-  workerYoungMb?: number;
+  /** V8 flags on node's command line (those NODE_OPTIONS does not take) */
+  execArgv?: string[];
+  /** the checkout whose bin/popkit.js and dist/ run (default: this one) */
+  repo?: string;
 }
 
 const SEMI = '--max-semi-space-size=1';
-const VARIANTS: Variant[] = [
-  { name: 'split (a process per service)', mode: 'split' },
-  { name: 'split + semi-space 1 MB + 2 arenas', mode: 'split', nodeOptions: SEMI, arenas: 2 },
-  { name: 'combined (popkit kit), no tuning', mode: 'combined' },
-  { name: 'combined + semi-space 1 MB', mode: 'combined', nodeOptions: SEMI },
-  { name: 'combined + semi-space + 2 arenas', mode: 'combined', nodeOptions: SEMI, arenas: 2 },
-  {
-    name: 'combined + those + worker young gen 2 MB',
-    mode: 'combined',
-    nodeOptions: SEMI,
-    arenas: 2,
-    workerYoungMb: 2,
-  },
+/** What the small board runs (core/kit-part.ts smallBoardEnv and SMALL_BOARD_NODE_FLAGS, docker-compose.small.yml). */
+const SMALL_BOARD: Variant = {
+  name: 'small board: combined + optimize-for-size + semi 1 + 2 arenas',
+  mode: 'combined',
+  nodeOptions: SEMI,
+  arenas: 2,
+  execArgv: [...SMALL_BOARD_NODE_FLAGS],
+};
+/** The small board's settings before --optimize-for-size. */
+const BEFORE: Variant = {
+  name: 'before: combined + semi 1 + 2 arenas',
+  mode: 'combined',
+  nodeOptions: SEMI,
+  arenas: 2,
+};
+const ALL_VARIANTS: Variant[] = [
+  SMALL_BOARD,
+  ...(values.baseline
+    ? [
+        {
+          ...BEFORE,
+          name: `baseline ${path.basename(path.resolve(values.baseline))}: ${BEFORE.name.replace('before: ', '')}`,
+          repo: path.resolve(values.baseline),
+        },
+      ]
+    : []),
+  BEFORE,
+  { ...SMALL_BOARD, name: 'split + optimize-for-size + semi 1 + 2 arenas', mode: 'split' },
+  { ...BEFORE, name: 'before + --single-threaded-gc', execArgv: ['--single-threaded-gc'] },
+  { name: 'combined untuned', mode: 'combined' },
+  { name: 'split untuned', mode: 'split' },
 ];
+const ONLY = values.only?.split(',').filter(Boolean);
+const VARIANTS = ALL_VARIANTS.filter(
+  (v) => v === ALL_VARIANTS[0] || !ONLY || ONLY.some((o) => v.name.includes(o)),
+);
 
 async function seed(dataDir: string): Promise<void> {
   const store = openKitStore(dataDir);
@@ -74,9 +110,11 @@ async function seed(dataDir: string): Promise<void> {
   await store.close();
 }
 
-async function sell(base: string, n: number): Promise<number> {
+async function sell(base: string, n: number): Promise<{ ok: number; medianMs: number }> {
   let ok = 0;
+  const ms: number[] = [];
   for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
     const res = await fetch(`${base}/v1/orders`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -85,15 +123,23 @@ async function sell(base: string, n: number): Promise<number> {
         payment: { method: 'token', token: `tok_sandbox_approve_mem_${i}` },
       }),
     });
+    await res.arrayBuffer();
+    ms.push(performance.now() - t0);
     if (res.status === 201) ok++;
   }
-  return ok;
+  ms.sort((a, b) => a - b);
+  return { ok, medianMs: ms[Math.floor(ms.length / 2)] ?? 0 };
 }
 
-async function measure(
-  v: Variant,
-  busUrl: string,
-): Promise<{ procs: Array<[string, number]>; total: number }> {
+interface Measured {
+  /** each process's mean over the samples */
+  procs: Array<[string, number]>;
+  mean: number;
+  max: number;
+  saleMs: number;
+}
+
+async function measure(v: Variant, busUrl: string): Promise<Measured> {
   const dataDir = tmpDir('kit-memory');
   await seed(dataDir);
   const port = await freePort();
@@ -114,15 +160,19 @@ async function measure(
     POPKIT_LOG_LEVEL: 'warn',
     UV_THREADPOOL_SIZE: '8',
     ...(v.nodeOptions ? { NODE_OPTIONS: v.nodeOptions } : {}),
-    ...(v.workerHeapMb ? { POPKIT_KIT_WORKER_HEAP_MB: String(v.workerHeapMb) } : {}),
     ...(v.arenas ? { MALLOC_ARENA_MAX: String(v.arenas) } : {}),
-    ...(v.workerYoungMb ? { POPKIT_KIT_WORKER_YOUNG_MB: String(v.workerYoungMb) } : {}),
   };
   const names = v.mode === 'split' ? ['checkout', 'sync', 'kitd'] : ['kit'];
   if (MEDIA) names.push('media');
   const procs = new Map<string, ChildProcess>();
   for (const name of names)
-    procs.set(name, spawn(process.execPath, [BIN, name], { env, stdio: ['ignore', 'ignore', 'inherit'] }));
+    procs.set(
+      name,
+      spawn(process.execPath, [...(v.execArgv ?? []), binOf(v.repo ?? REPO), name], {
+        env,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+    );
   try {
     const base = `http://127.0.0.1:${port}`;
     await waitFor(
@@ -139,14 +189,27 @@ async function measure(
         'media',
       );
     const sold = await sell(base, 50);
-    if (sold === 0) throw new Error(`${v.name}: checkout sold nothing`);
-    await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
-    const out: Array<[string, number]> = [];
-    for (const [name, p] of procs) {
-      if (p.exitCode !== null) throw new Error(`${v.name}: ${name} exited (${p.exitCode})`);
-      out.push([name, rssAnonMb(p.pid ?? 0)]);
+    if (sold.ok === 0) throw new Error(`${v.name}: checkout sold nothing`);
+    await new Promise((r) => setTimeout(r, (SETTLE_S * 1000) / 2));
+    // a sample a second over the second half of the settle
+    const samples: number[][] = [];
+    for (let t = 0; t < Math.max(1, Math.round(SETTLE_S / 2)); t++) {
+      const row: number[] = [];
+      for (const [name, p] of procs) {
+        if (p.exitCode !== null) throw new Error(`${v.name}: ${name} exited (${p.exitCode})`);
+        row.push(rssAnonMb(p.pid ?? 0));
+      }
+      samples.push(row);
+      await new Promise((r) => setTimeout(r, 1000));
     }
-    return { procs: out, total: out.reduce((a, [, mb]) => a + mb, 0) };
+    const totals = samples.map((row) => row.reduce((a, b) => a + b, 0));
+    const names = [...procs.keys()];
+    return {
+      procs: names.map((n, i) => [n, samples.reduce((a, row) => a + (row[i] ?? 0), 0) / samples.length]),
+      mean: totals.reduce((a, b) => a + b, 0) / totals.length,
+      max: Math.max(...totals),
+      saleMs: sold.medianMs,
+    };
   } finally {
     await Promise.all(
       [...procs.values()].map(
@@ -180,37 +243,41 @@ async function floor(workers: number): Promise<number> {
 }
 
 const f = (mb: number) => mb.toFixed(1).padStart(6);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const broker = await mosquitto();
 try {
   process.stdout.write(
-    `kit memory (RssAnon, MB), sim board, dist, ${MEDIA ? 'media on' : 'media off'}, settled ${SETTLE_S} s after 50 sales\n`,
+    `kit memory (RssAnon, MB), sim board, dist, ${MEDIA ? 'media on' : 'media off'}, ${ROUNDS} round(s), ` +
+      `sampled over the last ${Math.round(SETTLE_S / 2)} s of a ${SETTLE_S} s settle after 50 sales; load ${os.loadavg()[0]?.toFixed(1)} on ${os.cpus().length} cores\n`,
   );
-  const results: Array<{ v: Variant; total: number }> = [];
-  for (const v of VARIANTS) {
-    const r = await measure(v, broker.url);
-    results.push({ v, total: r.total });
+  const runs = new Map<Variant, Measured[]>(VARIANTS.map((v) => [v, []]));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const v of VARIANTS) {
+      const r = await measure(v, broker.url);
+      runs.get(v)?.push(r);
+      process.stdout.write(
+        `  [${round}] ${v.name.padEnd(52)} mean ${f(r.mean)}  max ${f(r.max)}   ${r.procs.map(([n, mb]) => `${n} ${mb.toFixed(1)}`).join(', ')}   sale p50 ${r.saleMs.toFixed(1)} ms\n`,
+      );
+    }
+  }
+  const first = runs.get(VARIANTS[0] as Variant) ?? [];
+  const firstMean = median(first.map((r) => r.mean));
+  const firstSale = median(first.map((r) => r.saleMs));
+  process.stdout.write(
+    `\n  over ${ROUNDS} round(s): median of the means, highest sample, median sale time (ratios to the first)\n`,
+  );
+  for (const [v, rs] of runs) {
+    const m = median(rs.map((r) => r.mean));
+    const sale = median(rs.map((r) => r.saleMs));
     process.stdout.write(
-      `  ${v.name.padEnd(40)} total ${f(r.total)}   ${r.procs.map(([n, mb]) => `${n} ${mb.toFixed(1)}`).join(', ')}\n`,
+      `    ${v.name.padEnd(52)} ${f(m)} (${(m / firstMean).toFixed(2)})  max ${f(Math.max(...rs.map((r) => r.max)))}   sale ${sale.toFixed(1)} ms (${(sale / firstSale).toFixed(2)})\n`,
     );
   }
-  const split = results[0]?.total ?? 0;
-  const combined = results.find((r) => r.v.mode === 'combined')?.total ?? 0;
-  const tunedSplit = results[1]?.total ?? 0;
-  const tunedCombined = results.find((r) => r.v.name === 'combined + semi-space + 2 arenas')?.total ?? 0;
+  const worst = Math.max(...first.map((r) => r.max));
   process.stdout.write(
-    `\n  combined / split, untuned: ${(combined / split).toFixed(2)} (${(split - combined).toFixed(1)} MB saved); ` +
-      `both with semi-space 1 MB + 2 arenas: ${(tunedCombined / tunedSplit).toFixed(2)} (${(tunedSplit - tunedCombined).toFixed(1)} MB saved)\n`,
+    `  goal: ≤ ${GOAL_MB} MB for the kit's services (checkout+sync+kitd${MEDIA ? '+media' : ''}) in small-board mode: ` +
+      `${worst <= GOAL_MB ? `met, highest sample ${worst.toFixed(1)} MB (${(GOAL_MB - worst).toFixed(1)} MB to spare)` : `NOT met, highest sample ${worst.toFixed(1)} MB (${(worst - GOAL_MB).toFixed(1)} MB over)`}; median ${firstMean.toFixed(1)} MB\n`,
   );
-  const small = results.filter((r) => r.v.mode === 'combined');
-  const best = small.reduce((a, b) => (b.total < a.total ? b : a));
-  process.stdout.write(
-    `  goal: ≤ ${GOAL_MB} MB for the kit's services (checkout+sync+kitd${MEDIA ? '+media' : ''}) in small-board mode\n`,
-  );
-  for (const r of small)
-    process.stdout.write(
-      `    ${r.v.name.padEnd(40)} ${f(r.total)} MB: ${r.total <= GOAL_MB ? 'met' : `not met, ${(r.total - GOAL_MB).toFixed(1)} MB over`}  (${(r.total / split).toFixed(2)} of split)\n`,
-    );
-  process.stdout.write(`  best small-board variant: ${best.v.name}, ${best.total.toFixed(1)} MB\n`);
   const [bare, three] = [await floor(0), await floor(3)];
   process.stdout.write(
     `\n  floor: a bare node process ${bare.toFixed(1)} MB; with 3 idle workers ${three.toFixed(1)} MB (${((three - bare) / 3).toFixed(1)} MB per worker isolate before any code)\n`,

@@ -22,6 +22,18 @@ export function untilStopSignal(): Promise<void> {
 }
 
 /**
+ * The V8 flag a small board's kit processes (`popkit kit` and media) start with, on node's command line
+ * (NODE_OPTIONS does not take V8 flags): `--optimize-for-size` makes V8 favour memory over speed (a
+ * heap grown less between full collections, compacted more eagerly; in every isolate of the process,
+ * so in each part's worker too). bench/kit-memory.ts: the kit process held 92–96 MB in every round
+ * where it had moved between 97 and 132 MB from run to run with the same settings; what it costs
+ * checkout in a rush is not settled yet (docs/scaling.md#small-boards). `popkit up`
+ * in combined mode and docker-compose.small.yml (a test holds them equal) start the kit and media
+ * with it.
+ */
+export const SMALL_BOARD_NODE_FLAGS: readonly string[] = ['--optimize-for-size'];
+
+/**
  * What a small board's kit processes (`popkit kit` and media) run with, as measured by
  * bench/kit-memory.ts (docs/scaling.md#small-boards): 1 MB semi-spaces instead of V8's up to 16 MB per
  * isolate (more frequent scavenges of a smaller young generation), and two glibc malloc arenas instead

@@ -16,6 +16,7 @@ import type { MediaCommand } from '../core/contracts/media.ts';
 import type { KitdRunStatusT } from '../core/contracts/run-status.ts';
 import { KitError } from '../core/errors.ts';
 import { moduleLogger } from '../core/logger.ts';
+import { KIT_MQTT_OPTIONS } from '../core/mqtt-options.ts';
 
 export interface KitdBus {
   publishStatus(status: KitdRunStatusT): void;
@@ -85,6 +86,7 @@ export class MqttKitdBus implements KitdBus {
   /** Connects in the background and keeps reconnecting: kitd never waits for the bus. */
   start(): void {
     const client = mqtt.connect(this.url, {
+      ...KIT_MQTT_OPTIONS,
       clientId: `popkit-kitd-${this.kitId}-${process.pid}-${Math.random().toString(16).slice(2, 6)}`,
       reconnectPeriod: 2000,
       connectTimeout: 5000,

@@ -20,6 +20,7 @@ import {
 import { localTopics, supervisorCommand } from '../../core/contracts/local-bus.ts';
 import { writeRunStatus } from '../../core/contracts/run-status.ts';
 import { KIT_PARTS, type KitPart, untilStopSignal } from '../../core/kit-part.ts';
+import { KIT_MQTT_OPTIONS } from '../../core/mqtt-options.ts';
 import { pollLoop } from '../../core/poll-loop.ts';
 import { WorkerSupervisor } from '../../core/worker-supervisor.ts';
 import type { KitWorkerData } from '../kit-worker.ts';
@@ -80,6 +81,7 @@ export function startKitProcess(
   const topic = localTopics(cfg.POPKIT_LOCAL_BUS_PREFIX).supervisorCmd;
   const bus = cfg.POPKIT_LOCAL_BUS_URL
     ? mqtt.connect(cfg.POPKIT_LOCAL_BUS_URL, {
+        ...KIT_MQTT_OPTIONS,
         clientId: `popkit-kit-${kitId}-${process.pid}`,
         reconnectPeriod: 2000,
       })

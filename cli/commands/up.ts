@@ -22,7 +22,8 @@ import { readRunStatus, writeRunStatus } from '../../core/contracts/run-status.t
 import { dataLayout, hubDataLayout, type KitDataLayout } from '../../core/data-dir.ts';
 import { type EmbeddedBroker, MosquittoBroker } from '../../core/embedded-broker.ts';
 import { ensurePrivateDir } from '../../core/file-modes.ts';
-import { smallBoardEnv } from '../../core/kit-part.ts';
+import { SMALL_BOARD_NODE_FLAGS, smallBoardEnv } from '../../core/kit-part.ts';
+import { KIT_MQTT_OPTIONS } from '../../core/mqtt-options.ts';
 import { CPU_PRIORITY } from '../../core/priorities.ts';
 import { ProcessSupervisor } from '../../core/process-supervisor.ts';
 import type { LogRotation } from '../../core/rotating-log.ts';
@@ -296,7 +297,7 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
     up.sup.add({
       name: 'kit',
       command: node,
-      args: [BIN, 'kit'],
+      args: [...SMALL_BOARD_NODE_FLAGS, BIN, 'kit'],
       env: { ...childEnv, ...small, POPKIT_KIT_MODE: 'combined', UV_THREADPOOL_SIZE: '8' },
       nice: CPU_PRIORITY.checkout.nice,
     });
@@ -304,7 +305,7 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
       up.sup.add({
         name: 'media',
         command: node,
-        args: [BIN, 'media'],
+        args: [...SMALL_BOARD_NODE_FLAGS, BIN, 'media'],
         env: { ...childEnv, ...small, UV_THREADPOOL_SIZE: '8' },
         nice: CPU_PRIORITY.media.nice,
       });
@@ -326,7 +327,11 @@ function startServices(up: Up, childEnv: NodeJS.ProcessEnv): void {
 /** kitd's watchdog asks for restarts over the local bus; the children's view goes to run/supervisor.json. */
 function superviseOverBus(up: Up, localBusUrl: string): void {
   const topic = localTopics(up.cfg.POPKIT_LOCAL_BUS_PREFIX).supervisorCmd;
-  const bus = mqtt.connect(localBusUrl, { clientId: `popkit-up-${process.pid}`, reconnectPeriod: 1000 });
+  const bus = mqtt.connect(localBusUrl, {
+    ...KIT_MQTT_OPTIONS,
+    clientId: `popkit-up-${process.pid}`,
+    reconnectPeriod: 1000,
+  });
   up.bus = bus;
   bus.on('connect', () => bus.subscribe(topic, { qos: 1 }));
   bus.on('message', (t, payload) => {

@@ -5,6 +5,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { LocalTopics } from '../../core/contracts/local-bus.ts';
 import type { MediaGoneSchema, MediaStats } from '../../core/contracts/media.ts';
 import type { Logger } from '../../core/logger.ts';
+import { KIT_MQTT_OPTIONS } from '../../core/mqtt-options.ts';
 
 export interface MediaBus {
   publishStats(stats: MediaStats): void;
@@ -34,6 +35,7 @@ export class MqttMediaBus implements MediaBus {
   start(): void {
     const gone: Static<typeof MediaGoneSchema> = { v: 1, state: 'unavailable', reason: 'media process gone' };
     const client = mqtt.connect(this.url, {
+      ...KIT_MQTT_OPTIONS,
       clientId: `popkit-media-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
       reconnectPeriod: 2000,
       connectTimeout: 5000,

@@ -26,6 +26,7 @@ import {
 import type { LinkState } from '../../core/contracts/run-status.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
+import { KIT_MQTT_OPTIONS } from '../../core/mqtt-options.ts';
 
 const log = moduleLogger('sync');
 
@@ -151,6 +152,7 @@ export class HubLink {
     const offline: KitStatusT = { v: 1, kitId, online: false, at: Date.now() };
     const v5 = this.mqttVersion === '5';
     const clientOpts: IClientOptions = {
+      ...KIT_MQTT_OPTIONS,
       protocolVersion: mqttProtocolLevel(this.mqttVersion),
       clientId: `popkit-sync-${kitId}`,
       // a persistent session keeps acks the hub sent while the link was down (over 3.1.1 the broker

@@ -8,6 +8,7 @@ import { dataLayout } from '../../core/data-dir.ts';
 import { KitError } from '../../core/errors.ts';
 import { type RunningPart, untilStopSignal } from '../../core/kit-part.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import { KIT_MQTT_OPTIONS } from '../../core/mqtt-options.ts';
 import { pollLoop } from '../../core/poll-loop.ts';
 import { DiskWatch } from '../../core/priorities.ts';
 import { type KitStore, openKitStore, tokenCount } from '../../core/store/index.ts';
@@ -141,6 +142,7 @@ export async function startSync(env: NodeJS.ProcessEnv = process.env): Promise<R
   // kitd asks for a flush over the kit's local bus (critical power, safe shutdown)
   const bus = cfg.POPKIT_LOCAL_BUS_URL
     ? mqtt.connect(cfg.POPKIT_LOCAL_BUS_URL, {
+        ...KIT_MQTT_OPTIONS,
         clientId: `popkit-sync-local-${kitId}`,
         reconnectPeriod: 2000,
       })

@@ -15,7 +15,7 @@ import type { Ignore } from '@balena/dockerignore';
 import dockerignoreModule from '@balena/dockerignore';
 import tarStream from 'tar-stream';
 import { parse as parseYaml } from 'yaml';
-import { smallBoardEnv } from '../../core/kit-part.ts';
+import { SMALL_BOARD_NODE_FLAGS, smallBoardEnv } from '../../core/kit-part.ts';
 import { deviceNodesFor } from '../../firmware/device-nodes.ts';
 import { BOARD_IDS, defaultKitMode, getBoardProfile } from '../../hardware/boards/index.ts';
 
@@ -868,8 +868,8 @@ describe('the small-board variant (docker-compose.small.yml: docs/fleet.md#small
 
   test('checkout, sync and kitd are one service running `popkit kit`; media and Mosquitto their own', () => {
     assert.deepEqual(Object.keys(services).sort(), ['kit', 'media', 'mosquitto']);
-    assert.deepEqual(command('kit'), ['node', 'bin/popkit.js', 'kit']);
-    assert.deepEqual(command('media'), ['node', 'bin/popkit.js', 'media']);
+    assert.deepEqual(command('kit'), ['node', ...SMALL_BOARD_NODE_FLAGS, 'bin/popkit.js', 'kit']);
+    assert.deepEqual(command('media'), ['node', ...SMALL_BOARD_NODE_FLAGS, 'bin/popkit.js', 'media']);
     assert.equal(services['kit']?.environment?.['POPKIT_KIT_MODE'], 'combined');
   });
 
@@ -886,7 +886,14 @@ describe('the small-board variant (docker-compose.small.yml: docs/fleet.md#small
   test("media and Mosquitto are as in docker-compose.yml but for the small board's memory settings", () => {
     const full = composeServices('docker-compose.yml');
     const { NODE_OPTIONS: _n, MALLOC_ARENA_MAX: _m, ...mediaEnv } = services['media']?.environment ?? {};
-    assert.deepEqual({ ...services['media'], environment: mediaEnv }, full['media']);
+    const fullCommand = full['media']?.['command'] as string[] | undefined;
+    assert.deepEqual(
+      { ...services['media'], environment: mediaEnv },
+      {
+        ...full['media'],
+        command: fullCommand && [fullCommand[0], ...SMALL_BOARD_NODE_FLAGS, ...fullCommand.slice(1)],
+      },
+    );
     assert.deepEqual(services['mosquitto'], full['mosquitto']);
   });
 
