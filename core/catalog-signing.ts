@@ -30,6 +30,19 @@ export function parsePrivateKey(pem: string): KeyObject {
   return key;
 }
 
+/**
+ * Does `sig` (base64) verify over the exact bytes of `payload` with the hub's ed25519 key? Any
+ * malformed signature is a no, never a throw (the callers' *_FORGED).
+ */
+export function signatureVerifies(publicKey: KeyObject, signed: { payload: string; sig: string }): boolean {
+  const sig = Buffer.from(signed.sig, 'base64');
+  try {
+    return sig.length === 64 && verify(null, Buffer.from(signed.payload, 'utf8'), publicKey, sig);
+  } catch {
+    return false;
+  }
+}
+
 export function signCatalog(
   privateKey: KeyObject,
   catalog: WireCatalogT,
@@ -64,14 +77,8 @@ export function verifySignedCatalog(publicKey: KeyObject, raw: Buffer | string, 
       `catalog message: ${wire.signedCatalog.errors(outer).join('; ')}`,
     );
   }
-  const sig = Buffer.from(outer.sig, 'base64');
-  let ok = false;
-  try {
-    ok = sig.length === 64 && verify(null, Buffer.from(outer.payload, 'utf8'), publicKey, sig);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new KitError('CATALOG_FORGED', 'catalog signature does not verify against the hub key');
+  if (!signatureVerifies(publicKey, outer))
+    throw new KitError('CATALOG_FORGED', 'catalog signature does not verify against the hub key');
   let inner: unknown;
   try {
     inner = JSON.parse(outer.payload);
@@ -126,14 +133,7 @@ export function verifySignedAllocation(
   if (!signedAllocation.check(outer)) {
     throw new KitError('ALLOCATION_MALFORMED', `allocation: ${signedAllocation.errors(outer).join('; ')}`);
   }
-  const sig = Buffer.from(outer.sig, 'base64');
-  let ok = false;
-  try {
-    ok = sig.length === 64 && verify(null, Buffer.from(outer.payload, 'utf8'), publicKey, sig);
-  } catch {
-    ok = false;
-  }
-  if (!ok)
+  if (!signatureVerifies(publicKey, outer))
     throw new KitError('ALLOCATION_FORGED', 'allocation signature does not verify against the hub key');
   let inner: unknown;
   try {

@@ -18,9 +18,9 @@ import {
   generateKeyPairSync,
   type KeyObject,
   sign,
-  verify,
 } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { signatureVerifies } from './catalog-signing.ts';
 import { type SealKeyPayloadT, type SignedSealKeyT, wire } from './contracts/hub-wire.ts';
 import { type SealedEnvelopeT, sealedEnvelope } from './contracts/series.ts';
 import { KitError } from './errors.ts';
@@ -298,14 +298,8 @@ export function verifySealKey(
       'SEAL_KEY_MALFORMED',
       `seal key message: ${wire.signedSealKey.errors(outer, 3).join('; ')}`,
     );
-  const sig = Buffer.from(outer.sig, 'base64');
-  let ok = false;
-  try {
-    ok = sig.length === 64 && verify(null, Buffer.from(outer.payload, 'utf8'), hubPublicKey, sig);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new KitError('SEAL_KEY_FORGED', 'seal key signature does not verify against the hub key');
+  if (!signatureVerifies(hubPublicKey, outer))
+    throw new KitError('SEAL_KEY_FORGED', 'seal key signature does not verify against the hub key');
   let inner: unknown;
   try {
     inner = JSON.parse(outer.payload);

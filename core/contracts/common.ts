@@ -82,3 +82,16 @@ export function contract<T extends TSchema>(schema: T): Contract<T> {
     },
   };
 }
+
+/**
+ * A hub-signed message (catalog, seal key, allocation statement): the payload's exact bytes and their
+ * ed25519 signature with the hub's catalog key (core/catalog-signing.ts); each payload's `use` or shape
+ * keeps one kind from being taken for another. `maxPayload` bounds the payload's length per kind.
+ */
+export const SignedEnvelope = (maxPayload: number) =>
+  Type.Object({
+    v: Type.Literal(1),
+    alg: Type.Literal('ed25519'),
+    payload: Type.String({ minLength: 2, maxLength: maxPayload }),
+    sig: Type.String({ minLength: 1, maxLength: 200 }),
+  });

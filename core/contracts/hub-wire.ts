@@ -14,6 +14,7 @@ import {
   IsoTime,
   isSafeText,
   SafeText,
+  SignedEnvelope,
   Sku,
 } from './common.ts';
 import { LANE_NAMES } from './lanes.ts';
@@ -364,12 +365,7 @@ export type WireCatalogT = Static<typeof WireCatalog>;
  * Hub → kits on `events/{eventId}/catalog`, retained. The signature covers the exact bytes of
  * `payload` (a JSON string), so no canonical-JSON step is needed on either side.
  */
-export const SignedCatalog = Type.Object({
-  v: Type.Literal(1),
-  alg: Type.Literal('ed25519'),
-  payload: Type.String({ minLength: 2, maxLength: 4_000_000 }),
-  sig: Type.String({ minLength: 1, maxLength: 200 }),
-});
+export const SignedCatalog = SignedEnvelope(4_000_000);
 export type SignedCatalogT = Static<typeof SignedCatalog>;
 
 export const CatalogPayload = Type.Object({
@@ -440,12 +436,7 @@ export type AuthorizeResponseT = Static<typeof AuthorizeResponse>;
  * signed with the hub's ed25519 catalog key over the exact bytes of `payload`, as catalogs are. The
  * payload's `use` keeps a signed seal key and a signed catalog from ever being taken for each other.
  */
-export const SignedSealKey = Type.Object({
-  v: Type.Literal(1),
-  alg: Type.Literal('ed25519'),
-  payload: Type.String({ minLength: 2, maxLength: 2000 }),
-  sig: Type.String({ minLength: 1, maxLength: 200 }),
-});
+export const SignedSealKey = SignedEnvelope(2000);
 export type SignedSealKeyT = Static<typeof SignedSealKey>;
 
 export const SealKeyPayload = Type.Object(

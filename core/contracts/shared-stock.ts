@@ -4,7 +4,7 @@
 // (core/store/shared-stock.ts, services/sync/allocation-intake.ts).
 import { type Static, Type } from '@sinclair/typebox';
 import { CATALOG_LIMITS } from './catalog.ts';
-import { CATALOG_VERSION_MAX, contract, ID_LEVEL, IdLevel, IsoTime, Sku } from './common.ts';
+import { CATALOG_VERSION_MAX, contract, ID_LEVEL, IdLevel, IsoTime, SignedEnvelope, Sku } from './common.ts';
 
 /** A grant, release or transfer id: one topic level, as order ids. */
 export const MoveId = Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL });
@@ -49,12 +49,7 @@ export const AllocationPayload = Type.Object(
 export type AllocationPayloadT = Static<typeof AllocationPayload>;
 
 /** Hub → kit on `kits/{kitId}/allocations`, retained: the payload's exact bytes and their signature. */
-export const SignedAllocation = Type.Object({
-  v: Type.Literal(1),
-  alg: Type.Literal('ed25519'),
-  payload: Type.String({ minLength: 2, maxLength: 1_000_000 }),
-  sig: Type.String({ minLength: 1, maxLength: 200 }),
-});
+export const SignedAllocation = SignedEnvelope(1_000_000);
 export type SignedAllocationT = Static<typeof SignedAllocation>;
 
 /**
