@@ -23,6 +23,7 @@ after(async () => {
 
 test('popkit media publishes stats on the local bus and obeys bus commands', {
   skip: !loadGst().ok,
+  timeout: 120_000, // its own bound: a hang names this test, not the whole file (tests/integration/gst-bus-poll.test.ts)
 }, async () => {
   broker = await mosquitto();
   const child = spawn(process.execPath, [path.join(root, 'bin/popkit.js'), 'media'], {
