@@ -3,7 +3,7 @@
 import { type ChargeState, round } from '../power/reading.ts';
 import type { ReadingValues } from '../power/source-base.ts';
 import { FC_READ_INPUT, type ModbusRtuMaster } from './modbus-rtu.ts';
-import { ModbusPollSource, type ModbusSourceOptions } from './renogy-rover.ts';
+import { discoveryOrder, ModbusPollSource, type ModbusSourceOptions } from './renogy-rover.ts';
 
 export const EPEVER_BAUD = 115200;
 export const REG_REALTIME = 0x3100;
@@ -119,7 +119,8 @@ export class EpeverSource extends ModbusPollSource {
   }
 
   protected async discover(): Promise<number | undefined> {
-    for (const u of [1, ...Array.from({ length: 246 }, (_, i) => i + 2)]) {
+    // 1 (the factory id) and the unit found last tried again between chunks of the sweep
+    for (const u of discoveryOrder([1], this.lastFound)) {
       try {
         await this.master.readRegisters(u, FC_READ_INPUT, REG_BATTERY_STATUS, 1, 150);
         return u;

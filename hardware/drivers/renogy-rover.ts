@@ -195,10 +195,22 @@ export function renogyToReading(s: RenogyStatus): ReadingValues {
 /** Unit ids worth trying first: the default, what some BT modules set, newer Rover 40A units. */
 export const LIKELY_UNITS = [1, 16, 255];
 
-export function discoveryOrder(): number[] {
+/** Ids of the sweep probed between two tries of the likely ones. */
+export const SWEEP_CHUNK = 16;
+
+/**
+ * The order of a unit id scan: the likely ids (`first` before them: the unit found last time), then
+ * 1–247 in chunks of SWEEP_CHUNK, the likely ids tried again after each chunk. One answer missed by a
+ * busy controller or link (a reply later than the probe's timeout) then costs one chunk, not the whole
+ * sweep: 243 ids at 150 ms each are 36 s without a reading.
+ */
+export function discoveryOrder(likely: readonly number[] = LIKELY_UNITS, first?: number): number[] {
+  const again = first === undefined ? [...likely] : [first, ...likely.filter((u) => u !== first)];
   const rest: number[] = [];
-  for (let u = 1; u <= 247; u++) if (!LIKELY_UNITS.includes(u)) rest.push(u);
-  return [...LIKELY_UNITS, ...rest];
+  for (let u = 1; u <= 247; u++) if (!again.includes(u)) rest.push(u);
+  const order = [...again];
+  for (let i = 0; i < rest.length; i += SWEEP_CHUNK) order.push(...rest.slice(i, i + SWEEP_CHUNK), ...again);
+  return order;
 }
 
 export class RenogyRover {
@@ -229,7 +241,7 @@ export class RenogyRover {
     await this.master.writeRegister(this.unit, REG_LOAD, on ? 1 : 0);
   }
 
-  /** Probes ids 1, 16, 255 first, then 2–247; resolves the first that answers, else undefined. */
+  /** Probes ids 1, 16, 255 first, then 2–247 (discoveryOrder); resolves the first that answers, else undefined. */
   async discover(opts: { timeoutMs?: number; units?: number[] } = {}): Promise<number | undefined> {
     for (const u of opts.units ?? discoveryOrder()) {
       try {
@@ -266,6 +278,8 @@ export abstract class ModbusPollSource extends PowerSourceBase {
   protected readonly link: SerialLink | ReconnectingLink;
   protected readonly master: ModbusRtuMaster;
   protected unit: number | undefined;
+  /** the unit a scan found last: probed first when the scan runs again (after a replug) */
+  protected lastFound: number | undefined;
   private readonly scan: boolean;
   private readonly pollMs: number;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -329,6 +343,7 @@ export abstract class ModbusPollSource extends PowerSourceBase {
       if (this.unit === undefined) {
         if (!this.link.isOpen) throw new KitError('HW_SERIAL_CLOSED', `${this.link.path} is not connected`);
         this.unit = await this.discover();
+        if (this.unit !== undefined) this.lastFound = this.unit;
         if (this.unit === undefined)
           throw new KitError('HW_STALE', 'no Modbus unit answered on 1–247 or 255');
         log.info({ device: this.device, unit: this.unit }, 'found Modbus unit');
@@ -376,7 +391,7 @@ export class RenogySource extends ModbusPollSource {
   }
 
   protected discover(): Promise<number | undefined> {
-    return this.rover.discover();
+    return this.rover.discover({ units: discoveryOrder(LIKELY_UNITS, this.lastFound) });
   }
 
   async setLoad(on: boolean): Promise<void> {

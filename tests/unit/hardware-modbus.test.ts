@@ -2,6 +2,7 @@
 // drivers against the simulated controllers over an in-process serial pair.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { KitError } from '../../core/errors.ts';
 import { decodeEpever, EpeverSource, epeverChargeState } from '../../hardware/drivers/epever-tracer.ts';
 import {
   crc16modbus,
@@ -16,8 +17,10 @@ import {
 import {
   decodeRenogyStatus,
   discoveryOrder,
+  LIKELY_UNITS,
   RenogyRover,
   RenogySource,
+  SWEEP_CHUNK,
   signMagnitude8,
 } from '../../hardware/drivers/renogy-rover.ts';
 import type { PowerReading } from '../../hardware/power/reading.ts';
@@ -148,6 +151,21 @@ describe('Renogy Rover decoding', () => {
     assert.equal(new Set(order).size, 248);
     assert.ok(!order.includes(0) && !order.includes(248));
   });
+
+  test('discovery tries the likely ids again after every chunk of the sweep, the unit found last first', () => {
+    const order = discoveryOrder(LIKELY_UNITS, 255);
+    assert.deepEqual(order.slice(0, 3), [255, 1, 16]);
+    // one missed answer costs at most a chunk: never more than SWEEP_CHUNK other ids between two tries of 255
+    const at = order.flatMap((u, i) => (u === 255 ? [i] : []));
+    for (let k = 1; k < at.length; k++) assert.ok(at[k]! - at[k - 1]! <= SWEEP_CHUNK + 3, `gap at ${at[k]}`);
+    assert.ok(order.length - 1 - at[at.length - 1]! <= SWEEP_CHUNK + 2, 'tried again after the last chunk');
+    assert.equal(new Set(order).size, 248);
+    // an id outside the likely ones found last time leads, once per round
+    const other = discoveryOrder([1], 42);
+    assert.deepEqual(other.slice(0, 2), [42, 1]);
+    assert.equal(new Set(other).size, 247);
+    assert.ok(!other.includes(255), 'EPEver: 1–247 only');
+  });
 });
 
 describe('EPEver decoding', () => {
@@ -184,6 +202,27 @@ function rig(unitId = 1) {
 }
 
 describe('drivers against simulated controllers (in-process)', () => {
+  test('Renogy discovery: an answer the unit missed costs one chunk of the sweep, not the whole sweep', async () => {
+    // a master whose unit 255 misses its first probe (a reply later than the timeout), then answers
+    const probes: number[] = [];
+    let missed = false;
+    const master = {
+      async readRegisters(unit: number): Promise<number[]> {
+        probes.push(unit);
+        if (unit !== 255) throw new KitError('HW_STALE', 'no answer');
+        if (!missed) {
+          missed = true;
+          throw new KitError('HW_STALE', 'late answer');
+        }
+        return [0];
+      },
+    } as unknown as ModbusRtuMaster;
+    const rover = new RenogyRover(master, 1);
+    assert.equal(await rover.discover({ units: discoveryOrder() }), 255);
+    assert.ok(probes.length <= 3 + SWEEP_CHUNK + 3, `found after ${probes.length} probes`);
+    assert.deepEqual(probes.slice(0, 3), [1, 16, 255]);
+  });
+
   test('Renogy: bulk read, info, load off/on through FC 0x06', async () => {
     const { battery, pair } = rig();
     const sim = new RenogySimulator({ link: pair.device, battery, unitId: 1 });
