@@ -11,7 +11,6 @@ import { isSafeText } from '../../core/contracts/common.ts';
 import { type AckT, topics, type WireOrderT } from '../../core/contracts/hub-wire.ts';
 import {
   getOrder,
-  LANES,
   readRecentDeclines,
   readRiskCounters,
   readSealedToken,
@@ -26,6 +25,7 @@ import {
   type Mosquitto,
   makeKit,
   mosquitto,
+  outboxOrders,
   PG_URL,
   startHub,
   startSync,
@@ -53,10 +53,6 @@ after(async () => {
   await kit?.close();
   await dropSchema(schema);
 });
-
-function outboxOrders(k: TestKit): number {
-  return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
-}
 
 /** rewrite a stored order as an older kit version could have stored it (straight into LMDB) */
 async function corrupt(id: string, change: (o: StoredOrder) => StoredOrder): Promise<void> {

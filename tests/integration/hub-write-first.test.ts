@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { getOrder, LANES } from '../../core/store/index.ts';
+import { getOrder } from '../../core/store/index.ts';
 import {
   type ExchangeRequest,
   type ExchangeResult,
@@ -23,6 +23,7 @@ import {
   type Mosquitto,
   makeKit,
   mosquitto,
+  outboxOrders,
   PG_URL,
   startHub,
   startSync,
@@ -54,10 +55,6 @@ after(async () => {
   await kit?.close();
   await dropSchema(schema);
 });
-
-function outboxOrders(k: TestKit): number {
-  return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
-}
 
 /** The sandbox, with a look into the ledger at every call: is the order already there? */
 class LedgerCheckingGateway implements PaymentGateway {

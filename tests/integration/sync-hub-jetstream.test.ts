@@ -17,16 +17,17 @@ import mqtt from 'mqtt';
 import pg from 'pg';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import { hubDataLayout } from '../../core/data-dir.ts';
-import { LANES, readStoredCatalog } from '../../core/store/index.ts';
+import { readStoredCatalog } from '../../core/store/index.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
+  assertSettledOnceInLedger,
   dropSchema,
   freePort,
   hubProcessEnv,
-  ledgerOrderIds,
   makeKit,
+  outboxOrders,
   PG_URL,
   REPO,
   startHub,
@@ -37,10 +38,6 @@ import {
   waitFor,
 } from '../support/hub-link.ts';
 import { type NatsCluster, startNatsCluster } from '../support/nats-cluster.ts';
-
-function outboxOrders(k: TestKit): number {
-  return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
-}
 
 /** the node URLs of one kind, starting at node `first` */
 function urlsFrom(cluster: NatsCluster, first: number, kind: 'mqttUrl' | 'natsUrl'): string {
@@ -238,13 +235,7 @@ describe('hub workers on a JetStream work queue (three-node NATS cluster, kits o
 
     for (const [i, k] of kits.entries())
       await waitFor(() => outboxOrders(k) === 0, 90_000, `outbox of kit ${i} drained`);
-    for (const [i, k] of kits.entries()) {
-      for (const id of placed[i]!)
-        assert.equal(k.store.orders.get(id)?.syncState, 'settled', `${k.kitId} ${id} acked`);
-      const ledger = await ledgerOrderIds(schema, k.kitId);
-      assert.deepEqual(ledger.ids, [...placed[i]!].sort(), `ledger of ${k.kitId}`);
-      assert.equal(ledger.rows, placed[i]!.length, 'each order once');
-    }
+    await assertSettledOnceInLedger(schema, kits, placed);
     assert.ok(
       hubs.every((h) => h.jetstream!.stats.acked > 0),
       'both live workers took messages from the shared consumer',

@@ -9,14 +9,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import { LANES, readStoredCatalog } from '../../core/store/index.ts';
+import { readStoredCatalog } from '../../core/store/index.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
+  assertSettledOnceInLedger,
   dropSchema,
-  ledgerOrderIds,
   makeKit,
+  outboxOrders,
   startHub,
   startSync,
   type TestKit,
@@ -24,10 +25,6 @@ import {
   waitFor,
 } from '../support/hub-link.ts';
 import { type NatsCluster, type NatsNode, startNatsCluster } from '../support/nats-cluster.ts';
-
-function outboxOrders(k: TestKit): number {
-  return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
-}
 
 /** the three node URLs, starting at node `first`: a kit's POPKIT_HUB_URL */
 function urlsFrom(cluster: NatsCluster, first: number): string {
@@ -130,13 +127,7 @@ describe('sync ⇄ hub through a three-node NATS cluster (MQTT 3.1.1 gateways, J
 
     for (const [i, k] of kits.entries())
       await waitFor(() => outboxOrders(k) === 0, 90_000, `outbox of kit ${i} drained`);
-    for (const [i, k] of kits.entries()) {
-      for (const id of placed[i]!)
-        assert.equal(k.store.orders.get(id)?.syncState, 'settled', `${k.kitId} ${id} acked`);
-      const ledger = await ledgerOrderIds(schema, k.kitId);
-      assert.deepEqual(ledger.ids, [...placed[i]!].sort(), `ledger of ${k.kitId}`);
-      assert.equal(ledger.rows, placed[i]!.length, 'each order once');
-    }
+    await assertSettledOnceInLedger(schema, kits, placed);
   });
 
   test('after the restart: a new catalog reaches every kit, and a kit new to the restarted node gets it retained', async () => {

@@ -10,7 +10,7 @@ import mqtt from 'mqtt';
 import { signCatalog } from '../../core/catalog-signing.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import { readRunStatus } from '../../core/contracts/run-status.ts';
-import { LANES, readRiskCounters, readStoredCatalog } from '../../core/store/index.ts';
+import { readRiskCounters, readStoredCatalog } from '../../core/store/index.ts';
 import { SandboxGateway } from '../../services/hub/gateway.ts';
 import type { HubService } from '../../services/hub/hub-service.ts';
 import { loadOrCreateSigningKey } from '../../services/hub/keys.ts';
@@ -24,16 +24,13 @@ import {
   makeKit,
   mosquitto,
   mqttEnv,
+  outboxOrders,
   startHub,
   startSync,
   type TestKit,
   uniqueId,
   waitFor,
 } from '../support/hub-link.ts';
-
-function outboxOrders(k: TestKit): number {
-  return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
-}
 
 /** one cash order of whatever the kit sells now (the catalog test replaces the catalog) */
 async function placeAny(k: TestKit): Promise<string> {

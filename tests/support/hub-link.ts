@@ -1,5 +1,6 @@
 // Shared wiring for the hub-link tests and bench: a kit (real LMDB + checkout's OrderService), a hub
 // worker, sync, a private Mosquitto on a free port, unique PostgreSQL schemas.
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import mqtt from 'mqtt';
 import pg from 'pg';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
 import { MQTT_VERSIONS, type MqttVersion } from '../../core/contracts/hub-wire.ts';
+import { LANES } from '../../core/contracts/lanes.ts';
 import { type MosquittoBroker, startEmbeddedBroker } from '../../core/embedded-broker.ts';
 import { MonotonicIds } from '../../core/ids.ts';
 import { type KitStore, openKitStore, readStoredCatalog, replaceCatalog } from '../../core/store/index.ts';
@@ -205,6 +207,27 @@ export async function dropSchema(schema: string): Promise<void> {
     await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   } finally {
     await c.end();
+  }
+}
+
+/** The orders lane's entries still in a kit's outbox (unacked). */
+export function outboxOrders(k: TestKit): number {
+  return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
+}
+
+/** Every order each kit placed is acked (settled) on the kit and in the hub's ledger exactly once. */
+export async function assertSettledOnceInLedger(
+  schema: string,
+  kits: readonly TestKit[],
+  placed: readonly (readonly string[])[],
+): Promise<void> {
+  for (const [i, k] of kits.entries()) {
+    const mine = placed[i] ?? [];
+    for (const id of mine)
+      assert.equal(k.store.orders.get(id)?.syncState, 'settled', `${k.kitId} ${id} acked`);
+    const ledger = await ledgerOrderIds(schema, k.kitId);
+    assert.deepEqual(ledger.ids, [...mine].sort(), `ledger of ${k.kitId}`);
+    assert.equal(ledger.rows, mine.length, 'each order once');
   }
 }
 
