@@ -165,6 +165,7 @@ describe('pre-flight against a running kit', () => {
         'payment',
         'queue',
         'connectivity',
+        'uplinks',
         'power',
         'storage',
         'clock',
