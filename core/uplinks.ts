@@ -216,9 +216,16 @@ export class SocatStream extends Duplex {
 export function boundStream(
   t: HubTarget,
   iface: string,
-  opts: { ca?: Buffer | undefined; connectTimeoutMs: number; socatBin?: string },
+  opts: {
+    ca?: Buffer | undefined;
+    connectTimeoutMs: number;
+    socatBin?: string;
+    /** socat's own error (ENOENT: not installed; EPERM: binding refused), whatever TLS made of it */
+    onLinkError?: (err: NodeJS.ErrnoException) => void;
+  },
 ): Duplex {
   const raw = new SocatStream(socatArgs(t, iface, opts.connectTimeoutMs / 1000), opts.socatBin);
+  if (opts.onLinkError) raw.once('error', opts.onLinkError);
   if (!t.tls) return raw;
   const host = t.host.replace(/^\[|\]$/g, '');
   const s = tls.connect({
@@ -228,6 +235,9 @@ export function boundStream(
     ...(opts.ca ? { ca: opts.ca } : {}),
     rejectUnauthorized: true,
   });
+  // socat's end is the connection's: its error (ENOENT, EPERM, a refused connect) becomes the TLS
+  // socket's, which mqtt.js listens to; a raw stream error with no listener would end the process
+  raw.on('error', (err) => s.destroy(err));
   raw.once('close', () => s.destroy());
   s.once('close', () => raw.destroy());
   return s;

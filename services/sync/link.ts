@@ -236,16 +236,18 @@ export class HubLink {
       const streamOpts = { ca: this.opts.ca, connectTimeoutMs: CONNECT_TIMEOUT_MS };
       client = new MqttClient(
         () => {
-          const s = boundStream(target, via, streamOpts);
-          s.once('error', (err: NodeJS.ErrnoException) => {
-            if ((err.code !== 'ENOENT' && err.code !== 'EPERM') || this.bindBroken) return;
-            this.bindBroken = true;
-            log.error(
-              { err: err.message },
-              err.code === 'ENOENT'
-                ? 'hub link: socat is not installed: plain connections from now on (scripts/setup.sh)'
-                : 'hub link: binding to a link is not permitted here (SO_BINDTODEVICE): plain connections from now on',
-            );
+          const s = boundStream(target, via, {
+            ...streamOpts,
+            onLinkError: (err) => {
+              if ((err.code !== 'ENOENT' && err.code !== 'EPERM') || this.bindBroken) return;
+              this.bindBroken = true;
+              log.error(
+                { err: err.message },
+                err.code === 'ENOENT'
+                  ? 'hub link: socat is not installed: plain connections from now on (scripts/setup.sh)'
+                  : 'hub link: binding to a link is not permitted here (SO_BINDTODEVICE): plain connections from now on',
+              );
+            },
           });
           return s;
         },

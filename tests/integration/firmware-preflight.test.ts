@@ -224,7 +224,10 @@ describe('pre-flight against a running kit', () => {
       rr.checks.filter((c) => !c.ok).map((c) => c.id),
       ['uplinks'],
     );
-    assert.match(rr.checks.find((c) => c.id === 'uplinks')?.detail ?? '', /POPKIT_PREFLIGHT_REDUNDANCY=required/);
+    assert.match(
+      rr.checks.find((c) => c.id === 'uplinks')?.detail ?? '',
+      /POPKIT_PREFLIGHT_REDUNDANCY=required/,
+    );
   });
 
   test("payment fails without the hub's admin token, and says which", async () => {

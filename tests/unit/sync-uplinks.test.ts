@@ -3,9 +3,13 @@
 // input: hostile values refused), the rotation through links on failures and back by preference, and
 // the socat stream itself (over `lo`, unprivileged, on a real socat).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { after, describe, test } from 'node:test';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import tls from 'node:tls';
 import { BaseConfig, composeConfig, loadConfig } from '../../core/config.ts';
 import type { Link, LinksView } from '../../core/contracts/links.ts';
 import {
@@ -23,6 +27,7 @@ import { KitdConfig } from '../../firmware/config.ts';
 import { uplinksOutcome } from '../../firmware/preflight.ts';
 import { SyncConfig } from '../../services/sync/config.ts';
 import { boundVerdict, type UplinkVerdict } from '../../services/sync/metered.ts';
+import { tmpDir } from '../support/hub-link.ts';
 
 const link = (iface: string, over: Partial<Link> = {}): Link => ({
   iface,
@@ -474,5 +479,122 @@ describe('configuration', () => {
         { code: 'CONFIG_INVALID' },
         v,
       );
+  });
+});
+
+describe('TLS over a bound link (mqtts://, https://)', () => {
+  const dir = tmpDir('uplinks-tls');
+  const file = (n: string) => path.join(dir, n);
+  const openssl = (...args: string[]) =>
+    execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const servers: net.Server[] = [];
+  let port = 0;
+  before(async () => {
+    for (const ca of ['ca', 'other-ca'])
+      openssl(
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${ca}`,
+        '-keyout',
+        `${ca}.key`,
+        '-out',
+        `${ca}.crt`,
+      );
+    openssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.csr',
+    );
+    fs.writeFileSync(file('san.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      'san.cnf',
+      '-out',
+      'server.crt',
+    );
+    const srv = tls.createServer(
+      { key: fs.readFileSync(file('server.key')), cert: fs.readFileSync(file('server.crt')) },
+      (c) => c.on('data', (d) => c.end(Buffer.concat([Buffer.from('tls:'), d]))),
+    );
+    srv.on('tlsClientError', () => undefined);
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    port = (srv.address() as net.AddressInfo).port;
+  });
+  after(() => {
+    for (const s of servers) s.close();
+  });
+
+  test('the private CA verifies the hub: bytes both ways through socat and TLS', async () => {
+    const s = boundStream({ tls: true, host: '127.0.0.1', port }, 'lo', {
+      ca: fs.readFileSync(file('ca.crt')),
+      connectTimeoutMs: 5000,
+    });
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.write('ping');
+    await new Promise<void>((resolve, reject) => {
+      s.once('close', () => resolve());
+      s.once('error', reject);
+    });
+    assert.equal(Buffer.concat(chunks).toString(), 'tls:ping');
+  });
+
+  test('another CA: refused (the certificate does not verify), nothing sent', async () => {
+    const s = boundStream({ tls: true, host: '127.0.0.1', port }, 'lo', {
+      ca: fs.readFileSync(file('other-ca.crt')),
+      connectTimeoutMs: 5000,
+    });
+    let got = 0;
+    s.on('data', () => got++);
+    s.write('secret');
+    const err = await new Promise<Error>((resolve) => s.once('error', resolve));
+    assert.match(err.message, /certificate/i);
+    assert.equal(got, 0);
+  });
+
+  test("socat failing under TLS: errors on the TLS socket, socat's own to onLinkError, then a close", async () => {
+    const linkErrors: string[] = [];
+    const s = boundStream({ tls: true, host: '127.0.0.1', port }, 'nosuchif9', {
+      connectTimeoutMs: 5000,
+      onLinkError: (e) => linkErrors.push(String(e.code)),
+    });
+    const errors: string[] = [];
+    s.on('error', (e: NodeJS.ErrnoException) => errors.push(String(e.code)));
+    await new Promise((r) => s.once('close', r));
+    assert.ok(errors.length > 0);
+    assert.deepEqual(linkErrors, ['ELINKCLOSED']);
+    const missing = boundStream({ tls: true, host: '127.0.0.1', port }, 'lo', {
+      connectTimeoutMs: 5000,
+      socatBin: '/nonexistent/socat',
+      onLinkError: (e) => linkErrors.push(String(e.code)),
+    });
+    missing.on('error', () => undefined);
+    await new Promise((r) => missing.once('close', r));
+    assert.deepEqual(linkErrors, ['ELINKCLOSED', 'ENOENT']);
   });
 });
