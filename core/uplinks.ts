@@ -47,10 +47,14 @@ export function bindableIface(v: unknown): v is string {
   );
 }
 
+/** lower is better: unmetered, then not known, then metered */
+export function meteredRank(c: Pick<UplinkCandidate, 'metered'>): number {
+  return c.metered === false ? 0 : c.metered === null ? 1 : 2;
+}
+
 /** lower is better: unmetered, then not known, then metered; within each the primary first */
 export function linkRank(c: Pick<UplinkCandidate, 'metered' | 'primary'>): number {
-  const m = c.metered === false ? 0 : c.metered === null ? 1 : 2;
-  return m * 2 + (c.primary ? 0 : 1);
+  return meteredRank(c) * 2 + (c.primary ? 0 : 1);
 }
 
 /** This network namespace's interfaces and their addresses (os.networkInterfaces()'s shape). */
@@ -305,8 +309,8 @@ export class LinkRotation {
 
   /**
    * While connected (or connecting) over `via`: the link to move to now, or undefined to stay. Its link
-   * is gone from kitd's usable links: the best one (plain when none). A better-ranked link that has not
-   * failed lately: that one.
+   * is gone from kitd's usable links: the best one (plain when none). A link in a cheaper class
+   * (unmetered over not known over metered) that has not failed lately: that one.
    */
   preferred(cands: readonly UplinkCandidate[]): { to: string | null } | undefined {
     if (this.via === null) {
@@ -318,7 +322,9 @@ export class LinkRotation {
       const best = cands.find((c) => !this.held(c.iface)) ?? cands[0];
       return { to: best?.iface ?? null };
     }
-    const better = cands.find((c) => linkRank(c) < linkRank(cur) && !this.held(c.iface));
+    // only a link that costs less: NetworkManager moving its primary between two unmetered links is no
+    // reason to drop a working connection
+    const better = cands.find((c) => meteredRank(c) < meteredRank(cur) && !this.held(c.iface));
     return better ? { to: better.iface } : undefined;
   }
 }

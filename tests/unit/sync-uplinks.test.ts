@@ -311,6 +311,14 @@ describe('link rotation', () => {
     r.via = null;
     assert.deepEqual(r.preferred(cands), { to: 'eth0' });
     assert.equal(new LinkRotation().preferred([]), undefined, 'plain with no links: stay');
+    // two unmetered links: NetworkManager's primary moving between them does not move the connection
+    const two = [
+      { iface: 'wlan0', metered: false, primary: true },
+      { iface: 'eth0', metered: false, primary: false },
+    ];
+    const r2 = new LinkRotation(() => 0);
+    r2.via = 'eth0';
+    assert.equal(r2.preferred(two), undefined);
   });
 });
 
