@@ -138,8 +138,9 @@ before(async () => {
   if (!ROOT) return;
   ip('netns', 'add', NS);
   madeNetns = true;
-  ip('netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0');
-  ip('netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.conf.default.rp_filter=0');
+  // no reverse-path filter in the kit's namespace: replies come back over whichever link asked
+  ip('netns', 'exec', NS, 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter');
+  ip('netns', 'exec', NS, 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/conf/default/rp_filter');
   ip('-n', NS, 'link', 'set', 'lo', 'up');
   for (const [l, n] of [
     [A, NET_A],
