@@ -16,8 +16,8 @@
 // Redundant uplinks (#17, uplinks.ts): with POPKIT_SYNC_BIND_LINKS=auto and kitd's links known, each
 // connection is bound to one link, the unmetered first; a connection that fails or drops moves to the
 // next link (then to a plain connection, then, round again, to the next URL), and every second the
-// link in use is compared with kitd's view: a link that went away, or a better one that is back, moves
-// the connection at once, without a backoff step.
+// link in use is compared with kitd's view: a link that went away, or a cheaper one (unmetered) that is
+// back, moves the connection at once, without a backoff step.
 import mqtt, { type IClientOptions, type IPublishPacket, MqttClient } from 'mqtt';
 import { Backoff } from '../../core/backoff.ts';
 import { hubUrlList } from '../../core/config.ts';
@@ -146,7 +146,7 @@ export class HubLink {
 
   private readonly rotation = new LinkRotation();
   private linkTimer: NodeJS.Timeout | undefined;
-  /** socat could not be started (not installed): plain connections from then on */
+  /** socat is not installed, or binding to a link is not permitted here: plain connections from then on */
   private bindBroken = false;
 
   constructor(
@@ -276,7 +276,7 @@ export class HubLink {
 
   /**
    * Once a second: is the link in use still the one to use? kitd no longer lists it as connected, or a
-   * better link is back (uplinks.ts LinkRotation.preferred): move now, no backoff step (nothing failed
+   * cheaper link is back (uplinks.ts LinkRotation.preferred): move now, no backoff step (nothing failed
    * that a pause would help). While a reconnect is scheduled the next attempt chooses anyway.
    */
   private checkLink(): void {
