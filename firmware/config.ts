@@ -38,6 +38,12 @@ export const KitdOwnConfig = Type.Object({
     default: 240,
     description: 'planned event duration; time-to-go shorter than what is left of it counts as low',
   }),
+  // redundant uplinks (#17): `popkit preflight` reaches the hub over each link on its own
+  POPKIT_PREFLIGHT_REDUNDANCY: Type.Union([Type.Literal('required'), Type.Literal('off')], {
+    default: 'off',
+    description:
+      "required: the event needs redundant uplinks, and pre-flight fails unless at least two of kitd's links (NetworkManager's) each reach the hub's /healthz on their own; off: each link is still probed and listed, and the check passes",
+  }),
   POPKIT_BATTERY_WH: Type.Optional(
     Type.Number({ exclusiveMinimum: 0, description: 'usable battery energy for time-to-go' }),
   ),

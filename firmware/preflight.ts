@@ -6,6 +6,7 @@
 
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { CheckoutClient } from '../core/checkout-client.ts';
@@ -29,6 +30,7 @@ import {
   removeOutboxEntries,
 } from '../core/store/index.ts';
 import { salesSince } from '../core/store/sales.ts';
+import { hubTarget, type LinkProbe, orderUplinks, probeOverLink } from '../core/uplinks.ts';
 import { networkProbe } from './health.ts';
 import { summarizeBattery } from './power-policy.ts';
 
@@ -39,6 +41,7 @@ export const PREFLIGHT_CHECKS = [
   'payment',
   'queue',
   'connectivity',
+  'uplinks',
   'power',
   'storage',
   'clock',
@@ -77,6 +80,12 @@ export interface PreflightOptions {
   /** slowest acceptable catalog answer from the kit */
   catalogMaxMs: number;
   maxClockSkewS: number;
+  /** POPKIT_PREFLIGHT_REDUNDANCY: `required` fails the uplinks check below two links reaching the hub */
+  redundancy?: 'required' | 'off' | undefined;
+  /** how long one link's probe may take; default 3000 ms */
+  linkProbeMs?: number | undefined;
+  /** the socat binary (tests); default `socat` on PATH */
+  socatBin?: string | undefined;
   /** the earliest plausible time: a Pi without RTC boots in 1970 until NTP answers */
   clockFloor: number;
   now?: () => number;
@@ -90,6 +99,7 @@ const TITLES: Record<PreflightCheckId, string> = {
   payment: 'payment token exchange with the hub',
   queue: 'queue fallback',
   connectivity: 'connectivity to the hub',
+  uplinks: 'hub reached over each link',
   power: 'power plan covers the event',
   storage: 'free storage',
   clock: 'clock sane',
@@ -97,6 +107,7 @@ const TITLES: Record<PreflightCheckId, string> = {
 };
 
 type Outcome = { ok: boolean; detail: string; data?: Record<string, unknown> };
+export type PreflightOutcome = Outcome;
 
 /** What the checks share: the options, the clock, and what earlier checks learnt. */
 interface Ctx {
@@ -115,6 +126,7 @@ const CHECKS: Record<PreflightCheckId, (c: Ctx) => Promise<Outcome>> = {
   payment: checkPayment,
   queue: checkQueue,
   connectivity: checkConnectivity,
+  uplinks: checkUplinks,
   power: checkPower,
   storage: checkStorage,
   clock: checkClock,
@@ -436,6 +448,68 @@ async function checkConnectivity(c: Ctx): Promise<Outcome> {
   const detail = `rtt ${n.rttMs} ms, jitter ${n.jitterMs} ms, loss ${n.lossPct} %`;
   if (n.lossPct > 20 || (n.jitterMs ?? 0) > 150)
     return { ok: false, detail: `too lossy or jittery: ${detail}`, data };
+  return { ok: true, detail, data };
+}
+
+/**
+ * The hub over each link on its own (#17): one GET /healthz through a connection bound to the link
+ * (core/uplinks.ts, socat with SO_BINDTODEVICE), for each link kitd's /v1/status lists as connected
+ * from NetworkManager. With POPKIT_PREFLIGHT_REDUNDANCY=required fewer than two links reaching the hub
+ * fail the check (and so do links that cannot be checked: kitd's view missing, stale or from the sim
+ * board, a hub on this machine); off: the results are listed and the check passes.
+ */
+function checkUplinks(c: Ctx): Promise<Outcome> {
+  return uplinksOutcome(c.o, c.status?.kitd);
+}
+
+/** The uplinks check on kitd's part of /v1/status (exported for the netns test). */
+export async function uplinksOutcome(
+  o: Pick<PreflightOptions, 'hubHttpUrl' | 'redundancy' | 'linkProbeMs' | 'socatBin'>,
+  kitd: KitStatusViewT['kitd'] | undefined,
+): Promise<PreflightOutcome> {
+  const required = o.redundancy === 'required';
+  const why = required ? ': the event requires two (POPKIT_PREFLIGHT_REDUNDANCY=required)' : '';
+  const view = kitd && !kitd.stale ? kitd.links : undefined;
+  if (view?.state !== 'ok')
+    return {
+      ok: !required,
+      detail: `links not known (${!kitd ? 'no kitd status' : kitd.stale ? "kitd's status is stale" : `links ${view?.state ?? 'absent'}`})${why}`,
+      data: { required, reaching: 0 },
+    };
+  if (view.source !== 'networkmanager')
+    return {
+      ok: !required,
+      detail: `links from ${view.source}: not probed one by one${why}`,
+      data: { required, reaching: 0 },
+    };
+  const target = hubTarget(o.hubHttpUrl, 'http');
+  if (!target)
+    return {
+      ok: !required,
+      detail: `hub ${o.hubHttpUrl} is on this machine (or its host cannot be bound to a link): not probed one by one${why}`,
+      data: { required, reaching: 0 },
+    };
+  const results: LinkProbe[] = [];
+  // the links of this namespace only: a container on a bridge network cannot reach the host's links
+  for (const l of orderUplinks(view, os.networkInterfaces()))
+    results.push(
+      await probeOverLink(target, l.iface, '/healthz', {
+        timeoutMs: o.linkProbeMs ?? 3000,
+        ...(o.socatBin ? { socatBin: o.socatBin } : {}),
+      }),
+    );
+  const probed = new Set(results.map((r) => r.iface));
+  const notUp = view.links
+    .filter((l) => !probed.has(l.iface))
+    .map((l) => `${l.iface} ${l.state === 'connected' ? 'not up in this network namespace' : l.state}`);
+  const reaching = results.filter((r) => r.ok).length;
+  const parts = [
+    ...results.map((r) => (r.ok ? `${r.iface} ok ${r.rttMs} ms` : `${r.iface} FAILED (${r.error ?? '?'})`)),
+    ...notUp,
+  ];
+  const detail = `${reaching} of ${view.links.length} link(s) reach the hub: ${parts.join(', ') || 'none listed'}`;
+  const data = { required, reaching, links: results, notProbed: notUp };
+  if (required && reaching < 2) return { ok: false, detail: `${detail}${why}`, data };
   return { ok: true, detail, data };
 }
 

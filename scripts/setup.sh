@@ -22,7 +22,10 @@ fi
 # the pango plugin (clockoverlay, textoverlay), which --no-install-recommends does not bring.
 # dbus (dbus-daemon) + python3-dbusmock: the link monitor's tests run a private bus with dbusmock's
 # NetworkManager template on it (tests/support/nm-mock.ts; /usr/bin/python3, Debian's Python).
-PKGS=(build-essential python3 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+# iproute2 (ip, ss): the redundant-uplinks test makes network namespaces and veth pairs and reads which
+# link a connection uses (tests/integration/sync-uplinks-netns.test.ts); socat binds sync's hub
+# connection to a link (core/uplinks.ts).
+PKGS=(build-essential iproute2 python3 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-tools gstreamer1.0-x socat mosquitto mosquitto-clients chromium ffmpeg strace
   fuse3 python3-fusepy dbus python3-dbusmock)

@@ -22,7 +22,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
     process.stdout.write(
       'usage: popkit preflight [--json] [--min-free-mb N] [--queue-wait-ms N]\n\n' +
         'Checks a running kit: edge node and catalog cache, payment exchange with the hub, queue fallback,\n' +
-        'connectivity, power plan, free storage, clock. Exit 0 only when every check passes.\n',
+        'connectivity (and the hub over each link on its own), power plan, free storage, clock. Exit 0 only when every check passes.\n',
     );
     return 0;
   }
@@ -58,6 +58,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
     queueWaitMs,
     catalogMaxMs: 250,
     maxClockSkewS: 5,
+    redundancy: cfg.POPKIT_PREFLIGHT_REDUNDANCY,
     clockFloor: Date.UTC(2025, 0, 1),
   });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatPreflight(report));

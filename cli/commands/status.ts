@@ -60,6 +60,12 @@ export function meteredLine(sync: KitStatusViewT['sync']): string | undefined {
   return `sync: METERED link${u.primary ? ` ${u.primary}` : ''}: only orders and stock are sent; ${u.held.join(', ')} held since ${u.heldSince ?? '?'} (POPKIT_SYNC_METERED=all sends everything)`;
 }
 
+/** The link sync's hub connection is bound to (#17, POPKIT_SYNC_BIND_LINKS), when it is. */
+export function viaOf(sync: KitStatusViewT['sync']): string {
+  const via = sync.stale ? undefined : sync.detail?.uplink?.via;
+  return via ? ` over ${via}` : '';
+}
+
 function updatesLine(lock: KitStatusViewT['updateLock']): string | undefined {
   if (!lock?.held) return undefined;
   return `updates: held back (${lock.reason ?? 'lock held'}) until ${lock.expiresAt ?? '?'} at the latest`;
@@ -77,7 +83,7 @@ export function renderStatus(s: KitStatusViewT): string {
   lines.push(...power.map(powerLine));
   lines.push(
     `health: ${s.health ? `${s.health.score}/100` : 'unknown'}`,
-    `sync: link ${sync.link}  backlog ${Object.entries(sync.backlog)
+    `sync: link ${sync.link}${viaOf(sync)}  backlog ${Object.entries(sync.backlog)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}`,
   );

@@ -74,6 +74,11 @@ export const SyncUplinkStatus = Type.Object({
   basis: Type.Union(UPLINK_BASES.map((b) => Type.Literal(b))),
   /** the primary link's interface as kitd named it, null when not known */
   primary: Nullable(Type.String({ maxLength: 15 })),
+  /**
+   * the link sync's hub connection is bound to (POPKIT_SYNC_BIND_LINKS, services/sync/uplinks.ts); when
+   * it is, `metered` and `basis` are that link's. null or absent: not bound (the kernel's routing)
+   */
+  via: Type.Optional(Nullable(Type.String({ maxLength: 15 }))),
   /** what waits for an unmetered link; empty when nothing does */
   held: Type.Array(Type.Union(UPLINK_HELD.map((h) => Type.Literal(h)))),
   /** since when it has been held; null when nothing is */

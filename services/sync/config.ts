@@ -3,6 +3,7 @@ import { type Static, type TInteger, Type } from '@sinclair/typebox';
 import { CheckoutConfig, SECRET } from '../../core/config.ts';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
 import { MQTT_VERSIONS } from '../../core/contracts/hub-wire.ts';
+import { BIND_LINK_MODES } from '../../core/uplinks.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
   Type.Integer({ minimum: min, default: def, description });
@@ -53,6 +54,22 @@ export const SyncConfig = Type.Object({
     default: 'essential',
     description:
       "while kitd says the kit's primary link is metered: essential sends only the orders (with their payment tokens) and stock lanes, and holds health, telemetry, the sealed series and product images until an unmetered link is primary; all sends everything on any link",
+  }),
+  // redundant uplinks (services/sync/uplinks.ts, #17): the hub connection bound to one of kitd's links
+  POPKIT_SYNC_BIND_LINKS: Type.Union(
+    BIND_LINK_MODES.map((m) => Type.Literal(m)),
+    {
+      default: 'auto',
+      description:
+        "auto: while kitd lists the kit's links from NetworkManager, sync's hub connection goes out over one link at a time (socat, SO_BINDTODEVICE), an unmetered link first; a connection that fails or drops, or a link kitd no longer lists as connected, moves it to the next link, and it moves back once a better link is connected again. A hub on this machine, a ws:// URL or no links known: plain connections. off: plain connections always (the kernel's routing picks the link)",
+    },
+  ),
+  POPKIT_SYNC_KEEPALIVE_S: Type.Integer({
+    minimum: 5,
+    maximum: 3600,
+    default: 60,
+    description:
+      'MQTT keepalive of the hub link: a connection silent for 1.5× this is taken as dead (a link whose carrier stays up while its path is gone), and sync moves on',
   }),
   POPKIT_SYNC_BATCH_MAX: Int(500, 1, 'entries per MQTT message at most'),
   POPKIT_SYNC_BATCH_BYTES: Int(256 * 1024, 4096, 'bytes per MQTT message at most'),

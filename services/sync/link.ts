@@ -12,7 +12,13 @@
 // gateways): the link uses one at a time and moves to the next each time a connection fails or drops, so
 // a dead node costs one backoff step, not the link. The session (and so the acks waiting in it) is the
 // cluster's, not the node's.
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+//
+// Redundant uplinks (#17, uplinks.ts): with POPKIT_SYNC_BIND_LINKS=auto and kitd's links known, each
+// connection is bound to one link, the unmetered first; a connection that fails or drops moves to the
+// next link (then to a plain connection, then, round again, to the next URL), and every second the
+// link in use is compared with kitd's view: a link that went away, or a cheaper one (unmetered) that is
+// back, moves the connection at once, without a backoff step.
+import mqtt, { type IClientOptions, type IPublishPacket, MqttClient } from 'mqtt';
 import { Backoff } from '../../core/backoff.ts';
 import { hubUrlList } from '../../core/config.ts';
 import {
@@ -27,6 +33,13 @@ import type { LinkState } from '../../core/contracts/run-status.ts';
 import { KitError } from '../../core/errors.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { KIT_MQTT_OPTIONS } from '../../core/mqtt-options.ts';
+import {
+  type BindLinksMode,
+  boundStream,
+  hubTarget,
+  LinkRotation,
+  type UplinkCandidate,
+} from '../../core/uplinks.ts';
 
 const log = moduleLogger('sync');
 
@@ -77,7 +90,21 @@ export interface HubLinkOptions {
   backoffMaxMs: number;
   /** POPKIT_SYNC_MQTT_VERSION; absent: 5 */
   mqttVersion?: MqttVersion | undefined;
+  /** POPKIT_SYNC_BIND_LINKS; absent: off (plain connections) */
+  bindLinks?: BindLinksMode | undefined;
+  /** POPKIT_SYNC_KEEPALIVE_S; absent: 60 */
+  keepaliveS?: number | undefined;
 }
+
+/** kitd's links as sync reads them (metered.ts UplinkGate): the candidates, and which one is in use */
+export interface UplinkSource {
+  links(): UplinkCandidate[];
+  bound(via: string | null): void;
+}
+
+/** how often the link in use is compared with kitd's view */
+export const LINK_CHECK_MS = 1000;
+const CONNECT_TIMEOUT_MS = 10_000;
 
 /** how long close() waits for the broker (the bye's PUBACK, then a graceful end) */
 export const CLOSE_WAIT_MS = 3000;
@@ -117,9 +144,15 @@ export class HubLink {
   /** SUBSCRIBEs the broker refused (each retried) */
   subscribeRefusals = 0;
 
+  private readonly rotation = new LinkRotation();
+  private linkTimer: NodeJS.Timeout | undefined;
+  /** socat is not installed, or binding to a link is not permitted here: plain connections from then on */
+  private bindBroken = false;
+
   constructor(
     private readonly opts: HubLinkOptions,
     private readonly on: HubLinkEvents,
+    private readonly uplinks?: UplinkSource,
   ) {
     refusePlaintextHub(opts.hubUrl, opts.allowPlaintext);
     this.urls = hubUrlList(opts.hubUrl);
@@ -147,6 +180,17 @@ export class HubLink {
     return this.closing;
   }
 
+  /** the link the current (or last) connection is bound to; null: not bound */
+  get via(): string | null {
+    return this.rotation.via;
+  }
+
+  /** kitd's links this URL may be bound to now, best first; none: a plain connection */
+  private candidates(url: string): UplinkCandidate[] {
+    if (this.opts.bindLinks !== 'auto' || !this.uplinks || this.bindBroken || !hubTarget(url)) return [];
+    return this.uplinks.links();
+  }
+
   open(): void {
     const { kitId } = this.opts;
     const offline: KitStatusT = { v: 1, kitId, online: false, at: Date.now() };
@@ -161,7 +205,8 @@ export class HubLink {
       ...(v5 ? { properties: { sessionExpiryInterval: SESSION_EXPIRY_S } } : {}),
       // reconnects are ours (exponential backoff with jitter), not mqtt.js's fixed period
       reconnectPeriod: 0,
-      connectTimeout: 10_000,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      keepalive: this.opts.keepaliveS ?? 60,
       username: this.opts.username ?? kitId,
       ...(this.opts.password ? { password: this.opts.password } : {}),
       ...(this.opts.ca ? { ca: this.opts.ca } : {}),
@@ -173,20 +218,82 @@ export class HubLink {
       },
     };
     this.clientOpts = clientOpts;
-    this.connectTo(this.currentUrl);
+    this.connectTo(this.currentUrl, this.rotation.first(this.candidates(this.currentUrl)));
+    if (this.opts.bindLinks === 'auto' && this.uplinks) {
+      this.linkTimer = setInterval(() => this.checkLink(), LINK_CHECK_MS);
+      this.linkTimer.unref();
+    }
   }
 
   private clientOpts: IClientOptions = {};
 
-  private connectTo(url: string): void {
-    const client = mqtt.connect(url, this.clientOpts);
+  /** A new client for `url`, bound to `via` (uplinks.ts) or, null, a plain connection as before #17. */
+  private connectTo(url: string, via: string | null): void {
+    const target = via === null ? undefined : hubTarget(url);
+    let client: MqttClient;
+    if (via !== null && target) {
+      log.info({ hub: redactUrl(url), via }, 'hub link: connecting over link');
+      const streamOpts = { ca: this.opts.ca, connectTimeoutMs: CONNECT_TIMEOUT_MS };
+      client = new MqttClient(
+        () => {
+          const s = boundStream(target, via, {
+            ...streamOpts,
+            onLinkError: (err) => {
+              if ((err.code !== 'ENOENT' && err.code !== 'EPERM') || this.bindBroken) return;
+              this.bindBroken = true;
+              log.error(
+                { err: err.message },
+                err.code === 'ENOENT'
+                  ? 'hub link: socat is not installed: plain connections from now on (scripts/setup.sh)'
+                  : 'hub link: binding to a link is not permitted here (SO_BINDTODEVICE): plain connections from now on',
+              );
+            },
+          });
+          return s;
+        },
+        { ...this.clientOpts, protocol: target.tls ? 'mqtts' : 'mqtt', host: target.host, port: target.port },
+      );
+    } else {
+      if (via !== null) this.rotation.via = null;
+      client = mqtt.connect(url, this.clientOpts);
+    }
     this.client = client;
     client.on('connect', () => this.onConnect());
     client.on('close', () => this.onClose());
-    client.on('error', (err) => log.warn({ err: err.message, hub: redactUrl(url) }, 'hub link error'));
+    client.on('error', (err) =>
+      log.warn({ err: err.message, hub: redactUrl(url), via: this.rotation.via }, 'hub link error'),
+    );
     client.on('message', (topic, payload, packet) => this.on.message(topic, payload, packet.properties));
   }
 
+  /** Drop the current client without its events (its end must not count as this link's close). */
+  private dropClient(): void {
+    const old = this.client;
+    old?.removeAllListeners();
+    old?.on('error', () => undefined);
+    old?.end(true);
+  }
+
+  /**
+   * Once a second: is the link in use still the one to use? kitd no longer lists it as connected, or a
+   * cheaper link is back (uplinks.ts LinkRotation.preferred): move now, no backoff step (nothing failed
+   * that a pause would help). While a reconnect is scheduled the next attempt chooses anyway.
+   */
+  private checkLink(): void {
+    if (this.closing || this.reconnectTimer) return;
+    const cands = this.candidates(this.currentUrl);
+    const move = this.rotation.preferred(cands);
+    if (!move || move.to === this.rotation.via) return;
+    log.warn({ from: this.rotation.via, to: move.to }, 'hub link: moving to another link');
+    const wasUp = this.state === 'up';
+    this.dropClient();
+    this.rotation.via = move.to;
+    this.reconnects++;
+    this.state = 'connecting';
+    if (wasUp) this.on.down();
+    this.on.changed();
+    this.connectTo(this.currentUrl, move.to);
+  }
   /** Publish QoS 1; a failure is logged (the outbox resends what was not acked). */
   publish(topic: string, payload: string, retain = false, onError?: (err: Error) => void): void {
     this.client?.publish(topic, payload, { qos: 1, retain }, (err) => {
@@ -256,6 +363,7 @@ export class HubLink {
   async close(bye?: { topic: string; payload: string }): Promise<void> {
     this.closing = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.linkTimer) clearInterval(this.linkTimer);
     const client = this.client;
     if (client?.connected && bye) {
       await within(
@@ -282,7 +390,9 @@ export class HubLink {
   private onConnect(): void {
     this.state = 'up';
     this.backoff.reset();
-    log.info({ hub: redactUrl(this.currentUrl) }, 'hub link up');
+    this.rotation.succeeded();
+    this.uplinks?.bound(this.rotation.via);
+    log.info({ hub: redactUrl(this.currentUrl), via: this.rotation.via }, 'hub link up');
     // a link change shows in /v1/status at once, not at the next tick
     this.on.changed();
     this.on.up();
@@ -305,18 +415,22 @@ export class HubLink {
   private reconnect(): void {
     this.reconnects++;
     this.state = 'connecting';
-    if (this.urls.length === 1) {
+    const wasVia = this.rotation.via;
+    const { via, wrapped } = this.rotation.next(this.candidates(this.currentUrl));
+    if (this.urls.length === 1 && via === null && wasVia === null) {
       this.client?.reconnect();
       return;
     }
-    // the next node of the cluster: a fresh client (mqtt.js reconnects to the URL it was made with);
-    // the old one is dropped without its events, so its end does not count as this link's close
-    const old = this.client;
-    old?.removeAllListeners();
-    old?.on('error', () => undefined);
-    old?.end(true);
-    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
-    log.info({ hub: redactUrl(this.currentUrl) }, 'hub link: trying the next broker URL');
-    this.connectTo(this.currentUrl);
+    // another link or the next node of the cluster: a fresh client (mqtt.js reconnects over the stream
+    // and URL it was made with); the old one is dropped without its events
+    this.dropClient();
+    if (wrapped && this.urls.length > 1) {
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+      log.info({ hub: redactUrl(this.currentUrl) }, 'hub link: trying the next broker URL');
+      // the new URL's links, from the best
+      this.connectTo(this.currentUrl, this.rotation.first(this.candidates(this.currentUrl)));
+      return;
+    }
+    this.connectTo(this.currentUrl, via);
   }
 }

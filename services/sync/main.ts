@@ -57,6 +57,8 @@ export function syncOptionsFrom(
     healthIntervalMs: cfg.POPKIT_SYNC_HEALTH_INTERVAL_MS,
     telemetryIntervalMs: cfg.POPKIT_SYNC_TELEMETRY_INTERVAL_MS,
     metered: cfg.POPKIT_SYNC_METERED,
+    bindLinks: cfg.POPKIT_SYNC_BIND_LINKS,
+    keepaliveS: cfg.POPKIT_SYNC_KEEPALIVE_S,
     series: {
       enabled: cfg.POPKIT_SYNC_SERIES,
       intervalMs: cfg.POPKIT_SYNC_SERIES_INTERVAL_MS,

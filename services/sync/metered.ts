@@ -10,6 +10,7 @@
 // dated as far in the future) or whose links view is not `ok` means "not known to be metered", and
 // sync behaves as it always did. POPKIT_SYNC_METERED=all sends everything on any link.
 import fs from 'node:fs';
+import os from 'node:os';
 import type { LaneName } from '../../core/contracts/lanes.ts';
 import {
   RUN_STATUS_STALE_MS,
@@ -22,6 +23,7 @@ import {
 } from '../../core/contracts/run-status.ts';
 import { dataLayout } from '../../core/data-dir.ts';
 import { moduleLogger } from '../../core/logger.ts';
+import { type LocalInterfaces, orderUplinks, type UplinkCandidate } from '../../core/uplinks.ts';
 
 const log = moduleLogger('sync');
 
@@ -36,6 +38,8 @@ export interface UplinkVerdict {
   metered: boolean;
   basis: UplinkBasis;
   primary: string | null;
+  /** the links sync may bind its hub connection to, best first (uplinks.ts); empty when none is known */
+  links: UplinkCandidate[];
 }
 
 /** kitd's status, or undefined when absent, unreadable, over the size bound or not of its contract. */
@@ -57,8 +61,12 @@ export function readKitdStatus(dataDir: string): RunStatus<'kitd'> | undefined {
  * The primary link as sync judges it from kitd's status: metered only from a fresh status whose links
  * view is `ok` and says so. Pure, for its unit test.
  */
-export function uplinkVerdict(kitd: RunStatus<'kitd'> | undefined, now: number): UplinkVerdict {
-  const none = (basis: UplinkBasis): UplinkVerdict => ({ metered: false, basis, primary: null });
+export function uplinkVerdict(
+  kitd: RunStatus<'kitd'> | undefined,
+  now: number,
+  local?: LocalInterfaces,
+): UplinkVerdict {
+  const none = (basis: UplinkBasis): UplinkVerdict => ({ metered: false, basis, primary: null, links: [] });
   if (!kitd) return none('kitd-absent');
   const age = statusAgeMs(kitd, now);
   // a status from the future is as untrustworthy as an old one (a clock step is over within a write)
@@ -67,9 +75,23 @@ export function uplinkVerdict(kitd: RunStatus<'kitd'> | undefined, now: number):
   if (!v || v.state === 'off') return none('links-off');
   if (v.state !== 'ok') return none('links-unavailable');
   const primary = v.links.find((l) => l.primary)?.iface ?? null;
-  if (v.primaryMetered === true) return { metered: true, basis: 'metered', primary };
-  if (v.primaryMetered === false) return { metered: false, basis: 'unmetered', primary };
-  return { metered: false, basis: 'metered-unknown', primary };
+  const links = orderUplinks(v, local);
+  if (v.primaryMetered === true) return { metered: true, basis: 'metered', primary, links };
+  if (v.primaryMetered === false) return { metered: false, basis: 'unmetered', primary, links };
+  return { metered: false, basis: 'metered-unknown', primary, links };
+}
+
+/**
+ * The verdict for a hub connection bound to `via` (uplinks.ts): that link's own metered flag instead
+ * of the primary's, when kitd lists it. Pure.
+ */
+export function boundVerdict(v: UplinkVerdict, via: string | null): UplinkVerdict {
+  if (via === null) return v;
+  const link = v.links.find((l) => l.iface === via);
+  if (!link) return v;
+  if (link.metered === true) return { ...v, metered: true, basis: 'metered' };
+  if (link.metered === false) return { ...v, metered: false, basis: 'unmetered' };
+  return { ...v, metered: false, basis: 'metered-unknown' };
 }
 
 /**
@@ -77,7 +99,9 @@ export function uplinkVerdict(kitd: RunStatus<'kitd'> | undefined, now: number):
  * fetcher; kitd's status is re-read at most every UPLINK_RECHECK_MS.
  */
 export class UplinkGate {
-  private verdict: UplinkVerdict = { metered: false, basis: 'kitd-absent', primary: null };
+  private verdict: UplinkVerdict = { metered: false, basis: 'kitd-absent', primary: null, links: [] };
+  /** the link sync's hub connection is bound to now (link.ts); null: none (the kernel's routing) */
+  private via: string | null = null;
   private checkedAt = Number.NEGATIVE_INFINITY;
   private heldSince: number | null = null;
 
@@ -94,7 +118,11 @@ export class UplinkGate {
     this.checkedAt = now;
     const was = this.verdict;
     const wasHolding = this.holding();
-    this.verdict = uplinkVerdict(readKitdStatus(this.dataDir), now);
+    // the links sync may bind to are this namespace's own (uplinks.ts orderUplinks)
+    this.verdict = boundVerdict(
+      uplinkVerdict(readKitdStatus(this.dataDir), now, os.networkInterfaces()),
+      this.via,
+    );
     const holding = this.holding();
     if (holding && !wasHolding) {
       this.heldSince = now;
@@ -112,6 +140,19 @@ export class UplinkGate {
       log.info({ primary: this.verdict.primary, metered: this.verdict.metered }, 'primary link changed');
     }
     return this.verdict;
+  }
+
+  /** The links the hub connection may be bound to, best first (from the same reading, uplinks.ts). */
+  links(): UplinkCandidate[] {
+    this.refresh();
+    return this.verdict.links;
+  }
+
+  /** The hub connection is bound to `via` now (null: not bound); the metered verdict follows it. */
+  bound(via: string | null): void {
+    if (via === this.via) return;
+    this.via = via;
+    this.refresh(true);
   }
 
   /** Sync holds back everything but orders and stock now. */
@@ -141,6 +182,7 @@ export class UplinkGate {
       metered: this.verdict.metered,
       basis: this.verdict.basis,
       primary: this.verdict.primary,
+      via: this.via,
       held: this.heldList(),
       heldSince: this.heldSince === null ? null : new Date(this.heldSince).toISOString(),
     };

@@ -20,6 +20,7 @@ import {
   sharedStockView,
 } from '../../core/store/index.ts';
 import type { TokenVault } from '../../core/token-vault.ts';
+import type { BindLinksMode } from '../../core/uplinks.ts';
 import { applyAckMessage } from './acks.ts';
 import { AllocationIntake } from './allocation-intake.ts';
 import { AuthorizeRelay } from './authorize-relay.ts';
@@ -64,6 +65,10 @@ export interface SyncOptions {
   uplink?: UplinkGate | undefined;
   /** POPKIT_SYNC_MQTT_VERSION (link.ts); absent: 5 */
   mqttVersion?: MqttVersion | undefined;
+  /** POPKIT_SYNC_BIND_LINKS (link.ts, uplinks.ts); absent: off */
+  bindLinks?: BindLinksMode | undefined;
+  /** POPKIT_SYNC_KEEPALIVE_S (link.ts); absent: 60 */
+  keepaliveS?: number | undefined;
   /** sealed series to the hub (series-ship.ts); absent: on, with the defaults */
   series?: { enabled: boolean; intervalMs: number; settleS: number; minGroup: number } | undefined;
   /** the clocks KitStatus.clock is judged with (tests inject them); default: this machine's */
@@ -111,15 +116,19 @@ export class SyncService {
   ) {
     this.load = opts.busy ? (load ?? new CheckoutLoad(store, opts.busy.holdMs)) : undefined;
     this.uplink = opts.uplink ?? new UplinkGate(opts.dataDir, opts.metered ?? 'essential');
-    this.hubLink = new HubLink(opts, {
-      up: () => this.onLinkUp(),
-      down: () => this.batches.reset(),
-      message: (topic, payload, props) => this.onMessage(topic, payload, props?.correlationData),
-      changed: () => {
-        this.writeStatus();
-        this.authorizeRelay.linkChanged();
+    this.hubLink = new HubLink(
+      opts,
+      {
+        up: () => this.onLinkUp(),
+        down: () => this.batches.reset(),
+        message: (topic, payload, props) => this.onMessage(topic, payload, props?.correlationData),
+        changed: () => {
+          this.writeStatus();
+          this.authorizeRelay.linkChanged();
+        },
       },
-    });
+      this.uplink,
+    );
     this.authorizeRelay = new AuthorizeRelay(opts.kitId, authorizeSocketPath(opts.dataDir), {
       state: () => this.hubLink.state,
       mqttVersion: () => this.hubLink.mqttVersion,

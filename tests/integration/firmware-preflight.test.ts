@@ -165,6 +165,7 @@ describe('pre-flight against a running kit', () => {
         'payment',
         'queue',
         'connectivity',
+        'uplinks',
         'power',
         'storage',
         'clock',
@@ -179,7 +180,7 @@ describe('pre-flight against a running kit', () => {
   });
 
   test('the CLI prints one line per check and exits 0 only when all pass (here: storage fails)', async () => {
-    const run = (args: string[]) =>
+    const run = (args: string[], env: Record<string, string> = {}) =>
       new Promise<{ code: number | null; out: string }>((resolve) => {
         const child = spawn(process.execPath, [BIN, 'preflight', ...args], {
           env: {
@@ -188,6 +189,7 @@ describe('pre-flight against a running kit', () => {
             POPKIT_HUB_HTTP_URL: hub.httpUrl,
             POPKIT_HUB_ADMIN_TOKEN: hub.adminToken,
             POPKIT_EVENT_PLANNED_MIN: '60',
+            ...env,
           },
         });
         let out = '';
@@ -199,8 +201,11 @@ describe('pre-flight against a running kit', () => {
     const human = await run(['--queue-wait-ms', '8000']);
 
     assert.equal(human.code, 0, human.out);
-    assert.equal(human.out.trim().split('\n').length, 11);
+    assert.equal(human.out.trim().split('\n').length, 12);
     assert.match(human.out, /^PASS {2}edge node booted/m);
+    // the hub is on this machine: the links are listed, not probed one by one, and that passes
+    // unless the event requires redundant uplinks
+    assert.match(human.out, /^PASS {2}hub reached over each link/m);
     const json = await run(['--json', '--min-free-mb', '999999999']);
     assert.equal(json.code, 1);
     const report = JSON.parse(json.out) as PreflightReport;
@@ -211,6 +216,18 @@ describe('pre-flight against a running kit', () => {
     );
     const bad = await run(['--min-free-mb', 'lots']);
     assert.equal(bad.code, 2);
+    // the event requires redundant uplinks: the links cannot be probed one by one here, so it fails
+    const redundant = await run(['--json'], { POPKIT_PREFLIGHT_REDUNDANCY: 'required' });
+    assert.equal(redundant.code, 1);
+    const rr = JSON.parse(redundant.out) as PreflightReport;
+    assert.deepEqual(
+      rr.checks.filter((c) => !c.ok).map((c) => c.id),
+      ['uplinks'],
+    );
+    assert.match(
+      rr.checks.find((c) => c.id === 'uplinks')?.detail ?? '',
+      /POPKIT_PREFLIGHT_REDUNDANCY=required/,
+    );
   });
 
   test("payment fails without the hub's admin token, and says which", async () => {

@@ -122,6 +122,8 @@ test('metered primary link: orders go, telemetry waits in the outbox; an unmeter
     metered: true,
     basis: 'metered',
     primary: 'wwan0',
+    // the hub is on this machine: the connection is not bound to a link
+    via: null,
     held: ['health', 'telemetry', 'series', 'product-media'],
     heldSince: status.uplink?.heldSince,
   });

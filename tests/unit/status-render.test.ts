@@ -268,4 +268,45 @@ test('popkit status says what sync holds for a metered link, and only while it h
   const sending = statusView({ sync: { link: 'up', backlog: detail.backlog, detail: all, stale: false } });
   assert.ok(kitStatusView.check(sending));
   assert.doesNotMatch(renderStatus(sending), /METERED link/);
+  // not bound to a link: the sync line names none
+  assert.match(renderStatus(held), /^sync: link up {2}backlog/m);
+});
+
+test('status names the link sync is bound to (#17, POPKIT_SYNC_BIND_LINKS), not a stale one', () => {
+  const at = '2026-06-01T20:00:00.000Z';
+  const uplink = {
+    mode: 'essential' as const,
+    metered: false,
+    basis: 'unmetered' as const,
+    primary: 'wwan0',
+    via: 'eth0',
+    held: [],
+    heldSince: null,
+  };
+  const detail = {
+    link: 'up' as const,
+    hubUrl: 'mqtts://hub.example:8883',
+    kitId: 'kit-1',
+    backlog: { orders: 0 },
+    oldestAgeMs: {},
+    inflight: 0,
+    lastAckAt: at,
+    drained: 1,
+    published: 1,
+    resent: 0,
+    reconnects: 2,
+    dropped: {},
+    catalogVersion: null,
+    catalogEventId: null,
+    catalogSubscribed: null,
+    catalogRefusals: [],
+    uplink,
+    updatedAt: at,
+    pid: 7,
+  };
+  const bound = statusView({ sync: { link: 'up', backlog: detail.backlog, detail, stale: false } });
+  assert.ok(kitStatusView.check(bound), kitStatusView.errors(bound).join('; '));
+  assert.match(renderStatus(bound), /^sync: link up over eth0 {2}backlog orders 0/m);
+  const stale = statusView({ sync: { link: 'unknown', backlog: detail.backlog, detail, stale: true } });
+  assert.doesNotMatch(renderStatus(stale), /over eth0/);
 });

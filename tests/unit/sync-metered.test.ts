@@ -69,7 +69,7 @@ describe('uplink verdict from kitd status', () => {
 
   test('a fresh status whose links view says the primary link is metered: metered, with its interface', () => {
     writeKitd(dir, kitdFile());
-    assert.deepEqual(verdictOf(dir), { metered: true, basis: 'metered', primary: 'wwan0' });
+    assert.deepEqual(verdictOf(dir), { metered: true, basis: 'metered', primary: 'wwan0', links: [] });
   });
 
   test('unmetered, unknown, unavailable, off and missing views are not metered', () => {
@@ -78,9 +78,14 @@ describe('uplink verdict from kitd status', () => {
       primaryMetered: false,
     });
     writeKitd(dir, kitdFile({ links: eth }));
-    assert.deepEqual(verdictOf(dir), { metered: false, basis: 'unmetered', primary: 'eth0' });
+    assert.deepEqual(verdictOf(dir), { metered: false, basis: 'unmetered', primary: 'eth0', links: [] });
     writeKitd(dir, kitdFile({ links: linksView({ primaryMetered: null }) }));
-    assert.deepEqual(verdictOf(dir), { metered: false, basis: 'metered-unknown', primary: 'wwan0' });
+    assert.deepEqual(verdictOf(dir), {
+      metered: false,
+      basis: 'metered-unknown',
+      primary: 'wwan0',
+      links: [],
+    });
     // kitd's source stopped answering: its last reading said metered, but it is no longer a reading
     writeKitd(
       dir,
@@ -91,7 +96,7 @@ describe('uplink verdict from kitd status', () => {
     assert.equal(verdictOf(dir).basis, 'links-unavailable');
     assert.equal(verdictOf(dir).metered, false);
     writeKitd(dir, kitdFile({ links: linksView({ state: 'off', source: 'off', primaryMetered: true }) }));
-    assert.deepEqual(verdictOf(dir), { metered: false, basis: 'links-off', primary: null });
+    assert.deepEqual(verdictOf(dir), { metered: false, basis: 'links-off', primary: null, links: [] });
     const old = kitdFile();
     delete (old as { links?: unknown }).links;
     writeKitd(dir, old);
@@ -100,7 +105,7 @@ describe('uplink verdict from kitd status', () => {
 
   test('stale: older than 10 s, or dated more than 10 s ahead', () => {
     writeKitd(dir, kitdFile({}, NOW - 10_000));
-    assert.deepEqual(verdictOf(dir), { metered: false, basis: 'kitd-stale', primary: null });
+    assert.deepEqual(verdictOf(dir), { metered: false, basis: 'kitd-stale', primary: null, links: [] });
     writeKitd(dir, kitdFile({}, NOW - 9_999));
     assert.equal(verdictOf(dir).metered, true, 'just under the bound is fresh');
     writeKitd(dir, kitdFile({}, NOW + 3_600_000));
@@ -213,6 +218,7 @@ describe('uplink gate', () => {
       metered: true,
       basis: 'metered',
       primary: 'wwan0',
+      via: null,
       held: ['health', 'telemetry', 'series', 'product-media'],
       heldSince: new Date(now).toISOString(),
     });
