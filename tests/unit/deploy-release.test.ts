@@ -94,6 +94,22 @@ describe('docker-compose.yml', () => {
     assert.ok((services['checkout']?.ports ?? []).some((p) => String(p).endsWith(':8080')));
   });
 
+  test("sync runs with the host's network (its links), and reaches the local bus on the host's loopback only", () => {
+    const raw = (composeDoc['services'] as Record<string, Record<string, unknown>>)['sync']!;
+    assert.equal(raw['network_mode'], 'host', 'sync sees the host links it binds to (core/uplinks.ts)');
+    const sync = services['sync']!;
+    assert.equal(sync.environment?.['POPKIT_LOCAL_BUS_URL'], 'mqtt://127.0.0.1:1883');
+    assert.deepEqual(sync.ports ?? [], [], 'host networking takes no port mappings');
+    const published = (services['mosquitto']?.ports ?? []).map(String);
+    assert.deepEqual(published, ['127.0.0.1:1883:1883'], 'the local bus on the host loopback, nowhere else');
+    // every other kit service stays on the bridge and reaches the bus by name
+    for (const name of ['checkout', 'media', 'kitd']) {
+      const other = (composeDoc['services'] as Record<string, Record<string, unknown>>)[name]!;
+      assert.equal(other['network_mode'], undefined, name);
+      assert.equal(services[name]?.environment?.['POPKIT_LOCAL_BUS_URL'], 'mqtt://mosquitto:1883', name);
+    }
+  });
+
   test("no mapped devices; the default board's nodes are all reachable through cgroup rules (deploy-images.test.ts)", () => {
     for (const name of Object.keys(services))
       assert.deepEqual(services[name]?.devices ?? [], [], `${name}: devices: maps nodes that may be missing`);
