@@ -3,7 +3,6 @@
 // PostgreSQL ledger. Sync given another CA is refused (the certificate does not verify) and delivers
 // nothing; a plain mqtt:// client gets no session on the TLS port.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -25,6 +24,7 @@ import {
   uniqueId,
   waitFor,
 } from '../support/hub-link.ts';
+import { makeTestPki } from '../support/test-pki.ts';
 
 const schema = uniqueId('tls').replace(/-/g, '_');
 const dir = tmpDir('popkit-tls');
@@ -34,61 +34,8 @@ let hub: HubService;
 let url: string;
 const stops: Array<() => Promise<void>> = [];
 
-function openssl(...args: string[]) {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-function makeCa(name: string) {
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    `/CN=${name}`,
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.crt`,
-  );
-}
-
 before(async () => {
-  makeCa('popkit-test-ca');
-  makeCa('other-ca');
-  openssl(
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-keyout',
-    'server.key',
-    '-out',
-    'server.csr',
-  );
-  fs.writeFileSync(file('san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'popkit-test-ca.crt',
-    '-CAkey',
-    'popkit-test-ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'san.cnf',
-    '-out',
-    'server.crt',
-  );
+  makeTestPki(dir, { cas: ['popkit-test-ca', 'other-ca'], san: 'IP:127.0.0.1,DNS:localhost' });
 
   const port = await freePort();
   const brokerDir = path.join(dir, 'mosq');

@@ -3,7 +3,6 @@
 // input: hostile values refused), the rotation through links on failures and back by preference, and
 // the socat stream itself (over `lo`, unprivileged, on a real socat).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -28,6 +27,7 @@ import { uplinksOutcome } from '../../firmware/preflight.ts';
 import { SyncConfig } from '../../services/sync/config.ts';
 import { boundVerdict, type UplinkVerdict } from '../../services/sync/metered.ts';
 import { tmpDir } from '../support/hub-link.ts';
+import { makeTestPki } from '../support/test-pki.ts';
 
 const link = (iface: string, over: Partial<Link> = {}): Link => ({
   iface,
@@ -493,57 +493,10 @@ describe('configuration', () => {
 describe('TLS over a bound link (mqtts://, https://)', () => {
   const dir = tmpDir('uplinks-tls');
   const file = (n: string) => path.join(dir, n);
-  const openssl = (...args: string[]) =>
-    execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   const servers: net.Server[] = [];
   let port = 0;
   before(async () => {
-    for (const ca of ['ca', 'other-ca'])
-      openssl(
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        `/CN=${ca}`,
-        '-keyout',
-        `${ca}.key`,
-        '-out',
-        `${ca}.crt`,
-      );
-    openssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.csr',
-    );
-    fs.writeFileSync(file('san.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      'server.csr',
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-extfile',
-      'san.cnf',
-      '-out',
-      'server.crt',
-    );
+    makeTestPki(dir, { cas: ['ca', 'other-ca'], san: 'IP:127.0.0.1' });
     const srv = tls.createServer(
       { key: fs.readFileSync(file('server.key')), cert: fs.readFileSync(file('server.crt')) },
       (c) => c.on('data', (d) => c.end(Buffer.concat([Buffer.from('tls:'), d]))),
