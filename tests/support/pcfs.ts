@@ -57,7 +57,9 @@ export async function mountPcfs(backing: string, mount: string): Promise<Pcfs> {
   child.stderr?.on('data', (d) => {
     err += d;
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // 'close', not 'exit': 'exit' may come before the last of its stdout is read, and the report pcfs
+  // prints as it ends was then missed ("did not report", on a loaded CI machine)
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   let gone = false;
   void exited.then(() => {
     gone = true;
@@ -87,13 +89,15 @@ export async function mountPcfs(backing: string, mount: string): Promise<Pcfs> {
       await sleep(50);
     }
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 15_000)))]);
+    await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 30_000)))]);
     clearTimeout(timer);
     const line = out.trim().split('\n').pop() ?? '';
     try {
       return JSON.parse(line) as PcfsResult;
     } catch {
-      throw new Error(`pcfs did not report after unmount: ${out} ${err}`);
+      throw new Error(
+        `pcfs did not report after unmount (${gone ? 'it ended' : 'still running after 30 s'}): ${out} ${err}`,
+      );
     }
   }
 
