@@ -63,12 +63,8 @@ if printf '%s\n' "${files[@]}" | grep -q '^tests/e2e/'; then
 fi
 echo "== tests (${#files[@]} files)"
 # Node's runner with the spec reporter, the longest files first (tests/support/suite-runner.ts: the order
-# comes from tests/durations.json; POPKIT_TEST_DURATIONS_OUT=FILE writes this run's figures to FILE).
-# Two files at a time, and beside them, one at a time, the files that play or encode video in real time
-# (a browser, GStreamer): they stall on a busy machine, so they never run beside each other, and the
-# others use the CPU they leave idle while they wait on the clock.
-realtime='^tests/browser/|^tests/integration/(media-|checkout-live-blocking)'
-runner=(node --import tsx tests/support/suite-runner.ts --concurrency 2 --timeout 300000 --realtime "$realtime" "${files[@]}")
+# comes from tests/durations.json; POPKIT_TEST_DURATIONS_OUT=FILE writes this run's figures to FILE)
+runner=(node --import tsx tests/support/suite-runner.ts --concurrency 2 --timeout 300000 "${files[@]}")
 
 # No silent green. In CI (CI=true, or running as root, as .ci/run does) a skipped or todo test fails the run
 # unless every skip's reason matches a pattern of tests/accepted-skips.txt; POPKIT_STRICT_SKIPS=1/0 forces

@@ -5,17 +5,9 @@
 // per file, from a whole run: `POPKIT_TEST_DURATIONS_OUT=tests/durations.json bash scripts/test.sh`); a
 // file it does not list counts as DEFAULT_S. The order changes nothing but when each file starts.
 //
-//
-// Files that play video in real time (a browser playing the live stream, GStreamer encoding it) are
-// hurt by a busy machine: `--realtime REGEX` gives the files it matches a lane of their own, one file
-// at a time, beside the others' N. They never run beside each other (two players at once stalled), and
-// the rest of the suite uses the CPU they leave idle while they wait on the clock. One spec reporter
-// prints both lanes, and one summary at the end counts both.
-//
-//   node --import tsx tests/support/suite-runner.ts --concurrency N --timeout MS [--realtime REGEX] FILE…
+//   node --import tsx tests/support/suite-runner.ts --concurrency N --timeout MS FILE…
 import fs from 'node:fs';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
 
@@ -44,52 +36,17 @@ export function readDurations(file: string): Record<string, number> {
   }
 }
 
-/** The files of the real-time lane and the others, each in the order given. */
-export function splitLanes(
-  files: string[],
-  realtime: RegExp | undefined,
-): { main: string[]; realtime: string[] } {
-  const lanes = { main: [] as string[], realtime: [] as string[] };
-  for (const f of files) (realtime?.test(f) ? lanes.realtime : lanes.main).push(f);
-  return lanes;
-}
-
-/** The counts of a run's closing summary (the runner's root diagnostics `tests 12`, `pass 11`, …). */
-export const SUMMARY_COUNTS = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo'] as const;
-type SummaryCount = (typeof SUMMARY_COUNTS)[number];
-const SUMMARY_LINE = new RegExp(`^(${SUMMARY_COUNTS.join('|')}|duration_ms) (\\d+(?:\\.\\d+)?)$`);
-
-/** Adds a root summary line to `into`; false for any other message (a test's own diagnostic). */
-export function foldSummaryLine(into: Map<string, number>, message: string): boolean {
-  const m = SUMMARY_LINE.exec(message);
-  if (!m) return false;
-  const [, key, value] = m as unknown as [string, SummaryCount | 'duration_ms', string];
-  const n = Number(value);
-  into.set(key, key === 'duration_ms' ? Math.max(into.get(key) ?? 0, n) : (into.get(key) ?? 0) + n);
-  return true;
-}
-
-/** The combined summary, in the runner's order. */
-export function summaryLines(totals: Map<string, number>, durationMs: number): string[] {
-  return [...SUMMARY_COUNTS.map((k) => `${k} ${totals.get(k) ?? 0}`), `duration_ms ${durationMs}`];
-}
-
 interface Args {
   concurrency: number;
   timeout: number;
-  realtime: RegExp | undefined;
   files: string[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { concurrency: 2, timeout: Number.POSITIVE_INFINITY, realtime: undefined, files: [] };
+  const args: Args = { concurrency: 2, timeout: Number.POSITIVE_INFINITY, files: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--realtime') {
-      const re = argv[++i];
-      if (!re) throw new Error('--realtime needs a regular expression');
-      args.realtime = new RegExp(re);
-    } else if (a === '--concurrency' || a === '--timeout') {
+    if (a === '--concurrency' || a === '--timeout') {
       const n = Number(argv[++i]);
       if (!Number.isInteger(n) || n < 1) throw new Error(`${a} needs a positive integer`);
       if (a === '--concurrency') args.concurrency = n;
@@ -106,21 +63,10 @@ async function main(): Promise<void> {
   const durationsFile = path.join(root, 'tests/durations.json');
   const rel = (f: string) => path.relative(root, path.resolve(f));
   const known = readDurations(durationsFile);
-  const ordered = orderByDuration(args.files.map(rel), known);
+  const ordered = orderByDuration(args.files.map(rel), known).map((f) => path.join(root, f));
   // per file, the sum of its top-level tests' durations (they run one after another)
   const measured: Record<string, number> = {};
-  // the lane pattern sees paths relative to the project (tests/browser/…); run() gets absolute ones
-  const lanes = splitLanes(ordered, args.realtime);
-  const abs = (files: string[]) => files.map((f) => path.join(root, f));
-  const streams = [
-    ...(lanes.main.length > 0
-      ? [run({ files: abs(lanes.main), concurrency: args.concurrency, timeout: args.timeout })]
-      : []),
-    ...(lanes.realtime.length > 0
-      ? [run({ files: abs(lanes.realtime), concurrency: 1, timeout: args.timeout })]
-      : []),
-  ];
-  const started = performance.now();
+  const stream = run({ files: ordered, concurrency: args.concurrency, timeout: args.timeout });
   const onDone =
     (failed: boolean) =>
     (data: { nesting: number; file?: string; details: { duration_ms: number }; todo?: unknown }) => {
@@ -131,33 +77,10 @@ async function main(): Promise<void> {
         measured[f] = (measured[f] ?? 0) + data.details.duration_ms / 1000;
       }
     };
-  // both lanes into one reporter; each lane's closing summary is held back and printed once, summed
-  const merged = new PassThrough({ objectMode: true });
-  merged.compose(new spec()).pipe(process.stdout);
-  const totals = new Map<string, number>();
-  await Promise.all(
-    streams.map((stream) => {
-      stream.on('test:pass', onDone(false));
-      stream.on('test:fail', onDone(true));
-      stream.on(
-        'data',
-        (ev: { type: string; data: { nesting?: number; file?: string; message?: string } }) => {
-          const d = ev.data;
-          const rootSummary =
-            ev.type === 'test:diagnostic' &&
-            d.nesting === 0 &&
-            d.file === undefined &&
-            typeof d.message === 'string' &&
-            foldSummaryLine(totals, d.message);
-          if (!rootSummary) merged.write(ev);
-        },
-      );
-      return new Promise<void>((resolve) => stream.once('close', () => resolve()));
-    }),
-  );
-  for (const message of summaryLines(totals, performance.now() - started))
-    merged.write({ type: 'test:diagnostic', data: { nesting: 0, message } });
-  await new Promise<void>((resolve) => merged.end(resolve));
+  stream.on('test:pass', onDone(false));
+  stream.on('test:fail', onDone(true));
+  stream.compose(new spec()).pipe(process.stdout);
+  await new Promise<void>((resolve) => stream.once('close', () => resolve()));
   const out = process.env.POPKIT_TEST_DURATIONS_OUT;
   if (out) {
     const rounded = Object.fromEntries(
