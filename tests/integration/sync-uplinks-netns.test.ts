@@ -4,7 +4,8 @@
 // Ethernet (unmetered), link B the modem (metered); the kernel's default route prefers B (metric 100
 // against 200) and kitd names B primary, so only sync's own link choice puts the connection on A.
 //
-// `popkit sync` runs inside the namespace (`ip netns exec`) on the kit's LMDB while the test sells
+// `popkit sync` runs inside the namespace (`nsenter --net`; not `ip netns exec`, which remounts /sys and
+// fails where / is not a mount point, as in a chroot) on the kit's LMDB while the test sells
 // orders into it the whole time. kitd's part is a stand-in reading the namespace's interfaces (carrier
 // up: connected) into run/kitd.json once every 250 ms, as kitd does from NetworkManager. A link is cut
 // at its far end (`ip link set … down` on this machine's side): the kit's interface loses its carrier
@@ -70,6 +71,10 @@ let kitdLoop: NodeJS.Timeout | undefined;
 let madeNetns = false;
 const syncLog = path.join(tmpDir('uplinks-log'), 'sync.log');
 
+/** nsenter's arguments to run a command in the kit's network namespace (only that: mounts stay as they are) */
+function inNs(): string[] {
+  return [`--net=/run/netns/${NS}`, '--'];
+}
 function ip(...args: string[]): string {
   return execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 }
@@ -120,7 +125,7 @@ function kitLinks(): LinksView {
 
 /** The local addresses of the kit's established connections to the broker, read from the kernel. */
 function kitConnections(port: number): string[] {
-  const out = execFileSync('ip', ['netns', 'exec', NS, 'ss', '-Htn', 'state', 'established'], {
+  const out = execFileSync('nsenter', [...inNs(), 'ss', '-Htn', 'state', 'established'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   }).toString();
   const local: string[] = [];
@@ -139,8 +144,8 @@ before(async () => {
   ip('netns', 'add', NS);
   madeNetns = true;
   // no reverse-path filter in the kit's namespace: replies come back over whichever link asked
-  ip('netns', 'exec', NS, 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter');
-  ip('netns', 'exec', NS, 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/conf/default/rp_filter');
+  execFileSync('nsenter', [...inNs(), 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter']);
+  execFileSync('nsenter', [...inNs(), 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/conf/default/rp_filter']);
   ip('-n', NS, 'link', 'set', 'lo', 'up');
   for (const [l, n] of [
     [A, NET_A],
@@ -213,8 +218,8 @@ test('pre-flight reaches the hub over each link on its own; redundancy required 
       'process.stdout.write(JSON.stringify(await uplinksOutcome(a.o, a.kitd)));';
     // not execFileSync: the hub answering the probes runs in this process
     const { stdout } = await execFileAsync(
-      'ip',
-      ['netns', 'exec', NS, process.execPath, '--import', 'tsx', '--input-type=module', '-e', code],
+      'nsenter',
+      [...inNs(), process.execPath, '--import', 'tsx', '--input-type=module', '-e', code],
       {
         env: {
           ...process.env,
@@ -306,7 +311,7 @@ test('sync over two links: the unmetered first, moved off a cut link mid-drain a
     );
 
   const log = fs.openSync(syncLog, 'a');
-  sync = spawn('ip', ['netns', 'exec', NS, process.execPath, path.join(REPO, 'bin/popkit.js'), 'sync'], {
+  sync = spawn('nsenter', [...inNs(), process.execPath, path.join(REPO, 'bin/popkit.js'), 'sync'], {
     env: {
       ...process.env,
       ...syncEnv(k, `mqtt://${HUB_IP}:${port}`, {
