@@ -17,6 +17,7 @@ import {
   SignedEnvelope,
   Sku,
 } from './common.ts';
+import { IdentityKey, LanGrantReport } from './lan-stock.ts';
 import { LANE_NAMES } from './lanes.ts';
 import { BatterySummaryWire } from './power.ts';
 import { StockRelease } from './shared-stock.ts';
@@ -182,6 +183,16 @@ export const ReleaseEntry = Type.Object({
   release: StockRelease,
 });
 
+/**
+ * On the orders lane: the giver's signed receipt of units this kit received over the venue LAN while
+ * the uplink was down (lan-stock.ts); entry id = the transfer's id. The hub records it once.
+ */
+export const LanGrantEntry = Type.Object({
+  lane: Type.Literal('orders'),
+  id: EntryId,
+  lanGrant: LanGrantReport,
+});
+
 export const StockEntry = Type.Object({
   lane: Type.Literal('stock'),
   id: EntryId,
@@ -208,6 +219,7 @@ export const BatchEntry = Type.Union([
   OrderEntry,
   OrderEventEntry,
   ReleaseEntry,
+  LanGrantEntry,
   StockEntry,
   HealthEntry,
   TelemetryEntry,
@@ -231,6 +243,7 @@ const batchEntry = contract(BatchEntry);
 /** per lane, so that a refusal names the field at fault rather than "Expected union value" */
 const orderEventEntry = contract(OrderEventEntry);
 const releaseEntry = contract(ReleaseEntry);
+const lanGrantEntry = contract(LanGrantEntry);
 const entryByLane: Record<string, Contract<TSchema>> = {
   orders: contract(OrderEntry),
   stock: contract(StockEntry),
@@ -251,13 +264,17 @@ export function entryProblems(entry: unknown, kitId: string): string[] {
       ? orderEventEntry
       : has('release')
         ? releaseEntry
-        : typeof lane === 'string' && Object.hasOwn(entryByLane, lane)
-          ? entryByLane[lane]
-          : undefined;
+        : has('lanGrant')
+          ? lanGrantEntry
+          : typeof lane === 'string' && Object.hasOwn(entryByLane, lane)
+            ? entryByLane[lane]
+            : undefined;
     return (byLane ?? batchEntry).errors(entry, 3);
   }
   if (entry.lane !== 'orders') return [];
   if ('release' in entry) return entry.id === entry.release.id ? [] : ['/id: differs from the release id'];
+  // the receipt's id is inside its signed payload: the hub checks it when it verifies the receipt
+  if ('lanGrant' in entry) return entry.id.startsWith('l-') ? [] : ['/id: not a LAN transfer id (l-…)'];
   if ('event' in entry) {
     const e = entry.event;
     const out: string[] = [];
@@ -343,6 +360,8 @@ export const KitStatus = Type.Object({
   catalogVersion: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
   state: Type.Optional(Type.String()),
   battery: Type.Optional(BatterySummaryWire),
+  /** the kit's identity public key (its LAN transfers are signed with it); the hub lists it to the event's kits */
+  identityKey: Type.Optional(IdentityKey),
   /**
    * the kit's clock trust as checkout last recorded it this boot (core/store/clock.ts clockTrustNow):
    * the hub alerts when it is untrusted while a sale window of the kit's event opens; absent: older kit

@@ -5,6 +5,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { CATALOG_LIMITS } from './catalog.ts';
 import { CATALOG_VERSION_MAX, contract, ID_LEVEL, IdLevel, IsoTime, SignedEnvelope, Sku } from './common.ts';
+import { LAN_LIMITS, LanPeer, SignedLanMessage } from './lan-stock.ts';
 
 /** A grant, release or transfer id: one topic level, as order ids. */
 export const MoveId = Type.String({ minLength: 1, maxLength: 64, pattern: ID_LEVEL });
@@ -43,6 +44,11 @@ export const AllocationPayload = Type.Object(
     /** the event's stock per SKU (its latest catalog) and what the hub counts as this kit's allocation */
     eventStock: SkuUnits,
     allocated: SkuUnits,
+    /**
+     * the event's kits and their identity keys (from each kit's status), so that kits can move units
+     * between themselves over the venue LAN while the uplink is down (lan-stock.ts); absent: older hub
+     */
+    peers: Type.Optional(Type.Array(LanPeer, { maxItems: LAN_LIMITS.peers })),
   },
   { additionalProperties: false },
 );
@@ -58,7 +64,21 @@ export type SignedAllocationT = Static<typeof SignedAllocation>;
  * stock decrement, acked `stored` like an order event.
  */
 export const StockRelease = Type.Object(
-  { id: MoveId, eventId: IdLevel, sku: Sku, requested: PositiveUnits, released: Units, at: IsoTime },
+  {
+    id: MoveId,
+    eventId: IdLevel,
+    sku: Sku,
+    requested: PositiveUnits,
+    released: Units,
+    at: IsoTime,
+    /**
+     * a release to another kit over the venue LAN (lan-stock.ts), not in answer to a hub request: the
+     * receiving kit and its signed request, which the hub checks against that kit's identity key
+     */
+    lan: Type.Optional(
+      Type.Object({ to: IdLevel, request: SignedLanMessage }, { additionalProperties: false }),
+    ),
+  },
   { additionalProperties: false },
 );
 export type StockReleaseT = Static<typeof StockRelease>;
