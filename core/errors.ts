@@ -53,6 +53,12 @@ export const ERROR_STATUS = {
   ALLOCATION_STALE: 409,
   // the creator asked for more units than the event's stock leaves unallocated
   ALLOCATION_OVER_STOCK: 409,
+  // units moved between an event's kits over the venue LAN (docs/shared-stock.md#lan-transfers)
+  LAN_MALFORMED: 400,
+  LAN_FORGED: 403,
+  LAN_UNKNOWN_PEER: 403,
+  LAN_WRONG_KIT: 400,
+  LAN_NOT_SHARED: 409,
   // drops (docs/drops.md): sale windows and trusted time, admission, reservations, pickup, loyalty
   NOT_ON_SALE_YET: 409,
   SALE_ENDED: 410,

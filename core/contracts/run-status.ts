@@ -95,6 +95,14 @@ export const SharedStockView = Type.Object({
   active: Type.Boolean(),
   grants: Type.Integer({ minimum: 0 }),
   releases: Type.Integer({ minimum: 0 }),
+  /** units received from and given to the event's other kits over the venue LAN, and requests unanswered */
+  lan: Type.Optional(
+    Type.Object({
+      in: Type.Integer({ minimum: 0 }),
+      out: Type.Integer({ minimum: 0 }),
+      pending: Type.Integer({ minimum: 0 }),
+    }),
+  ),
   skus: Type.Array(
     Type.Object({
       sku: Type.String(),
@@ -138,6 +146,18 @@ export const SyncRunStatus = Type.Object({
   series: Type.Optional(SeriesShipStatus),
   /** the primary link as sync judges it, and what it holds back on a metered one (#17) */
   uplink: Type.Optional(SyncUplinkStatus),
+  /** units moved with the event's other kits over the venue LAN (services/sync/lan-stock.ts) */
+  lanStock: Type.Optional(
+    Type.Object({
+      listening: Nullable(Type.Integer({ minimum: 0 })),
+      found: Type.Array(Type.String()),
+      hubDownSince: Nullable(Type.String()),
+      asked: Type.Integer({ minimum: 0 }),
+      received: Type.Integer({ minimum: 0 }),
+      given: Type.Integer({ minimum: 0 }),
+      lastError: Nullable(Type.String()),
+    }),
+  ),
 });
 
 // --- kitd -----------------------------------------------------------------------------------------

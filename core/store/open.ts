@@ -151,8 +151,9 @@ export type OutboxKey = [lane: number, id: string];
 
 export interface OutboxEntry {
   /** 'orderEvent': something that happened to an order after it was taken (body: OrderEventBody) */
+  /** 'lanGrant': the signed receipt of units received over the LAN (body: LanGrantReportT, core/store/shared-stock.ts) */
   /** 'stockRelease': units released to the hub (body: StockReleaseT, core/store/shared-stock.ts) */
-  kind: 'order' | 'orderEvent' | 'stockRelease' | 'stock' | 'status' | 'health' | 'telemetry';
+  kind: 'order' | 'orderEvent' | 'stockRelease' | 'lanGrant' | 'stock' | 'status' | 'health' | 'telemetry';
   /** for kind 'order': the order id; sync reads the order and its sealed token when it publishes */
   ref?: string;
   body?: Record<string, unknown>;

@@ -200,8 +200,8 @@ export async function applyHubAcks(store: KitStore, acks: readonly HubAck[]): Pr
       }
       const key: OutboxKey = [LANES.orders, a.id];
       const kind = store.outbox.get(key)?.kind;
-      if (kind === 'stockRelease') {
-        // a stock release is done once the hub stored it (or dead-lettered it: it stays in the hub's
+      if (kind === 'stockRelease' || kind === 'lanGrant') {
+        // a stock release (or a LAN receipt) is done once the hub stored it (or dead-lettered it: it stays in the hub's
         // dead letters, the kit's record keeps what it released)
         if (a.state === 'stored' || a.state === 'rejected') void store.outbox.remove(key);
         continue;

@@ -5,6 +5,12 @@
 // always. A release takes only units the kit still has, so no unit the kit sold offline is ever
 // moved to another kit.
 
+import {
+  LAN_LIMITS,
+  type LanReceiptPayloadT,
+  type LanRequestPayloadT,
+  type SignedLanMessageT,
+} from '../contracts/lan-stock.ts';
 import { LANES } from '../contracts/lanes.ts';
 import type { AllocationPayloadT, StockReleaseT } from '../contracts/shared-stock.ts';
 import { KitError } from '../errors.ts';
@@ -23,7 +29,20 @@ export interface SharedStockRecord {
   /** from the newest statement: the event's stock and this kit's allocation as the hub counts them */
   eventStock: Array<[string, number]>;
   allocated: Array<[string, number]>;
+  /** from the newest statement that listed them: the event's kits and their identity keys [kitId, key] */
+  peers?: Array<[string, string]>;
+  /**
+   * units moved with another kit over the venue LAN (docs/shared-stock.md#lan-transfers), each also in
+   * `grants` (in) or `releases` (out) under its id: [id, 'in' | 'out', other kit, sku, requested,
+   * released, at, the signed receipt this kit gave (out; '' for in)]
+   */
+  lan?: LanMove[];
+  /** LAN requests this kit sent and has no receipt for yet: [id, giving kit, sku, qty, signed request JSON, at ms] */
+  lanPending?: LanPending[];
 }
+
+export type LanMove = [string, 'in' | 'out', string, string, number, number, string, string];
+export type LanPending = [string, string, string, number, string, number];
 
 export type AllocationOutcome =
   | { kind: 'applied'; granted: number; released: StockReleaseT[] }
@@ -99,6 +118,12 @@ export async function applyAllocation(
       eventStock: s.eventStock.map(([k, n]) => [k, n]),
       allocated: s.allocated.map(([k, n]) => [k, n]),
     };
+    const peers = s.peers?.map((p): [string, string] => [p.kitId, p.key]) ?? prev?.peers;
+    if (peers) rec.peers = peers;
+    if (prev?.lan) rec.lan = prev.lan;
+    // a LAN request the hub has granted meanwhile (the giver reported it) is answered
+    const listed = new Set(s.grants.map((g) => g.id));
+    if (prev?.lanPending) rec.lanPending = prev.lanPending.filter((p) => !listed.has(p[0]));
     const catalog = sharedCatalogOf(store, s.eventId);
     const selling = (sku: string) => catalog !== undefined && store.stock.get(sku) !== undefined;
     const granted = new Set(rec.grants.map((g) => g[0]));
@@ -162,6 +187,11 @@ export function sharedStockView(store: KitStore, eventId: string) {
     active: catalog !== undefined,
     grants: rec.grants.length,
     releases: rec.releases.length,
+    lan: {
+      in: (rec.lan ?? []).filter((m) => m[1] === 'in').reduce((n, m) => n + m[5], 0),
+      out: (rec.lan ?? []).filter((m) => m[1] === 'out').reduce((n, m) => n + m[5], 0),
+      pending: rec.lanPending?.length ?? 0,
+    },
     skus: [...skus].sort().map((sku) => ({
       sku,
       eventStock: eventStock.get(sku) ?? null,
@@ -170,4 +200,160 @@ export function sharedStockView(store: KitStore, eventId: string) {
       sellable: catalog ? (store.stock.get(sku) ?? 0) : 0,
     })),
   };
+}
+
+/** The event's kits and their identity keys, from the hub's newest statement that listed them. */
+export function lanPeers(rec: SharedStockRecord | undefined): Map<string, string> {
+  return new Map(rec?.peers ?? []);
+}
+
+/** What this kit could give of each SKU now: its unsold units (the giver still keeps half, applyLanRelease). */
+export function lanSellable(store: KitStore, eventId: string): Array<[string, number]> {
+  const rec = readSharedStock(store, eventId);
+  if (!rec) return [];
+  const catalog = sharedCatalogOf(store, eventId);
+  const skus = new Set(rec.grants.map((g) => g[1]));
+  return [...skus]
+    .sort()
+    .map((sku): [string, number] => [
+      sku,
+      Math.max(
+        0,
+        catalog && store.stock.get(sku) !== undefined ? (store.stock.get(sku) ?? 0) : heldUnits(rec, sku),
+      ),
+    ]);
+}
+
+function lanRoom(rec: SharedStockRecord): void {
+  if ((rec.lan?.length ?? 0) + (rec.lanPending?.length ?? 0) >= LAN_LIMITS.moves)
+    throw new KitError('CONFLICT', `event ${rec.eventId} has ${LAN_LIMITS.moves} LAN moves already`);
+}
+
+/**
+ * The giving side of a LAN transfer (the request is verified by the caller against the hub's `peers`):
+ * in one transaction, release up to the request's units, never more than half of what this kit still
+ * has, record the move, and queue the release for the hub on the orders lane with the signed request.
+ * The same request again (a retry after a lost answer) gets the same signed receipt and changes
+ * nothing. `signReceipt` signs with this kit's identity key.
+ */
+export async function applyLanRelease(
+  store: KitStore,
+  req: LanRequestPayloadT,
+  signedRequest: SignedLanMessageT,
+  signReceipt: (body: LanReceiptPayloadT) => SignedLanMessageT,
+  now = Date.now(),
+): Promise<{ receipt: SignedLanMessageT; released: number; replay: boolean }> {
+  return store.root.transaction(() => {
+    const rec = readSharedStock(store, req.eventId);
+    if (!rec) throw new KitError('LAN_NOT_SHARED', `this kit holds no shared stock of event ${req.eventId}`);
+    const seen = rec.lan?.find((m) => m[0] === req.id);
+    if (seen) {
+      if (seen[1] !== 'out' || seen[2] !== req.to || seen[3] !== req.sku || seen[4] !== req.qty)
+        throw new KitError('CONFLICT', `LAN transfer ${req.id} is already recorded with other terms`);
+      return { receipt: JSON.parse(seen[7]) as SignedLanMessageT, released: seen[5], replay: true };
+    }
+    if (rec.grants.some((g) => g[0] === req.id) || rec.releases.some((r) => r[0] === req.id))
+      throw new KitError('CONFLICT', `move ${req.id} is already recorded on this kit`);
+    lanRoom(rec);
+    const selling =
+      sharedCatalogOf(store, req.eventId) !== undefined && store.stock.get(req.sku) !== undefined;
+    const have = Math.max(0, selling ? (store.stock.get(req.sku) ?? 0) : heldUnits(rec, req.sku));
+    const n = Math.min(req.qty, Math.floor(have / 2));
+    if (selling) void store.stock.put(req.sku, (store.stock.get(req.sku) ?? 0) - n);
+    const at = new Date(now).toISOString();
+    const receipt = signReceipt({
+      v: 1,
+      use: 'lan-stock-receipt',
+      id: req.id,
+      eventId: req.eventId,
+      from: req.from,
+      to: req.to,
+      sku: req.sku,
+      requested: req.qty,
+      released: n,
+      at,
+    });
+    const next: SharedStockRecord = {
+      ...rec,
+      releases: [...rec.releases, [req.id, req.sku, req.qty, n]],
+      lan: [...(rec.lan ?? []), [req.id, 'out', req.to, req.sku, req.qty, n, at, JSON.stringify(receipt)]],
+    };
+    const body: StockReleaseT = {
+      id: req.id,
+      eventId: req.eventId,
+      sku: req.sku,
+      requested: req.qty,
+      released: n,
+      at,
+      lan: { to: req.to, request: { ...signedRequest } },
+    };
+    void store.outbox.put([LANES.orders, req.id] satisfies OutboxKey, {
+      kind: 'stockRelease',
+      body: { ...body },
+      createdAt: now,
+    });
+    void store.meta.put(key(req.eventId), next);
+    return { receipt, released: n, replay: false };
+  });
+}
+
+/**
+ * The receiving side: a receipt verified by the caller against the giver's key. In one transaction its
+ * units raise this kit's stock, the move is recorded under the transfer's id (so the hub's grant of the
+ * same id, when it reconciles, is not applied twice) and the receipt is queued for the hub on the
+ * orders lane. A receipt already applied changes nothing.
+ */
+export async function applyLanGrant(
+  store: KitStore,
+  r: LanReceiptPayloadT,
+  signedReceipt: SignedLanMessageT,
+  now = Date.now(),
+): Promise<{ kind: 'applied' | 'duplicate'; granted: number }> {
+  return store.root.transaction(() => {
+    const rec = readSharedStock(store, r.eventId);
+    if (!rec) throw new KitError('LAN_NOT_SHARED', `this kit holds no shared stock of event ${r.eventId}`);
+    if (rec.grants.some((g) => g[0] === r.id)) {
+      if (rec.lanPending?.some((p) => p[0] === r.id))
+        void store.meta.put(key(r.eventId), {
+          ...rec,
+          lanPending: rec.lanPending.filter((p) => p[0] !== r.id),
+        });
+      return { kind: 'duplicate' as const, granted: 0 };
+    }
+    lanRoom({ ...rec, lanPending: [] });
+    if (sharedCatalogOf(store, r.eventId) && store.stock.get(r.sku) !== undefined && r.released > 0)
+      void store.stock.put(r.sku, (store.stock.get(r.sku) ?? 0) + r.released);
+    const next: SharedStockRecord = {
+      ...rec,
+      grants: [...rec.grants, [r.id, r.sku, r.released]],
+      lan: [...(rec.lan ?? []), [r.id, 'in', r.from, r.sku, r.requested, r.released, r.at, '']],
+      lanPending: (rec.lanPending ?? []).filter((p) => p[0] !== r.id),
+    };
+    void store.outbox.put([LANES.orders, r.id] satisfies OutboxKey, {
+      kind: 'lanGrant',
+      body: { receipt: { ...signedReceipt } },
+      createdAt: now,
+    });
+    void store.meta.put(key(r.eventId), next);
+    return { kind: 'applied' as const, granted: r.released };
+  });
+}
+
+/** Keep a LAN request before it is sent, so that a retry after a crash or a lost answer asks with the same id. */
+export async function addLanPending(store: KitStore, eventId: string, p: LanPending): Promise<void> {
+  await store.root.transaction(() => {
+    const rec = readSharedStock(store, eventId);
+    if (!rec) throw new KitError('LAN_NOT_SHARED', `this kit holds no shared stock of event ${eventId}`);
+    lanRoom(rec);
+    void store.meta.put(key(eventId), { ...rec, lanPending: [...(rec.lanPending ?? []), p] });
+  });
+}
+
+/** Forget a LAN request (the giver refused it for good); the hub grants it later if the giver did release. */
+export async function dropLanPending(store: KitStore, eventId: string, id: string): Promise<void> {
+  await store.root.transaction(() => {
+    const rec = readSharedStock(store, eventId);
+    if (!rec?.lanPending?.some((p) => p[0] === id)) return;
+    void store.meta.put(key(eventId), { ...rec, lanPending: rec.lanPending.filter((p) => p[0] !== id) });
+  });
 }

@@ -4,6 +4,7 @@ import { CheckoutConfig, SECRET } from '../../core/config.ts';
 import { ID_LEVEL } from '../../core/contracts/common.ts';
 import { MQTT_VERSIONS } from '../../core/contracts/hub-wire.ts';
 import { BIND_LINK_MODES } from '../../core/uplinks.ts';
+import { LAN_STOCK_MODES } from './lan-stock.ts';
 
 const Int = (def: number, min: number, description: string): TInteger =>
   Type.Integer({ minimum: min, default: def, description });
@@ -71,6 +72,49 @@ export const SyncConfig = Type.Object({
     description:
       'MQTT keepalive of the hub link: a connection silent for 1.5× this is taken as dead (a link whose carrier stays up while its path is gone), and sync moves on',
   }),
+  // units moved between an event's kits over the venue LAN while the hub is out of reach (lan-stock.ts, #17)
+  POPKIT_LAN_STOCK: Type.Union(
+    LAN_STOCK_MODES.map((m) => Type.Literal(m)),
+    {
+      default: 'auto',
+      description:
+        "auto: while the event's stock is shared among its kits, sync listens for the other kits on POPKIT_LAN_STOCK_PORT, announces itself and finds them over multicast DNS (_popkit-stock._tcp), and while the hub has been out of reach for POPKIT_LAN_STOCK_AFTER_S asks the kit with the most unsold units for some of a SKU that runs low; every request and receipt is signed with the kit's identity key and checked against the hub's signed list of the event's kits. off: none of it",
+    },
+  ),
+  POPKIT_LAN_STOCK_HOST: Type.String({
+    minLength: 1,
+    maxLength: 64,
+    pattern: '^[0-9A-Fa-f:.]+$',
+    default: '0.0.0.0',
+    description: 'the address the LAN stock listener binds (an IP address)',
+  }),
+  POPKIT_LAN_STOCK_PORT: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 8472,
+    description: 'the LAN stock listener port (0: any free port, announced over multicast DNS as it is)',
+  }),
+  POPKIT_LAN_STOCK_AFTER_S: Type.Integer({
+    minimum: 0,
+    maximum: 86_400,
+    default: 30,
+    description: 'ask the other kits for units only once the hub has been out of reach this long',
+  }),
+  POPKIT_LAN_STOCK_BELOW_PERCENT: Type.Integer({
+    minimum: 1,
+    maximum: 99,
+    default: 20,
+    description:
+      'a SKU runs low when less than this percentage of the units the kit holds is unsold; it then asks for half the difference to the kit with the most',
+  }),
+  POPKIT_LAN_STOCK_PEERS: Type.Optional(
+    Type.String({
+      maxLength: 4096,
+      pattern: '^https?://[^,\\s\\x00-\\x1f\\x7f]+(,https?://[^,\\s\\x00-\\x1f\\x7f]+)*$',
+      description:
+        "the other kits' LAN stock listeners, as http://address:port separated by commas, asked besides those found over multicast DNS (for a venue network that drops multicast)",
+    }),
+  ),
   POPKIT_SYNC_BATCH_MAX: Int(500, 1, 'entries per MQTT message at most'),
   POPKIT_SYNC_BATCH_BYTES: Int(256 * 1024, 4096, 'bytes per MQTT message at most'),
   POPKIT_SYNC_WINDOW: Int(8, 1, 'messages awaiting their ack at once'),

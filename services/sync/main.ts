@@ -59,6 +59,14 @@ export function syncOptionsFrom(
     metered: cfg.POPKIT_SYNC_METERED,
     bindLinks: cfg.POPKIT_SYNC_BIND_LINKS,
     keepaliveS: cfg.POPKIT_SYNC_KEEPALIVE_S,
+    lan: {
+      mode: cfg.POPKIT_LAN_STOCK,
+      host: cfg.POPKIT_LAN_STOCK_HOST,
+      port: cfg.POPKIT_LAN_STOCK_PORT,
+      afterS: cfg.POPKIT_LAN_STOCK_AFTER_S,
+      belowPercent: cfg.POPKIT_LAN_STOCK_BELOW_PERCENT,
+      peers: cfg.POPKIT_LAN_STOCK_PEERS ? cfg.POPKIT_LAN_STOCK_PEERS.split(',') : [],
+    },
     series: {
       enabled: cfg.POPKIT_SYNC_SERIES,
       intervalMs: cfg.POPKIT_SYNC_SERIES_INTERVAL_MS,

@@ -9,6 +9,7 @@ import {
   topics,
   type WireOrderT,
 } from '../../core/contracts/hub-wire.ts';
+import type { LanGrantReportT } from '../../core/contracts/lan-stock.ts';
 import { hubTopicLeaf, LANES, type LaneName, laneOfPriority } from '../../core/contracts/lanes.ts';
 import type { StockReleaseT } from '../../core/contracts/shared-stock.ts';
 import { isKitError } from '../../core/errors.ts';
@@ -203,6 +204,9 @@ export class OutboxPump {
         }
         if (entry.kind === 'stockRelease') {
           return { lane: 'orders', id, release: entry.body as unknown as StockReleaseT };
+        }
+        if (entry.kind === 'lanGrant') {
+          return { lane: 'orders', id, lanGrant: entry.body as unknown as LanGrantReportT };
         }
         const order = getOrder(this.store, entry.ref ?? id);
         if (!order) return undefined;

@@ -10,6 +10,7 @@ import { CheckoutConfig } from '../../core/config.ts';
 import { authorizeSocketPath } from '../../core/contracts/authorize-relay.ts';
 import { type KitStatusT, type MqttVersion, type ReceiptT, topics } from '../../core/contracts/hub-wire.ts';
 import { type LinkState, readRunStatus, type SyncMeteredMode } from '../../core/contracts/run-status.ts';
+import { kitIdentity } from '../../core/enroll-kit.ts';
 import { moduleLogger, redactUrl } from '../../core/logger.ts';
 import { type PollLoop, pollLoop } from '../../core/poll-loop.ts';
 import { clockTrustNow } from '../../core/store/clock.ts';
@@ -25,6 +26,7 @@ import { applyAckMessage } from './acks.ts';
 import { AllocationIntake } from './allocation-intake.ts';
 import { AuthorizeRelay } from './authorize-relay.ts';
 import { CatalogIntake } from './catalog-intake.ts';
+import { LanStock, type LanStockOptions } from './lan-stock.ts';
 import type { LaneKeeper } from './lanes.ts';
 import { HubLink } from './link.ts';
 import { type BusyLimits, CheckoutLoad, type LoadSignal, pause } from './load.ts';
@@ -76,6 +78,8 @@ export interface SyncOptions {
   /** checkout first (load.ts): the limits while orders arrive and how long "arriving" lasts after the
    *  last one; undefined: sync always drains at full size */
   busy?: (BusyLimits & { holdMs: number }) | undefined;
+  /** POPKIT_LAN_STOCK_* (lan-stock.ts): units moved between the event's kits over the venue LAN; absent: off */
+  lan?: Omit<LanStockOptions, 'kitId' | 'identity'> | undefined;
 }
 
 /** the retained kit status goes to the hub every this many status ticks */
@@ -102,6 +106,10 @@ export class SyncService {
   private ackChain: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly load: LoadSignal | undefined;
+  /** the kit's identity key (core/enroll-kit.ts): its public half goes to the hub in the kit status */
+  private readonly identity: { privateKey: KeyObject; publicKey: string } | undefined;
+  /** units moved with the event's other kits over the venue LAN while the hub is out of reach */
+  readonly lanStock: LanStock | undefined;
   /** ack transactions committed (a paced message takes several) */
   ackTxns = 0;
   drained = 0;
@@ -150,6 +158,22 @@ export class SyncService {
     );
     this.catalogs = new CatalogIntake(store, opts);
     this.allocations = new AllocationIntake(store, opts);
+    try {
+      this.identity = kitIdentity(opts.dataDir);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'no identity key: no LAN stock transfers');
+    }
+    if (opts.lan && opts.lan.mode !== 'off' && this.identity) {
+      this.lanStock = new LanStock(
+        store,
+        { ...opts.lan, kitId: opts.kitId, identity: this.identity },
+        {
+          eventId: () => this.catalogs.activeEventId(),
+          hubConnected: () => this.hubLink.connected,
+          queued: () => this.pump(),
+        },
+      );
+    }
     const s = opts.series ?? { enabled: true, intervalMs: 10_000, settleS: 10, minGroup: 5 };
     this.series = new SeriesShipper(
       store,
@@ -242,6 +266,7 @@ export class SyncService {
         this.series.tick().then((n) => n > 0 && this.pump()),
       );
     every(TRIM_EVERY_MS, () => this.lanes.trimAll());
+    if (this.lanStock) every(1000, () => this.lanStock?.tick());
     // a wall-clock correction since sealing is written into the seals (core/token-vault.ts)
     every(REANCHOR_EVERY_MS, () => reanchorSealedTokens(this.store, this.vault), true);
   }
@@ -252,6 +277,7 @@ export class SyncService {
     // a paced ack still applying finishes before the store closes (its receipts still go out)
     this.stopping = true;
     await this.authorizeRelay.close();
+    await this.lanStock?.close();
     await this.ackChain;
     const bye: KitStatusT = { ...this.kitStatus(), online: false };
     await this.hubLink.close({ topic: topics.status(this.opts.kitId), payload: JSON.stringify(bye) });
@@ -296,6 +322,7 @@ export class SyncService {
       sharedStock: sharedStockView(this.store, this.catalogs.activeEventId()) ?? null,
       allocationRefusals: this.allocations.refusals.slice(-5),
       allocationRefused: { ...this.allocations.refusedCount },
+      ...(this.lanStock ? { lanStock: this.lanStock.status() } : {}),
       series: this.series.status(),
       uplink: this.uplink.status(),
     };
@@ -386,6 +413,7 @@ export class SyncService {
       catalogVersion: readCatalogStamp(this.store)?.version ?? null,
       kitd: readRunStatus(this.opts.dataDir, 'kitd'),
       clock: this.clockTrust(),
+      identityKey: this.identity?.publicKey,
     });
   }
 

@@ -34,6 +34,7 @@ export function kitStatusPayload(o: {
   catalogVersion: number | null;
   kitd: KitdForHub | undefined;
   clock?: KitStatusT['clock'];
+  identityKey?: string | undefined;
   now?: number;
 }): KitStatusT {
   const battery = o.kitd ? mainBattery(o.kitd.power) : undefined;
@@ -52,5 +53,6 @@ export function kitStatusPayload(o: {
     ...(o.kitd ? { state: o.kitd.state } : {}),
     ...(battery ? { battery } : {}),
     ...(o.clock ? { clock: o.clock } : {}),
+    ...(o.identityKey ? { identityKey: o.identityKey } : {}),
   };
 }

@@ -182,6 +182,8 @@ export function syncEnv(
     POPKIT_SYNC_BACKOFF_MIN_MS: '100',
     POPKIT_SYNC_BACKOFF_MAX_MS: '1000',
     POPKIT_SYNC_POLL_MS: '50',
+    // many kits on one machine: each LAN stock listener on a free port
+    POPKIT_LAN_STOCK_PORT: '0',
     ...extra,
   };
 }
