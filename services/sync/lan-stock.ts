@@ -181,6 +181,8 @@ export class LanStock {
 
   private onFound(s: Service): void {
     const kit = String(s.txt?.kit ?? '');
+    // another event's kits on the same network are not asked (the hub's list of peers decides anyway)
+    if (String(s.txt?.event ?? '') !== this.deps.eventId()) return;
     const ipv4 = s.addresses?.find((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a)) ?? s.referer?.address;
     if (!kit || kit === this.opts.kitId || !ipv4 || !Number.isInteger(s.port) || s.port <= 0) return;
     this.mdnsFound.set(kit, { kitId: kit, url: `http://${ipv4}:${s.port}` });
