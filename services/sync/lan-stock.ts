@@ -78,7 +78,6 @@ export class LanStock {
   private app: FastifyInstance | undefined;
   private bonjour: Bonjour | undefined;
   private browser: Browser | undefined;
-  private announced: Service | undefined;
   private readonly mdnsFound = new Map<string, Found>();
   private readonly staticFound = new Map<string, Found>();
   private downSince: number | undefined;
@@ -163,7 +162,7 @@ export class LanStock {
     this.app = app;
     if (this.opts.mdns !== false) {
       this.bonjour = new Bonjour({}, (err: Error) => log.warn({ err: err.message }, 'multicast DNS'));
-      this.announced = this.bonjour.publish({
+      this.bonjour.publish({
         name: `popkit-${this.opts.kitId}`,
         type: LAN_SERVICE_TYPE,
         port: this.port ?? 0,
@@ -332,7 +331,6 @@ export class LanStock {
     this.browser?.stop();
     if (this.bonjour) await new Promise<void>((resolve) => this.bonjour?.unpublishAll(() => resolve()));
     this.bonjour?.destroy();
-    this.announced = undefined;
     await this.app?.close();
   }
 }
