@@ -53,22 +53,19 @@ interface MoveRow {
  */
 export type LanRefusalCode =
   /** the signed message is not our shape (envelope, JSON, payload contract) */
-  | 'LAN_MALFORMED'
+  | 'LAN_REPORT_MALFORMED'
   /** its signature does not verify against the signing kit's identity key as the hub knows it */
-  | 'LAN_FORGED'
+  | 'LAN_REPORT_FORGED'
   /** a kit of the transfer is not in the event (no stock moves) or the hub knows no identity key for it */
-  | 'LAN_UNKNOWN_KIT'
+  | 'LAN_REPORT_UNKNOWN_KIT'
   /** the signed message and the report disagree (id, event, SKU, kits, quantities) */
-  | 'LAN_MISMATCH'
+  | 'LAN_REPORT_MISMATCH'
   /** the move is recorded already with other figures (the other side reported it differently) */
-  | 'LAN_CONFLICT';
+  | 'LAN_REPORT_CONFLICT';
 
-export class LanRefused extends Error {
-  constructor(
-    readonly code: LanRefusalCode,
-    message: string,
-  ) {
-    super(message);
+export class LanRefused extends KitError {
+  constructor(code: LanRefusalCode, message: string) {
+    super(code, message);
     this.name = 'LanRefused';
   }
 }
@@ -340,14 +337,18 @@ export class SharedStock {
     r: StockReleaseT,
     lan: NonNullable<StockReleaseT['lan']>,
   ): Promise<string[]> {
-    if (lan.to === kitId) throw new LanRefused('LAN_MISMATCH', 'a LAN release to the giving kit itself');
+    if (lan.to === kitId)
+      throw new LanRefused('LAN_REPORT_MISMATCH', 'a LAN release to the giving kit itself');
     const signed = lan.request;
     if (!lanStockWire.signed.check(signed))
-      throw new LanRefused('LAN_MALFORMED', 'the request is not signed');
+      throw new LanRefused('LAN_REPORT_MALFORMED', 'the request is not signed');
     // the signature first, with the key of the kit that says it asked (lan.to), then what is inside
     const key = await peerKey(tx, r.eventId, lan.to);
     if (!signatureVerifies(key, signed))
-      throw new LanRefused('LAN_FORGED', `the request does not verify with kit ${lan.to}'s identity key`);
+      throw new LanRefused(
+        'LAN_REPORT_FORGED',
+        `the request does not verify with kit ${lan.to}'s identity key`,
+      );
     const q = payloadOf<LanRequestPayloadT>(signed, lanStockWire.request.check, 'request');
     const wrong: string[] = [];
     if (q.id !== r.id) wrong.push('id');
@@ -357,9 +358,12 @@ export class SharedStock {
     if (q.sku !== r.sku) wrong.push('sku');
     if (q.qty !== r.requested) wrong.push('qty');
     if (wrong.length > 0)
-      throw new LanRefused('LAN_MISMATCH', `the release and its signed request differ: ${wrong.join(', ')}`);
+      throw new LanRefused(
+        'LAN_REPORT_MISMATCH',
+        `the release and its signed request differ: ${wrong.join(', ')}`,
+      );
     if (r.released > r.requested)
-      throw new LanRefused('LAN_MISMATCH', `released ${r.released} > requested ${r.requested}`);
+      throw new LanRefused('LAN_REPORT_MISMATCH', `released ${r.released} > requested ${r.requested}`);
     await mustBeInEvent(tx, r.eventId, kitId);
     return recordLanMove(
       tx,
@@ -391,21 +395,27 @@ export class SharedStock {
   ): Promise<{ eventId: string; kits: string[] }> {
     const signed = g.receipt;
     if (!lanStockWire.signed.check(signed))
-      throw new LanRefused('LAN_MALFORMED', 'the receipt is not signed');
+      throw new LanRefused('LAN_REPORT_MALFORMED', 'the receipt is not signed');
     // the signer is named inside: its shape is checked before its key is looked up, nothing is used
     // before the signature verifies
     const p = payloadOf<LanReceiptPayloadT>(signed, lanStockWire.receipt.check, 'receipt');
     const key = await peerKey(tx, p.eventId, p.from);
     if (!signatureVerifies(key, signed))
-      throw new LanRefused('LAN_FORGED', `the receipt does not verify with kit ${p.from}'s identity key`);
+      throw new LanRefused(
+        'LAN_REPORT_FORGED',
+        `the receipt does not verify with kit ${p.from}'s identity key`,
+      );
     const wrong: string[] = [];
     if (p.id !== entryId) wrong.push('id');
     if (p.to !== kitId) wrong.push('to');
     if (p.from === p.to) wrong.push('from');
     if (wrong.length > 0)
-      throw new LanRefused('LAN_MISMATCH', `the entry and its signed receipt differ: ${wrong.join(', ')}`);
+      throw new LanRefused(
+        'LAN_REPORT_MISMATCH',
+        `the entry and its signed receipt differ: ${wrong.join(', ')}`,
+      );
     if (p.released > p.requested)
-      throw new LanRefused('LAN_MISMATCH', `released ${p.released} > requested ${p.requested}`);
+      throw new LanRefused('LAN_REPORT_MISMATCH', `released ${p.released} > requested ${p.requested}`);
     await mustBeInEvent(tx, p.eventId, kitId);
     const kits = await recordLanMove(
       tx,
@@ -573,7 +583,7 @@ async function mustBeInEvent(tx: Queryable, eventId: string, kitId: string): Pro
     kitId,
   ]);
   if (res.rows.length === 0)
-    throw new LanRefused('LAN_UNKNOWN_KIT', `kit ${kitId} is not in event ${eventId}`);
+    throw new LanRefused('LAN_REPORT_UNKNOWN_KIT', `kit ${kitId} is not in event ${eventId}`);
 }
 
 /**
@@ -587,11 +597,11 @@ async function peerKey(tx: Queryable, eventId: string, kitId: string): Promise<K
     [kitId],
   );
   const x = res.rows[0]?.identity_key;
-  if (!x) throw new LanRefused('LAN_UNKNOWN_KIT', `the hub knows no identity key for kit ${kitId}`);
+  if (!x) throw new LanRefused('LAN_REPORT_UNKNOWN_KIT', `the hub knows no identity key for kit ${kitId}`);
   try {
     return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
   } catch {
-    throw new LanRefused('LAN_UNKNOWN_KIT', `kit ${kitId}'s identity key is not an ed25519 key`);
+    throw new LanRefused('LAN_REPORT_UNKNOWN_KIT', `kit ${kitId}'s identity key is not an ed25519 key`);
   }
 }
 
@@ -601,9 +611,10 @@ function payloadOf<T>(signed: SignedLanMessageT, check: (v: unknown) => boolean,
   try {
     value = JSON.parse(signed.payload);
   } catch {
-    throw new LanRefused('LAN_MALFORMED', `the ${what}'s payload is not JSON`);
+    throw new LanRefused('LAN_REPORT_MALFORMED', `the ${what}'s payload is not JSON`);
   }
-  if (!check(value)) throw new LanRefused('LAN_MALFORMED', `the ${what}'s payload is not a LAN ${what}`);
+  if (!check(value))
+    throw new LanRefused('LAN_REPORT_MALFORMED', `the ${what}'s payload is not a LAN ${what}`);
   return value as T;
 }
 
@@ -642,7 +653,7 @@ async function recordLanMove(
       had.sku === m.sku &&
       Number(had.qty) === m.released &&
       Number(had.requested) === m.requested;
-    if (!same) throw new LanRefused('LAN_CONFLICT', `transfer ${m.id} is recorded with other figures`);
+    if (!same) throw new LanRefused('LAN_REPORT_CONFLICT', `transfer ${m.id} is recorded with other figures`);
   } else {
     await tx.query(
       `INSERT INTO stock_moves (event_id, kind, move_id, kit_id, sku, qty, transfer_to, via, requested)

@@ -402,7 +402,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request();
           return { id: q.id, entry: releaseEntry(q, 4, { signedBy: outsider.privateKey }) };
         },
-        /^LAN_FORGED/,
+        /^LAN_REPORT_FORGED/,
       ],
       [
         "a request signed with another peer's key",
@@ -411,7 +411,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request();
           return { id: q.id, entry: releaseEntry(q, 4, { signedBy: C.privateKey }) };
         },
-        /^LAN_FORGED/,
+        /^LAN_REPORT_FORGED/,
       ],
       [
         'a request signed by a kit not in the event',
@@ -420,7 +420,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ to: X.kitId });
           return { id: q.id, entry: releaseEntry(q, 4, { signedBy: X.privateKey }) };
         },
-        /^LAN_UNKNOWN_KIT/,
+        /^LAN_REPORT_UNKNOWN_KIT/,
       ],
       [
         'a request by a kit of the event whose key the hub does not know',
@@ -429,7 +429,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ to: N.kitId });
           return { id: q.id, entry: releaseEntry(q, 4, { signedBy: N.privateKey }) };
         },
-        /^LAN_UNKNOWN_KIT/,
+        /^LAN_REPORT_UNKNOWN_KIT/,
       ],
       [
         'a request from a kit that never enrolled',
@@ -438,7 +438,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ to: outsider.kitId });
           return { id: q.id, entry: releaseEntry(q, 4, { signedBy: outsider.privateKey }) };
         },
-        /^LAN_UNKNOWN_KIT/,
+        /^LAN_REPORT_UNKNOWN_KIT/,
       ],
       [
         'a request for another transfer id',
@@ -449,7 +449,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const id = lanId();
           return { id, entry: { ...e, id, release: { ...e.release, id } } };
         },
-        /^LAN_MISMATCH.*id/,
+        /^LAN_REPORT_MISMATCH.*id/,
       ],
       [
         'a request for another SKU',
@@ -459,7 +459,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const e = releaseEntry(q, 4);
           return { id: q.id, entry: { ...e, release: { ...e.release, sku: SKU } } };
         },
-        /^LAN_MISMATCH.*sku/,
+        /^LAN_REPORT_MISMATCH.*sku/,
       ],
       [
         'a request for another event',
@@ -469,7 +469,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const e = releaseEntry(q, 4);
           return { id: q.id, entry: { ...e, release: { ...e.release, eventId } } };
         },
-        /^LAN_/,
+        /^LAN_REPORT_/,
       ],
       [
         'a request to another giver (from)',
@@ -478,7 +478,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ from: C.kitId });
           return { id: q.id, entry: releaseEntry(q, 4) };
         },
-        /^LAN_MISMATCH.*from/,
+        /^LAN_REPORT_MISMATCH.*from/,
       ],
       [
         'a request for another receiver (to)',
@@ -487,7 +487,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ to: C.kitId });
           return { id: q.id, entry: releaseEntry(q, 4, { to: B.kitId, signedBy: B.privateKey }) };
         },
-        /^LAN_/,
+        /^LAN_REPORT_/,
       ],
       [
         'released more than requested',
@@ -496,7 +496,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ qty: 4 });
           return { id: q.id, entry: releaseEntry(q, 5) };
         },
-        /^LAN_MISMATCH.*released 5 > requested 4/,
+        /^LAN_REPORT_MISMATCH.*released 5 > requested 4/,
       ],
       [
         'requested differs from the signed qty',
@@ -506,7 +506,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const e = releaseEntry(q, 2);
           return { id: q.id, entry: { ...e, release: { ...e.release, requested: 9 } } };
         },
-        /^LAN_MISMATCH.*qty/,
+        /^LAN_REPORT_MISMATCH.*qty/,
       ],
       [
         'a release to the giver itself',
@@ -515,7 +515,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ to: A.kitId });
           return { id: q.id, entry: releaseEntry(q, 1, { signedBy: A.privateKey }) };
         },
-        /^LAN_MISMATCH/,
+        /^LAN_REPORT_MISMATCH/,
       ],
       [
         'a signed request whose payload has __proto__',
@@ -525,7 +525,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const text = JSON.stringify(q).replace('"v":1,', '"__proto__":{"polluted":1},"v":1,');
           return { id: q.id, entry: releaseEntry(q, 4, { signed: signLan(B.privateKey, text) }) };
         },
-        /^LAN_MALFORMED/,
+        /^LAN_REPORT_MALFORMED/,
       ],
       [
         'a signed request with __proto__ as its SKU',
@@ -535,7 +535,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const e = releaseEntry(q, 4);
           return { id: q.id, entry: { ...e, release: { ...e.release, sku: SKU } } };
         },
-        /^LAN_MALFORMED/,
+        /^LAN_REPORT_MALFORMED/,
       ],
       [
         'a signed request with NUL in a kit id',
@@ -544,7 +544,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ to: `${B.kitId}\u0000` });
           return { id: q.id, entry: releaseEntry(q, 4, { to: B.kitId }) };
         },
-        /^LAN_MALFORMED/,
+        /^LAN_REPORT_MALFORMED/,
       ],
       [
         'a signed request for a huge qty',
@@ -554,7 +554,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const e = releaseEntry(q, 4);
           return { id: q.id, entry: { ...e, release: { ...e.release, requested: 4 } } };
         },
-        /^LAN_MALFORMED/,
+        /^LAN_REPORT_MALFORMED/,
       ],
       [
         'a signed request that is not JSON',
@@ -563,7 +563,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request();
           return { id: q.id, entry: releaseEntry(q, 4, { signed: signLan(B.privateKey, '{"v":1,') }) };
         },
-        /^LAN_MALFORMED/,
+        /^LAN_REPORT_MALFORMED/,
       ],
       [
         'a signed receipt passed off as a request',
@@ -572,7 +572,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request();
           return { id: q.id, entry: releaseEntry(q, 4, { signed: signLan(B.privateKey, receiptFor(q, 4)) }) };
         },
-        /^LAN_MALFORMED/,
+        /^LAN_REPORT_MALFORMED/,
       ],
       // off the entry contract before the ledger: NUL, __proto__, huge numbers in the release itself
       [
@@ -612,7 +612,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request();
           return { id: q.id, entry: grantEntry(q.id, signLan(B.privateKey, receiptFor(q, 4))) };
         },
-        /^LAN_FORGED/,
+        /^LAN_REPORT_FORGED/,
       ],
       [
         'a receipt from a giver not in the event',
@@ -621,7 +621,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ from: X.kitId });
           return { id: q.id, entry: grantEntry(q.id, signLan(X.privateKey, receiptFor(q, 4))) };
         },
-        /^LAN_UNKNOWN_KIT/,
+        /^LAN_REPORT_UNKNOWN_KIT/,
       ],
       [
         'a receipt for another kit (to), reported by B',
@@ -630,7 +630,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ to: C.kitId });
           return { id: q.id, entry: grantEntry(q.id, signLan(A.privateKey, receiptFor(q, 4))) };
         },
-        /^LAN_MISMATCH.*to/,
+        /^LAN_REPORT_MISMATCH.*to/,
       ],
       [
         'a receipt under another entry id',
@@ -640,7 +640,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const id = lanId();
           return { id, entry: grantEntry(id, signLan(A.privateKey, receiptFor(q, 4))) };
         },
-        /^LAN_MISMATCH.*id/,
+        /^LAN_REPORT_MISMATCH.*id/,
       ],
       [
         'a receipt that released more than requested',
@@ -649,7 +649,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ qty: 2 });
           return { id: q.id, entry: grantEntry(q.id, signLan(A.privateKey, receiptFor(q, 3))) };
         },
-        /^LAN_MISMATCH/,
+        /^LAN_REPORT_MISMATCH/,
       ],
       [
         'a receipt with a huge released',
@@ -661,7 +661,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
             entry: grantEntry(q.id, signLan(A.privateKey, receiptFor(q, 4, { released: 2 ** 53 }))),
           };
         },
-        /^LAN_MALFORMED/,
+        /^LAN_REPORT_MALFORMED/,
       ],
       [
         'a receipt with NUL in its SKU',
@@ -670,7 +670,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const q = request({ sku: 'DR\u0000P' });
           return { id: q.id, entry: grantEntry(q.id, signLan(A.privateKey, receiptFor(q, 1))) };
         },
-        /^LAN_MALFORMED/,
+        /^LAN_REPORT_MALFORMED/,
       ],
       [
         'a receipt whose signature was cut',
@@ -680,7 +680,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           const s = signLan(A.privateKey, receiptFor(q, 4));
           return { id: q.id, entry: grantEntry(q.id, { ...s, sig: s.sig.slice(0, 40) }) };
         },
-        /^LAN_FORGED/,
+        /^LAN_REPORT_FORGED/,
       ],
       [
         'a receipt whose payload was changed after signing',
@@ -693,7 +693,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
             entry: grantEntry(q.id, { ...s, payload: s.payload.replace('"released":1', '"released":4') }),
           };
         },
-        /^LAN_FORGED/,
+        /^LAN_REPORT_FORGED/,
       ],
       [
         'a grant entry whose id is not a LAN id',
@@ -721,11 +721,11 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
     // every case the ledger refused (not the entry contract) counted once
     assert.equal(
       ledger.counters.lanRefused - refusedBefore,
-      cases.filter(([, , , r]) => r.source.startsWith('^LAN_')).length,
+      cases.filter(([, , , r]) => r.source.startsWith('^LAN_REPORT_')).length,
     );
   });
 
-  test('a recorded transfer reported again with other figures: LAN_CONFLICT, the first stands; the kit is acked rejected', async () => {
+  test('a recorded transfer reported again with other figures: LAN_REPORT_CONFLICT, the first stands; the kit is acked rejected', async () => {
     const q = request({ qty: 3 });
     await send(A, [releaseEntry(q, 3)]);
     const before = await allocations();
@@ -735,7 +735,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
     ]);
     assert.equal(acks.length, 1);
     assert.equal(acks[0]?.state, 'rejected');
-    assert.match(acks[0]?.reason ?? '', /^LAN_CONFLICT/);
+    assert.match(acks[0]?.reason ?? '', /^LAN_REPORT_CONFLICT/);
     assert.deepEqual(await movesOf(q.id), [
       ['grant', B.kitId, null, 3, 'lan'],
       ['release', A.kitId, B.kitId, 3, 'lan'],
