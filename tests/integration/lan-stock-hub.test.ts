@@ -82,8 +82,12 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
       ),
     );
 
-  const send = (k: Kit, entries: unknown[]) =>
-    ingest.handleExternal(
+  /** a second hub worker: its own pool, ledger and ingest on the same database */
+  let db2: SqlDb;
+  let ingest2: HubIngest;
+
+  const send = (k: Kit, entries: unknown[], worker: HubIngest = ingest) =>
+    worker.handleExternal(
       topics.orders(k.kitId),
       Buffer.from(JSON.stringify({ v: 1, kitId: k.kitId, sentAt: Date.now(), entries })),
     );
@@ -206,6 +210,17 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
       batches: 'external',
     });
     ingest.sharedStock = shared;
+    db2 = await openPostgres(PG_URL, schema, 2);
+    ingest2 = new HubIngest(new Ledger(db2, new SandboxGateway(), new TokenVault(randomBytes(32))), {
+      brokerUrl: 'mqtt://127.0.0.1:1',
+      workerId: 'lan-test-2',
+      shareGroup: 'lan-test',
+      shared: 'off',
+      retryDeferredMs: 3_600_000,
+      verdictResendMs: 3_600_000,
+      kitQuota: { batchMax: 5000, ratePerS: 1e6, burst: 1e6 },
+      batches: 'external',
+    });
     await ledger.storeCatalog(
       eventId,
       1,
@@ -231,6 +246,7 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
 
   after(async () => {
     await db?.close();
+    await db2?.close();
     await dropSchema(schema);
   });
 
@@ -337,11 +353,11 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
     // the receiver first, then the giver
     await send(B, [grantEntry(second.id, signLan(A.privateKey, receiptFor(second, 1)))]);
     await send(A, [releaseEntry(second, 1)]);
-    // every report of a third at once (the pool runs them on separate connections, as workers would)
+    // every report of a third at once, on two hub workers (each its own pool and transactions)
     await Promise.all([
       send(C, [releaseEntry(third, 2)]),
-      send(B, [grantEntry(third.id, signLan(C.privateKey, receiptFor(third, 2)))]),
-      send(C, [releaseEntry(third, 2)]),
+      send(B, [grantEntry(third.id, signLan(C.privateKey, receiptFor(third, 2)))], ingest2),
+      send(C, [releaseEntry(third, 2)], ingest2),
       send(B, [grantEntry(third.id, signLan(C.privateKey, receiptFor(third, 2)))]),
     ]);
     assert.deepEqual(await movesOf(first.id), [
@@ -439,6 +455,15 @@ describe('LAN stock transfers at the hub: keys, peers, one move per transfer, re
           return { id: q.id, entry: releaseEntry(q, 4, { signedBy: outsider.privateKey }) };
         },
         /^LAN_REPORT_UNKNOWN_KIT/,
+      ],
+      [
+        'a release by a giver not in the event (to a kit that is)',
+        X,
+        () => {
+          const q = request({ from: X.kitId });
+          return { id: q.id, entry: releaseEntry(q, 4) };
+        },
+        /^LAN_REPORT_UNKNOWN_KIT.*not in event/,
       ],
       [
         'a request for another transfer id',
