@@ -109,6 +109,13 @@ export const ERROR_STATUS = {
   SEAL_KEY_FORGED: 400,
   // a sealed telemetry batch that opens but is not a SeriesBatch of the kit whose topic carried it
   SERIES_BATCH_INVALID: 400,
+  // hub ingest (dead-letter reasons): a kit's report of a LAN stock transfer that does not verify
+  // (services/hub/shared-stock.ts, docs/shared-stock.md#lan-transfers-the-hubs-side)
+  LAN_REPORT_MALFORMED: 400,
+  LAN_REPORT_FORGED: 400,
+  LAN_REPORT_UNKNOWN_KIT: 400,
+  LAN_REPORT_MISMATCH: 400,
+  LAN_REPORT_CONFLICT: 409,
   // the post-event report's PDF: no Chromium to print it with (docs/report.md)
   PDF_UNAVAILABLE: 503,
 } as const;

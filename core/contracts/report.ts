@@ -100,6 +100,8 @@ export type SkuInventoryT = Static<typeof SkuInventory>;
 /**
  * A transfer of shared stock between two kits of the event (docs/shared-stock.md): asked of `from`,
  * `released` units given (what `from` still had), granted to `to`; null `released`: not answered yet.
+ * `via`: `hub` the hub asked `from` (POST …/transfers, a rebalance), `lan` the kits moved the units
+ * between themselves over the venue LAN (`to` asked `from`), reported to the hub afterwards.
  */
 export const StockTransfer = Type.Object({
   id: Type.String(),
@@ -108,6 +110,7 @@ export const StockTransfer = Type.Object({
   to: IdLevel,
   requested: Type.Integer({ minimum: 0 }),
   released: Nullable(Type.Integer({ minimum: 0 })),
+  via: Type.Union([Type.Literal('hub'), Type.Literal('lan')]),
 });
 export type StockTransferT = Static<typeof StockTransfer>;
 

@@ -232,11 +232,11 @@ function transfersTable(transfers: EventReportT['inventory']['transfers']): stri
   const rows = transfers
     .map(
       (t) =>
-        `<tr><td>${esc(t.sku)}</td><td>${esc(t.from)}</td><td>${esc(t.to)}</td><td class="n">${t.requested}</td><td class="n">${t.released ?? 'waiting'}</td></tr>`,
+        `<tr><td>${esc(t.sku)}</td><td>${esc(t.from)}</td><td>${esc(t.to)}</td><td>${t.via === 'lan' ? 'venue LAN' : 'hub'}</td><td class="n">${t.requested}</td><td class="n">${t.released ?? 'waiting'}</td></tr>`,
     )
     .join('');
-  return `<p>Shared stock: start is what the kits were allocated; units moved between kits:</p>
-<table><thead><tr><th>SKU</th><th>from</th><th>to</th><th class="n">asked</th><th class="n">moved</th></tr></thead><tbody>${rows || '<tr><td colspan="5" class="muted">no transfer</td></tr>'}</tbody></table>`;
+  return `<p>Shared stock: start is what the kits were allocated; units moved between kits (through the hub, or kit to kit over the venue LAN while the uplink was down):</p>
+<table><thead><tr><th>SKU</th><th>from</th><th>to</th><th>via</th><th class="n">asked</th><th class="n">moved</th></tr></thead><tbody>${rows || '<tr><td colspan="6" class="muted">no transfer</td></tr>'}</tbody></table>`;
 }
 
 export const DEFAULT_CHROMIUM = '/usr/bin/chromium';

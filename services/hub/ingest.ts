@@ -20,6 +20,7 @@ import {
   topics,
   wire,
 } from '../../core/contracts/hub-wire.ts';
+import { lanStockWire } from '../../core/contracts/lan-stock.ts';
 import { LANE_NAMES, type LaneName } from '../../core/contracts/lanes.ts';
 import type { SeriesBatchT } from '../../core/contracts/series.ts';
 import { KitError } from '../../core/errors.ts';
@@ -299,10 +300,12 @@ export class HubIngest {
       const s = wire.kitStatus.parse(payload);
       if (!s) return this.refuse('malformed', topic);
       if (s.kitId !== t.kitId) return this.refuse('kit_mismatch', topic, { claimed: s.kitId });
-      const cameOnline = await this.withDbRetry(() => this.ledger.recordStatus(s));
+      const { cameOnline, keyEvents } = await this.withDbRetry(() => this.ledger.recordStatus(s));
       // back online: whatever verdicts it has not confirmed yet, now (the periodic resend covers a
       // last will the broker never delivered)
       if (cameOnline) await this.resendVerdicts({ kitId: s.kitId });
+      // a new or changed identity key: the kit's peers in each of its events learn it from their statements
+      this.publishStatements(keyEvents);
       return;
     }
     if (t.leaf === 'receipts') {
@@ -364,10 +367,26 @@ export class HubIngest {
     this.stats.batches++;
     this.stats.entries += batch.entries.length;
     this.sendAcks(t.kitId, acks);
-    // committed stock releases: the statements of the event's kits change (a transfer's grant)
-    const releaseEvents = new Set(entries.flatMap((e) => ('release' in e ? [e.release.eventId] : [])));
-    // not awaited, as acks: the PUBACKs of these publishes arrive on the stream this handler holds up
-    for (const eventId of releaseEvents) {
+    // committed stock releases and LAN receipts: the statements of the event's kits change (a
+    // transfer's grant); a dead-lettered one changed nothing
+    const stored = new Set(acks.filter((a) => a.state === 'stored').map((a) => `${a.lane}\u0000${a.id}`));
+    this.publishStatements(
+      entries.flatMap((e) =>
+        !stored.has(`${e.lane}\u0000${e.id}`)
+          ? []
+          : 'release' in e
+            ? [e.release.eventId]
+            : 'lanGrant' in e
+              ? lanGrantEvent(e.lanGrant.receipt.payload)
+              : [],
+      ),
+    );
+  }
+
+  /** The statements of every kit of these events, not awaited (as acks: their PUBACKs arrive on the
+   * stream this handler holds up). */
+  private publishStatements(eventIds: Iterable<string>): void {
+    for (const eventId of new Set(eventIds)) {
       void this.sharedStock
         ?.publishEvent(eventId)
         .catch((err) =>
@@ -506,6 +525,16 @@ function entryKey(raw: unknown): { lane: LaneName | undefined; id: string | unde
   const id =
     typeof e.id === 'string' && e.id.length >= 1 && e.id.length <= 64 && isSafeText(e.id) ? e.id : undefined;
   return { lane, id };
+}
+
+/** The event of a LAN receipt the ledger stored (it verified it: the payload is a receipt). */
+function lanGrantEvent(payload: string): string[] {
+  try {
+    const p = JSON.parse(payload) as unknown;
+    return lanStockWire.receipt.check(p) ? [p.eventId] : [];
+  } catch {
+    return [];
+  }
 }
 
 /** What was wrong with a batch the hub refused, for the log line. */

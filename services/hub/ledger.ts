@@ -21,7 +21,7 @@ import { type ExchangeResult, type PaymentGateway, Slots } from './gateway.ts';
 import { LoyaltyBook, recordRedemptions } from './loyalty.ts';
 import { ORDER_LINES_FROM } from './migrations.ts';
 import { linkEventCreator, recordSeries } from './series.ts';
-import { SharedStock } from './shared-stock.ts';
+import { LanRefused, SharedStock } from './shared-stock.ts';
 
 const log = moduleLogger('hub-ledger');
 
@@ -68,6 +68,8 @@ export interface LedgerCounters {
   orderConflicts: number;
   /** card orders left to their kit because the held-token key is lost (each delivery counts) */
   cardOrdersWaitingForKey: number;
+  /** LAN transfer reports (a giver's release, a receiver's receipt) that did not verify: dead-lettered */
+  lanRefused: number;
 }
 
 // a held token waits for the gateway at most this long in the hub, then the order is declined
@@ -98,6 +100,7 @@ export class Ledger {
     deadLetters: 0,
     orderConflicts: 0,
     cardOrdersWaitingForKey: 0,
+    lanRefused: 0,
   };
 
   /** exchanges this worker has under way (the retry loop leaves them alone) */
@@ -192,8 +195,18 @@ export class Ledger {
           await inSavepoint(tx, () => recordOther(tx, kitId, e, series));
           stored.push(e);
         } catch (err) {
-          if (!isDataError(err)) throw err;
-          dead.push(dbDeadLetter(e.lane, e.id, err, e));
+          if (err instanceof LanRefused) {
+            // a LAN transfer report that does not verify: nothing of it is recorded (its savepoint)
+            this.counters.lanRefused++;
+            log.warn({ kitId, id: e.id, code: err.code, reason: err.message }, 'LAN transfer refused');
+            dead.push({
+              lane: e.lane,
+              id: e.id,
+              reason: safeReason([`${err.code}: ${err.message}`]),
+              raw: Buffer.from(JSON.stringify(e)),
+            });
+          } else if (isDataError(err)) dead.push(dbDeadLetter(e.lane, e.id, err, e));
+          else throw err;
         }
       }
       for (const d of dead) {
@@ -572,18 +585,31 @@ export class Ledger {
     return res.rows.length;
   }
 
-  /** Record a kit's status; true when it just came online (it was offline or unknown before). */
-  async recordStatus(s: KitStatusT): Promise<boolean> {
-    const res = await this.db.query<{ was: boolean | null }>(
-      `WITH prev AS (SELECT online FROM kits WHERE kit_id = $1)
-       INSERT INTO kits (kit_id, online, status) VALUES ($1, $2, $3::jsonb)
+  /**
+   * Record a kit's status: `cameOnline` when it just came online (it was offline or unknown before);
+   * `keyEvents` the events where the kit has stock moves when its identity key is new or changed (their
+   * statements list it to the peers: services/hub/shared-stock.ts). A last will carries no key: the
+   * known one stays.
+   */
+  async recordStatus(s: KitStatusT): Promise<{ cameOnline: boolean; keyEvents: string[] }> {
+    const res = await this.db.query<{ was: boolean | null; key_was: string | null }>(
+      `WITH prev AS (SELECT online, identity_key FROM kits WHERE kit_id = $1)
+       INSERT INTO kits (kit_id, online, status, identity_key) VALUES ($1, $2, $3::jsonb, $4)
        ON CONFLICT (kit_id) DO UPDATE SET online = $2, last_seen = now(),
          -- a last will (online false) carries no event or state: the last known ones stay (alerts)
-         status = CASE WHEN $2 THEN $3::jsonb ELSE COALESCE(kits.status, '{}'::jsonb) || $3::jsonb END
-       RETURNING (SELECT online FROM prev) AS was`,
-      [s.kitId, s.online, JSON.stringify(s)],
+         status = CASE WHEN $2 THEN $3::jsonb ELSE COALESCE(kits.status, '{}'::jsonb) || $3::jsonb END,
+         identity_key = COALESCE($4, kits.identity_key)
+       RETURNING (SELECT online FROM prev) AS was, (SELECT identity_key FROM prev) AS key_was`,
+      [s.kitId, s.online, JSON.stringify(s), s.identityKey ?? null],
     );
-    return s.online && res.rows[0]?.was !== true;
+    const row = res.rows[0];
+    const cameOnline = s.online && row?.was !== true;
+    if (!s.identityKey || row?.key_was === s.identityKey) return { cameOnline, keyEvents: [] };
+    const events = await this.db.query<{ event_id: string }>(
+      'SELECT DISTINCT event_id FROM stock_moves WHERE kit_id = $1 ORDER BY event_id',
+      [s.kitId],
+    );
+    return { cameOnline, keyEvents: events.rows.map((r) => r.event_id) };
   }
 
   async listKits() {
@@ -776,8 +802,15 @@ async function recordOther(
   series: ReadonlyMap<string, SeriesBatchT>,
 ) {
   if ('release' in e) {
-    // a kit's stock release: once by its id, and the transfer's grant with it (shared-stock.ts)
-    await SharedStock.recordRelease(tx, kitId, e.release);
+    // a kit's stock release: once by its id, and the transfer's grant with it (shared-stock.ts); one
+    // made over the venue LAN carries the receiver's signed request instead of a hub request
+    if (e.release.lan) await SharedStock.recordLanRelease(tx, kitId, e.release, e.release.lan);
+    else await SharedStock.recordRelease(tx, kitId, e.release);
+    return;
+  }
+  if ('lanGrant' in e) {
+    // units this kit received over the venue LAN: the giver's signed receipt (shared-stock.ts)
+    await SharedStock.recordLanGrant(tx, kitId, e.id, e.lanGrant);
     return;
   }
   if ('event' in e) {

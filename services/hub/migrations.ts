@@ -438,6 +438,31 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 17,
+    name: 'LAN stock transfers',
+    sql: `
+      -- each kit's identity public key (ed25519, JWK x) from its retained status: the hub lists it to the
+      -- event's kits in their signed statements (peers) and checks the kits' signed LAN messages with it
+      ALTER TABLE kits ADD COLUMN identity_key text;
+      -- a move made by two kits over the venue LAN (docs/shared-stock.md#lan-transfers-the-hubs-side):
+      -- its release and grant rows say 'lan', and the release keeps what the receiver asked for (there
+      -- is no hub release_request for it)
+      ALTER TABLE stock_moves ADD COLUMN via text NOT NULL DEFAULT 'hub' CHECK (via IN ('hub', 'lan'));
+      ALTER TABLE stock_moves ADD COLUMN requested integer CHECK (requested IS NULL OR requested >= 1);
+      -- the signed messages each side reported for a LAN transfer (the receiver's request, the giver's
+      -- receipt), kept as they came: the evidence behind the move, once each
+      CREATE TABLE lan_proofs (
+        event_id text NOT NULL,
+        move_id text NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('request', 'receipt')),
+        reported_by text NOT NULL,
+        signed jsonb NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (event_id, move_id, kind)
+      );
+    `,
+  },
 ];
 
 export async function migrate(db: SqlDb): Promise<number> {

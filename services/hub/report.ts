@@ -141,8 +141,11 @@ export async function hubReportInput(db: Queryable, eventId: string, now: number
     sku: string;
     qty: number;
     transfer_to: string | null;
+    via: 'hub' | 'lan';
+    requested: number | null;
   }>(
-    `SELECT kind, move_id, kit_id, sku, qty, transfer_to FROM stock_moves WHERE event_id = $1 ORDER BY created_at, move_id`,
+    `SELECT kind, move_id, kit_id, sku, qty, transfer_to, via, requested FROM stock_moves
+     WHERE event_id = $1 ORDER BY created_at, move_id`,
     [eventId],
   );
   let transfers: StockTransferT[] | undefined;
@@ -159,15 +162,17 @@ export async function hubReportInput(db: Queryable, eventId: string, now: number
     }
     for (const kitId of alloc.keys()) kitOf(kitId);
     for (const k of kits.values()) k.startStock = { ...(alloc.get(k.kitId) ?? {}) };
+    // a hub transfer is its request (answered or not); a LAN one its release (the kits made the request)
     transfers = moves.rows
-      .filter((m) => m.kind === 'release_request' && m.transfer_to)
+      .filter((m) => m.transfer_to && (m.via === 'lan' ? m.kind === 'release' : m.kind === 'release_request'))
       .map((m) => ({
         id: m.move_id,
         sku: m.sku,
         from: m.kit_id,
         to: m.transfer_to!,
-        requested: Number(m.qty),
+        requested: Number(m.via === 'lan' ? (m.requested ?? m.qty) : m.qty),
         released: released.get(m.move_id) ?? null,
+        via: m.via,
       }));
   }
   if (kits.size > 0) {

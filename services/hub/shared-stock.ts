@@ -8,10 +8,19 @@
 // statement, retained on kits/{kitId}/allocations/{eventId}.
 
 import type { KeyObject } from 'node:crypto';
-import { randomUUID } from 'node:crypto';
-import { signAllocation, signCatalog } from '../../core/catalog-signing.ts';
+import { createPublicKey, randomUUID } from 'node:crypto';
+import { signAllocation, signatureVerifies, signCatalog } from '../../core/catalog-signing.ts';
 import type { CatalogPayloadT, SignedCatalogT } from '../../core/contracts/hub-wire.ts';
 import { topics } from '../../core/contracts/hub-wire.ts';
+import {
+  LAN_LIMITS,
+  type LanGrantReportT,
+  type LanPeerT,
+  type LanReceiptPayloadT,
+  type LanRequestPayloadT,
+  lanStockWire,
+  type SignedLanMessageT,
+} from '../../core/contracts/lan-stock.ts';
 import type {
   AllocationPayloadT,
   AllocationsBodyT,
@@ -32,6 +41,44 @@ interface MoveRow {
   kit_id: string;
   sku: string;
   qty: number;
+  transfer_to: string | null;
+  via: 'hub' | 'lan';
+  requested: number | null;
+}
+
+/**
+ * Why the hub refuses a kit's report of a LAN transfer (a giver's release, a receiver's receipt): the
+ * entry is dead-lettered with `code: message` as its reason, acked 'rejected', and nothing of it is
+ * recorded. The codes are dead-letter reasons, not HTTP errors (docs/shared-stock.md).
+ */
+export type LanRefusalCode =
+  /** the signed message is not our shape (envelope, JSON, payload contract) */
+  | 'LAN_REPORT_MALFORMED'
+  /** its signature does not verify against the signing kit's identity key as the hub knows it */
+  | 'LAN_REPORT_FORGED'
+  /** a kit of the transfer is not in the event (no stock moves) or the hub knows no identity key for it */
+  | 'LAN_REPORT_UNKNOWN_KIT'
+  /** the signed message and the report disagree (id, event, SKU, kits, quantities) */
+  | 'LAN_REPORT_MISMATCH'
+  /** the move is recorded already with other figures (the other side reported it differently) */
+  | 'LAN_REPORT_CONFLICT';
+
+export class LanRefused extends KitError {
+  constructor(code: LanRefusalCode, message: string) {
+    super(code, message);
+    this.name = 'LanRefused';
+  }
+}
+
+/** The figures of a LAN transfer both reports must agree on (the giver's release and the receipt). */
+interface LanMove {
+  id: string;
+  eventId: string;
+  from: string;
+  to: string;
+  sku: string;
+  requested: number;
+  released: number;
 }
 
 /** The event's stock per SKU by its latest catalog, and that catalog (signed). */
@@ -54,10 +101,15 @@ function stockOf(payload: CatalogPayloadT): Map<string, number> {
 
 async function movesOf(q: Queryable, eventId: string): Promise<MoveRow[]> {
   const res = await q.query<MoveRow>(
-    'SELECT kind, move_id, kit_id, sku, qty FROM stock_moves WHERE event_id = $1 ORDER BY created_at, move_id',
+    `SELECT kind, move_id, kit_id, sku, qty, transfer_to, via, requested FROM stock_moves
+     WHERE event_id = $1 ORDER BY created_at, move_id`,
     [eventId],
   );
-  return res.rows.map((r) => ({ ...r, qty: Number(r.qty) }));
+  return res.rows.map((r) => ({
+    ...r,
+    qty: Number(r.qty),
+    requested: r.requested === null ? null : Number(r.requested),
+  }));
 }
 
 /** kit → sku → units allocated (granted − released; a pending request still counts as the kit's). */
@@ -271,6 +323,116 @@ export class SharedStock {
     return [kitId];
   }
 
+  /**
+   * Inside the batch's transaction: a giver's release to another kit of the event over the venue LAN
+   * (lan-stock.ts), in answer to the receiver's signed request rather than a hub request. The request
+   * must verify against the receiver's identity key as the hub knows it and agree with the release (id,
+   * event, SKU, kits, qty asked); then the release and the receiver's grant are recorded once by the
+   * transfer's id, whether the receiver's report (recordLanGrant) came first or not. Anything that does
+   * not verify throws LanRefused (the ledger dead-letters the entry). The kits whose statements change.
+   */
+  static async recordLanRelease(
+    tx: Queryable,
+    kitId: string,
+    r: StockReleaseT,
+    lan: NonNullable<StockReleaseT['lan']>,
+  ): Promise<string[]> {
+    if (lan.to === kitId)
+      throw new LanRefused('LAN_REPORT_MISMATCH', 'a LAN release to the giving kit itself');
+    const signed = lan.request;
+    if (!lanStockWire.signed.check(signed))
+      throw new LanRefused('LAN_REPORT_MALFORMED', 'the request is not signed');
+    // the signature first, with the key of the kit that says it asked (lan.to), then what is inside
+    const key = await peerKey(tx, r.eventId, lan.to);
+    if (!signatureVerifies(key, signed))
+      throw new LanRefused(
+        'LAN_REPORT_FORGED',
+        `the request does not verify with kit ${lan.to}'s identity key`,
+      );
+    const q = payloadOf<LanRequestPayloadT>(signed, lanStockWire.request.check, 'request');
+    const wrong: string[] = [];
+    if (q.id !== r.id) wrong.push('id');
+    if (q.eventId !== r.eventId) wrong.push('eventId');
+    if (q.from !== kitId) wrong.push('from');
+    if (q.to !== lan.to) wrong.push('to');
+    if (q.sku !== r.sku) wrong.push('sku');
+    if (q.qty !== r.requested) wrong.push('qty');
+    if (wrong.length > 0)
+      throw new LanRefused(
+        'LAN_REPORT_MISMATCH',
+        `the release and its signed request differ: ${wrong.join(', ')}`,
+      );
+    if (r.released > r.requested)
+      throw new LanRefused('LAN_REPORT_MISMATCH', `released ${r.released} > requested ${r.requested}`);
+    await mustBeInEvent(tx, r.eventId, kitId);
+    return recordLanMove(
+      tx,
+      {
+        id: r.id,
+        eventId: r.eventId,
+        from: kitId,
+        to: lan.to,
+        sku: r.sku,
+        requested: r.requested,
+        released: r.released,
+      },
+      { kind: 'request', reportedBy: kitId, signed },
+    );
+  }
+
+  /**
+   * Inside the batch's transaction: a receiver's report of units it got over the venue LAN, the giver's
+   * signed receipt. It must verify against the giver's (`from`) identity key as the hub knows it, be for
+   * this kit (`to`) and carry the entry's id; then the same release and grant as recordLanRelease, once
+   * by the transfer's id. Throws LanRefused when it does not verify. The event and the kits whose
+   * statements change.
+   */
+  static async recordLanGrant(
+    tx: Queryable,
+    kitId: string,
+    entryId: string,
+    g: LanGrantReportT,
+  ): Promise<{ eventId: string; kits: string[] }> {
+    const signed = g.receipt;
+    if (!lanStockWire.signed.check(signed))
+      throw new LanRefused('LAN_REPORT_MALFORMED', 'the receipt is not signed');
+    // the signer is named inside: its shape is checked before its key is looked up, nothing is used
+    // before the signature verifies
+    const p = payloadOf<LanReceiptPayloadT>(signed, lanStockWire.receipt.check, 'receipt');
+    const key = await peerKey(tx, p.eventId, p.from);
+    if (!signatureVerifies(key, signed))
+      throw new LanRefused(
+        'LAN_REPORT_FORGED',
+        `the receipt does not verify with kit ${p.from}'s identity key`,
+      );
+    const wrong: string[] = [];
+    if (p.id !== entryId) wrong.push('id');
+    if (p.to !== kitId) wrong.push('to');
+    if (p.from === p.to) wrong.push('from');
+    if (wrong.length > 0)
+      throw new LanRefused(
+        'LAN_REPORT_MISMATCH',
+        `the entry and its signed receipt differ: ${wrong.join(', ')}`,
+      );
+    if (p.released > p.requested)
+      throw new LanRefused('LAN_REPORT_MISMATCH', `released ${p.released} > requested ${p.requested}`);
+    await mustBeInEvent(tx, p.eventId, kitId);
+    const kits = await recordLanMove(
+      tx,
+      {
+        id: p.id,
+        eventId: p.eventId,
+        from: p.from,
+        to: p.to,
+        sku: p.sku,
+        requested: p.requested,
+        released: p.released,
+      },
+      { kind: 'receipt', reportedBy: kitId, signed },
+    );
+    return { eventId: p.eventId, kits };
+  }
+
   /** Every catalog of an event with allocations says its stock is shared: re-signed once if not. */
   private async ensureSharedCatalog(
     eventId: string,
@@ -288,6 +450,26 @@ export class SharedStock {
     return res.rows.length > 0;
   }
 
+  /**
+   * The event's peers as every statement lists them: each kit with moves in the event whose identity
+   * key the hub knows (from its status), sorted by kit id; the kit the statement is for is among them.
+   */
+  async peers(eventId: string, q: Queryable = this.deps.db): Promise<LanPeerT[]> {
+    const res = await q.query<{ kit_id: string; identity_key: string }>(
+      `SELECT kit_id, identity_key FROM kits
+       WHERE identity_key IS NOT NULL AND kit_id IN (SELECT kit_id FROM stock_moves WHERE event_id = $1)`,
+      [eventId],
+    );
+    const out = res.rows
+      .map((r) => ({ kitId: r.kit_id, key: r.identity_key }))
+      .sort((a, b) => (a.kitId < b.kitId ? -1 : a.kitId > b.kitId ? 1 : 0));
+    if (out.length > LAN_LIMITS.peers) {
+      log.warn({ eventId, peers: out.length }, 'more kits with keys than a statement lists: the first kept');
+      out.length = LAN_LIMITS.peers;
+    }
+    return out;
+  }
+
   /** Sign and publish, retained, the statement of each kit (a new version each). */
   async publishKits(eventId: string, kits: Iterable<string>): Promise<void> {
     const cat = await latestCatalog(this.deps.db, eventId);
@@ -300,6 +482,7 @@ export class SharedStock {
           moves.filter((m) => m.kind === 'release' && m.kit_id === kitId).map((m) => m.move_id),
         );
         const mine = moves.filter((m) => m.kit_id === kitId);
+        const peers = await this.peers(eventId, tx);
         const v = await tx.query<{ version: number }>(
           `INSERT INTO stock_statements (event_id, kit_id, version) VALUES ($1, $2, 1)
            ON CONFLICT (event_id, kit_id) DO UPDATE SET version = stock_statements.version + 1 RETURNING version`,
@@ -317,6 +500,7 @@ export class SharedStock {
           releaseRequests: mine.filter((m) => m.kind === 'release_request' && !done.has(m.move_id)).map(move),
           eventStock: [...stock],
           allocated: [...(allocationsFrom(moves).get(kitId) ?? new Map<string, number>())],
+          peers,
         };
         return body;
       });
@@ -378,8 +562,132 @@ export class SharedStock {
         kitId: m.kit_id,
         sku: m.sku,
         qty: m.qty,
+        via: m.via,
+        ...(m.transfer_to ? { to: m.transfer_to } : {}),
+        ...(m.requested !== null ? { requested: m.requested } : {}),
         ...(m.kind === 'release_request' ? { answered: released.has(m.move_id) } : {}),
       })),
     };
   }
+}
+
+/** The event's shared-stock lock: every write of its moves, and every statement, is made under it. */
+function lockEvent(tx: Queryable, eventId: string) {
+  return tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`stock:${eventId}`]);
+}
+
+/** Is the kit in the event (it has stock moves there)? LAN_UNKNOWN_KIT when not. */
+async function mustBeInEvent(tx: Queryable, eventId: string, kitId: string): Promise<void> {
+  const res = await tx.query('SELECT 1 FROM stock_moves WHERE event_id = $1 AND kit_id = $2 LIMIT 1', [
+    eventId,
+    kitId,
+  ]);
+  if (res.rows.length === 0)
+    throw new LanRefused('LAN_REPORT_UNKNOWN_KIT', `kit ${kitId} is not in event ${eventId}`);
+}
+
+/**
+ * The identity key of a kit of the event, as the hub lists it to the event's peers: LAN_UNKNOWN_KIT
+ * when the kit has no moves in the event or the hub knows no key for it.
+ */
+async function peerKey(tx: Queryable, eventId: string, kitId: string): Promise<KeyObject> {
+  await mustBeInEvent(tx, eventId, kitId);
+  const res = await tx.query<{ identity_key: string | null }>(
+    'SELECT identity_key FROM kits WHERE kit_id = $1',
+    [kitId],
+  );
+  const x = res.rows[0]?.identity_key;
+  if (!x) throw new LanRefused('LAN_REPORT_UNKNOWN_KIT', `the hub knows no identity key for kit ${kitId}`);
+  try {
+    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+  } catch {
+    throw new LanRefused('LAN_REPORT_UNKNOWN_KIT', `kit ${kitId}'s identity key is not an ed25519 key`);
+  }
+}
+
+/** The payload of a signed LAN message, checked against its contract (no other field, no hostile value). */
+function payloadOf<T>(signed: SignedLanMessageT, check: (v: unknown) => boolean, what: string): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(signed.payload);
+  } catch {
+    throw new LanRefused('LAN_REPORT_MALFORMED', `the ${what}'s payload is not JSON`);
+  }
+  if (!check(value))
+    throw new LanRefused('LAN_REPORT_MALFORMED', `the ${what}'s payload is not a LAN ${what}`);
+  return value as T;
+}
+
+/**
+ * Record a verified LAN transfer once by its id: the giver's release (to the receiver, with what was
+ * asked) and, for units given, the receiver's grant, both `via 'lan'`, under the event's lock. The
+ * same move reported again (the other side, a replay, another hub worker) changes nothing; reported
+ * with other figures, LAN_CONFLICT. The signed message is kept as the move's evidence. The kits whose
+ * statements change: none for a move already recorded.
+ */
+async function recordLanMove(
+  tx: Queryable,
+  m: LanMove,
+  proof: { kind: 'request' | 'receipt'; reportedBy: string; signed: SignedLanMessageT },
+): Promise<string[]> {
+  await lockEvent(tx, m.eventId);
+  const prev = await tx.query<{
+    kit_id: string;
+    transfer_to: string | null;
+    sku: string;
+    qty: number;
+    requested: number | null;
+    via: string;
+  }>(
+    `SELECT kit_id, transfer_to, sku, qty, requested, via FROM stock_moves
+     WHERE event_id = $1 AND kind = 'release' AND move_id = $2`,
+    [m.eventId, m.id],
+  );
+  const had = prev.rows[0];
+  let changed = false;
+  if (had) {
+    const same =
+      had.via === 'lan' &&
+      had.kit_id === m.from &&
+      had.transfer_to === m.to &&
+      had.sku === m.sku &&
+      Number(had.qty) === m.released &&
+      Number(had.requested) === m.requested;
+    if (!same) throw new LanRefused('LAN_REPORT_CONFLICT', `transfer ${m.id} is recorded with other figures`);
+  } else {
+    await tx.query(
+      `INSERT INTO stock_moves (event_id, kind, move_id, kit_id, sku, qty, transfer_to, via, requested)
+       VALUES ($1, 'release', $2, $3, $4, $5, $6, 'lan', $7)`,
+      [m.eventId, m.id, m.from, m.sku, m.released, m.to, m.requested],
+    );
+    if (m.released > 0) {
+      await tx.query(
+        `INSERT INTO stock_moves (event_id, kind, move_id, kit_id, sku, qty, transfer_to, via)
+         VALUES ($1, 'grant', $2, $3, $4, $5, NULL, 'lan') ON CONFLICT DO NOTHING`,
+        [m.eventId, m.id, m.to, m.sku, m.released],
+      );
+    }
+    changed = true;
+    // the kit releases only what it holds; the hub may not have heard yet of units the giver itself got
+    // over the LAN, so it does not refuse a release beyond its own count, it says so (docs)
+    const left = await tx.query<{ n: string | number | null }>(
+      `SELECT sum(CASE WHEN kind = 'grant' THEN qty ELSE -qty END) AS n FROM stock_moves
+       WHERE event_id = $1 AND kit_id = $2 AND sku = $3 AND kind <> 'release_request'`,
+      [m.eventId, m.from, m.sku],
+    );
+    const n = Number(left.rows[0]?.n ?? 0);
+    if (n < 0) {
+      log.warn(
+        { eventId: m.eventId, kitId: m.from, sku: m.sku, allocation: n, id: m.id },
+        'a LAN release beyond what the hub counts for the giver (a move it has not heard of yet?)',
+      );
+    }
+  }
+  await tx.query(
+    `INSERT INTO lan_proofs (event_id, move_id, kind, reported_by, signed) VALUES ($1, $2, $3, $4, $5::jsonb)
+     ON CONFLICT DO NOTHING`,
+    [m.eventId, m.id, proof.kind, proof.reportedBy, JSON.stringify(proof.signed)],
+  );
+  if (!changed) return [];
+  return m.released > 0 ? [m.from, m.to] : [m.from];
 }
