@@ -2,6 +2,8 @@
 // per-second series and markers, the audience aggregate) read through core/store/ into `KitInput`.
 // The hub's ledger as this kit knows it is what the hub's acks said: an order the hub acked
 // (forwarded, settled or declined) is in the ledger; a pending or rejected one is not.
+
+import type { StockTransferT } from '../contracts/report.ts';
 import { DEFAULT_MIN_GROUP } from '../contracts/series.ts';
 import { audienceAggregate } from '../store/audience.ts';
 import { readAllStock, readStoredCatalog } from '../store/catalog.ts';
@@ -9,6 +11,7 @@ import { readEventState } from '../store/event.ts';
 import type { KitStore } from '../store/open.ts';
 import { allOrders, stockNeeds } from '../store/orders.ts';
 import { readMarkers, readSeries } from '../store/series.ts';
+import { heldUnits, readSharedStock, type SharedStockRecord } from '../store/shared-stock.ts';
 import type { KitInput, OrderFact, ReportInput } from './compute.ts';
 import type { ItemInfo } from './suggest.ts';
 
@@ -89,6 +92,14 @@ export function kitReportInput(
   const markers = readMarkers(store, from, to);
   const aud = audienceAggregate(store, eventId, { k: o.k ?? DEFAULT_MIN_GROUP, now });
   const audience = aud.segments.length > 0 || aud.suppressed.length > 0 ? aud : null;
+  // a shared event (docs/shared-stock.md): the kit's start is what it holds of the event (granted −
+  // released, every transfer in and out included), as the hub's report counts it, not the event's figure
+  const shared = ours?.sharedStock ? readSharedStock(store, eventId) : undefined;
+  const startStock = ours
+    ? shared
+      ? Object.fromEntries(Object.keys(ours.startStock).map((sku) => [sku, heldUnits(shared, sku)]))
+      : { ...ours.startStock }
+    : null;
   const kit: KitInput = {
     kitId: o.kitId,
     orders: facts,
@@ -97,7 +108,7 @@ export function kitReportInput(
     hubOrders,
     hubLastArrival: hubLast,
     soldHub,
-    startStock: ours ? { ...ours.startStock } : null,
+    startStock,
     onHand: ours ? readAllStock(store) : null,
     samples,
     markers,
@@ -114,7 +125,25 @@ export function kitReportInput(
       // a kit whose event is stopped knows its end; a live one's report is a snapshot
       end: end ?? (mine && state.live ? null : last),
       now,
+      ...(shared ? { transfers: lanTransfers(shared, o.kitId) } : {}),
     },
     items,
   };
+}
+
+/**
+ * The moves this kit made with the event's other kits over the venue LAN, both ends known. A move the
+ * hub made (a `t-` transfer) is in the kit's start but not listed: the kit knows only its own side of
+ * it; the hub's report lists every transfer.
+ */
+function lanTransfers(rec: SharedStockRecord, kitId: string): StockTransferT[] {
+  return (rec.lan ?? []).map(([id, dir, peer, sku, requested, released]) => ({
+    id,
+    sku,
+    from: dir === 'in' ? peer : kitId,
+    to: dir === 'in' ? kitId : peer,
+    requested,
+    released,
+    via: 'lan' as const,
+  }));
 }

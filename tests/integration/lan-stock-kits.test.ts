@@ -10,10 +10,13 @@ import { entryProblems } from '../../core/contracts/hub-wire.ts';
 import type { LanRequestPayloadT, SignedLanMessageT } from '../../core/contracts/lan-stock.ts';
 import type { AllocationPayloadT } from '../../core/contracts/shared-stock.ts';
 import { signLan } from '../../core/lan-signing.ts';
+import { computeReport } from '../../core/report/compute.ts';
+import { kitReportInput } from '../../core/report/kit-input.ts';
 import {
   addLanPending,
   applyAllocation,
   commitOrder,
+  heldUnits,
   type KitStore,
   LANES,
   openKitStore,
@@ -264,6 +267,36 @@ describe('LAN stock: kits of one event move units between themselves while the h
     assert.equal(
       readSharedStock(a.store, eventId)?.lanPending?.some((p) => p[0] === body.id),
       false,
+    );
+  });
+
+  test("each kit's own report: its start is what it holds of the event, and its LAN moves are listed with both ends", () => {
+    for (const k of kits) {
+      const { input } = kitReportInput(k.store, eventId, { kitId: k.kitId });
+      const r = computeReport(input);
+      const row = r.inventory.skus.find((x) => x.sku === SKU);
+      const rec = readSharedStock(k.store, eventId);
+      // not the event's 42: granted − released, transfers in and out included
+      assert.equal(row?.start, heldUnits(rec, SKU));
+      assert.equal(
+        (row?.start ?? 0) - (row?.soldKit ?? 0),
+        row?.onHand,
+        `${k.kitId}: start − sold = on hand`,
+      );
+      const listed = (r.inventory.transfers ?? []).map((t) => [t.id, t.from, t.to, t.released, t.via]);
+      const expected = (rec?.lan ?? []).map((m) =>
+        m[1] === 'in' ? [m[0], m[2], k.kitId, m[5], 'lan'] : [m[0], k.kitId, m[2], m[5], 'lan'],
+      );
+      assert.deepEqual(listed, expected);
+    }
+    assert.ok(
+      kits.some(
+        (k) =>
+          (
+            computeReport(kitReportInput(k.store, eventId, { kitId: k.kitId }).input).inventory.transfers ??
+            []
+          ).length > 0,
+      ),
     );
   });
 
