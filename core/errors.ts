@@ -53,6 +53,8 @@ export const ERROR_STATUS = {
   ALLOCATION_STALE: 409,
   // the creator asked for more units than the event's stock leaves unallocated
   ALLOCATION_OVER_STOCK: 409,
+  // a catalog whose stock of a SKU is below what the event's kits already hold of it
+  STOCK_BELOW_ALLOCATED: 409,
   // units moved between an event's kits over the venue LAN (docs/shared-stock.md#lan-transfers)
   LAN_MALFORMED: 400,
   LAN_FORGED: 403,

@@ -716,7 +716,13 @@ export class Ledger {
   }
 
   /** Store a signed catalog; CATALOG_STALE when its version is not above the latest of its event. */
-  async storeCatalog(eventId: string, version: number, signed: SignedCatalogT): Promise<void> {
+  /** `check` runs in the same transaction before the insert (a throw stores nothing). */
+  async storeCatalog(
+    eventId: string,
+    version: number,
+    signed: SignedCatalogT,
+    check?: (tx: Queryable) => Promise<void>,
+  ): Promise<void> {
     await this.db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`catalog:${eventId}`]);
       const res = await tx.query<{ v: number | null }>(
@@ -727,6 +733,7 @@ export class Ledger {
       if (version <= latest) {
         throw new KitError('CATALOG_STALE', `event ${eventId} already has catalog version ${latest}`);
       }
+      await check?.(tx);
       await tx.query('INSERT INTO catalogs (event_id, version, signed) VALUES ($1, $2, $3::jsonb)', [
         eventId,
         version,

@@ -444,6 +444,32 @@ export class SharedStock {
     await this.deps.storeAndPublishCatalog(eventId, version, signed);
   }
 
+  /**
+   * Inside a new catalog's transaction: its stock of each SKU must cover what the event's kits already
+   * hold of it (STOCK_BELOW_ALLOCATED otherwise, and the catalog is not stored). Units a kit holds may
+   * be sold offline at any moment, so the hub cannot take them back by lowering the event's figure; the
+   * creator first cuts allocations (release requests the kits answer), then lowers the stock. Under the
+   * event's stock lock, so an allocation cannot slip in between the check and the insert.
+   */
+  static async checkStockCovers(
+    tx: Queryable,
+    eventId: string,
+    items: ReadonlyArray<{ sku: string; stock: number }>,
+  ): Promise<void> {
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`stock:${eventId}`]);
+    const alloc = allocationsFrom(await movesOf(tx, eventId));
+    for (const item of items) {
+      let held = 0;
+      for (const kit of alloc.values()) held += kit.get(item.sku) ?? 0;
+      if (held > item.stock)
+        throw new KitError(
+          'STOCK_BELOW_ALLOCATED',
+          `SKU ${item.sku}: the event's kits hold ${held} units, the catalog says ${item.stock}; cut their allocations first (PUT /v1/events/${eventId}/allocations)`,
+          { sku: item.sku, stock: item.stock, allocated: held },
+        );
+    }
+  }
+
   /** Does the event have allocations (a catalog stored for it must then say `sharedStock`)? */
   async hasAllocations(eventId: string): Promise<boolean> {
     const res = await this.deps.db.query('SELECT 1 FROM stock_moves WHERE event_id = $1 LIMIT 1', [eventId]);

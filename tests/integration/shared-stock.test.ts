@@ -417,6 +417,33 @@ describe('shared stock: three kits, one hub, a drop that sells out unevenly, an 
     }).then((r) => r.text());
     assert.match(html, /units moved between kits/);
   });
+  test("a catalog that lowers the event's stock below what the kits hold is refused; one that covers it is taken", async () => {
+    const latest = async () =>
+      Number(
+        (await sql<{ v: number }>('SELECT max(version) AS v FROM catalogs WHERE event_id = $1', [eventId]))[0]
+          ?.v,
+      );
+    const before = await latest();
+    const item = (stock: number) => ({
+      currency: 'EUR',
+      items: [{ sku: SKU, name: 'Drop tee', priceCents: 4000, currency: 'EUR', stock }],
+    });
+    // every unit of the 30 is with a kit (sold or not): 29 cannot be
+    const low = await api(`/v1/events/${eventId}/catalog`, 'PUT', item(EVENT_STOCK - 1));
+    assert.equal(low.status, 409, JSON.stringify(low.body));
+    const err = low.body['error'] as { code: string; details: Record<string, unknown> };
+    assert.equal(err.code, 'STOCK_BELOW_ALLOCATED');
+    assert.deepEqual(err.details, { sku: SKU, stock: EVENT_STOCK - 1, allocated: EVENT_STOCK });
+    assert.equal(await latest(), before, 'nothing stored');
+    // the same figure, or more (units nobody holds yet), is a new shared catalog
+    const same = await api(`/v1/events/${eventId}/catalog`, 'PUT', item(EVENT_STOCK));
+    assert.equal(same.status, 200, JSON.stringify(same.body));
+    const more = await api(`/v1/events/${eventId}/catalog`, 'PUT', item(EVENT_STOCK + 5));
+    assert.equal(more.status, 200, JSON.stringify(more.body));
+    assert.equal(await latest(), before + 2);
+    const view = await api(`/v1/events/${eventId}/stock`, 'GET');
+    assert.equal((view.body['skus'] as Array<{ unallocated: number }>)[0]?.unallocated, 5);
+  });
 });
 
 describe('shared stock: the timed rebalance (POPKIT_HUB_REBALANCE_S)', () => {

@@ -11,7 +11,7 @@ import { BROKER_MAX_PACKET_BYTES } from '../../../core/embedded-broker.ts';
 import { KitError } from '../../../core/errors.ts';
 import type { HubIngest } from '../ingest.ts';
 import type { Ledger } from '../ledger.ts';
-import type { SharedStock } from '../shared-stock.ts';
+import { SharedStock } from '../shared-stock.ts';
 import { adminGuard } from './admin.ts';
 
 const EventParams = Type.Object({ eventId: Type.String({ pattern: ID_LEVEL }) });
@@ -70,7 +70,13 @@ export const catalogRoutes: FastifyPluginAsyncTypebox<CatalogRoutesOptions> = as
           },
         );
       }
-      await ledger.storeCatalog(eventId, version, signed);
+      // an event with allocations: the new figures must cover what the kits already hold
+      await ledger.storeCatalog(
+        eventId,
+        version,
+        signed,
+        shared ? (tx) => SharedStock.checkStockCovers(tx, eventId, body.items) : undefined,
+      );
       let published = true;
       try {
         await ingest.publishCatalog(eventId, signed);
