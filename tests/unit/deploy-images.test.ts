@@ -18,6 +18,7 @@ import { parse as parseYaml } from 'yaml';
 import { SMALL_BOARD_NODE_FLAGS, smallBoardEnv } from '../../core/kit-part.ts';
 import { deviceNodesFor } from '../../firmware/device-nodes.ts';
 import { BOARD_IDS, defaultKitMode, getBoardProfile } from '../../hardware/boards/index.ts';
+import { SyncConfig } from '../../services/sync/config.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 // a CommonJS module whose module.exports is the factory; its types declare it as `default`
@@ -878,6 +879,12 @@ describe('the small-board variant (docker-compose.small.yml: docs/fleet.md#small
     const port = kit?.environment?.['POPKIT_HTTP_PORT'];
     assert.equal(port, '8080');
     assert.ok(JSON.stringify(kit?.['ports']).includes('8080:8080'), JSON.stringify(kit?.['ports']));
+    // the LAN stock listener (sync's thread) is reached by the event's other kits on the bridge's port
+    const lanPort = String(SyncConfig.properties.POPKIT_LAN_STOCK_PORT.default);
+    assert.ok(
+      ((kit?.['ports'] as unknown[]) ?? []).map(String).includes(`${lanPort}:${lanPort}`),
+      JSON.stringify(kit?.['ports']),
+    );
     const t = kit?.healthcheck?.test;
     assert.ok(Array.isArray(t));
     assert.match(t.join(' '), new RegExp(`http://127\\.0\\.0\\.1:${port}/healthz`));

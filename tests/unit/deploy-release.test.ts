@@ -100,6 +100,8 @@ describe('docker-compose.yml', () => {
     const sync = services['sync']!;
     assert.equal(sync.environment?.['POPKIT_LOCAL_BUS_URL'], 'mqtt://127.0.0.1:1883');
     assert.deepEqual(sync.ports ?? [], [], 'host networking takes no port mappings');
+    // so its LAN stock listener and multicast DNS announcement are on the venue LAN itself
+    assert.notEqual(sync.environment?.['POPKIT_LAN_STOCK'], 'off');
     const published = (services['mosquitto']?.ports ?? []).map(String);
     assert.deepEqual(published, ['127.0.0.1:1883:1883'], 'the local bus on the host loopback, nowhere else');
     // every other kit service stays on the bridge and reaches the bus by name
