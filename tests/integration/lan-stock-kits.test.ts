@@ -270,6 +270,36 @@ describe('LAN stock: kits of one event move units between themselves while the h
     );
   });
 
+  test('without multicast DNS: the kits listed in POPKIT_LAN_STOCK_PEERS are asked', async () => {
+    const [a, b, c] = kits as [Kit, Kit, Kit];
+    await sell(a, eventId, readStock(a.store, SKU));
+    const listed = new LanStock(
+      a.store,
+      {
+        kitId: a.kitId,
+        mode: 'auto',
+        host: '127.0.0.1',
+        port: 0,
+        afterS: 0,
+        belowPercent: 20,
+        peers: [b, c].map((k) => `http://127.0.0.1:${k.lan.port}`),
+        mdns: false,
+        identity: a.identity,
+      },
+      { eventId: () => eventId, hubConnected: () => false, queued: () => undefined },
+    );
+    try {
+      const others = readStock(b.store, SKU) + readStock(c.store, SKU);
+      await listed.tick();
+      assert.deepEqual(listed.status().found, [b.kitId, c.kitId].sort());
+      const got = readStock(a.store, SKU);
+      assert.ok(got > 0, JSON.stringify(listed.status()));
+      assert.equal(readStock(b.store, SKU) + readStock(c.store, SKU), others - got, 'units moved, none made');
+    } finally {
+      await listed.close();
+    }
+  });
+
   test("each kit's own report: its start is what it holds of the event, and its LAN moves are listed with both ends", () => {
     for (const k of kits) {
       const { input } = kitReportInput(k.store, eventId, { kitId: k.kitId });
