@@ -48,6 +48,18 @@ const view = (links: Link[], over: Partial<LinksView> = {}): LinksView => ({
   ...over,
 });
 
+/** Write `text` on a stream, collect what comes back until the peer closes it: the answer. */
+async function roundTrip(s: NodeJS.ReadWriteStream, text: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  s.on('data', (d: Buffer) => chunks.push(d));
+  s.write(text);
+  await new Promise<void>((resolve, reject) => {
+    s.once('close', () => resolve());
+    s.once('error', reject);
+  });
+  return Buffer.concat(chunks).toString();
+}
+
 describe('interface names for socat', () => {
   test('names NetworkManager gives data interfaces pass', () => {
     for (const n of [
@@ -334,14 +346,7 @@ describe('socat stream', () => {
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     const port = (srv.address() as net.AddressInfo).port;
     const s = new SocatStream(socatArgs({ tls: false, host: '127.0.0.1', port }, 'lo', 5));
-    const chunks: Buffer[] = [];
-    s.on('data', (d: Buffer) => chunks.push(d));
-    s.write('ping');
-    await new Promise<void>((resolve, reject) => {
-      s.once('close', () => resolve());
-      s.once('error', reject);
-    });
-    assert.equal(Buffer.concat(chunks).toString(), 'echo:ping');
+    assert.equal(await roundTrip(s, 'ping'), 'echo:ping');
   });
 
   test('a link that does not exist: an error and a close, no hang', async () => {
@@ -515,14 +520,7 @@ describe('TLS over a bound link (mqtts://, https://)', () => {
       ca: fs.readFileSync(file('ca.crt')),
       connectTimeoutMs: 5000,
     });
-    const chunks: Buffer[] = [];
-    s.on('data', (d: Buffer) => chunks.push(d));
-    s.write('ping');
-    await new Promise<void>((resolve, reject) => {
-      s.once('close', () => resolve());
-      s.once('error', reject);
-    });
-    assert.equal(Buffer.concat(chunks).toString(), 'tls:ping');
+    assert.equal(await roundTrip(s, 'ping'), 'tls:ping');
   });
 
   test('another CA: refused (the certificate does not verify), nothing sent', async () => {
