@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
 import { kitIdentity } from '../../core/enroll-kit.ts';
 import { isKitError } from '../../core/errors.ts';
 import { allOrders, heldUnits, readSharedStock, readStoredCatalog } from '../../core/store/index.ts';
@@ -19,11 +18,12 @@ import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
   assertSettledOnceInLedger,
   dropSchema,
+  hubAdminApi,
   type Mosquitto,
   makeKit,
   mosquitto,
   outboxOrders,
-  PG_URL,
+  schemaSql,
   startHub,
   startSync,
   type TestKit,
@@ -44,28 +44,8 @@ describe('LAN stock: three kits, the uplink cut in the middle of a drop that sel
   /** order ids each kit placed, for the ledger check */
   const placed = new Map<string, string[]>();
 
-  async function api(path: string, method: string, body?: unknown) {
-    const res = await fetch(`${hub.httpUrl}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${hub.adminToken}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  }
-
-  async function sql<R>(text: string, params: unknown[] = []): Promise<R[]> {
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    try {
-      await c.query(`SET search_path TO "${schema}"`);
-      return (await c.query(text, params)).rows as R[];
-    } finally {
-      await c.end();
-    }
-  }
+  const api = hubAdminApi(() => hub);
+  const sql = schemaSql(schema);
 
   const stock = (k: TestKit) => k.store.stock.get(SKU) ?? 0;
   const soldOn = (k: TestKit) => {

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import pg from 'pg';
 import { topics } from '../../core/contracts/hub-wire.ts';
 import { readRunStatus } from '../../core/contracts/run-status.ts';
 import { isKitError } from '../../core/errors.ts';
@@ -18,10 +17,11 @@ import type { HubService } from '../../services/hub/hub-service.ts';
 import type { SyncService } from '../../services/sync/sync-service.ts';
 import {
   dropSchema,
+  hubAdminApi,
   type Mosquitto,
   makeKit,
   mosquitto,
-  PG_URL,
+  schemaSql,
   startHub,
   startSync,
   type TestKit,
@@ -45,28 +45,8 @@ describe('shared stock: three kits, one hub, a drop that sells out unevenly, an 
   const capturedReleases: Array<{ topic: string; payload: Buffer }> = [];
   const statementsA: Buffer[] = [];
 
-  async function api(path: string, method: string, body?: unknown) {
-    const res = await fetch(`${hub.httpUrl}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${hub.adminToken}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  }
-
-  async function sql<R>(text: string, params: unknown[] = []): Promise<R[]> {
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    try {
-      await c.query(`SET search_path TO "${schema}"`);
-      return (await c.query(text, params)).rows as R[];
-    } finally {
-      await c.end();
-    }
-  }
+  const api = hubAdminApi(() => hub);
+  const sql = schemaSql(schema);
 
   const stock = (k: TestKit) => k.store.stock.get(SKU) ?? 0;
   const soldOn = (k: TestKit) => {

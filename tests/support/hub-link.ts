@@ -212,6 +212,36 @@ export async function dropSchema(schema: string): Promise<void> {
   }
 }
 
+/** The hub's admin HTTP API: one request with the hub's admin token, its status and JSON answer. */
+export function hubAdminApi(hub: () => Pick<HubService, 'httpUrl' | 'adminToken'>) {
+  return async (path: string, method: string, body?: unknown) => {
+    const h = hub();
+    const res = await fetch(`${h.httpUrl}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${h.adminToken}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+}
+
+/** One query on a test's own hub schema (a connection each: the rows). */
+export function schemaSql(schema: string) {
+  return async <R>(text: string, params: unknown[] = []): Promise<R[]> => {
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    try {
+      await c.query(`SET search_path TO "${schema}"`);
+      return (await c.query(text, params)).rows as R[];
+    } finally {
+      await c.end();
+    }
+  };
+}
+
 /** The orders lane's entries still in a kit's outbox (unacked). */
 export function outboxOrders(k: TestKit): number {
   return k.store.outbox.getKeysCount({ start: [LANES.orders, ''], end: [LANES.orders + 1, ''] });
