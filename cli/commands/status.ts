@@ -66,6 +66,15 @@ export function viaOf(sync: KitStatusViewT['sync']): string {
   return via ? ` over ${via}` : '';
 }
 
+/** Units moved with the event's other kits over the venue LAN (services/sync/lan-stock.ts), once listening. */
+export function lanStockLine(sync: KitStatusViewT['sync']): string | undefined {
+  const l = sync.stale ? undefined : sync.detail?.lanStock;
+  if (!l || l.listening === null) return undefined;
+  const down = l.hubDownSince ? `; hub out of reach since ${l.hubDownSince}` : '';
+  const error = l.lastError ? ` (last problem: ${l.lastError})` : '';
+  return `LAN stock: port ${l.listening}, ${l.found.length} other kit${l.found.length === 1 ? '' : 's'} found${down}; ${l.received} units received, ${l.given} given${error}`;
+}
+
 function updatesLine(lock: KitStatusViewT['updateLock']): string | undefined {
   if (!lock?.held) return undefined;
   return `updates: held back (${lock.reason ?? 'lock held'}) until ${lock.expiresAt ?? '?'} at the latest`;
@@ -89,6 +98,8 @@ export function renderStatus(s: KitStatusViewT): string {
   );
   const metered = meteredLine(sync);
   if (metered) lines.push(metered);
+  const lan = lanStockLine(sync);
+  if (lan) lines.push(lan);
   lines.push(
     linksLine(s.kitd),
     `offline risk: ${risk.blocking.length ? `card orders PAUSED by ${risk.blocking.join(', ')}` : 'within limits'}`,

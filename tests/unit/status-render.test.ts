@@ -310,3 +310,70 @@ test('status names the link sync is bound to (#17, POPKIT_SYNC_BIND_LINKS), not 
   const stale = statusView({ sync: { link: 'unknown', backlog: detail.backlog, detail, stale: true } });
   assert.doesNotMatch(renderStatus(stale), /over eth0/);
 });
+
+test('popkit status shows the LAN stock listener once it listens: kits found, units moved, the last problem', () => {
+  const sync = (lanStock: unknown) =>
+    statusView({
+      sync: {
+        link: 'down',
+        backlog: { orders: 3 },
+        stale: false,
+        detail: {
+          link: 'down',
+          hubUrl: 'mqtts://hub.example:8883',
+          kitId: 'kit-7',
+          backlog: { orders: 3 },
+          oldestAgeMs: {},
+          inflight: 0,
+          lastAckAt: null,
+          drained: 0,
+          published: 0,
+          resent: 0,
+          reconnects: 4,
+          dropped: {},
+          catalogVersion: 2,
+          catalogEventId: 'night-1',
+          catalogSubscribed: null,
+          catalogRefusals: [],
+          catalogRefused: {},
+          ...(lanStock ? { lanStock } : {}),
+          updatedAt: at,
+          pid: 77,
+        },
+      } as unknown as KitStatusViewT['sync'],
+    });
+  const line = (v: KitStatusViewT) =>
+    renderStatus(v)
+      .split('\n')
+      .find((l) => l.startsWith('LAN stock'));
+  assert.equal(line(sync(undefined)), undefined, 'no line without shared stock');
+  assert.equal(
+    line(
+      sync({
+        listening: null,
+        found: [],
+        hubDownSince: null,
+        asked: 0,
+        received: 0,
+        given: 0,
+        lastError: null,
+      }),
+    ),
+    undefined,
+    'no line before it listens',
+  );
+  assert.equal(
+    line(
+      sync({
+        listening: 8472,
+        found: ['kit-8', 'kit-9'],
+        hubDownSince: at,
+        asked: 2,
+        received: 7,
+        given: 1,
+        lastError: 'http://10.0.0.9:8472: 403 LAN_FORGED',
+      }),
+    ),
+    `LAN stock: port 8472, 2 other kits found; hub out of reach since ${at}; 7 units received, 1 given (last problem: http://10.0.0.9:8472: 403 LAN_FORGED)`,
+  );
+});
