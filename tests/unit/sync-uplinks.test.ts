@@ -349,6 +349,17 @@ describe('socat stream', () => {
     assert.equal(await roundTrip(s, 'ping'), 'echo:ping');
   });
 
+  test('an IPv6 hub (a bracketed literal, as a URL gives it) over lo with so-bindtodevice', async () => {
+    const srv = net.createServer((c) => c.on('data', (d) => c.end(Buffer.concat([Buffer.from('v6:'), d]))));
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '::1', () => r()));
+    const port = (srv.address() as net.AddressInfo).port;
+    const host = new URL(`mqtt://[::1]:${port}`).hostname;
+    assert.equal(host, '[::1]');
+    const s = new SocatStream(socatArgs({ tls: false, host, port }, 'lo', 5));
+    assert.equal(await roundTrip(s, 'ping'), 'v6:ping');
+  });
+
   test('a link that does not exist: an error and a close, no hang', async () => {
     const srv = net.createServer();
     servers.push(srv);
