@@ -5,11 +5,22 @@
 // per file, from a whole run: `POPKIT_TEST_DURATIONS_OUT=tests/durations.json bash scripts/test.sh`); a
 // file it does not list counts as DEFAULT_S. The order changes nothing but when each file starts.
 //
+// The small unit files share one process. Each file costs ~2-3 s just to start (the tsx loader, the
+// same imports again, a coverage dump) for often under half a second of tests; ~55 unit files did this
+// one by one. The runner writes one entry that imports each shared file inside a describe() named by its
+// path, so every test still runs, is counted and reported under its file, top-level hooks stay scoped to
+// their file, and a failure (or a file that does not load) fails the run as before. A unit file keeps
+// its own process when it touches process-wide state (OWN_PROCESS_PATTERNS: mocked timers or methods,
+// process.exit/chdir, writes to process.env) or says so with a line `// suite-runner: own process`
+// (and why). The shared files run one after another, in name order, like the tests inside one file.
+//
 //   node --import tsx tests/support/suite-runner.ts --concurrency N --timeout MS FILE…
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
+import { pathToFileURL } from 'node:url';
 
 /** a file tests/durations.json does not list (a new one): assumed this long, so it starts early */
 const DEFAULT_S = 30;
@@ -34,6 +45,65 @@ export function readDurations(file: string): Record<string, number> {
     // no figures (or unreadable ones): every file counts the same, the order is by name
     return {};
   }
+}
+
+/** files under this directory may share one process */
+const SHARED_DIR = 'tests/unit/';
+/** the marker a shareable file writes to keep a process of its own */
+export const OWN_PROCESS_MARKER = '// suite-runner: own process';
+/** process-wide state a test changes: a file doing any of this keeps its own process */
+export const OWN_PROCESS_PATTERNS: readonly RegExp[] = [
+  /\bmock\s*\.\s*(timers|method|module|getter|setter|property)\b/,
+  /\bprocess\s*\.\s*(exit|chdir|umask|setuid|setgid|abort|kill)\s*\(/,
+  /\bprocess\s*\.\s*(exitCode|env(\s*\.\s*\w+|\s*\[[^\]]+\])?)\s*=[^=]/,
+  /\bdelete\s+process\s*\.\s*env\b/,
+  /\bprocess\s*\.\s*(on|once|addListener|prependListener)\s*\(/,
+  /\bglobalThis\s*\.\s*\w+\s*=[^=]/,
+];
+
+/** which files (relative paths) share one process: unit files that change nothing process-wide */
+export function sharedFiles(files: string[], source: (file: string) => string): Set<string> {
+  const shared = new Set<string>();
+  for (const f of files) {
+    if (!f.startsWith(SHARED_DIR)) continue;
+    let text: string;
+    try {
+      text = source(f);
+    } catch {
+      continue; // unreadable: its own process reports why
+    }
+    if (text.includes(OWN_PROCESS_MARKER)) continue;
+    if (OWN_PROCESS_PATTERNS.some((re) => re.test(text))) continue;
+    shared.add(f);
+  }
+  // one file alone gains nothing from sharing
+  if (shared.size < 2) shared.clear();
+  return shared;
+}
+
+/** the entry that runs `files` (absolute paths, shown under their names) in one process */
+export function sharedEntry(files: { name: string; abs: string }[]): string {
+  // Every file is imported at once, inside its suite (so its tests and top-level hooks land there),
+  // and no suite starts its tests before all imports are done: a test of the first file must not run
+  // while the others still load and compile on the same event loop (real-timer tests would see stalls).
+  const lines = [
+    '// written by tests/support/suite-runner.ts: test files sharing one process, each as a suite',
+    "import { describe } from 'node:test';",
+    'let loaded;',
+    'const all = new Promise((resolve) => { loaded = resolve; });',
+    'const loads = [];',
+    'const suite = (name, url) => describe(name, async () => {',
+    '  const load = import(url);',
+    '  loads.push(load);',
+    '  await load;',
+    '  await all;',
+    '});',
+  ];
+  for (const { name, abs } of files) {
+    lines.push(`suite(${JSON.stringify(name)}, ${JSON.stringify(pathToFileURL(abs).href)});`);
+  }
+  lines.push('Promise.allSettled(loads).then(() => loaded());');
+  return `${lines.join('\n')}\n`;
 }
 
 interface Args {
@@ -63,17 +133,42 @@ async function main(): Promise<void> {
   const durationsFile = path.join(root, 'tests/durations.json');
   const rel = (f: string) => path.relative(root, path.resolve(f));
   const known = readDurations(durationsFile);
-  const ordered = orderByDuration(args.files.map(rel), known).map((f) => path.join(root, f));
+  const files = args.files.map(rel);
+  const shared = sharedFiles(files, (f) => fs.readFileSync(path.join(root, f), 'utf8'));
+  // the shared entry counts as long as its files together, and starts in that place
+  let sharedDir: string | undefined;
+  let sharedFile: string | undefined;
+  const durations: Record<string, number> = { ...known };
+  const own = files.filter((f) => !shared.has(f));
+  if (shared.size > 0) {
+    sharedDir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-suite-'));
+    sharedFile = path.join(sharedDir, 'shared-unit.test.mjs');
+    const names = [...shared].sort();
+    fs.writeFileSync(sharedFile, sharedEntry(names.map((name) => ({ name, abs: path.join(root, name) }))));
+    durations[sharedFile] = names.reduce(
+      (t, f) => t + (Object.hasOwn(known, f) ? (known[f] ?? 0) : DEFAULT_S / 10),
+      0,
+    );
+    own.push(sharedFile);
+  }
+  const ordered = orderByDuration(own, durations).map((f) => path.resolve(root, f));
   // per file, the sum of its top-level tests' durations (they run one after another)
   const measured: Record<string, number> = {};
   const stream = run({ files: ordered, concurrency: args.concurrency, timeout: args.timeout });
   const onDone =
     (failed: boolean) =>
-    (data: { nesting: number; file?: string; details: { duration_ms: number }; todo?: unknown }) => {
+    (data: {
+      name: string;
+      nesting: number;
+      file?: string;
+      details: { duration_ms: number };
+      todo?: unknown;
+    }) => {
       // the CLI's rule: a failure fails the run unless it is a todo test's
       if (failed && (data.todo === undefined || data.todo === false)) process.exitCode = 1;
       if (data.nesting === 0 && data.file) {
-        const f = rel(data.file);
+        // in the shared process each file is a top-level suite named by its path
+        const f = sharedFile && path.resolve(data.file) === sharedFile ? data.name : rel(data.file);
         measured[f] = (measured[f] ?? 0) + data.details.duration_ms / 1000;
       }
     };
@@ -81,6 +176,7 @@ async function main(): Promise<void> {
   stream.on('test:fail', onDone(true));
   stream.compose(new spec()).pipe(process.stdout);
   await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+  if (sharedDir) fs.rmSync(sharedDir, { recursive: true, force: true });
   const out = process.env.POPKIT_TEST_DURATIONS_OUT;
   if (out) {
     const rounded = Object.fromEntries(
