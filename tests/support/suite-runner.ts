@@ -5,16 +5,19 @@
 // per file, from a whole run: `POPKIT_TEST_DURATIONS_OUT=tests/durations.json bash scripts/test.sh`); a
 // file it does not list counts as DEFAULT_S. The order changes nothing but when each file starts.
 //
-// The small unit files share one process. Each file costs ~2-3 s just to start (the tsx loader, the
-// same imports again, a coverage dump) for often under half a second of tests; ~55 unit files did this
-// one by one. The runner writes one entry that imports each shared file inside a describe() named by its
-// path, so every test still runs, is counted and reported under its file, top-level hooks stay scoped to
-// their file, and a failure (or a file that does not load) fails the run as before. A unit file keeps
-// its own process when it touches process-wide state (OWN_PROCESS_PATTERNS: mocked timers or methods,
-// process.exit/chdir, writes to process.env) or says so with a line `// suite-runner: own process`
-// (and why). The shared files run one after another, in name order, like the tests inside one file.
+// The small test files share a process per tier. Each file costs ~2-3 s of CPU just to start (the tsx
+// loader, the same imports again, a coverage dump) for often under half a second of tests; ~55 unit and
+// ~40 integration files did this one by one. The runner writes one entry per tier that imports each
+// shared file inside a describe() named by its path, so every test still runs, is counted and reported
+// under its file, top-level hooks stay scoped to their file, and a failure (or a file that does not
+// load) fails the run as before. Unit files share unless they opt out; other files share only when they
+// opt in with a line `// suite-runner: shared process` (the integration files that are short and start
+// their services themselves). Either way a file keeps its own process when it touches process-wide state
+// (OWN_PROCESS_PATTERNS: mocked timers or methods, process.exit/chdir/umask/kill, writes to process.env,
+// process listeners) or says `// suite-runner: own process` (and why). The files of one shared entry run
+// one after another, in name order, like the tests inside one file; the entries run beside the other
+// files as any file does (the concurrency does not change).
 //
-//   node --import tsx tests/support/suite-runner.ts --concurrency N --timeout MS FILE…
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,10 +50,12 @@ export function readDurations(file: string): Record<string, number> {
   }
 }
 
-/** files under this directory may share one process */
-const SHARED_DIR = 'tests/unit/';
-/** the marker a shareable file writes to keep a process of its own */
+/** files under this directory share their tier's process unless they opt out */
+const SHARED_BY_DEFAULT = 'tests/unit/';
+/** the marker a file writes to keep a process of its own */
 export const OWN_PROCESS_MARKER = '// suite-runner: own process';
+/** the marker a file outside tests/unit/ writes to share its tier's process */
+export const SHARED_PROCESS_MARKER = '// suite-runner: shared process';
 /** process-wide state a test changes: a file doing any of this keeps its own process */
 export const OWN_PROCESS_PATTERNS: readonly RegExp[] = [
   /\bmock\s*\.\s*(timers|method|module|getter|setter|property)\b/,
@@ -61,24 +66,31 @@ export const OWN_PROCESS_PATTERNS: readonly RegExp[] = [
   /\bglobalThis\s*\.\s*\w+\s*=[^=]/,
 ];
 
-/** which files (relative paths) share one process: unit files that change nothing process-wide */
-export function sharedFiles(files: string[], source: (file: string) => string): Set<string> {
-  const shared = new Set<string>();
+/**
+ * Which files (relative paths) share a process, by tier (`tests/<tier>/`): unit files that change
+ * nothing process-wide, and other files that ask to. A tier with one such file shares nothing.
+ */
+export function sharedFiles(files: string[], source: (file: string) => string): Map<string, string[]> {
+  const byTier = new Map<string, string[]>();
   for (const f of files) {
-    if (!f.startsWith(SHARED_DIR)) continue;
+    const tier = /^tests\/([^/]+)\//.exec(f)?.[1];
+    if (!tier) continue;
     let text: string;
     try {
       text = source(f);
     } catch {
       continue; // unreadable: its own process reports why
     }
-    if (text.includes(OWN_PROCESS_MARKER)) continue;
+    const lines = text.split('\n').map((l) => l.trim());
+    const marked = (marker: string) => lines.some((l) => l.startsWith(marker));
+    if (!f.startsWith(SHARED_BY_DEFAULT) && !marked(SHARED_PROCESS_MARKER)) continue;
+    if (marked(OWN_PROCESS_MARKER)) continue;
     if (OWN_PROCESS_PATTERNS.some((re) => re.test(text))) continue;
-    shared.add(f);
+    byTier.set(tier, [...(byTier.get(tier) ?? []), f]);
   }
   // one file alone gains nothing from sharing
-  if (shared.size < 2) shared.clear();
-  return shared;
+  for (const [tier, list] of byTier) if (list.length < 2) byTier.delete(tier);
+  return byTier;
 }
 
 /** the entry that runs `files` (absolute paths, shown under their names) in one process */
@@ -135,21 +147,22 @@ async function main(): Promise<void> {
   const known = readDurations(durationsFile);
   const files = args.files.map(rel);
   const shared = sharedFiles(files, (f) => fs.readFileSync(path.join(root, f), 'utf8'));
-  // the shared entry counts as long as its files together, and starts in that place
-  let sharedDir: string | undefined;
-  let sharedFile: string | undefined;
+  const inShared = new Set([...shared.values()].flat());
+  const own = files.filter((f) => !inShared.has(f));
+  // each shared entry counts as long as its files together, and starts in that place
   const durations: Record<string, number> = { ...known };
-  const own = files.filter((f) => !shared.has(f));
-  if (shared.size > 0) {
-    sharedDir = fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-suite-'));
-    sharedFile = path.join(sharedDir, 'shared-unit.test.mjs');
-    const names = [...shared].sort();
-    fs.writeFileSync(sharedFile, sharedEntry(names.map((name) => ({ name, abs: path.join(root, name) }))));
-    durations[sharedFile] = names.reduce(
+  const sharedDir = shared.size > 0 ? fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-suite-')) : undefined;
+  const entries = new Set<string>();
+  for (const [tier, list] of sharedDir ? shared : []) {
+    const entry = path.join(sharedDir!, `shared-${tier}.test.mjs`);
+    const names = [...list].sort();
+    fs.writeFileSync(entry, sharedEntry(names.map((name) => ({ name, abs: path.join(root, name) }))));
+    durations[entry] = names.reduce(
       (t, f) => t + (Object.hasOwn(known, f) ? (known[f] ?? 0) : DEFAULT_S / 10),
       0,
     );
-    own.push(sharedFile);
+    entries.add(entry);
+    own.push(entry);
   }
   const ordered = orderByDuration(own, durations).map((f) => path.resolve(root, f));
   // per file, the sum of its top-level tests' durations (they run one after another)
@@ -168,7 +181,7 @@ async function main(): Promise<void> {
       if (failed && (data.todo === undefined || data.todo === false)) process.exitCode = 1;
       if (data.nesting === 0 && data.file) {
         // in the shared process each file is a top-level suite named by its path
-        const f = sharedFile && path.resolve(data.file) === sharedFile ? data.name : rel(data.file);
+        const f = entries.has(path.resolve(data.file)) ? data.name : rel(data.file);
         measured[f] = (measured[f] ?? 0) + data.details.duration_ms / 1000;
       }
     };

@@ -9,6 +9,7 @@ import {
   OWN_PROCESS_MARKER,
   orderByDuration,
   readDurations,
+  SHARED_PROCESS_MARKER,
   sharedEntry,
   sharedFiles,
 } from '../support/suite-runner.ts';
@@ -58,7 +59,7 @@ test('hostile durations files order by name and never throw', () => {
   fs.rmSync(dir, { recursive: true });
 });
 
-test('unit files share one process unless they change process-wide state or ask for their own', () => {
+test('unit files share a process unless they change process-wide state; others share when they ask', () => {
   const sources: Record<string, string> = {
     'tests/unit/plain.test.ts': "import { test } from 'node:test';\ntest('x', () => {});",
     'tests/unit/env-read.test.ts': "const env = { ...process.env, A: '1' }; if (process.env['X'] === 'y') {}",
@@ -70,14 +71,23 @@ test('unit files share one process unless they change process-wide state or ask 
     'tests/unit/env-delete.test.ts': 'delete process.env.POPKIT_X;',
     'tests/unit/listener.test.ts': "process.on('exit', () => {});",
     'tests/unit/marked.test.ts': `${OWN_PROCESS_MARKER}: it times real ticks\n`,
-    'tests/e2e/plain.test.ts': "test('x', () => {});",
+    'tests/integration/plain.test.ts': "test('x', () => {});",
+    'tests/integration/asks.test.ts': `${SHARED_PROCESS_MARKER}\ntest('x', () => {});`,
+    'tests/integration/asks-too.test.ts': `// a header\n${SHARED_PROCESS_MARKER}: short\ntest('y', () => {});`,
+    'tests/integration/asks-but-umask.test.ts': `${SHARED_PROCESS_MARKER}\nprocess.umask(0);`,
+    'tests/integration/quoted.test.ts': `const s = '${SHARED_PROCESS_MARKER}';`,
+    'tests/e2e/alone.test.ts': `${SHARED_PROCESS_MARKER}\ntest('x', () => {});`,
+    'elsewhere.test.ts': `${SHARED_PROCESS_MARKER}\n`,
   };
   const shared = sharedFiles([...Object.keys(sources), 'tests/unit/missing.test.ts'], (f) => {
     const s = sources[f];
     if (s === undefined) throw new Error('ENOENT');
     return s;
   });
-  assert.deepEqual([...shared].sort(), ['tests/unit/env-read.test.ts', 'tests/unit/plain.test.ts']);
+  assert.deepEqual(Object.fromEntries(shared), {
+    unit: ['tests/unit/plain.test.ts', 'tests/unit/env-read.test.ts'],
+    integration: ['tests/integration/asks.test.ts', 'tests/integration/asks-too.test.ts'],
+  });
   // one file alone keeps its own process: sharing would save nothing
   assert.equal(sharedFiles(['tests/unit/plain.test.ts'], () => '').size, 0);
 });
