@@ -11,13 +11,13 @@
 // shared file inside a describe() named by its path, so every test still runs, is counted and reported
 // under its file, top-level hooks stay scoped to their file, and a failure (or a file that does not
 // load) fails the run as before. Unit files share unless they opt out; other files share only when they
-// opt in with a line `// suite-runner: shared process` (the integration files that are short and start
-// their services themselves). Either way a file keeps its own process when it touches process-wide state
+// opt in with a line `// suite-runner: shared process` (short integration files). Either way a file keeps its own process when it touches process-wide state
 // (OWN_PROCESS_PATTERNS: mocked timers or methods, process.exit/chdir/umask/kill, writes to process.env,
 // process listeners) or says `// suite-runner: own process` (and why). The files of one shared entry run
 // one after another, in name order, like the tests inside one file; the entries run beside the other
 // files as any file does (the concurrency does not change).
 //
+//   node --import tsx tests/support/suite-runner.ts --concurrency N --timeout MS FILE…
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -151,10 +151,10 @@ async function main(): Promise<void> {
   const own = files.filter((f) => !inShared.has(f));
   // each shared entry counts as long as its files together, and starts in that place
   const durations: Record<string, number> = { ...known };
-  const sharedDir = shared.size > 0 ? fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-suite-')) : undefined;
+  const sharedDir = shared.size > 0 ? fs.mkdtempSync(path.join(os.tmpdir(), 'popkit-suite-')) : '';
   const entries = new Set<string>();
-  for (const [tier, list] of sharedDir ? shared : []) {
-    const entry = path.join(sharedDir!, `shared-${tier}.test.mjs`);
+  for (const [tier, list] of shared) {
+    const entry = path.join(sharedDir, `shared-${tier}.test.mjs`);
     const names = [...list].sort();
     fs.writeFileSync(entry, sharedEntry(names.map((name) => ({ name, abs: path.join(root, name) }))));
     durations[entry] = names.reduce(
