@@ -3,9 +3,14 @@
 // the sim board, served by checkout, and keeps
 // playing across what a venue night brings: a ladder step that rebuilds the pipeline (resolution and
 // frame rate change), a watchdog restart of a stalled camera, and a `kill -9` of the media process that
-// the supervisor restarts. Judged by the player's own events: the playhead keeps advancing, no stall
-// longer than 3 s, no fatal error, no reload and no end of stream. The latency the player sees is
-// printed, never asserted (bench/player.ts measures it).
+// the supervisor restarts. Judged by the player and the stream themselves, never by the wall clock (a
+// loaded machine restarts media more slowly, and a producer that is down is not a frozen player): after
+// each event the playhead plays on, the player recovers by itself (no fatal error, no reload, no end of
+// stream, no backwards jump), each event reaches it as a discontinuity of the one stream, and it does not
+// fall behind the stream: the media the stream gained and the player did not play (behind the live
+// edge, plus what it skipped) grows by at most MAX_LAG_GROWTH_S over the whole run. A player frozen
+// while the stream goes on falls behind it, second for second; one waiting for a media process that is
+// restarting does not. The latency the player sees is printed, never asserted (bench/player.ts).
 import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import { loadGst } from '../../services/media/gst-loader.ts';
@@ -18,8 +23,12 @@ import {
   waitUntilTrue,
 } from '../support/hls-player.ts';
 
-/** a stall longer than this is a frozen screen (issue #13) */
-const MAX_STALL_MS = 3000;
+/**
+ * Seconds of stream the player may fall further behind the live edge than it was once playing (media
+ * time, from the playlist and the playhead). A screen frozen this long while the stream went on is a
+ * frozen screen (issue #13).
+ */
+const MAX_LAG_GROWTH_S = 3;
 /** after each event the player must play this much more media before the next one */
 const PLAY_ON_S = 6;
 
@@ -34,6 +43,30 @@ function describe(s: PlayerStats): string {
     `latency (PDT vs wall clock) ${fmt(s.latencyS)}, behind the live edge ${fmt(s.edgeLatencyS)}` +
     (s.fatalReasons.length ? `\nfatal reasons:\n${s.fatalReasons.join('\n---\n')}` : '')
   );
+}
+
+/**
+ * How far the player is behind the stream, in seconds of media: the live edge of the playlist hls.js
+ * last loaded minus the playhead, plus what the player skipped (media it never showed). null before
+ * hls.js has a live playlist.
+ */
+async function lagS(player: Player): Promise<number | null> {
+  const { edge, ct, skippedS } = await player.page.evaluate(() => {
+    const w = window as unknown as {
+      player: {
+        stats(): { skippedS: number };
+        hls(): { latestLevelDetails: { live: boolean; edge: number } | null } | undefined;
+      };
+    };
+    const d = w.player.hls()?.latestLevelDetails;
+    const v = document.querySelector('video');
+    return {
+      edge: d?.live ? d.edge : null,
+      ct: v ? v.currentTime : null,
+      skippedS: w.player.stats().skippedS,
+    };
+  });
+  return edge === null || ct === null ? null : edge - ct + skippedS;
 }
 
 /** Do `act`, then wait until the player has played PLAY_ON_S more seconds (or give up); report it. */
@@ -54,8 +87,9 @@ async function across(t: TestContext, player: Player, name: string, act: () => P
   } catch {
     after = await player.stats(); // the assertions below say what went wrong
   }
-  t.diagnostic(`${name}: ${describe(after)}`);
-  return { before, after };
+  const lag = await lagS(player);
+  t.diagnostic(`${name}: ${describe(after)}, behind the stream ${fmt(lag)}`);
+  return { before, after, lag };
 }
 
 for (const [playlist, lowLatency] of [
@@ -90,9 +124,15 @@ for (const [playlist, lowLatency] of [
         );
       });
       assert.ok(started.supported, 'hls.js runs in this Chromium (MSE with H.264)');
-      t.diagnostic(`playing: ${describe(started)}`);
+      const startLag = await waitUntilTrue(
+        'a live playlist in hls.js',
+        async () => (await lagS(p)) ?? undefined,
+        15_000,
+        200,
+      );
+      t.diagnostic(`playing: ${describe(started)}, behind the stream ${fmt(startLag)}`);
 
-      const phases: Array<{ name: string; before: PlayerStats; after: PlayerStats }> = [];
+      const phases: Array<{ name: string; before: PlayerStats; after: PlayerStats; lag: number | null }> = [];
       phases.push({
         name: 'ladder step (rebuild at half resolution and frame rate)',
         ...(await across(t, p, 'ladder step', async () => {
@@ -116,24 +156,36 @@ for (const [playlist, lowLatency] of [
 
       const end = await p.stats();
       const why = `${describe(end)}\nplaylist now:\n${playlistText(kit.hlsDir, playlist)}`;
-      for (const ph of phases)
+      for (const ph of phases) {
+        // stalled for good, or never back after the event: the playhead does not move on
         assert.ok(
           ph.after.played >= ph.before.played + PLAY_ON_S,
           `${ph.name}: the playhead advanced only ${(ph.after.played - ph.before.played).toFixed(1)} s\n${why}`,
         );
-      assert.ok(end.maxStallMs <= MAX_STALL_MS, `a stall of ${end.maxStallMs} ms\n${why}`);
+        // frozen while the stream went on: the player fell behind it
+        assert.ok(
+          ph.lag !== null && ph.lag <= startLag + MAX_LAG_GROWTH_S,
+          `${ph.name}: the player fell behind the stream from ${fmt(startLag)} to ${fmt(ph.lag)} ` +
+            `(more than ${MAX_LAG_GROWTH_S} s of media it did not play)\n${why}`,
+        );
+      }
+      // recovered by itself, in the one stream: no end, no new player, nothing fatal, no jump back
       assert.equal(end.ended, 0, `the stream ended in the player (EXT-X-ENDLIST)\n${why}`);
       assert.equal(end.reloads, 0, `the player had to be reloaded\n${why}`);
       assert.deepEqual(end.fatal, [], `fatal player errors\n${why}`);
       assert.equal(end.ptsJumps, 0, `the playhead went backwards\n${why}`);
       assert.deepEqual(p.errors, [], 'no page errors');
       assert.ok(kit.mediaRestarts() >= 1, 'the supervisor restarted media');
-      // each event reached the player as a new discontinuity of one continuous stream, not a new stream
-      for (const ph of phases)
+      // each event reached the player as a discontinuity of one continuous stream, not a new stream:
+      // from each event on, the player crossed at least one discontinuity per event still to come (one
+      // crossed a little after its phase's snapshot on a slow machine still counts)
+      phases.forEach((ph, i) => {
+        const crossed = end.discontinuities - ph.before.discontinuities;
         assert.ok(
-          ph.after.discontinuities > ph.before.discontinuities,
-          `${ph.name}: the player crossed no discontinuity\n${why}`,
+          crossed >= phases.length - i,
+          `${ph.name}: ${crossed} discontinuities crossed since, for ${phases.length - i} events\n${why}`,
         );
+      });
       t.diagnostic(
         `latency at the end: PDT vs wall clock ${fmt(end.latencyS)}, behind the live edge ${fmt(end.edgeLatencyS)}`,
       );

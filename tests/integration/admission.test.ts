@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Fair admission (services/checkout/admission.ts): the line itself (FIFO whatever order places free
 // up in, the queue and wait bounds), then POST /v1/orders on a real app and LMDB: concurrent buyers
 // admitted in arrival order (order ids follow the arrival numbers), ADMISSION_FULL with Retry-After and

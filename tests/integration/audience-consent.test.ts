@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Consent through a real checkout (real LMDB, app.inject): POST/GET/DELETE /v1/consent with the buyer
 // page's device token; with consent, an order that device places links the viewer id of that request
 // (keyed hash of address + user agent under the event's key) in the order's own transaction; without

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The loyalty_<tier> segment's source, through a real checkout: a consenting device that pays with
 // loyalty passes keeps the highest tier it used (and its event, for new vs returning); a device
 // without consent keeps nothing, though its pass works the same.

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The viewer tracker (services/checkout/audience/tracker.ts) against a real LMDB store with an
 // injected clock: ids are keyed hashes (no address or user agent in the data file's bytes), the key
 // rotates at an event switch and after its maximum age and carries over a restart, counts, joins,

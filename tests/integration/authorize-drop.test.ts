@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The drain the issue describes, ONLINE (docs/security.md#online-authorization): the hub link is up
 // (private Mosquitto, a hub on PostgreSQL, the strict sandbox), checkout's drain-proofing feature asks
 // the hub through sync before each scarce card order's 201. A script on the venue Wi-Fi fires made-up

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // A signed catalog proves the hub issued it, not that it is current. After the kit moved from event A
 // to event B, an old signed A catalog (retained on the broker, or replayed by anyone holding a copy)
 // must be refused with a code and counted, on a real Mosquitto and real LMDB; returning to A takes a

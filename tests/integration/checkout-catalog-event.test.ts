@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // A catalog for a new event resets stock to its starting stock (what sold at the last event does not
 // carry over); a new version for the same event keeps what has sold. Through the real API on LMDB.
 import assert from 'node:assert/strict';

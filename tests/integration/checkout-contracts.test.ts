@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Checkout's seams against their contracts: /v1/status and checkout's run status are of their declared
 // shapes, and hostile values at PUT /v1/catalog and POST /v1/orders (`__proto__`/`constructor` keys,
 // NUL, huge arrays and bodies, wrong types) get a coded 4xx and change nothing.

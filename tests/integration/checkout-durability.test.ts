@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Over real HTTP: no oversell under 500 concurrent buyers; no plaintext token anywhere on disk.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';

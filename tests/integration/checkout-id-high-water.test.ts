@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Order ids never go backwards across a restart: checkout reloads the persisted id high-water mark at
 // start, so a kit whose clock was ahead (a Pi without RTC, then NTP corrects it back) still issues
 // ids after the last one it committed.

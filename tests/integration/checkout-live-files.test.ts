@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // GET /live/:file serves what media writes into <data>/hls/: the playlist and segments with their
 // content types and cache rules, CORS open; a missing file is 404 NOT_FOUND, a name outside the
 // pattern (traversal, other extensions) is refused before the disk is touched.

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Checkout serves the product images sync fetched (GET /media/:sha256) from a real checkout's data
 // dir: immutable caching with the hash as ETag, revalidation, ranges, a coded 404 for an image not on
 // the kit (a part file is not an image), hostile parameters refused; catalogs carry the image field,

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Who may do what on the kit API (docs/security.md#roles-and-credentials): buyers without credentials
 // place card orders only, rate limited and capped; cash needs a paired terminal or the admin and has
 // its own cap; terminals pair once with a short code, are refused once revoked, and cannot do what only

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The drain-proofing feature's settle step against an Authorizer (the seam the hub hop plugs into),
 // on real LMDB through checkout's OrderService, and the hub's verdicts on held orders applied as sync
 // applies them (applyHubAcks). The Authorizer here answers by the SandboxGateway's rule (a token

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Cart holds cannot drain a drop either (docs/security.md#drain-proofing): a buyer's hold of scarce
 // units needs a device token, fits the device's share, and a device holds scarce units in one hold
 // at a time (checked in the hold's transaction, so a burst of holds from one device gets one).

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // EPEver Tracer end to end over a socat pty pair with the real serialport binding: the driver polls
 // at the Tracer's 115200 baud, the simulated controller answers on the other end; killing socat is
 // the unplug, restarting it on the same paths the replug.

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The shipped hub broker (deploy/hub/mosquitto.conf, the mosquitto-init command of
 // deploy/hub/docker-compose.yml, make-certs.sh) on a real Mosquitto with only paths and ports moved:
 // the init makes the dynamic security file with the hub's admin, readable by the broker's user only; the

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Bundles and reservations in the hub ledger, kit → sync → private Mosquitto → hub → PostgreSQL (a
 // schema of its own): every order line and every bundle component lands in order_lines with its order
 // (migration 6, the orders already there backfilled), units sold per SKU count components, the hub's

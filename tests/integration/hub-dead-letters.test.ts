@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // One bad order never blocks a kit: orders an older kit stored with text or arithmetic the hub cannot
 // store (NUL, escape sequences, `__proto__` SKUs, a wrong total) travel in the same batches as good
 // ones; the good ones land in the ledger, the bad ones in the hub's dead letters with a reason, and the

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Kit enrollment through Mosquitto's dynamic security plugin (services/hub/dynsec.ts, routes/kits.ts)
 // against a real private Mosquitto with the plugin loaded: an enrolled kit connects with the password
 // the API returned once, publishes and reads only its own topics and its event's catalog; a wrong

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Enrollment at first boot with a one-time code, end to end: the hub's routes (services/hub/routes/kits.ts)
 // on real PostgreSQL (a schema of its own, migrated) and a real Mosquitto with the dynamic security
 // plugin, over HTTP; the kit side (core/enroll-kit.ts) with only the code and the hub's URL makes its

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The sandbox gateway's charge journal (services/hub/gateway.ts) stands for a provider's own records: a
 // charge the hub was told of must still be known after a power cut, or a retry under the same
 // idempotency key would charge again. On pcfs (tests/support/pcfs.ts) every line appended before the

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The hub's GET /healthz answers 503 when it has lost its broker or its database, and 200 again once
 // they are back. Public, it says only `{ok}`; what is down and why (a database error's text) needs the
 // admin token. GET /v1/gateway needs the admin token and asks the gateway once per 30 s whatever the

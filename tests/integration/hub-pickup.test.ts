@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Pickup state reaches the hub: kits (real LMDB, checkout's OrderService with the pickup feature) sync
 // through a private Mosquitto into PostgreSQL (a schema of its own); the hub's
 // GET /v1/events/:eventId/pickups counts each handover once, whether its event is delivered twice or

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Per-kit quotas in the hub: one kit publishing a hundred times its quota (its own process) does not keep an
 // honest kit's orders from being acked; the flood is dropped unacked before any database work and
 // counted per reason; a batch over the per-kit entries cap is dropped too. Prints the honest kit's ack

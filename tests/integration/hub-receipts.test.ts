@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Verdicts after 'forwarded' are kept until the kit receipts them: the gateway is away, the kit is acked
 // 'forwarded' and goes offline; the hub settles the order, and that ack is lost (the kit's broker
 // session expired while it was away); the hub restarts; when the kit comes back online the hub resends

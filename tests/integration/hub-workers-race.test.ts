@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Two hub workers on one shared subscription race a redelivered batch: the kit's batch arrives twice at
 // once (a resend after an ack timeout), Mosquitto hands one copy to each worker, both commit to the same
 // PostgreSQL ledger at the same moment. Each order is one ledger row, one charge at the payment gateway

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Write first, then charge: the gateway is only ever asked to charge an order the ledger already holds
 // (checked by the gateway itself, against PostgreSQL, at the moment of the call), at most
 // POPKIT_HUB_GATEWAY_CONCURRENCY calls at a time; and an order whose exchange was cut off by a crash

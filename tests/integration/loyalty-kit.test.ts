@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Loyalty passes on a real checkout (real LMDB, the HTTP API): a pass signed by the hub key is verified
 // offline and discounts the order in its own transaction; forged, tampered, other-key, expired,
 // out-of-scope, used-up and hostile passes are refused with their code and write nothing; concurrent

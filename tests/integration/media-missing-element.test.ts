@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // A pipeline that names an element this machine lacks: media says which element and which package
 // provides it, not a bare "unavailable" (issue #14). Everything is real: the board profile's pipeline,
 // the binding's gst_parse_launch, gst-inspect-1.0 --exists. The boards are ones whose elements Debian

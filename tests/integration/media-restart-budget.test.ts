@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Media gives up after its restart budget: with POPKIT_MEDIA_MAX_RESTARTS=2 and a pipeline that always
 // fails (real GStreamer: a source that cannot open, so every run ends in an error on the bus), `popkit
 // media` restarts it twice, then exits 1 (its supervisor restarts the process) with the reason in its

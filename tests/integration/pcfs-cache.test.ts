@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Issue #18: pcfs (tests/support/pcfs.py) must not lose a write from the kernel's page cache when
 // another process opens the file while pcfs is still applying it. Without `kernel_cache` the FUSE
 // kernel module drops a file's cached pages at every open; a page whose write had been copied into the

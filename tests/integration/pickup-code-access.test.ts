@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // A pickup code hands the goods over, and order ids are easy to guess (they count up within a
 // millisecond): GET /v1/orders/:id and the receipt QR show the code only to staff and to the buyer
 // device that placed the order (services/checkout/order-view.ts).

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // `popkit preflight` reports the catalog images not yet on the kit: against a real checkout whose
 // catalog names one image sync has fetched and one it has not, the `images` check fails naming the SKU
 // and the renditions (with what sync last said), and passes once every rendition is on disk. A catalog

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // `popkit preflight`'s cache check warms the top 20 SKUs of the next event: the hero SKUs of the
 // report's suggestion (suggest.json in the data dir) when there is one, else the kit's best sellers,
 // else hero items first; each must be in the catalog with price and stock and have its images on the

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // A cart hold is a sale: it is refused before a line's sale window opens and after it ends, by the
 // kit's trusted clock, and while the clock is not trusted (main.ts wires the reservations to the
 // sale windows' assertOnSale). Checked through the real checkout wiring.

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The strict sandbox (POPKIT_HUB_SANDBOX_CARDS=strict) tells the tokens it issued from made-up ones,
 // as a real provider does, and the hub's sandbox card endpoint issues them; `any` keeps the permissive
 // behaviour every older drill relies on (docs/security.md#online-authorization).

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // Sync's series shipper on a real LMDB store (services/sync/series-ship.ts): nothing leaves in clear
 // without a verified hub seal key (and it says so), one sealed batch per minute that only the hub key
 // opens, bound to its entry id; the audience aggregate keeps groups under k out; the order count rides

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // TLS to the hub: a private CA and a server certificate made with openssl, Mosquitto with a TLS-only
 // listener on a free port, the hub and sync both on mqtts:// with the CA: the kit's orders reach the
 // PostgreSQL ledger. Sync given another CA is refused (the certificate does not verify) and delivers

@@ -1,3 +1,4 @@
+// suite-runner: shared process — short, and changes nothing process-wide (tests/support/suite-runner.ts)
 // The combined kit process's failure isolation (core/worker-supervisor.ts), on real worker threads: an
 // uncaught exception ends only its worker, which is started again with backoff while a sibling keeps
 // running in the same thread; stop() asks each worker to stop and terminates one that does not.
