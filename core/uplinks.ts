@@ -199,11 +199,18 @@ export class SocatStream extends Duplex {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     const stdin = this.child.stdin;
+    // a broken pipe means socat is ending: its exit says why (ELINKCLOSED with its reason, EPERM), so
+    // the write waits for it rather than failing the stream first with the symptom (EPIPE)
+    const failed = (err: Error) => {
+      const done = () => cb(this.destroyed ? null : err);
+      if (this.exited) done();
+      else this.child.once('close', done);
+    };
     if (!stdin || stdin.destroyed) {
-      cb(Object.assign(new Error('link closed'), { code: 'EPIPE' }));
+      failed(Object.assign(new Error('link closed'), { code: 'EPIPE' }));
       return;
     }
-    stdin.write(chunk, (err) => cb(err ?? null));
+    stdin.write(chunk, (err) => (err ? failed(err) : cb(null)));
   }
 
   override _final(cb: (err?: Error | null) => void): void {
