@@ -43,6 +43,24 @@ export function signatureVerifies(publicKey: KeyObject, signed: { payload: strin
   }
 }
 
+/**
+ * The one signed envelope every ed25519-signed message uses (SignedEnvelope in contracts/common.ts):
+ * the body's exact JSON bytes as `payload` and the signature over them, so no canonical-JSON step is
+ * needed on either side. Catalogs, allocation statements, the seal key and LAN messages are signed here.
+ */
+export function signEnvelope(
+  privateKey: KeyObject,
+  body: unknown,
+): { v: 1; alg: 'ed25519'; payload: string; sig: string } {
+  const payload = JSON.stringify(body);
+  return {
+    v: 1,
+    alg: 'ed25519',
+    payload,
+    sig: sign(null, Buffer.from(payload, 'utf8'), privateKey).toString('base64'),
+  };
+}
+
 export function signCatalog(
   privateKey: KeyObject,
   catalog: WireCatalogT,
@@ -55,9 +73,7 @@ export function signCatalog(
     issuedAt,
     catalog,
   };
-  const payload = JSON.stringify(body);
-  const sig = sign(null, Buffer.from(payload, 'utf8'), privateKey).toString('base64');
-  return { v: 1, alg: 'ed25519', payload, sig };
+  return signEnvelope(privateKey, body);
 }
 
 /**
@@ -108,9 +124,7 @@ export function verifySignedCatalog(publicKey: KeyObject, raw: Buffer | string, 
 
 /** Sign a kit's allocation statement with the catalog key, over the exact payload bytes (as catalogs). */
 export function signAllocation(privateKey: KeyObject, body: AllocationPayloadT): SignedAllocationT {
-  const payload = JSON.stringify(body);
-  const sig = sign(null, Buffer.from(payload, 'utf8'), privateKey).toString('base64');
-  return { v: 1, alg: 'ed25519', payload, sig };
+  return signEnvelope(privateKey, body);
 }
 
 /**

@@ -2,9 +2,9 @@
 // docs/shared-stock.md#lan-transfers). A kit signs with its identity key (core/enroll-kit.ts), over the
 // exact payload bytes as the hub signs catalogs; the other side knows that key only from the hub's
 // signed allocation statement (`peers`). The signature is checked before anything inside is read.
-import { createPublicKey, type KeyObject, sign } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { TSchema } from '@sinclair/typebox';
-import { signatureVerifies } from './catalog-signing.ts';
+import { signatureVerifies, signEnvelope } from './catalog-signing.ts';
 import type { Contract } from './contracts/common.ts';
 import {
   type LanReceiptPayloadT,
@@ -28,13 +28,7 @@ export function signLan(
   privateKey: KeyObject,
   body: LanRequestPayloadT | LanReceiptPayloadT,
 ): SignedLanMessageT {
-  const payload = JSON.stringify(body);
-  return {
-    v: 1,
-    alg: 'ed25519',
-    payload,
-    sig: sign(null, Buffer.from(payload, 'utf8'), privateKey).toString('base64'),
-  };
+  return signEnvelope(privateKey, body);
 }
 
 /**

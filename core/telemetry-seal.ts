@@ -17,10 +17,9 @@ import {
   diffieHellman,
   generateKeyPairSync,
   type KeyObject,
-  sign,
 } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { signatureVerifies } from './catalog-signing.ts';
+import { signatureVerifies, signEnvelope } from './catalog-signing.ts';
 import { type SealKeyPayloadT, type SignedSealKeyT, wire } from './contracts/hub-wire.ts';
 import { type SealedEnvelopeT, sealedEnvelope } from './contracts/series.ts';
 import { KitError } from './errors.ts';
@@ -270,13 +269,7 @@ export function signSealKey(
     publicKey: opener.publicKey.toString('base64url'),
     issuedAt,
   };
-  const payload = JSON.stringify(body);
-  return {
-    v: 1,
-    alg: 'ed25519',
-    payload,
-    sig: sign(null, Buffer.from(payload, 'utf8'), signingKey).toString('base64'),
-  };
+  return signEnvelope(signingKey, body);
 }
 
 /**
