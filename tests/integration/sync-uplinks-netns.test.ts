@@ -75,8 +75,16 @@ const syncLog = path.join(tmpDir('uplinks-log'), 'sync.log');
 function inNs(): string[] {
   return [`--net=/run/netns/${NS}`, '--'];
 }
+/**
+ * `ip …`; `ip -n NS …` runs as `nsenter --net=… ip …`: iproute2's own `-n` (like `ip netns exec`)
+ * remounts /sys in a new mount namespace, which fails ("mount --make-rslave /") where / is not a mount
+ * point, as in a chroot-like clean root (fresh-check)
+ */
 function ip(...args: string[]): string {
-  return execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  const [flag, ns, ...rest] = args;
+  const [cmd, argv] =
+    flag === '-n' && ns ? ['nsenter', [`--net=/run/netns/${ns}`, '--', 'ip', ...rest]] : ['ip', args];
+  return execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 }
 function ipQuiet(...args: string[]): void {
   try {
