@@ -715,8 +715,10 @@ export class Ledger {
     return Number(res.rows[0]?.v ?? 0);
   }
 
-  /** Store a signed catalog; CATALOG_STALE when its version is not above the latest of its event. */
-  /** `check` runs in the same transaction before the insert (a throw stores nothing). */
+  /**
+   * Store a signed catalog; CATALOG_STALE when its version is not above the latest of its event.
+   * `check` runs in the same transaction before the insert (a throw stores nothing).
+   */
   async storeCatalog(
     eventId: string,
     version: number,
