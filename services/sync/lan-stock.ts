@@ -40,6 +40,8 @@ export const LAN_SERVICE_TYPE = 'popkit-stock';
 export const LAN_STOCK_MODES = ['auto', 'off'] as const;
 export type LanStockMode = (typeof LAN_STOCK_MODES)[number];
 const ASK_TIMEOUT_MS = 3000;
+/** while a kit of the event is not found yet, the multicast DNS query is sent again this often */
+const REQUERY_MS = 5000;
 
 export interface LanStockOptions {
   kitId: string;
@@ -82,6 +84,7 @@ export class LanStock {
   private readonly staticFound = new Map<string, Found>();
   private downSince: number | undefined;
   private busy = false;
+  private lastQuery = 0;
   private opening: Promise<void> | undefined;
   private readonly stats = { asked: 0, received: 0, given: 0, lastError: null as string | null };
 
@@ -131,6 +134,7 @@ export class LanStock {
       this.opening = undefined;
     });
     await this.opening;
+    this.requery(eventId, now);
     if (this.deps.hubConnected()) {
       this.downSince = undefined;
       return;
@@ -176,6 +180,21 @@ export class LanStock {
       });
     }
     log.info({ port: this.port, eventId }, 'LAN stock listening');
+  }
+
+  /**
+   * Ask again over multicast DNS while a kit of the event is missing: an announcement or an answer
+   * lost on the way (multicast is best effort, on a busy venue network more so) is not sent again by
+   * itself, and a kit that started listening after the last query would stay unknown.
+   */
+  private requery(eventId: string, now: number): void {
+    if (!this.browser || now - this.lastQuery < REQUERY_MS) return;
+    const missing = [...lanPeers(readSharedStock(this.store, eventId)).keys()].some(
+      (k) => k !== this.opts.kitId && !this.mdnsFound.has(k) && !this.staticFound.has(k),
+    );
+    if (!missing) return;
+    this.lastQuery = now;
+    this.browser.update();
   }
 
   private onFound(s: Service): void {

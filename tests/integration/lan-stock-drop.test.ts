@@ -132,11 +132,14 @@ describe('LAN stock: three kits, the uplink cut in the middle of a drop that sel
     const keys = new Map(readSharedStock(kits[0]!.store, eventId)?.peers ?? []);
     for (const k of kits)
       assert.equal(keys.get(k.kitId), kitIdentity(k.dataDir).publicKey, `${k.kitId}'s own key listed`);
+    const found = () => kits.map((k) => syncs.get(k.kitId)?.lanStock?.status());
     await waitFor(
-      () => kits.every((k) => (syncs.get(k.kitId)?.lanStock?.status().found.length ?? 0) === 2),
-      20_000,
+      () => found().every((s) => s?.found.length === 2),
+      30_000,
       'the kits found each other over multicast DNS',
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(found())}`);
+    });
   });
 
   test('uplink cut: the kits move units over the LAN, each sells all it can, total sold never above the stock', async () => {
